@@ -1,0 +1,86 @@
+"""Campaigns and their deliveries. A delivery is the evidence of one decision: sent under an authorization,
+or blocked with a reason (R-SEND-EVIDENCE); the database refuses a sent delivery without an authorization."""
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from consent.models import Authorization, Patient, Purpose
+from consent.selectors import CoverageGap
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SUBMITTED = "submitted", "Submitted for approval"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        CANCELLED = "cancelled", "Cancelled"
+
+    name = models.CharField(max_length=200)
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="campaigns")
+    subject = models.CharField(max_length=200)
+    body_text = models.TextField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Delivery(models.Model):
+    """One row per campaign and patient: the whole audience, sent or blocked, is on the report."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        BLOCKED = "blocked", "Blocked"
+        FAILED = "failed", "Failed"
+
+    class BlockReason(models.TextChoices):
+        NO_AUTHORIZATION = CoverageGap.NO_AUTHORIZATION, "No authorization"
+        WRONG_PURPOSE = CoverageGap.WRONG_PURPOSE, "Authorization for another purpose only"
+        EXPIRED = CoverageGap.EXPIRED, "Authorization expired"
+        REVOKED = CoverageGap.REVOKED, "Authorization revoked"
+        SUPPRESSED = "suppressed", "Address suppressed"
+        BOUNCED = "bounced", "Address bounced"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    authorization = models.ForeignKey(
+        Authorization, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
+    )
+    block_reason = models.CharField(max_length=20, choices=BlockReason.choices, blank=True)
+    # Derived from the delivery's id, so a message re-sent after a crash carries the same Message-ID.
+    message_id = models.CharField(max_length=200, blank=True)
+    # When the consent check passed and the message was handed to the mail server, in the database's clock.
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "patient"], name="delivery_one_per_campaign_and_patient"),
+            # R-SEND-COVERED / R-SEND-EVIDENCE, in the database: a sent delivery names its authorization,
+            # a blocked one its reason.
+            models.CheckConstraint(
+                condition=~Q(status="sent") | Q(authorization__isnull=False, sent_at__isnull=False),
+                name="delivery_sent_has_authorization",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="blocked") | ~Q(block_reason=""), name="delivery_blocked_has_reason"
+            ),
+        ]
+        indexes = [models.Index(fields=["campaign", "status"])]
+
+    def __str__(self) -> str:
+        return f"Delivery #{self.pk}"

@@ -1,0 +1,68 @@
+"""Reads about campaigns."""
+from datetime import datetime
+
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from campaigns.models import Campaign, Delivery
+
+
+def campaign_list() -> QuerySet[Campaign]:
+    return Campaign.objects.select_related("purpose", "created_by").order_by("-created_at")
+
+
+def campaign_due_list(*, now: datetime | None = None) -> list[int]:
+    """Scheduled campaigns whose time has come."""
+    return list(
+        Campaign.objects.filter(
+            status=Campaign.Status.SCHEDULED, scheduled_for__lte=now or timezone.now()
+        ).values_list("id", flat=True)
+    )
+
+
+def campaign_unfinished_list() -> list[int]:
+    """Campaigns still sending with deliveries queued: the reconciler wakes a worker for each."""
+    return list(
+        Campaign.objects.filter(status=Campaign.Status.SENDING, deliveries__status=Delivery.Status.QUEUED)
+        .values_list("id", flat=True)
+        .distinct()
+    )
+
+
+def delivery_outcome_counts(*, campaign_id: int) -> dict[str, int]:
+    """Aggregate outcome of a campaign: {"sent": n, "queued": n, "failed": n, "blocked_<reason>": n}."""
+    counts: dict[str, int] = {}
+    rows = (
+        Delivery.objects.filter(campaign_id=campaign_id)
+        .values("status", "block_reason")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in rows:
+        key = f"blocked_{row['block_reason']}" if row["status"] == Delivery.Status.BLOCKED else row["status"]
+        counts[key] = counts.get(key, 0) + row["n"]
+    return counts
+
+
+def delivery_sent_without_coverage_count(*, campaign_id: int) -> int:
+    """Sent deliveries whose recorded authorization is not for this patient and purpose, or was not in force
+    when the message was sent. Computed from the evidence, never asserted: it must be zero."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    sent = Delivery.objects.filter(campaign_id=campaign_id, status=Delivery.Status.SENT)
+    return sent.filter(
+        Q(authorization__isnull=True)
+        | ~Q(authorization__patient_id=F("patient_id"))
+        | ~Q(authorization__purpose_id=campaign.purpose_id)
+        | Q(authorization__signed_at__gt=F("sent_at"))
+        | Q(authorization__expires_at__lte=F("sent_at"))
+        | Q(authorization__revocation__revoked_at__lte=F("sent_at"))
+    ).count()
+
+
+def delivery_evidence_list(*, campaign_id: int) -> QuerySet[Delivery]:
+    """Patient-level evidence of each decision, for compliance officers: ids and dates, no names."""
+    return (
+        Delivery.objects.filter(campaign_id=campaign_id)
+        .select_related("authorization", "authorization__revocation")
+        .order_by("id")
+    )

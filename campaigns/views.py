@@ -1,0 +1,76 @@
+from django.core.paginator import Paginator
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+
+from audit.services import audit_record
+from campaigns import permissions, selectors, services
+from campaigns.messages import unsubscribe_token_read
+from campaigns.models import Delivery
+from hipaamail.roles import sees_patient_evidence
+
+_OUTCOME_LABELS = {
+    "sent": "Sent",
+    "queued": "Waiting to send",
+    "failed": "Failed at the mail server",
+    **{f"blocked_{value}": f"Blocked: {label.lower()}" for value, label in Delivery.BlockReason.choices},
+}
+
+
+def campaign_detail(request, campaign_id: int):
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    counts = selectors.delivery_outcome_counts(campaign_id=campaign.pk)
+    total = sum(counts.values())
+    done = total - counts.get("queued", 0)
+    evidence = sees_patient_evidence(request.user)
+    context = {
+        "campaign": campaign,
+        "progress_percent": round(100 * done / total) if total else 0,
+        "evidence": evidence,
+    }
+    if evidence:
+        page = Paginator(selectors.delivery_evidence_list(campaign_id=campaign.pk), 100).get_page(
+            request.GET.get("page")
+        )
+        audit_record(
+            actor=request.user,
+            action="campaign.evidence_viewed",
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={"page": page.number},
+        )
+        context |= {
+            "outcomes": [(_OUTCOME_LABELS.get(key, key), f"{n:,}") for key, n in sorted(counts.items())],
+            "total": f"{total:,}",
+            "page": page,
+            "uncovered_sends": selectors.delivery_sent_without_coverage_count(campaign_id=campaign.pk),
+        }
+    else:
+        context |= {
+            "outcomes": [
+                (_OUTCOME_LABELS.get(key, key), permissions.count_for_marketer(n)) for key, n in sorted(counts.items())
+            ],
+            "total": permissions.count_for_marketer(total),
+        }
+    return render(request, "campaigns/campaign_detail.html", context)
+
+
+@csrf_exempt  # mailbox providers POST here without a session (RFC 8058); the signed token is the credential
+def unsubscribe(request, token: str):
+    """One-click unsubscribe. GET asks for confirmation; POST revokes at once. Both are audited; a bad token
+    gets a clear page, not an error."""
+    delivery_id = unsubscribe_token_read(token)
+    delivery = Delivery.objects.select_related("campaign__purpose").filter(pk=delivery_id).first()
+    if delivery is None:
+        audit_record(actor=None, actor_role="anonymous", action="unsubscribe.bad_token")
+        return render(request, "campaigns/unsubscribe_invalid.html", status=404)
+    if request.method == "POST":
+        services.delivery_unsubscribe(delivery_id=delivery.pk)
+        return render(request, "campaigns/unsubscribe_done.html", {"purpose": delivery.campaign.purpose})
+    audit_record(
+        actor=None,
+        actor_role="patient",
+        action="unsubscribe.viewed",
+        object_type="delivery",
+        object_id=delivery.pk,
+    )
+    return render(request, "campaigns/unsubscribe_confirm.html", {"purpose": delivery.campaign.purpose})

@@ -1,0 +1,12 @@
+from hipaamail import roles
+
+
+def staff_roles(request):
+    user = getattr(request, "user", None)
+    names = roles.roles_of(user) if user is not None else set()
+    return {
+        "user_roles": sorted(names),
+        "is_marketer": roles.MARKETER in names,
+        "is_compliance": roles.COMPLIANCE_OFFICER in names,
+        "is_administrator": roles.ADMINISTRATOR in names,
+    }

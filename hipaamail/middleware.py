@@ -1,0 +1,73 @@
+import uuid
+
+from django.conf import settings
+from django.contrib.auth import logout
+from django.http import Http404
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import timezone
+
+from audit import context as audit_context
+from hipaamail.access import PUBLIC, SIGNED_IN, access_level
+from hipaamail.roles import is_staff_member
+
+
+class RequestIdMiddleware:
+    """Bind a request id and the client address for the audit trail of this request."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.request_id = request.headers.get("X-Request-ID", "")[:36] or str(uuid.uuid4())
+        with audit_context.bound(ip=request.META.get("REMOTE_ADDR"), request_id=request.request_id):
+            response = self.get_response(request)
+        response["X-Request-ID"] = request.request_id
+        return response
+
+
+class StaffSessionLifetimeMiddleware:
+    """R-SEC-AUTOLOGOFF: idle sessions end through SESSION_COOKIE_AGE (renewed on each request); this ends
+    any signed-in session at an absolute lifetime after sign-in, however active it is."""
+
+    SESSION_KEY = "hipaamail_signed_in_at"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.user.is_authenticated:
+            started = request.session.get(self.SESSION_KEY)
+            now = timezone.now().timestamp()
+            if started is None:
+                request.session[self.SESSION_KEY] = now
+            elif now - started > settings.STAFF_SESSION_ABSOLUTE_LIFETIME.total_seconds():
+                logout(request)
+                return redirect(f"{reverse('account_login')}?next={request.path}")
+        return self.get_response(request)
+
+
+class DenyByDefaultMiddleware:
+    """Every view needs a verified staff member unless its URL declaration opted out (hipaamail.access)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        level = access_level(view_func)
+        if level == PUBLIC:
+            return None
+        user = request.user
+        if not user.is_authenticated:
+            return redirect(f"{reverse('account_login')}?next={request.get_full_path()}")
+        if level == SIGNED_IN:
+            return None
+        if not is_staff_member(user):
+            # The same answer as a page that does not exist: nothing to learn here.
+            raise Http404
+        if not user.is_verified():
+            return redirect(f"{reverse('otp_verify')}?next={request.get_full_path()}")
+        return None

@@ -1,0 +1,42 @@
+"""URLs. Deny by default (hipaamail.access): every page needs a verified staff member unless it is marked
+here with public(...) or signed_in(...), so each exception is visible in this file or an app's urls.py."""
+from allauth.account import urls as allauth_urls
+from django.contrib import admin
+from django.urls import include, path
+
+from hipaamail import views
+from campaigns import views as campaign_views
+from hipaamail.access import public, public_patterns, signed_in
+
+# The allauth pages a person needs before signing in. Every other allauth page (password change, email
+# management) keeps the default and needs the second factor. Sign-up is closed (StaffAccountAdapter).
+ALLAUTH_PUBLIC = {
+    "account_login",
+    "account_logout",
+    "account_inactive",
+    "account_email_verification_sent",
+    "account_confirm_email",
+    "account_reset_password",
+    "account_reset_password_done",
+    "account_reset_password_from_key",
+    "account_reset_password_from_key_done",
+}
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("accounts/", include(public_patterns(allauth_urls.urlpatterns, names=ALLAUTH_PUBLIC))),
+    path("account/two-factor/", signed_in(views.otp_verify), name="otp_verify"),
+    path("account/two-factor/setup/", signed_in(views.otp_setup), name="otp_setup"),
+    path("account/two-factor/recovery-codes/", views.otp_recovery_codes, name="otp_recovery_codes"),
+    path(
+        "account/two-factor/recovery-codes/new/",
+        views.otp_recovery_codes_regenerate,
+        name="otp_recovery_codes_regenerate",
+    ),
+    path("account/two-factor/devices/", views.otp_devices, name="otp_devices"),
+    path("account/two-factor/devices/remove/", views.otp_device_remove, name="otp_device_remove"),
+    path("campaigns/", include("campaigns.urls")),
+    # R-RFC8058 one-click unsubscribe: a POST without cookies or login; the signed token is the credential.
+    path("unsubscribe/<str:token>/", public(campaign_views.unsubscribe), name="unsubscribe"),
+    path("admin/", admin.site.urls),
+]

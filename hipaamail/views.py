@@ -1,0 +1,103 @@
+"""Staff home and the second-factor pages. Thin: the work is in hipaamail.mfa."""
+import segno
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+from django_otp import login as otp_login
+from django_otp import user_has_device
+
+from campaigns.selectors import campaign_list
+from hipaamail import mfa
+from hipaamail.forms import OTPTokenForm
+
+
+def _next_url(request, default: str = "home") -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return default
+
+
+def _with_next(url: str, next_url: str) -> str:
+    return f"{url}?{urlencode({'next': next_url})}" if next_url else url
+
+
+def home(request):
+    return render(request, "home.html", {"campaigns": campaign_list()[:50]})
+
+
+def otp_verify(request):
+    """Enter the second factor. Users without a device are sent to enroll one first."""
+    if not user_has_device(request.user):
+        return redirect(_with_next(reverse("otp_setup"), _next_url(request, "")))
+    form = OTPTokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        device = mfa.otp_verify(user=request.user, token=form.cleaned_data["token"])
+        if device is not None:
+            otp_login(request, device)
+            return redirect(_next_url(request))
+        form.add_error("token", "That code did not work. Check the time on your phone and try again.")
+    return render(request, "account/otp_verify.html", {"form": form, "next": _next_url(request, "")})
+
+
+def otp_setup(request):
+    """Enroll an authenticator app: scan the QR code, type the first code; recovery codes follow."""
+    if user_has_device(request.user) and not request.user.is_verified():
+        # Adding a device needs the factor the account already has, or a password alone would do.
+        return redirect(_with_next(reverse("otp_verify"), request.get_full_path()))
+    device = mfa.totp_device_pending(user=request.user)
+    form = OTPTokenForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if mfa.totp_device_confirm(user=request.user, device=device, token=form.cleaned_data["token"]):
+            otp_login(request, device)
+            if not mfa.recovery_codes_left(user=request.user):
+                request.session["recovery_codes"] = mfa.recovery_codes_issue(user=request.user)
+                return redirect("otp_recovery_codes")
+            messages.success(request, "Your authenticator app is set up.")
+            return redirect(_next_url(request))
+        form.add_error("token", "That code did not match. Scan the code again or wait for the next code.")
+    qr = segno.make(device.config_url, error="m")
+    return render(
+        request,
+        "account/otp_setup.html",
+        {
+            "form": form,
+            "qr_svg": qr.svg_inline(scale=5, dark="#10243e"),
+            "secret": device.config_url.split("secret=")[1].split("&")[0],
+            "next": _next_url(request, ""),
+        },
+    )
+
+
+def otp_recovery_codes(request):
+    """Recovery codes, shown once, right after they are issued."""
+    codes = request.session.pop("recovery_codes", None)
+    if not codes:
+        return redirect("otp_devices")
+    return render(request, "account/otp_recovery_codes.html", {"codes": codes})
+
+
+def otp_devices(request):
+    return render(
+        request,
+        "account/otp_devices.html",
+        {"devices": mfa.device_list(user=request.user), "recovery_left": mfa.recovery_codes_left(user=request.user)},
+    )
+
+
+@require_POST
+def otp_device_remove(request):
+    if mfa.device_remove(user=request.user, persistent_id=request.POST.get("device", "")):
+        messages.success(request, "The device was removed.")
+    else:
+        messages.error(request, "No such device on your account.")
+    return redirect("otp_devices")
+
+
+@require_POST
+def otp_recovery_codes_regenerate(request):
+    request.session["recovery_codes"] = mfa.recovery_codes_issue(user=request.user)
+    return redirect("otp_recovery_codes")
