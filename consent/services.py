@@ -83,7 +83,7 @@ def authorization_revoke(*, actor, patient_id: int, purpose_id: int, channel: st
     """
     with transaction.atomic(durable=True):
         active = list(
-            Authorization.objects.select_for_update()
+            Authorization.objects.select_for_update(of=("self",))
             .filter(patient_id=patient_id, purpose_id=purpose_id, revocation__isnull=True)
             .order_by("id")
         )

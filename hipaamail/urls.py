@@ -2,6 +2,7 @@
 here with public(...) or signed_in(...), so each exception is visible in this file or an app's urls.py."""
 from allauth.account import urls as allauth_urls
 from django.contrib import admin
+from django_otp.admin import OTPAdminSite
 from django.urls import include, path
 
 from hipaamail import views
@@ -21,6 +22,9 @@ ALLAUTH_PUBLIC = {
     "account_reset_password_from_key",
     "account_reset_password_from_key_done",
 }
+
+# Defence in depth: the admin site itself also refuses a user who has not passed the second factor.
+admin.site.__class__ = OTPAdminSite
 
 urlpatterns = [
     path("", views.home, name="home"),

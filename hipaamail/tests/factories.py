@@ -13,7 +13,9 @@ PASSWORD = "correct horse battery staple"
 def staff_make(*, role: str = "marketer", email: str | None = None, with_totp: bool = False):
     n = next(_serial)
     email = email or f"staff{n}@riverside-health.example"
-    user = get_user_model().objects.create_user(username=f"staff{n}", email=email, password=PASSWORD)
+    user = get_user_model().objects.create_user(
+        username=f"staff{n}", email=email, password=PASSWORD, is_staff=role == "administrator"
+    )
     if role:
         user.groups.add(Group.objects.get(name=role))
     EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
