@@ -17,7 +17,8 @@ def staff_make(*, role: str = "marketer", email: str | None = None, with_totp: b
         username=f"staff{n}", email=email, password=PASSWORD, is_staff=role == "administrator"
     )
     if role:
-        user.groups.add(Group.objects.get(name=role))
+        # get_or_create: transactional tests flush the groups the roles migration made.
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
     EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
     if with_totp:
         TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)

@@ -1,0 +1,176 @@
+"""A launched campaign sent by a real Celery worker over Redis to a real SMTP server (R-SEND-COVERED,
+R-SEND-EVIDENCE, R-RFC8058).
+
+Nothing is mocked between the launch and the mail server: the launch's on_commit hook publishes the wake-up
+to the broker, a separate worker process (test settings, pointed at this test's database) claims the
+deliveries and sends through Django's SMTP backend, and the SMTP sink records what actually arrived.
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+
+from campaigns import services
+from campaigns.messages import unsubscribe_token_read
+from campaigns.models import Campaign, Delivery
+from campaigns.selectors import delivery_sent_without_coverage_count
+from campaigns.tests.factories import campaign_approved_make
+from campaigns.tests.smtp_server import smtp_sink
+from conftest import requires_postgresql
+from consent.services import authorization_revoke
+from consent.tests.factories import authorization_make, patient_make, purpose_make
+from hipaamail.celery import app as celery_app
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+SEND_TIMEOUT = 60
+
+pytestmark = [
+    pytest.mark.worker,
+    requires_postgresql,
+    pytest.mark.skipif(
+        not settings.CELERY_BROKER_URL.startswith("redis://"), reason="needs Redis (set CELERY_BROKER_URL)"
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+
+_UNSUBSCRIBE = re.compile(r"^<(https?://[^>]+/unsubscribe/([^/>]+)/)>$")
+
+
+def _test_database_url() -> str:
+    """This test's database (test_<name>), which the worker must use: the data is committed there."""
+    db = settings.DATABASES["default"]
+    credentials = quote(db.get("USER") or "postgres", safe="")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    return f"postgres://{credentials}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def _purge_broker() -> None:
+    """Drop wake-ups left in the queues by an earlier run; the worker would run them against this database."""
+    with celery_app.connection_for_write() as broker:
+        channel = broker.default_channel
+        for queue in ("bulk", "celery"):
+            channel.queue_purge(queue)
+
+
+def _worker_start(sink, log) -> subprocess.Popen:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EMAIL_")}
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "hipaamail.settings.test",
+        "DATABASE_URL": _test_database_url(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": sink.host,
+        "EMAIL_PORT": str(sink.port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        sys.executable, "-m", "celery", "-A", "hipaamail", "worker", "-l", "info", "-Q", "bulk,celery",
+        "--concurrency", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-P", "solo",
+    ]  # fmt: skip
+    return subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _worker_stop(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+
+
+def _wait_until_sent(campaign_id: int, worker: subprocess.Popen) -> str:
+    deadline = time.monotonic() + SEND_TIMEOUT
+    status = ""
+    while time.monotonic() < deadline:
+        status = Campaign.objects.values_list("status", flat=True).get(pk=campaign_id)
+        if status == Campaign.Status.SENT or worker.poll() is not None:
+            break
+        time.sleep(0.25)
+    return status
+
+
+def test_r_send_covered_a_real_worker_sends_only_to_covered_patients_with_rfc8058_headers():
+    """R-SEND-COVERED, R-SEND-EVIDENCE, R-RFC8058: launched normally, the campaign reaches the worker through
+    the broker; exactly the five covered patients receive a message, each with the delivery's Message-ID and
+    one-click unsubscribe headers; the seven others are blocked with their reason; the campaign ends sent."""
+    # Given 12 patients: five covered, the others not covered for four different reasons.
+    purpose, other_purpose = purpose_make(), purpose_make()
+    covered = [patient_make() for _ in range(5)]
+    for patient in covered:
+        authorization_make(patient=patient, purpose=purpose)
+    expected_block = {}
+    for _ in range(2):
+        expected_block[patient_make().pk] = "no_authorization"
+    for _ in range(2):
+        patient = patient_make()
+        authorization_make(patient=patient, purpose=other_purpose)
+        expected_block[patient.pk] = "wrong_purpose"
+    for _ in range(2):
+        patient = patient_make()
+        authorization_make(patient=patient, purpose=purpose, signed_ago=timedelta(days=400), expires_in=-timedelta(days=1))
+        expected_block[patient.pk] = "expired"
+    patient = patient_make()
+    authorization_make(patient=patient, purpose=purpose)
+    authorization_revoke(actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel="portal")
+    expected_block[patient.pk] = "revoked"
+    campaign = campaign_approved_make(purpose=purpose)
+
+    with smtp_sink() as sink, tempfile.TemporaryFile(mode="w+") as log:
+        _purge_broker()
+        worker = _worker_start(sink, log)
+        try:
+            # When the campaign is launched (its on_commit hook publishes the wake-up to Redis)
+            services.campaign_launch(actor=None, campaign_id=campaign.pk)
+            status = _wait_until_sent(campaign.pk, worker)
+            records = sink.records
+            if status != Campaign.Status.SENT:
+                log.seek(0)
+                pytest.fail(
+                    f"campaign still {status!r} after {SEND_TIMEOUT}s (worker exit code {worker.poll()}); "
+                    f"worker output:\n{log.read()}"
+                )
+        except BaseException:
+            log.seek(0)
+            print(f"worker output:\n{log.read()}")
+            raise
+        finally:
+            _worker_stop(worker)
+
+    # Then exactly the covered patients received mail, once each.
+    assert sorted(address for record in records for address in record.recipients) == sorted(
+        patient.email for patient in covered
+    )
+    deliveries = {d.patient_id: d for d in Delivery.objects.filter(campaign=campaign)}
+    assert len(deliveries) == 12
+    by_address = {record.recipients[0]: record for record in records}
+    for patient in covered:
+        delivery, record = deliveries[patient.pk], by_address[patient.email]
+        assert delivery.status == "sent"
+        assert delivery.authorization.patient_id == patient.pk
+        assert delivery.authorization.purpose_id == purpose.pk
+        # R-SEND-EVIDENCE: the Message-ID the server saw is the one the delivery recorded.
+        assert record.message_id == delivery.message_id != ""
+        # R-RFC8058: an unsubscribe URL whose token names this very delivery, and the one-click POST header.
+        match = _UNSUBSCRIBE.match(record.list_unsubscribe)
+        assert match, record.list_unsubscribe
+        assert unsubscribe_token_read(match.group(2)) == delivery.pk
+        assert record.list_unsubscribe_post == "List-Unsubscribe=One-Click"
+    # And every other patient has a blocked delivery with its reason, no authorization and no message.
+    assert {
+        pid: (d.status, d.block_reason) for pid, d in deliveries.items() if pid not in {p.pk for p in covered}
+    } == {pid: ("blocked", reason) for pid, reason in expected_block.items()}
+    assert all(deliveries[pid].authorization_id is None and deliveries[pid].sent_at is None for pid in expected_block)
+    assert delivery_sent_without_coverage_count(campaign_id=campaign.pk) == 0
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENT and campaign.finished_at is not None

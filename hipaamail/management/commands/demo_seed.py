@@ -1,0 +1,344 @@
+"""Demo data for the zero-service demo (`make run`): staff with a second factor, purposes, ~300 synthetic
+patients with authorizations in every state, a draft campaign and a launched one.
+
+Everything about consent and campaigns goes through the real services (consent.services, campaigns.services),
+so the demo data carries the same audit trail and evidence as real use. Only the staff accounts, their verified
+email addresses, group memberships and OTP devices are written directly, as hipaamail/tests/factories.py does.
+
+Idempotent: when the demo purposes exist, the command changes nothing (delete var/demo.sqlite3 to start over).
+
+Reproducible: patients come from a seeded random generator, and the staff TOTP secrets are fixed:
+
+    user                              hex key (TOTPDevice.key)                   base32 (authenticator app)
+    marketer@demo.hipaamail.test      68697061616d61696c2d64656d6f2d6d6b742d31   NBUXAYLBNVQWS3BNMRSW23ZNNVVXILJR
+    compliance@demo.hipaamail.test    68697061616d61696c2d64656d6f2d636d702d31   NBUXAYLBNVQWS3BNMRSW23ZNMNWXALJR
+    admin@demo.hipaamail.test         68697061616d61696c2d64656d6f2d61646d2d31   NBUXAYLBNVQWS3BNMRSW23ZNMFSG2LJR
+
+(the keys are the ASCII bytes of "hipaamail-demo-mkt-1", "-cmp-1", "-adm-1"). Each user also has a static
+recovery-codes device with the ten codes demo-recovery-01 ... demo-recovery-10 (each works once).
+`python manage.py demo_totp EMAIL` prints the current TOTP code of a user (only with DEBUG on).
+
+The launched campaign is handed to the workers when its launch commits (a running `celery worker` sends it);
+`--send-now` sends it in this process instead, through the same sender.
+"""
+import hashlib
+from base64 import b32encode
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from allauth.account.models import EmailAddress
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from campaigns import selectors as campaign_selectors
+from campaigns import services as campaign_services
+from campaigns.models import Campaign
+from consent import services as consent_services
+from consent.models import Authorization, Purpose, Revocation
+from hipaamail import roles
+
+DEMO_URL = "http://127.0.0.1:8000/"
+DEMO_PASSWORD = "demo-password-2026"
+RECOVERY_CODES = [f"demo-recovery-{n:02d}" for n in range(1, 11)]
+SEED = 2026
+PATIENT_COUNT = 300
+
+
+@dataclass(frozen=True)
+class DemoStaff:
+    email: str
+    username: str
+    role: str
+    totp_key_hex: str
+    superuser: bool = False
+
+
+MARKETER = DemoStaff(
+    "marketer@demo.hipaamail.test", "demo-marketer", roles.MARKETER, "68697061616d61696c2d64656d6f2d6d6b742d31"
+)
+COMPLIANCE = DemoStaff(
+    "compliance@demo.hipaamail.test",
+    "demo-compliance",
+    roles.COMPLIANCE_OFFICER,
+    "68697061616d61696c2d64656d6f2d636d702d31",
+)
+ADMIN = DemoStaff(
+    "admin@demo.hipaamail.test",
+    "demo-admin",
+    roles.ADMINISTRATOR,
+    "68697061616d61696c2d64656d6f2d61646d2d31",
+    superuser=True,
+)
+STAFF = (MARKETER, COMPLIANCE, ADMIN)
+
+CPAP, DIABETES, REFILLS = "cpap-supplies", "diabetes-program", "refill-reminders"
+PURPOSES = {
+    CPAP: {
+        "name": "CPAP supplies",
+        "description": "Offers of replacement masks, tubing and filters for patients on CPAP therapy.",
+        "kind": Purpose.Kind.MARKETING,
+    },
+    DIABETES: {
+        "name": "Diabetes education program",
+        "description": "A diabetes self-management program sponsored by a third party, who pays for the mailing.",
+        "kind": Purpose.Kind.MARKETING,
+        "third_party_paid": True,
+    },
+    REFILLS: {
+        "name": "Prescription refill reminders",
+        "description": "Reminders to refill a prescription the patient already has.",
+        "kind": Purpose.Kind.TREATMENT,
+    },
+}
+DRAFT_CAMPAIGN = "Spring CPAP supplies refresh"
+LAUNCHED_CAMPAIGN = "Diabetes education program"
+
+# States of one patient's authorization for one purpose.
+VALID, EXPIRED, REVOKED, RENEWED, NONE = "valid", "expired", "revoked", "renewed", "none"
+
+# The first patients have these fixed profiles, so every state (and every reason a diabetes-program
+# message is blocked) is present whatever the random draw gives the others.
+FIXED_PROFILES = [
+    {CPAP: VALID, DIABETES: VALID, REFILLS: VALID},
+    {DIABETES: VALID},
+    {CPAP: VALID},  # wrong purpose for the diabetes campaign
+    {REFILLS: VALID},  # wrong purpose: a treatment consent is not a marketing authorization
+    {DIABETES: EXPIRED},
+    {DIABETES: REVOKED},
+    {DIABETES: REVOKED},
+    {},  # no authorization at all
+    {CPAP: EXPIRED, REFILLS: REVOKED},
+    {CPAP: REVOKED, DIABETES: VALID},
+    {CPAP: VALID, DIABETES: EXPIRED},
+    {DIABETES: RENEWED},  # an expired authorization followed by a new one: covered
+    {CPAP: REVOKED, REFILLS: VALID},
+    {CPAP: EXPIRED},
+]
+
+FIRST_NAMES = [
+    "Olivia", "Liam", "Emma", "Noah", "Ava", "Elijah", "Sophia", "James", "Isabella", "William", "Mia", "Benjamin",
+    "Charlotte", "Lucas", "Amelia", "Henry", "Harper", "Theodore", "Evelyn", "Jack", "Abigail", "Levi", "Emily",
+    "Alexander", "Ella", "Jackson", "Elizabeth", "Mateo", "Camila", "Daniel", "Luna", "Michael", "Sofia", "Mason",
+    "Avery", "Sebastian", "Mila", "Ethan", "Aria", "Logan", "Scarlett", "Owen", "Penelope", "Samuel", "Layla",
+    "Maria", "Jose", "Wei", "Priya", "Ahmed", "Fatima", "Hiroshi", "Yuki", "Dmitri", "Anya", "Kwame", "Amara",
+    "Margaret", "Robert", "Patricia", "Richard", "Linda", "Thomas", "Barbara", "Charles", "Dorothy", "Joseph",
+]  # fmt: skip
+LAST_NAMES = [
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
+    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
+    "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker",
+    "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores", "Green", "Adams", "Nelson",
+    "Baker", "Hall", "Rivera", "Campbell", "Mitchell", "Carter", "Roberts", "Chen", "Patel", "Kim", "Okafor",
+    "Kowalski", "Novak", "Schmidt", "Rossi", "Haddad", "Tanaka", "O'Brien", "Murphy", "Sullivan", "Bennett",
+]  # fmt: skip
+POSTAL_CODES = [
+    "62701", "62702", "62703", "62704", "62707", "62711", "62712", "62629", "62650", "62656", "62670", "62675",
+]  # fmt: skip
+
+
+def _form_text_hash(purpose_code: str) -> str:
+    """The hash of the authorization text the demo patients signed (one form per purpose)."""
+    text = f"Riverside Health authorization form v1 for {purpose_code}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Command(BaseCommand):
+    help = "Create the demo data (staff with 2FA, purposes, ~300 synthetic patients, two campaigns). Idempotent."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--send-now",
+            action="store_true",
+            help="Send the launched campaign in this process (through the one sender) instead of leaving it "
+            "to a Celery worker.",
+        )
+        parser.add_argument("--patients", type=int, default=PATIENT_COUNT, help="How many patients (default 300).")
+
+    def handle(self, *args, send_now: bool = False, patients: int = PATIENT_COUNT, **options):
+        self.verbosity = options.get("verbosity", 1)
+        if Purpose.objects.filter(code__in=list(PURPOSES)).exists():
+            self._say("Demo data already present: nothing to do (delete var/demo.sqlite3 to start over).")
+            self._print_summary()
+            return
+
+        staff = {member.email: self._staff_make(member) for member in STAFF}
+        marketer, compliance, admin = (staff[m.email] for m in (MARKETER, COMPLIANCE, ADMIN))
+        self._say(f"Staff: {', '.join(staff)}")
+
+        purposes = {
+            code: consent_services.purpose_create(actor=admin, code=code, **fields)
+            for code, fields in PURPOSES.items()
+        }
+        self._say(f"Purposes: {', '.join(purposes)}")
+
+        counts = self._patients_make(count=patients, purposes=purposes, admin=admin, compliance=compliance)
+        for code in purposes:
+            self._say(
+                f"  {code:17} "
+                + ", ".join(f"{state} {counts[code][state]}" for state in (VALID, RENEWED, EXPIRED, REVOKED, NONE))
+            )
+
+        campaign_services.campaign_create(
+            actor=marketer,
+            name=DRAFT_CAMPAIGN,
+            purpose=purposes[CPAP],
+            subject="Time to refresh your CPAP supplies",
+            body_text=(
+                "Masks, cushions and filters wear out. This spring, order fresh CPAP supplies from Riverside "
+                "Health and sleep better: most plans cover a new cushion every month."
+            ),
+        )
+        campaign = campaign_services.campaign_create(
+            actor=marketer,
+            name=LAUNCHED_CAMPAIGN,
+            purpose=purposes[DIABETES],
+            subject="Join our free diabetes education program",
+            body_text=(
+                "Our diabetes educators run a free eight-week program on meal planning, glucose monitoring and "
+                "staying active. Sessions are on Tuesday evenings at the Riverside Health community room."
+            ),
+        )
+        campaign_services.campaign_submit(actor=marketer, campaign_id=campaign.pk)
+        campaign_services.campaign_approve(actor=compliance, campaign_id=campaign.pk)
+        # The launch wakes the workers when it commits: a running `celery worker` sends the campaign.
+        campaign_services.campaign_launch(actor=compliance, campaign_id=campaign.pk)
+        self._say(f'Campaigns: "{DRAFT_CAMPAIGN}" (draft), "{LAUNCHED_CAMPAIGN}" (submitted, approved, launched)')
+
+        if send_now:
+            while campaign_services.delivery_dispatch_batch(campaign_id=campaign.pk):
+                pass
+            campaign_services.campaign_finish_if_done(campaign_id=campaign.pk)
+        outcome = campaign_selectors.delivery_outcome_counts(campaign_id=campaign.pk)
+        self._say(f'"{LAUNCHED_CAMPAIGN}": ' + ", ".join(f"{key} {n}" for key, n in sorted(outcome.items())))
+        if not send_now:
+            self._say("  (queued deliveries are sent by the Celery worker; messages go to var/outbox/)")
+        self._print_summary()
+
+    # --- staff -------------------------------------------------------------------------------------------
+
+    def _staff_make(self, member: DemoStaff):
+        """A staff account with a verified email, its role, a confirmed TOTP device with the documented key and
+        static recovery codes. Reuses an account of the same email left by an interrupted earlier run."""
+        User = get_user_model()
+        with transaction.atomic():
+            user = User.objects.filter(email__iexact=member.email).first()
+            if user is None:
+                user = User.objects.create_user(
+                    username=member.username,
+                    email=member.email,
+                    password=DEMO_PASSWORD,
+                    is_staff=member.superuser,
+                    is_superuser=member.superuser,
+                )
+            user.groups.add(Group.objects.get(name=member.role))
+            EmailAddress.objects.get_or_create(
+                user=user, email=member.email, defaults={"verified": True, "primary": True}
+            )
+            if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+                TOTPDevice.objects.create(user=user, name="Authenticator app", key=member.totp_key_hex, confirmed=True)
+            if not StaticDevice.objects.filter(user=user, name="Recovery codes").exists():
+                device = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
+                StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in RECOVERY_CODES])
+        return user
+
+    # --- patients and their authorizations ---------------------------------------------------------------
+
+    def _patients_make(self, *, count: int, purposes: dict, admin, compliance) -> dict[str, dict[str, int]]:
+        """Create the patients and grant their authorizations, then revoke some. Returns counts by state."""
+        rng = random.Random(SEED)
+        now = timezone.now()
+        counts = {code: dict.fromkeys((VALID, RENEWED, EXPIRED, REVOKED, NONE), 0) for code in purposes}
+        to_revoke: list[tuple[int, int]] = []
+        with transaction.atomic():  # one transaction for speed; the revocations below need their own
+            for n in range(count):
+                profile = FIXED_PROFILES[n] if n < len(FIXED_PROFILES) else self._random_profile(rng)
+                first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+                local = f"{first}.{last}".lower().replace("'", "")
+                patient = consent_services.patient_create(
+                    actor=admin,
+                    email=f"{local}{n + 1}@example.{'org' if n % 3 else 'net'}",
+                    full_name=f"{first} {last}",
+                    birth_year=rng.randint(1938, 2004),
+                    sex=rng.choices(["F", "M", "X"], weights=[50, 47, 3])[0],
+                    postal_code=rng.choice(POSTAL_CODES),
+                )
+                for code, purpose in purposes.items():
+                    state = profile.get(code, NONE)
+                    counts[code][state] += 1
+                    if state == NONE:
+                        continue
+                    if state in (EXPIRED, RENEWED):
+                        signed = now - timedelta(days=rng.randint(420, 900))
+                        self._grant(rng, patient, purpose, signed, signed + timedelta(days=365), compliance)
+                    if state in (VALID, REVOKED, RENEWED):
+                        signed = now - timedelta(days=rng.randint(1, 330), minutes=rng.randint(0, 1439))
+                        expires = now + timedelta(days=rng.randint(60, 730))
+                        self._grant(rng, patient, purpose, signed, expires, compliance)
+                    if state == REVOKED:
+                        to_revoke.append((patient.pk, purpose.pk))
+        for patient_id, purpose_id in to_revoke:
+            written = rng.random() < 0.4
+            consent_services.authorization_revoke(
+                actor=compliance if written else None,
+                patient_id=patient_id,
+                purpose_id=purpose_id,
+                channel=Revocation.Channel.WRITTEN if written else Revocation.Channel.PORTAL,
+            )
+        self._say(f"Patients: {count} (authorizations {Authorization.objects.count()}, revoked {len(to_revoke)})")
+        return counts
+
+    @staticmethod
+    def _random_profile(rng: random.Random) -> dict[str, str]:
+        if rng.random() < 0.12:
+            return {}
+        states = [VALID, NONE, EXPIRED, REVOKED, RENEWED]
+        return {code: rng.choices(states, weights=[45, 33, 9, 9, 4])[0] for code in PURPOSES}
+
+    @staticmethod
+    def _grant(rng, patient, purpose, signed_at, expires_at, compliance) -> None:
+        written = rng.random() < 0.2  # a paper form, recorded by the compliance officer
+        consent_services.authorization_grant(
+            actor=compliance if written else None,
+            patient=patient,
+            purpose=purpose,
+            signed_at=signed_at,
+            expires_at=expires_at,
+            channel=Authorization.Channel.WRITTEN if written else Authorization.Channel.WEB,
+            text_hash=_form_text_hash(purpose.code),
+        )
+
+    # --- output ------------------------------------------------------------------------------------------
+
+    def _say(self, line: str) -> None:
+        if self.verbosity >= 1:
+            self.stdout.write(line)
+
+    def _print_summary(self) -> None:
+        if self.verbosity < 1:
+            return
+        launched = Campaign.objects.filter(name=LAUNCHED_CAMPAIGN).first()
+        lines = [
+            "",
+            f"hipaamail demo: {DEMO_URL}",
+            f"  password for every login: {DEMO_PASSWORD}",
+        ]
+        for member, label in ((MARKETER, "marketer"), (COMPLIANCE, "compliance officer"), (ADMIN, "administrator")):
+            lines.append(f"  {label:19} {member.email:31} TOTP secret {_base32(member.totp_key_hex)}")
+        lines += [
+            "  second factor: `python manage.py demo_totp EMAIL` prints the current 6-digit code",
+            "    (or add the TOTP secret above to an authenticator app);",
+            f"    recovery codes, each usable once: {RECOVERY_CODES[0]} ... {RECOVERY_CODES[-1]}",
+        ]
+        if launched is not None:
+            lines.append(f'  "{LAUNCHED_CAMPAIGN}" is {launched.get_status_display().lower()}')
+        self.stdout.write("\n".join(lines))
+
+
+def _base32(key_hex: str) -> str:
+    return b32encode(bytes.fromhex(key_hex)).decode()

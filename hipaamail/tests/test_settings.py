@@ -1,0 +1,48 @@
+"""Production settings fail fast on a missing secret and pass `check --deploy` (R-SEC-TLS)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "hipaamail.settings.production",
+    "SECRET_KEY": "x" * 30 + "-a-long-random-production-secret-for-the-check",
+    "ALLOWED_HOSTS": "mail.riverside-health.example",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/hipaamail",
+}
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV and k != "EMAIL_USE_TLS"}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean | env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_r_sec_tls_production_check_deploy_is_clean():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=PRODUCTION_ENV)
+
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "CELERY_BROKER_URL", "DATABASE_URL"])
+def test_production_refuses_to_start_without_a_required_setting(missing):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+
+    result = _manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert missing in result.stderr
+
+
+def test_r_sec_tls_production_refuses_plaintext_mail():
+    result = _manage("check", env=PRODUCTION_ENV | {"EMAIL_USE_TLS": "false"})
+
+    assert result.returncode != 0
+    assert "TLS" in result.stderr
