@@ -140,12 +140,16 @@ def _wake_dispatch(campaign_id: int) -> None:
     campaign_dispatch_task.delay(campaign_id)
 
 
-def _is_permanent(error: smtplib.SMTPException) -> bool:
-    code = getattr(error, "smtp_code", None)
+def _is_recipient_refusal(error: smtplib.SMTPException) -> bool:
+    """A permanent refusal of this one message (5xx to RCPT TO or DATA). Everything else — a refused
+    greeting, login or sender, a 4xx, a dropped connection — is the server's state, not the recipient's:
+    the batch stops and the rest stays queued for a retry."""
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
-        return bool(codes) and all(500 <= c < 600 for c in codes)
-    return code is not None and 500 <= code < 600
+        return bool(codes) and all(500 <= code < 600 for code in codes)
+    if isinstance(error, smtplib.SMTPDataError):
+        return 500 <= error.smtp_code < 600
+    return False
 
 
 def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) -> int:
@@ -188,9 +192,11 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
                     continue
                 message = message_compose(campaign=campaign, delivery=delivery, to_address=delivery.patient.email)
                 try:
+                    # open() does nothing once open, so the whole batch shares one SMTP session.
+                    connection.open()
                     connection.send_messages([message])
                 except smtplib.SMTPException as error:
-                    if not _is_permanent(error):
+                    if not _is_recipient_refusal(error):
                         transient = error
                         break
                     delivery.status = Delivery.Status.FAILED

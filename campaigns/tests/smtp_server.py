@@ -32,6 +32,7 @@ class ReceivedMessage:
     list_unsubscribe_post: str
     subject: str
     raw: bytes
+    peer: tuple  # the client's (host, port): one value per SMTP connection
 
 
 class RecordingHandler:
@@ -57,6 +58,7 @@ class RecordingHandler:
             list_unsubscribe_post=str(parsed.get("List-Unsubscribe-Post", "")).strip(),
             subject=str(parsed.get("Subject", "")),
             raw=raw,
+            peer=tuple(session.peer),
         )
         with self._lock:
             self._records.append(record)

@@ -259,3 +259,24 @@ def test_a_transient_smtp_error_keeps_what_was_sent_and_leaves_the_rest_queued()
     assert statuses == ["queued", "queued", "sent"]
     _dispatch_all(campaign)
     assert len(mail.outbox) == 3
+
+
+def test_a_batch_shares_one_smtp_session(settings):
+    """DESIGN.md: one reused SMTP connection per batch, not one per message."""
+    from campaigns.tests.smtp_server import smtp_sink
+
+    purpose = purpose_make()
+    for _ in range(5):
+        authorization_make(patient=patient_make(), purpose=purpose)
+    campaign = campaign_approved_make(purpose=purpose)
+    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+
+    with smtp_sink() as sink:
+        for name, value in sink.email_settings().items():
+            setattr(settings, name, value)
+        decided = services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=5)
+        records = sink.records
+
+    assert decided == 5
+    assert len(records) == 5
+    assert len({record.peer for record in records}) == 1

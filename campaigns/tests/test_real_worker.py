@@ -118,7 +118,9 @@ def test_r_send_covered_a_real_worker_sends_only_to_covered_patients_with_rfc805
         expected_block[patient.pk] = "wrong_purpose"
     for _ in range(2):
         patient = patient_make()
-        authorization_make(patient=patient, purpose=purpose, signed_ago=timedelta(days=400), expires_in=-timedelta(days=1))
+        authorization_make(
+            patient=patient, purpose=purpose, signed_ago=timedelta(days=400), expires_in=-timedelta(days=1)
+        )
         expected_block[patient.pk] = "expired"
     patient = patient_make()
     authorization_make(patient=patient, purpose=purpose)
@@ -129,23 +131,18 @@ def test_r_send_covered_a_real_worker_sends_only_to_covered_patients_with_rfc805
     with smtp_sink() as sink, tempfile.TemporaryFile(mode="w+") as log:
         _purge_broker()
         worker = _worker_start(sink, log)
+        status = None
         try:
             # When the campaign is launched (its on_commit hook publishes the wake-up to Redis)
             services.campaign_launch(actor=None, campaign_id=campaign.pk)
             status = _wait_until_sent(campaign.pk, worker)
-            records = sink.records
-            if status != Campaign.Status.SENT:
-                log.seek(0)
-                pytest.fail(
-                    f"campaign still {status!r} after {SEND_TIMEOUT}s (worker exit code {worker.poll()}); "
-                    f"worker output:\n{log.read()}"
-                )
-        except BaseException:
-            log.seek(0)
-            print(f"worker output:\n{log.read()}")
-            raise
         finally:
             _worker_stop(worker)
+            log.seek(0)
+            # pytest shows a test's output only when it fails, so this is the worker's log on failure.
+            print(f"worker output (exit code {worker.returncode}):\n{log.read()}")
+        records = sink.records
+    assert status == Campaign.Status.SENT, f"campaign still {status!r} after {SEND_TIMEOUT}s; see the worker output"
 
     # Then exactly the covered patients received mail, once each.
     assert sorted(address for record in records for address in record.recipients) == sorted(

@@ -156,9 +156,9 @@ def test_r_revoke_anytime_no_message_leaves_after_a_racing_revocation_commits(se
     for patient in patients:
         delivery = deliveries[patient.pk]
         if patient.pk in revoked_at:
-            ok = (delivery.status == "blocked" and delivery.block_reason == "revoked" and patient.pk not in received) or (
-                delivery.status == "sent" and delivery.sent_at < revoked_at[patient.pk]
-            )
+            blocked_in_time = delivery.status == "blocked" and delivery.block_reason == "revoked"
+            sent_before = delivery.status == "sent" and delivery.sent_at < revoked_at[patient.pk]
+            ok = (blocked_in_time and patient.pk not in received) or sent_before
         else:
             ok = delivery.status == "sent" and delivery.authorization.patient_id == patient.pk
         if not ok:

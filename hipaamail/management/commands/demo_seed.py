@@ -22,8 +22,8 @@ The launched campaign is handed to the workers when its launch commits (a runnin
 `--send-now` sends it in this process instead, through the same sender.
 """
 import hashlib
-from base64 import b32encode
 import random
+from base64 import b32encode
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -236,7 +236,8 @@ class Command(BaseCommand):
                     is_staff=member.superuser,
                     is_superuser=member.superuser,
                 )
-            user.groups.add(Group.objects.get(name=member.role))
+            # get_or_create: the roles migration made the groups, but a flush (or a transactional test) empties them.
+            user.groups.add(Group.objects.get_or_create(name=member.role)[0])
             EmailAddress.objects.get_or_create(
                 user=user, email=member.email, defaults={"verified": True, "primary": True}
             )
