@@ -159,3 +159,35 @@ def test_r_sec_autologoff_absolute_lifetime_ends_an_active_session(verified_clie
 
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
     assert verified_client.get("/").status_code == 302
+
+
+def test_sign_in_is_throttled_after_repeated_failures(client, settings):
+    """allauth's login throttling: after the allowed failures even the right password is refused for now."""
+    settings.ACCOUNT_RATE_LIMITS = {"login_failed": "3/m/ip,3/5m/key"}
+    staff_make(role="marketer", email="throttle@riverside-health.example", with_totp=True)
+    form = {"login": "throttle@riverside-health.example"}
+
+    for _ in range(3):
+        assert client.post(reverse("account_login"), form | {"password": "wrong password"}).status_code == 200
+    response = client.post(reverse("account_login"), form | {"password": PASSWORD})
+
+    assert response.status_code in (200, 429)
+    assert b"Too many failed login attempts" in response.content
+    assert "_auth_user_id" not in client.session
+    assert AuditEvent.objects.filter(action="account.sign_in_failed").count() == 3
+
+
+def test_r_sec_unique_id_an_unverified_email_cannot_sign_in(client):
+    """R-SEC-UNIQUE-ID: staff sign in with their own verified address; an unverified one gets no session."""
+    from allauth.account.models import EmailAddress
+
+    user = staff_make(role="marketer", email="new@riverside-health.example", with_totp=True)
+    EmailAddress.objects.filter(user=user).update(verified=False)
+
+    response = client.post(
+        reverse("account_login"), {"login": "new@riverside-health.example", "password": PASSWORD}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("account_email_verification_sent")
+    assert "_auth_user_id" not in client.session
