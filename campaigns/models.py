@@ -48,6 +48,11 @@ class Delivery(models.Model):
         WRONG_PURPOSE = CoverageGap.WRONG_PURPOSE, "Authorization for another purpose only"
         EXPIRED = CoverageGap.EXPIRED, "Authorization expired"
         REVOKED = CoverageGap.REVOKED, "Authorization revoked"
+        EXPIRY_EVENT = CoverageGap.EXPIRY_EVENT, "Authorization ended by its expiry event"
+        DEFECT_MISSING_ELEMENT = CoverageGap.DEFECT_MISSING_ELEMENT, "Defective: lacks a required element"
+        DEFECT_COMPOUND = CoverageGap.DEFECT_COMPOUND, "Defective: compound"
+        DEFECT_CONDITIONED = CoverageGap.DEFECT_CONDITIONED, "Defective: conditioned"
+        DEFECT_FALSE_INFORMATION = CoverageGap.DEFECT_FALSE_INFORMATION, "Defective: false information"
         SUPPRESSED = "suppressed", "Address suppressed"
         BOUNCED = "bounced", "Address bounced"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
@@ -58,7 +63,7 @@ class Delivery(models.Model):
     authorization = models.ForeignKey(
         Authorization, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
     )
-    block_reason = models.CharField(max_length=20, choices=BlockReason.choices, blank=True)
+    block_reason = models.CharField(max_length=32, choices=BlockReason.choices, blank=True)
     # Derived from the delivery's id, so a message re-sent after a crash carries the same Message-ID.
     message_id = models.CharField(max_length=200, blank=True)
     # When the consent check passed and the message was handed to the mail server, in the database's clock.

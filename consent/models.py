@@ -1,27 +1,56 @@
-"""Patients, purposes, authorizations and their revocations.
+"""Patients, purposes, authorization form versions, authorizations and what ends them.
 
-Authorizations and revocations are append-only evidence: a revocation is a row of its own, never an edit of
-the authorization it ends. Whether an authorization covers a patient for a purpose at an instant is decided in
-one place only: consent.selectors.authorization_covering_list.
+Authorizations and everything that ends one (revocations, expiry events, defects) are append-only evidence:
+an authorization is never edited to end it; a row of its own records why it ended. Whether an authorization
+covers a patient for a purpose at an instant is decided in one place only:
+consent.selectors.authorization_covering_list.
 """
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from consent.fields import EncryptedTextField
+
 
 class Patient(models.Model):
-    # Direct identifiers. Issue 4 encrypts them at rest with a rotatable key (R-SEC-ENCRYPT-REST).
-    email = models.EmailField(unique=True)
-    full_name = models.CharField(max_length=200)
-    # Coded attributes, queryable for segments.
+    """Direct identifiers are encrypted at rest (R-SEC-ENCRYPT-REST) and found through keyed digests; the
+    coded attributes that segments use stay queryable."""
+
+    external_id = EncryptedTextField(blank=True)  # the EHR's or CRM's record number
+    external_id_digest = models.CharField(max_length=64, blank=True)
+    email = EncryptedTextField()
+    email_digest = models.CharField(max_length=64, unique=True)
+    full_name = EncryptedTextField()
+    phone = EncryptedTextField(blank=True)
+    street_address = EncryptedTextField(blank=True)
+    birth_date = EncryptedTextField(blank=True)  # ISO 8601
     birth_year = models.PositiveSmallIntegerField(null=True, blank=True)
     sex = models.CharField(max_length=1, blank=True, choices=[("F", "Female"), ("M", "Male"), ("X", "Other")])
-    postal_code = models.CharField(max_length=10, blank=True)
+    postal_code = models.CharField(max_length=10, blank=True, db_index=True)
+    state = models.CharField(max_length=2, blank=True)
+    last_visit = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id_digest"], condition=~Q(external_id_digest=""), name="patient_unique_external_id"
+            )
+        ]
 
     def __str__(self) -> str:
         # Never the name or address: strings of objects end up in logs and error pages (R-NO-PHI-LEAK).
         return f"Patient #{self.pk}"
+
+
+class PatientCondition(models.Model):
+    """A coded condition (ICD-10 or a local code) of a patient, for segments."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="conditions")
+    code = models.CharField(max_length=20, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["patient", "code"], name="patient_condition_unique")]
 
 
 class Purpose(models.Model):
@@ -52,6 +81,66 @@ class Purpose(models.Model):
         return self.name
 
 
+class AuthorizationForm(models.Model):
+    """One version of the authorization form of one purpose (R-AUTH-NO-COMPOUND: one purpose per form).
+
+    Every element and statement 45 CFR 164.508(c) requires is a field of its own, so that publishing can name
+    each one that is missing. Once published a version never changes (a database trigger refuses it,
+    R-AUTH-IMMUTABLE); a change is a new version, and those who signed an old one stay covered by it.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PUBLISHED = "published", "Published"
+
+    class ExpiryKind(models.TextChoices):
+        MONTHS = "months", "A number of months after signing"
+        DATE = "date", "On a fixed date"
+        EVENT = "event", "When an event happens"
+
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="forms")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    title = models.CharField(max_length=200)
+    # R-AUTH-CORE-1: what information, in words and as the patient fields messages may use (R-SEND-SCOPE).
+    information_description = models.TextField(blank=True)
+    merge_fields = models.JSONField(default=list, blank=True)
+    authorized_party = models.TextField(blank=True)  # R-AUTH-CORE-2
+    recipients_description = models.TextField(blank=True)  # R-AUTH-CORE-3
+    purpose_description = models.TextField(blank=True)  # R-AUTH-CORE-4
+    expiry_kind = models.CharField(max_length=10, choices=ExpiryKind.choices, blank=True)  # R-AUTH-CORE-5
+    expiry_months = models.PositiveSmallIntegerField(null=True, blank=True)
+    expiry_date = models.DateField(null=True, blank=True)
+    expiry_event = models.TextField(blank=True)
+    signature_statement = models.TextField(blank=True)  # R-AUTH-CORE-6 and R-AUTH-ESIGN: what signing means
+    revocation_statement = models.TextField(blank=True)  # R-AUTH-STMT-REVOKE
+    revocation_address = models.TextField(blank=True)
+    conditioning_statement = models.TextField(blank=True)  # R-AUTH-STMT-CONDITION
+    redisclosure_statement = models.TextField(blank=True)  # R-AUTH-STMT-REDISCLOSURE
+    remuneration_statement = models.TextField(blank=True)  # R-AUTH-STMT-REMUNERATION
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    published_at = models.DateTimeField(null=True, blank=True)
+    text_hash = models.CharField(max_length=64, blank=True)  # SHA-256 of the published text
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["purpose", "version"], name="authorization_form_version_unique"),
+            models.CheckConstraint(
+                condition=Q(status="draft") | (Q(published_at__isnull=False) & ~Q(text_hash="")),
+                name="authorization_form_published_has_hash",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose.code} v{self.version}"
+
+
 class Authorization(models.Model):
     """A signed authorization (marketing) or stored consent (treatment) for exactly one purpose."""
 
@@ -62,11 +151,23 @@ class Authorization(models.Model):
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="authorizations")
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="authorizations")
+    form_version = models.ForeignKey(
+        AuthorizationForm, null=True, blank=True, on_delete=models.PROTECT, related_name="authorizations"
+    )
     signed_at = models.DateTimeField()
-    # R-AUTH-CORE-5: never empty.
-    expires_at = models.DateTimeField()
-    signature_name_hash = models.CharField(max_length=64, blank=True)
+    # R-AUTH-CORE-5: an expiry date or an expiry event, never neither.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    expiry_event = models.TextField(blank=True)
+    # R-AUTH-COPY, R-AUTH-ESIGN: the exact text shown at signing and its SHA-256.
+    document_text = models.TextField(blank=True)
     text_hash = models.CharField(max_length=64, blank=True)
+    signature_name = EncryptedTextField(blank=True)  # typed full name
+    signed_by_representative = models.BooleanField(default=False)
+    representative_authority = EncryptedTextField(blank=True)  # R-AUTH-CORE-6
+    signed_ip = EncryptedTextField(blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    pdf = models.FileField(upload_to="authorizations/", blank=True)
+    scan = models.FileField(upload_to="scans/", blank=True)  # a paper authorization recorded by staff
     channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.WEB)
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -77,8 +178,14 @@ class Authorization(models.Model):
         indexes = [models.Index(fields=["purpose", "patient"])]
         constraints = [
             models.CheckConstraint(
-                condition=Q(expires_at__gt=models.F("signed_at")), name="authorization_expires_after_signing"
-            )
+                condition=Q(expires_at__isnull=True) | Q(expires_at__gt=models.F("signed_at")),
+                name="authorization_expires_after_signing",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=False) | ~Q(expiry_event=""),
+                name="authorization_has_expiry_date_or_event",
+                violation_error_message="An authorization needs an expiration date or an expiration event.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -92,13 +199,50 @@ class Revocation(models.Model):
         PORTAL = "portal", "Patient portal"
         ONE_CLICK = "one_click", "One-click unsubscribe"
         WRITTEN = "written", "Written, recorded by staff"
+        IMPORT = "import", "Imported"
 
     authorization = models.OneToOneField(Authorization, on_delete=models.PROTECT, related_name="revocation")
     revoked_at = models.DateTimeField(db_default=models.functions.Now())
     channel = models.CharField(max_length=20, choices=Channel.choices)
+    scan = models.FileField(upload_to="scans/", blank=True)  # R-REVOKE-WRITTEN: the letter, scanned
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
 
     def __str__(self) -> str:
         return f"Revocation of authorization #{self.authorization_id}"
+
+
+class ExpiryEvent(models.Model):
+    """The expiration event of an event-based authorization happened (R-AUTH-DEFECTIVE): coverage ends at
+    `occurred_at`, as it does when an expiry date passes."""
+
+    authorization = models.OneToOneField(Authorization, on_delete=models.PROTECT, related_name="expiry_record")
+    occurred_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(db_default=models.functions.Now())
+    source = models.CharField(max_length=20, choices=[("staff", "Staff"), ("integration", "Integration")])
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+
+class AuthorizationDefect(models.Model):
+    """A defect that makes an authorization invalid (164.508(b)(2), R-AUTH-DEFECTIVE), found after signing."""
+
+    class Reason(models.TextChoices):
+        MISSING_ELEMENT = "defect_missing_element", "Lacks a required element"
+        COMPOUND = "defect_compound", "Combined with another document"
+        CONDITIONED = "defect_conditioned", "Care or benefits were conditioned on signing"
+        FALSE_INFORMATION = "defect_false_information", "Material information known to be false"
+
+    authorization = models.ForeignKey(Authorization, on_delete=models.PROTECT, related_name="defects")
+    reason = models.CharField(max_length=32, choices=Reason.choices)
+    recorded_at = models.DateTimeField(db_default=models.functions.Now())
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["authorization", "reason"], name="authorization_defect_unique")
+        ]

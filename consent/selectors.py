@@ -5,19 +5,25 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Case, Expression, Q, QuerySet, Value, When
+from django.db.models import Exists, Expression, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 
-from consent.models import Authorization
+from consent.models import Authorization, AuthorizationDefect, ExpiryEvent, Revocation
 
 
 class CoverageGap:
-    """Why a patient is not covered for a purpose; the values double as delivery block reasons."""
+    """Why a patient is not covered for a purpose; the values double as delivery block reasons. Each
+    ground of 164.508(b)(2) is a reason of its own (R-AUTH-DEFECTIVE)."""
 
     NO_AUTHORIZATION = "no_authorization"
     WRONG_PURPOSE = "wrong_purpose"
     EXPIRED = "expired"
+    EXPIRY_EVENT = "expiry_event"
     REVOKED = "revoked"
+    DEFECT_MISSING_ELEMENT = AuthorizationDefect.Reason.MISSING_ELEMENT.value
+    DEFECT_COMPOUND = AuthorizationDefect.Reason.COMPOUND.value
+    DEFECT_CONDITIONED = AuthorizationDefect.Reason.CONDITIONED.value
+    DEFECT_FALSE_INFORMATION = AuthorizationDefect.Reason.FALSE_INFORMATION.value
 
 
 def authorization_covering_list(
@@ -25,14 +31,22 @@ def authorization_covering_list(
 ) -> QuerySet[Authorization]:
     """Authorizations that cover their patient for `purpose_id` at `at`, by default the database's now().
 
-    Covered means: for exactly this purpose, signed at or before `at`, expiring strictly after `at`, and with
-    no revocation row. Revocations take effect when they commit, so no time comparison is made for them.
+    Covered means: for exactly this purpose, signed at or before `at`, its expiry date (if it has one)
+    strictly after `at`, its expiry event (if one was recorded) not yet occurred at `at`, no revocation and
+    no recorded defect. Revocations and defects take effect when they commit, so no time is compared for
+    them.
     Django's Now() is STATEMENT_TIMESTAMP() on PostgreSQL: the instant of this very query, not of the
     transaction's start, which matters when the query runs after waiting for a lock.
     """
     at = Now() if at is None else at
+    this = OuterRef("pk")
     covering = Authorization.objects.filter(
-        purpose_id=purpose_id, signed_at__lte=at, expires_at__gt=at, revocation__isnull=True
+        Q(expires_at__isnull=True) | Q(expires_at__gt=at),
+        ~Exists(Revocation.objects.filter(authorization=this)),
+        ~Exists(ExpiryEvent.objects.filter(authorization=this, occurred_at__lte=at)),
+        ~Exists(AuthorizationDefect.objects.filter(authorization=this)),
+        purpose_id=purpose_id,
+        signed_at__lte=at,
     )
     if patient_ids is not None:
         covering = covering.filter(patient_id__in=list(patient_ids))
@@ -71,9 +85,11 @@ def authorization_lock_covering(*, purpose_id: int, patient_ids: Iterable[int]) 
 
 
 def authorization_gap_list(*, purpose_id: int, patient_ids: Iterable[int]) -> dict[int, str]:
-    """For patients the predicate does not cover now, why not: revoked, expired, wrong purpose or none.
+    """For patients the predicate does not cover now, why not (R-SEND-EVIDENCE).
 
-    Evidence for a blocked delivery (R-SEND-EVIDENCE), not a decision: the decision is the predicate's.
+    Evidence for a blocked delivery, not a decision: the decision is the predicate's. When a patient has
+    several authorizations for the purpose, the strongest reason is reported: the patient's own revocation
+    first, then a defect, then an expiry event, then an expiry date.
     """
     patient_ids = set(patient_ids)
     covered = set(
@@ -82,33 +98,53 @@ def authorization_gap_list(*, purpose_id: int, patient_ids: Iterable[int]) -> di
         )
     )
     uncovered = patient_ids - covered
+    if not uncovered:
+        return {}
+    now = Now()
+    this = OuterRef("pk")
     rows = (
         Authorization.objects.filter(patient_id__in=uncovered)
         .annotate(
-            is_revoked=Case(When(revocation__isnull=False, then=Value(True)), default=Value(False)),
-            is_expired=Case(When(Q(expires_at__lte=Now()), then=Value(True)), default=Value(False)),
+            is_revoked=Exists(Revocation.objects.filter(authorization=this)),
+            is_event=Exists(ExpiryEvent.objects.filter(authorization=this, occurred_at__lte=now)),
+            is_expired=Q(expires_at__lte=now),
         )
-        .values_list("patient_id", "purpose_id", "is_revoked", "is_expired")
+        .values_list("id", "patient_id", "purpose_id", "is_revoked", "is_event", "is_expired")
     )
-    same_purpose: dict[int, set[str]] = {}
+    defects = dict(
+        AuthorizationDefect.objects.filter(
+            authorization__patient_id__in=uncovered, authorization__purpose_id=purpose_id
+        )
+        .order_by("reason")
+        .values_list("authorization_id", "reason")
+    )
+    rank = [
+        CoverageGap.REVOKED,
+        *sorted(AuthorizationDefect.Reason.values),
+        CoverageGap.EXPIRY_EVENT,
+        CoverageGap.EXPIRED,
+    ]
+    marks: dict[int, set[str]] = {}
     other_purpose: set[int] = set()
-    for patient_id, row_purpose_id, is_revoked, is_expired in rows:
+    for authorization_id, patient_id, row_purpose_id, is_revoked, is_event, is_expired in rows:
         if row_purpose_id != purpose_id:
             other_purpose.add(patient_id)
             continue
-        marks = same_purpose.setdefault(patient_id, set())
+        found = marks.setdefault(patient_id, set())
         if is_revoked:
-            marks.add(CoverageGap.REVOKED)
-        elif is_expired:
-            marks.add(CoverageGap.EXPIRED)
+            found.add(CoverageGap.REVOKED)
+        if authorization_id in defects:
+            found.add(defects[authorization_id])
+        if is_event:
+            found.add(CoverageGap.EXPIRY_EVENT)
+        if is_expired:
+            found.add(CoverageGap.EXPIRED)
     gaps = {}
     for patient_id in uncovered:
-        marks = same_purpose.get(patient_id, set())
-        # A revocation is the patient's own word, so it wins over an expiry when both apply.
-        if CoverageGap.REVOKED in marks:
-            gaps[patient_id] = CoverageGap.REVOKED
-        elif CoverageGap.EXPIRED in marks:
-            gaps[patient_id] = CoverageGap.EXPIRED
+        found = marks.get(patient_id, set())
+        strongest = next((reason for reason in rank if reason in found), None)
+        if strongest:
+            gaps[patient_id] = strongest
         elif patient_id in other_purpose:
             gaps[patient_id] = CoverageGap.WRONG_PURPOSE
         else:

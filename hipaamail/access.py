@@ -7,7 +7,8 @@ import functools
 
 from django.urls import URLPattern, URLResolver
 
-PUBLIC = "public"  # anyone: patient pages, one-click unsubscribe, webhooks, sign-in pages
+PUBLIC = "public"  # anyone: one-click unsubscribe, webhooks, sign-in pages
+PATIENT = "patient"  # patient pages: no staff account; the consent app checks the patient's emailed code
 SIGNED_IN = "signed-in"  # any signed-in user before the second factor: enrolling or entering it
 STAFF = "staff"  # the default: a staff member verified with a second factor
 
@@ -33,19 +34,28 @@ def signed_in(view):
     return _marked(view, SIGNED_IN)
 
 
+def patient_pages(patterns) -> list:
+    """Mark every pattern of a patient-facing URL list: the staff check does not apply to them."""
+    return _mark_patterns(patterns, level=PATIENT, names=None)
+
+
 def public_patterns(patterns, *, names: set[str]) -> list:
     """Mark the named URL patterns of an included list public; the others keep the default."""
+    return _mark_patterns(patterns, level=PUBLIC, names=names)
+
+
+def _mark_patterns(patterns, *, level: str, names: set[str] | None) -> list:
     marked = []
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
             pattern = URLResolver(
                 pattern.pattern,
-                public_patterns(pattern.url_patterns, names=names),
+                _mark_patterns(pattern.url_patterns, level=level, names=names),
                 pattern.default_kwargs,
                 pattern.app_name,
                 pattern.namespace,
             )
-        elif isinstance(pattern, URLPattern) and pattern.name in names:
-            pattern = URLPattern(pattern.pattern, public(pattern.callback), pattern.default_args, pattern.name)
+        elif isinstance(pattern, URLPattern) and (names is None or pattern.name in names):
+            pattern = URLPattern(pattern.pattern, _marked(pattern.callback, level), pattern.default_args, pattern.name)
         marked.append(pattern)
     return marked

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit import context as audit_context
-from hipaamail.access import PUBLIC, SIGNED_IN, access_level
+from hipaamail.access import PATIENT, PUBLIC, SIGNED_IN, access_level
 from hipaamail.roles import is_staff_member
 
 
@@ -58,7 +58,7 @@ class DenyByDefaultMiddleware:
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         level = access_level(view_func)
-        if level == PUBLIC:
+        if level in (PUBLIC, PATIENT):
             return None
         user = request.user
         if not user.is_authenticated:

@@ -7,7 +7,8 @@ from django.urls import include, path
 
 from hipaamail import views
 from campaigns import views as campaign_views
-from hipaamail.access import public, public_patterns, signed_in
+from consent import urls_portal as consent_portal_urls
+from hipaamail.access import patient_pages, public, public_patterns, signed_in
 
 # The allauth pages a person needs before signing in. Every other allauth page (password change, email
 # management) keeps the default and needs the second factor. Sign-up is closed (StaffAccountAdapter).
@@ -40,6 +41,9 @@ urlpatterns = [
     path("account/two-factor/devices/", views.otp_devices, name="otp_devices"),
     path("account/two-factor/devices/remove/", views.otp_device_remove, name="otp_device_remove"),
     path("campaigns/", include("campaigns.urls")),
+    path("consent/", include("consent.urls")),
+    # Patient pages: no staff account; consent checks the patient's emailed one-time code itself.
+    path("my/", include((patient_pages(consent_portal_urls.urlpatterns), "portal"))),
     # R-RFC8058 one-click unsubscribe: a POST without cookies or login; the signed token is the credential.
     path("unsubscribe/<str:token>/", public(campaign_views.unsubscribe), name="unsubscribe"),
     path("admin/", admin.site.urls),

@@ -174,6 +174,14 @@ HIPAAMAIL_POSTAL_ADDRESS = env.str("ORGANISATION_POSTAL_ADDRESS", default="100 R
 HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="hipaamail.invalid")
 HIPAAMAIL_SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=200)
 
+# --- Encryption of direct identifiers at rest (R-SEC-ENCRYPT-REST, consent/crypto.py) ------------------
+# "key-id:base64-key" entries, the first one current. The demo's keys are fixed and public: local.py and
+# test.py set them; production.py requires both settings from the environment.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+IDENTIFIER_HASH_KEY = env.str("IDENTIFIER_HASH_KEY", default="")
+MEDIA_ROOT = VAR_DIR / "media"
+MEDIA_URL = "media/"  # never served directly: signed PDFs and scans go through permission-checked views
+
 # --- Everything else ------------------------------------------------------------------------------------
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 LANGUAGE_CODE = "en-us"

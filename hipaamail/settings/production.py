@@ -10,6 +10,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 if not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must name the hosts this instance serves.")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL")
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
+IDENTIFIER_HASH_KEY = env.str("IDENTIFIER_HASH_KEY")
 if not env.str("DATABASE_URL", default=""):
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production.")
 

@@ -21,3 +21,6 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # The audit table's TRUNCATE trigger yields only to this session setting, which test connections carry
     # so that pytest-django can flush between transactional tests. Production connections never set it.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c hipaamail.allow_truncate=on"
+
+FIELD_ENCRYPTION_KEYS = ["test1:dGVzdC1vbmx5LWVuY3J5cHRpb24ta2V5LTMyYnl0ZSE"]
+IDENTIFIER_HASH_KEY = "test-only-identifier-hash-key"

@@ -13,6 +13,8 @@ PRODUCTION_ENV = {
     "ALLOWED_HOSTS": "mail.riverside-health.example",
     "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/hipaamail",
+    "FIELD_ENCRYPTION_KEYS": "prod1:cHJvZHVjdGlvbi1rZXktZm9yLXRoZS1jaGVjay0zMiE",
+    "IDENTIFIER_HASH_KEY": "a-production-identifier-hash-key",
 }
 
 
@@ -30,7 +32,10 @@ def test_r_sec_tls_production_check_deploy_is_clean():
     assert "no issues" in result.stdout
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "CELERY_BROKER_URL", "DATABASE_URL"])
+@pytest.mark.parametrize(
+    "missing",
+    ["SECRET_KEY", "ALLOWED_HOSTS", "CELERY_BROKER_URL", "DATABASE_URL", "FIELD_ENCRYPTION_KEYS", "IDENTIFIER_HASH_KEY"],
+)
 def test_production_refuses_to_start_without_a_required_setting(missing):
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
 

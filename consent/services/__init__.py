@@ -1,0 +1,212 @@
+"""Writes about consent: patients, purposes, authorizations granted and revoked. Each audits in the same
+transaction as the change it records."""
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import PATIENT, audit_record
+from consent import crypto
+from consent.models import (
+    Authorization,
+    AuthorizationDefect,
+    AuthorizationForm,
+    ExpiryEvent,
+    Patient,
+    PatientCondition,
+    Purpose,
+    Revocation,
+)
+
+
+def patient_create(
+    *,
+    actor,
+    email: str,
+    full_name: str,
+    birth_year: int | None = None,
+    sex: str = "",
+    postal_code: str = "",
+    state: str = "",
+    phone: str = "",
+    street_address: str = "",
+    birth_date: date | None = None,
+    external_id: str = "",
+    last_visit: date | None = None,
+    condition_codes: Iterable[str] = (),
+) -> Patient:
+    email = email.strip().lower()
+    validate_email(email)
+    patient = Patient(
+        email=email,
+        email_digest=crypto.lookup_digest(email),
+        full_name=full_name.strip(),
+        birth_date=birth_date.isoformat() if birth_date else "",
+        birth_year=birth_date.year if birth_date else birth_year,
+        sex=sex,
+        postal_code=postal_code,
+        state=state,
+        phone=phone,
+        street_address=street_address,
+        external_id=external_id,
+        external_id_digest=crypto.lookup_digest(external_id) if external_id else "",
+        last_visit=last_visit,
+    )
+    patient.full_clean(exclude=["email"])  # the address was validated above; the field holds ciphertext
+    with transaction.atomic():
+        patient.save(force_insert=True)
+        PatientCondition.objects.bulk_create(
+            PatientCondition(patient=patient, code=code.strip().upper()) for code in set(condition_codes)
+        )
+        audit_record(actor=actor, action="patient.created", object_type="patient", object_id=patient.pk)
+    return patient
+
+
+def purpose_create(
+    *, actor, code: str, name: str, description: str, kind: str, third_party_paid: bool = False
+) -> Purpose:
+    purpose = Purpose(code=code, name=name, description=description, kind=kind, third_party_paid=third_party_paid)
+    purpose.full_clean()
+    with transaction.atomic():
+        purpose.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            action="purpose.created",
+            object_type="purpose",
+            object_id=purpose.pk,
+            details={"code": purpose.code, "kind": purpose.kind, "third_party_paid": purpose.third_party_paid},
+        )
+    return purpose
+
+
+def authorization_grant(
+    *,
+    actor,
+    patient: Patient,
+    purpose: Purpose,
+    expires_at: datetime | None,
+    expiry_event: str = "",
+    signed_at: datetime | None = None,
+    channel: str = Authorization.Channel.WEB,
+    form_version: AuthorizationForm | None = None,
+    document_text: str = "",
+    text_hash: str = "",
+    signature_name: str = "",
+    signed_by_representative: bool = False,
+    representative_authority: str = "",
+    signed_ip: str = "",
+    user_agent: str = "",
+) -> Authorization:
+    """Store a signed authorization (or, for a treatment purpose, a consent to email). `actor` is the staff
+    user who records it, or None when the patient signs for themselves. Signing flows build the document
+    and its hash (consent.documents) and pass them here; this only stores what it is given, whole."""
+    if form_version is not None and form_version.purpose_id != purpose.pk:
+        raise ValidationError("An authorization is for the purpose of its form (R-AUTH-NO-COMPOUND).")
+    if signed_by_representative and not representative_authority.strip():
+        raise ValidationError("A personal representative must describe their authority (R-AUTH-CORE-6).")
+    authorization = Authorization(
+        patient=patient,
+        purpose=purpose,
+        form_version=form_version,
+        signed_at=signed_at or timezone.now(),
+        expires_at=expires_at,
+        expiry_event=expiry_event,
+        channel=channel,
+        document_text=document_text,
+        text_hash=text_hash,
+        signature_name=signature_name,
+        signed_by_representative=signed_by_representative,
+        representative_authority=representative_authority,
+        signed_ip=signed_ip,
+        user_agent=user_agent[:300],
+        recorded_by=actor,
+    )
+    authorization.full_clean(exclude=["pdf", "scan"])
+    with transaction.atomic():
+        authorization.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            actor_role="" if actor else PATIENT,
+            action="authorization.granted",
+            object_type="authorization",
+            object_id=authorization.pk,
+            details={"patient_id": patient.pk, "purpose": purpose.code, "channel": channel},
+        )
+    return authorization
+
+
+def authorization_revoke(*, actor, patient_id: int, purpose_id: int, channel: str) -> list[Revocation]:
+    """Revoke every active authorization of this patient for this purpose, effective when this commits.
+
+    The authorization rows are locked FOR UPDATE in primary-key order: a sending transaction holds them
+    FOR SHARE while it checks and sends, so this waits for an in-flight batch to commit, and every batch
+    that starts after this commits sees the revocation (R-REVOKE-ANYTIME). Revoking twice is harmless.
+    """
+    with transaction.atomic(durable=True):
+        active = list(
+            Authorization.objects.select_for_update(of=("self",))
+            .filter(patient_id=patient_id, purpose_id=purpose_id, revocation__isnull=True)
+            .order_by("id")
+        )
+        revocations = [
+            Revocation.objects.create(authorization=authorization, channel=channel, recorded_by=actor)
+            for authorization in active
+        ]
+        audit_record(
+            actor=actor,
+            actor_role="" if actor else PATIENT,
+            action="authorization.revoked",
+            object_type="patient",
+            object_id=patient_id,
+            details={
+                "purpose_id": purpose_id,
+                "channel": channel,
+                "authorization_ids": [authorization.pk for authorization in active],
+            },
+        )
+    return revocations
+
+
+def expiry_event_record(*, actor, authorization_id: int, occurred_at: datetime, source: str = "staff") -> ExpiryEvent:
+    """The expiration event of an event-based authorization happened: coverage ends at `occurred_at`.
+
+    Locks the authorization like a revocation does, so a batch in flight either saw the authorization
+    before this or waits for it (ADR 0001)."""
+    with transaction.atomic(durable=True):
+        authorization = Authorization.objects.select_for_update().get(pk=authorization_id)
+        if not authorization.expiry_event:
+            raise ValidationError("This authorization expires on a date, not on an event.")
+        event = ExpiryEvent(
+            authorization=authorization, occurred_at=occurred_at, source=source, recorded_by=actor
+        )
+        event.full_clean(exclude=["authorization"])
+        event.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            actor_role="" if actor else "integration",
+            action="authorization.expiry_event_recorded",
+            object_type="authorization",
+            object_id=authorization.pk,
+            details={"patient_id": authorization.patient_id, "source": source},
+        )
+    return event
+
+
+def authorization_defect_record(*, actor, authorization_id: int, reason: str) -> AuthorizationDefect:
+    """Record that an authorization is defective (164.508(b)(2)); it stops covering when this commits."""
+    with transaction.atomic(durable=True):
+        authorization = Authorization.objects.select_for_update().get(pk=authorization_id)
+        defect = AuthorizationDefect(authorization=authorization, reason=reason, recorded_by=actor)
+        defect.full_clean(exclude=["authorization"])
+        defect.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            action="authorization.defect_recorded",
+            object_type="authorization",
+            object_id=authorization.pk,
+            details={"patient_id": authorization.patient_id, "reason": reason},
+        )
+    return defect
