@@ -246,3 +246,47 @@ class AuthorizationDefect(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["authorization", "reason"], name="authorization_defect_unique")
         ]
+
+
+class Invitation(models.Model):
+    """An invitation to sign the current form of a purpose: emailed as a link or shown as a QR code in a
+    clinic. The token itself is never stored, only its digest, and it names nothing (no PHI in URLs)."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        QR = "qr", "QR code in a clinic"
+        RENEWAL = "renewal", "Renewal of an expired authorization"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="invitations")
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="invitations")
+    token_digest = models.CharField(max_length=64, unique=True)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+
+class PatientImport(models.Model):
+    """A CSV import of patients: previewed first, then written whole or not at all, with its progress.
+    Errors name a row and a column, never the value found there (R-NO-PHI-LEAK)."""
+
+    class Status(models.TextChoices):
+        UPLOADED = "uploaded", "Uploaded"
+        PREVIEWED = "previewed", "Previewed"
+        IMPORTING = "importing", "Importing"
+        DONE = "done", "Imported"
+        FAILED = "failed", "Failed"
+
+    file = models.FileField(upload_to="imports/")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UPLOADED)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)  # [{"row": 7, "column": "email", "code": "bad_email"}]
+    created_count = models.PositiveIntegerField(default=0)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
