@@ -5,10 +5,10 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Exists, Expression, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Expression, OuterRef, Q, QuerySet
 from django.db.models.functions import Now
 
-from consent.models import Authorization, AuthorizationDefect, ExpiryEvent, Revocation
+from consent.models import Authorization, AuthorizationDefect, AuthorizationForm, ExpiryEvent, Revocation
 
 
 class CoverageGap:
@@ -150,3 +150,24 @@ def authorization_gap_list(*, purpose_id: int, patient_ids: Iterable[int]) -> di
         else:
             gaps[patient_id] = CoverageGap.NO_AUTHORIZATION
     return gaps
+
+
+def form_version_current(*, purpose_id: int) -> AuthorizationForm | None:
+    """The version new signatures use: the newest published one. Older published versions stay valid for
+    those who signed them (R-AUTH-IMMUTABLE)."""
+    return (
+        AuthorizationForm.objects.select_related("purpose")
+        .filter(purpose_id=purpose_id, status=AuthorizationForm.Status.PUBLISHED)
+        .order_by("-version")
+        .first()
+    )
+
+
+def form_version_history_list(*, purpose_id: int) -> QuerySet[AuthorizationForm]:
+    """Every version of a purpose's form, newest first, with how many authorizations were signed under it."""
+    return (
+        AuthorizationForm.objects.filter(purpose_id=purpose_id)
+        .select_related("published_by", "created_by")
+        .annotate(authorization_count=Count("authorizations"))
+        .order_by("-version")
+    )

@@ -1,3 +1,5 @@
+from django.conf import settings
+
 from hipaamail import roles
 
 
@@ -9,4 +11,5 @@ def staff_roles(request):
         "is_marketer": roles.MARKETER in names,
         "is_compliance": roles.COMPLIANCE_OFFICER in names,
         "is_administrator": roles.ADMINISTRATOR in names,
+        "organisation_name": settings.HIPAAMAIL_ORGANISATION_NAME,
     }

@@ -127,3 +127,15 @@ def test_r_sec_encrypt_rest_patient_identifiers_are_not_stored_in_clear():
 
     assert "grace" not in email_column.lower() and "Hopper" not in name_column
     assert Patient.objects.get(email_digest=crypto.lookup_digest("grace.hopper@example.org")).full_name == "Grace Hopper"
+
+
+def test_recording_the_same_defect_or_event_twice_is_refused_clearly():
+    patient, purpose = patient_make(), purpose_make()
+    authorization = _event_based(patient, purpose)
+    expiry_event_record(actor=None, authorization_id=authorization.pk, occurred_at=timezone.now())
+    authorization_defect_record(actor=None, authorization_id=authorization.pk, reason="defect_compound")
+
+    with pytest.raises(ValidationError, match="already recorded"):
+        expiry_event_record(actor=None, authorization_id=authorization.pk, occurred_at=timezone.now())
+    with pytest.raises(ValidationError, match="already recorded"):
+        authorization_defect_record(actor=None, authorization_id=authorization.pk, reason="defect_compound")

@@ -1,0 +1,124 @@
+"""The shape of what compliance officers type when they manage purposes and author form versions.
+
+Input shape only: the rules (a paid communication is marketing, what a publishable form contains) live in
+the model's constraints and in consent.services.form_versions.
+"""
+from django import forms
+
+from consent.documents import PATIENT_FIELDS
+from consent.models import AuthorizationForm, Purpose
+
+
+class PurposeForm(forms.Form):
+    code = forms.SlugField(
+        max_length=50,
+        help_text="A short code of letters, digits and hyphens, for example cpap-supplies. Exports and FHIR use it.",
+    )
+    name = forms.CharField(max_length=120, help_text="How staff and patients see the purpose named.")
+    description = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Plain description",
+        help_text="One or two short sentences a patient understands.",
+    )
+    kind = forms.ChoiceField(choices=Purpose.Kind.choices, widget=forms.RadioSelect)
+    third_party_paid = forms.BooleanField(
+        required=False,
+        label="A third party pays us for these communications",
+        help_text="Then the communication is marketing and the form must say that we are paid (45 CFR 164.501).",
+    )
+
+
+def _text(label: str, help_text: str, rows: int = 3) -> forms.CharField:
+    return forms.CharField(
+        label=label, help_text=help_text, required=False, widget=forms.Textarea(attrs={"rows": rows})
+    )
+
+
+class AuthorizationFormDraftForm(forms.Form):
+    """Every element and statement of 164.508(c), one field each. Nothing here can name another purpose or
+    attach another document (R-AUTH-NO-COMPOUND). All fields may be empty in a draft; publishing says what
+    is missing."""
+
+    title = forms.CharField(max_length=200, help_text="The heading the patient reads first.")
+    information_description = _text(
+        "What information we will use (R-AUTH-CORE-1)",
+        "Specific and meaningful, for example: your name, your email address and the fact that you use a CPAP "
+        "device we supplied.",
+    )
+    merge_fields = forms.MultipleChoiceField(
+        label="Patient fields messages may use (R-AUTH-CORE-1)",
+        help_text="The form lists these to the patient, and campaigns for this purpose may use only these.",
+        choices=list(PATIENT_FIELDS.items()),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+    authorized_party = _text(
+        "Who will use it (R-AUTH-CORE-2)", "The organization authorized to use the information, by name.", 2
+    )
+    recipients_description = _text(
+        "Who may receive it (R-AUTH-CORE-3)",
+        "Named persons or a class, for example: our email service provider under a business associate agreement.",
+        2,
+    )
+    purpose_description = _text("Why (R-AUTH-CORE-4)", "The purpose of the use, in plain words.")
+    remuneration_statement = _text(
+        "Payment we receive (R-AUTH-STMT-REMUNERATION)",
+        "Required when a third party pays for these communications; leave empty otherwise.",
+        2,
+    )
+    expiry_kind = forms.ChoiceField(
+        label="When this ends (R-AUTH-CORE-5)",
+        choices=AuthorizationForm.ExpiryKind.choices,
+        widget=forms.RadioSelect,
+        required=False,
+    )
+    expiry_months = forms.IntegerField(
+        label="Number of months after signing", required=False, min_value=1, max_value=120
+    )
+    expiry_date = forms.DateField(
+        label="End date", required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    expiry_event = forms.CharField(
+        label="Event that ends it",
+        required=False,
+        help_text="Completes the sentence \u201cThis authorization ends \u2026\u201d, for example: when you no "
+        "longer rent equipment from us.",
+    )
+    revocation_statement = _text(
+        "Your right to stop this (R-AUTH-STMT-REVOKE)",
+        "That the patient may revoke at any time, in writing, on the web page or with the link in any message, "
+        "and that this does not undo what was already done.",
+    )
+    revocation_address = _text(
+        "Where to send a written revocation (R-AUTH-STMT-REVOKE)", "A postal address.", 2
+    )
+    conditioning_statement = _text(
+        "Your care does not depend on this (R-AUTH-STMT-CONDITION)",
+        "That treatment, payment, enrollment and eligibility for benefits do not depend on signing.",
+        2,
+    )
+    redisclosure_statement = _text(
+        "Sharing by others (R-AUTH-STMT-REDISCLOSURE)",
+        "That a recipient may share the information again and that it may then no longer be protected by "
+        "federal privacy law.",
+        2,
+    )
+    signature_statement = _text(
+        "Your signature (R-AUTH-CORE-6)",
+        "What signing means, and that a personal representative who signs must describe their authority.",
+    )
+
+    @classmethod
+    def initial_from(cls, form: AuthorizationForm) -> dict:
+        return {name: getattr(form, name) for name in cls.base_fields}
+
+    def unsaved_form_version(self, form: AuthorizationForm) -> AuthorizationForm:
+        """A copy of the stored version with what was typed, to show its text and grade before saving."""
+        copy = AuthorizationForm(
+            purpose=form.purpose, version=form.version, **{name: getattr(form, name) for name in self.base_fields}
+        )
+        for name in self.base_fields:
+            if name in self.cleaned_data:
+                value = self.cleaned_data[name]
+                setattr(copy, name, "" if value is None and name not in ("expiry_months", "expiry_date") else value)
+        return copy

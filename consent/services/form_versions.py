@@ -1,0 +1,351 @@
+"""Purposes edited, and authorization form versions drafted, edited and published (issue 4, items 1 and 2).
+
+A form version carries every element and statement 45 CFR 164.508(c) requires as a field of its own; publishing
+names each one that is missing, with its rule id. One purpose per form (R-AUTH-NO-COMPOUND): a version is
+created for a purpose and nothing here can change or add one. Published versions never change
+(R-AUTH-IMMUTABLE: refused here, and by a database trigger beneath); a change is a new version.
+Every write audits in the same transaction, with ids and codes only.
+"""
+from dataclasses import dataclass
+from datetime import date
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from audit.services import audit_record
+from consent.documents import PATIENT_FIELDS, form_sections, form_text, text_hash
+from consent.models import AuthorizationForm, Purpose
+from consent.readability import PLAIN_LANGUAGE_GRADE_LIMIT, flesch_kincaid_grade
+
+# The fields an author writes; everything else (purpose, version, status, who and when) the services set.
+AUTHORED_FIELDS = (
+    "title",
+    "information_description",
+    "merge_fields",
+    "authorized_party",
+    "recipients_description",
+    "purpose_description",
+    "expiry_kind",
+    "expiry_months",
+    "expiry_date",
+    "expiry_event",
+    "signature_statement",
+    "revocation_statement",
+    "revocation_address",
+    "conditioning_statement",
+    "redisclosure_statement",
+    "remuneration_statement",
+)
+
+# Words that say "no expiry" (R-AUTH-CORE-5: never "none"). Compared with the whole event text, lowercased.
+_NO_EXPIRY_WORDS = {"none", "never", "no", "n/a", "na", "no expiration", "no expiry", "does not expire", "-"}
+
+
+@dataclass(frozen=True)
+class MissingElement:
+    """One element a form version lacks: the rule it breaks and what the author must write."""
+
+    rule: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.message}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Purposes
+
+
+def purpose_update(
+    *,
+    actor,
+    purpose_id: int,
+    code: str,
+    name: str,
+    description: str,
+    kind: str,
+    third_party_paid: bool,
+) -> Purpose:
+    """Edit a purpose. A treatment-kind purpose that a third party pays for is refused by the model's
+    constraint, whose message full_clean raises (R-PURPOSE-REMUNERATION)."""
+    with transaction.atomic():
+        purpose = Purpose.objects.select_for_update().get(pk=purpose_id)
+        before = {"code": purpose.code, "kind": purpose.kind, "third_party_paid": purpose.third_party_paid}
+        purpose.code, purpose.name, purpose.description = code, name, description
+        purpose.kind, purpose.third_party_paid = kind, third_party_paid
+        purpose.full_clean()
+        purpose.save(update_fields=["code", "name", "description", "kind", "third_party_paid"])
+        audit_record(
+            actor=actor,
+            action="purpose.updated",
+            object_type="purpose",
+            object_id=purpose.pk,
+            details={
+                "code": purpose.code,
+                "kind": purpose.kind,
+                "third_party_paid": purpose.third_party_paid,
+                "before": before,
+            },
+        )
+    return purpose
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Form versions: reads
+
+
+def form_version_readability_grade(form: AuthorizationForm) -> float:
+    """The Flesch-Kincaid grade of the whole text a patient reads (R-AUTH-PLAIN): the title and every
+    section of consent.documents.form_sections. The section headings are left out: they are short fixed
+    phrases, not sentences, and counting each as one would pull the grade of any text down by a grade or two."""
+    body = [form.title, *(text for _heading, text in form_sections(form))]
+    return flesch_kincaid_grade("\n\n".join(body))
+
+
+def form_version_missing_elements(form: AuthorizationForm, *, today: date | None = None) -> list[MissingElement]:
+    """What this version lacks before it may be published, in the order a patient reads the form. Each
+    entry names the element and its rule (164.508(c)); an empty list means it may be published."""
+    today = today or timezone.localdate()
+    purpose = form.purpose
+    missing: list[MissingElement] = []
+
+    def lacks(rule: str, field: str, message: str) -> None:
+        missing.append(MissingElement(rule=rule, field=field, message=message))
+
+    def blank(value: str) -> bool:
+        return not (value or "").strip()
+
+    if blank(form.information_description):
+        lacks("R-AUTH-CORE-1", "information_description",
+              "Information to be used: describe, specifically, the information that will be used.")
+    if not form.merge_fields:
+        lacks("R-AUTH-CORE-1", "merge_fields",
+              "Information to be used: tick at least one patient field that messages may use.")
+    if blank(form.authorized_party):
+        lacks("R-AUTH-CORE-2", "authorized_party",
+              "Who is authorized to use it: name the organization that will use the information.")
+    if blank(form.recipients_description):
+        lacks("R-AUTH-CORE-3", "recipients_description",
+              "Who may receive it: name the persons, or the class of persons, who may receive the information.")
+    if blank(form.purpose_description):
+        lacks("R-AUTH-CORE-4", "purpose_description", "Purpose: describe why the information will be used.")
+    _check_expiry(form, purpose, today, lacks)
+    if blank(form.signature_statement):
+        lacks("R-AUTH-CORE-6", "signature_statement",
+              "Signature statement: say what signing means and that a personal representative must describe "
+              "their authority to act for the patient.")
+    elif not all(word in form.signature_statement.lower() for word in ("representative", "authority")):
+        lacks("R-AUTH-CORE-6", "signature_statement",
+              "Signature statement: also say that a personal representative who signs must describe their "
+              "authority to act for the patient.")
+    if blank(form.revocation_statement):
+        lacks("R-AUTH-STMT-REVOKE", "revocation_statement",
+              "Right to revoke: say that the patient may revoke in writing at any time, how, and that it does "
+              "not undo what was already done in reliance on it.")
+    if blank(form.revocation_address):
+        lacks("R-AUTH-STMT-REVOKE", "revocation_address",
+              "Revocation address: give the address where a written revocation can be sent.")
+    if blank(form.conditioning_statement):
+        lacks("R-AUTH-STMT-CONDITION", "conditioning_statement",
+              "Conditioning statement: say that treatment, payment, enrollment and eligibility for benefits do "
+              "not depend on signing.")
+    if blank(form.redisclosure_statement):
+        lacks("R-AUTH-STMT-REDISCLOSURE", "redisclosure_statement",
+              "Redisclosure statement: say that a recipient may disclose the information again and that it may "
+              "then no longer be protected by federal privacy law.")
+    if purpose.third_party_paid and blank(form.remuneration_statement):
+        lacks("R-AUTH-STMT-REMUNERATION", "remuneration_statement",
+              "Remuneration statement: a third party pays for these communications, so the form must say so.")
+    elif not purpose.third_party_paid and not blank(form.remuneration_statement):
+        lacks("R-AUTH-STMT-REMUNERATION", "remuneration_statement",
+              "Remuneration statement: the purpose records no paying third party; remove the statement or "
+              "correct the purpose (the form must not state something false).")
+    return missing
+
+
+def _check_expiry(form: AuthorizationForm, purpose: Purpose, today: date, lacks) -> None:
+    kind = form.expiry_kind
+    if not kind:
+        lacks("R-AUTH-CORE-5", "expiry_kind",
+              "Expiration: choose when the authorization ends (a number of months, a date or an event).")
+    elif kind == AuthorizationForm.ExpiryKind.MONTHS and not form.expiry_months:
+        lacks("R-AUTH-CORE-5", "expiry_months", "Expiration: give the number of months after signing.")
+    elif kind == AuthorizationForm.ExpiryKind.DATE and not form.expiry_date:
+        lacks("R-AUTH-CORE-5", "expiry_date", "Expiration: give the date on which it ends.")
+    elif kind == AuthorizationForm.ExpiryKind.DATE and form.expiry_date <= today:
+        lacks("R-AUTH-CORE-5", "expiry_date", "Expiration: the end date must be in the future.")
+    elif kind == AuthorizationForm.ExpiryKind.EVENT and not (form.expiry_event or "").strip():
+        lacks("R-AUTH-CORE-5", "expiry_event", "Expiration: describe the event that ends it.")
+    elif kind == AuthorizationForm.ExpiryKind.EVENT and _says_no_expiry(form.expiry_event):
+        what = "a marketing authorization" if purpose.kind == Purpose.Kind.MARKETING else "an authorization"
+        lacks("R-AUTH-CORE-5", "expiry_event",
+              f"Expiration: {what} must end; describe a real event, not \u201cnone\u201d.")
+
+
+def _says_no_expiry(text: str) -> bool:
+    return text.strip().strip(".").lower() in _NO_EXPIRY_WORDS
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Form versions: writes
+
+
+def form_version_create(*, actor, purpose_id: int, copy_from_id: int | None = None) -> AuthorizationForm:
+    """A new draft for this purpose, numbered one above its highest version. With `copy_from_id`, every
+    authored field of that version of the same purpose is copied ("new version from this one")."""
+    with transaction.atomic():
+        # The purpose row is locked so that two authors cannot take the same number (the unique
+        # constraint would refuse the second; the lock makes it wait and take the next).
+        purpose = Purpose.objects.select_for_update().get(pk=purpose_id)
+        version = (purpose.forms.aggregate(highest=Max("version"))["highest"] or 0) + 1
+        form = AuthorizationForm(purpose=purpose, version=version, created_by=actor)
+        if copy_from_id is not None:
+            source = AuthorizationForm.objects.filter(pk=copy_from_id, purpose=purpose).first()
+            if source is None:
+                raise ValidationError("A new version can only be copied from a version of the same purpose.")
+            for field in AUTHORED_FIELDS:
+                value = getattr(source, field)
+                setattr(form, field, list(value) if isinstance(value, list) else value)
+        else:
+            form.title = f"Authorization to use your information: {purpose.name}"
+            form.purpose_description = purpose.description
+        form.full_clean()
+        form.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            action="authorization_form.created",
+            object_type="authorization_form",
+            object_id=form.pk,
+            details={
+                "purpose_id": purpose.pk,
+                "purpose": purpose.code,
+                "version": form.version,
+                "copied_from_id": copy_from_id,
+            },
+        )
+    return form
+
+
+def form_version_update(
+    *,
+    actor,
+    form_id: int,
+    title: str,
+    information_description: str = "",
+    merge_fields: list[str] | tuple[str, ...] = (),
+    authorized_party: str = "",
+    recipients_description: str = "",
+    purpose_description: str = "",
+    expiry_kind: str = "",
+    expiry_months: int | None = None,
+    expiry_date: date | None = None,
+    expiry_event: str = "",
+    signature_statement: str = "",
+    revocation_statement: str = "",
+    revocation_address: str = "",
+    conditioning_statement: str = "",
+    redisclosure_statement: str = "",
+    remuneration_statement: str = "",
+) -> AuthorizationForm:
+    """Save the authored fields of a draft. A draft may be incomplete; publishing checks completeness.
+
+    Refused: a published version (R-AUTH-IMMUTABLE) and a merge field that is not a patient field
+    (R-AUTH-NO-COMPOUND, R-SEND-SCOPE: the form describes this purpose's information and nothing else).
+    The purpose is not a parameter: a version belongs to the purpose it was created for.
+    """
+    unknown = sorted(set(merge_fields) - set(PATIENT_FIELDS))
+    if unknown:
+        raise ValidationError(
+            {"merge_fields": f"Not a patient field a form may list: {', '.join(unknown)}."}, code="unknown_field"
+        )
+    # Only the value of the chosen kind of expiry is kept, so the text and the stored form agree.
+    kinds = AuthorizationForm.ExpiryKind
+    values = {
+        "title": title.strip(),
+        "information_description": information_description,
+        "merge_fields": [name for name in PATIENT_FIELDS if name in set(merge_fields)],
+        "authorized_party": authorized_party,
+        "recipients_description": recipients_description,
+        "purpose_description": purpose_description,
+        "expiry_kind": expiry_kind,
+        "expiry_months": expiry_months if expiry_kind == kinds.MONTHS else None,
+        "expiry_date": expiry_date if expiry_kind == kinds.DATE else None,
+        "expiry_event": expiry_event if expiry_kind == kinds.EVENT else "",
+        "signature_statement": signature_statement,
+        "revocation_statement": revocation_statement,
+        "revocation_address": revocation_address,
+        "conditioning_statement": conditioning_statement,
+        "redisclosure_statement": redisclosure_statement,
+        "remuneration_statement": remuneration_statement,
+    }
+    with transaction.atomic():
+        form = AuthorizationForm.objects.select_for_update().select_related("purpose").get(pk=form_id)
+        _refuse_published(form)
+        changed = [field for field, value in values.items() if getattr(form, field) != value]
+        for field, value in values.items():
+            setattr(form, field, value)
+        form.full_clean()
+        if changed:
+            form.save(update_fields=changed)
+            audit_record(
+                actor=actor,
+                action="authorization_form.updated",
+                object_type="authorization_form",
+                object_id=form.pk,
+                details={"purpose_id": form.purpose_id, "version": form.version, "fields": changed},
+            )
+    return form
+
+
+def form_version_publish(*, actor, form_id: int) -> AuthorizationForm:
+    """Publish a complete draft: its text is fixed and hashed, and it becomes the version new signatures use.
+
+    Refused with a ValidationError listing every missing element by name and rule (164.508(c)); each error's
+    code is its rule id. A readability grade above the plain-language limit does not stop publishing, but
+    is recorded in the audit event (R-AUTH-PLAIN).
+    """
+    with transaction.atomic():
+        form = AuthorizationForm.objects.select_for_update().select_related("purpose").get(pk=form_id)
+        _refuse_published(form)
+        missing = form_version_missing_elements(form)
+        if missing:
+            raise ValidationError(
+                [ValidationError(str(element), code=element.rule, params={"field": element.field})
+                 for element in missing]
+            )
+        grade = form_version_readability_grade(form)
+        form.status = AuthorizationForm.Status.PUBLISHED
+        form.published_at = timezone.now()
+        form.published_by = actor
+        form.text_hash = text_hash(form_text(form))
+        form.full_clean()
+        form.save(update_fields=["status", "published_at", "published_by", "text_hash"])
+        details = {
+            "purpose_id": form.purpose_id,
+            "purpose": form.purpose.code,
+            "version": form.version,
+            "text_hash": form.text_hash,
+            "readability_grade": round(grade),
+        }
+        if grade > PLAIN_LANGUAGE_GRADE_LIMIT:
+            details["readability_warning"] = f"above_grade_{PLAIN_LANGUAGE_GRADE_LIMIT}"
+        audit_record(
+            actor=actor,
+            action="authorization_form.published",
+            object_type="authorization_form",
+            object_id=form.pk,
+            details=details,
+        )
+    return form
+
+
+def _refuse_published(form: AuthorizationForm) -> None:
+    if form.status == AuthorizationForm.Status.PUBLISHED:
+        raise ValidationError(
+            f"Version {form.version} is published and can no longer change (R-AUTH-IMMUTABLE). "
+            "Make a new version from it instead.",
+            code="published",
+        )

@@ -1,0 +1,50 @@
+"""FHIR Consent export (one authorization, R4 or R5 form) and Bundle import, for compliance officers and
+administrators (R-MIN-NECESSARY; others get 404). Both audited (R-SEC-AUDIT)."""
+import json
+
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
+
+from audit.services import audit_record
+from consent import fhir
+from consent.forms_patients import FhirImportForm
+from consent.models import Authorization
+from consent.services.fhir import fhir_bundle_import
+from hipaamail.roles import sees_patient_evidence
+
+
+def fhir_export(request, authorization_id: int, version: str):
+    if not sees_patient_evidence(request.user) or version not in fhir.VERSIONS:
+        raise Http404
+    try:
+        authorization = Authorization.objects.select_related("patient", "purpose").get(pk=authorization_id)
+    except Authorization.DoesNotExist:
+        raise Http404 from None
+    resource = fhir.authorization_to_fhir(authorization, version=version)
+    audit_record(
+        actor=request.user,
+        action="authorization.fhir_exported",
+        object_type="authorization",
+        object_id=authorization.pk,
+        details={"patient_id": authorization.patient_id, "version": version},
+    )
+    response = HttpResponse(json.dumps(resource, indent=2), content_type="application/fhir+json")
+    response["Content-Disposition"] = f'attachment; filename="consent-{authorization.pk}-{version}.json"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def fhir_import(request):
+    if not sees_patient_evidence(request.user):
+        raise Http404
+    form = FhirImportForm(request.POST, request.FILES) if request.method == "POST" else FhirImportForm()
+    report = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            report = fhir_bundle_import(actor=request.user, raw=form.cleaned_data["bundle"].read())
+        except ValidationError as error:
+            form.add_error("bundle", error)
+    status = 400 if request.method == "POST" and report is None else 200
+    return render(request, "consent/fhir/import.html", {"form": form, "report": report}, status=status)

@@ -1,0 +1,216 @@
+"""Purposes and authorization form versions, for compliance officers and administrators (issue 4, items 1-2).
+
+Thin views: the services decide and audit. Marketers, and anyone asking for a purpose or version that does
+not exist, get the same 404 (R-MIN-NECESSARY).
+"""
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from consent import services as consent_services
+from consent.documents import form_sections
+from consent.forms_authoring import AuthorizationFormDraftForm, PurposeForm
+from consent.models import AuthorizationForm, Purpose
+from consent.readability import PLAIN_LANGUAGE_GRADE_LIMIT
+from consent import selectors
+from consent.services import form_versions
+from hipaamail.roles import sees_patient_evidence
+
+
+def access_forms(user) -> None:
+    """Only compliance officers and administrators manage purposes and forms; others get a 404."""
+    if not sees_patient_evidence(user):
+        raise Http404
+
+
+def access_purpose_by_id(user, purpose_id: int) -> Purpose:
+    access_forms(user)
+    purpose = Purpose.objects.filter(pk=purpose_id).first()
+    if purpose is None:
+        raise Http404
+    return purpose
+
+
+def access_form_version_by_id(user, purpose_id: int, form_id: int) -> AuthorizationForm:
+    access_forms(user)
+    form = (
+        AuthorizationForm.objects.select_related("purpose", "published_by")
+        .filter(pk=form_id, purpose_id=purpose_id)
+        .first()
+    )
+    if form is None:
+        raise Http404
+    return form
+
+
+def _add_service_errors(form, error: ValidationError) -> None:
+    """Show a service's refusal on the form: on its field when the form has one, else above the form."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.error_dict.items():
+            target = field if field in form.fields else None  # NON_FIELD_ERRORS and model-only fields
+            for item in errors:
+                form.add_error(target, item.messages)
+    else:
+        form.add_error(None, error.messages)
+
+
+def _readability(form_version: AuthorizationForm) -> dict:
+    grade = form_versions.form_version_readability_grade(form_version)
+    return {"grade": grade, "too_hard": grade > PLAIN_LANGUAGE_GRADE_LIMIT, "limit": PLAIN_LANGUAGE_GRADE_LIMIT}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Purposes
+
+
+def purpose_list(request):
+    access_forms(request.user)
+    purposes = list(Purpose.objects.order_by("name"))
+    for purpose in purposes:
+        purpose.current_form = selectors.form_version_current(purpose_id=purpose.pk)
+    return render(request, "consent/forms/purpose_list.html", {"purposes": purposes})
+
+
+@require_http_methods(["GET", "POST"])
+def purpose_create(request):
+    access_forms(request.user)
+    form = PurposeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            purpose = consent_services.purpose_create(actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            _add_service_errors(form, error)
+        else:
+            messages.success(request, f"Purpose \u201c{purpose.name}\u201d created. Now write its authorization form.")
+            return redirect("consent:purpose_detail", purpose_id=purpose.pk)
+    return render(request, "consent/forms/purpose_form.html", {"form": form, "purpose": None})
+
+
+@require_http_methods(["GET", "POST"])
+def purpose_edit(request, purpose_id: int):
+    purpose = access_purpose_by_id(request.user, purpose_id)
+    initial = {name: getattr(purpose, name) for name in PurposeForm.base_fields}
+    form = PurposeForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            form_versions.purpose_update(actor=request.user, purpose_id=purpose.pk, **form.cleaned_data)
+        except ValidationError as error:
+            _add_service_errors(form, error)
+        else:
+            messages.success(request, "Purpose saved.")
+            return redirect("consent:purpose_detail", purpose_id=purpose.pk)
+    return render(request, "consent/forms/purpose_form.html", {"form": form, "purpose": purpose})
+
+
+def purpose_detail(request, purpose_id: int):
+    """The purpose and the history of its form versions."""
+    purpose = access_purpose_by_id(request.user, purpose_id)
+    context = {
+        "purpose": purpose,
+        "versions": selectors.form_version_history_list(purpose_id=purpose.pk),
+        "current": selectors.form_version_current(purpose_id=purpose.pk),
+    }
+    return render(request, "consent/forms/purpose_detail.html", context)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Form versions
+
+
+def form_create(request, purpose_id: int):
+    """A new draft: empty, or a copy of an existing version ("new version from this one"). POST only; a GET
+    (a bookmarked or reloaded address) goes back to the purpose."""
+    purpose = access_purpose_by_id(request.user, purpose_id)
+    if request.method != "POST":
+        return redirect("consent:purpose_detail", purpose_id=purpose.pk)
+    copy_from = request.POST.get("copy_from") or None
+    if copy_from is not None and not copy_from.isdigit():
+        raise Http404
+    try:
+        form = form_versions.form_version_create(
+            actor=request.user, purpose_id=purpose.pk, copy_from_id=int(copy_from) if copy_from else None
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("consent:purpose_detail", purpose_id=purpose.pk)
+    messages.success(request, f"Draft version {form.version} created.")
+    return redirect("consent:form_edit", purpose_id=purpose.pk, form_id=form.pk)
+
+
+def _render_editor(request, form_version, draft_form, *, publish_errors=(), status=200):
+    shown = form_version
+    if draft_form.is_bound:
+        shown = draft_form.unsaved_form_version(form_version)
+    context = {
+        "purpose": form_version.purpose,
+        "form_version": form_version,
+        "form": draft_form,
+        "readability": _readability(shown),
+        "publish_errors": publish_errors,
+        "missing_count": len(form_versions.form_version_missing_elements(form_version)),
+    }
+    return render(request, "consent/forms/form_edit.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def form_edit(request, purpose_id: int, form_id: int):
+    form_version = access_form_version_by_id(request.user, purpose_id, form_id)
+    if form_version.status == AuthorizationForm.Status.PUBLISHED:
+        # R-AUTH-IMMUTABLE: nothing to edit; the page says so and offers a new version.
+        return render(
+            request,
+            "consent/forms/form_published.html",
+            {"purpose": form_version.purpose, "form_version": form_version},
+            status=200 if request.method == "GET" else 409,
+        )
+    if request.method == "POST":
+        draft_form = AuthorizationFormDraftForm(request.POST)
+        if draft_form.is_valid():
+            try:
+                form_versions.form_version_update(
+                    actor=request.user, form_id=form_version.pk, **draft_form.cleaned_data
+                )
+            except ValidationError as error:
+                _add_service_errors(draft_form, error)
+            else:
+                messages.success(request, "Draft saved.")
+                return redirect("consent:form_edit", purpose_id=purpose_id, form_id=form_version.pk)
+        return _render_editor(request, form_version, draft_form, status=400)
+    draft_form = AuthorizationFormDraftForm(initial=AuthorizationFormDraftForm.initial_from(form_version))
+    return _render_editor(request, form_version, draft_form)
+
+
+def form_publish(request, purpose_id: int, form_id: int):
+    """POST only; a GET (a reloaded error page) goes back to the editor."""
+    form_version = access_form_version_by_id(request.user, purpose_id, form_id)
+    if request.method != "POST":
+        return redirect("consent:form_edit", purpose_id=purpose_id, form_id=form_version.pk)
+    try:
+        form_versions.form_version_publish(actor=request.user, form_id=form_version.pk)
+    except ValidationError as error:
+        if form_version.status == AuthorizationForm.Status.PUBLISHED:
+            messages.error(request, " ".join(error.messages))
+            return redirect("consent:form_edit", purpose_id=purpose_id, form_id=form_version.pk)
+        draft_form = AuthorizationFormDraftForm(initial=AuthorizationFormDraftForm.initial_from(form_version))
+        missing = [
+            {"rule": item.code, "text": item.message.removeprefix(f"{item.code}: ")} for item in error.error_list
+        ]
+        return _render_editor(request, form_version, draft_form, publish_errors=missing, status=400)
+    messages.success(request, f"Version {form_version.version} is published. New signatures use it from now on.")
+    return redirect("consent:purpose_detail", purpose_id=purpose_id)
+
+
+def form_preview(request, purpose_id: int, form_id: int):
+    """The text exactly as a patient will see it (a draft) or saw it (a published version)."""
+    form_version = access_form_version_by_id(request.user, purpose_id, form_id)
+    context = {
+        "purpose": form_version.purpose,
+        "form_version": form_version,
+        "sections": form_sections(form_version),
+        "readability": _readability(form_version),
+        "edit_url": reverse("consent:form_edit", kwargs={"purpose_id": purpose_id, "form_id": form_version.pk}),
+    }
+    return render(request, "consent/forms/form_preview.html", context)

@@ -1,0 +1,96 @@
+"""Patient import pages: upload, preview (counts and per-row errors, never a value), start, progress, result.
+
+Only compliance officers and administrators import patients; anyone else gets the same 404 as a page that
+does not exist (R-MIN-NECESSARY)."""
+from django.contrib import messages
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from consent.forms_imports import PatientImportUploadForm
+from consent.models import PatientImport
+from consent.services import imports
+from hipaamail.roles import sees_patient_evidence
+
+RECENT_IMPORTS = 10
+
+
+def _require_importer(user) -> None:
+    if not sees_patient_evidence(user):
+        raise Http404
+
+
+def access_patient_import_by_id(user, import_id: int) -> PatientImport:
+    _require_importer(user)
+    try:
+        return PatientImport.objects.select_related("uploaded_by").get(pk=import_id)
+    except PatientImport.DoesNotExist:
+        raise Http404 from None
+
+
+def _percent(patient_import: PatientImport) -> int:
+    if patient_import.status == PatientImport.Status.DONE:
+        return 100
+    if not patient_import.total_rows:
+        return 0
+    return min(100, round(100 * patient_import.processed_rows / patient_import.total_rows))
+
+
+def import_upload(request):
+    _require_importer(request.user)
+    if request.method == "POST":
+        form = PatientImportUploadForm(request.POST, request.FILES)
+    else:
+        form = PatientImportUploadForm()
+    if request.method == "POST" and form.is_valid():
+        patient_import = imports.patient_import_upload(actor=request.user, content=form.cleaned_data["file"].read())
+        return redirect("consent:import_detail", import_id=patient_import.pk)
+    recent = PatientImport.objects.select_related("uploaded_by").order_by("-created_at")[:RECENT_IMPORTS]
+    return render(
+        request,
+        "consent/imports/upload.html",
+        {"form": form, "recent": recent, "columns": imports.COLUMNS, "aliases": sorted(imports.HEADER_ALIASES.items())},
+    )
+
+
+def import_detail(request, import_id: int):
+    patient_import = access_patient_import_by_id(request.user, import_id)
+    errors = [{**error, "message": imports.error_message(error)} for error in patient_import.errors]
+    return render(
+        request,
+        "consent/imports/detail.html",
+        {
+            "patient_import": patient_import,
+            "errors": errors,
+            "errors_truncated": len(patient_import.errors) >= imports.MAX_STORED_ERRORS,
+            "valid_rows": max(0, patient_import.total_rows - patient_import.error_count),
+            "can_start": patient_import.status == PatientImport.Status.PREVIEWED
+            and not patient_import.error_count
+            and patient_import.total_rows > 0
+            and bool(patient_import.file),
+            "percent": _percent(patient_import),
+        },
+    )
+
+
+@require_POST
+def import_start(request, import_id: int):
+    patient_import = access_patient_import_by_id(request.user, import_id)
+    try:
+        imports.patient_import_start(actor=request.user, patient_import_id=patient_import.pk)
+    except imports.ImportRefused as refusal:
+        messages.error(request, refusal.message)
+    return redirect("consent:import_detail", import_id=patient_import.pk)
+
+
+def import_progress(request, import_id: int):
+    """Polled by the progress page every second: counts only."""
+    patient_import = access_patient_import_by_id(request.user, import_id)
+    return JsonResponse(
+        {
+            "status": patient_import.status,
+            "processed_rows": patient_import.processed_rows,
+            "total_rows": patient_import.total_rows,
+            "percent": _percent(patient_import),
+        }
+    )

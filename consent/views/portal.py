@@ -1,0 +1,230 @@
+"""The patient portal under /my/: invitation, emailed code, signing, the PDF copy, stopping and renewing.
+
+Patients are not staff users: these URLs are marked patient pages (hipaamail.access.patient_pages) and each
+view that shows or changes a patient's data is wrapped in consent.portal_session.patient_required, which
+needs the emailed code to have been typed back in this session (ADR 0003). "Missing" and "not yours" are the
+same 404. No URL names a patient, an address or a name (R-NO-PHI-LEAK).
+"""
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from audit.services import PATIENT, audit_record
+from consent.documents import form_sections, form_text, text_hash
+from consent.forms_portal import CodeForm, EmailForm, SignForm
+from consent.models import Authorization, Purpose
+from consent import selectors
+from consent.selectors import authorization_covering_list
+from consent.portal_session import (
+    patient_required,
+    portal_next_pop,
+    portal_next_set,
+    portal_patient_id,
+    portal_patient_sign_in,
+    portal_patient_sign_out,
+)
+from consent.services import portal as portal_services
+from consent.services import signing
+
+_INVITATION = "portal_invitation_id"
+
+
+@require_http_methods(["GET"])
+def invitation_open(request, token: str):
+    """Opening the link emails a code to the address on record; typing it back proves the address."""
+    try:
+        invitation = signing.invitation_open(token=token)
+    except signing.InvitationInvalid as invalid:
+        status = 404 if invalid.reason == "unknown" else 410
+        return render(request, "consent/portal/invitation_invalid.html", {"reason": invalid.reason}, status=status)
+    request.session[_INVITATION] = invitation.pk
+    sign_url = reverse("portal:sign", kwargs={"purpose_id": invitation.purpose_id})
+    signed_in_as = portal_patient_id(request)
+    if signed_in_as == invitation.patient_id:
+        return redirect(sign_url)
+    if signed_in_as is not None:
+        portal_patient_sign_out(request)  # someone else's session on a shared device: start again
+    portal_next_set(request, sign_url)
+    sent = True
+    if not portal_services.patient_code_pending_for(store=request.session, patient_id=invitation.patient_id):
+        sent = portal_services.patient_code_issue(store=request.session, patient=invitation.patient)
+    return render(
+        request,
+        "consent/portal/invitation_code.html",
+        {
+            "masked_email": portal_services.email_masked(invitation.patient.email),
+            "sent": sent,
+            "form": CodeForm(),
+            "purpose": invitation.purpose,
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in(request):
+    """The same answer whether or not the address is a patient's: who is a patient stays private."""
+    form = EmailForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        portal_services.patient_code_request(store=request.session, email=form.cleaned_data["email"])
+        return redirect("portal:code")
+    return render(request, "consent/portal/sign_in.html", {"form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def code_enter(request):
+    if not portal_services.patient_code_pending(store=request.session):
+        return render(request, "consent/portal/code_expired.html", status=410 if request.method == "POST" else 200)
+    form = CodeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        outcome, patient_id = portal_services.patient_code_verify(
+            store=request.session, code=form.cleaned_data["code"]
+        )
+        if outcome == portal_services.CodeOutcome.VERIFIED:
+            portal_patient_sign_in(request, patient_id=patient_id)
+            return redirect(portal_next_pop(request, reverse("portal:home")))
+        if outcome == portal_services.CodeOutcome.LOCKED:
+            return render(request, "consent/portal/code_locked.html", status=429)
+        if outcome == portal_services.CodeOutcome.EXPIRED:
+            return render(request, "consent/portal/code_expired.html", status=410)
+        form.add_error("code", "That code is not right. Check the email and try again.")
+    return render(request, "consent/portal/code.html", {"form": form})
+
+
+@require_POST
+def sign_out(request):
+    portal_patient_sign_out(request)
+    request.session.pop(_INVITATION, None)
+    return render(request, "consent/portal/signed_out.html")
+
+
+@patient_required
+@require_http_methods(["GET"])
+def home(request):
+    patient_id = request.portal_patient_id
+    return render(
+        request,
+        "consent/portal/home.html",
+        {
+            "choices": portal_services.portal_choice_list(patient_id=patient_id),
+            "authorizations": portal_services.portal_authorization_list(patient_id=patient_id),
+        },
+    )
+
+
+@patient_required
+@require_http_methods(["GET", "POST"])
+def sign(request, purpose_id: int):
+    """Read the current form of a purpose and sign it (also how an expired or stopped one is renewed)."""
+    patient_id = request.portal_patient_id
+    try:
+        purpose = portal_services.portal_purpose_get(purpose_id=purpose_id)
+    except Purpose.DoesNotExist:
+        raise Http404 from None
+    form_version = selectors.form_version_current(purpose_id=purpose.pk)
+    if form_version is None:
+        raise Http404
+    covering = authorization_covering_list(purpose_id=purpose.pk, patient_ids=[patient_id]).first()
+    if covering is not None:
+        return render(request, "consent/portal/already_signed.html", {"purpose": purpose, "authorization": covering})
+    shown_hash = text_hash(form_text(form_version))
+    form = SignForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        invitation_id = request.session.get(_INVITATION)
+        representative = form.cleaned_data["signer"] == SignForm.REPRESENTATIVE
+        try:
+            authorization = signing.authorization_sign(
+                patient_id=patient_id,
+                form_id=form_version.pk,
+                shown_text_hash=form.cleaned_data["text_hash"],
+                signature_name=form.cleaned_data["signature_name"],
+                intent_confirmed=form.cleaned_data["intent"],
+                signed_by_representative=representative,
+                representative_authority=form.cleaned_data["representative_authority"],
+                signed_ip=request.META.get("REMOTE_ADDR", ""),
+                user_agent=request.headers.get("User-Agent", ""),
+                invitation_id=invitation_id,
+            )
+        except ValidationError as error:
+            if hasattr(error, "error_dict"):
+                for field, field_errors in error.message_dict.items():
+                    form.add_error(field if field in form.fields else None, field_errors)
+            else:
+                # The form changed under the patient: the page shows the current text (and its hash) to read again.
+                form.add_error(None, error.messages)
+        else:
+            request.session.pop(_INVITATION, None)
+            return redirect("portal:signed", authorization_id=authorization.pk)
+    return render(
+        request,
+        "consent/portal/sign.html",
+        {
+            "purpose": purpose,
+            "form_version": form_version,
+            "title": form_version.title,
+            "sections": form_sections(form_version),
+            "form": form,
+            "shown_hash": shown_hash,
+            "today": timezone.localdate(),
+        },
+        status=400 if form.errors else 200,
+    )
+
+
+def _own_authorization(request, authorization_id: int) -> Authorization:
+    try:
+        return portal_services.portal_authorization_get(
+            patient_id=request.portal_patient_id, authorization_id=authorization_id
+        )
+    except Authorization.DoesNotExist:
+        raise Http404 from None
+
+
+@patient_required
+@require_http_methods(["GET"])
+def signed(request, authorization_id: int):
+    authorization = _own_authorization(request, authorization_id)
+    return render(request, "consent/portal/signed.html", {"authorization": authorization})
+
+
+@patient_required
+@require_http_methods(["GET"])
+def authorization_pdf(request, authorization_id: int):
+    authorization = _own_authorization(request, authorization_id)
+    if not authorization.pdf:
+        raise Http404
+    audit_record(
+        actor_role=PATIENT,
+        action="authorization.pdf_downloaded",
+        object_type="authorization",
+        object_id=authorization.pk,
+        details={"patient_id": authorization.patient_id},
+    )
+    response = FileResponse(
+        authorization.pdf.open("rb"), content_type="application/pdf", as_attachment=True,
+        filename=f"signed-form-{authorization.signed_at:%Y-%m-%d}.pdf",
+    )
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@patient_required
+@require_http_methods(["GET", "POST"])
+def revoke(request, authorization_id: int):
+    """A confirmation, then the revocation, effective at once (R-REVOKE-ANYTIME)."""
+    authorization = _own_authorization(request, authorization_id)
+    if not portal_services.portal_authorization_is_active(authorization=authorization):
+        messages.info(request, "This has already ended. Nothing more to do.")
+        return redirect("portal:home")
+    if request.method == "POST":
+        portal_services.portal_authorization_revoke(
+            patient_id=request.portal_patient_id, authorization_id=authorization.pk
+        )
+        messages.success(
+            request, f"Done. We will not send you messages about {authorization.purpose.name.lower()} any more."
+        )
+        return redirect("portal:home")
+    return render(request, "consent/portal/revoke_confirm.html", {"authorization": authorization})
