@@ -1,9 +1,13 @@
+import os
+from pathlib import Path
+
 import pytest
 from django.db import connection
 from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from hipaamail.tests.factories import staff_make
+from hipaamail.tests.factories import PASSWORD, staff_make
 
 requires_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL (set DATABASE_URL; make test does)"
@@ -27,3 +31,75 @@ def verified_client(client):
 
     client.sign_in = sign_in
     return client
+
+
+# --- In Chromium (tests marked `browser`) ------------------------------------------------------------------
+# One set-up for every app's browser tests. It lives here, outside the linted packages, so that consent's tests
+# can use it without importing hipaamail.tests.test_browser (which imports campaigns: the layers contract).
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser_context_args() -> dict:
+    """Options for the browser context; a test module overrides this fixture for another viewport etc."""
+    return {"viewport": {"width": 1280, "height": 860}}
+
+
+@pytest.fixture
+def browser_context(browser_context_args):
+    """A Playwright browser context in Debian's Chromium, closed after the test."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test-browser installs it)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes between
+    # browser steps are still plain synchronous calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser.new_context(**browser_context_args)
+        browser.close()
+
+
+@pytest.fixture
+def page(browser_context):
+    return browser_context.new_page()
+
+
+def screenshot(page, name: str) -> None:
+    """A full-page screenshot to $SCREENSHOT_DIR/<name>.png, when SCREENSHOT_DIR is set."""
+    folder = os.environ.get("SCREENSHOT_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def browser_sign_in(page, live_server, user, *, start: str = "/", screenshots: bool = False) -> None:
+    """Sign a staff member in as a person would: password, then the code from their confirmed TOTP device.
+
+    `start` is the first page opened (it must send an anonymous visitor to the sign-in page); with
+    `screenshots`, the sign-in and two-factor pages are captured (sign-in-<role>, two-factor-code)."""
+    page.goto(f"{live_server.url}{start}")
+    assert "/accounts/login/" in page.url
+    page.fill("input[name=login]", user.email)
+    page.fill("input[name=password]", PASSWORD)
+    if screenshots:
+        screenshot(page, f"sign-in-{user.groups.first().name.replace(' ', '-')}")
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/account/two-factor/**")
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    page.fill("input[name=token]", f"{totp(device.bin_key, device.step, device.t0, device.digits):06d}")
+    if screenshots:
+        screenshot(page, "two-factor-code")
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")

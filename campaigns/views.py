@@ -6,6 +6,7 @@ from audit.services import audit_record
 from campaigns import permissions, selectors, services
 from campaigns.messages import unsubscribe_token_read
 from campaigns.models import Delivery
+from consent.selectors import authorization_covering_list
 from hipaamail.roles import sees_patient_evidence
 
 _OUTCOME_LABELS = {
@@ -63,9 +64,11 @@ def unsubscribe(request, token: str):
     if delivery is None:
         audit_record(actor=None, actor_role="anonymous", action="unsubscribe.bad_token")
         return render(request, "campaigns/unsubscribe_invalid.html", status=404)
+    purpose = delivery.campaign.purpose
     if request.method == "POST":
-        services.delivery_unsubscribe(delivery_id=delivery.pk)
-        return render(request, "campaigns/unsubscribe_done.html", {"purpose": delivery.campaign.purpose})
+        revoked = services.delivery_unsubscribe(delivery_id=delivery.pk)
+        # A second use of the link revokes nothing: say so plainly rather than pretend.
+        return render(request, "campaigns/unsubscribe_done.html", {"purpose": purpose, "already": not revoked})
     audit_record(
         actor=None,
         actor_role="patient",
@@ -73,4 +76,6 @@ def unsubscribe(request, token: str):
         object_type="delivery",
         object_id=delivery.pk,
     )
-    return render(request, "campaigns/unsubscribe_confirm.html", {"purpose": delivery.campaign.purpose})
+    if not authorization_covering_list(purpose_id=purpose.pk, patient_ids=[delivery.patient_id]).exists():
+        return render(request, "campaigns/unsubscribe_done.html", {"purpose": purpose, "already": True})
+    return render(request, "campaigns/unsubscribe_confirm.html", {"purpose": purpose})

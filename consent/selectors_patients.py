@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 from django.db.models.functions import Now
-from django.http import Http404
 
 from consent import crypto
 from consent.models import Authorization, AuthorizationDefect, Patient
 from consent.selectors import CoverageGap, authorization_covering_list
-from hipaamail.roles import sees_patient_evidence
 
 
 class AuthorizationState:
@@ -59,23 +57,10 @@ class AuthorizationRow:
         return bool(self.authorization.expiry_event) and not hasattr(self.authorization, "expiry_record")
 
 
-def access_patient_by_id(user, patient_id: int) -> Patient:
-    """Compliance officers and administrators only (R-MIN-NECESSARY). A marketer, a missing patient and
-    a patient id that does not exist all get the same 404."""
-    if not sees_patient_evidence(user):
-        raise Http404
-    try:
-        return Patient.objects.get(pk=patient_id)
-    except Patient.DoesNotExist:
-        raise Http404 from None
 
 
-def access_authorization_by_id(user, patient_id: int, authorization_id: int) -> Authorization:
-    patient = access_patient_by_id(user, patient_id)
-    try:
-        return Authorization.objects.select_related("purpose", "patient").get(pk=authorization_id, patient=patient)
-    except Authorization.DoesNotExist:
-        raise Http404 from None
+
+
 
 
 def patient_find(*, email: str = "", external_id: str = "") -> Patient | None:

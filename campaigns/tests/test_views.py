@@ -103,3 +103,17 @@ def test_unsubscribe_link_in_a_sent_message_works(client, sent_campaign):
     client.post("/" + url)
 
     assert Revocation.objects.count() == 1
+
+
+def test_a_reused_unsubscribe_link_says_it_was_already_done(client, sent_campaign):
+    """Token reuse: the second POST (and a later GET) revokes nothing and says so plainly, never a 500."""
+    delivery = Delivery.objects.filter(campaign=sent_campaign, status="sent").first()
+    url = f"/unsubscribe/{unsubscribe_token(delivery.pk)}/"
+    client.post(url)
+
+    again = client.post(url)
+    later = client.get(url)
+
+    assert again.status_code == 200 and b"You already stopped these messages" in again.content
+    assert later.status_code == 200 and b"You already stopped these messages" in later.content
+    assert Revocation.objects.count() == 1

@@ -34,3 +34,35 @@ def authorization_make(*, patient, purpose, expires_in=timedelta(days=365), sign
     return services.authorization_grant(
         actor=None, patient=patient, purpose=purpose, signed_at=now - signed_ago, expires_at=now + expires_in, **extra
     )
+
+
+FORM_FIELDS = {
+    "information_description": "Your name, your email address, and the fact that you use a CPAP machine we supplied.",
+    "merge_fields": ["first_name", "email"],
+    "authorized_party": "Riverside Health, 100 River Road, Springfield, IL.",
+    "recipients_description": "Our email service, which has signed a business associate agreement with us.",
+    "purpose_description": "To tell you about new CPAP masks and supplies you can buy from us.",
+    "expiry_kind": "months",
+    "expiry_months": 24,
+    "signature_statement": (
+        "Typing your name is your signature. If you sign for someone else, tell us how you are allowed to act "
+        "for them (your authority as their personal representative)."
+    ),
+    "revocation_statement": "You can stop this at any time. Use the link in any message, or our website.",
+    "revocation_address": "Privacy Officer, Riverside Health\n100 River Road, Springfield, IL 62701",
+    "conditioning_statement": "Your treatment, payment, enrollment and benefits do not depend on signing.",
+    "redisclosure_statement": "Information we share may be shared again by the recipient and lose its protection.",
+}
+
+
+def form_published_make(purpose, **overrides):
+    """A complete form version of `purpose`, drafted and published through the real services."""
+    from consent.services import form_versions
+
+    fields = {"title": f"Permission to send you messages about {purpose.name}", **FORM_FIELDS}
+    if purpose.third_party_paid:
+        fields["remuneration_statement"] = "A company that makes these products pays us to send these messages."
+    fields |= overrides
+    draft = form_versions.form_version_create(actor=None, purpose_id=purpose.pk)
+    form_versions.form_version_update(actor=None, form_id=draft.pk, **fields)
+    return form_versions.form_version_publish(actor=None, form_id=draft.pk)

@@ -2,19 +2,14 @@
 plain language, and the pages compliance officers use to do it."""
 from datetime import date, timedelta
 
-import os
-from pathlib import Path
-
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
-from conftest import requires_postgresql
+from conftest import browser_sign_in, requires_postgresql, screenshot
 from consent.documents import PATIENT_FIELDS, form_sections, form_text, text_hash
 from consent.forms_authoring import AuthorizationFormDraftForm
 from consent.models import AuthorizationForm, Purpose
@@ -22,7 +17,7 @@ from consent.selectors import authorization_covering_list
 from consent import selectors
 from consent.services import form_versions
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import PASSWORD, staff_make
+from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -605,52 +600,13 @@ def test_history_counts_authorizations_signed_under_each_version(verified_client
 # --- In Chromium (marked browser: slow) -----------------------------------------------------------------
 
 
-# The same browser set-up as hipaamail/tests/test_browser.py, which consent may not import (it imports
-# campaigns: the layers contract).
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def page():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make test-browser installs it)")
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
-        browser.close()
-
-
-def _shot(page, name: str) -> None:
-    folder = os.environ.get("SCREENSHOT_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
-
-
-def _sign_in(page, live_server, user) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=login]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/account/two-factor/**")
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
-    page.fill("input[name=token]", f"{totp(device.bin_key, device.step, device.t0, device.digits):06d}")
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
-
-
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_compliance_officer_authors_a_form_in_chromium(page, live_server):
     """As a person would: create a purpose, draft its form, try to publish too early and read what is
     missing, complete it, preview it, publish it. Screenshots 10-12 go to $SCREENSHOT_DIR when set."""
     officer = staff_make(role="compliance officer", email="compliance@demo.hipaamail.test", with_totp=True)
-    _sign_in(page, live_server, officer)
+    browser_sign_in(page, live_server, officer, start="/accounts/login/")
 
     page.goto(f"{live_server.url}{reverse('consent:purpose_list')}")
     page.get_by_role("link", name="New purpose").click()
@@ -661,7 +617,7 @@ def test_compliance_officer_authors_a_form_in_chromium(page, live_server):
     page.check("input[name=third_party_paid]")
     page.get_by_role("button", name="Create purpose").click()
     assert "A communication a third party pays for is marketing" in page.locator("[role=alert]").inner_text()
-    _shot(page, "purpose-paid-treatment-refused")
+    screenshot(page, "purpose-paid-treatment-refused")
     page.check("input[name=kind][value=marketing]")
     page.get_by_role("button", name="Create purpose").click()
     page.get_by_role("button", name="New empty draft").click()
@@ -679,7 +635,7 @@ def test_compliance_officer_authors_a_form_in_chromium(page, live_server):
                  "R-AUTH-STMT-REDISCLOSURE", "R-AUTH-STMT-REMUNERATION"):
         assert rule in errors
     assert "R-AUTH-CORE-1" not in errors and "R-AUTH-CORE-5" not in errors
-    _shot(page, "11-form-publish-errors")
+    screenshot(page, "11-form-publish-errors")
 
     for field in ("authorized_party", "signature_statement", "revocation_statement", "revocation_address",
                   "conditioning_statement", "redisclosure_statement", "remuneration_statement"):
@@ -690,7 +646,7 @@ def test_compliance_officer_authors_a_form_in_chromium(page, live_server):
     page.get_by_role("button", name="Save draft").click()
     assert "Draft saved." in page.locator(".messages").inner_text()
     assert "Above grade 8" in page.locator(".verdict.bad").inner_text()
-    _shot(page, "10-form-editor")
+    screenshot(page, "10-form-editor")
     for field in HARD:
         page.fill(f"textarea[name={field}]", COMPLETE[field])
     page.get_by_role("button", name="Save draft").click()
@@ -698,12 +654,12 @@ def test_compliance_officer_authors_a_form_in_chromium(page, live_server):
 
     page.get_by_role("link", name="Preview as the patient sees it").click()
     assert page.get_by_role("heading", name="Your care does not depend on this").is_visible()
-    _shot(page, "12-form-preview")
+    screenshot(page, "12-form-preview")
     page.get_by_role("link", name="Back to the editor").click()
     page.get_by_role("button", name="Publish version 1").click()
 
     assert "Version 1 is published" in page.locator(".messages").inner_text()
     assert "New signatures use version 1" in page.locator(".verdict.ok").inner_text()
-    _shot(page, "form-version-history")
+    screenshot(page, "form-version-history")
     published = AuthorizationForm.objects.get(purpose__code="cpap-supplies")
     assert published.status == "published" and published.text_hash == text_hash(form_text(published))

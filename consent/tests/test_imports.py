@@ -13,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, connections, transaction
 
 from audit.models import AuditEvent
+from conftest import browser_sign_in, screenshot
 from consent import crypto
 from consent.models import Patient, PatientCondition, PatientImport
 from consent.services import imports
@@ -427,57 +428,13 @@ def test_import_patients_command_dry_run_then_import(tmp_path, capsys):
 
 # --- in a real browser (slow: run with -m browser) ----------------------------------------------------------
 
-# As in hipaamail/tests/test_browser.py; not imported from there, which would make consent depend on campaigns.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _sign_in(page, live_server, user) -> None:
-    from django_otp.oath import totp
-    from django_otp.plugins.otp_totp.models import TOTPDevice
-
-    from hipaamail.tests.factories import PASSWORD
-
-    page.goto(f"{live_server.url}/")
-    page.fill("input[name=login]", user.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/account/two-factor/**")
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
-    page.fill("input[name=token]", f"{totp(device.bin_key, device.step, device.t0, device.digits):06d}")
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
-
-
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_officer_previews_errors_then_imports_with_a_live_progress_bar(live_server):
+def test_officer_previews_errors_then_imports_with_a_live_progress_bar(page, live_server):
     """Headless Chromium: a file with errors is refused with a readable table; a good file is imported while
     the bar moves. Screenshots go to $SCREENSHOT_DIR (20-, 21-, 22-import-*.png) when it is set."""
-    import os
     import threading
     import time
-    from pathlib import Path
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make test-browser installs it)")
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    folder = os.environ.get("SCREENSHOT_DIR")
-
-    def shot(page, name):
-        if folder:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
     officer = staff_make(role="compliance officer", email="officer@demo.hipaamail.test", with_totp=True)
     patient_make(email="already.here@example.org")
@@ -511,17 +468,14 @@ def test_officer_previews_errors_then_imports_with_a_live_progress_bar(live_serv
         thread.start()
 
     with (
-        sync_playwright() as playwright,
         mock.patch.object(imports, "_enqueue_run", side_effect=run_in_background),
         mock.patch.object(imports, "_write_copy", side_effect=slow_write),
         mock.patch.object(imports, "_write_bulk_create", side_effect=slow_write),
     ):
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_context(viewport={"width": 1280, "height": 860}).new_page()
-        _sign_in(page, live_server, officer)
+        browser_sign_in(page, live_server, officer)
 
         page.goto(f"{live_server.url}/consent/imports/")
-        shot(page, "import-upload")
+        screenshot(page, "import-upload")
         page.set_input_files(
             "input[type=file]", {"name": "export.csv", "mimeType": "text/csv", "buffer": bad.encode()}
         )
@@ -529,7 +483,7 @@ def test_officer_previews_errors_then_imports_with_a_live_progress_bar(live_serv
         page.wait_for_selector("text=This file was not imported")
         assert page.locator("tbody tr").count() == 7
         assert LEAK not in page.content()
-        shot(page, "20-import-preview-errors")
+        screenshot(page, "20-import-preview-errors")
 
         page.goto(f"{live_server.url}/consent/imports/")
         page.set_input_files(
@@ -544,10 +498,9 @@ def test_officer_previews_errors_then_imports_with_a_live_progress_bar(live_serv
                 " return v >= 25 && v < 90; }",
                 timeout=20_000,
             )
-        shot(page, "21-import-progress")
+        screenshot(page, "21-import-progress")
         page.wait_for_selector("text=Imported 600 patients", timeout=30_000)
-        shot(page, "22-import-done")
-        browser.close()
+        screenshot(page, "22-import-done")
         for thread in workers:
             thread.join(timeout=10)
 

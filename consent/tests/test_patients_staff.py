@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from conftest import screenshot
 from consent.models import Authorization, AuthorizationDefect, ExpiryEvent, Revocation
 from consent.selectors import CoverageGap, authorization_covering_list, authorization_gap_list
 from consent.services import authorization_grant, authorization_revoke
@@ -429,45 +430,15 @@ def test_r_sec_audit_a_scan_is_streamed_through_the_permission_check_and_audited
 
 
 @pytest.fixture
-def browser_page():
-    import os
-    from pathlib import Path
-
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian's chromium is not installed (make test-browser installs it)")
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    args = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=args)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        yield context
-        browser.close()
-
-
-def _shot(page, name: str) -> None:
-    import os
-    from pathlib import Path
-
-    folder = os.environ.get("SCREENSHOT_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+def browser_context_args() -> dict:
+    """Overrides conftest's: this module's browser test (and its screenshots) use a wider window."""
+    return {"viewport": {"width": 1400, "height": 900}}
 
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_r_revoke_written_staff_find_a_patient_record_paper_evidence_and_import_fhir_in_a_browser(
-    browser_page, live_server, verified_client, tmp_path
+    browser_context, live_server, verified_client, tmp_path
 ):
     """R-REVOKE-WRITTEN, R-MIN-NECESSARY, R-NO-PHI-LEAK, as a compliance officer would in Chromium: find the
     patient by email (a POST: the address is in no URL), record a paper authorization with its scan, then a
@@ -500,10 +471,10 @@ def test_r_revoke_written_staff_find_a_patient_record_paper_evidence_and_import_
     )
     _event_based(patient, other)
     verified_client.sign_in(role="compliance officer")
-    browser_page.add_cookies(
+    browser_context.add_cookies(
         [{"name": "sessionid", "value": verified_client.cookies["sessionid"].value, "url": live_server.url}]
     )
-    page = browser_page.new_page()
+    page = browser_context.new_page()
     scan = tmp_path / "scan.pdf"
     scan.write_bytes(PDF)
 
@@ -527,13 +498,13 @@ def test_r_revoke_written_staff_find_a_patient_record_paper_evidence_and_import_
     page.click(f"a[href='/consent/patients/{patient.pk}/authorizations/{web.pk}/revoke/']")
     page.set_input_files("input[name=scan]", str(scan))
     page.check("input[name=confirm]")
-    _shot(page, "31-written-revocation")
+    screenshot(page, "31-written-revocation")
     page.click("text=Record the revocation")
     page.wait_for_selector(".messages li.success")
     assert Revocation.objects.get(authorization=web).channel == "written"
     assert not _covered(web)
     assert "Revocation scan" in page.locator("main").inner_text()
-    _shot(page, "30-staff-patient-record")
+    screenshot(page, "30-staff-patient-record")
 
     newcomer = patient_make(external_id="MRN-55120")
     with transaction.atomic():  # a Consent from elsewhere: exported, then rolled back here
@@ -567,7 +538,7 @@ def test_r_revoke_written_staff_find_a_patient_record_paper_evidence_and_import_
     assert "MRN-99999" not in report
     assert Authorization.objects.filter(patient=newcomer, channel="import").count() == 1
     assert not _covered(event_based)
-    _shot(page, "32-fhir-import-report")
+    screenshot(page, "32-fhir-import-report")
 
 
 def test_staff_invites_a_patient_by_email_and_by_qr_code(verified_client, django_capture_on_commit_callbacks):
@@ -584,9 +555,9 @@ def test_staff_invites_a_patient_by_email_and_by_qr_code(verified_client, django
 
     with django_capture_on_commit_callbacks(execute=True):
         emailed = verified_client.post(
-            f"/consent/patients/{patient.pk}/invite/", {"purpose": form.purpose_id, "channel": "email"}
+            f"/consent/patients/{patient.pk}/invite/", {"invite-purpose": form.purpose_id, "invite-channel": "email"}
         )
-    shown = verified_client.post(f"/consent/patients/{patient.pk}/invite/", {"purpose": form.purpose_id, "channel": "qr"})
+    shown = verified_client.post(f"/consent/patients/{patient.pk}/invite/", {"invite-purpose": form.purpose_id, "invite-channel": "qr"})
 
     assert emailed.status_code == 302
     assert [m.to for m in mail.outbox] == [["invitee@example.org"]]
@@ -599,6 +570,6 @@ def test_marketer_cannot_invite(verified_client):
     verified_client.sign_in(role="marketer")
     patient = patient_make()
 
-    response = verified_client.post(f"/consent/patients/{patient.pk}/invite/", {"purpose": 1, "channel": "email"})
+    response = verified_client.post(f"/consent/patients/{patient.pk}/invite/", {"invite-purpose": 1, "invite-channel": "email"})
 
     assert response.status_code == 404

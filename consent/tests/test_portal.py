@@ -16,8 +16,7 @@ from consent import selectors
 from consent.selectors import authorization_covering_list
 from consent.services import portal as portal_services
 from consent.services import signing
-from consent.tests.factories import authorization_make, patient_make, purpose_make
-from consent.tests.test_signing import form_published_make
+from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
 

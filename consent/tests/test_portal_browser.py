@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.core import mail
 
+from conftest import screenshot
 from consent.models import Authorization, Invitation
 from consent.selectors import authorization_covering_list
 from consent.services import signing
@@ -23,16 +24,6 @@ from consent.tests.test_signing import form_published_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 AXE_PREFIX = Path("/tmp/axe")
 SERIOUS = {"serious", "critical"}
 
@@ -54,24 +45,9 @@ def axe_js() -> Path:
 
 
 @pytest.fixture
-def browser_context():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make test-browser installs it)")
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1100, "height": 900}, accept_downloads=True)
-        yield context
-        browser.close()
-
-
-def _shot(page, name: str) -> None:
-    folder = os.environ.get("SCREENSHOT_DIR")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+def browser_context_args() -> dict:
+    """Overrides conftest's: the portal's window (its screenshots are committed) and downloads of the PDF."""
+    return {"viewport": {"width": 1100, "height": 900}, "accept_downloads": True}
 
 
 def _assert_accessible(page, axe_js: Path) -> None:
@@ -107,7 +83,7 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
     assert page.locator("h1").inner_text() == "Check your email"
     assert "m***@example.org" in page.locator("main").inner_text()
     _assert_accessible(page, axe_js)
-    _shot(page, "40-invitation-code")
+    screenshot(page, "40-invitation-code")
 
     page.get_by_label("The 6-digit code from the email").fill(_last_code())
     page.get_by_role("button", name="Continue").click()
@@ -116,13 +92,13 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
     _assert_accessible(page, axe_js)
     page.get_by_label("Type your full name to sign").fill("Margaret Ellen Jones")
     page.get_by_label("I am signing this form electronically.").check()
-    _shot(page, "41-sign-form")
+    screenshot(page, "41-sign-form")
 
     page.get_by_role("button", name="Sign the form").click()
     page.wait_for_url("**/my/signed/*/")
     assert page.locator("h1").inner_text() == "Thank you. You signed the form."
     _assert_accessible(page, axe_js)
-    _shot(page, "42-signed-confirmation")
+    screenshot(page, "42-signed-confirmation")
 
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Download your copy (PDF)").click()
@@ -145,12 +121,12 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
     assert "You receive these" in main and "You do not receive these" in main
     assert "Your care does not depend on any of these choices." in main
     _assert_accessible(page, axe_js)
-    _shot(page, "43-portal")
+    screenshot(page, "43-portal")
 
     page.get_by_role("link", name="Stop these messages about CPAP supplies").click()
     assert page.locator("h1").inner_text() == "Stop messages about CPAP supplies?"
     _assert_accessible(page, axe_js)
-    _shot(page, "44-revoke-confirm")
+    screenshot(page, "44-revoke-confirm")
     page.get_by_role("button", name="Yes, stop these messages").click()
     page.wait_for_url("**/my/")
     assert "We will not send you messages about cpap supplies any more." in page.locator("main").inner_text()
@@ -161,7 +137,7 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
     page.reload()
     _assert_accessible(page, axe_js)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
-    _shot(page, "45-portal-mobile")
+    screenshot(page, "45-portal-mobile")
 
 
 def test_sign_in_and_error_pages_pass_axe(browser_context, live_server, axe_js):

@@ -16,7 +16,7 @@ from audit.models import AuditEvent
 from consent.documents import form_text, text_hash
 from consent.models import Authorization, AuthorizationForm, Invitation
 from consent.services import signing
-from consent.tests.factories import patient_make, purpose_make
+from consent.tests.factories import form_published_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
 
@@ -31,35 +31,6 @@ def _fresh_throttle_and_media(settings, tmp_path):
     cache.clear()
 
 
-def form_published_make(purpose, **overrides) -> AuthorizationForm:
-    """A published form version with every element 164.508(c) requires. Written here rather than through a
-    publish service because that service is being written alongside this module (see the report)."""
-    fields = {
-        "purpose": purpose,
-        "version": (AuthorizationForm.objects.filter(purpose=purpose).count() + 1),
-        "status": AuthorizationForm.Status.PUBLISHED,
-        "title": f"Permission to send you messages about {purpose.name}",
-        "information_description": (
-            "Your name, your email address, and the fact that you use a CPAP machine we supplied."
-        ),
-        "merge_fields": ["first_name", "email"],
-        "authorized_party": "Riverside Health, 100 River Road, Springfield, IL.",
-        "recipients_description": "Our email service, which has signed a business associate agreement with us.",
-        "purpose_description": "To tell you about new CPAP masks and supplies you can buy from us.",
-        "expiry_kind": AuthorizationForm.ExpiryKind.MONTHS,
-        "expiry_months": 24,
-        "signature_statement": "If you sign for someone else, tell us how you are allowed to act for them.",
-        "revocation_statement": "You can stop this at any time. Use the link in any message, or our website.",
-        "revocation_address": "Privacy Officer, Riverside Health\n100 River Road, Springfield, IL 62701",
-        "conditioning_statement": "Your treatment, payment, enrollment and benefits do not depend on signing.",
-        "redisclosure_statement": "Information we share may be shared again by the recipient and lose its protection.",
-        "published_at": timezone.now(),
-    }
-    fields |= overrides
-    form = AuthorizationForm(**fields)
-    form.text_hash = text_hash(form_text(form))
-    form.save(force_insert=True)
-    return form
 
 
 def prove_email(client, invitation_token: str) -> None:

@@ -10,18 +10,14 @@ from django.views.decorators.http import require_http_methods
 from audit.services import audit_record
 from consent import fhir
 from consent.forms_patients import FhirImportForm
-from consent.models import Authorization
 from consent.services.fhir import fhir_bundle_import
-from hipaamail.roles import sees_patient_evidence
+from consent.permissions import access_any_authorization_by_id, access_consent_staff
 
 
 def fhir_export(request, authorization_id: int, version: str):
-    if not sees_patient_evidence(request.user) or version not in fhir.VERSIONS:
+    authorization = access_any_authorization_by_id(request.user, authorization_id)
+    if version not in fhir.VERSIONS:
         raise Http404
-    try:
-        authorization = Authorization.objects.select_related("patient", "purpose").get(pk=authorization_id)
-    except Authorization.DoesNotExist:
-        raise Http404 from None
     resource = fhir.authorization_to_fhir(authorization, version=version)
     audit_record(
         actor=request.user,
@@ -37,8 +33,7 @@ def fhir_export(request, authorization_id: int, version: str):
 
 @require_http_methods(["GET", "POST"])
 def fhir_import(request):
-    if not sees_patient_evidence(request.user):
-        raise Http404
+    access_consent_staff(request.user)
     form = FhirImportForm(request.POST, request.FILES) if request.method == "POST" else FhirImportForm()
     report = None
     if request.method == "POST" and form.is_valid():

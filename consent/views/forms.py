@@ -17,33 +17,16 @@ from consent.models import AuthorizationForm, Purpose
 from consent.readability import PLAIN_LANGUAGE_GRADE_LIMIT
 from consent import selectors
 from consent.services import form_versions
-from hipaamail.roles import sees_patient_evidence
+from consent.permissions import access_consent_staff, access_form_version_by_id, access_purpose_by_id
 
 
-def access_forms(user) -> None:
-    """Only compliance officers and administrators manage purposes and forms; others get a 404."""
-    if not sees_patient_evidence(user):
-        raise Http404
 
 
-def access_purpose_by_id(user, purpose_id: int) -> Purpose:
-    access_forms(user)
-    purpose = Purpose.objects.filter(pk=purpose_id).first()
-    if purpose is None:
-        raise Http404
-    return purpose
 
 
-def access_form_version_by_id(user, purpose_id: int, form_id: int) -> AuthorizationForm:
-    access_forms(user)
-    form = (
-        AuthorizationForm.objects.select_related("purpose", "published_by")
-        .filter(pk=form_id, purpose_id=purpose_id)
-        .first()
-    )
-    if form is None:
-        raise Http404
-    return form
+
+
+
 
 
 def _add_service_errors(form, error: ValidationError) -> None:
@@ -67,7 +50,7 @@ def _readability(form_version: AuthorizationForm) -> dict:
 
 
 def purpose_list(request):
-    access_forms(request.user)
+    access_consent_staff(request.user)
     purposes = list(Purpose.objects.order_by("name"))
     for purpose in purposes:
         purpose.current_form = selectors.form_version_current(purpose_id=purpose.pk)
@@ -76,7 +59,7 @@ def purpose_list(request):
 
 @require_http_methods(["GET", "POST"])
 def purpose_create(request):
-    access_forms(request.user)
+    access_consent_staff(request.user)
     form = PurposeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:

@@ -3,29 +3,22 @@
 Only compliance officers and administrators import patients; anyone else gets the same 404 as a page that
 does not exist (R-MIN-NECESSARY)."""
 from django.contrib import messages
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from consent.forms_imports import PatientImportUploadForm
 from consent.models import PatientImport
 from consent.services import imports
-from hipaamail.roles import sees_patient_evidence
+from consent.permissions import access_consent_staff, access_patient_import_by_id
 
 RECENT_IMPORTS = 10
 
 
-def _require_importer(user) -> None:
-    if not sees_patient_evidence(user):
-        raise Http404
 
 
-def access_patient_import_by_id(user, import_id: int) -> PatientImport:
-    _require_importer(user)
-    try:
-        return PatientImport.objects.select_related("uploaded_by").get(pk=import_id)
-    except PatientImport.DoesNotExist:
-        raise Http404 from None
+
+
 
 
 def _percent(patient_import: PatientImport) -> int:
@@ -37,7 +30,7 @@ def _percent(patient_import: PatientImport) -> int:
 
 
 def import_upload(request):
-    _require_importer(request.user)
+    access_consent_staff(request.user)
     if request.method == "POST":
         form = PatientImportUploadForm(request.POST, request.FILES)
     else:

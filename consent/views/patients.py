@@ -21,11 +21,10 @@ from consent.forms_patients import (
     WrittenRevocationForm,
     start_of_day,
 )
-from consent.selectors_patients import access_authorization_by_id, access_patient_by_id
+from consent.permissions import access_authorization_by_id, access_consent_staff, access_patient_by_id
 from consent.services import authorization_defect_record, expiry_event_record
 from consent.services.signing import invitation_create, invitation_link
 from consent.services.written import authorization_written_record, revocation_written_record
-from hipaamail.roles import sees_patient_evidence
 
 
 def _patient_url(patient_id: int) -> str:
@@ -34,8 +33,7 @@ def _patient_url(patient_id: int) -> str:
 
 @require_http_methods(["GET", "POST"])
 def patient_search(request):
-    if not sees_patient_evidence(request.user):
-        raise Http404
+    access_consent_staff(request.user)
     form = PatientSearchForm(request.POST if request.method == "POST" else None)
     not_found = False
     if request.method == "POST" and form.is_valid():
@@ -69,7 +67,7 @@ def _render_record(request, patient, *, written_form=None, status=200):
         "conditions": sorted(patient.conditions.values_list("code", flat=True)),
         "rows": rows,
         "written_form": written_form or WrittenAuthorizationForm(),
-        "invitation_form": InvitationForm(),
+        "invitation_form": InvitationForm(prefix="invite"),
     }
     return render(request, "consent/patients/detail.html", context, status=status)
 
@@ -237,7 +235,7 @@ def patient_document(request, patient_id: int, authorization_id: int, kind: str)
 def patient_invite(request, patient_id: int):
     """Invite the patient to sign. The token is shown (as a QR code) or emailed once and never stored."""
     patient = access_patient_by_id(request.user, patient_id)
-    form = InvitationForm(request.POST)
+    form = InvitationForm(request.POST, prefix="invite")
     if not form.is_valid():
         messages.error(request, "Choose a purpose with a published form and how to invite the patient.")
         return redirect("consent:patient_detail", patient_id=patient.pk)

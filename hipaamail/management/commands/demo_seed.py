@@ -21,7 +21,6 @@ recovery-codes device with the ten codes demo-recovery-01 ... demo-recovery-10 (
 The launched campaign is handed to the workers when its launch commits (a running `celery worker` sends it);
 `--send-now` sends it in this process instead, through the same sender.
 """
-import hashlib
 import random
 from base64 import b32encode
 from dataclasses import dataclass
@@ -40,7 +39,9 @@ from campaigns import selectors as campaign_selectors
 from campaigns import services as campaign_services
 from campaigns.models import Campaign
 from consent import services as consent_services
-from consent.models import Authorization, Purpose, Revocation
+from consent.documents import form_text, text_hash
+from consent.models import Authorization, Patient, Purpose, Revocation
+from consent.services import form_versions
 from hipaamail import roles
 
 DEMO_URL = "http://127.0.0.1:8000/"
@@ -142,10 +143,48 @@ POSTAL_CODES = [
 ]  # fmt: skip
 
 
-def _form_text_hash(purpose_code: str) -> str:
-    """The hash of the authorization text the demo patients signed (one form per purpose)."""
-    text = f"Riverside Health authorization form v1 for {purpose_code}"
-    return hashlib.sha256(text.encode()).hexdigest()
+# The published form of each purpose: every element 45 CFR 164.508(c) asks for, in plain words.
+_FORM_COMMON = {
+    "authorized_party": "Riverside Health, 100 River Road, Springfield, IL 62701.",
+    "recipients_description": "Our email service, which has signed a business associate agreement with us.",
+    "signature_statement": (
+        "Typing your name is your signature. If you sign for someone else, tell us how you are allowed to act "
+        "for them (your authority as their personal representative)."
+    ),
+    "revocation_statement": (
+        "You can stop this at any time. Use the link at the end of any of our messages, sign in to our patient "
+        "page, or write to us. Stopping does not undo what we already did before you told us."
+    ),
+    "revocation_address": "Privacy Officer, Riverside Health, 100 River Road, Springfield, IL 62701",
+    "conditioning_statement": "Your care, payment, enrollment and benefits do not depend on signing this form.",
+    "redisclosure_statement": (
+        "Information we share under this form may be shared again by the one who gets it. Then the privacy law "
+        "may no longer protect it."
+    ),
+    "expiry_kind": "months",
+    "expiry_months": 24,
+}
+FORMS = {
+    CPAP: {
+        "title": "Permission to send you offers of CPAP supplies",
+        "information_description": "Your name, your email address, and the fact that you use a CPAP machine from us.",
+        "merge_fields": ["first_name", "email"],
+        "purpose_description": "To tell you about masks, tubing and filters for your CPAP machine that you can buy.",
+    },
+    DIABETES: {
+        "title": "Permission to send you news of a diabetes program",
+        "information_description": "Your name, your email address, and the fact that you have diabetes.",
+        "merge_fields": ["first_name", "email", "condition_codes"],
+        "purpose_description": "To tell you about a diabetes self-care program and how to join it.",
+        "remuneration_statement": "A company pays us to send these messages. It makes diabetes products.",
+    },
+    REFILLS: {
+        "title": "Permission to email you refill reminders",
+        "information_description": "Your name, your email address, and the medicines you have a prescription for.",
+        "merge_fields": ["first_name", "email"],
+        "purpose_description": "To remind you when it is time to refill a prescription you already have.",
+    },
+}
 
 
 class Command(BaseCommand):
@@ -176,6 +215,7 @@ class Command(BaseCommand):
             for code, fields in PURPOSES.items()
         }
         self._say(f"Purposes: {', '.join(purposes)}")
+        self.forms = {code: self._form_publish(purpose, compliance) for code, purpose in purposes.items()}
 
         counts = self._patients_make(count=patients, purposes=purposes, admin=admin, compliance=compliance)
         for code in purposes:
@@ -302,8 +342,16 @@ class Command(BaseCommand):
         return {code: rng.choices(states, weights=[45, 33, 9, 9, 4])[0] for code in PURPOSES}
 
     @staticmethod
-    def _grant(rng, patient, purpose, signed_at, expires_at, compliance) -> None:
+    def _form_publish(purpose, compliance):
+        fields = _FORM_COMMON | FORMS[purpose.code]
+        draft = form_versions.form_version_create(actor=compliance, purpose_id=purpose.pk)
+        form_versions.form_version_update(actor=compliance, form_id=draft.pk, **fields)
+        return form_versions.form_version_publish(actor=compliance, form_id=draft.pk)
+
+    def _grant(self, rng, patient, purpose, signed_at, expires_at, compliance) -> None:
         written = rng.random() < 0.2  # a paper form, recorded by the compliance officer
+        form = self.forms[purpose.code]
+        text = form_text(form)
         consent_services.authorization_grant(
             actor=compliance if written else None,
             patient=patient,
@@ -311,7 +359,10 @@ class Command(BaseCommand):
             signed_at=signed_at,
             expires_at=expires_at,
             channel=Authorization.Channel.WRITTEN if written else Authorization.Channel.WEB,
-            text_hash=_form_text_hash(purpose.code),
+            form_version=form,
+            document_text=text,
+            text_hash=text_hash(text),
+            signature_name=patient.full_name,
         )
 
     # --- output ------------------------------------------------------------------------------------------
@@ -338,6 +389,12 @@ class Command(BaseCommand):
         ]
         if launched is not None:
             lines.append(f'  "{LAUNCHED_CAMPAIGN}" is {launched.get_status_display().lower()}')
+        patient = Patient.objects.order_by("id").first()
+        if patient is not None:
+            lines += [
+                f"  patient portal: {DEMO_URL}my/sign-in/ as a demo patient, e.g. {patient.email};",
+                "    the emailed code arrives in var/outbox/",
+            ]
         self.stdout.write("\n".join(lines))
 
 
