@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,37 @@ def browser_sign_in(page, live_server, user, *, start: str = "/", screenshots: b
         screenshot(page, "two-factor-code")
     page.click("main button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+
+
+# --- axe-core: accessibility checks of pages in Chromium --------------------------------------------------
+# axe-core comes from the npm registry, never from this repository: /tmp/axe (or $AXE_CORE_JS), installed there
+# with `npm install --prefix /tmp/axe axe-core` when missing; the tests that need it skip when npm is missing.
+AXE_PREFIX = Path("/tmp/axe")
+SERIOUS = {"serious", "critical"}
+
+
+@pytest.fixture(scope="session")
+def axe_js() -> Path:
+    configured = os.environ.get("AXE_CORE_JS")
+    if configured:
+        return Path(configured)
+    path = AXE_PREFIX / "node_modules" / "axe-core" / "axe.min.js"
+    if not path.exists():
+        if shutil.which("npm") is None:
+            pytest.skip("axe-core is needed from the npm registry, and npm is not installed")
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(AXE_PREFIX), "axe-core"],
+            check=True, capture_output=True, timeout=300,
+        )
+    return path
+
+
+def assert_accessible(page, axe_js: Path) -> None:
+    """No serious or critical axe-core violation on the page as it is now."""
+    page.add_script_tag(path=str(axe_js))
+    violations = page.evaluate(
+        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
+            .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" "))}))"""
+    )
+    serious = [violation for violation in violations if violation["impact"] in SERIOUS]
+    assert serious == [], f"axe-core on {page.url}: {serious}"

@@ -1,8 +1,7 @@
 """In Chromium, as a patient would: open the invitation, type the emailed code, read and sign, download the
 PDF, stop it. Every page is checked with axe-core: no serious or critical violation. Marked `browser`.
 
-axe-core comes from the npm registry, never from this repository: the test uses /tmp/axe (or $AXE_CORE_JS),
-installing it there with `npm install --prefix /tmp/axe axe-core` if needed, and skips when npm is missing.
+axe-core comes from the npm registry, never from this repository (the `axe_js` fixture in conftest.py).
 Screenshots go to $SCREENSHOT_DIR when it is set (docs/screenshots/ holds the committed ones).
 """
 import os
@@ -15,49 +14,18 @@ from urllib.parse import urlsplit
 import pytest
 from django.core import mail
 
-from conftest import screenshot
+from conftest import assert_accessible, screenshot
 from consent.models import Authorization, Invitation
 from consent.selectors import authorization_covering_list
 from consent.services import signing
-from consent.tests.factories import patient_make, purpose_make
-from consent.tests.test_signing import form_published_make
+from consent.tests.factories import form_published_make, patient_make, purpose_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-AXE_PREFIX = Path("/tmp/axe")
-SERIOUS = {"serious", "critical"}
-
-
-@pytest.fixture(scope="session")
-def axe_js() -> Path:
-    configured = os.environ.get("AXE_CORE_JS")
-    if configured:
-        return Path(configured)
-    path = AXE_PREFIX / "node_modules" / "axe-core" / "axe.min.js"
-    if not path.exists():
-        if shutil.which("npm") is None:
-            pytest.skip("axe-core is needed from the npm registry, and npm is not installed")
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(AXE_PREFIX), "axe-core"],
-            check=True, capture_output=True, timeout=300,
-        )
-    return path
-
 
 @pytest.fixture
 def browser_context_args() -> dict:
     """Overrides conftest's: the portal's window (its screenshots are committed) and downloads of the PDF."""
     return {"viewport": {"width": 1100, "height": 900}, "accept_downloads": True}
-
-
-def _assert_accessible(page, axe_js: Path) -> None:
-    page.add_script_tag(path=str(axe_js))
-    violations = page.evaluate(
-        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
-            .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" "))}))"""
-    )
-    serious = [violation for violation in violations if violation["impact"] in SERIOUS]
-    assert serious == [], f"axe-core on {page.url}: {serious}"
 
 
 def _last_code() -> str:
@@ -82,14 +50,14 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
     page.goto(live_server.url + urlsplit(link).path)  # the link names the configured SITE_URL
     assert page.locator("h1").inner_text() == "Check your email"
     assert "m***@example.org" in page.locator("main").inner_text()
-    _assert_accessible(page, axe_js)
+    assert_accessible(page, axe_js)
     screenshot(page, "40-invitation-code")
 
     page.get_by_label("The 6-digit code from the email").fill(_last_code())
     page.get_by_role("button", name="Continue").click()
     page.wait_for_url(f"**/my/sign/{purpose.pk}/")
     assert "Your care does not depend on it" in page.locator("main").inner_text()
-    _assert_accessible(page, axe_js)
+    assert_accessible(page, axe_js)
     page.get_by_label("Type your full name to sign").fill("Margaret Ellen Jones")
     page.get_by_label("I am signing this form electronically.").check()
     screenshot(page, "41-sign-form")
@@ -97,7 +65,7 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
     page.get_by_role("button", name="Sign the form").click()
     page.wait_for_url("**/my/signed/*/")
     assert page.locator("h1").inner_text() == "Thank you. You signed the form."
-    _assert_accessible(page, axe_js)
+    assert_accessible(page, axe_js)
     screenshot(page, "42-signed-confirmation")
 
     with page.expect_download() as download_info:
@@ -120,12 +88,12 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
     main = page.locator("main").inner_text()
     assert "You receive these" in main and "You do not receive these" in main
     assert "Your care does not depend on any of these choices." in main
-    _assert_accessible(page, axe_js)
+    assert_accessible(page, axe_js)
     screenshot(page, "43-portal")
 
     page.get_by_role("link", name="Stop these messages about CPAP supplies").click()
     assert page.locator("h1").inner_text() == "Stop messages about CPAP supplies?"
-    _assert_accessible(page, axe_js)
+    assert_accessible(page, axe_js)
     screenshot(page, "44-revoke-confirm")
     page.get_by_role("button", name="Yes, stop these messages").click()
     page.wait_for_url("**/my/")
@@ -135,7 +103,7 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.reload()
-    _assert_accessible(page, axe_js)
+    assert_accessible(page, axe_js)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
     screenshot(page, "45-portal-mobile")
 
@@ -144,7 +112,7 @@ def test_sign_in_and_error_pages_pass_axe(browser_context, live_server, axe_js):
     page = browser_context.new_page()
     for url in ("/my/sign-in/", "/my/code/", "/my/invite/not-a-token/"):
         page.goto(live_server.url + url)
-        _assert_accessible(page, axe_js)
+        assert_accessible(page, axe_js)
     page.goto(live_server.url + "/my/sign-in/")
     page.get_by_label("Your email address").fill("nobody@example.org")
     page.get_by_role("button", name="Email me a code").click()
@@ -152,4 +120,4 @@ def test_sign_in_and_error_pages_pass_axe(browser_context, live_server, axe_js):
     page.get_by_label("The 6-digit code from the email").fill("000000")
     page.get_by_role("button", name="Continue").click()
     assert "That code is not right" in page.locator("main").inner_text()
-    _assert_accessible(page, axe_js)
+    assert_accessible(page, axe_js)
