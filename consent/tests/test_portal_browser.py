@@ -58,6 +58,7 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
     page.wait_for_url(f"**/my/sign/{purpose.pk}/")
     assert "Your care does not depend on it" in page.locator("main").inner_text()
     assert_accessible(page, axe_js)
+    shown = page.locator(".form-text").inner_text()
     page.get_by_label("Type your full name to sign").fill("Margaret Ellen Jones")
     page.get_by_label("I am signing this form electronically.").check()
     screenshot(page, "41-sign-form")
@@ -75,6 +76,12 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
     assert pdf_path.read_bytes()[:5] == b"%PDF-"
     authorization = Authorization.objects.get(patient=patient, purpose=purpose)
     assert pdf_path.read_bytes() == authorization.pdf.open("rb").read()
+    if shutil.which("pdftotext"):
+        # R-AUTH-COPY: the downloaded copy holds, word for word and in order, the text the page showed.
+        extracted = subprocess.run(["pdftotext", str(pdf_path), "-"], capture_output=True, text=True, check=True)
+        words_shown = shown.split()
+        words_pdf = re.sub(r"Page \d+ of \d+", "", extracted.stdout).split()
+        assert words_pdf[: len(words_shown)] == words_shown
     folder = os.environ.get("SCREENSHOT_DIR")
     if folder and shutil.which("pdftoppm"):
         subprocess.run(
