@@ -31,7 +31,7 @@ from consent import crypto
 from consent.fhir import FhirRejected, consent_read, detect_version
 from consent.models import Authorization, Patient, Purpose, Revocation
 from consent.selectors import authorization_covering_list
-from consent.services.written import authorization_insert, revocations_insert
+from consent.services import authorization_grant, authorizations_revoke_locked
 
 MAX_ENTRIES = 10_000
 OUTCOME_LABELS = {
@@ -119,14 +119,14 @@ def _import_one(*, actor, resource, purposes: dict[str, Purpose]) -> EntryOutcom
         covered = authorization_covering_list(purpose_id=purpose.pk, patient_ids=[patient.pk]).filter(id=existing.pk)
         if not covered.exists():
             return EntryOutcome(0, "already_recorded", authorization_id=existing.pk, version=read.version)
-        revocations_insert(actor=actor, authorization_ids=[existing.pk], channel=Revocation.Channel.IMPORT)
+        authorizations_revoke_locked(actor=actor, authorization_ids=[existing.pk], channel=Revocation.Channel.IMPORT)
         return EntryOutcome(0, "revoked", authorization_id=existing.pk, version=read.version)
 
     pdf_name = ""
     if read.pdf:
         pdf_name = default_storage.save(f"authorizations/{uuid.uuid4().hex}.pdf", ContentFile(read.pdf))
     try:
-        authorization = authorization_insert(
+        authorization = authorization_grant(
             actor=actor,
             patient=patient,
             purpose=purpose,
@@ -141,7 +141,9 @@ def _import_one(*, actor, resource, purposes: dict[str, Purpose]) -> EntryOutcom
     if read.status == "inactive":
         ended = Authorization.objects.filter(pk=authorization.pk, expires_at__lte=Now()).exists()
         if not ended:
-            revocations_insert(actor=actor, authorization_ids=[authorization.pk], channel=Revocation.Channel.IMPORT)
+            authorizations_revoke_locked(
+                actor=actor, authorization_ids=[authorization.pk], channel=Revocation.Channel.IMPORT
+            )
     return EntryOutcome(0, "created", authorization_id=authorization.pk, version=read.version)
 
 

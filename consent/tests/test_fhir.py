@@ -20,7 +20,7 @@ from consent.models import Authorization, AuthorizationDefect, Revocation
 from consent.selectors import authorization_covering_list
 from consent.services import authorization_defect_record, authorization_grant, authorization_revoke
 from consent.services.fhir import fhir_bundle_import
-from consent.services.written import revocations_insert
+from consent.services import authorizations_revoke_locked
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -274,7 +274,7 @@ def test_round_trip_of_a_revoked_authorization_stays_inactive(patient, purpose, 
     with transaction.atomic():
         authorization = authorization_make(patient=patient, purpose=purpose)
         # The non-durable revocation helper, so that the savepoint can roll it back with the authorization.
-        revocations_insert(actor=None, authorization_ids=[authorization.pk], channel="portal")
+        authorizations_revoke_locked(actor=None, authorization_ids=[authorization.pk], channel="portal")
         resource = fhir.authorization_to_fhir(authorization, version=version)
         transaction.set_rollback(True)
     assert resource["status"] == "inactive"
