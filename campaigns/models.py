@@ -8,6 +8,20 @@ from consent.models import Authorization, Patient, Purpose
 from consent.selectors import CoverageGap
 
 
+class Segment(models.Model):
+    """A saved, reusable audience: a tree of rules over coded patient attributes, compiled to one SQL query
+    (campaigns.segments). Rules never name a patient; they select by attributes only."""
+
+    name = models.CharField(max_length=200)
+    rules = models.JSONField(default=dict)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Campaign(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -21,6 +35,8 @@ class Campaign(models.Model):
 
     name = models.CharField(max_length=200)
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="campaigns")
+    # None: every patient (the launch still blocks the uncovered).
+    segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns")
     subject = models.CharField(max_length=200)
     body_text = models.TextField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
@@ -69,6 +85,12 @@ class Delivery(models.Model):
     # When the consent check passed and the message was handed to the mail server, in the database's clock.
     sent_at = models.DateTimeField(null=True, blank=True)
     error = models.CharField(max_length=200, blank=True)
+    # The send pipeline's lease: a worker that claimed this delivery and did not finish by then is presumed
+    # dead; the reconciler queues it again. `attempts` counts claims; a delivery claimed again after its
+    # message may have reached the server is marked `possible_duplicate` (same Message-ID).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    possible_duplicate = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

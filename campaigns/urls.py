@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from campaigns import views
 
@@ -6,4 +6,5 @@ app_name = "campaigns"
 
 urlpatterns = [
     path("<int:campaign_id>/", views.campaign_detail, name="detail"),
+    path("segments/", include("campaigns.urls_segments")),
 ]
