@@ -228,8 +228,11 @@ def authorization_copy_email(*, authorization: Authorization, patient: Patient) 
     signature: the copy stays downloadable in the portal, and the audit trail says it was not sent."""
     try:
         notifications.authorization_copy_send(authorization=authorization, patient=patient)
-    except Exception:  # noqa: BLE001 — any transport error; nothing about the patient goes to the log
-        logger.exception("The signed copy of authorization %s could not be emailed", authorization.pk)
+    except Exception as error:  # noqa: BLE001 — any transport error
+        # The error's type only: an SMTP error's text and traceback carry the recipient's address (R-NO-PHI-LEAK).
+        logger.error(
+            "The signed copy of authorization %s could not be emailed (%s)", authorization.pk, type(error).__name__
+        )
         audit_record(
             actor_role=PATIENT,
             action="authorization.pdf_email_failed",
