@@ -1,23 +1,28 @@
 """Writes about campaigns, and the one sender of marketing mail (`delivery_dispatch_batch`).
 
 Every path that hands a campaign message to the mail backend goes through `delivery_dispatch_batch`, which
-locks the deliveries, locks their covering authorizations, re-checks coverage at the database's clock, sends,
-and records each outcome in one transaction (DESIGN.md, R-SEND-COVERED, R-SEND-EVIDENCE).
+claims deliveries under a lease (a short transaction of its own), then in one transaction locks them, locks their
+covering authorizations, re-checks coverage at the database's clock, sends through `campaigns.transport`, and
+records each outcome (DESIGN.md, ADR 0001, R-SEND-COVERED, R-SEND-EVIDENCE).
 """
 import logging
 import smtplib
 from collections import defaultdict
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import get_connection
-from django.db import transaction
-from django.db.models.functions import Now
+from django.db import connection, transaction
+from django.db.models import Case, CharField, DateTimeField, ExpressionWrapper, F, Q, Value, When
+from django.db.models.functions import Cast, Concat, Now
 from django.utils import timezone
 
 from audit.services import SYSTEM, audit_record
-from campaigns.messages import message_compose, message_id_for
+from campaigns.messages import CampaignRender, message_id_parts
 from campaigns.models import Campaign, Delivery
-from consent.models import Patient, Purpose, Revocation
+from campaigns.segments import segment_patient_ids
+from campaigns.transport import rate_limiter, transport_for_settings
+from consent.models import Purpose, Revocation
 from consent.selectors import authorization_covering_list, authorization_gap_list, authorization_lock_covering
 from consent.services import authorization_revoke
 
@@ -97,8 +102,8 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
         campaign = Campaign.objects.select_for_update().select_related("purpose").get(pk=campaign_id)
         if campaign.status not in (Campaign.Status.APPROVED, Campaign.Status.SCHEDULED):
             raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be launched.")
-        # The audience is every patient until issue 5 brings segments.
-        audience = list(Patient.objects.order_by("id").values_list("id", flat=True))
+        # The campaign's segment (every patient without one), decided now: later joiners are not added.
+        audience = list(segment_patient_ids(segment_id=campaign.segment_id).values_list("id", flat=True))
         covered = set(
             authorization_covering_list(purpose_id=campaign.purpose_id).values_list("patient_id", flat=True)
         )
@@ -152,84 +157,216 @@ def _is_recipient_refusal(error: smtplib.SMTPException) -> bool:
     return False
 
 
+def _refusal_code(error: smtplib.SMTPException) -> int | str:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return next(iter(error.recipients.values()))[0]
+    return getattr(error, "smtp_code", "") or "refused"
+
+
+def _deliveries_claim(*, campaign_id: int, batch_size: int) -> list[tuple[int, object]]:
+    """Claim up to `batch_size` queued deliveries under a lease, in one short committed transaction.
+
+    A delivery is claimable when its lease is null (never claimed, or released cleanly) or expired (its worker
+    died or hung). Claiming sets the lease, counts the attempt, and marks `possible_duplicate` when the previous
+    claim ended without a release: that worker may have handed the message to the mail server before dying.
+    Returns (delivery id, lease token) pairs; the token is the lease's exact value, which the sending
+    transaction requires, so a delivery re-claimed by another worker after our lease expired is not ours.
+    """
+    if connection.vendor == "postgresql":
+        return _deliveries_claim_postgresql(campaign_id=campaign_id, batch_size=batch_size)
+    lease = ExpressionWrapper(
+        Now() + timedelta(seconds=settings.HIPAAMAIL_SEND_LEASE_SECONDS), output_field=DateTimeField()
+    )
+    with transaction.atomic(durable=True):
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(campaign_id=campaign_id, status=Delivery.Status.QUEUED)
+            .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=Now()))
+            .order_by("id")
+            .values_list("id", flat=True)[:batch_size]
+        )
+        if not ids:
+            return []
+        Delivery.objects.filter(pk__in=ids).update(
+            lease_expires_at=lease,
+            attempts=F("attempts") + 1,
+            possible_duplicate=Case(When(lease_expires_at__isnull=False, then=Value(True)), default=F("possible_duplicate")),
+        )
+        return list(Delivery.objects.filter(pk__in=ids).order_by("id").values_list("id", "lease_expires_at"))
+
+
+def _deliveries_claim_postgresql(*, campaign_id: int, batch_size: int) -> list[tuple[int, object]]:
+    """`_deliveries_claim` in one statement (the queue idiom: UPDATE of a SKIP LOCKED sub-select, RETURNING)."""
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    with transaction.atomic(durable=True), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS d
+               SET lease_expires_at = STATEMENT_TIMESTAMP() + %s * INTERVAL '1 second',
+                   attempts = d.attempts + 1,
+                   possible_duplicate = d.possible_duplicate OR d.lease_expires_at IS NOT NULL
+             WHERE d.id IN (
+                   SELECT id FROM {table}
+                    WHERE campaign_id = %s AND status = %s
+                      AND (lease_expires_at IS NULL OR lease_expires_at <= STATEMENT_TIMESTAMP())
+                    ORDER BY id
+                    LIMIT %s
+                      FOR UPDATE SKIP LOCKED)
+            RETURNING d.id, d.lease_expires_at
+            """,
+            [settings.HIPAAMAIL_SEND_LEASE_SECONDS, campaign_id, Delivery.Status.QUEUED, batch_size],
+        )
+        return sorted(cursor.fetchall())
+
+
+def _deliveries_record(*, sent: dict[int, int], blocked: dict[int, str], failed: dict[int, str], released: list[int]) -> None:
+    """Write a batch's outcomes, a few statements for the whole batch, and end the leases.
+
+    `sent`: delivery id -> authorization id; `sent_at` is the database's clock, inside the transaction that
+    still holds the authorizations FOR SHARE (so before any revocation of them can commit)."""
+    if sent:
+        id_before, id_after = message_id_parts()  # the same Message-ID as message_id_for, computed in SQL
+        table = connection.ops.quote_name(Delivery._meta.db_table)
+        if connection.vendor == "postgresql":
+            # One statement for the whole batch; Django's CASE WHEN per row costs more CPU than the SMTP
+            # conversation (measured: bench/send_campaign.py). STATEMENT_TIMESTAMP() is Django's Now().
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"""
+                    UPDATE {table} AS d
+                       SET status = %s, authorization_id = v.authorization_id,
+                           message_id = %s || d.id::text || %s,
+                           sent_at = STATEMENT_TIMESTAMP(), lease_expires_at = NULL
+                      FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, authorization_id)
+                     WHERE d.id = v.id
+                    """,
+                    [Delivery.Status.SENT, id_before, id_after, list(sent), list(sent.values())],
+                )
+        else:
+            # The authorization first: the check constraint wants it on a sent row.
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f"UPDATE {table} SET authorization_id = %s WHERE id = %s",
+                    [(authorization_id, pk) for pk, authorization_id in sent.items()],
+                )
+            Delivery.objects.filter(pk__in=list(sent)).update(
+                status=Delivery.Status.SENT,
+                message_id=Concat(Value(id_before), Cast("id", output_field=CharField()), Value(id_after)),
+                sent_at=Now(),
+                lease_expires_at=None,
+            )
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for pk, reason in blocked.items():
+        by_reason[reason].append(pk)
+    for reason, pks in by_reason.items():
+        Delivery.objects.filter(pk__in=pks).update(
+            status=Delivery.Status.BLOCKED, block_reason=reason, lease_expires_at=None
+        )
+    by_error: dict[str, list[int]] = defaultdict(list)
+    for pk, error in failed.items():
+        by_error[error].append(pk)
+    for error, pks in by_error.items():
+        Delivery.objects.filter(pk__in=pks).update(status=Delivery.Status.FAILED, error=error, lease_expires_at=None)
+    if released:
+        # Never handed to the server (the batch stopped before them): queued again at once, no duplicate risk.
+        Delivery.objects.filter(pk__in=released).update(lease_expires_at=None)
+
+
 def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) -> int:
     """THE sender. Claim up to `batch_size` queued deliveries, check consent under lock, send, record.
 
-    Returns how many deliveries this batch decided (0 when nothing was left to claim). Raises
+    1. Claim under a lease (`_deliveries_claim`, its own short transaction: workers never wait for each other).
+    2. One transaction: lock the claimed deliveries again (ours by lease), lock their covering authorizations
+       FOR SHARE and re-check coverage at the database's clock (`authorization_lock_covering`), render the
+       campaign once, send each covered message over one connection, record every outcome, audit, commit.
+       Lock order everywhere: deliveries, then authorizations, then the audit chain (DESIGN.md, ADR 0001).
+
+    Returns how many deliveries this batch claimed (0 when nothing was left to claim). Raises
     TransientSendError after committing the outcomes recorded so far when the mail server asks us to
-    come back later; the deliveries it did not take stay queued for the retry.
+    come back later; the deliveries it did not take are released, queued for the retry.
+    A worker killed between the mail server's 250 and the commit leaves its deliveries leased; once the lease
+    expires the next dispatch claims them again, sends them again with the same Message-ID, and marks them
+    `possible_duplicate`.
     """
     batch_size = batch_size or settings.HIPAAMAIL_SEND_BATCH_SIZE
     campaign = Campaign.objects.select_related("purpose").get(pk=campaign_id)
+    transport = transport_for_settings()  # refuses an insecure configuration before anything is claimed
+    claimed = _deliveries_claim(campaign_id=campaign_id, batch_size=batch_size)
+    if not claimed:
+        return 0
     transient: Exception | None = None
-    with transaction.atomic(durable=True):
-        # Lock order everywhere: deliveries, then authorizations, then the audit chain (DESIGN.md).
-        deliveries = list(
-            Delivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(campaign_id=campaign_id, status=Delivery.Status.QUEUED)
-            .select_related("patient")
-            .order_by("id")[:batch_size]
-        )
-        if not deliveries:
-            return 0
-        patient_ids = [delivery.patient_id for delivery in deliveries]
-        coverage = authorization_lock_covering(purpose_id=campaign.purpose_id, patient_ids=patient_ids)
-        gaps = authorization_gap_list(
-            purpose_id=campaign.purpose_id, patient_ids=[pid for pid in patient_ids if pid not in coverage]
-        )
-        outcomes: dict[str, list[int]] = defaultdict(list)
-        decided = 0
-        connection = get_connection(fail_silently=False)
-        try:
-            for delivery in deliveries:
-                authorization = coverage.get(delivery.patient_id)
-                if authorization is None:
-                    delivery.status = Delivery.Status.BLOCKED
-                    delivery.block_reason = gaps[delivery.patient_id]
-                    delivery.save(update_fields=["status", "block_reason"])
-                    outcomes[f"blocked_{delivery.block_reason}"].append(delivery.pk)
-                    decided += 1
-                    continue
-                message = message_compose(campaign=campaign, delivery=delivery, to_address=delivery.patient.email)
-                try:
-                    # open() does nothing once open, so the whole batch shares one SMTP session.
-                    connection.open()
-                    connection.send_messages([message])
-                except smtplib.SMTPException as error:
-                    if not _is_recipient_refusal(error):
+    try:
+        with transaction.atomic(durable=True):
+            tokens = dict(claimed)
+            deliveries = [
+                (pk, patient_id, address)
+                # No SKIP LOCKED here: these rows are ours by lease, and another worker's claim statement may be
+                # holding them for an instant (it locks, then finds them leased); wait for it rather than skip.
+                for pk, lease, patient_id, address in Delivery.objects.select_for_update(of=("self",))
+                .filter(pk__in=list(tokens), status=Delivery.Status.QUEUED)
+                .order_by("id")
+                .values_list("id", "lease_expires_at", "patient_id", "patient__email")
+                if lease == tokens[pk]  # still ours: not re-claimed by another worker after our lease expired
+            ]
+            if not deliveries:
+                return len(claimed)
+            patient_ids = [patient_id for _, patient_id, _ in deliveries]
+            coverage = authorization_lock_covering(purpose_id=campaign.purpose_id, patient_ids=patient_ids)
+            uncovered = [pid for pid in patient_ids if pid not in coverage]
+            gaps = authorization_gap_list(purpose_id=campaign.purpose_id, patient_ids=uncovered) if uncovered else {}
+            render = CampaignRender(campaign=campaign)
+            limiter = rate_limiter()
+            sent: dict[int, int] = {}
+            blocked: dict[int, str] = {}
+            failed: dict[int, str] = {}
+            released: list[int] = []
+            try:
+                for index, (pk, patient_id, address) in enumerate(deliveries):
+                    authorization = coverage.get(patient_id)
+                    if authorization is None:
+                        blocked[pk] = gaps[patient_id]
+                        continue
+                    message = render.assemble(delivery_id=pk, to_address=address)
+                    limiter.acquire()
+                    try:
+                        transport.send(message)
+                    except smtplib.SMTPException as error:
+                        if not _is_recipient_refusal(error):
+                            transient = error
+                            released = [later for later, _, _ in deliveries[index:]]
+                            break
+                        failed[pk] = f"smtp {_refusal_code(error)}"
+                        continue
+                    except OSError as error:  # connection refused or dropped: the server is away
                         transient = error
+                        released = [later for later, _, _ in deliveries[index:]]
                         break
-                    delivery.status = Delivery.Status.FAILED
-                    delivery.error = f"smtp {getattr(error, 'smtp_code', '') or 'refused'}"
-                    delivery.save(update_fields=["status", "error"])
-                    outcomes["failed"].append(delivery.pk)
-                    decided += 1
-                    continue
-                except OSError as error:  # connection refused or dropped: the server is away, not the recipient
-                    transient = error
-                    break
-                delivery.status = Delivery.Status.SENT
-                delivery.authorization = authorization
-                delivery.message_id = message_id_for(delivery.pk)
-                delivery.sent_at = Now()
-                delivery.save(update_fields=["status", "authorization", "message_id", "sent_at"])
-                outcomes["sent"].append(delivery.pk)
-                decided += 1
-        finally:
-            connection.close()
-        if decided:
-            audit_record(
-                actor=None,
-                actor_role=SYSTEM,
-                action="delivery.batch_dispatched",
-                object_type="campaign",
-                object_id=campaign_id,
-                details=dict(outcomes),
-            )
+                    sent[pk] = authorization.pk
+            finally:
+                transport.close()
+            _deliveries_record(sent=sent, blocked=blocked, failed=failed, released=released)
+            outcomes: dict[str, list[int]] = defaultdict(list)
+            for pk in sent:
+                outcomes["sent"].append(pk)
+            for pk, reason in blocked.items():
+                outcomes[f"blocked_{reason}"].append(pk)
+            for pk in failed:
+                outcomes["failed"].append(pk)
+            if outcomes:
+                audit_record(
+                    actor=None,
+                    actor_role=SYSTEM,
+                    action="delivery.batch_dispatched",
+                    object_type="campaign",
+                    object_id=campaign_id,
+                    details={key: sorted(value) for key, value in outcomes.items()},
+                )
+    finally:
+        transport.close()
     if transient is not None:
         logger.warning("campaign %s: mail server deferred the batch (%s)", campaign_id, type(transient).__name__)
         raise TransientSendError(str(type(transient).__name__))
-    return decided
+    return len(claimed)
 
 
 def campaign_finish_if_done(*, campaign_id: int) -> bool:

@@ -280,3 +280,29 @@ def test_a_batch_shares_one_smtp_session(settings):
     assert decided == 5
     assert len(records) == 5
     assert len({record.peer for record in records}) == 1
+
+
+def test_launch_materialises_only_the_campaigns_segment():
+    """The audience is the segment's patients; the uncovered among them are blocked with their reason."""
+    from campaigns.models import Campaign
+    from campaigns.segments import segment_save
+
+    purpose = purpose_make()
+    in_covered = patient_make(postal_code="62701")
+    in_uncovered = patient_make(postal_code="62702")
+    outside = patient_make(postal_code="10001")
+    authorization_make(patient=in_covered, purpose=purpose)
+    authorization_make(patient=outside, purpose=purpose)
+    campaign = campaign_approved_make(purpose=purpose)
+    segment = segment_save(
+        actor=campaign.created_by,
+        name="Springfield",
+        rules={"op": "and", "rules": [{"field": "postal_code", "prefix": "627"}]},
+    )
+    Campaign.objects.filter(pk=campaign.pk).update(segment=segment)
+
+    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+
+    rows = {d.patient_id: (d.status, d.block_reason) for d in Delivery.objects.filter(campaign=campaign)}
+    assert rows == {in_covered.pk: ("queued", ""), in_uncovered.pk: ("blocked", "no_authorization")}
+    assert outside.pk not in rows

@@ -174,6 +174,22 @@ HIPAAMAIL_ORGANISATION_NAME = env.str("ORGANISATION_NAME", default="Riverside He
 HIPAAMAIL_POSTAL_ADDRESS = env.str("ORGANISATION_POSTAL_ADDRESS", default="100 River Road, Springfield, IL 62701")
 HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="hipaamail.invalid")
 HIPAAMAIL_SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=200)
+# The send pipeline (campaigns.services.delivery_dispatch_batch, campaigns.transport).
+# "django": Django's EMAIL_BACKEND above (locmem in tests, the demo's outbox folder); "smtp": smtplib straight to
+# EMAIL_HOST, one connection per batch, the fast path for production.
+HIPAAMAIL_TRANSPORT = env.str("HIPAAMAIL_TRANSPORT", default="django")
+# R-SEC-TLS: the smtp transport requires EMAIL_USE_TLS or EMAIL_USE_SSL, except to a loopback relay when this is
+# set (the demo, the tests, the benchmark's local sink). production.py should set it False.
+HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = env.bool("SMTP_ALLOW_PLAINTEXT_LOOPBACK", default=True)
+HIPAAMAIL_SMTP_RECONNECT_EVERY = env.int("SMTP_RECONNECT_EVERY", default=500)
+# A claimed delivery is a worker's for this long; after it, the reconciler's next dispatch may claim it again.
+HIPAAMAIL_SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=300)
+# Messages per second across all workers (shared through Redis when HIPAAMAIL_RATE_LIMIT_REDIS_URL is set,
+# else per process); 0: unlimited.
+HIPAAMAIL_RATE_LIMIT = env.int("SEND_RATE_LIMIT", default=0)
+HIPAAMAIL_RATE_LIMIT_REDIS_URL = env.str(
+    "SEND_RATE_LIMIT_REDIS_URL", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else ""
+)
 
 # --- Encryption of direct identifiers at rest (R-SEC-ENCRYPT-REST, consent/crypto.py) ------------------
 # "key-id:base64-key" entries, the first one current. The demo's keys are fixed and public: local.py and

@@ -28,6 +28,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+# The campaign sender speaks SMTP itself in production, with STARTTLS required (campaigns.transport).
+HIPAAMAIL_TRANSPORT = env.str("HIPAAMAIL_TRANSPORT", default="smtp")
+HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = False
 if not (EMAIL_USE_TLS or EMAIL_USE_SSL):
     raise ImproperlyConfigured("Mail must leave over TLS (R-SEC-TLS): set EMAIL_USE_TLS or EMAIL_USE_SSL.")
 CACHES = {"default": env.cache("CACHE_URL", default="redis://127.0.0.1:6379/1")}

@@ -1,0 +1,448 @@
+"""Segments: a tree of rules over coded patient attributes, compiled to ONE SQL query, and its live counts.
+
+Rule tree format (stored in Segment.rules as JSON)
+-------------------------------------------------
+
+The root is a group. A group combines its rules with AND or OR::
+
+    {"op": "and" | "or", "rules": [<rule>, ...]}
+
+A rule is a group, a negation ``{"not": <rule>}``, or one of these leaves (every bound or list is
+required unless it says optional):
+
+    {"field": "age", "min": 65, "max": 80}          age in whole years = this year - birth_year; both bounds
+                                                    inclusive, either one optional (at least one)
+    {"field": "sex", "in": ["F", "M", "X"]}         one of the coded sexes
+    {"field": "postal_code", "prefix": "627"}       postal code starts with
+    {"field": "postal_code", "in": ["62701"]}       postal code is one of
+    {"field": "state", "in": ["IL", "WI"]}          two-letter state code is one of
+    {"field": "condition", "any": ["E11", "G47.33"]} has a condition whose code starts with any of these
+                                                    ("E11" matches "E11" and "E11.9"; codes are upper case)
+    {"field": "last_visit", "after": "2025-01-01", "before": "2026-01-01"}
+                                                    last visit on or after `after` and strictly before
+                                                    `before` (ISO dates), either one optional (at least one)
+
+A patient whose attribute is unknown (no birth year, no last visit, blank sex or postal code) matches no
+leaf on that attribute, and so does match its negation.
+
+Limits: a group has at least one rule; groups and negations nest at most MAX_DEPTH levels (the root is level
+1); a tree has at most MAX_RULES leaves. Program enrolment is not a rule yet: there is no enrolment data.
+
+Compilation: one Q object per tree (Exists subqueries for conditions), so a segment is one SELECT with no
+per-patient query and no filtering in Python. `segment_queryset` is what the campaign launch uses (through
+`segment_patient_ids`).
+
+Counts (R-SMALL-CELL, R-MIN-NECESSARY): `segment_counts` gives matched, covered for a purpose (THE predicate,
+consent.selectors.authorization_covering_list) and the uncovered split by reason
+(consent.selectors.authorization_gap_list); `segment_counts_for_marketer` suppresses small cells.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import Http404
+from django.utils import timezone
+
+from audit.services import audit_record
+from campaigns.models import Segment
+from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
+from consent.models import Patient, PatientCondition
+from consent.selectors import CoverageGap, authorization_gap_list
+from hipaamail.roles import is_staff_member
+
+MAX_DEPTH = 4
+MAX_RULES = 50
+MAX_VALUES = 200  # items in one "in"/"any" list
+
+FIELDS = ("age", "sex", "postal_code", "state", "condition", "last_visit")
+FIELD_LABELS = {
+    "age": "Age",
+    "sex": "Sex",
+    "postal_code": "Postal code",
+    "state": "State",
+    "condition": "Condition code",
+    "last_visit": "Last visit",
+}
+SEXES = ("F", "M", "X")
+_STATE = re.compile(r"^[A-Z]{2}$")
+_POSTAL = re.compile(r"^[A-Za-z0-9 \-]{1,10}$")
+_CODE = re.compile(r"^[A-Z0-9.]{1,20}$")
+_LEAF_KEYS = {
+    "age": ({"min", "max"}, set()),
+    "sex": ({"in"}, {"in"}),
+    "postal_code": ({"prefix", "in"}, set()),
+    "state": ({"in"}, {"in"}),
+    "condition": ({"any"}, {"any"}),
+    "last_visit": ({"after", "before"}, set()),
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Validation
+
+
+def segment_rules_validate(rules) -> list[str]:
+    """Every problem of a rule tree, in plain words; an empty list means the tree is valid."""
+    errors: list[str] = []
+    if not isinstance(rules, dict) or "op" not in rules:
+        return ["The rules must be a group: choose whether all or any of its rules must match."]
+    leaves = _validate_node(rules, where="The main group", depth=1, errors=errors, must_be_group=True)
+    if leaves > MAX_RULES:
+        errors.append(f"A segment can have at most {MAX_RULES} rules; this one has {leaves}.")
+    return errors
+
+
+def _validate_node(node, *, where: str, depth: int, errors: list[str], must_be_group: bool = False) -> int:
+    """Append the node's problems to `errors`; return how many leaves it holds."""
+    if depth > MAX_DEPTH:
+        errors.append(f"{where} is nested too deep: groups can be nested at most {MAX_DEPTH} levels.")
+        return 0
+    if not isinstance(node, dict):
+        errors.append(f"{where} is not a rule.")
+        return 0
+    if "op" in node or must_be_group:
+        if set(node) != {"op", "rules"}:
+            errors.append(f"{where} must have exactly an operator (op) and a list of rules.")
+            return 0
+        if node["op"] not in ("and", "or"):
+            errors.append(f"{where}: the operator must be \u201cand\u201d or \u201cor\u201d.")
+        children = node["rules"]
+        if not isinstance(children, list) or not children:
+            errors.append(f"{where} is empty: add at least one rule.")
+            return 0
+        return sum(
+            _validate_node(child, where=f"Rule {position} of {where[0].lower() + where[1:]}", depth=depth + 1,
+                           errors=errors)
+            for position, child in enumerate(children, start=1)
+        )
+    if "not" in node:
+        if set(node) != {"not"}:
+            errors.append(f"{where}: a negation has only the rule it negates.")
+            return 0
+        return _validate_node(node["not"], where=where, depth=depth + 1, errors=errors)
+    _validate_leaf(node, where=where, errors=errors)
+    return 1
+
+
+def _validate_leaf(node: dict, *, where: str, errors: list[str]) -> None:
+    name = node.get("field")
+    if name not in FIELDS:
+        errors.append(f"{where}: unknown field {str(name)[:30]!r}. Choose one of: {', '.join(FIELDS)}.")
+        return
+    label = FIELD_LABELS[name]
+    allowed, required = _LEAF_KEYS[name]
+    given = set(node) - {"field"}
+    if given - allowed:
+        errors.append(f"{where}: {label} does not take {', '.join(sorted(given - allowed))}.")
+        return
+    if required - given:
+        errors.append(f"{where}: {label} needs {', '.join(sorted(required - given))}.")
+        return
+    problem = _LEAF_CHECKS[name](node)
+    if problem:
+        errors.append(f"{where}: {problem}")
+
+
+def _check_age(node: dict) -> str:
+    low, high = node.get("min"), node.get("max")
+    if low is None and high is None:
+        return "an age rule needs a lowest age, a highest age, or both."
+    for bound in (low, high):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or not 0 <= bound <= 130):
+            return "ages must be whole numbers from 0 to 130."
+    if low is not None and high is not None and low > high:
+        return "the lowest age is above the highest age."
+    return ""
+
+
+def _check_list(values, *, pattern: re.Pattern, what: str) -> str:
+    if not isinstance(values, list) or not values:
+        return f"give at least one {what}."
+    if len(values) > MAX_VALUES:
+        return f"give at most {MAX_VALUES} values."
+    bad = [value for value in values if not isinstance(value, str) or not pattern.match(value)]
+    if bad:
+        return f"{str(bad[0])[:20]!r} is not a valid {what}."
+    return ""
+
+
+def _check_sex(node: dict) -> str:
+    values = node["in"]
+    if not isinstance(values, list) or not values:
+        return "choose at least one sex."
+    if any(value not in SEXES for value in values):
+        return "sex must be F, M or X."
+    return ""
+
+
+def _check_postal_code(node: dict) -> str:
+    if ("prefix" in node) == ("in" in node):
+        return "a postal code rule needs either a prefix or a list of postal codes, not both."
+    if "prefix" in node:
+        prefix = node["prefix"]
+        if not isinstance(prefix, str) or not _POSTAL.match(prefix):
+            return "the postal code prefix must be 1 to 10 letters or digits."
+        return ""
+    return _check_list(node["in"], pattern=_POSTAL, what="postal code")
+
+
+def _check_state(node: dict) -> str:
+    return _check_list(node["in"], pattern=_STATE, what="two-letter state code (e.g. IL)")
+
+
+def _check_condition(node: dict) -> str:
+    return _check_list(node["any"], pattern=_CODE, what="condition code (e.g. E11 or G47.33)")
+
+
+def _check_last_visit(node: dict) -> str:
+    if "after" not in node and "before" not in node:
+        return "a last-visit rule needs a first date, an end date, or both."
+    parsed = {}
+    for key in ("after", "before"):
+        if key in node:
+            try:
+                parsed[key] = date.fromisoformat(node[key]) if isinstance(node[key], str) else None
+            except ValueError:
+                parsed[key] = None
+            if parsed[key] is None:
+                return "dates must be written as YYYY-MM-DD."
+    if len(parsed) == 2 and parsed["after"] >= parsed["before"]:
+        return "the first date must be before the end date."
+    return ""
+
+
+_LEAF_CHECKS = {
+    "age": _check_age,
+    "sex": _check_sex,
+    "postal_code": _check_postal_code,
+    "state": _check_state,
+    "condition": _check_condition,
+    "last_visit": _check_last_visit,
+}
+
+
+def segment_rules_check(rules) -> None:
+    """Raise a ValidationError (on the "rules" field) listing every problem of the tree."""
+    errors = segment_rules_validate(rules)
+    if errors:
+        raise ValidationError({"rules": errors})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Compilation to one query
+
+
+def segment_queryset(rules, *, today: date | None = None) -> QuerySet[Patient]:
+    """The patients a rule tree selects: one SELECT (conditions as EXISTS subqueries), nothing in Python.
+
+    `today` fixes the year ages are counted from (default: today in the project's time zone)."""
+    segment_rules_check(rules)
+    year = (today or timezone.localdate()).year
+    return Patient.objects.filter(_compile(rules, year=year))
+
+
+def segment_patient_ids(*, segment_id: int | None) -> QuerySet:
+    """For the campaign launch: the ids of a campaign's audience as a subquery-ready `values("id")`
+    queryset; `None` (a campaign without a segment) is every patient."""
+    if segment_id is None:
+        return Patient.objects.order_by("id").values("id")
+    segment = Segment.objects.get(pk=segment_id)
+    return segment_queryset(segment.rules).order_by("id").values("id")
+
+
+def _compile(node: dict, *, year: int) -> Q:
+    if "op" in node:
+        children = [_compile(child, year=year) for child in node["rules"]]
+        combined = children[0]
+        for child in children[1:]:
+            combined = (combined & child) if node["op"] == "and" else (combined | child)
+        return combined
+    if "not" in node:
+        return ~_compile(node["not"], year=year)
+    return _LEAF_COMPILERS[node["field"]](node, year)
+
+
+def _age(node: dict, year: int) -> Q:
+    q = Q()
+    if node.get("min") is not None:
+        q &= Q(birth_year__lte=year - node["min"])
+    if node.get("max") is not None:
+        q &= Q(birth_year__gte=year - node["max"])
+    return q
+
+
+def _postal_code(node: dict, year: int) -> Q:
+    # Validation keeps values non-empty, so a blank postal code never matches.
+    if "prefix" in node:
+        return Q(postal_code__startswith=node["prefix"])
+    return Q(postal_code__in=node["in"])
+
+
+def _condition(node: dict, year: int) -> Q:
+    prefixes = Q()
+    for code in node["any"]:
+        prefixes |= Q(code__startswith=code)
+    return Q(Exists(PatientCondition.objects.filter(prefixes, patient=OuterRef("pk"))))
+
+
+def _last_visit(node: dict, year: int) -> Q:
+    q = Q(last_visit__isnull=False)
+    if "after" in node:
+        q &= Q(last_visit__gte=date.fromisoformat(node["after"]))
+    if "before" in node:
+        q &= Q(last_visit__lt=date.fromisoformat(node["before"]))
+    return q
+
+
+_LEAF_COMPILERS = {
+    "age": _age,
+    "sex": lambda node, year: Q(sex__in=node["in"]),
+    "postal_code": _postal_code,
+    "state": lambda node, year: Q(state__in=node["in"]),
+    "condition": _condition,
+    "last_visit": _last_visit,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Live counts
+
+
+# The order reasons are listed in, strongest first (as authorization_gap_list ranks them).
+EXCLUSION_REASONS = [
+    (CoverageGap.NO_AUTHORIZATION, "No authorization"),
+    (CoverageGap.WRONG_PURPOSE, "Authorization for another purpose only"),
+    (CoverageGap.REVOKED, "Revoked"),
+    (CoverageGap.EXPIRED, "Expired"),
+    (CoverageGap.EXPIRY_EVENT, "Ended by its expiry event"),
+    (CoverageGap.DEFECT_MISSING_ELEMENT, "Defective: lacks a required element"),
+    (CoverageGap.DEFECT_COMPOUND, "Defective: compound"),
+    (CoverageGap.DEFECT_CONDITIONED, "Defective: conditioned"),
+    (CoverageGap.DEFECT_FALSE_INFORMATION, "Defective: false information"),
+]
+
+
+@dataclass(frozen=True)
+class SegmentCounts:
+    """Exact counts: matched = covered + sum(excluded.values()). For compliance officers and administrators,
+    and the input of `segment_counts_for_marketer`."""
+
+    matched: int
+    covered: int
+    excluded: dict[str, int] = field(default_factory=dict)
+
+
+def segment_counts(*, rules, purpose_id: int) -> SegmentCounts:
+    """Matched, covered for the purpose now, and the uncovered by reason. Advisory (DESIGN.md 3): the
+    sender checks again under lock. Coverage is decided by consent.selectors alone."""
+    patient_ids = list(segment_queryset(rules).values_list("id", flat=True))
+    gaps = authorization_gap_list(purpose_id=purpose_id, patient_ids=patient_ids)
+    excluded = Counter(gaps.values())
+    return SegmentCounts(
+        matched=len(patient_ids),
+        covered=len(patient_ids) - len(gaps),
+        excluded={reason: excluded.get(reason, 0) for reason, _ in EXCLUSION_REASONS},
+    )
+
+
+WITHHELD = "withheld (11 or more)"  # a withheld total is at least 11: saying so reveals nothing
+
+
+@dataclass(frozen=True)
+class MarketerCounts:
+    """Counts as a marketer sees them: strings, with small cells suppressed (R-SMALL-CELL)."""
+
+    matched: str
+    covered: str
+    excluded: list[tuple[str, str, str]]  # (reason code, label, shown count)
+    complementary: bool  # the total was withheld so that a small cell cannot be subtracted back
+
+
+def segment_counts_for_marketer(counts: SegmentCounts) -> MarketerCounts:
+    """R-SMALL-CELL, with complementary suppression.
+
+    Primary: every cell from 1 to 10 reads "fewer than 11" (campaigns.permissions.count_for_marketer).
+    Complementary: the screen shows one sum, matched = covered + each exclusion reason. If any part (covered
+    or a reason) is suppressed while the total is shown, the total minus the shown parts would give it back.
+    So then the total is withheld too. Every shown part is 0 or at least 11, a suppressed part is from 1 to
+    10, and a withheld total is only known to be at least 11: the suppressed parts' sum is then bounded
+    below by nothing the screen shows, and no cell of 1 to 10 can be derived. (A total from 1 to 10 is
+    itself suppressed; then every non-zero part is too.)
+    """
+    parts = [counts.covered, *counts.excluded.values()]
+    part_suppressed = any(1 <= part <= SMALL_CELL_LIMIT for part in parts)
+    total_small = 1 <= counts.matched <= SMALL_CELL_LIMIT
+    complementary = part_suppressed and not total_small
+    labels = dict(EXCLUSION_REASONS)
+    return MarketerCounts(
+        matched=WITHHELD if complementary else count_for_marketer(counts.matched),
+        covered=count_for_marketer(counts.covered),
+        excluded=[(reason, labels.get(reason, reason), count_for_marketer(n)) for reason, n in counts.excluded.items()],
+        complementary=complementary,
+    )
+
+
+def segment_matched_for_marketer(matched: int) -> str:
+    return count_for_marketer(matched)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Access and saving
+
+
+def access_segments(user) -> None:
+    """Marketers, compliance officers and administrators work with segments; anyone else gets a 404."""
+    if not is_staff_member(user):
+        raise Http404
+
+
+def access_segment_by_id(user, segment_id: int) -> Segment:
+    access_segments(user)
+    segment = Segment.objects.select_related("created_by").filter(pk=segment_id).first()
+    if segment is None:
+        raise Http404
+    return segment
+
+
+def segment_list() -> QuerySet[Segment]:
+    return Segment.objects.select_related("created_by").order_by("name", "id")
+
+
+def segment_save(*, actor, name: str, rules: dict, segment_id: int | None = None) -> Segment:
+    """Create a segment, or change one (`segment_id`). Invalid rules raise a ValidationError naming each
+    problem. Audited as `segment.saved` with ids and counts only (a rule tree can name conditions)."""
+    segment_rules_check(rules)
+    with transaction.atomic(durable=True):
+        if segment_id is None:
+            segment = Segment(created_by=actor)
+        else:
+            segment = Segment.objects.select_for_update().get(pk=segment_id)
+        segment.name = name.strip()
+        segment.rules = rules
+        segment.full_clean()
+        if segment_id is None:
+            segment.save(force_insert=True)
+        else:
+            segment.save(update_fields=["name", "rules", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="segment.saved",
+            object_type="segment",
+            object_id=segment.pk,
+            details={"created": segment_id is None, "rule_count": _leaf_count(rules)},
+        )
+    return segment
+
+
+def _leaf_count(node: dict) -> int:
+    if "op" in node:
+        return sum(_leaf_count(child) for child in node["rules"])
+    if "not" in node:
+        return _leaf_count(node["not"])
+    return 1

@@ -1,0 +1,241 @@
+"""The ways a campaign message leaves the process. Only `campaigns.services.delivery_dispatch_batch` uses them.
+
+- `SmtpTransport` ("smtp"): smtplib over one connection per batch, reconnecting every
+  `HIPAAMAIL_SMTP_RECONNECT_EVERY` messages, sending the assembled bytes as they are. STARTTLS is required
+  (R-SEC-TLS) unless the relay is on loopback and `HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK` is set (the demo, the
+  tests and the benchmark's local sink); implicit TLS when `EMAIL_USE_SSL`.
+- `DjangoTransport` ("django", the default): hands each message, as a Django `EmailMultiAlternatives` whose
+  serialisation is the assembled bytes, to Django's configured backend: locmem keeps `mail.outbox` for tests,
+  filebased keeps the demo's var/outbox, Django's SMTP backend works too (it sends the same bytes).
+
+`HIPAAMAIL_TRANSPORT` chooses. Errors are smtplib's own (SMTPException, OSError): the sender classifies them.
+"""
+import ipaddress
+import smtplib
+import ssl
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail import EmailMultiAlternatives, get_connection
+
+from campaigns.messages import AssembledMessage
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+class TlsUnavailable(smtplib.SMTPException):
+    """The relay did not offer STARTTLS: nothing is sent in clear (R-SEC-TLS); the batch stays queued."""
+
+
+_TLS_CONTEXT: ssl.SSLContext | None = None
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Certificate-verifying TLS, built once per process (loading the CA store costs milliseconds)."""
+    global _TLS_CONTEXT
+    if _TLS_CONTEXT is None:
+        _TLS_CONTEXT = ssl.create_default_context()
+    return _TLS_CONTEXT
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _RawMime:
+    """What Django's backends serialise: the assembled bytes, untouched."""
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+
+    def as_bytes(self, unixfrom: bool = False, linesep: str = "\n") -> bytes:
+        return self.raw if linesep == "\r\n" else self.raw.replace(b"\r\n", linesep.encode("ascii"))
+
+    def as_string(self, unixfrom: bool = False, linesep: str = "\n") -> str:
+        return self.as_bytes(linesep=linesep).decode("utf-8")
+
+    def get_charset(self):
+        return None
+
+    def __bytes__(self) -> bytes:
+        return self.raw
+
+
+class AssembledEmail(EmailMultiAlternatives):
+    """An `EmailMultiAlternatives` carrying an assembled message: body, alternatives and headers for readers
+    (tests, the admin of an outbox), and the assembled bytes as its serialisation."""
+
+    def __init__(self, assembled: AssembledMessage):
+        super().__init__(
+            subject=assembled.subject,
+            body=assembled.text,
+            from_email=assembled.from_header,
+            to=[assembled.to_address],
+            headers={name: value for name, value in assembled.headers.items() if name not in ("To", "Date")},
+        )
+        self.attach_alternative(assembled.html, "text/html")
+        self.raw = assembled.raw
+
+    def message(self, *args, **kwargs):
+        return _RawMime(self.raw)
+
+
+class DjangoTransport:
+    name = "django"
+
+    def __init__(self):
+        self._connection = None
+
+    def send(self, message: AssembledMessage) -> None:
+        if self._connection is None:
+            self._connection = get_connection(fail_silently=False)
+            self._connection.open()
+        self._connection.send_messages([AssembledEmail(message)])
+
+    def close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.close()
+
+
+class SmtpTransport:
+    name = "smtp"
+
+    def __init__(self):
+        self.host = settings.EMAIL_HOST
+        self.port = settings.EMAIL_PORT
+        self.use_ssl = settings.EMAIL_USE_SSL
+        self.use_tls = settings.EMAIL_USE_TLS
+        self.timeout = settings.EMAIL_TIMEOUT
+        self.reconnect_every = settings.HIPAAMAIL_SMTP_RECONNECT_EVERY
+        plaintext_allowed = settings.HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK and _is_loopback(self.host)
+        if not (self.use_ssl or self.use_tls or plaintext_allowed):
+            raise ImproperlyConfigured(
+                "Mail must leave over TLS (R-SEC-TLS): set EMAIL_USE_TLS or EMAIL_USE_SSL; plaintext is "
+                "allowed only to a loopback relay with HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK."
+            )
+        self._smtp: smtplib.SMTP | None = None
+        self._sent_on_connection = 0
+        self.connections_opened = 0
+
+    def _open(self) -> None:
+        context = _tls_context() if (self.use_ssl or self.use_tls) else None
+        if self.use_ssl:
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        try:
+            smtp.ehlo()
+            if self.use_tls:
+                if not smtp.has_extn("starttls"):
+                    raise TlsUnavailable("the relay does not offer STARTTLS")
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if settings.EMAIL_HOST_USER:
+                smtp.login(settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD)
+        except BaseException:
+            smtp.close()
+            raise
+        self._smtp = smtp
+        self._sent_on_connection = 0
+        self.connections_opened += 1
+
+    def send(self, message: AssembledMessage) -> None:
+        if self._smtp is not None and self.reconnect_every and self._sent_on_connection >= self.reconnect_every:
+            self.close()
+        if self._smtp is None:
+            self._open()
+        try:
+            # One recipient: a refusal raises SMTPRecipientsRefused, a refused DATA SMTPDataError.
+            self._smtp.sendmail(message.from_address, [message.to_address], message.raw)
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            if not isinstance(error, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)):
+                self._drop()
+            raise
+        self._sent_on_connection += 1
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            smtp, self._smtp = self._smtp, None
+            try:
+                smtp.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._smtp is None:
+            return
+        smtp, self._smtp = self._smtp, None
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+
+def transport_for_settings():
+    """The transport `HIPAAMAIL_TRANSPORT` names; refuses a configuration that would send in clear."""
+    name = settings.HIPAAMAIL_TRANSPORT
+    if name == "smtp":
+        return SmtpTransport()
+    if name == "django":
+        return DjangoTransport()
+    raise ImproperlyConfigured(f"HIPAAMAIL_TRANSPORT must be 'smtp' or 'django', not {name!r}.")
+
+
+class RateLimiter:
+    """At most `HIPAAMAIL_RATE_LIMIT` messages per second across every worker: a counter per wall-clock second
+    in Redis (INCR, expiring), shared by all processes; without Redis, per process. 0: unlimited."""
+
+    def __init__(self, *, limit: int, redis_url: str = "", clock=None, sleep=None):
+        import time
+
+        self.limit = limit
+        self.redis_url = redis_url
+        self._clock = clock or time.time
+        self._sleep = sleep or time.sleep
+        self._redis = None
+        if limit and redis_url:
+            import redis
+
+            self._redis = redis.Redis.from_url(redis_url)
+        self._local_second = -1
+        self._local_count = 0
+
+    def _count(self, second: int) -> int:
+        if self._redis is not None:
+            key = f"hipaamail:send-rate:{second}"
+            pipe = self._redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, 5)
+            return pipe.execute()[0]
+        if second != self._local_second:
+            self._local_second, self._local_count = second, 0
+        self._local_count += 1
+        return self._local_count
+
+    def acquire(self) -> None:
+        if not self.limit:
+            return
+        while True:
+            now = self._clock()
+            second = int(now)
+            if self._count(second) <= self.limit:
+                return
+            self._sleep(max(0.0, second + 1 - now))
+
+
+_limiter: RateLimiter | None = None
+
+
+def rate_limiter() -> RateLimiter:
+    """The process's limiter for the current settings (reused: one Redis connection pool per process)."""
+    global _limiter
+    limit, url = settings.HIPAAMAIL_RATE_LIMIT, settings.HIPAAMAIL_RATE_LIMIT_REDIS_URL
+    if _limiter is None or (_limiter.limit, _limiter.redis_url) != (limit, url):
+        _limiter = RateLimiter(limit=limit, redis_url=url)
+    return _limiter
