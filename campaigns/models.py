@@ -69,8 +69,8 @@ class Delivery(models.Model):
         DEFECT_COMPOUND = CoverageGap.DEFECT_COMPOUND, "Defective: compound"
         DEFECT_CONDITIONED = CoverageGap.DEFECT_CONDITIONED, "Defective: conditioned"
         DEFECT_FALSE_INFORMATION = CoverageGap.DEFECT_FALSE_INFORMATION, "Defective: false information"
-        SUPPRESSED = "suppressed", "Address suppressed"
-        BOUNCED = "bounced", "Address bounced"
+        SUPPRESSED = CoverageGap.SUPPRESSED, "Address suppressed"
+        BOUNCED = CoverageGap.BOUNCED, "Address bounced"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries")

@@ -53,7 +53,7 @@ from audit.services import audit_record
 from campaigns.models import Segment
 from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
 from consent.models import Patient, PatientCondition
-from consent.selectors import CoverageGap, authorization_gap_list
+from consent.selectors import CoverageGap, authorization_gap_list, patient_suppression_list
 from hipaamail.roles import is_staff_member
 
 MAX_DEPTH = 4
@@ -325,6 +325,8 @@ EXCLUSION_REASONS = [
     (CoverageGap.DEFECT_COMPOUND, "Defective: compound"),
     (CoverageGap.DEFECT_CONDITIONED, "Defective: conditioned"),
     (CoverageGap.DEFECT_FALSE_INFORMATION, "Defective: false information"),
+    (CoverageGap.BOUNCED, "Address bounced"),
+    (CoverageGap.SUPPRESSED, "Address suppressed"),
 ]
 
 
@@ -343,6 +345,8 @@ def segment_counts(*, rules, purpose_id: int) -> SegmentCounts:
     sender checks again under lock. Coverage is decided by consent.selectors alone."""
     patient_ids = list(segment_queryset(rules).values_list("id", flat=True))
     gaps = authorization_gap_list(purpose_id=purpose_id, patient_ids=patient_ids)
+    # A covered patient whose address is suppressed will not be sent to either (R-BOUNCE-SUPPRESS).
+    gaps |= patient_suppression_list(patient_ids=[pid for pid in patient_ids if pid not in gaps])
     excluded = Counter(gaps.values())
     return SegmentCounts(
         matched=len(patient_ids),

@@ -22,9 +22,14 @@ from campaigns.messages import CampaignRender, message_id_parts
 from campaigns.models import Campaign, Delivery
 from campaigns.segments import segment_patient_ids
 from campaigns.transport import rate_limiter, transport_for_settings
-from consent.models import Purpose, Revocation
-from consent.selectors import authorization_covering_list, authorization_gap_list, authorization_lock_covering
-from consent.services import authorization_revoke
+from consent.models import Purpose, Revocation, Suppression
+from consent.selectors import (
+    authorization_covering_list,
+    authorization_gap_list,
+    authorization_lock_covering,
+    patient_suppression_list,
+)
+from consent.services import authorization_revoke, suppression_record
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +99,8 @@ def campaign_approve(*, actor, campaign_id: int) -> Campaign:
 def campaign_launch(*, actor, campaign_id: int) -> Campaign:
     """Materialise one delivery per patient in the audience and wake the workers.
 
-    Patients without a covering authorization get a delivery that is blocked from the start with its
-    reason, so the report shows the whole audience. This check is advisory: the sender checks again.
+    Patients without a covering authorization, or whose address is suppressed, get a delivery that is
+    blocked from the start with its reason, so the report shows the whole audience. This check is advisory: the sender checks again.
     Launching twice is refused by the status check, made under the campaign's row lock.
     """
     with transaction.atomic(durable=True):
@@ -107,7 +112,9 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
         covered = set(
             authorization_covering_list(purpose_id=campaign.purpose_id).values_list("patient_id", flat=True)
         )
-        gaps = authorization_gap_list(
+        suppressed = patient_suppression_list(patient_ids=[pid for pid in audience if pid in covered])
+        covered -= set(suppressed)
+        gaps = suppressed | authorization_gap_list(
             purpose_id=campaign.purpose_id, patient_ids=[pid for pid in audience if pid not in covered]
         )
         rows = [
@@ -314,6 +321,8 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
             coverage = authorization_lock_covering(purpose_id=campaign.purpose_id, patient_ids=patient_ids)
             uncovered = [pid for pid in patient_ids if pid not in coverage]
             gaps = authorization_gap_list(purpose_id=campaign.purpose_id, patient_ids=uncovered) if uncovered else {}
+            # A suppressed address (hard bounce, complaint) gets nothing even when covered (R-BOUNCE-SUPPRESS).
+            gaps |= patient_suppression_list(patient_ids=[pid for pid in patient_ids if pid in coverage])
             render = CampaignRender(campaign=campaign)
             limiter = rate_limiter()
             sent: dict[int, int] = {}
@@ -323,7 +332,7 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
             try:
                 for index, (pk, patient_id, address) in enumerate(deliveries):
                     authorization = coverage.get(patient_id)
-                    if authorization is None:
+                    if authorization is None or patient_id in gaps:
                         blocked[pk] = gaps[patient_id]
                         continue
                     message = render.assemble(delivery_id=pk, to_address=address)
@@ -336,6 +345,13 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
                             released = [later for later, _, _ in deliveries[index:]]
                             break
                         failed[pk] = f"smtp {_refusal_code(error)}"
+                        # A hard bounce suppresses the address for every later marketing message.
+                        suppression_record(
+                            actor=None,
+                            email=address,
+                            reason=Suppression.Reason.HARD_BOUNCE,
+                            smtp_code=str(_refusal_code(error)),
+                        )
                         continue
                     except OSError as error:  # connection refused or dropped: the server is away
                         transient = error

@@ -290,3 +290,22 @@ class PatientImport(models.Model):
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+
+class Suppression(models.Model):
+    """An address no marketing message may go to any more (R-BOUNCE-SUPPRESS): a hard bounce, a spam
+    complaint, or staff's decision. Kept by the address's keyed digest, so it also holds for a patient
+    imported again under the same address."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        COMPLAINT = "complaint", "Spam complaint"
+        MANUAL = "manual", "Suppressed by staff"
+
+    email_digest = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    smtp_code = models.CharField(max_length=10, blank=True)
+    created_at = models.DateTimeField(db_default=models.functions.Now())
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )

@@ -5,10 +5,18 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Count, Exists, Expression, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, Expression, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Now
 
-from consent.models import Authorization, AuthorizationDefect, AuthorizationForm, ExpiryEvent, Revocation
+from consent.models import (
+    Authorization,
+    AuthorizationDefect,
+    AuthorizationForm,
+    ExpiryEvent,
+    Patient,
+    Revocation,
+    Suppression,
+)
 
 
 class CoverageGap:
@@ -20,6 +28,8 @@ class CoverageGap:
     EXPIRED = "expired"
     EXPIRY_EVENT = "expiry_event"
     REVOKED = "revoked"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
     DEFECT_MISSING_ELEMENT = AuthorizationDefect.Reason.MISSING_ELEMENT.value
     DEFECT_COMPOUND = AuthorizationDefect.Reason.COMPOUND.value
     DEFECT_CONDITIONED = AuthorizationDefect.Reason.CONDITIONED.value
@@ -171,3 +181,18 @@ def form_version_history_list(*, purpose_id: int) -> QuerySet[AuthorizationForm]
         .annotate(authorization_count=Count("authorizations"))
         .order_by("-version")
     )
+
+
+def patient_suppression_list(*, patient_ids: Iterable[int]) -> dict[int, str]:
+    """Patients whose address is suppressed (R-BOUNCE-SUPPRESS): {patient_id: "bounced" | "suppressed"}.
+    Not a question of consent: an address that bounced or complained gets no marketing even when covered."""
+    reasons = dict(
+        Patient.objects.filter(pk__in=list(patient_ids))
+        .filter(email_digest__in=Suppression.objects.values("email_digest"))
+        .annotate(reason=Subquery(Suppression.objects.filter(email_digest=OuterRef("email_digest")).values("reason")))
+        .values_list("id", "reason")
+    )
+    return {
+        patient_id: CoverageGap.BOUNCED if reason == Suppression.Reason.HARD_BOUNCE else CoverageGap.SUPPRESSED
+        for patient_id, reason in reasons.items()
+    }

@@ -8,7 +8,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
-from audit.services import PATIENT, audit_record
+from audit.services import PATIENT, SYSTEM, audit_record
 from consent import crypto
 from consent.models import (
     Authorization,
@@ -19,6 +19,7 @@ from consent.models import (
     PatientCondition,
     Purpose,
     Revocation,
+    Suppression,
 )
 
 
@@ -249,3 +250,23 @@ def authorization_defect_record(*, actor, authorization_id: int, reason: str) ->
             details={"patient_id": authorization.patient_id, "reason": reason},
         )
     return defect
+
+
+def suppression_record(*, actor, email: str, reason: str, smtp_code: str = "") -> Suppression:
+    """Suppress an address for every later marketing message (R-BOUNCE-SUPPRESS). Runs inside the caller's
+    transaction (the sender records a hard bounce with the delivery's outcome); suppressing twice keeps the
+    first record."""
+    suppression, created = Suppression.objects.get_or_create(
+        email_digest=crypto.lookup_digest(email),
+        defaults={"reason": reason, "smtp_code": smtp_code[:10], "recorded_by": actor},
+    )
+    if created:
+        audit_record(
+            actor=actor,
+            actor_role="" if actor else SYSTEM,
+            action="suppression.recorded",
+            object_type="suppression",
+            object_id=suppression.pk,
+            details={"reason": reason, "smtp_code": smtp_code[:10]},
+        )
+    return suppression
