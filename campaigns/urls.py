@@ -6,5 +6,6 @@ app_name = "campaigns"
 
 urlpatterns = [
     path("<int:campaign_id>/", views.campaign_detail, name="detail"),
+    path("<int:campaign_id>/progress/", views.campaign_progress, name="progress"),
     path("segments/", include("campaigns.urls_segments")),
 ]

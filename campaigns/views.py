@@ -1,4 +1,5 @@
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
@@ -17,15 +18,26 @@ _OUTCOME_LABELS = {
 }
 
 
+def _progress_percent(counts: dict[str, int]) -> int:
+    total = sum(counts.values())
+    return round(100 * (total - counts.get("queued", 0)) / total) if total else 0
+
+
+def campaign_progress(request, campaign_id: int):
+    """The live progress bar's data, polled while a campaign sends: a percentage and the status only."""
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    counts = selectors.delivery_outcome_counts(campaign_id=campaign.pk)
+    return JsonResponse({"percent": _progress_percent(counts), "status": campaign.status})
+
+
 def campaign_detail(request, campaign_id: int):
     campaign = permissions.access_campaign_by_id(request.user, campaign_id)
     counts = selectors.delivery_outcome_counts(campaign_id=campaign.pk)
     total = sum(counts.values())
-    done = total - counts.get("queued", 0)
     evidence = sees_patient_evidence(request.user)
     context = {
         "campaign": campaign,
-        "progress_percent": round(100 * done / total) if total else 0,
+        "progress_percent": _progress_percent(counts),
         "evidence": evidence,
     }
     if evidence:

@@ -117,3 +117,22 @@ def test_a_reused_unsubscribe_link_says_it_was_already_done(client, sent_campaig
     assert again.status_code == 200 and b"You already stopped these messages" in again.content
     assert later.status_code == 200 and b"You already stopped these messages" in later.content
     assert Revocation.objects.count() == 1
+
+
+def test_progress_endpoint_follows_the_deliveries(verified_client):
+    """The live progress bar: the share of the audience decided, and the status; nothing per patient."""
+    purpose = purpose_make()
+    for _ in range(4):
+        authorization_make(patient=patient_make(), purpose=purpose)
+    campaign = campaign_approved_make(purpose=purpose)
+    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    verified_client.sign_in(role="marketer")
+
+    before = verified_client.get(f"/campaigns/{campaign.pk}/progress/").json()
+    services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=2)
+    halfway = verified_client.get(f"/campaigns/{campaign.pk}/progress/").json()
+    page = verified_client.get(f"/campaigns/{campaign.pk}/").content.decode()
+
+    assert before == {"percent": 0, "status": "sending"}
+    assert halfway == {"percent": 50, "status": "sending"}
+    assert f"/campaigns/{campaign.pk}/progress/" in page  # the page polls while sending
