@@ -31,8 +31,6 @@ def _fresh_throttle_and_media(settings, tmp_path):
     cache.clear()
 
 
-
-
 def prove_email(client, invitation_token: str) -> None:
     """Open the invitation and type back the code it emailed."""
     client.get(f"/my/invite/{invitation_token}/")
