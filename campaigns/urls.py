@@ -8,4 +8,5 @@ urlpatterns = [
     path("<int:campaign_id>/", views.campaign_detail, name="detail"),
     path("<int:campaign_id>/progress/", views.campaign_progress, name="progress"),
     path("segments/", include("campaigns.urls_segments")),
+    path("", include("campaigns.urls_editor")),
 ]

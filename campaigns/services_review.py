@@ -1,0 +1,126 @@
+"""Writes for the campaign editor and review (issue 5, items 1, 3 and 4): create with a segment, edit, reject,
+and the second factor re-entered before approving or sending.
+
+DESIGN.md: the approver is never the author (campaigns.services.campaign_approve refuses); an edit after
+approval voids the approval; approving and sending ask the staff user to re-enter their second factor. Every
+action is audited with ids and codes only: the reviewer's comment is free text and never reaches the audit trail
+(its length does). There is no comment field on Campaign, so the comment is not stored.
+"""
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django_otp import match_token
+
+from audit.services import audit_record
+from campaigns.models import Campaign, Segment
+from campaigns.services import campaign_create
+from consent.models import Purpose
+
+EDITABLE = {Campaign.Status.DRAFT, Campaign.Status.REJECTED, Campaign.Status.APPROVED}
+_CONTENT_FIELDS = ("name", "purpose", "segment", "subject", "body_text")
+COMMENT_MAX_LENGTH = 2000
+
+
+def campaign_create_draft(
+    *, actor, name: str, purpose: Purpose, segment: Segment | None, subject: str, body_text: str
+) -> Campaign:
+    """A new draft (campaigns.services.campaign_create), with its segment (None: every patient)."""
+    with transaction.atomic(durable=True):
+        campaign = campaign_create(actor=actor, name=name, purpose=purpose, subject=subject, body_text=body_text)
+        if segment is not None:
+            campaign.segment = segment
+            campaign.full_clean()
+            Campaign.objects.filter(pk=campaign.pk).update(segment=segment)
+            audit_record(
+                actor=actor,
+                action="campaign.segment_set",
+                object_type="campaign",
+                object_id=campaign.pk,
+                details={"segment": segment.pk},
+            )
+    return campaign
+
+
+def campaign_update(
+    *,
+    actor,
+    campaign_id: int,
+    name: str,
+    purpose: Purpose,
+    segment: Segment | None,
+    subject: str,
+    body_text: str,
+) -> Campaign:
+    """Change a draft, rejected or approved campaign. Editing an approved campaign voids its approval: it is a
+    draft again and must be submitted and approved anew. Submitted, scheduled, sending, sent and cancelled
+    campaigns cannot be edited. Saving without any change changes nothing (and voids nothing)."""
+    with transaction.atomic(durable=True):
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status not in EDITABLE:
+            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be edited.")
+        new = {"name": name, "purpose": purpose, "segment": segment, "subject": subject, "body_text": body_text}
+        changed = [field for field in _CONTENT_FIELDS if getattr(campaign, field) != new[field]]
+        if not changed:
+            return campaign
+        for field in changed:
+            setattr(campaign, field, new[field])
+        previous = campaign.status
+        if previous == Campaign.Status.APPROVED:
+            campaign.status = Campaign.Status.DRAFT
+        campaign.full_clean()
+        campaign.save(update_fields=[*changed, "status"])
+        audit_record(
+            actor=actor,
+            action="campaign.updated",
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={"changed": changed, "purpose": campaign.purpose_id, "segment": campaign.segment_id},
+        )
+        if previous == Campaign.Status.APPROVED:
+            audit_record(
+                actor=actor,
+                action="campaign.approval_voided",
+                object_type="campaign",
+                object_id=campaign.pk,
+                details={"from": previous, "to": campaign.status},
+            )
+    return campaign
+
+
+def campaign_reject(*, actor, campaign_id: int, comment: str) -> Campaign:
+    """Send a submitted campaign back to its author. The comment is required; only its length is audited."""
+    comment = comment.strip()
+    if not comment:
+        raise ValidationError("Say why the campaign is rejected: the comment is required.")
+    if len(comment) > COMMENT_MAX_LENGTH:
+        raise ValidationError(f"Keep the comment under {COMMENT_MAX_LENGTH} characters.")
+    with transaction.atomic(durable=True):
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status != Campaign.Status.SUBMITTED:
+            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be rejected.")
+        campaign.status = Campaign.Status.REJECTED
+        campaign.save(update_fields=["status"])
+        audit_record(
+            actor=actor,
+            action="campaign.rejected",
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={"from": Campaign.Status.SUBMITTED, "to": campaign.status, "comment_length": len(comment)},
+        )
+    return campaign
+
+
+def second_factor_reentry_check(*, user, code: str, action: str, campaign_id: int) -> bool:
+    """R-SEC-MFA re-entry: the staff user types a current code from one of their own devices before an
+    approval or a send. A wrong code is audited as `mfa.reentry_failed` (devices throttle repeated failures)."""
+    code = (code or "").strip().replace(" ", "")
+    device = match_token(user, code) if code else None
+    if device is None:
+        audit_record(
+            actor=user,
+            action="mfa.reentry_failed",
+            object_type="campaign",
+            object_id=campaign_id,
+            details={"for": action},
+        )
+        return False
+    return True

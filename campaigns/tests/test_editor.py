@@ -1,0 +1,326 @@
+"""Campaign editor and review pages: write a draft, submit, review with exact counts, approve or reject, send now.
+DESIGN.md: the approver is never the author; an edit after approval voids the approval; approving and sending
+ask for the second factor again (R-SEC-MFA). Every action audited with ids and codes only."""
+from unittest import mock
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import TestCase
+from django.urls import reverse
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from audit.models import AuditEvent
+from campaigns import services
+from campaigns.models import Campaign, Delivery
+from campaigns.segments import segment_save
+from campaigns.services_review import campaign_reject
+from campaigns.tests.factories import campaign_approved_make, campaign_make
+from consent.tests.factories import authorization_make, patient_make, purpose_make
+from hipaamail.tests.factories import staff_make
+
+pytestmark = pytest.mark.django_db
+
+
+def _code(user) -> str:
+    """The current TOTP code of the user's device, with the throttle and the last-used step reset so a test
+    can try again within the same 30 seconds."""
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    device.throttling_failure_count = 0
+    device.throttling_failure_timestamp = None
+    device.last_t = -1
+    device.save()
+    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
+
+
+def _wrong(code: str) -> str:
+    return "000000" if code != "000000" else "111111"
+
+
+def _actions(campaign) -> list[str]:
+    return list(
+        AuditEvent.objects.filter(object_type="campaign", object_id=str(campaign.pk)).order_by("id").values_list(
+            "action", flat=True
+        )
+    )
+
+
+def _form(purpose, segment=None, **overrides) -> dict:
+    data = {
+        "name": "Spring CPAP refill",
+        "purpose": purpose.pk,
+        "segment": segment.pk if segment else "",
+        "subject": "Time to replace your CPAP mask",
+        "body_text": "Your supplies may be due for replacement.",
+    }
+    return data | overrides
+
+
+@pytest.fixture
+def purpose():
+    return purpose_make(name="CPAP supplies")
+
+
+def test_urls_are_named_in_the_campaigns_namespace():
+    assert reverse("campaigns:campaign_new") == "/campaigns/new/"
+    assert reverse("campaigns:campaign_edit", args=[3]) == "/campaigns/3/edit/"
+    assert reverse("campaigns:campaign_submit", args=[3]) == "/campaigns/3/submit/"
+    assert reverse("campaigns:campaign_review", args=[3]) == "/campaigns/3/review/"
+    assert reverse("campaigns:campaign_launch_now", args=[3]) == "/campaigns/3/launch/"
+
+
+def test_marketer_creates_edits_and_submits_a_draft(verified_client, purpose):
+    marketer = verified_client.sign_in(role="marketer")
+    segment = segment_save(actor=marketer, name="Illinois", rules={"op": "and", "rules": [{"field": "state", "in": ["IL"]}]})
+
+    assert verified_client.get("/campaigns/new/").status_code == 200
+    response = verified_client.post("/campaigns/new/", _form(purpose, segment))
+    campaign = Campaign.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/campaigns/{campaign.pk}/edit/"
+    assert (campaign.status, campaign.segment_id, campaign.created_by_id) == ("draft", segment.pk, marketer.pk)
+
+    response = verified_client.post(f"/campaigns/{campaign.pk}/edit/", _form(purpose, None, subject="New subject"))
+    campaign.refresh_from_db()
+    assert response.status_code == 302
+    assert (campaign.subject, campaign.segment_id, campaign.status) == ("New subject", None, "draft")
+
+    response = verified_client.post(f"/campaigns/{campaign.pk}/submit/")
+    campaign.refresh_from_db()
+    assert response.status_code == 302 and campaign.status == "submitted"
+    assert _actions(campaign) == ["campaign.created", "campaign.segment_set", "campaign.updated", "campaign.submitted"]
+    updated = AuditEvent.objects.get(action="campaign.updated")
+    assert updated.details == {"changed": ["segment", "subject"], "purpose": purpose.pk, "segment": None}
+
+
+def test_missing_fields_are_reported_and_nothing_is_created(verified_client, purpose):
+    verified_client.sign_in(role="marketer")
+
+    response = verified_client.post("/campaigns/new/", _form(purpose, subject="", body_text=""))
+
+    assert response.status_code == 200
+    assert b"This field is required." in response.content
+    assert not Campaign.objects.exists()
+
+
+def test_submitted_campaign_cannot_be_edited(verified_client, purpose):
+    marketer = verified_client.sign_in(role="marketer")
+    campaign = campaign_make(purpose=purpose, author=marketer)
+    services.campaign_submit(actor=marketer, campaign_id=campaign.pk)
+
+    page = verified_client.get(f"/campaigns/{campaign.pk}/edit/").content.decode()
+    response = verified_client.post(f"/campaigns/{campaign.pk}/edit/", _form(purpose, subject="Sneaky"))
+
+    assert "cannot be edited" in page
+    campaign.refresh_from_db()
+    assert response.status_code == 200 and campaign.subject == "News for you"
+    assert "campaign.updated" not in _actions(campaign)
+
+
+def test_edit_after_approval_voids_the_approval(verified_client, purpose):
+    """DESIGN.md: "an edit after approval voids the approval" — the campaign is a draft again, audited."""
+    marketer = verified_client.sign_in(role="marketer")
+    campaign = campaign_approved_make(purpose=purpose, author=marketer)
+
+    response = verified_client.post(f"/campaigns/{campaign.pk}/edit/", _form(purpose, body_text="Changed."))
+
+    campaign.refresh_from_db()
+    assert response.status_code == 302
+    assert (campaign.status, campaign.body_text) == ("draft", "Changed.")
+    assert _actions(campaign)[-2:] == ["campaign.updated", "campaign.approval_voided"]
+    assert AuditEvent.objects.get(action="campaign.approval_voided").details == {"from": "approved", "to": "draft"}
+    with pytest.raises(ValidationError):
+        services.campaign_launch(actor=staff_make(role="compliance officer"), campaign_id=campaign.pk)
+
+
+def test_saving_an_approved_campaign_unchanged_keeps_the_approval(verified_client, purpose):
+    marketer = verified_client.sign_in(role="marketer")
+    campaign = campaign_approved_make(purpose=purpose, author=marketer, name="Same")
+    same = _form(purpose, name="Same", subject=campaign.subject, body_text=campaign.body_text)
+
+    verified_client.post(f"/campaigns/{campaign.pk}/edit/", same)
+
+    campaign.refresh_from_db()
+    assert campaign.status == "approved"
+    assert "campaign.approval_voided" not in _actions(campaign)
+
+
+@pytest.fixture
+def submitted(purpose):
+    """Submitted by its marketer author; Illinois segment of 12 covered and 2 without authorization."""
+    author = staff_make(role="marketer")
+    segment = segment_save(actor=author, name="Illinois", rules={"op": "and", "rules": [{"field": "state", "in": ["IL"]}]})
+    for _ in range(12):
+        authorization_make(patient=patient_make(state="IL", full_name="Margaret Thornbury"), purpose=purpose)
+    for _ in range(2):
+        patient_make(state="IL")
+    authorization_make(patient=patient_make(state="WI"), purpose=purpose)
+    campaign = campaign_make(purpose=purpose, author=author)
+    Campaign.objects.filter(pk=campaign.pk).update(segment=segment)
+    services.campaign_submit(actor=author, campaign_id=campaign.pk)
+    return campaign
+
+
+def test_compliance_officer_reviews_content_and_exact_live_counts(verified_client, submitted):
+    verified_client.sign_in(role="compliance officer")
+
+    page = verified_client.get(f"/campaigns/{submitted.pk}/review/").content.decode()
+
+    assert "Illinois" in page and "CPAP supplies" in page and submitted.body_text in page
+    assert 'data-count="matched">14<' in page
+    assert 'data-count="covered">12<' in page
+    assert 'data-count="no_authorization">2<' in page
+    assert "Thornbury" not in page
+
+
+@pytest.mark.parametrize("path", ["review/", "launch/"])
+def test_marketer_gets_404_on_review_and_send(verified_client, submitted, path):
+    verified_client.sign_in(role="marketer")
+
+    response = verified_client.get(f"/campaigns/{submitted.pk}/{path}") if path == "review/" else verified_client.post(
+        f"/campaigns/{submitted.pk}/{path}", {"launch-code": "123456"}
+    )
+
+    assert response.status_code == 404
+
+
+def test_r_sec_mfa_approve_needs_the_second_factor_re_entered(verified_client, submitted):
+    """R-SEC-MFA: a wrong code approves nothing and is audited; the right one approves."""
+    officer = verified_client.sign_in(role="compliance officer")
+    code = _code(officer)
+
+    wrong = verified_client.post(
+        f"/campaigns/{submitted.pk}/review/", {"decision": "approve", "approve-code": _wrong(code)}
+    )
+
+    submitted.refresh_from_db()
+    assert wrong.status_code == 200 and b"That code did not work" in wrong.content
+    assert submitted.status == "submitted"
+    failed = AuditEvent.objects.get(action="mfa.reentry_failed")
+    assert (failed.actor_id, failed.object_id, failed.details) == (officer.pk, str(submitted.pk), {"for": "campaign.approve"})
+
+    right = verified_client.post(f"/campaigns/{submitted.pk}/review/", {"decision": "approve", "approve-code": _code(officer)})
+
+    submitted.refresh_from_db()
+    assert right.status_code == 302 and submitted.status == "approved"
+    approved = AuditEvent.objects.get(action="campaign.approved")
+    assert approved.actor_id == officer.pk
+
+
+def test_author_cannot_approve_their_own_campaign(verified_client, purpose):
+    """DESIGN.md: the approver is never the author — a clear refusal, not a 500, and nothing approved."""
+    officer = verified_client.sign_in(role="compliance officer")
+    campaign = campaign_make(purpose=purpose, author=officer)
+    services.campaign_submit(actor=officer, campaign_id=campaign.pk)
+
+    page = verified_client.get(f"/campaigns/{campaign.pk}/review/").content.decode()
+    response = verified_client.post(f"/campaigns/{campaign.pk}/review/", {"decision": "approve", "approve-code": _code(officer)})
+
+    campaign.refresh_from_db()
+    assert "you cannot approve it" in page
+    assert response.status_code == 403 and b"you cannot approve it" in response.content
+    assert campaign.status == "submitted"
+    assert "campaign.approved" not in _actions(campaign)
+
+
+def test_reject_requires_a_comment_and_audits_only_its_length(verified_client, submitted):
+    verified_client.sign_in(role="compliance officer")
+
+    empty = verified_client.post(f"/campaigns/{submitted.pk}/review/", {"decision": "reject", "comment": "  "})
+    submitted.refresh_from_db()
+    assert empty.status_code == 200 and b"the comment is required" in empty.content
+    assert submitted.status == "submitted"
+
+    comment = "Mentions a diagnosis in the subject."
+    response = verified_client.post(f"/campaigns/{submitted.pk}/review/", {"decision": "reject", "comment": comment})
+
+    submitted.refresh_from_db()
+    assert response.status_code == 302 and submitted.status == "rejected"
+    event = AuditEvent.objects.get(action="campaign.rejected")
+    assert event.details == {"from": "submitted", "to": "rejected", "comment_length": len(comment)}
+    assert "diagnosis" not in str(AuditEvent.objects.values_list("details", flat=True))
+
+
+def test_rejected_campaign_can_be_edited_and_resubmitted(verified_client, submitted):
+    campaign_reject(actor=staff_make(role="compliance officer"), campaign_id=submitted.pk, comment="Too long.")
+    verified_client.sign_in(user=submitted.created_by)
+
+    verified_client.post(f"/campaigns/{submitted.pk}/edit/", _form(submitted.purpose, submitted.segment, body_text="Short."))
+    verified_client.post(f"/campaigns/{submitted.pk}/submit/")
+
+    submitted.refresh_from_db()
+    assert (submitted.status, submitted.body_text) == ("submitted", "Short.")
+
+
+def test_send_now_needs_the_code_then_launches_and_shows_progress(verified_client, purpose):
+    """R-SEC-MFA on sending: a wrong code launches nothing; the right one materialises deliveries and redirects
+    to the campaign page with its progress bar."""
+    authorization_make(patient=patient_make(), purpose=purpose)
+    patient_make()
+    campaign = campaign_approved_make(purpose=purpose)
+    officer = verified_client.sign_in(role="compliance officer")
+    code = _code(officer)
+
+    with mock.patch("campaigns.services._wake_dispatch") as wake:
+        wrong = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": _wrong(code)})
+        assert wrong.status_code == 200 and b"That code did not work" in wrong.content
+        assert not Delivery.objects.exists()
+        assert AuditEvent.objects.get(action="mfa.reentry_failed").details == {"for": "campaign.launch"}
+
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            right = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": _code(officer)})
+
+    campaign.refresh_from_db()
+    assert right.status_code == 302 and right["Location"] == f"/campaigns/{campaign.pk}/"
+    assert campaign.status == "sending"
+    assert sorted(Delivery.objects.values_list("status", flat=True)) == ["blocked", "queued"]
+    wake.assert_called_once_with(campaign.pk)
+    assert AuditEvent.objects.get(action="campaign.launched").actor_id == officer.pk
+    assert b'role="progressbar"' in verified_client.get(right["Location"]).content
+
+
+def test_send_now_refuses_a_campaign_that_is_not_approved(verified_client, submitted):
+    officer = verified_client.sign_in(role="administrator")
+
+    with mock.patch("campaigns.services._wake_dispatch") as wake:
+        response = verified_client.post(f"/campaigns/{submitted.pk}/launch/", {"launch-code": _code(officer)})
+
+    assert response.status_code == 200 and b"cannot be launched" in response.content
+    assert not Delivery.objects.exists()
+    wake.assert_not_called()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_in_chromium_marketer_writes_and_submits_then_officer_approves(page, live_server):
+    """The editor and review pages as people use them (screenshots: campaign-editor, campaign-review)."""
+    from conftest import browser_sign_in, screenshot
+
+    purpose = purpose_make(name="CPAP supplies")
+    for _ in range(12):
+        authorization_make(patient=patient_make(state="IL"), purpose=purpose)
+    marketer = staff_make(role="marketer", with_totp=True)
+    browser_sign_in(page, live_server, marketer)
+    page.goto(f"{live_server.url}/campaigns/new/")
+    page.fill("input[name=name]", "Spring CPAP refill")
+    page.select_option("select[name=purpose]", str(purpose.pk))
+    page.fill("input[name=subject]", "Time to replace your CPAP mask")
+    page.fill("textarea[name=body_text]", "Your CPAP supplies may be due for replacement. Reply to order.")
+    page.click("main form.card button[type=submit] >> nth=0")
+    page.wait_for_url("**/edit/")
+    screenshot(page, "campaign-editor")
+    page.click("text=Submit for approval")
+    page.wait_for_selector("text=Submitted for approval. A compliance officer")
+    campaign = Campaign.objects.get()
+    assert campaign.status == "submitted"
+
+    page.context.clear_cookies()
+    officer = staff_make(role="compliance officer", with_totp=True)
+    browser_sign_in(page, live_server, officer)
+    page.goto(f"{live_server.url}/campaigns/{campaign.pk}/review/")
+    assert page.inner_text("[data-count=covered]") == "12"
+    page.fill("input[name=approve-code]", _code(officer))
+    page.click("button[value=approve]")
+    page.wait_for_selector("text=Approved. It can be sent now.")
+    screenshot(page, "campaign-review")
+    campaign.refresh_from_db()
+    assert campaign.status == "approved"

@@ -1,0 +1,198 @@
+"""Campaign editor and review pages (issue 5, items 1, 3 and 4). Thin views: campaigns.services and
+campaigns.services_review hold the rules (and audit); these pages only shape input and show results.
+
+Any staff member may write a draft; compliance officers and administrators review, approve, reject and send
+(marketers get a 404 there). Approving and sending ask for the second factor again.
+"""
+from collections import Counter
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from campaigns import permissions, segments, services, services_review
+from campaigns.forms_editor import CampaignForm, RejectForm, SecondFactorForm
+from campaigns.models import Campaign
+from consent.models import Patient
+from consent.selectors import authorization_gap_list, patient_suppression_list
+from hipaamail.roles import is_staff_member, sees_patient_evidence
+
+
+def _access_editor(user) -> None:
+    if not is_staff_member(user):
+        raise Http404
+
+
+def _access_review_by_id(user, campaign_id: int) -> Campaign:
+    """Compliance officers and administrators only; to anyone else the page does not exist."""
+    if not sees_patient_evidence(user):
+        raise Http404
+    return permissions.access_campaign_by_id(user, campaign_id)
+
+
+def _initial(campaign: Campaign) -> dict:
+    return {field: getattr(campaign, field) for field in ("name", "purpose", "segment", "subject", "body_text")}
+
+
+@require_http_methods(["GET", "POST"])
+def campaign_new(request):
+    _access_editor(request.user)
+    form = CampaignForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            campaign = services_review.campaign_create_draft(actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error.messages)
+        else:
+            messages.success(request, "Draft saved. Submit it for approval when it is ready.")
+            return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
+    return render(request, "campaigns/editor/edit.html", {"form": form, "campaign": None, "editable": True})
+
+
+@require_http_methods(["GET", "POST"])
+def campaign_edit(request, campaign_id: int):
+    _access_editor(request.user)
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    editable = campaign.status in services_review.EDITABLE
+    if request.method == "POST" and editable:
+        form = CampaignForm(request.POST)
+        if form.is_valid():
+            was_approved = campaign.status == Campaign.Status.APPROVED
+            try:
+                updated = services_review.campaign_update(
+                    actor=request.user, campaign_id=campaign.pk, **form.cleaned_data
+                )
+            except ValidationError as error:
+                form.add_error(None, error.messages)
+            else:
+                if was_approved and updated.status == Campaign.Status.DRAFT:
+                    messages.warning(request, "Saved. The edit voided the approval: submit it for approval again.")
+                else:
+                    messages.success(request, "Saved.")
+                return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
+    else:
+        form = CampaignForm(initial=_initial(campaign))
+    if not editable:
+        for field in form.fields.values():
+            field.disabled = True
+    context = {
+        "form": form,
+        "campaign": campaign,
+        "editable": editable,
+        "can_submit": campaign.status in (Campaign.Status.DRAFT, Campaign.Status.REJECTED),
+        "reviewer": sees_patient_evidence(request.user),
+    }
+    return render(request, "campaigns/editor/edit.html", context)
+
+
+@require_POST
+def campaign_submit(request, campaign_id: int):
+    _access_editor(request.user)
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    try:
+        services.campaign_submit(actor=request.user, campaign_id=campaign.pk)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "Submitted for approval. A compliance officer other than you will review it.")
+    return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
+
+
+def _audience_counts(campaign: Campaign) -> dict:
+    """Exact counts for the reviewer: matched, covered for the campaign's purpose now, uncovered by reason.
+    Coverage comes from consent.selectors alone (through campaigns.segments for a segment)."""
+    labels = dict(segments.EXCLUSION_REASONS)
+    if campaign.segment is not None:
+        try:
+            counts = segments.segment_counts(rules=campaign.segment.rules, purpose_id=campaign.purpose_id)
+        except ValidationError as error:
+            return {"errors": error.messages}
+        matched, covered, excluded = counts.matched, counts.covered, counts.excluded
+    else:  # no segment: every patient, as the launch does
+        patient_ids = list(Patient.objects.values_list("id", flat=True))
+        gaps = authorization_gap_list(purpose_id=campaign.purpose_id, patient_ids=patient_ids)
+        gaps |= patient_suppression_list(patient_ids=[pid for pid in patient_ids if pid not in gaps])
+        matched, covered, excluded = len(patient_ids), len(patient_ids) - len(gaps), Counter(gaps.values())
+    return {
+        "matched": f"{matched:,}",
+        "covered": f"{covered:,}",
+        "excluded": [(reason, labels.get(reason, reason), f"{n:,}") for reason, n in excluded.items() if n],
+    }
+
+
+def _review_page(request, campaign: Campaign, *, approve_form=None, reject_form=None, launch_form=None, status=200):
+    context = {
+        "campaign": campaign,
+        "counts": _audience_counts(campaign),
+        "is_author": campaign.created_by_id == request.user.pk,
+        "approve_form": approve_form or SecondFactorForm(prefix="approve"),
+        "reject_form": reject_form or RejectForm(),
+        "launch_form": launch_form or SecondFactorForm(prefix="launch"),
+    }
+    return render(request, "campaigns/editor/review.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def campaign_review(request, campaign_id: int):
+    campaign = _access_review_by_id(request.user, campaign_id)
+    if request.method == "GET":
+        return _review_page(request, campaign)
+    decision = request.POST.get("decision")
+    if decision == "approve":
+        form = SecondFactorForm(request.POST, prefix="approve")
+        if form.is_valid():
+            if not services_review.second_factor_reentry_check(
+                user=request.user, code=form.cleaned_data["code"], action="campaign.approve", campaign_id=campaign.pk
+            ):
+                form.add_error("code", "That code did not work. Enter the current code from your authenticator app.")
+            else:
+                try:
+                    services.campaign_approve(actor=request.user, campaign_id=campaign.pk)
+                except PermissionDenied:
+                    form.add_error(None, "You wrote this campaign, so you cannot approve it: another compliance "
+                                         "officer or an administrator must.")
+                    return _review_page(request, campaign, approve_form=form, status=403)
+                except ValidationError as error:
+                    form.add_error(None, error.messages)
+                else:
+                    messages.success(request, "Approved. It can be sent now.")
+                    return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
+        return _review_page(request, campaign, approve_form=form)
+    if decision == "reject":
+        form = RejectForm(request.POST)
+        if form.is_valid():
+            try:
+                services_review.campaign_reject(
+                    actor=request.user, campaign_id=campaign.pk, comment=form.cleaned_data["comment"]
+                )
+            except ValidationError as error:
+                form.add_error(None, error.messages)
+            else:
+                messages.success(request, "Rejected: it is back with its author. Tell them your reasons directly; "
+                                          "the comment is not stored.")
+                return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
+        return _review_page(request, campaign, reject_form=form)
+    messages.error(request, "Choose approve or reject.")
+    return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
+
+
+@require_POST
+def campaign_launch_now(request, campaign_id: int):
+    campaign = _access_review_by_id(request.user, campaign_id)
+    form = SecondFactorForm(request.POST, prefix="launch")
+    if form.is_valid():
+        if not services_review.second_factor_reentry_check(
+            user=request.user, code=form.cleaned_data["code"], action="campaign.launch", campaign_id=campaign.pk
+        ):
+            form.add_error("code", "That code did not work. Enter the current code from your authenticator app.")
+        else:
+            try:
+                services.campaign_launch(actor=request.user, campaign_id=campaign.pk)
+            except ValidationError as error:
+                form.add_error(None, error.messages)
+            else:
+                messages.success(request, "Sending started.")
+                return redirect("campaigns:detail", campaign_id=campaign.pk)
+    return _review_page(request, campaign, launch_form=form)
