@@ -52,8 +52,9 @@ from django.utils import timezone
 from audit.services import audit_record
 from campaigns.models import Segment
 from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
+from campaigns.selectors import delivery_block_reason_list
 from consent.models import Patient, PatientCondition
-from consent.selectors import CoverageGap, authorization_gap_list, patient_suppression_list
+from consent.selectors import CoverageGap
 from hipaamail.roles import is_staff_member
 
 MAX_DEPTH = 4
@@ -343,10 +344,17 @@ class SegmentCounts:
 def segment_counts(*, rules, purpose_id: int) -> SegmentCounts:
     """Matched, covered for the purpose now, and the uncovered by reason. Advisory (DESIGN.md 3): the
     sender checks again under lock. Coverage is decided by consent.selectors alone."""
-    patient_ids = list(segment_queryset(rules).values_list("id", flat=True))
-    gaps = authorization_gap_list(purpose_id=purpose_id, patient_ids=patient_ids)
-    # A covered patient whose address is suppressed will not be sent to either (R-BOUNCE-SUPPRESS).
-    gaps |= patient_suppression_list(patient_ids=[pid for pid in patient_ids if pid not in gaps])
+    return _counts(patient_ids=list(segment_queryset(rules).values_list("id", flat=True)), purpose_id=purpose_id)
+
+
+def audience_counts(*, segment_id: int | None, purpose_id: int) -> SegmentCounts:
+    """The same counts for a campaign's audience: its segment, or every patient when it has none."""
+    ids = segment_patient_ids(segment_id=segment_id).values_list("id", flat=True)
+    return _counts(patient_ids=list(ids), purpose_id=purpose_id)
+
+
+def _counts(*, patient_ids: list[int], purpose_id: int) -> SegmentCounts:
+    gaps = delivery_block_reason_list(purpose_id=purpose_id, patient_ids=patient_ids)
     excluded = Counter(gaps.values())
     return SegmentCounts(
         matched=len(patient_ids),

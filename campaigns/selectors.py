@@ -1,10 +1,22 @@
 """Reads about campaigns."""
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery
+from consent.selectors import authorization_gap_list, patient_suppression_list
+
+
+def delivery_block_reason_list(*, purpose_id: int, patient_ids: Iterable[int]) -> dict[int, str]:
+    """Why a message for this purpose to each of these patients would be blocked now: no covering
+    authorization (with consent's reason) or a suppressed address (R-BOUNCE-SUPPRESS). Patients left out would
+    be sent to. For the launch and the screens only: the sender decides again, under lock."""
+    patient_ids = list(patient_ids)
+    reasons = authorization_gap_list(purpose_id=purpose_id, patient_ids=patient_ids)
+    reasons |= patient_suppression_list(patient_ids=[pid for pid in patient_ids if pid not in reasons])
+    return reasons
 
 
 def campaign_list() -> QuerySet[Campaign]:

@@ -20,11 +20,11 @@ from django.utils import timezone
 from audit.services import SYSTEM, audit_record
 from campaigns.messages import CampaignRender, message_id_parts
 from campaigns.models import Campaign, Delivery
+from campaigns.selectors import delivery_block_reason_list
 from campaigns.segments import segment_patient_ids
 from campaigns.transport import rate_limiter, transport_for_settings
 from consent.models import Purpose, Revocation, Suppression
 from consent.selectors import (
-    authorization_covering_list,
     authorization_gap_list,
     authorization_lock_covering,
     patient_suppression_list,
@@ -109,17 +109,10 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
             raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be launched.")
         # The campaign's segment (every patient without one), decided now: later joiners are not added.
         audience = list(segment_patient_ids(segment_id=campaign.segment_id).values_list("id", flat=True))
-        covered = set(
-            authorization_covering_list(purpose_id=campaign.purpose_id).values_list("patient_id", flat=True)
-        )
-        suppressed = patient_suppression_list(patient_ids=[pid for pid in audience if pid in covered])
-        covered -= set(suppressed)
-        gaps = suppressed | authorization_gap_list(
-            purpose_id=campaign.purpose_id, patient_ids=[pid for pid in audience if pid not in covered]
-        )
+        gaps = delivery_block_reason_list(purpose_id=campaign.purpose_id, patient_ids=audience)
         rows = [
             Delivery(campaign_id=campaign.pk, patient_id=patient_id)
-            if patient_id in covered
+            if patient_id not in gaps
             else Delivery(
                 campaign_id=campaign.pk,
                 patient_id=patient_id,
@@ -140,7 +133,7 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
             action="campaign.launched",
             object_type="campaign",
             object_id=campaign.pk,
-            details={"audience": len(audience), "queued": len(covered & set(audience)), "blocked": blocked_counts},
+            details={"audience": len(audience), "queued": len(audience) - len(gaps), "blocked": blocked_counts},
         )
         transaction.on_commit(lambda: _wake_dispatch(campaign.pk))
     return campaign

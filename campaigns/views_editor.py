@@ -4,7 +4,6 @@ campaigns.services_review hold the rules (and audit); these pages only shape inp
 Any staff member may write a draft; compliance officers and administrators review, approve, reject and send
 (marketers get a 404 there). Approving and sending ask for the second factor again.
 """
-from collections import Counter
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -15,21 +14,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from campaigns import permissions, segments, services, services_review
 from campaigns.forms_editor import CampaignForm, RejectForm, SecondFactorForm
 from campaigns.models import Campaign
-from consent.models import Patient
-from consent.selectors import authorization_gap_list, patient_suppression_list
 from hipaamail.roles import is_staff_member, sees_patient_evidence
 
 
 def _access_editor(user) -> None:
     if not is_staff_member(user):
         raise Http404
-
-
-def _access_review_by_id(user, campaign_id: int) -> Campaign:
-    """Compliance officers and administrators only; to anyone else the page does not exist."""
-    if not sees_patient_evidence(user):
-        raise Http404
-    return permissions.access_campaign_by_id(user, campaign_id)
 
 
 def _initial(campaign: Campaign) -> dict:
@@ -104,21 +94,14 @@ def _audience_counts(campaign: Campaign) -> dict:
     """Exact counts for the reviewer: matched, covered for the campaign's purpose now, uncovered by reason.
     Coverage comes from consent.selectors alone (through campaigns.segments for a segment)."""
     labels = dict(segments.EXCLUSION_REASONS)
-    if campaign.segment is not None:
-        try:
-            counts = segments.segment_counts(rules=campaign.segment.rules, purpose_id=campaign.purpose_id)
-        except ValidationError as error:
-            return {"errors": error.messages}
-        matched, covered, excluded = counts.matched, counts.covered, counts.excluded
-    else:  # no segment: every patient, as the launch does
-        patient_ids = list(Patient.objects.values_list("id", flat=True))
-        gaps = authorization_gap_list(purpose_id=campaign.purpose_id, patient_ids=patient_ids)
-        gaps |= patient_suppression_list(patient_ids=[pid for pid in patient_ids if pid not in gaps])
-        matched, covered, excluded = len(patient_ids), len(patient_ids) - len(gaps), Counter(gaps.values())
+    try:
+        counts = segments.audience_counts(segment_id=campaign.segment_id, purpose_id=campaign.purpose_id)
+    except ValidationError as error:
+        return {"errors": error.messages}
     return {
-        "matched": f"{matched:,}",
-        "covered": f"{covered:,}",
-        "excluded": [(reason, labels.get(reason, reason), f"{n:,}") for reason, n in excluded.items() if n],
+        "matched": f"{counts.matched:,}",
+        "covered": f"{counts.covered:,}",
+        "excluded": [(reason, labels.get(reason, reason), f"{n:,}") for reason, n in counts.excluded.items() if n],
     }
 
 
@@ -136,7 +119,7 @@ def _review_page(request, campaign: Campaign, *, approve_form=None, reject_form=
 
 @require_http_methods(["GET", "POST"])
 def campaign_review(request, campaign_id: int):
-    campaign = _access_review_by_id(request.user, campaign_id)
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
     if request.method == "GET":
         return _review_page(request, campaign)
     decision = request.POST.get("decision")
@@ -180,7 +163,7 @@ def campaign_review(request, campaign_id: int):
 
 @require_POST
 def campaign_launch_now(request, campaign_id: int):
-    campaign = _access_review_by_id(request.user, campaign_id)
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
     form = SecondFactorForm(request.POST, prefix="launch")
     if form.is_valid():
         if not services_review.second_factor_reentry_check(
