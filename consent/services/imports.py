@@ -37,8 +37,6 @@ Audit: one event per step (previewed, started, finished or failed) holding count
 from __future__ import annotations
 
 import csv
-import hashlib
-import hmac
 import io
 import logging
 import re
@@ -48,7 +46,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.validators import validate_email
@@ -217,19 +214,6 @@ def _condition_codes(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(codes))
 
 
-def _digester() -> Callable[[str], str]:
-    """consent.crypto.lookup_digest with its key read once: the same digest (a test holds them equal), without
-    reading settings for each of 200,000 identifiers."""
-    key = hmac.new(settings.IDENTIFIER_HASH_KEY.encode(), digestmod=hashlib.sha256)
-
-    def digest(value: str) -> str:
-        mac = key.copy()
-        mac.update(value.strip().lower().encode("utf-8"))
-        return mac.hexdigest()
-
-    return digest
-
-
 def _existing(digests: Sequence[str], column: str) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(digests), DIGEST_QUERY_CHUNK):
@@ -270,7 +254,7 @@ def _validate(text: str) -> Validation:
         return result
 
     today = timezone.localdate()
-    digest = _digester()
+    digest = crypto.lookup_digest
     getters = {column: positions.get(column) for column in COLUMNS}
     candidates: list[tuple[int, PatientRow | None, str, str]] = []  # every row: its digests, and it if valid
     seen_email: set[str] = set()
