@@ -30,6 +30,7 @@ class Campaign(models.Model):
         REJECTED = "rejected", "Rejected"
         SCHEDULED = "scheduled", "Scheduled"
         SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
         SENT = "sent", "Sent"
         CANCELLED = "cancelled", "Cancelled"
 
@@ -43,6 +44,19 @@ class Campaign(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     scheduled_for = models.DateTimeField(null=True, blank=True)
+    # The IANA zone the schedule was entered in, shown back to staff beside the time (stored in UTC).
+    schedule_timezone = models.CharField(max_length=64, blank=True)
+    # The last review: who approved (never the author) and when; a rejection's comment for the author.
+    # The comment is staff prose about content, never a patient's data; the audit trail records its length only.
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    review_comment = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
     launched_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -91,6 +105,13 @@ class Delivery(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     possible_duplicate = models.BooleanField(default=False)
+    # What happened after the mail server took the message: a bounce reported later (DSN or provider webhook),
+    # a spam complaint. A hard bounce also suppresses the address (consent.Suppression).
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    bounce_type = models.CharField(
+        max_length=10, blank=True, choices=[("hard", "Hard bounce"), ("soft", "Soft bounce")]
+    )
+    complained_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -64,6 +64,9 @@ class Purpose(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     # R-PURPOSE-REMUNERATION: a third party paying for the communication makes it marketing.
     third_party_paid = models.BooleanField(default=False)
+    # Opens and clicks are counted only for purposes that turn tracking on (off by default); marketers see
+    # them in aggregate only.
+    tracking_enabled = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
@@ -299,6 +302,7 @@ class Suppression(models.Model):
 
     class Reason(models.TextChoices):
         HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        SOFT_BOUNCES = "soft_bounces", "Repeated soft bounces"
         COMPLAINT = "complaint", "Spam complaint"
         MANUAL = "manual", "Suppressed by staff"
 
