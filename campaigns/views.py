@@ -7,6 +7,7 @@ from audit.services import audit_record
 from campaigns import permissions, selectors, services
 from campaigns.messages import unsubscribe_token_read
 from campaigns.models import Delivery
+from campaigns.views_review import campaign_controls
 from consent.selectors import authorization_covering_list
 from hipaamail.roles import sees_patient_evidence
 
@@ -39,6 +40,7 @@ def campaign_detail(request, campaign_id: int):
         "campaign": campaign,
         "progress_percent": _progress_percent(counts),
         "evidence": evidence,
+        "controls": campaign_controls(request.user, campaign),
     }
     if evidence:
         page = Paginator(selectors.delivery_evidence_list(campaign_id=campaign.pk), 100).get_page(

@@ -42,9 +42,13 @@ urlpatterns = [
     path("account/two-factor/devices/remove/", views.otp_device_remove, name="otp_device_remove"),
     path("campaigns/", include("campaigns.urls")),
     path("consent/", include("consent.urls")),
+    path("audit/", include("audit.urls")),
     # Patient pages: no staff account; consent checks the patient's emailed one-time code itself.
     path("my/", include((patient_pages(consent_portal_urls.urlpatterns), "portal"))),
     # R-RFC8058 one-click unsubscribe: a POST without cookies or login; the signed token is the credential.
     path("unsubscribe/<str:token>/", public(campaign_views.unsubscribe), name="unsubscribe"),
+    # Provider webhooks and opt-in tracking: public views, each checks its own signature or signed token.
+    path("webhooks/", include("campaigns.urls_webhooks")),
+    path("t/", include("campaigns.urls_tracking")),
     path("admin/", admin.site.urls),
 ]
