@@ -86,6 +86,7 @@ class Delivery(models.Model):
         SUPPRESSED = CoverageGap.SUPPRESSED, "Address suppressed"
         BOUNCED = CoverageGap.BOUNCED, "Address bounced"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        CAMPAIGN_CANCELLED = "campaign_cancelled", "Campaign cancelled before sending"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="deliveries")
@@ -112,6 +113,9 @@ class Delivery(models.Model):
         max_length=10, blank=True, choices=[("hard", "Hard bounce"), ("soft", "Soft bounce")]
     )
     complained_at = models.DateTimeField(null=True, blank=True)
+    # Opt-in tracking (Purpose.tracking_enabled): the first open and the first click, for aggregate counts.
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
