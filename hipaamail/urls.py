@@ -43,6 +43,7 @@ urlpatterns = [
     path("campaigns/", include("campaigns.urls")),
     path("consent/", include("consent.urls")),
     path("audit/", include("audit.urls")),
+    path("reports/", include("campaigns.urls_reports")),
     # Patient pages: no staff account; consent checks the patient's emailed one-time code itself.
     path("my/", include((patient_pages(consent_portal_urls.urlpatterns), "portal"))),
     # R-RFC8058 one-click unsubscribe: a POST without cookies or login; the signed token is the credential.
