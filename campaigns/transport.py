@@ -9,7 +9,12 @@
   filebased keeps the demo's var/outbox, Django's SMTP backend works too (it sends the same bytes).
 
 `HIPAAMAIL_TRANSPORT` chooses. Errors are smtplib's own (SMTPException, OSError): the sender classifies them.
+
+Both sign each message with DKIM when a key is configured (campaigns.dkim): the signature covers the one-click
+unsubscribe headers (R-RFC8058). The key is loaded when the transport is built, before anything is claimed, so a
+bad key stops the batch with ImproperlyConfigured rather than sending unsigned mail.
 """
+import dataclasses
 import ipaddress
 import smtplib
 import ssl
@@ -18,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, get_connection
 
+from campaigns.dkim import dkim_signer
 from campaigns.messages import AssembledMessage
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
@@ -90,8 +96,11 @@ class DjangoTransport:
 
     def __init__(self):
         self._connection = None
+        self._signer = dkim_signer()
 
     def send(self, message: AssembledMessage) -> None:
+        if self._signer is not None:
+            message = dataclasses.replace(message, raw=self._signer.sign(message.raw))
         if self._connection is None:
             self._connection = get_connection(fail_silently=False)
             self._connection.open()
@@ -119,6 +128,7 @@ class SmtpTransport:
                 "Mail must leave over TLS (R-SEC-TLS): set EMAIL_USE_TLS or EMAIL_USE_SSL; plaintext is "
                 "allowed only to a loopback relay with HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK."
             )
+        self._signer = dkim_signer()
         self._smtp: smtplib.SMTP | None = None
         self._sent_on_connection = 0
         self.connections_opened = 0
@@ -150,9 +160,10 @@ class SmtpTransport:
             self.close()
         if self._smtp is None:
             self._open()
+        raw = self._signer.sign(message.raw) if self._signer is not None else message.raw
         try:
             # One recipient: a refusal raises SMTPRecipientsRefused, a refused DATA SMTPDataError.
-            self._smtp.sendmail(message.from_address, [message.to_address], message.raw)
+            self._smtp.sendmail(message.from_address, [message.to_address], raw)
         except (smtplib.SMTPServerDisconnected, OSError) as error:
             if not isinstance(error, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)):
                 self._drop()

@@ -190,6 +190,20 @@ HIPAAMAIL_RATE_LIMIT = env.int("SEND_RATE_LIMIT", default=0)
 HIPAAMAIL_RATE_LIMIT_REDIS_URL = env.str(
     "SEND_RATE_LIMIT_REDIS_URL", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else ""
 )
+# DKIM (campaigns/dkim.py): with a key configured, every campaign message is signed so that the signature covers
+# From, To, Subject, Date, Message-ID and both List-Unsubscribe headers (R-RFC8058). The key file holds a PEM RSA
+# private key (2048 bits recommended); publish its public half as TXT at <selector>._domainkey.<domain>.
+HIPAAMAIL_DKIM_PRIVATE_KEY_PATH = env.str("DKIM_PRIVATE_KEY_PATH", default="")
+HIPAAMAIL_DKIM_SELECTOR = env.str("DKIM_SELECTOR", default="")
+HIPAAMAIL_DKIM_DOMAIN = env.str("DKIM_DOMAIN", default="")
+# Bounces and complaints (campaigns/bounces.py, R-BOUNCE-SUPPRESS). Amazon SES through SNS: subscribe
+# https://USER:PASSWORD@<host>/webhooks/amazon-ses/tracking/ with ANYMAIL_WEBHOOK_SECRET="USER:PASSWORD"; without
+# the secret the webhook answers 404. SES_TOPIC_ARNS, when set, lists the only SNS topics accepted.
+ANYMAIL = {
+    "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default=""),
+    "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env.bool("SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", default=True),
+}
+HIPAAMAIL_SES_TOPIC_ARNS = env.list("SES_TOPIC_ARNS", default=[])
 
 # --- Encryption of direct identifiers at rest (R-SEC-ENCRYPT-REST, consent/crypto.py) ------------------
 # "key-id:base64-key" entries, the first one current. The demo's keys are fixed and public: local.py and

@@ -1,0 +1,208 @@
+"""DKIM signatures on campaign messages (R-RFC8058 section 4: the signature covers both unsubscribe headers).
+
+Each signature is checked with dkimpy's own verifier, given the test key's public half through a `dnsfunc`
+stub in place of DNS."""
+import base64
+import email
+import re
+from unittest import mock
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from django.core import mail
+from django.core.exceptions import ImproperlyConfigured
+
+from campaigns import services
+from campaigns import dkim as campaign_dkim
+from campaigns.models import Delivery
+from campaigns.tests.factories import campaign_approved_make
+from campaigns.tests.smtp_server import smtp_sink
+from consent.tests.factories import authorization_make, patient_make, purpose_make
+
+pytestmark = pytest.mark.django_db
+
+SELECTOR, DOMAIN = "hm2026", "riverside-health.example"
+REQUIRED_IN_H = {"from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post"}
+
+
+@pytest.fixture(scope="module")
+def key_pair():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = base64.b64encode(
+        key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return pem, public
+
+
+@pytest.fixture
+def dkim_settings(settings, tmp_path, key_pair):
+    path = tmp_path / "dkim.pem"
+    path.write_bytes(key_pair[0])
+    settings.HIPAAMAIL_DKIM_PRIVATE_KEY_PATH = str(path)
+    settings.HIPAAMAIL_DKIM_SELECTOR = SELECTOR
+    settings.HIPAAMAIL_DKIM_DOMAIN = DOMAIN
+    settings.DEFAULT_FROM_EMAIL = f"Riverside Health <news@{DOMAIN}>"
+    campaign_dkim._signer_for.cache_clear()
+    yield settings
+    campaign_dkim._signer_for.cache_clear()
+
+
+@pytest.fixture
+def dns(key_pair):
+    """dkimpy's DNS lookup, answered with the test key for our selector and nothing for anything else."""
+    looked_up: list[bytes] = []
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
+        looked_up.append(name)
+        if name == f"{SELECTOR}._domainkey.{DOMAIN}.".encode():
+            return b"v=DKIM1; k=rsa; p=" + key_pair[1]
+        return None
+
+    dnsfunc.looked_up = looked_up
+    return dnsfunc
+
+
+def _sent_raw(n: int = 1) -> list[bytes]:
+    """Launch and dispatch a campaign to `n` covered patients through the configured transport."""
+    purpose = purpose_make()
+    for _ in range(n):
+        authorization_make(patient=patient_make(), purpose=purpose)
+    campaign = campaign_approved_make(purpose=purpose, subject="Your CPAP supplies")
+    with mock.patch("campaigns.services._wake_dispatch"):
+        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    services.delivery_dispatch_batch(campaign_id=campaign.pk)
+    assert Delivery.objects.filter(campaign=campaign, status="sent").count() == n
+    return [bytes(message.message()) for message in mail.outbox]
+
+
+def _signature_tags(raw: bytes) -> dict[str, str]:
+    value = email.message_from_bytes(raw)["DKIM-Signature"]
+    unfolded = re.sub(r"\s+", "", str(value))
+    return dict(tag.split("=", 1) for tag in unfolded.split(";") if tag)
+
+
+def test_r_rfc8058_signature_verifies_and_h_covers_both_list_unsubscribe_headers(dkim_settings, dns):
+    """R-RFC8058: with a key configured, each message carries a DKIM signature that dkimpy verifies, whose h=
+    names List-Unsubscribe and List-Unsubscribe-Post as well as From, To, Subject, Date and Message-ID."""
+    raws = _sent_raw(2)
+
+    assert len(raws) == 2
+    for raw in raws:
+        assert raw.startswith(b"DKIM-Signature: ")
+        assert dkim.verify(raw, dnsfunc=dns) is True
+        tags = _signature_tags(raw)
+        signed = tags["h"].lower().split(":")
+        assert REQUIRED_IN_H <= set(signed)
+        # Oversigned: a second List-Unsubscribe or From added in transit would break the signature.
+        assert signed.count("list-unsubscribe") == 2 and signed.count("list-unsubscribe-post") == 2
+        assert (tags["d"], tags["s"], tags["a"], tags["c"]) == (DOMAIN, SELECTOR, "rsa-sha256", "relaxed/simple")
+    assert set(dns.looked_up) == {f"{SELECTOR}._domainkey.{DOMAIN}.".encode()}
+    # Each recipient's own headers are signed: the two signatures differ.
+    assert _signature_tags(raws[0])["b"] != _signature_tags(raws[1])["b"]
+
+
+def _replace(old: bytes, new: bytes):
+    return lambda raw: raw.replace(old, new, 1)
+
+
+def _sub(pattern: bytes, replacement: bytes):
+    return lambda raw: re.sub(pattern, replacement, raw, count=1)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(_sub(rb"(List-Unsubscribe: <[^>]*?)/>", rb"\1x/>"), id="unsubscribe-url"),
+        pytest.param(
+            _replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: x"),
+            id="unsubscribe-post",
+        ),
+        pytest.param(_replace(b"Subject: Your CPAP supplies", b"Subject: Your CPAP supplies!"), id="subject"),
+        pytest.param(_replace(f"news@{DOMAIN}".encode(), b"news@elsewhere.example"), id="from"),
+        pytest.param(_sub(rb"\r\nTo: [^\r]+", b"\r\nTo: someone@elsewhere.example"), id="to"),
+        pytest.param(_sub(rb"Message-ID: <delivery-\d+", b"Message-ID: <delivery-0"), id="message-id"),
+        pytest.param(
+            _replace(b"\r\n\r\n", b"\r\nList-Unsubscribe: <https://evil.example/u>\r\n\r\n"),
+            id="second-list-unsubscribe-added",
+        ),
+        pytest.param(_replace(b"Hello from Riverside Health.", b"Hello from Riverside Wealth."), id="body"),
+    ],
+)
+def test_r_rfc8058_a_tampered_header_or_body_fails_verification(dkim_settings, dns, tamper):
+    """R-RFC8058: changing either unsubscribe header (or any other signed header, or the body), or adding a
+    second List-Unsubscribe, makes dkimpy's verifier reject the signature."""
+    (raw,) = _sent_raw(1)
+    tampered = tamper(raw)
+
+    assert tampered != raw
+    assert dkim.verify(raw, dnsfunc=dns) is True
+    assert dkim.verify(tampered, dnsfunc=dns) is False
+
+
+def test_r_rfc8058_the_smtp_transport_sends_signed_bytes_that_verify_at_the_server(dkim_settings, dns):
+    """R-RFC8058: what the mail server receives over SMTP is signed, and verifies there."""
+    with smtp_sink() as sink:
+        dkim_settings.HIPAAMAIL_TRANSPORT = "smtp"
+        dkim_settings.EMAIL_HOST, dkim_settings.EMAIL_PORT = sink.host, sink.port
+        dkim_settings.EMAIL_USE_TLS = dkim_settings.EMAIL_USE_SSL = False
+        dkim_settings.HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = True
+        _sent_raw(3)
+        records = sink.records
+
+    assert len(records) == 3
+    for record in records:
+        assert dkim.verify(record.raw, dnsfunc=dns) is True
+        assert {"list-unsubscribe", "list-unsubscribe-post"} <= set(_signature_tags(record.raw)["h"].lower().split(":"))
+
+
+def test_without_a_key_messages_are_not_signed(settings):
+    settings.HIPAAMAIL_DKIM_PRIVATE_KEY_PATH = ""
+
+    (raw,) = _sent_raw(1)
+
+    assert b"DKIM-Signature" not in raw
+
+
+def test_the_key_is_read_and_parsed_once_per_process(dkim_settings):
+    with mock.patch.object(
+        campaign_dkim.serialization, "load_pem_private_key", wraps=serialization.load_pem_private_key
+    ) as load:
+        first, second = campaign_dkim.dkim_signer(), campaign_dkim.dkim_signer()
+        _sent_raw(2)
+
+    assert first is second
+    assert load.call_count == 1
+
+
+@pytest.mark.parametrize("case", ["no-selector", "missing-file", "not-a-key", "not-rsa"])
+def test_a_bad_dkim_configuration_stops_the_batch_before_anything_is_claimed(dkim_settings, tmp_path, case):
+    """A key that is configured but unusable never lets mail out unsigned: the sender refuses before claiming."""
+    if case == "no-selector":
+        dkim_settings.HIPAAMAIL_DKIM_SELECTOR = ""
+    elif case == "missing-file":
+        dkim_settings.HIPAAMAIL_DKIM_PRIVATE_KEY_PATH = str(tmp_path / "absent.pem")
+    elif case == "not-a-key":
+        (tmp_path / "dkim.pem").write_bytes(b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+    else:
+        (tmp_path / "dkim.pem").write_bytes(
+            ed25519.Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    purpose = purpose_make()
+    authorization_make(patient=patient_make(), purpose=purpose)
+    campaign = campaign_approved_make(purpose=purpose)
+    with mock.patch("campaigns.services._wake_dispatch"):
+        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+
+    with pytest.raises(ImproperlyConfigured):
+        services.delivery_dispatch_batch(campaign_id=campaign.pk)
+
+    assert mail.outbox == []
+    delivery = Delivery.objects.get(campaign=campaign)
+    assert (delivery.status, delivery.attempts, delivery.lease_expires_at) == ("queued", 0, None)
