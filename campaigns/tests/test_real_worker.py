@@ -1,5 +1,5 @@
 """A launched campaign sent by a real Celery worker over Redis to a real SMTP server (R-SEND-COVERED,
-R-SEND-EVIDENCE, R-RFC8058).
+R-SEND-EVIDENCE, R-RFC8058), and a patient's sign-in code sent by its own worker while a campaign is sending.
 
 Nothing is mocked between the launch and the mail server: the launch's on_commit hook publishes the wake-up
 to the broker, a separate worker process (test settings, pointed at this test's database) claims the
@@ -25,7 +25,7 @@ from campaigns.selectors import delivery_sent_without_coverage_count
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from conftest import requires_postgresql
-from consent.services import authorization_revoke
+from consent.services import authorization_revoke, portal
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 from hipaamail.celery import app as celery_app
 
@@ -53,15 +53,18 @@ def _test_database_url() -> str:
     return f"postgres://{credentials}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
+QUEUES = ("campaigns", "transactional")
+
+
 def _purge_broker() -> None:
     """Drop wake-ups left in the queues by an earlier run; the worker would run them against this database."""
     with celery_app.connection_for_write() as broker:
         channel = broker.default_channel
-        for queue in ("bulk", "celery"):
+        for queue in QUEUES:
             channel.queue_purge(queue)
 
 
-def _worker_start(sink, log) -> subprocess.Popen:
+def _worker_start(sink, log, *, queues: str = "campaigns,transactional", name: str = "both") -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if not key.startswith("EMAIL_")}
     env |= {
         "DJANGO_SETTINGS_MODULE": "hipaamail.settings.test",
@@ -73,7 +76,7 @@ def _worker_start(sink, log) -> subprocess.Popen:
         "PYTHONUNBUFFERED": "1",
     }
     command = [
-        sys.executable, "-m", "celery", "-A", "hipaamail", "worker", "-l", "info", "-Q", "bulk,celery",
+        sys.executable, "-m", "celery", "-A", "hipaamail", "worker", "-l", "info", "-Q", queues, "-n", f"{name}@%h",
         "--concurrency", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-P", "solo",
     ]  # fmt: skip
     return subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -171,3 +174,46 @@ def test_r_send_covered_a_real_worker_sends_only_to_covered_patients_with_rfc805
     assert delivery_sent_without_coverage_count(campaign_id=campaign.pk) == 0
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SENT and campaign.finished_at is not None
+
+
+def test_a_sign_in_code_is_not_delayed_by_a_campaign_being_sent(settings):
+    """DESIGN.md "Rate limits and priorities": with a worker on each queue, as scripts/run-demo and the README
+    run them, a patient's sign-in code reaches the mail server while a big campaign is still being sent, rather
+    than after its last message."""
+    settings.HIPAAMAIL_TRANSACTIONAL_MAIL_EAGER = False  # published to the broker, as in production
+    purpose = purpose_make()
+    for _ in range(40):
+        authorization_make(patient=patient_make(), purpose=purpose)
+    waiting = patient_make(email="waiting.for.a.code@example.org")
+    campaign = campaign_approved_make(purpose=purpose)
+
+    # A mail server that takes 50 ms per message: the campaign needs two seconds or more.
+    with smtp_sink(delay=0.05) as sink, tempfile.TemporaryFile(mode="w+") as log:
+        _purge_broker()
+        workers = [
+            _worker_start(sink, log, queues="campaigns", name="campaigns"),
+            _worker_start(sink, log, queues="transactional", name="transactional"),
+        ]
+        status = None
+        try:
+            services.campaign_launch(actor=None, campaign_id=campaign.pk)
+            deadline = time.monotonic() + SEND_TIMEOUT
+            while not sink.records and time.monotonic() < deadline:  # the campaign has started to go out
+                time.sleep(0.05)
+            # When the patient asks for a code in the middle of the campaign
+            assert portal.patient_code_issue(store={}, patient=waiting) is True
+            status = _wait_until_sent(campaign.pk, workers[0])
+        finally:
+            for worker in workers:
+                _worker_stop(worker)
+            log.seek(0)
+            print(f"worker output:\n{log.read()}")
+        records = sink.records
+    assert status == Campaign.Status.SENT, f"campaign still {status!r} after {SEND_TIMEOUT}s; see the worker output"
+
+    # Then the code arrived before the campaign's last message, with campaign messages on either side of it.
+    campaign_times = sorted(r.received_at for r in records if r.recipients != ("waiting.for.a.code@example.org",))
+    (code,) = [r for r in records if r.recipients == ("waiting.for.a.code@example.org",)]
+    assert len(campaign_times) == 40
+    assert "Your code is: " in code.raw.decode()
+    assert campaign_times[0] < code.received_at < campaign_times[-1]

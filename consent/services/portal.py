@@ -72,7 +72,8 @@ def patient_code_issue(*, store: MutableMapping, patient: Patient) -> bool:
         return False
     code = f"{secrets.randbelow(10**6):06d}"
     _pending_store(store, patient_id=patient.pk, code=code)
-    notifications.sign_in_code_send(patient=patient, code=code, minutes=CODE_LIFETIME_SECONDS // 60)
+    # Queued on the transactional queue: sent by a worker within seconds, never behind a campaign.
+    notifications.sign_in_code_queue(patient_id=patient.pk, code=code, minutes=CODE_LIFETIME_SECONDS // 60)
     audit_record(actor_role=PATIENT, action="patient.code_sent", object_type="patient", object_id=patient.pk)
     return True
 

@@ -19,6 +19,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from audit.services import PATIENT, audit_record
 from consent import notifications
@@ -92,9 +93,7 @@ def invitation_create(*, actor, patient_id: int, purpose_id: int, channel: str) 
     if channel in (Invitation.Channel.EMAIL, Invitation.Channel.RENEWAL):
         # After the commit: a link to an invitation that was rolled back would lead nowhere.
         transaction.on_commit(
-            lambda: notifications.invitation_send(
-                invitation=invitation, patient=patient, url=invitation_url(token=token)
-            )
+            lambda: notifications.invitation_queue(invitation_id=invitation.pk, url=invitation_url(token=token))
         )
     return invitation, token
 
@@ -223,16 +222,14 @@ def authorization_sign(
     return authorization
 
 
-def authorization_copy_email(*, authorization: Authorization, patient: Patient) -> bool:
-    """Email the patient the PDF of what they signed (R-AUTH-COPY). A mail failure does not undo the
-    signature: the copy stays downloadable in the portal, and the audit trail says it was not sent."""
+def authorization_copy_email(*, authorization: Authorization, patient: Patient) -> None:
+    """Email the patient the PDF of what they signed (R-AUTH-COPY), through the transactional queue. Called
+    after the signature committed; the task audits whether the copy went (authorization.pdf_emailed or
+    authorization.pdf_email_failed). A mail failure does not undo the signature: the copy stays downloadable."""
     try:
-        notifications.authorization_copy_send(authorization=authorization, patient=patient)
-    except Exception as error:  # noqa: BLE001 — any transport error
-        # The error's type only: an SMTP error's text and traceback carry the recipient's address (R-NO-PHI-LEAK).
-        logger.error(
-            "The signed copy of authorization %s could not be emailed (%s)", authorization.pk, type(error).__name__
-        )
+        notifications.authorization_copy_queue(authorization_id=authorization.pk)
+    except (KombuOperationalError, OSError) as error:  # the broker is away: the signature stands all the same
+        logger.error("The signed copy of authorization %s could not be queued (%s)", authorization.pk, type(error).__name__)
         audit_record(
             actor_role=PATIENT,
             action="authorization.pdf_email_failed",
@@ -240,12 +237,3 @@ def authorization_copy_email(*, authorization: Authorization, patient: Patient) 
             object_id=authorization.pk,
             details={"patient_id": patient.pk},
         )
-        return False
-    audit_record(
-        actor_role=PATIENT,
-        action="authorization.pdf_emailed",
-        object_type="authorization",
-        object_id=authorization.pk,
-        details={"patient_id": patient.pk},
-    )
-    return True

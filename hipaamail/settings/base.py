@@ -148,7 +148,23 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "bulk"
+# Two queues (DESIGN.md, "Rate limits and priorities"). "transactional": mail a person is waiting for (a patient's
+# sign-in code, an invitation, the copy of a signed form); "campaigns": everything else (dispatch, launch, the
+# reconciler, imports). A campaign's dispatch task runs for as long as the campaign sends, so run at least one
+# worker on "transactional" alone: then a big campaign never holds up a sign-in code (README, "Operations").
+CELERY_TASK_DEFAULT_QUEUE = "campaigns"
+HIPAAMAIL_TRANSACTIONAL_TASKS = (
+    "consent.tasks.sign_in_code_send_task",
+    "consent.tasks.invitation_send_task",
+    "consent.tasks.authorization_copy_send_task",
+)
+CELERY_TASK_ROUTES = {
+    "campaigns.tasks.campaign_dispatch_task": {"queue": "campaigns"},
+    **{name: {"queue": "transactional"} for name in HIPAAMAIL_TRANSACTIONAL_TASKS},
+}
+# Transactional mail tasks run in the calling process instead of a worker when set: the test suite only (its
+# locmem outbox), never production.
+HIPAAMAIL_TRANSACTIONAL_MAIL_EAGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "launch-due-campaigns": {"task": "campaigns.tasks.campaign_launch_due_task", "schedule": 15.0},
