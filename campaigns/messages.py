@@ -11,6 +11,10 @@ and `assemble` makes one recipient's message by substitution and quoted-printabl
     multipart/alternative, text/plain and text/html in UTF-8, quoted-printable (lines of at most 76 characters),
     per-recipient To, Date, Message-ID, List-Unsubscribe and List-Unsubscribe-Post (R-RFC8058), and the
     organisation's postal address in both footers (R-CANSPAM-ADDRESS).
+
+The content (campaigns.content: the template, the marketer's introduction, the approved blocks) is rendered,
+sanitised and CSS-inlined once too, with a random placeholder for each merge field it uses; `assemble`
+substitutes each recipient's values, HTML-escaped in the HTML part and plain in the text part (ADR 0005).
 """
 import binascii
 import html
@@ -25,6 +29,9 @@ from django.conf import settings
 from django.core import signing
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import mark_safe
+
+from campaigns.content import CampaignContent, content_of, content_render, merge_values_for_deliveries
 
 _UNSUBSCRIBE_SALT = "campaigns.unsubscribe"
 # Characters that make an address unsafe to write into a header or an SMTP command as it is.
@@ -107,22 +114,36 @@ def _to_header(address: str) -> str:
     return message.as_bytes().decode("ascii").split(":", 1)[1].strip()
 
 
-class CampaignRender:
-    """A campaign rendered once; `assemble` builds each recipient's message from it in a few microseconds."""
+# How many of a sending batch's recipients are read at once when the sender does not pass their values.
+_VALUES_PREFETCH = 1000
 
-    def __init__(self, *, campaign):
+
+class CampaignRender:
+    """A campaign rendered once; `assemble` builds each recipient's message from it in a few microseconds.
+
+    `content` defaults to the campaign's saved content (the editor passes unsaved content for its preview);
+    `allowed_fields` defaults to the merge fields the purpose's current form lists (R-SEND-SCOPE). Content that
+    is not allowed raises campaigns.content.ContentError (a ValueError): nothing is sent rather than that."""
+
+    def __init__(self, *, campaign, content: CampaignContent | None = None, allowed_fields=None):
         self.campaign = campaign
+        content = content if content is not None else content_of(campaign)
+        rendered = content_render(content, allowed_fields=allowed_fields)
+        # field -> placeholder, for the merge fields the content uses (none: nothing to substitute).
+        self.fields = rendered.placeholders
+        self._values: dict[int, dict[str, str]] = {}
         self.placeholder = "hmunsub" + secrets.token_hex(16)
         context = {
-            "body": campaign.body_text,
+            "content_html": mark_safe(rendered.html),  # sanitised by campaigns.content.html_sanitise
+            "content_text": rendered.text,
             "organisation": settings.HIPAAMAIL_ORGANISATION_NAME,
             "postal_address": settings.HIPAAMAIL_POSTAL_ADDRESS,  # R-CANSPAM-ADDRESS
             "unsubscribe_url": self.placeholder,
-            "purpose_name": campaign.purpose.name,
+            "purpose_name": content.purpose.name,
         }
         self.text_template = render_to_string("campaigns/email/marketing.txt", context)
-        self.html_template = render_to_string("campaigns/email/marketing.html", context)
-        self.subject = campaign.subject
+        self.html_template = self._html_final(render_to_string("campaigns/email/marketing.html", context))
+        self.subject = content.subject
         self.from_header = settings.DEFAULT_FROM_EMAIL
         fixed = EmailMessage(policy=SMTP)  # folds and encodes the subject and sender; refuses CR/LF in them
         fixed["From"] = self.from_header
@@ -147,17 +168,56 @@ class CampaignRender:
         self._date_second = -1
         self._date = ""
 
+    def _html_final(self, document: str) -> str:
+        """The one place the message's final HTML is produced, once per batch: anything that rewrites the whole
+        document (opt-in open and click tracking, say) belongs here, with a placeholder of its own for any
+        per-recipient part, substituted in `assemble` like the others."""
+        return document
+
+    def _recipient_values(self, delivery_id: int) -> dict[str, str]:
+        """The recipient's merge values, read for the rest of the batch at the first miss (the sender assembles
+        in delivery id order), so a batch costs a query or two, not one per message."""
+        values = self._values.get(delivery_id)
+        if values is None:
+            self._values.update(
+                merge_values_for_deliveries(
+                    campaign_id=self.campaign.pk, from_delivery_id=delivery_id, fields=self.fields,
+                    limit=_VALUES_PREFETCH,
+                )
+            )
+            values = self._values.get(delivery_id)
+        if values is None:  # not queued (a test, a re-assembly): read that one delivery
+            found = merge_values_for_deliveries(
+                campaign_id=self.campaign.pk, delivery_ids=[delivery_id], fields=self.fields
+            )
+            if delivery_id not in found:
+                raise ValueError(f"Delivery {delivery_id} is not one of campaign {self.campaign.pk}'s deliveries.")
+            values = found[delivery_id]
+        return values
+
     def _date_header(self) -> str:
         now = int(time.time())
         if now != self._date_second:
             self._date_second, self._date = now, formatdate(now, usegmt=True)
         return self._date
 
-    def assemble(self, *, delivery_id: int, to_address: str) -> AssembledMessage:
+    def assemble(
+        self, *, delivery_id: int, to_address: str, merge_values: dict[str, str] | None = None,
+        message_id: str | None = None,
+    ) -> AssembledMessage:
+        """One recipient's message. `merge_values` (the synthetic patient of a preview or test send) replaces
+        reading the delivery's patient; `message_id` replaces the delivery's (a test send has no delivery)."""
         unsubscribe_url = self._unsubscribe_url.replace(self.placeholder, self._signer.sign(str(delivery_id)))
-        message_id = message_id_for(delivery_id)
-        text = self.text_template.replace(self.placeholder, unsubscribe_url)
-        html_text = self.html_template.replace(self.placeholder, html.escape(unsubscribe_url))
+        message_id = message_id or message_id_for(delivery_id)
+        text, html_text = self.text_template, self.html_template
+        if self.fields:
+            values = merge_values if merge_values is not None else self._recipient_values(delivery_id)
+            for name, placeholder in self.fields.items():
+                value = " ".join(str(values.get(name, "")).split())  # one line: no CR/LF from a value
+                text = text.replace(placeholder, value)
+                html_text = html_text.replace(placeholder, html.escape(value))
+        text = text.replace(self.placeholder, unsubscribe_url)
+        html_text = html_text.replace(self.placeholder, html.escape(unsubscribe_url))
         headers = {
             "To": _to_header(to_address),
             "Date": self._date_header(),

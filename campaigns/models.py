@@ -22,6 +22,70 @@ class Segment(models.Model):
         return self.name
 
 
+class ContentStatus(models.TextChoices):
+    """The life of a library item. Only approved items can be picked for a campaign; an approved item never
+    changes (a change is a copy, approved anew), so an approved campaign's content cannot change under it."""
+
+    DRAFT = "draft", "Draft"
+    APPROVED = "approved", "Approved"
+    RETIRED = "retired", "Retired"
+
+
+class _LibraryItem(models.Model):
+    """What email templates and content blocks share: a name, a status, who wrote and who approved it."""
+
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=10, choices=ContentStatus.choices, default=ContentStatus.DRAFT)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EmailTemplate(_LibraryItem):
+    """A message layout from the content library (campaigns.content renders it): a header above the campaign's
+    content, a footer below it, and a stylesheet inlined into both. The legal footer (postal address, one-click
+    unsubscribe: R-CANSPAM-ADDRESS, R-RFC8058) is added after it by the system and cannot be left out.
+    HTML is stored sanitised (nh3) and may use merge fields ({{ first_name }}); the stylesheet is plain CSS."""
+
+    header_html = models.TextField(blank=True)
+    footer_html = models.TextField(blank=True)
+    css = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="approved") | Q(approved_at__isnull=False, approved_by__isnull=False),
+                name="email_template_approved_has_approver",
+            )
+        ]
+
+
+class ContentBlock(_LibraryItem):
+    """An approved HTML snippet from the content library: a campaign's content is an ordered list of them.
+    Stored sanitised (nh3); may use merge fields ({{ first_name }}) within what the purpose allows."""
+
+    html = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="approved") | Q(approved_at__isnull=False, approved_by__isnull=False),
+                name="content_block_approved_has_approver",
+            )
+        ]
+
+
 class Campaign(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -39,7 +103,12 @@ class Campaign(models.Model):
     # None: every patient (the launch still blocks the uncovered).
     segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns")
     subject = models.CharField(max_length=200)
-    body_text = models.TextField()
+    # The marketer's own words above the library blocks: plain text (never HTML), with merge fields
+    # (ADR 0005). The layout and the blocks come from the content library.
+    body_text = models.TextField(blank=True)
+    template = models.ForeignKey(
+        EmailTemplate, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns"
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -62,6 +131,23 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class CampaignBlock(models.Model):
+    """One content block in a campaign's content, at its position (0 first)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="content_blocks")
+    block = models.ForeignKey(ContentBlock, on_delete=models.PROTECT, related_name="campaign_uses")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["campaign", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "position"], name="campaign_block_one_per_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"Campaign #{self.campaign_id} block {self.position}"
 
 
 class Delivery(models.Model):

@@ -40,17 +40,39 @@ class TransientSendError(Exception):
     """The mail server could not take more messages now; what was sent is recorded, the rest stays queued."""
 
 
-def campaign_create(*, actor, name: str, purpose: Purpose, subject: str, body_text: str) -> Campaign:
-    campaign = Campaign(name=name, purpose=purpose, subject=subject, body_text=body_text, created_by=actor)
+def campaign_create(
+    *, actor, name: str, purpose: Purpose, subject: str, body_text: str, template=None, blocks=()
+) -> Campaign:
+    """A draft. Its content: the subject, the marketer's introduction (`body_text`, plain text with merge fields),
+    an approved email template (None: the plain layout) and approved content blocks in order (ADR 0005)."""
+    from campaigns.content import CampaignContent
+    from campaigns.models import CampaignBlock
+    from campaigns.services_content import campaign_content_validate
+
+    blocks = list(blocks)
+    campaign = Campaign(
+        name=name, purpose=purpose, subject=subject, body_text=body_text, template=template, created_by=actor
+    )
     campaign.full_clean()
+    campaign_content_validate(
+        CampaignContent(purpose=purpose, subject=subject, intro_text=body_text, template=template, blocks=tuple(blocks))
+    )
+    details = {"purpose": purpose.code}
+    if template is not None:
+        details["template"] = template.pk
+    if blocks:
+        details["blocks"] = [block.pk for block in blocks]
     with transaction.atomic():
         campaign.save(force_insert=True)
+        CampaignBlock.objects.bulk_create(
+            [CampaignBlock(campaign=campaign, block=block, position=index) for index, block in enumerate(blocks)]
+        )
         audit_record(
             actor=actor,
             action="campaign.created",
             object_type="campaign",
             object_id=campaign.pk,
-            details={"purpose": purpose.code},
+            details=details,
         )
     return campaign
 
@@ -76,13 +98,42 @@ def _campaign_transition(*, actor, campaign_id: int, allowed_from: set[str], to:
 
 
 def campaign_submit(*, actor, campaign_id: int) -> Campaign:
-    return _campaign_transition(
-        actor=actor,
-        campaign_id=campaign_id,
-        allowed_from={Campaign.Status.DRAFT, Campaign.Status.REJECTED},
-        to=Campaign.Status.SUBMITTED,
-        action="submitted",
-    )
+    """Submit a draft or rejected campaign for approval, once its content passes campaigns.content's checks:
+    merge fields only those the purpose's current form lists (R-SEND-SCOPE), an approved template and approved
+    blocks, something to send. A refusal names each problem and is audited (codes and field names only)."""
+    from campaigns.content import content_of, content_problems
+
+    refused = []
+    with transaction.atomic(durable=True):
+        campaign = Campaign.objects.select_for_update(of=("self",)).select_related("purpose").get(pk=campaign_id)
+        if campaign.status not in (Campaign.Status.DRAFT, Campaign.Status.REJECTED):
+            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be submitted.")
+        refused = content_problems(content_of(campaign))
+        if refused:
+            audit_record(
+                actor=actor,
+                action="campaign.submit_refused",
+                object_type="campaign",
+                object_id=campaign.pk,
+                details={
+                    "problems": sorted({problem.code for problem in refused}),
+                    "fields": sorted({name for problem in refused for name in problem.fields}),
+                },
+            )
+        else:
+            previous = campaign.status
+            campaign.status = Campaign.Status.SUBMITTED
+            campaign.save(update_fields=["status"])
+            audit_record(
+                actor=actor,
+                action="campaign.submitted",
+                object_type="campaign",
+                object_id=campaign.pk,
+                details={"from": previous, "to": campaign.status},
+            )
+    if refused:  # raised after the commit, so that the refusal stays on the record
+        raise ValidationError([problem.message for problem in refused], code="content")
+    return campaign
 
 
 def campaign_approve(*, actor, campaign_id: int) -> Campaign:

@@ -11,21 +11,35 @@ from django.db import transaction
 from django_otp import match_token
 
 from audit.services import audit_record
-from campaigns.models import Campaign, Segment
+from campaigns.content import CampaignContent
+from campaigns.models import Campaign, CampaignBlock, ContentBlock, EmailTemplate, Segment
 from campaigns.services import campaign_create
+from campaigns.services_content import campaign_content_validate
 from consent.models import Purpose
 
 EDITABLE = {Campaign.Status.DRAFT, Campaign.Status.REJECTED, Campaign.Status.APPROVED}
-_CONTENT_FIELDS = ("name", "purpose", "segment", "subject", "body_text")
+_CONTENT_FIELDS = ("name", "purpose", "segment", "subject", "body_text", "template")
 COMMENT_MAX_LENGTH = 2000
 
 
 def campaign_create_draft(
-    *, actor, name: str, purpose: Purpose, segment: Segment | None, subject: str, body_text: str
+    *,
+    actor,
+    name: str,
+    purpose: Purpose,
+    segment: Segment | None,
+    subject: str,
+    body_text: str,
+    template: EmailTemplate | None = None,
+    blocks: list[ContentBlock] | tuple = (),
 ) -> Campaign:
-    """A new draft (campaigns.services.campaign_create), with its segment (None: every patient)."""
+    """A new draft (campaigns.services.campaign_create), with its segment (None: every patient), its template
+    and its blocks in order (approved ones only)."""
     with transaction.atomic(durable=True):
-        campaign = campaign_create(actor=actor, name=name, purpose=purpose, subject=subject, body_text=body_text)
+        campaign = campaign_create(
+            actor=actor, name=name, purpose=purpose, subject=subject, body_text=body_text, template=template,
+            blocks=blocks,
+        )
         if segment is not None:
             campaign.segment = segment
             campaign.full_clean()
@@ -49,18 +63,34 @@ def campaign_update(
     segment: Segment | None,
     subject: str,
     body_text: str,
+    template: EmailTemplate | None = None,
+    blocks: list[ContentBlock] | tuple = (),
 ) -> Campaign:
     """Change a draft, rejected or approved campaign. Editing an approved campaign voids its approval: it is a
     draft again and must be submitted and approved anew. Submitted, scheduled, sending, sent and cancelled
-    campaigns cannot be edited. Saving without any change changes nothing (and voids nothing)."""
+    campaigns cannot be edited. Saving without any change changes nothing (and voids nothing). The content must
+    pass campaigns.services_content.campaign_content_validate (approved template and blocks, merge fields only)."""
+    blocks = list(blocks)
     with transaction.atomic(durable=True):
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.status not in EDITABLE:
             raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be edited.")
-        new = {"name": name, "purpose": purpose, "segment": segment, "subject": subject, "body_text": body_text}
+        new = {
+            "name": name, "purpose": purpose, "segment": segment, "subject": subject, "body_text": body_text,
+            "template": template,
+        }
         changed = [field for field in _CONTENT_FIELDS if getattr(campaign, field) != new[field]]
-        if not changed:
+        current_blocks = list(
+            CampaignBlock.objects.filter(campaign=campaign).order_by("position").values_list("block_id", flat=True)
+        )
+        blocks_changed = current_blocks != [block.pk for block in blocks]
+        if not changed and not blocks_changed:
             return campaign
+        campaign_content_validate(
+            CampaignContent(
+                purpose=purpose, subject=subject, intro_text=body_text, template=template, blocks=tuple(blocks)
+            )
+        )
         for field in changed:
             setattr(campaign, field, new[field])
         previous = campaign.status
@@ -68,12 +98,24 @@ def campaign_update(
             campaign.status = Campaign.Status.DRAFT
         campaign.full_clean()
         campaign.save(update_fields=[*changed, "status"])
+        if blocks_changed:
+            CampaignBlock.objects.filter(campaign=campaign).delete()
+            CampaignBlock.objects.bulk_create(
+                [CampaignBlock(campaign=campaign, block=block, position=index) for index, block in enumerate(blocks)]
+            )
+            changed.append("blocks")
         audit_record(
             actor=actor,
             action="campaign.updated",
             object_type="campaign",
             object_id=campaign.pk,
-            details={"changed": changed, "purpose": campaign.purpose_id, "segment": campaign.segment_id},
+            details={
+                "changed": changed,
+                "purpose": campaign.purpose_id,
+                "segment": campaign.segment_id,
+                **({"template": campaign.template_id} if "template" in changed else {}),
+                **({"blocks": [block.pk for block in blocks]} if blocks_changed else {}),
+            },
         )
         if previous == Campaign.Status.APPROVED:
             audit_record(

@@ -1,5 +1,6 @@
-"""Campaign editor and review pages (issue 5, items 1, 3 and 4). Thin views: campaigns.services and
-campaigns.services_review hold the rules (and audit); these pages only shape input and show results.
+"""Campaign editor pages (issue 5, items 1, 3 and 4): write a campaign and its content, preview it live with a
+synthetic patient, send a test to oneself, submit. Thin views: campaigns.services, campaigns.services_review and
+campaigns.services_content hold the rules (and audit); these pages only shape input and show results.
 
 Any staff member may write a draft; compliance officers and administrators review, approve, reject and send
 (marketers get a 404 there). Approving and sending ask for the second factor again.
@@ -11,9 +12,12 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from campaigns import permissions, services, services_review
+from campaigns import permissions, services, services_content, services_review
+from campaigns.content import SYNTHETIC_PATIENT, CampaignContent
+from campaigns.content_preview import content_preview_build, content_preview_context
 from campaigns.forms_editor import CampaignForm
 from campaigns.models import Campaign
+from consent.models import Purpose
 from hipaamail.roles import is_staff_member, sees_patient_evidence
 
 
@@ -22,8 +26,29 @@ def _access_editor(user) -> None:
         raise Http404
 
 
-def _initial(campaign: Campaign) -> dict:
-    return {field: getattr(campaign, field) for field in ("name", "purpose", "segment", "subject", "body_text")}
+def _visible_block_count(form: CampaignForm) -> int:
+    """Block choices shown without script: those filled in, and one more."""
+    filled = [position for position, bound in enumerate(form.block_fields(), start=1) if bound.value()]
+    return min(len(form.block_fields()), (max(filled) if filled else 0) + 1)
+
+
+def _editor_context(request, form: CampaignForm, campaign: Campaign | None, editable: bool) -> dict:
+    context = {
+        "form": form,
+        "campaign": campaign,
+        "editable": editable,
+        "visible_blocks": _visible_block_count(form),
+        "synthetic": SYNTHETIC_PATIENT,
+    }
+    if campaign is not None:
+        address = services_content.staff_verified_address(user=request.user)
+        context |= content_preview_context(campaign=campaign)
+        context |= {
+            "can_submit": campaign.status in (Campaign.Status.DRAFT, Campaign.Status.REJECTED),
+            "reviewer": sees_patient_evidence(request.user),
+            "test_address": address.email if address else None,
+        }
+    return context
 
 
 @require_http_methods(["GET", "POST"])
@@ -38,7 +63,9 @@ def campaign_new(request):
         else:
             messages.success(request, "Draft saved. Submit it for approval when it is ready.")
             return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
-    return render(request, "campaigns/editor/edit.html", {"form": form, "campaign": None, "editable": True})
+    context = _editor_context(request, form, None, True)
+    context["preview"] = _preview_of_form(form) if request.method == "POST" else None
+    return render(request, "campaigns/editor/edit.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -63,18 +90,56 @@ def campaign_edit(request, campaign_id: int):
                     messages.success(request, "Saved.")
                 return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
     else:
-        form = CampaignForm(initial=_initial(campaign))
+        form = CampaignForm(initial=CampaignForm.initial_for(campaign))
     if not editable:
         for field in form.fields.values():
             field.disabled = True
-    context = {
-        "form": form,
-        "campaign": campaign,
-        "editable": editable,
-        "can_submit": campaign.status in (Campaign.Status.DRAFT, Campaign.Status.REJECTED),
-        "reviewer": sees_patient_evidence(request.user),
-    }
+    context = _editor_context(request, form, campaign, editable)
+    if request.method == "POST" and editable:
+        context["preview"] = _preview_of_form(form)  # what was typed, not what is saved
     return render(request, "campaigns/editor/edit.html", context)
+
+
+def _preview_of_form(form: CampaignForm):
+    """A preview of the editor's current, unsaved state: the fields that are valid so far."""
+    if not hasattr(form, "cleaned_data"):
+        form.is_valid()
+    data = form.cleaned_data
+    content = CampaignContent(
+        purpose=data.get("purpose") or Purpose(name="(no purpose chosen yet)"),
+        subject=data.get("subject") or "",
+        intro_text=data.get("body_text") or "",
+        template=data.get("template"),
+        blocks=tuple(data.get("blocks") or ()),
+    )
+    return content_preview_build(content=content)
+
+
+@require_POST
+def campaign_preview(request):
+    """The live preview: the editor posts its form as it changes; the answer is the preview fragment, made with
+    the synthetic patient. Blocks and templates come from the approved library only (the form's choices)."""
+    _access_editor(request.user)
+    return render(
+        request,
+        "campaigns/editor/_content_preview.html",
+        {"preview": _preview_of_form(CampaignForm(request.POST)), "live": True},
+    )
+
+
+@require_POST
+def campaign_test_send(request, campaign_id: int):
+    """Send the saved content to the signed-in user's own verified address (never another), [TEST] in the
+    subject, with the synthetic patient."""
+    _access_editor(request.user)
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    try:
+        address = services_content.campaign_test_send(actor=request.user, campaign_id=campaign.pk)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"A test of the saved version was sent to {address}.")
+    return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
 
 
 @require_POST
@@ -84,7 +149,8 @@ def campaign_submit(request, campaign_id: int):
     try:
         services.campaign_submit(actor=request.user, campaign_id=campaign.pk)
     except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
+        for message in error.messages:
+            messages.error(request, f"Not submitted: {message}")
     else:
         messages.success(request, "Submitted for approval. A compliance officer other than you will review it.")
     return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)

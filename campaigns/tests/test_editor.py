@@ -11,12 +11,14 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
-from campaigns import services
+from django.core import mail
+
+from campaigns import services, services_content
 from campaigns.models import Campaign, Delivery
 from campaigns.segments import segment_save
 from campaigns.services_review import campaign_reject
-from campaigns.tests.factories import campaign_approved_make, campaign_make
-from consent.tests.factories import authorization_make, patient_make, purpose_make
+from campaigns.tests.factories import block_make, campaign_approved_make, campaign_make, template_make
+from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
 from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
@@ -324,3 +326,280 @@ def test_in_chromium_marketer_writes_and_submits_then_officer_approves(page, liv
     screenshot(page, "campaign-review")
     campaign.refresh_from_db()
     assert campaign.status == "approved"
+
+
+# --- Content: template, approved blocks, merge fields, preview, test send (ADR 0005) -----------------------------
+
+
+def _scoped_purpose(merge_fields=("first_name", "email")):
+    """A purpose whose current published form lists `merge_fields`."""
+    purpose = purpose_make(name="CPAP supplies")
+    form_published_make(purpose, merge_fields=list(merge_fields))
+    return purpose
+
+
+def test_marketer_saves_a_template_and_approved_blocks_in_order(verified_client):
+    purpose = _scoped_purpose()
+    template, first, second = template_make(name="Brand"), block_make(name="Offer"), block_make(name="Hours")
+    verified_client.sign_in(role="marketer")
+
+    response = verified_client.post(
+        "/campaigns/new/",
+        _form(purpose, template=template.pk, body_text="Dear {{ first_name }},", block_1=second.pk, block_3=first.pk),
+    )
+
+    campaign = Campaign.objects.get()
+    assert response.status_code == 302
+    assert campaign.template_id == template.pk and campaign.body_text == "Dear {{ first_name }},"
+    assert list(campaign.content_blocks.values_list("block_id", "position")) == [(second.pk, 0), (first.pk, 1)]
+    assert AuditEvent.objects.get(action="campaign.created").details == {
+        "purpose": purpose.code, "template": template.pk, "blocks": [second.pk, first.pk]
+    }
+
+    verified_client.post(
+        f"/campaigns/{campaign.pk}/edit/",
+        _form(purpose, template="", body_text="Dear {{ first_name }},", block_1=first.pk),
+    )
+    campaign.refresh_from_db()
+    assert campaign.template_id is None
+    assert list(campaign.content_blocks.values_list("block_id", flat=True)) == [first.pk]
+    assert AuditEvent.objects.get(action="campaign.updated").details == {
+        "changed": ["template", "blocks"],
+        "purpose": purpose.pk,
+        "segment": None,
+        "template": None,
+        "blocks": [first.pk],
+    }
+
+
+def test_marketer_cannot_pick_a_draft_or_retired_block_or_template(verified_client):
+    purpose = _scoped_purpose()
+    draft = block_make(name="Not yet", approved=False)
+    retired_template = template_make(name="Old brand")
+    services_content.library_item_retire(actor=staff_make(role="administrator"), kind="template",
+                                         item_id=retired_template.pk)
+    marketer = verified_client.sign_in(role="marketer")
+
+    response = verified_client.post("/campaigns/new/", _form(purpose, block_1=draft.pk, template=retired_template.pk))
+
+    assert response.status_code == 200
+    assert response.content.decode().count("not an approved item of the content library") == 2
+    assert not Campaign.objects.exists()
+    with pytest.raises(ValidationError, match="is not approved"):
+        services.campaign_create(actor=marketer, name="x", purpose=purpose, subject="s", body_text="b", blocks=[draft])
+
+
+def test_subject_with_a_merge_field_is_refused_r_no_phi_leak(verified_client):
+    """R-NO-PHI-LEAK: no patient data in subjects, so no merge field there."""
+    purpose = _scoped_purpose()
+    verified_client.sign_in(role="marketer")
+
+    response = verified_client.post("/campaigns/new/", _form(purpose, subject="For {{ first_name }}"))
+
+    assert response.status_code == 200
+    assert "merge fields are not allowed in the subject" in response.content.decode()
+    assert not Campaign.objects.exists()
+
+
+def test_template_tricks_in_the_introduction_are_refused_at_save(verified_client):
+    purpose = _scoped_purpose()
+    verified_client.sign_in(role="marketer")
+
+    response = verified_client.post("/campaigns/new/", _form(purpose, body_text="Hi {{ first_name.__class__ }}"))
+
+    assert response.status_code == 200
+    assert "Introduction, line 1: {{ first_name.__class__ }} is not a merge field" in response.content.decode()
+    assert not Campaign.objects.exists()
+
+
+def test_r_send_scope_a_field_the_form_does_not_list_cannot_be_submitted(verified_client):
+    """R-SEND-SCOPE: the purpose's current form lists first_name and email; a campaign using last_name is refused
+    at submission with a message naming the field, stays a draft, and the refusal is audited (codes only)."""
+    purpose = _scoped_purpose(("first_name", "email"))
+    block = block_make(html="<p>Dear {{ first_name }} {{ last_name }},</p>")
+    marketer = verified_client.sign_in(role="marketer")
+    campaign = campaign_make(purpose=purpose, author=marketer, body_text="", blocks=[block])
+
+    response = verified_client.post(f"/campaigns/{campaign.pk}/submit/")
+
+    campaign.refresh_from_db()
+    assert response.status_code == 302 and campaign.status == "draft"
+    page = verified_client.get(response["Location"]).content.decode()
+    assert "Not submitted: The content uses {{ last_name }}, but the authorization form for" in page
+    assert "(version 1) does not list it; this purpose allows only: {{ first_name }}, {{ email }} (R-SEND-SCOPE)" in (
+        page
+    )
+    refusal = AuditEvent.objects.get(action="campaign.submit_refused")
+    assert refusal.details == {"problems": ["merge_field_out_of_scope"], "fields": ["last_name"]}
+    assert "campaign.submitted" not in _actions(campaign)
+
+
+def test_r_send_scope_a_field_the_form_lists_can_be_submitted():
+    purpose = _scoped_purpose(("first_name", "email"))
+    campaign = campaign_make(purpose=purpose, body_text="Dear {{ first_name }}, write to us from {{ email }}.")
+
+    services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+
+    campaign.refresh_from_db()
+    assert campaign.status == "submitted"
+
+
+def test_r_send_scope_the_current_form_decides_not_an_older_one():
+    """R-SEND-SCOPE: the purpose's *current* published version; an older version that listed the field does not
+    count."""
+    purpose = _scoped_purpose(("first_name", "last_name"))
+    form_published_make(purpose, merge_fields=["first_name"])
+    campaign = campaign_make(purpose=purpose, body_text="Dear {{ last_name }}")
+
+    with pytest.raises(ValidationError, match=r"\{\{ last_name \}\}.*version 2"):
+        services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+
+
+def test_r_send_scope_without_a_published_form_no_field_may_be_used(purpose):
+    campaign = campaign_make(purpose=purpose, body_text="Dear {{ first_name }}")
+
+    with pytest.raises(ValidationError, match="has no published authorization form, so no merge field may be used"):
+        services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
+
+
+def test_a_retired_block_or_empty_content_cannot_be_submitted():
+    purpose = _scoped_purpose()
+    block = block_make(name="Winter offer")
+    with_block = campaign_make(purpose=purpose, body_text="", blocks=[block])
+    empty = campaign_make(purpose=purpose, body_text="  ")
+    services_content.library_item_retire(actor=staff_make(role="compliance officer"), kind="block", item_id=block.pk)
+
+    with pytest.raises(ValidationError, match="Block 1 \u201cWinter offer\u201d is retired"):
+        services.campaign_submit(actor=with_block.created_by, campaign_id=with_block.pk)
+    with pytest.raises(ValidationError, match="There is nothing to send"):
+        services.campaign_submit(actor=empty.created_by, campaign_id=empty.pk)
+    assert [event.details["problems"] for event in AuditEvent.objects.filter(action="campaign.submit_refused")] == [
+        ["block_not_approved"], ["content_empty"]
+    ]
+
+
+def test_live_preview_uses_the_synthetic_patient_never_a_real_one(verified_client):
+    """R-MIN-NECESSARY, R-NO-PHI-LEAK: the preview fills merge fields with made-up values; no patient's data is
+    read, even when real patients exist."""
+    purpose = _scoped_purpose(("first_name", "email"))
+    real = patient_make(full_name="Margaret Thornbury", email="margaret.thornbury@example.org")
+    authorization_make(patient=real, purpose=purpose)
+    block = block_make(html="<p>Your address: {{ email }}</p>")
+    verified_client.sign_in(role="marketer")
+
+    with mock.patch("campaigns.content.merge_values_for_deliveries") as values:
+        response = verified_client.post(
+            "/campaigns/preview/",
+            _form(purpose, name="", body_text="Dear {{ first_name }},\n\nSee below.", block_1=block.pk,
+                  subject="Masks are in"),
+        )
+
+    page = response.content.decode()
+    values.assert_not_called()
+    assert response.status_code == 200
+    assert "Dear Alex," in page and "alex.sample@example.org" in page
+    assert "Margaret" not in page and "Thornbury" not in page and "margaret.thornbury" not in page
+    assert 'data-preview-subject>Masks are in<' in page
+    assert "<code>{{ first_name }}</code>, <code>{{ email }}</code>" in page  # what this purpose allows
+    assert "cannot be submitted" not in page
+
+
+def test_live_preview_shows_scope_problems_and_refuses_tricks(verified_client):
+    purpose = _scoped_purpose(("first_name",))
+    verified_client.sign_in(role="marketer")
+
+    out_of_scope = verified_client.post("/campaigns/preview/", _form(purpose, body_text="Hi {{ last_name }}"))
+    trick = verified_client.post("/campaigns/preview/", _form(purpose, body_text="{{ cycler.__init__ }}"))
+    out_of_scope, trick = out_of_scope.content.decode(), trick.content.decode()
+
+    assert "It cannot be submitted yet" in out_of_scope and "{{ last_name }}" in out_of_scope
+    assert "Hi Sample" in out_of_scope  # still previewed, with the made-up value
+    assert "This content cannot be shown or sent as it is" in trick
+    assert "{{ cycler.__init__ }} is not a merge field" in trick
+
+
+def test_preview_offers_only_approved_blocks(verified_client):
+    purpose = _scoped_purpose()
+    draft = block_make(html="<p>Unapproved words</p>", approved=False)
+    verified_client.sign_in(role="marketer")
+
+    page = verified_client.post("/campaigns/preview/", _form(purpose, block_1=draft.pk)).content.decode()
+
+    assert "Unapproved words" not in page
+
+
+def test_test_send_goes_only_to_the_users_own_verified_address(verified_client):
+    """The test message: one, to the signed-in user's own verified address whatever the request says, [TEST] in
+    the subject, the synthetic patient's values, the same assembled bytes as a real message; audited."""
+    purpose = _scoped_purpose()
+    real = patient_make(full_name="Margaret Thornbury")
+    authorization_make(patient=real, purpose=purpose)
+    marketer = verified_client.sign_in(role="marketer")
+    campaign = campaign_make(purpose=purpose, author=marketer, body_text="Dear {{ first_name }},",
+                             blocks=[block_make(html="<p>Masks are in.</p>")])
+
+    response = verified_client.post(
+        f"/campaigns/{campaign.pk}/test-send/", {"to": "someone.else@example.org", "email": "x@example.org"}
+    )
+
+    assert response.status_code == 302
+    (message,) = mail.outbox
+    assert message.to == [marketer.email]
+    assert message.subject == "[TEST] News for you"
+    assert "Dear Alex," in message.body and "Masks are in." in message.body and "Thornbury" not in message.body
+    raw = message.message().as_bytes()
+    assert f"To: {marketer.email}".encode() in raw and b"someone.else" not in raw
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in raw
+    event = AuditEvent.objects.get(action="campaign.test_sent")
+    assert (event.actor_id, event.object_id) == (marketer.pk, str(campaign.pk))
+    assert event.details == {"email_address": marketer.emailaddress_set.get().pk}
+    page = verified_client.get(response["Location"]).content.decode()
+    assert f"A test of the saved version was sent to {marketer.email}" in page
+    assert not Delivery.objects.exists()  # no patient, no delivery
+
+
+def test_test_send_refused_without_a_verified_address(verified_client, purpose):
+    marketer = verified_client.sign_in(role="marketer")
+    marketer.emailaddress_set.update(verified=False)
+    campaign = campaign_make(purpose=purpose, author=marketer)
+
+    response = verified_client.post(f"/campaigns/{campaign.pk}/test-send/")
+
+    assert mail.outbox == []
+    assert "no verified email address" in verified_client.get(response["Location"]).content.decode()
+    assert not AuditEvent.objects.filter(action="campaign.test_sent").exists()
+
+
+def test_test_sends_are_limited_per_user(verified_client, purpose):
+    marketer = verified_client.sign_in(role="marketer")
+    campaign = campaign_make(purpose=purpose, author=marketer)
+
+    for _ in range(services_content.TEST_SEND_LIMIT + 1):
+        verified_client.post(f"/campaigns/{campaign.pk}/test-send/")
+
+    assert len(mail.outbox) == services_content.TEST_SEND_LIMIT
+
+
+def test_editor_page_shows_the_saved_preview_and_the_test_address(verified_client):
+    purpose = _scoped_purpose()
+    marketer = verified_client.sign_in(role="marketer")
+    campaign = campaign_make(purpose=purpose, author=marketer, body_text="Dear {{ first_name }},",
+                             template=template_make(header_html="<h1>Riverside Health</h1>"))
+
+    page = verified_client.get(f"/campaigns/{campaign.pk}/edit/").content.decode()
+
+    assert "Dear Alex," in page and "Riverside Health</h1>" in page.replace("&lt;", "<").replace("&gt;", ">")
+    assert f"Send a test to {marketer.email}" in page
+    assert 'name="block_1"' in page and 'name="block_2"' in page
+
+
+def test_content_preview_tag_renders_a_saved_campaign_for_the_review_page():
+    from django.template import Context, Template
+
+    campaign = campaign_make(purpose=_scoped_purpose(), body_text="Dear {{ first_name }},")
+
+    html = Template("{% load campaign_content %}{% content_preview campaign %}").render(Context({"campaign": campaign}))
+
+    assert "data-preview-subject>News for you<" in html and "Dear Alex," in html

@@ -1,5 +1,6 @@
 """Demo data for the zero-service demo (`make run`): staff with a second factor, purposes, ~300 synthetic
-patients with authorizations in every state, a draft campaign and a launched one.
+patients with authorizations in every state, a content library (an approved email template, approved blocks and
+a draft block), a draft campaign and a launched one, both built from the library.
 
 Everything about consent and campaigns goes through the real services (consent.services, campaigns.services),
 so the demo data carries the same audit trail and evidence as real use. Only the staff accounts, their verified
@@ -37,6 +38,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from campaigns import selectors as campaign_selectors
 from campaigns import services as campaign_services
+from campaigns import services_content
 from campaigns.models import Campaign
 from consent import services as consent_services
 from consent.documents import form_text, text_hash
@@ -99,6 +101,44 @@ PURPOSES = {
 }
 DRAFT_CAMPAIGN = "Spring CPAP supplies refresh"
 LAUNCHED_CAMPAIGN = "Diabetes education program"
+
+# The content library: one template and a few blocks, written and approved by the compliance officer.
+TEMPLATE = {
+    "name": "Riverside Health standard",
+    "header_html": '<p class="brand">Riverside Health</p>',
+    "footer_html": (
+        "<p>Questions? Call us at <a href=\"tel:+12175550100\">217-555-0100</a>, Monday to Friday, 8 am to 6 pm.</p>"
+    ),
+    "css": (
+        ".header { border-bottom: 4px solid #0b6bcb; margin-bottom: 16px; }\n"
+        ".brand { font-size: 22px; font-weight: bold; color: #10243e; margin: 0 0 8px; }\n"
+        ".content h2 { font-size: 20px; color: #10243e; }\n"
+        ".footer { border-top: 1px solid #d5dbe1; margin-top: 24px; font-size: 15px; color: #444444; }"
+    ),
+}
+BLOCKS = {
+    "cpap-supplies": (
+        "CPAP supplies: what to replace and when",
+        "<h2>Fresh supplies, better sleep</h2><p>Masks, cushions and filters wear out. Most plans cover:</p>"
+        "<ul><li>a new mask cushion every month</li><li>new filters every two weeks</li>"
+        "<li>new tubing every three months</li></ul>",
+    ),
+    "cpap-order": (
+        "CPAP supplies: how to order",
+        '<p><a href="https://riverside-health.example/cpap">Order online</a> or call us, and we ship to your home '
+        "within two days.</p>",
+    ),
+    "diabetes-program": (
+        "Diabetes program: what you learn",
+        "<h2>Eight Tuesday evenings</h2><p>Our diabetes educators cover meal planning, checking your glucose and "
+        "staying active. Sessions are at the Riverside Health community room, 6 to 7:30 pm.</p>"
+        '<p><a href="https://riverside-health.example/diabetes">Save your seat</a></p>',
+    ),
+}
+DRAFT_BLOCK = (
+    "Flu season: vaccination hours (draft)",
+    "<p>This autumn our clinics give flu shots without an appointment, weekdays from 8 am.</p>",
+)
 
 # States of one patient's authorization for one purpose.
 VALID, EXPIRED, REVOKED, RENEWED, NONE = "valid", "expired", "revoked", "renewed", "none"
@@ -224,25 +264,27 @@ class Command(BaseCommand):
                 + ", ".join(f"{state} {counts[code][state]}" for state in (VALID, RENEWED, EXPIRED, REVOKED, NONE))
             )
 
+        template, blocks = self._library_make(compliance)
         campaign_services.campaign_create(
             actor=marketer,
             name=DRAFT_CAMPAIGN,
             purpose=purposes[CPAP],
             subject="Time to refresh your CPAP supplies",
             body_text=(
-                "Masks, cushions and filters wear out. This spring, order fresh CPAP supplies from Riverside "
-                "Health and sleep better: most plans cover a new cushion every month."
+                "Dear {{ first_name }},\n\nThis spring, order fresh CPAP supplies from Riverside Health and sleep "
+                "better."
             ),
+            template=template,
+            blocks=[blocks["cpap-supplies"], blocks["cpap-order"]],
         )
         campaign = campaign_services.campaign_create(
             actor=marketer,
             name=LAUNCHED_CAMPAIGN,
             purpose=purposes[DIABETES],
             subject="Join our free diabetes education program",
-            body_text=(
-                "Our diabetes educators run a free eight-week program on meal planning, glucose monitoring and "
-                "staying active. Sessions are on Tuesday evenings at the Riverside Health community room."
-            ),
+            body_text="Dear {{ first_name }},\n\nOur diabetes educators run a free eight-week program.",
+            template=template,
+            blocks=[blocks["diabetes-program"]],
         )
         campaign_services.campaign_submit(actor=marketer, campaign_id=campaign.pk)
         campaign_services.campaign_approve(actor=compliance, campaign_id=campaign.pk)
@@ -259,6 +301,20 @@ class Command(BaseCommand):
         if not send_now:
             self._say("  (queued deliveries are sent by the Celery worker; messages go to var/outbox/)")
         self._print_summary()
+
+    # --- content library ---------------------------------------------------------------------------------
+
+    def _library_make(self, compliance):
+        """The template and blocks, approved by the compliance officer, and one block left in draft."""
+        template = services_content.email_template_create(actor=compliance, **TEMPLATE)
+        template = services_content.library_item_approve(actor=compliance, kind="template", item_id=template.pk)
+        blocks = {}
+        for key, (name, html) in BLOCKS.items():
+            block = services_content.content_block_create(actor=compliance, name=name, html=html)
+            blocks[key] = services_content.library_item_approve(actor=compliance, kind="block", item_id=block.pk)
+        services_content.content_block_create(actor=compliance, name=DRAFT_BLOCK[0], html=DRAFT_BLOCK[1])
+        self._say(f"Content library: 1 template, {len(blocks)} approved blocks, 1 draft block")
+        return template, blocks
 
     # --- staff -------------------------------------------------------------------------------------------
 
