@@ -3,7 +3,9 @@
 - `SmtpTransport` ("smtp"): smtplib over one connection per batch, reconnecting every
   `HIPAAMAIL_SMTP_RECONNECT_EVERY` messages, sending the assembled bytes as they are. STARTTLS is required
   (R-SEC-TLS) unless the relay is on loopback and `HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK` is set (the demo, the
-  tests and the benchmark's local sink); implicit TLS when `EMAIL_USE_SSL`.
+  tests and the benchmark's local sink); implicit TLS when `EMAIL_USE_SSL`. When the relay advertises PIPELINING
+  (RFC 2920), MAIL FROM, RCPT TO and DATA go in one write and their three replies are read together: two round
+  trips a message instead of four. Errors are raised as smtplib's sendmail raises them, one message at a time.
 - `DjangoTransport` ("django", the default): hands each message, as a Django `EmailMultiAlternatives` whose
   serialisation is the assembled bytes, to Django's configured backend: locmem keeps `mail.outbox` for tests,
   filebased keeps the demo's var/outbox, Django's SMTP backend works too (it sends the same bytes).
@@ -16,6 +18,7 @@ bad key stops the batch with ImproperlyConfigured rather than sending unsigned m
 """
 import dataclasses
 import ipaddress
+import re
 import smtplib
 import ssl
 
@@ -112,6 +115,69 @@ class DjangoTransport:
             connection.close()
 
 
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _reset_or_close(smtp: smtplib.SMTP, *, closing: bool) -> None:
+    """After a refusal: RSET for the next message, as sendmail does; a 421 means the server is leaving."""
+    if closing:
+        smtp.close()
+        return
+    try:
+        smtp.rset()
+    except smtplib.SMTPServerDisconnected:
+        pass
+
+
+def _pipelined_sendmail(smtp: smtplib.SMTP, from_address: str, to_address: str, raw: bytes) -> None:
+    """`smtp.sendmail(from_address, [to_address], raw)` with MAIL, RCPT and DATA pipelined (RFC 2920).
+
+    Raises what sendmail raises, so the sender classifies the outcome the same way: SMTPSenderRefused,
+    SMTPRecipientsRefused (this one message refused: the connection stays usable after a RSET),
+    SMTPDataError, SMTPServerDisconnected. A 421 anywhere closes the connection, as sendmail does."""
+    utf8 = not (from_address.isascii() and to_address.isascii())
+    if utf8 and not smtp.has_extn("smtputf8"):
+        # sendmail would fail to encode the command; refuse this one recipient the way a server would.
+        raise smtplib.SMTPRecipientsRefused({to_address: (553, b"5.6.7 address needs SMTPUTF8")})
+    encoding = "utf-8" if utf8 else "ascii"
+    smtp.send(
+        f"MAIL FROM:{smtplib.quoteaddr(from_address)}{' SMTPUTF8' if utf8 else ''}\r\n"
+        f"RCPT TO:{smtplib.quoteaddr(to_address)}\r\nDATA\r\n".encode(encoding)
+    )
+    replies = []
+
+    def failed(error: smtplib.SMTPException, code: int):
+        # Read what is still owed for the group, so the connection stays in step, then reset the transaction.
+        while len(replies) < 3:
+            replies.append(smtp.getreply())
+        if replies[2][0] == 354:  # the server took DATA after all: end an empty message
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        _reset_or_close(smtp, closing=code == 421 or any(reply_code == 421 for reply_code, _ in replies))
+        return error
+
+    replies.append(smtp.getreply())
+    code, reply = replies[0]
+    if code != 250:
+        raise failed(smtplib.SMTPSenderRefused(code, reply, from_address), code)
+    replies.append(smtp.getreply())
+    code, reply = replies[1]
+    if code not in (250, 251):
+        raise failed(smtplib.SMTPRecipientsRefused({to_address: (code, reply)}), code)
+    replies.append(smtp.getreply())
+    code, reply = replies[2]
+    if code != 354:
+        raise failed(smtplib.SMTPDataError(code, reply), code)
+    data = _LEADING_DOT.sub(b"..", raw)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    smtp.send(data + b".\r\n")
+    code, reply = smtp.getreply()
+    if code != 250:
+        _reset_or_close(smtp, closing=code == 421)
+        raise smtplib.SMTPDataError(code, reply)
+
+
 class SmtpTransport:
     name = "smtp"
 
@@ -130,6 +196,7 @@ class SmtpTransport:
             )
         self._signer = dkim_signer()
         self._smtp: smtplib.SMTP | None = None
+        self._pipelining = False
         self._sent_on_connection = 0
         self.connections_opened = 0
 
@@ -152,6 +219,7 @@ class SmtpTransport:
             smtp.close()
             raise
         self._smtp = smtp
+        self._pipelining = settings.HIPAAMAIL_SMTP_PIPELINING and smtp.has_extn("pipelining")
         self._sent_on_connection = 0
         self.connections_opened += 1
 
@@ -163,7 +231,10 @@ class SmtpTransport:
         raw = self._signer.sign(message.raw) if self._signer is not None else message.raw
         try:
             # One recipient: a refusal raises SMTPRecipientsRefused, a refused DATA SMTPDataError.
-            self._smtp.sendmail(message.from_address, [message.to_address], raw)
+            if self._pipelining:
+                _pipelined_sendmail(self._smtp, message.from_address, message.to_address, raw)
+            else:
+                self._smtp.sendmail(message.from_address, [message.to_address], raw)
         except (smtplib.SMTPServerDisconnected, OSError) as error:
             if not isinstance(error, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)):
                 self._drop()
