@@ -24,6 +24,12 @@ def access_campaign_review_by_id(user, campaign_id: int) -> Campaign:
     return access_campaign_by_id(user, campaign_id)
 
 
+def may_control_sending(user) -> bool:
+    """Scheduling, sending, pausing, resuming and cancelling a campaign: compliance officers and administrators.
+    Marketers see the status only."""
+    return user is not None and sees_patient_evidence(user)
+
+
 def count_for_marketer(count: int) -> str:
     if 1 <= count <= SMALL_CELL_LIMIT:
         return "fewer than 11"

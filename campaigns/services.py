@@ -8,23 +8,26 @@ records each outcome (DESIGN.md, ADR 0001, R-SEND-COVERED, R-SEND-EVIDENCE).
 import logging
 import smtplib
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, CharField, DateTimeField, ExpressionWrapper, F, Q, Value, When
+from django.db.models import Case, CharField, DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Value, When
 from django.db.models.functions import Cast, Concat, Now
 from django.utils import timezone
 
 from audit.services import SYSTEM, audit_record
 from campaigns.messages import CampaignRender, message_id_parts
 from campaigns.models import Campaign, Delivery
+from campaigns.permissions import may_control_sending
+from campaigns.scheduling import schedule_time_check, timezone_is_known
 from campaigns.selectors import delivery_block_reason_list
 from campaigns.segments import segment_patient_ids
 from campaigns.transport import rate_limiter, transport_for_settings
 from consent.models import Purpose, Revocation, Suppression
 from consent.selectors import (
+    authorization_covering_list,
     authorization_gap_list,
     authorization_lock_covering,
     patient_suppression_list,
@@ -33,11 +36,19 @@ from consent.services import authorization_revoke, suppression_record
 
 logger = logging.getLogger(__name__)
 
-_LAUNCH_INSERT_BATCH = 2000
+# Patients per INSERT … SELECT statement of a launch (PostgreSQL), and per bulk insert (SQLite).
+_LAUNCH_INSERT_BATCH = 10_000
+# A paused or cancelled campaign's queued deliveries are not claimed (a batch already claimed finishes).
+_NOT_CLAIMABLE = (Campaign.Status.PAUSED, Campaign.Status.CANCELLED)
 
 
 class TransientSendError(Exception):
     """The mail server could not take more messages now; what was sent is recorded, the rest stays queued."""
+
+
+class CampaignAlreadyLaunched(ValidationError):
+    """A second launch of the same campaign (two clicks, two workers, the scheduler and the button): refused,
+    nothing created, nothing sent twice."""
 
 
 def campaign_create(
@@ -136,58 +147,312 @@ def campaign_submit(*, actor, campaign_id: int) -> Campaign:
     return campaign
 
 
+def _controller_check(actor) -> None:
+    """Scheduling, launching by hand, pausing, resuming and cancelling: compliance officers and administrators."""
+    if not may_control_sending(actor):
+        raise PermissionDenied("Only a compliance officer or an administrator may do that.")
+
+
 def campaign_approve(*, actor, campaign_id: int) -> Campaign:
-    """Approve a submitted campaign. The approver is never the author."""
-    return _campaign_transition(
-        actor=actor,
-        campaign_id=campaign_id,
-        allowed_from={Campaign.Status.SUBMITTED},
-        to=Campaign.Status.APPROVED,
-        action="approved",
-    )
+    """Approve a submitted campaign and record who approved it and when. The approver is never the author."""
+    with transaction.atomic(durable=True):
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status != Campaign.Status.SUBMITTED:
+            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be approved.")
+        if campaign.created_by_id == actor.pk:
+            raise PermissionDenied("A campaign's author cannot approve it.")
+        campaign.status = Campaign.Status.APPROVED
+        campaign.approved_by = actor
+        campaign.approved_at = timezone.now()
+        campaign.save(update_fields=["status", "approved_by", "approved_at"])
+        audit_record(
+            actor=actor,
+            action="campaign.approved",
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={"from": Campaign.Status.SUBMITTED, "to": campaign.status},
+        )
+    return campaign
+
+
+def campaign_schedule(*, actor, campaign_id: int, send_at: datetime, timezone_name: str) -> Campaign:
+    """Schedule an approved campaign (or move a scheduled one) to `send_at`, an aware instant in the future,
+    entered in `timezone_name` (kept to show the time back as it was entered). The scheduler launches it then
+    (campaigns.tasks.campaign_launch_due_task)."""
+    _controller_check(actor)
+    if send_at.tzinfo is None:
+        raise ValueError("send_at must be an aware datetime")
+    if not timezone_is_known(timezone_name):
+        raise ValidationError("Choose a time zone from the list.")
+    schedule_time_check(send_at)
+    with transaction.atomic(durable=True):
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status not in (Campaign.Status.APPROVED, Campaign.Status.SCHEDULED):
+            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be scheduled.")
+        previous = campaign.status
+        campaign.status = Campaign.Status.SCHEDULED
+        campaign.scheduled_for = send_at.astimezone(UTC)
+        campaign.schedule_timezone = timezone_name
+        campaign.save(update_fields=["status", "scheduled_for", "schedule_timezone"])
+        audit_record(
+            actor=actor,
+            action="campaign.scheduled",
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={
+                "from": previous,
+                "to": campaign.status,
+                "scheduled_for": campaign.scheduled_for.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "timezone": timezone_name,
+            },
+        )
+    return campaign
 
 
 def campaign_launch(*, actor, campaign_id: int) -> Campaign:
     """Materialise one delivery per patient in the audience and wake the workers.
 
+    `actor` is the staff member who pressed "Send now", or None for the scheduler at the campaign's time.
     Patients without a covering authorization, or whose address is suppressed, get a delivery that is
-    blocked from the start with its reason, so the report shows the whole audience. This check is advisory: the sender checks again.
-    Launching twice is refused by the status check, made under the campaign's row lock.
+    blocked from the start with its reason, so the report shows the whole audience. This check is advisory:
+    the sender checks again.
+
+    Launching twice is impossible: the status check is made under the campaign's row lock, so of two
+    concurrent launches (two clicks, two workers, the scheduler and the button) the second waits for the
+    first to commit, then finds the campaign launched and raises CampaignAlreadyLaunched, having created
+    nothing; the unique (campaign, patient) constraint backs it.
     """
+    if actor is not None:
+        _controller_check(actor)
     with transaction.atomic(durable=True):
-        campaign = Campaign.objects.select_for_update().select_related("purpose").get(pk=campaign_id)
+        # The campaign's row only (of self): locking its purpose too would serialise every launch for a purpose.
+        campaign = Campaign.objects.select_for_update(of=("self",)).select_related("purpose").get(pk=campaign_id)
+        if campaign.launched_at is not None:
+            raise CampaignAlreadyLaunched(
+                f"A {campaign.get_status_display().lower()} campaign cannot be launched: it was launched "
+                "already, and nothing is sent twice."
+            )
         if campaign.status not in (Campaign.Status.APPROVED, Campaign.Status.SCHEDULED):
             raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be launched.")
-        # The campaign's segment (every patient without one), decided now: later joiners are not added.
-        audience = list(segment_patient_ids(segment_id=campaign.segment_id).values_list("id", flat=True))
-        gaps = delivery_block_reason_list(purpose_id=campaign.purpose_id, patient_ids=audience)
-        rows = [
-            Delivery(campaign_id=campaign.pk, patient_id=patient_id)
-            if patient_id not in gaps
-            else Delivery(
-                campaign_id=campaign.pk,
-                patient_id=patient_id,
-                status=Delivery.Status.BLOCKED,
-                block_reason=gaps[patient_id],
-            )
-            for patient_id in audience
-        ]
-        Delivery.objects.bulk_create(rows, batch_size=_LAUNCH_INSERT_BATCH)
+        if connection.vendor == "postgresql":
+            audience, queued, blocked_counts = _deliveries_materialise_postgresql(campaign=campaign)
+        else:
+            audience, queued, blocked_counts = _deliveries_materialise_python(campaign=campaign)
         campaign.status = Campaign.Status.SENDING
         campaign.launched_at = timezone.now()
         campaign.save(update_fields=["status", "launched_at"])
-        blocked_counts: dict[str, int] = defaultdict(int)
-        for reason in gaps.values():
-            blocked_counts[reason] += 1
         audit_record(
             actor=actor,
             action="campaign.launched",
             object_type="campaign",
             object_id=campaign.pk,
-            details={"audience": len(audience), "queued": len(audience) - len(gaps), "blocked": blocked_counts},
+            details={"audience": audience, "queued": queued, "blocked": blocked_counts},
         )
         transaction.on_commit(lambda: _wake_dispatch(campaign.pk))
     return campaign
+
+
+def _deliveries_materialise_python(*, campaign: Campaign) -> tuple[int, int, dict[str, int]]:
+    """The launch on SQLite (the demo): the audience's ids in Python, reasons for the uncovered, bulk insert."""
+    # The campaign's segment (every patient without one), decided now: later joiners are not added.
+    audience = list(segment_patient_ids(segment_id=campaign.segment_id).values_list("id", flat=True))
+    gaps = delivery_block_reason_list(purpose_id=campaign.purpose_id, patient_ids=audience)
+    rows = [
+        Delivery(campaign_id=campaign.pk, patient_id=patient_id)
+        if patient_id not in gaps
+        else Delivery(
+            campaign_id=campaign.pk,
+            patient_id=patient_id,
+            status=Delivery.Status.BLOCKED,
+            block_reason=gaps[patient_id],
+        )
+        for patient_id in audience
+    ]
+    Delivery.objects.bulk_create(rows, batch_size=_LAUNCH_INSERT_BATCH)
+    blocked_counts: dict[str, int] = defaultdict(int)
+    for reason in gaps.values():
+        blocked_counts[reason] += 1
+    return len(audience), len(audience) - len(gaps), dict(blocked_counts)
+
+
+# Columns an INSERT … SELECT of deliveries fills with the model's defaults (every one but these).
+_LAUNCH_SET_COLUMNS = {"id", "campaign", "patient", "status", "block_reason", "created_at"}
+
+
+def _deliveries_materialise_postgresql(*, campaign: Campaign) -> tuple[int, int, dict[str, int]]:
+    """The launch on PostgreSQL (DESIGN.md, the send pipeline, step 1): `INSERT … SELECT` from the campaign's
+    compiled segment query, in batches of patients (keyset on the primary key), inside the launch's transaction.
+
+    Per batch of `_LAUNCH_INSERT_BATCH` patients of the segment:
+    1. the batch's last patient id (the segment query, `id > previous`, ordered, limited);
+    2. the patients of the batch that would not be sent to: not covered by THE predicate
+       (consent.selectors.authorization_covering_list, as a correlated EXISTS) or with a suppressed address;
+    3. their reasons from `delivery_block_reason_list` — consent's own account of why, the function the
+       screens use — usually a short list;
+    4. one `INSERT … SELECT` of the batch's patients from the segment query, left-joined with those reasons: a
+       patient with a reason is created blocked with it, every other one queued.
+    Only the uncovered patients' ids and reasons travel through Python; the queued rows never do.
+    """
+    audience = segment_patient_ids(segment_id=campaign.segment_id)  # values("id"), ordered by id
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    defaults = [field for field in Delivery._meta.concrete_fields if field.name not in _LAUNCH_SET_COLUMNS]
+    default_columns = "".join(f", {connection.ops.quote_name(field.column)}" for field in defaults)
+    default_values = [field.get_db_prep_save(field.get_default(), connection) for field in defaults]
+    default_placeholders = ", %s" * len(defaults)
+    total = queued = 0
+    blocked_counts: dict[str, int] = defaultdict(int)
+    last = 0
+    with connection.cursor() as cursor:
+        while True:
+            bound_sql, bound_params = audience.filter(id__gt=last)[:_LAUNCH_INSERT_BATCH].query.sql_with_params()
+            cursor.execute(f"SELECT max(b.id) FROM ({bound_sql}) AS b", bound_params)
+            (batch_last,) = cursor.fetchone()
+            if batch_last is None:
+                break
+            batch = audience.filter(id__gt=last, id__lte=batch_last)
+            # The id range repeated inside the subquery changes nothing logically; it keeps the subquery's work
+            # to this batch's authorizations whichever plan PostgreSQL picks (a hashed subplan would otherwise
+            # read every authorization for the purpose once per batch).
+            covering = authorization_covering_list(purpose_id=campaign.purpose_id).filter(
+                patient_id=OuterRef("id"), patient_id__gt=last, patient_id__lte=batch_last
+            )
+            suppressed = Suppression.objects.filter(email_digest=OuterRef("email_digest"))
+            uncovered = list(
+                batch.filter(~Exists(covering) | Exists(suppressed)).values_list("id", flat=True)
+            )
+            reasons = delivery_block_reason_list(purpose_id=campaign.purpose_id, patient_ids=uncovered) if uncovered else {}
+            batch_sql, batch_params = batch.query.sql_with_params()
+            cursor.execute(
+                f"""
+                WITH inserted AS (
+                    INSERT INTO {table} (campaign_id, patient_id, status, block_reason, created_at{default_columns})
+                    SELECT %s, b.id,
+                           CASE WHEN r.reason IS NULL THEN %s ELSE %s END,
+                           coalesce(r.reason, ''),
+                           NOW(){default_placeholders}
+                      FROM ({batch_sql}) AS b
+                      LEFT JOIN unnest(%s::bigint[], %s::text[]) AS r(patient_id, reason) ON r.patient_id = b.id
+                    RETURNING status, block_reason
+                )
+                SELECT status, block_reason, count(*) FROM inserted GROUP BY status, block_reason
+                """,
+                [
+                    campaign.pk,
+                    Delivery.Status.QUEUED,
+                    Delivery.Status.BLOCKED,
+                    *default_values,
+                    *batch_params,
+                    list(reasons),
+                    list(reasons.values()),
+                ],
+            )
+            for status, reason, n in cursor.fetchall():
+                total += n
+                if status == Delivery.Status.QUEUED:
+                    queued += n
+                else:
+                    blocked_counts[reason] += n
+            last = batch_last
+    return total, queued, dict(blocked_counts)
+
+
+def campaign_pause(*, actor, campaign_id: int) -> Campaign:
+    """Pause a sending campaign: workers claim no more of its deliveries (a batch already claimed finishes and
+    is recorded). A scheduled campaign can be paused too: the scheduler then leaves it alone until resumed."""
+    _controller_check(actor)
+    return _campaign_transition(
+        actor=actor,
+        campaign_id=campaign_id,
+        allowed_from={Campaign.Status.SENDING, Campaign.Status.SCHEDULED},
+        to=Campaign.Status.PAUSED,
+        action="paused",
+    )
+
+
+def campaign_resume(*, actor, campaign_id: int) -> Campaign:
+    """Resume a paused campaign: sending again (the workers are woken) if it had been launched, else scheduled
+    again (and launched by the scheduler at once if its time has passed meanwhile)."""
+    _controller_check(actor)
+    with transaction.atomic(durable=True):
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status != Campaign.Status.PAUSED:
+            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be resumed.")
+        campaign.status = Campaign.Status.SENDING if campaign.launched_at else Campaign.Status.SCHEDULED
+        campaign.save(update_fields=["status"])
+        audit_record(
+            actor=actor,
+            action="campaign.resumed",
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={"from": Campaign.Status.PAUSED, "to": campaign.status},
+        )
+        if campaign.status == Campaign.Status.SENDING:
+            transaction.on_commit(lambda: _wake_dispatch(campaign.pk))
+    return campaign
+
+
+CANCELLABLE = {Campaign.Status.APPROVED, Campaign.Status.SCHEDULED, Campaign.Status.SENDING, Campaign.Status.PAUSED}
+
+
+def campaign_cancel(*, actor, campaign_id: int) -> Campaign:
+    """Cancel a campaign before or while it sends. Every delivery still queued becomes blocked with the reason
+    `campaign_cancelled` in the same transaction — a terminal state, so no queued delivery is left behind.
+
+    A batch a worker is sending at that moment holds its deliveries' row locks: the cancel waits for it to
+    commit, then finds those rows sent and leaves them so (in-flight batches finish). Rows are locked in
+    primary-key order, as the sender locks them, so the two cannot deadlock. Claimed-but-not-yet-locked rows
+    are blocked here, and the sender, which sends only rows still queued, skips them.
+    """
+    _controller_check(actor)
+    with transaction.atomic(durable=True):
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status not in CANCELLABLE:
+            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be cancelled.")
+        previous = campaign.status
+        blocked = _deliveries_cancel(campaign_id=campaign.pk)
+        campaign.status = Campaign.Status.CANCELLED
+        campaign.save(update_fields=["status"])
+        audit_record(
+            actor=actor,
+            action="campaign.cancelled",
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={"from": previous, "to": campaign.status, "blocked": blocked},
+        )
+    return campaign
+
+
+def _deliveries_cancel(*, campaign_id: int) -> int:
+    """Block every queued delivery of a campaign with the reason campaign_cancelled; returns how many."""
+    if connection.vendor != "postgresql":  # SQLite: the IMMEDIATE transaction holds the database's write lock
+        return Delivery.objects.filter(campaign_id=campaign_id, status=Delivery.Status.QUEUED).update(
+            status=Delivery.Status.BLOCKED,
+            block_reason=Delivery.BlockReason.CAMPAIGN_CANCELLED,
+            lease_expires_at=None,
+        )
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    with connection.cursor() as cursor:
+        # The outer `status = queued` is re-checked on a row a sending batch committed meanwhile (READ COMMITTED
+        # re-evaluates it on the newest version), so a message sent is never recorded as cancelled.
+        cursor.execute(
+            f"""
+            UPDATE {table} AS d
+               SET status = %s, block_reason = %s, lease_expires_at = NULL
+             WHERE d.status = %s
+               AND d.id IN (SELECT id FROM {table}
+                             WHERE campaign_id = %s AND status = %s
+                             ORDER BY id
+                               FOR UPDATE)
+            """,
+            [
+                Delivery.Status.BLOCKED,
+                Delivery.BlockReason.CAMPAIGN_CANCELLED,
+                Delivery.Status.QUEUED,
+                campaign_id,
+                Delivery.Status.QUEUED,
+            ],
+        )
+        return cursor.rowcount
 
 
 def _wake_dispatch(campaign_id: int) -> None:
@@ -222,6 +487,8 @@ def _deliveries_claim(*, campaign_id: int, batch_size: int) -> list[tuple[int, o
     claim ended without a release: that worker may have handed the message to the mail server before dying.
     Returns (delivery id, lease token) pairs; the token is the lease's exact value, which the sending
     transaction requires, so a delivery re-claimed by another worker after our lease expired is not ours.
+    Nothing is claimed for a paused or cancelled campaign: pausing stops the claims, and a batch claimed before
+    the pause committed finishes.
     """
     if connection.vendor == "postgresql":
         return _deliveries_claim_postgresql(campaign_id=campaign_id, batch_size=batch_size)
@@ -229,6 +496,9 @@ def _deliveries_claim(*, campaign_id: int, batch_size: int) -> list[tuple[int, o
         Now() + timedelta(seconds=settings.HIPAAMAIL_SEND_LEASE_SECONDS), output_field=DateTimeField()
     )
     with transaction.atomic(durable=True):
+        # SQLite: the IMMEDIATE transaction holds the write lock, so a pause commits either before or after.
+        if Campaign.objects.filter(pk=campaign_id, status__in=_NOT_CLAIMABLE).exists():
+            return []
         ids = list(
             Delivery.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(campaign_id=campaign_id, status=Delivery.Status.QUEUED)
@@ -247,8 +517,12 @@ def _deliveries_claim(*, campaign_id: int, batch_size: int) -> list[tuple[int, o
 
 
 def _deliveries_claim_postgresql(*, campaign_id: int, batch_size: int) -> list[tuple[int, object]]:
-    """`_deliveries_claim` in one statement (the queue idiom: UPDATE of a SKIP LOCKED sub-select, RETURNING)."""
+    """`_deliveries_claim` in one statement (the queue idiom: UPDATE of a SKIP LOCKED sub-select, RETURNING).
+
+    The campaign's status is read in the statement's snapshot, without a lock: a pause that commits while this
+    statement runs lets this one batch through (it is in flight), and every later claim sees the pause."""
     table = connection.ops.quote_name(Delivery._meta.db_table)
+    campaigns = connection.ops.quote_name(Campaign._meta.db_table)
     with transaction.atomic(durable=True), connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -260,12 +534,20 @@ def _deliveries_claim_postgresql(*, campaign_id: int, batch_size: int) -> list[t
                    SELECT id FROM {table}
                     WHERE campaign_id = %s AND status = %s
                       AND (lease_expires_at IS NULL OR lease_expires_at <= STATEMENT_TIMESTAMP())
+                      AND NOT EXISTS (SELECT 1 FROM {campaigns} AS c WHERE c.id = %s AND c.status = ANY(%s))
                     ORDER BY id
                     LIMIT %s
                       FOR UPDATE SKIP LOCKED)
             RETURNING d.id, d.lease_expires_at
             """,
-            [settings.HIPAAMAIL_SEND_LEASE_SECONDS, campaign_id, Delivery.Status.QUEUED, batch_size],
+            [
+                settings.HIPAAMAIL_SEND_LEASE_SECONDS,
+                campaign_id,
+                Delivery.Status.QUEUED,
+                campaign_id,
+                [status.value for status in _NOT_CLAIMABLE],
+                batch_size,
+            ],
         )
         return sorted(cursor.fetchall())
 

@@ -4,10 +4,11 @@ and the second factor re-entered before approving or sending.
 DESIGN.md: the approver is never the author (campaigns.services.campaign_approve refuses); an edit after
 approval voids the approval; approving and sending ask the staff user to re-enter their second factor. Every
 action is audited with ids and codes only: the reviewer's comment is free text and never reaches the audit trail
-(its length does). There is no comment field on Campaign, so the comment is not stored.
+(its length does). The comment itself is stored on the campaign, for its author to read.
 """
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django_otp import match_token
 
 from audit.services import audit_record
@@ -129,7 +130,9 @@ def campaign_update(
 
 
 def campaign_reject(*, actor, campaign_id: int, comment: str) -> Campaign:
-    """Send a submitted campaign back to its author. The comment is required; only its length is audited."""
+    """Send a submitted campaign back to its author with the reviewer's comment, stored on the campaign for the
+    author to read (review_comment, reviewed_by, reviewed_at). The comment is required; the audit trail records
+    only its length (free text never reaches the audit details)."""
     comment = comment.strip()
     if not comment:
         raise ValidationError("Say why the campaign is rejected: the comment is required.")
@@ -140,7 +143,11 @@ def campaign_reject(*, actor, campaign_id: int, comment: str) -> Campaign:
         if campaign.status != Campaign.Status.SUBMITTED:
             raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be rejected.")
         campaign.status = Campaign.Status.REJECTED
-        campaign.save(update_fields=["status"])
+        campaign.review_comment = comment
+        campaign.reviewed_by = actor
+        campaign.reviewed_at = timezone.now()
+        campaign.full_clean()
+        campaign.save(update_fields=["status", "review_comment", "reviewed_by", "reviewed_at"])
         audit_record(
             actor=actor,
             action="campaign.rejected",

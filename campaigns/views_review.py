@@ -1,21 +1,61 @@
-"""Campaign review pages (issue 5, items 3 and 4): a compliance officer or administrator sees content, purpose,
-segment and exact coverage, approves or rejects, and sends. Marketers get a 404 (campaigns.permissions).
-Approving and sending ask for the second factor again; campaigns.services and campaigns.services_review hold
-the rules and the audit."""
+"""Campaign review and sending pages (issue 5, items 3 and 4): a compliance officer or administrator sees content,
+purpose, segment and exact coverage, approves or rejects with a comment, sends now or schedules, and pauses, resumes
+or cancels. Marketers get a 404 here and see the status (and a rejection's comment) on the campaign page.
+Approving, sending, scheduling and cancelling ask for the second factor again; campaigns.services and
+campaigns.services_review hold the rules and the audit."""
+import zoneinfo
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from campaigns import permissions, segments, services, services_review
-from campaigns.forms_review import RejectForm, SecondFactorForm
+from campaigns import permissions, segments, selectors, services, services_review
+from campaigns.forms_review import RejectForm, ScheduleForm, SecondFactorForm
 from campaigns.models import Campaign
+from campaigns.scheduling import schedule_display
 from hipaamail.roles import sees_patient_evidence
+
+_WRONG_CODE = "That code did not work. Enter the current code from your authenticator app."
+_APPROVAL_STANDS = {
+    Campaign.Status.APPROVED,
+    Campaign.Status.SCHEDULED,
+    Campaign.Status.SENDING,
+    Campaign.Status.PAUSED,
+    Campaign.Status.SENT,
+    Campaign.Status.CANCELLED,
+}
+
+
+def _decided_percent(campaign_id: int) -> int:
+    """How much of the audience is decided (sent, blocked or failed), as the progress bar counts it."""
+    counts = selectors.delivery_outcome_counts(campaign_id=campaign_id)
+    total = sum(counts.values())
+    return round(100 * (total - counts.get("queued", 0)) / total) if total else 0
 
 
 def campaign_controls(user, campaign: Campaign) -> dict:
-    """What the campaign page offers this staff member now (the views check again on use)."""
-    return {"review": sees_patient_evidence(user)}
+    """What the campaign page shows this staff member about the campaign's review and schedule, and which
+    actions it offers now (the views and services check again on use)."""
+    control = permissions.may_control_sending(user)
+    status = campaign.status
+    paused_sending = status == Campaign.Status.PAUSED and campaign.launched_at is not None
+    # The time it is scheduled for, while it is still to be launched (scheduled, or paused before its time).
+    waiting = campaign.scheduled_for and campaign.launched_at is None and status in (
+        Campaign.Status.SCHEDULED,
+        Campaign.Status.PAUSED,
+    )
+    return {
+        "review": sees_patient_evidence(user),
+        "rejection": status == Campaign.Status.REJECTED and bool(campaign.review_comment),
+        "approval": status in _APPROVAL_STANDS and campaign.approved_at is not None,
+        "schedule": schedule_display(campaign.scheduled_for, campaign.schedule_timezone) if waiting else "",
+        "paused_sending": paused_sending,
+        "paused_percent": _decided_percent(campaign.pk) if paused_sending else None,
+        "can_pause": control and status in (Campaign.Status.SENDING, Campaign.Status.SCHEDULED),
+        "can_resume": control and status == Campaign.Status.PAUSED,
+        "can_cancel": control and status in services.CANCELLABLE,
+    }
 
 
 def _audience_counts(campaign: Campaign) -> dict:
@@ -33,16 +73,50 @@ def _audience_counts(campaign: Campaign) -> dict:
     }
 
 
-def _review_page(request, campaign: Campaign, *, approve_form=None, reject_form=None, launch_form=None, status=200):
+def _schedule_form_unbound(campaign: Campaign) -> ScheduleForm:
+    """Rescheduling starts from the stored time in its zone; a first schedule from an empty time in the site's
+    zone, which the page's script replaces with the browser's own zone."""
+    if campaign.scheduled_for and campaign.schedule_timezone:
+        local = campaign.scheduled_for.astimezone(zoneinfo.ZoneInfo(campaign.schedule_timezone))
+        return ScheduleForm(initial={"timezone": campaign.schedule_timezone, "send_at": f"{local:%Y-%m-%dT%H:%M}"})
+    form = ScheduleForm()
+    form.fields["timezone"].widget.attrs["data-browser-timezone"] = "preselect"
+    return form
+
+
+def _review_page(
+    request,
+    campaign: Campaign,
+    *,
+    approve_form=None,
+    reject_form=None,
+    launch_form=None,
+    schedule_form=None,
+    cancel_form=None,
+    status=200,
+):
     context = {
         "campaign": campaign,
         "counts": _audience_counts(campaign),
         "is_author": campaign.created_by_id == request.user.pk,
+        "controls": campaign_controls(request.user, campaign),
         "approve_form": approve_form or SecondFactorForm(prefix="approve"),
         "reject_form": reject_form or RejectForm(),
         "launch_form": launch_form or SecondFactorForm(prefix="launch"),
+        "schedule_form": schedule_form or _schedule_form_unbound(campaign),
+        "cancel_form": cancel_form or SecondFactorForm(prefix="cancel"),
     }
     return render(request, "campaigns/editor/review.html", context, status=status)
+
+
+def _second_factor_ok(request, form, *, action: str, campaign: Campaign) -> bool:
+    """The form's code re-entered (R-SEC-MFA); a wrong one is marked on the form (and audited by the check)."""
+    if services_review.second_factor_reentry_check(
+        user=request.user, code=form.cleaned_data["code"], action=action, campaign_id=campaign.pk
+    ):
+        return True
+    form.add_error("code", _WRONG_CODE)
+    return False
 
 
 @require_http_methods(["GET", "POST"])
@@ -53,23 +127,18 @@ def campaign_review(request, campaign_id: int):
     decision = request.POST.get("decision")
     if decision == "approve":
         form = SecondFactorForm(request.POST, prefix="approve")
-        if form.is_valid():
-            if not services_review.second_factor_reentry_check(
-                user=request.user, code=form.cleaned_data["code"], action="campaign.approve", campaign_id=campaign.pk
-            ):
-                form.add_error("code", "That code did not work. Enter the current code from your authenticator app.")
+        if form.is_valid() and _second_factor_ok(request, form, action="campaign.approve", campaign=campaign):
+            try:
+                services.campaign_approve(actor=request.user, campaign_id=campaign.pk)
+            except PermissionDenied:
+                form.add_error(None, "You wrote this campaign, so you cannot approve it: another compliance "
+                                     "officer or an administrator must.")
+                return _review_page(request, campaign, approve_form=form, status=403)
+            except ValidationError as error:
+                form.add_error(None, error.messages)
             else:
-                try:
-                    services.campaign_approve(actor=request.user, campaign_id=campaign.pk)
-                except PermissionDenied:
-                    form.add_error(None, "You wrote this campaign, so you cannot approve it: another compliance "
-                                         "officer or an administrator must.")
-                    return _review_page(request, campaign, approve_form=form, status=403)
-                except ValidationError as error:
-                    form.add_error(None, error.messages)
-                else:
-                    messages.success(request, "Approved. It can be sent now.")
-                    return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
+                messages.success(request, "Approved. It can be sent now or scheduled.")
+                return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
         return _review_page(request, campaign, approve_form=form)
     if decision == "reject":
         form = RejectForm(request.POST)
@@ -81,8 +150,8 @@ def campaign_review(request, campaign_id: int):
             except ValidationError as error:
                 form.add_error(None, error.messages)
             else:
-                messages.success(request, "Rejected: it is back with its author. Tell them your reasons directly; "
-                                          "the comment is not stored.")
+                messages.success(request, "Rejected: it is back with its author, who sees your comment on the "
+                                          "campaign page.")
                 return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
         return _review_page(request, campaign, reject_form=form)
     messages.error(request, "Choose approve or reject.")
@@ -93,17 +162,86 @@ def campaign_review(request, campaign_id: int):
 def campaign_launch_now(request, campaign_id: int):
     campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
     form = SecondFactorForm(request.POST, prefix="launch")
-    if form.is_valid():
-        if not services_review.second_factor_reentry_check(
-            user=request.user, code=form.cleaned_data["code"], action="campaign.launch", campaign_id=campaign.pk
-        ):
-            form.add_error("code", "That code did not work. Enter the current code from your authenticator app.")
+    if form.is_valid() and _second_factor_ok(request, form, action="campaign.launch", campaign=campaign):
+        try:
+            services.campaign_launch(actor=request.user, campaign_id=campaign.pk)
+        except services.CampaignAlreadyLaunched:
+            # A second click, or the scheduler got there first: nothing new was created or sent.
+            messages.info(request, "This campaign was already launched: nothing was sent twice.")
+            return redirect("campaigns:detail", campaign_id=campaign.pk)
+        except ValidationError as error:
+            form.add_error(None, error.messages)
         else:
-            try:
-                services.campaign_launch(actor=request.user, campaign_id=campaign.pk)
-            except ValidationError as error:
-                form.add_error(None, error.messages)
-            else:
-                messages.success(request, "Sending started.")
-                return redirect("campaigns:detail", campaign_id=campaign.pk)
+            messages.success(request, "Sending started.")
+            return redirect("campaigns:detail", campaign_id=campaign.pk)
     return _review_page(request, campaign, launch_form=form)
+
+
+@require_POST
+def campaign_schedule(request, campaign_id: int):
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
+    form = ScheduleForm(request.POST)
+    if form.is_valid() and _second_factor_ok(request, form, action="campaign.schedule", campaign=campaign):
+        try:
+            scheduled = services.campaign_schedule(
+                actor=request.user,
+                campaign_id=campaign.pk,
+                send_at=form.cleaned_data["send_at"],
+                timezone_name=form.cleaned_data["timezone"],
+            )
+        except ValidationError as error:
+            form.add_error(None, error.messages)
+        else:
+            when = schedule_display(scheduled.scheduled_for, scheduled.schedule_timezone)
+            messages.success(request, f"Scheduled: it will be sent {when}.")
+            return redirect("campaigns:detail", campaign_id=campaign.pk)
+    return _review_page(request, campaign, schedule_form=form)
+
+
+@require_POST
+def campaign_pause(request, campaign_id: int):
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
+    try:
+        paused = services.campaign_pause(actor=request.user, campaign_id=campaign.pk)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        if paused.launched_at:
+            messages.success(request, "Paused. No more messages are handed to the mail server; a batch already "
+                                      "being sent finishes. Resume to continue.")
+        else:
+            messages.success(request, "Paused. It will not be launched at its time until you resume it.")
+    return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+
+@require_POST
+def campaign_resume(request, campaign_id: int):
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
+    try:
+        resumed = services.campaign_resume(actor=request.user, campaign_id=campaign.pk)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        if resumed.status == Campaign.Status.SENDING:
+            messages.success(request, "Resumed: sending continues.")
+        else:
+            when = schedule_display(resumed.scheduled_for, resumed.schedule_timezone)
+            messages.success(request, f"Resumed: scheduled again for {when}. If that time has passed, it is "
+                                      "launched within a minute.")
+    return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+
+@require_POST
+def campaign_cancel(request, campaign_id: int):
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
+    form = SecondFactorForm(request.POST, prefix="cancel")
+    if form.is_valid() and _second_factor_ok(request, form, action="campaign.cancel", campaign=campaign):
+        try:
+            services.campaign_cancel(actor=request.user, campaign_id=campaign.pk)
+        except ValidationError as error:
+            form.add_error(None, error.messages)
+        else:
+            messages.success(request, "Cancelled. Messages not yet sent will not be sent; the campaign page "
+                                      "counts them as blocked: campaign cancelled.")
+            return redirect("campaigns:detail", campaign_id=campaign.pk)
+    return _review_page(request, campaign, cancel_form=form)
