@@ -83,6 +83,8 @@ class ContentError(ValueError):
 _ENV = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True, undefined=StrictUndefined)
 _FIELD_LIST = ", ".join("{{ %s }}" % name for name in MERGE_FIELDS)
 _ALLOWED_NODES = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name)
+# How a refused construct is named in the message, by the token that opens it.
+_OPENERS = {"block_begin": "{%", "raw_begin": "{% raw %}", "comment_begin": "{#", "linestatement_begin": "#"}
 
 
 def _syntax(where: str, line: int, what: str) -> ContentProblem:
@@ -142,9 +144,8 @@ def template_fields(source: str, *, where: str) -> tuple[str, ...]:
             elif inner[0][2] not in used:
                 used.append(inner[0][2])
             continue
-        opener = {"block_begin": "{%", "raw_begin": "{% raw %}", "comment_begin": "{#", "linestatement_begin": "#"}
         problems.append(
-            _syntax(where, line, f"{opener.get(kind, value)} … is not allowed (no statements or comments).")
+            _syntax(where, line, f"{_OPENERS.get(kind, value)} … is not allowed (no statements or comments).")
         )
         break  # the rest of the stream belongs to the refused construct
     if problems:
