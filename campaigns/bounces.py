@@ -23,12 +23,15 @@ import email
 import email.policy
 import email.utils
 import logging
+import mailbox
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import Message
 from enum import StrEnum
+from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
@@ -283,3 +286,54 @@ def bounce_message_apply(raw: bytes) -> list[BounceResult]:
         )
         for report in bounce_report_parse(raw)
     ]
+
+
+class BounceMailboxError(ValueError):
+    """The path is not a mailbox we can read."""
+
+
+def _mailbox_open(path: Path) -> mailbox.Mailbox:
+    if path.is_dir():
+        if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
+            raise BounceMailboxError(f"{path} is a folder but not a Maildir (it needs cur/, new/ and tmp/).")
+        return mailbox.Maildir(path, factory=None, create=False)
+    if path.is_file():
+        return mailbox.mbox(path, factory=None, create=False)
+    raise BounceMailboxError(f"{path} does not exist.")
+
+
+def bounce_mailbox_read(*, path: Path, remove: bool = False) -> Counter:
+    """Apply every report in a Maildir or mbox (`manage.py bounces_read`, and `bounces_read_task` every few
+    minutes when BOUNCE_MAILBOX is set). Counts: "reports", "other" (messages stating nothing we act on: left in
+    place), "removed", and one count per BounceResult. With `remove`, the reports are deleted once applied."""
+    box = _mailbox_open(path)
+    counts: Counter = Counter()
+    applied = []
+    box.lock()
+    try:
+        for key in list(box.keys()):
+            reports = bounce_report_parse(box.get_bytes(key))
+            if not reports:
+                counts["other"] += 1
+                continue
+            counts["reports"] += 1
+            for report in reports:
+                counts[
+                    delivery_bounce_record(
+                        message_id=report.message_id,
+                        recipients=report.recipients,
+                        kind=report.kind,
+                        status=report.status,
+                        source=report.source,
+                    )
+                ] += 1
+            applied.append(key)
+        if remove:
+            for key in applied:
+                box.remove(key)
+            box.flush()
+            counts["removed"] = len(applied)
+    finally:
+        box.unlock()
+        box.close()
+    return counts

@@ -1,7 +1,10 @@
 """Thin Celery tasks: they wake the sender; the database holds the truth. Each is safe to run twice."""
-from celery import shared_task
+from pathlib import Path
 
-from campaigns import selectors, services
+from celery import shared_task
+from django.conf import settings
+
+from campaigns import bounces, selectors, services
 
 
 @shared_task(
@@ -28,3 +31,10 @@ def campaign_rewake_task() -> None:
     """The reconciler: a campaign with queued deliveries gets a worker again (killed worker, lost message)."""
     for campaign_id in selectors.campaign_unfinished_list():
         campaign_dispatch_task.delay(campaign_id)
+
+
+@shared_task
+def bounces_read_task() -> None:
+    """Every few minutes when BOUNCE_MAILBOX is set: apply the bounce mailbox's reports, then delete them."""
+    if settings.HIPAAMAIL_BOUNCE_MAILBOX:
+        bounces.bounce_mailbox_read(path=Path(settings.HIPAAMAIL_BOUNCE_MAILBOX), remove=True)

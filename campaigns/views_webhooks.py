@@ -5,6 +5,9 @@ django-anymail's SES tracking view does the provider's part: HTTP basic auth aga
 the SNS message checks, and parsing SES events into tracking events. What is ours:
 
 - refused (404) while no WEBHOOK_SECRET is configured: anymail would only warn and accept anyone's posts;
+- the SNS message signature is verified (anymail leaves it for later): the signing certificate is fetched over
+  https from an SNS host only, cached per process, and must verify the message's canonical string
+  (SignatureVersion 1: SHA1, 2: SHA256), so a leaked webhook secret alone cannot forge a bounce;
 - notifications from a topic outside HIPAAMAIL_SES_TOPIC_ARNS (when set) are refused;
 - subscription confirmation without boto3: after the basic auth passed, the SubscribeURL is fetched, only when
   it is an https URL on an SNS host (sns.<region>.amazonaws.com), never anywhere else;
@@ -12,11 +15,17 @@ the SNS message checks, and parsing SES events into tracking events. What is our
   Message-ID in the SES event's copy of the headers;
 - malformed posts get a 400, never a 500; nothing logged holds an address or the body (R-NO-PHI-LEAK).
 """
+import base64
 import logging
 import re
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import requests
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from anymail.exceptions import AnymailError, AnymailWebhookValidationFailure
 from anymail.utils import get_anymail_setting
 from anymail.webhooks.amazon_ses import AmazonSESTrackingWebhookView
@@ -31,6 +40,45 @@ logger = logging.getLogger(__name__)
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 # SES bounceType -> ours. "Undetermined": SES could not tell; it counts as soft (three within 30 days suppress).
 _BOUNCE_KINDS = {"Permanent": BounceKind.HARD, "Transient": BounceKind.SOFT, "Undetermined": BounceKind.SOFT}
+
+
+# What SNS signs, per message type, in this order, as "Name\nvalue\n" (Subject only when present).
+_SNS_SIGNED_FIELDS = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+    "UnsubscribeConfirmation": ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"),
+}
+_SNS_SIGNATURE_HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
+
+
+def _is_sns_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "https" and bool(_SNS_HOST.match(parts.hostname or "")) and not parts.username and not parts.port
+
+
+@lru_cache(maxsize=16)
+def _sns_certificate(url: str) -> x509.Certificate:
+    """The signing certificate at an SNS URL (checked by the caller), fetched over verified TLS, once per process."""
+    response = requests.get(url, timeout=10, allow_redirects=False)
+    response.raise_for_status()
+    return x509.load_pem_x509_certificate(response.content)
+
+
+def sns_signature_verify(sns_message: dict) -> None:
+    """Raise AnymailWebhookValidationFailure unless Amazon SNS signed this message."""
+    fields = _SNS_SIGNED_FIELDS.get(sns_message.get("Type"))
+    algorithm = _SNS_SIGNATURE_HASHES.get(str(sns_message.get("SignatureVersion")))
+    url = str(sns_message.get("SigningCertURL", ""))
+    if fields is None or algorithm is None or not _is_sns_url(url) or not urlsplit(url).path.endswith(".pem"):
+        raise AnymailWebhookValidationFailure("SNS message is not signed in a way we check")
+    try:
+        signed = "".join(
+            f"{name}\n{sns_message[name]}\n" for name in fields if name != "Subject" or name in sns_message
+        ).encode("utf-8")
+        signature = base64.b64decode(sns_message["Signature"], validate=True)
+        _sns_certificate(url).public_key().verify(signature, signed, padding.PKCS1v15(), algorithm())
+    except (KeyError, ValueError, TypeError, InvalidSignature):
+        raise AnymailWebhookValidationFailure("SNS message signature does not verify") from None
 
 
 def _ses_message_id(ses_event: dict) -> str:
@@ -61,17 +109,20 @@ class SesTrackingWebhookView(AmazonSESTrackingWebhookView):
         AnymailBaseWebhookView.__init__(self, **kwargs)
 
     def validate_request(self, request):
-        """Anymail calls every validate_request in the class chain; this one adds the topic allow-list."""
+        """Anymail calls every validate_request in the class chain; this one adds the topic allow-list and the
+        SNS signature."""
+        sns_message = self._parse_sns_message(request)
         allowed = settings.HIPAAMAIL_SES_TOPIC_ARNS
-        if allowed and self._parse_sns_message(request).get("TopicArn") not in allowed:
+        if allowed and sns_message.get("TopicArn") not in allowed:
             raise AnymailWebhookValidationFailure("SNS topic not allowed")
+        if settings.HIPAAMAIL_SES_VERIFY_SNS_SIGNATURES:
+            sns_signature_verify(sns_message)
 
     def auto_confirm_sns_subscription(self, sns_message):
         if not self.auto_confirm_enabled:
             return
         url = str(sns_message.get("SubscribeURL", ""))
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not _SNS_HOST.match(parts.hostname or "") or parts.username or parts.port:
+        if not _is_sns_url(url):
             raise AnymailWebhookValidationFailure("SubscribeURL is not an Amazon SNS address")
         response = requests.get(url, timeout=10, allow_redirects=False)
         response.raise_for_status()

@@ -1,14 +1,21 @@
 """Amazon SES bounce and complaint notifications through SNS, received by django-anymail's webhook view
 (R-BOUNCE-SUPPRESS). Payloads follow the SES notification examples (Amazon SES developer guide, "Amazon SNS
-notification examples") and anymail's own tests: an SNS envelope whose Message is the SES event as JSON."""
+notification examples") and anymail's own tests: an SNS envelope whose Message is the SES event as JSON, signed
+as SNS signs it, with a test certificate standing in for the one SNS publishes."""
 import base64
 import json
 import logging
+from datetime import datetime, timedelta, timezone
 from unittest import mock
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 
 from audit.models import AuditEvent
+from campaigns import views_webhooks
 from campaigns.models import Delivery
 from campaigns.tests.bounce_samples import delivery_sent
 from consent import crypto
@@ -22,10 +29,54 @@ SECRET = "sns-user:Xq3-long-random-password"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:hipaamail-ses-events"
 
 
+CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000.pem"
+
+
+def _certificate(key) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = datetime.now(timezone.utc)
+    return (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30)).sign(key, hashes.SHA256())
+    )
+
+
+SNS_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+SNS_CERTIFICATE = _certificate(SNS_KEY)
+REAL_SNS_CERTIFICATE = views_webhooks._sns_certificate
+
+
 @pytest.fixture(autouse=True)
 def _webhook_secret(settings):
     settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
     settings.HIPAAMAIL_SES_TOPIC_ARNS = []
+    settings.HIPAAMAIL_SES_VERIFY_SNS_SIGNATURES = True
+
+
+@pytest.fixture(autouse=True)
+def sns_certificates():
+    """The certificate fetch (it leaves the project): our test certificate at CERT_URL, nothing elsewhere."""
+    fetched: list[str] = []
+
+    def certificate(url):
+        fetched.append(url)
+        if url != CERT_URL:
+            raise AssertionError(f"unexpected certificate fetch {url}")
+        return SNS_CERTIFICATE
+
+    with mock.patch.object(views_webhooks, "_sns_certificate", side_effect=certificate):
+        yield fetched
+
+
+def _sign(sns: dict, key=SNS_KEY, version: str = "2") -> dict:
+    """Sign as SNS does: the message type's fields as "Name\\nvalue\\n", RSA PKCS#1 v1.5 with SHA1 or SHA256."""
+    fields = views_webhooks._SNS_SIGNED_FIELDS[sns["Type"]]
+    text = "".join(f"{name}\n{sns[name]}\n" for name in fields if name != "Subject" or name in sns)
+    algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
+    signature = key.sign(text.encode(), padding.PKCS1v15(), algorithm)
+    return sns | {"SignatureVersion": version, "Signature": base64.b64encode(signature).decode()}
 
 
 def _auth(credentials: str = SECRET) -> dict:
@@ -97,19 +148,19 @@ def _complaint_event(delivery, recipient):
 
 
 def _sns(message, *, kind="Notification", topic=TOPIC, **extra) -> dict:
-    return {
+    sns = {
         "Type": kind,
         "MessageId": "19ba9823-d7f2-53c1-860e-cb10e0d13dfc",
         "TopicArn": topic,
-        "Subject": "Amazon SES Email Event Notification",
         "Message": json.dumps(message) + "\n" if isinstance(message, dict) else message,
         "Timestamp": "2026-11-25T14:59:59.675Z",
-        "SignatureVersion": "1",
-        "Signature": "EXAMPLE-SIGNATURE==",
-        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000.pem",
+        "SigningCertURL": CERT_URL,
         "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=arn...",
         **extra,
     }
+    if kind == "Notification":
+        sns["Subject"] = "Amazon SES Email Event Notification"
+    return _sign(sns)
 
 
 def _post(client, sns: dict, **headers):
@@ -296,3 +347,64 @@ def test_the_webhook_is_public_and_needs_no_csrf_token(client):
     response = _post(strict, _sns(_bounce_event(delivery, "jane@example.org")), **_auth())
 
     assert response.status_code == 200 and _suppression("jane@example.org") is not None
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda sns: _sign(sns, key=OTHER_KEY), id="signed-by-another-key"),
+        pytest.param(lambda sns: sns | {"Message": sns["Message"].replace("Permanent", "Transient")}, id="message-changed"),
+        pytest.param(lambda sns: sns | {"TopicArn": "arn:aws:sns:us-east-1:999999999999:other"}, id="topic-changed"),
+        pytest.param(lambda sns: {k: v for k, v in sns.items() if k != "Signature"}, id="no-signature"),
+        pytest.param(lambda sns: sns | {"SignatureVersion": "3"}, id="unknown-version"),
+        pytest.param(lambda sns: sns | {"Signature": "not base64!"}, id="garbage-signature"),
+    ],
+)
+def test_r_bounce_suppress_a_notification_sns_did_not_sign_is_refused_even_with_the_secret(client, forge):
+    """Whoever has the webhook's password still cannot forge a bounce: the SNS signature must verify."""
+    delivery = delivery_sent(patient=patient_make(email="jane@example.org"))
+
+    response = _post(client, forge(_sns(_bounce_event(delivery, "jane@example.org"))), **_auth())
+
+    assert response.status_code == 400
+    assert not Suppression.objects.exists()
+    delivery.refresh_from_db()
+    assert delivery.bounced_at is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://evil.example/SimpleNotificationService-0000000000.pem",
+     "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000000000.pem",
+     "https://sns.us-east-1.amazonaws.com.evil.example/cert.pem",
+     "https://sns.us-east-1.amazonaws.com/not-a-certificate"],
+)
+def test_a_signing_certificate_outside_sns_is_never_fetched(client, sns_certificates, url):
+    delivery = delivery_sent(patient=patient_make(email="jane@example.org"))
+    sns = _sns(_bounce_event(delivery, "jane@example.org"), SigningCertURL=url)
+
+    response = _post(client, sns, **_auth())
+
+    assert response.status_code == 400
+    assert sns_certificates == []
+    assert not Suppression.objects.exists()
+
+
+def test_signature_version_1_sha1_is_accepted(client):
+    delivery = delivery_sent(patient=patient_make(email="jane@example.org"))
+    sns = _sign(_sns(_bounce_event(delivery, "jane@example.org")), version="1")
+
+    assert _post(client, sns, **_auth()).status_code == 200
+    assert Suppression.objects.count() == 1
+
+
+def test_the_certificate_is_fetched_once_over_https_from_sns():
+    fetch = REAL_SNS_CERTIFICATE  # the real function, not the autouse stand-in
+    fetch.cache_clear()
+    with mock.patch("campaigns.views_webhooks.requests.get") as get:
+        get.return_value.content = SNS_CERTIFICATE.public_bytes(serialization.Encoding.PEM)
+        assert fetch(CERT_URL) == SNS_CERTIFICATE
+        assert fetch(CERT_URL) == SNS_CERTIFICATE
+    fetch.cache_clear()
+
+    get.assert_called_once_with(CERT_URL, timeout=10, allow_redirects=False)

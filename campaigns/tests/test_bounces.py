@@ -326,3 +326,22 @@ def test_bounces_read_refuses_a_path_that_is_not_a_mailbox(tmp_path):
         call_command("bounces_read", str(tmp_path / "folder"))
     with pytest.raises(CommandError, match="does not exist"):
         call_command("bounces_read", str(tmp_path / "absent"))
+
+
+def test_r_bounce_suppress_the_periodic_task_reads_the_configured_bounce_mailbox(settings, tmp_path):
+    """With BOUNCE_MAILBOX set, beat's task applies the reports and deletes them; unset, it reads nothing."""
+    from campaigns.tasks import bounces_read_task
+
+    hard = delivery_sent(patient=patient_make(email="hard@example.org"))
+    complaint = delivery_sent(patient=patient_make(email="complaint@example.org"))
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    _mailbox_with_reports(box, hard, complaint)
+
+    settings.HIPAAMAIL_BOUNCE_MAILBOX = ""
+    bounces_read_task()
+    assert not Suppression.objects.exists() and len(box) == 5
+
+    settings.HIPAAMAIL_BOUNCE_MAILBOX = str(tmp_path / "Maildir")
+    bounces_read_task()
+    assert Suppression.objects.count() == 2
+    assert len(mailbox.Maildir(tmp_path / "Maildir", create=False)) == 2  # the delay warning and the ordinary mail

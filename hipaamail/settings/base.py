@@ -223,6 +223,13 @@ ANYMAIL = {
     "AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS": env.bool("SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS", default=True),
 }
 HIPAAMAIL_SES_TOPIC_ARNS = env.list("SES_TOPIC_ARNS", default=[])
+# Verify each SNS message's signature (the certificate is fetched from the SNS host named in the message, https only).
+HIPAAMAIL_SES_VERIFY_SNS_SIGNATURES = env.bool("SES_VERIFY_SNS_SIGNATURES", default=True)
+# A Maildir or mbox that bounces are delivered to (the envelope sender's mailbox): read every five minutes by
+# campaigns.tasks.bounces_read_task, each report applied and then deleted. Empty: not read.
+HIPAAMAIL_BOUNCE_MAILBOX = env.str("BOUNCE_MAILBOX", default="")
+if HIPAAMAIL_BOUNCE_MAILBOX:
+    CELERY_BEAT_SCHEDULE["read-bounce-mailbox"] = {"task": "campaigns.tasks.bounces_read_task", "schedule": 300.0}
 
 # --- Encryption of direct identifiers at rest (R-SEC-ENCRYPT-REST, consent/crypto.py) ------------------
 # "key-id:base64-key" entries, the first one current. The demo's keys are fixed and public: local.py and

@@ -8,23 +8,11 @@ mailbox twice changes nothing; --remove deletes the reports once applied (other 
 
 The output counts outcomes; it never prints an address (R-NO-PHI-LEAK).
 """
-import mailbox
-from collections import Counter
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from campaigns.bounces import BounceResult, bounce_message_apply, bounce_report_parse
-
-
-def mailbox_open(path: Path) -> mailbox.Mailbox:
-    if path.is_dir():
-        if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
-            raise CommandError(f"{path} is a folder but not a Maildir (it needs cur/, new/ and tmp/).")
-        return mailbox.Maildir(path, factory=None, create=False)
-    if path.is_file():
-        return mailbox.mbox(path, factory=None, create=False)
-    raise CommandError(f"{path} does not exist.")
+from campaigns.bounces import BounceMailboxError, BounceResult, bounce_mailbox_read
 
 
 class Command(BaseCommand):
@@ -35,27 +23,10 @@ class Command(BaseCommand):
         parser.add_argument("--remove", action="store_true", help="delete each report once it is applied")
 
     def handle(self, *args, path: str, remove: bool, **options):
-        box = mailbox_open(Path(path))
-        counts: Counter[str] = Counter()
-        to_remove = []
-        box.lock()
         try:
-            for key in list(box.keys()):
-                raw = box.get_bytes(key)
-                if not bounce_report_parse(raw):
-                    counts["not_a_report"] += 1
-                    continue
-                counts["reports"] += 1
-                for result in bounce_message_apply(raw):
-                    counts[result] += 1
-                to_remove.append(key)
-            if remove:
-                for key in to_remove:
-                    box.remove(key)
-                box.flush()
-        finally:
-            box.unlock()
-            box.close()
+            counts = bounce_mailbox_read(path=Path(path), remove=remove)
+        except BounceMailboxError as error:
+            raise CommandError(str(error)) from None
         summary = ", ".join(
             f"{counts[name]} {label}"
             for name, label in (
@@ -66,6 +37,6 @@ class Command(BaseCommand):
             )
         )
         self.stdout.write(
-            f"{counts['reports']} reports, {counts['not_a_report']} other messages; outcomes: {summary}."
-            + (f" Removed {len(to_remove)} reports." if remove else "")
+            f"{counts['reports']} reports, {counts['other']} other messages; outcomes: {summary}."
+            + (f" Removed {counts['removed']} reports." if remove else "")
         )
