@@ -137,7 +137,7 @@ def campaign_review(request, campaign_id: int):
             except ValidationError as error:
                 form.add_error(None, error.messages)
             else:
-                messages.success(request, "Approved. It can be sent now or scheduled.")
+                messages.success(request, "Approved. It can be sent now. Or choose a time to send it at, below.")
                 return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
         return _review_page(request, campaign, approve_form=form)
     if decision == "reject":
