@@ -4,19 +4,13 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from audit.services import audit_record
-from campaigns import permissions, selectors, services
+from campaigns import permissions, results, selectors, services
 from campaigns.messages import unsubscribe_token_read
 from campaigns.models import Delivery
+from campaigns.results_chart import results_charts
 from campaigns.views_review import campaign_controls
 from consent.selectors import authorization_covering_list
 from hipaamail.roles import sees_patient_evidence
-
-_OUTCOME_LABELS = {
-    "sent": "Sent",
-    "queued": "Waiting to send",
-    "failed": "Failed at the mail server",
-    **{f"blocked_{value}": f"Blocked: {label.lower()}" for value, label in Delivery.BlockReason.choices},
-}
 
 
 def _progress_percent(counts: dict[str, int]) -> int:
@@ -32,15 +26,19 @@ def campaign_progress(request, campaign_id: int):
 
 
 def campaign_detail(request, campaign_id: int):
+    """A campaign: its state and controls, its results in aggregate with their charts (campaigns.results), and,
+    for compliance officers and administrators, the evidence for each patient (audited per page viewed)."""
     campaign = permissions.access_campaign_by_id(request.user, campaign_id)
-    counts = selectors.delivery_outcome_counts(campaign_id=campaign.pk)
-    total = sum(counts.values())
+    counts = results.campaign_counts(campaign=campaign)
     evidence = sees_patient_evidence(request.user)
+    view = results.results_view(counts, exact=evidence)
     context = {
         "campaign": campaign,
-        "progress_percent": _progress_percent(counts),
+        "progress_percent": counts.progress_percent,
         "evidence": evidence,
         "controls": campaign_controls(request.user, campaign),
+        "results": view,
+        "charts": results_charts(view),
     }
     if evidence:
         page = Paginator(selectors.delivery_evidence_list(campaign_id=campaign.pk), 100).get_page(
@@ -54,17 +52,8 @@ def campaign_detail(request, campaign_id: int):
             details={"page": page.number},
         )
         context |= {
-            "outcomes": [(_OUTCOME_LABELS.get(key, key), f"{n:,}") for key, n in sorted(counts.items())],
-            "total": f"{total:,}",
             "page": page,
             "uncovered_sends": selectors.delivery_sent_without_coverage_count(campaign_id=campaign.pk),
-        }
-    else:
-        context |= {
-            "outcomes": [
-                (_OUTCOME_LABELS.get(key, key), permissions.count_for_marketer(n)) for key, n in sorted(counts.items())
-            ],
-            "total": permissions.count_for_marketer(total),
         }
     return render(request, "campaigns/campaign_detail.html", context)
 

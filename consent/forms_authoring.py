@@ -26,6 +26,15 @@ class PurposeForm(forms.Form):
         label="A third party pays us for these communications",
         help_text="Then the communication is marketing and the form must say that we are paid (45 CFR 164.501).",
     )
+    tracking_enabled = forms.BooleanField(
+        required=False,
+        label="Count opens and clicks of this purpose's messages",
+        help_text=(
+            "Off by default. When on, each message gets a tiny image and its links go through our site, so we "
+            "record the first time a patient opens the message and the first time they click a link in it "
+            "(the time only: no address, device or location). Marketers see the totals only, never who."
+        ),
+    )
 
 
 def _text(label: str, help_text: str, rows: int = 3) -> forms.CharField:

@@ -17,6 +17,7 @@ from consent.models import AuthorizationForm, Purpose
 from consent.readability import PLAIN_LANGUAGE_GRADE_LIMIT
 from consent import selectors
 from consent.services import form_versions
+from consent.services.purpose_tracking import purpose_tracking_set
 from consent.permissions import access_consent_staff, access_form_version_by_id, access_purpose_by_id
 
 
@@ -63,7 +64,11 @@ def purpose_create(request):
     form = PurposeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            purpose = consent_services.purpose_create(actor=request.user, **form.cleaned_data)
+            fields = dict(form.cleaned_data)
+            tracking = fields.pop("tracking_enabled", False)
+            purpose = consent_services.purpose_create(actor=request.user, **fields)
+            if tracking:
+                purpose_tracking_set(actor=request.user, purpose_id=purpose.pk, enabled=True)
         except ValidationError as error:
             _add_service_errors(form, error)
         else:
@@ -79,7 +84,10 @@ def purpose_edit(request, purpose_id: int):
     form = PurposeForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            form_versions.purpose_update(actor=request.user, purpose_id=purpose.pk, **form.cleaned_data)
+            fields = dict(form.cleaned_data)
+            tracking = fields.pop("tracking_enabled", False)
+            form_versions.purpose_update(actor=request.user, purpose_id=purpose.pk, **fields)
+            purpose_tracking_set(actor=request.user, purpose_id=purpose.pk, enabled=tracking)
         except ValidationError as error:
             _add_service_errors(form, error)
         else:
