@@ -472,9 +472,29 @@ def content_problems(content: CampaignContent) -> list[ContentProblem]:
                     "remove it or choose an approved block.",
                 )
             )
+    problems.extend(subject_problems(content.subject))
     if not content.intro_text.strip() and not content.blocks:
         problems.append(
             ContentProblem("content_empty", "There is nothing to send: write an introduction or add a block.")
+        )
+    return problems
+
+
+# A subject may not pretend to be a reply or a forward of a conversation the patient had (R-CANSPAM-HEADERS).
+_SUBJECT_CONVERSATION = re.compile(r"^\s*(re|fw|fwd|aw|wg|tr)\s*(\[\d+\])?\s*:", re.IGNORECASE)
+
+
+def subject_problems(subject: str) -> list[ContentProblem]:
+    """R-CANSPAM-HEADERS (15 U.S.C. 7704(a)(2)): a subject that would mislead a recipient about the message is
+    refused: one dressed as a reply or forward ("Re:", "Fwd:") of a conversation that never took place."""
+    problems = []
+    if _SUBJECT_CONVERSATION.match(subject):
+        problems.append(
+            ContentProblem(
+                "subject_deceptive",
+                "Subject: do not start it with \u201cRe:\u201d or \u201cFwd:\u201d. It is not a reply or a forward, and a "
+                "subject that pretends to be one is deceptive under CAN-SPAM.",
+            )
         )
     return problems
 

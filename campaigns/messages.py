@@ -32,6 +32,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 
 from campaigns.content import CampaignContent, content_of, content_render, merge_values_for_deliveries
+from campaigns.tracking import tracking_apply
 
 _UNSUBSCRIBE_SALT = "campaigns.unsubscribe"
 # Characters that make an address unsafe to write into a header or an SMTP command as it is.
@@ -148,6 +149,8 @@ class CampaignRender:
         fixed = EmailMessage(policy=SMTP)  # folds and encodes the subject and sender; refuses CR/LF in them
         fixed["From"] = self.from_header
         fixed["Subject"] = self.subject
+        # R-CANSPAM-HEADERS: replies go to the organisation's own monitored address, never a no-reply void.
+        fixed["Reply-To"] = settings.HIPAAMAIL_REPLY_TO
         fixed["MIME-Version"] = "1.0"
         self.from_address = _envelope_address(fixed["From"].addresses[0].addr_spec)
         # "=_" never occurs in quoted-printable output, so the boundary cannot occur in a body.
@@ -169,10 +172,11 @@ class CampaignRender:
         self._date = ""
 
     def _html_final(self, document: str) -> str:
-        """The one place the message's final HTML is produced, once per batch: anything that rewrites the whole
-        document (opt-in open and click tracking, say) belongs here, with a placeholder of its own for any
-        per-recipient part, substituted in `assemble` like the others."""
-        return document
+        """The one place the message's final HTML is produced, once per batch: opt-in open and click tracking
+        (campaigns.tracking; unchanged unless the purpose turns it on) rewrites links here, with a placeholder of
+        its own for the recipient's token, substituted in `assemble` like the others."""
+        self.tracking = tracking_apply(document, campaign=self.campaign, keep=[self.placeholder, *self.fields.values()])
+        return self.tracking.html
 
     def _recipient_values(self, delivery_id: int) -> dict[str, str]:
         """The recipient's merge values, read for the rest of the batch at the first miss (the sender assembles
@@ -218,6 +222,7 @@ class CampaignRender:
                 html_text = html_text.replace(placeholder, html.escape(value))
         text = text.replace(self.placeholder, unsubscribe_url)
         html_text = html_text.replace(self.placeholder, html.escape(unsubscribe_url))
+        html_text = self.tracking.for_recipient(html_text, delivery_id=delivery_id)
         headers = {
             "To": _to_header(to_address),
             "Date": self._date_header(),

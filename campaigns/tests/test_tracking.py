@@ -130,19 +130,16 @@ def test_links_are_rewritten_and_a_pixel_appended_with_one_placeholder_per_recip
 
 
 def test_a_campaign_message_rendered_once_is_tracked_per_recipient_by_substitution(site):
-    """How campaigns.messages wires it: rewrite CampaignRender's HTML once, keeping its placeholders; then each
-    recipient's message is one substitution, and the unsubscribe link and merge fields still work."""
+    """campaigns.messages.CampaignRender rewrites its HTML once per batch (keeping its placeholders); each
+    recipient's message is then one substitution, and the unsubscribe link and merge fields still work."""
     campaign = _campaign(tracking=True)
     block = block_make(html='<p>Hello {{ first_name }}. <a href="https://shop.example.com/new">See the new masks</a></p>')
     campaign.content_blocks.create(block=block, position=0)
     render = CampaignRender(campaign=campaign, allowed_fields=["first_name"])
 
-    tracked = tracking_apply(
-        render.html_template, campaign=campaign, keep=[render.placeholder, *render.fields.values()]
-    )
-    render.html_template = tracked.html
     message = render.assemble(delivery_id=7, to_address="a@example.org", merge_values={"first_name": "Ann"})
-    html_part = tracked.for_recipient(message.html, delivery_id=7)
+    html_part = message.html
+    tracked = render.tracking
 
     assert tracked.links == 1
     assert "Hello Ann." in html_part

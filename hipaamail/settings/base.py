@@ -186,6 +186,8 @@ EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = 30
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Riverside Health <news@riverside-health.example>")
 # R-CANSPAM-ADDRESS: the organisation's postal address goes in every marketing footer.
+# R-CANSPAM-HEADERS: marketing replies go to a monitored address of the organisation (default: the sender).
+HIPAAMAIL_REPLY_TO = env.str("REPLY_TO_EMAIL", default=DEFAULT_FROM_EMAIL)
 HIPAAMAIL_ORGANISATION_NAME = env.str("ORGANISATION_NAME", default="Riverside Health")
 HIPAAMAIL_POSTAL_ADDRESS = env.str("ORGANISATION_POSTAL_ADDRESS", default="100 River Road, Springfield, IL 62701")
 HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="hipaamail.invalid")
