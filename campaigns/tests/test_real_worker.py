@@ -5,15 +5,10 @@ Nothing is mocked between the launch and the mail server: the launch's on_commit
 to the broker, a separate worker process (test settings, pointed at this test's database) claims the
 deliveries and sends through Django's SMTP backend, and the SMTP sink records what actually arrived.
 """
-import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -24,13 +19,10 @@ from campaigns.models import Campaign, Delivery
 from campaigns.selectors import delivery_sent_without_coverage_count
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
+from campaigns.tests.worker import SEND_TIMEOUT, purge_broker, wait_until_sent, worker_start, worker_stop
 from conftest import requires_postgresql
 from consent.services import authorization_revoke, portal
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.celery import app as celery_app
-
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
-SEND_TIMEOUT = 60
 
 pytestmark = [
     pytest.mark.worker,
@@ -42,65 +34,6 @@ pytestmark = [
 ]
 
 _UNSUBSCRIBE = re.compile(r"^<(https?://[^>]+/unsubscribe/([^/>]+)/)>$")
-
-
-def _test_database_url() -> str:
-    """This test's database (test_<name>), which the worker must use: the data is committed there."""
-    db = settings.DATABASES["default"]
-    credentials = quote(db.get("USER") or "postgres", safe="")
-    if db.get("PASSWORD"):
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    return f"postgres://{credentials}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
-
-
-QUEUES = ("campaigns", "transactional")
-
-
-def _purge_broker() -> None:
-    """Drop wake-ups left in the queues by an earlier run; the worker would run them against this database."""
-    with celery_app.connection_for_write() as broker:
-        channel = broker.default_channel
-        for queue in QUEUES:
-            channel.queue_purge(queue)
-
-
-def _worker_start(sink, log, *, queues: str = "campaigns,transactional", name: str = "both") -> subprocess.Popen:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EMAIL_")}
-    env |= {
-        "DJANGO_SETTINGS_MODULE": "hipaamail.settings.test",
-        "DATABASE_URL": _test_database_url(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": sink.host,
-        "EMAIL_PORT": str(sink.port),
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "hipaamail", "worker", "-l", "info", "-Q", queues, "-n", f"{name}@%h",
-        "--concurrency", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-P", "solo",
-    ]  # fmt: skip
-    return subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _worker_stop(worker: subprocess.Popen) -> None:
-    if worker.poll() is None:
-        worker.terminate()
-        try:
-            worker.wait(10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
-
-
-def _wait_until_sent(campaign_id: int, worker: subprocess.Popen) -> str:
-    deadline = time.monotonic() + SEND_TIMEOUT
-    status = ""
-    while time.monotonic() < deadline:
-        status = Campaign.objects.values_list("status", flat=True).get(pk=campaign_id)
-        if status == Campaign.Status.SENT or worker.poll() is not None:
-            break
-        time.sleep(0.25)
-    return status
 
 
 def test_r_send_covered_a_real_worker_sends_only_to_covered_patients_with_rfc8058_headers():
@@ -132,15 +65,15 @@ def test_r_send_covered_a_real_worker_sends_only_to_covered_patients_with_rfc805
     campaign = campaign_approved_make(purpose=purpose)
 
     with smtp_sink() as sink, tempfile.TemporaryFile(mode="w+") as log:
-        _purge_broker()
-        worker = _worker_start(sink, log)
+        purge_broker()
+        worker = worker_start(sink, log)
         status = None
         try:
             # When the campaign is launched (its on_commit hook publishes the wake-up to Redis)
             services.campaign_launch(actor=None, campaign_id=campaign.pk)
-            status = _wait_until_sent(campaign.pk, worker)
+            status = wait_until_sent(campaign.pk, worker)
         finally:
-            _worker_stop(worker)
+            worker_stop(worker)
             log.seek(0)
             # pytest shows a test's output only when it fails, so this is the worker's log on failure.
             print(f"worker output (exit code {worker.returncode}):\n{log.read()}")
@@ -189,10 +122,10 @@ def test_a_sign_in_code_is_not_delayed_by_a_campaign_being_sent(settings):
 
     # A mail server that takes 50 ms per message: the campaign needs two seconds or more.
     with smtp_sink(delay=0.05) as sink, tempfile.TemporaryFile(mode="w+") as log:
-        _purge_broker()
+        purge_broker()
         workers = [
-            _worker_start(sink, log, queues="campaigns", name="campaigns"),
-            _worker_start(sink, log, queues="transactional", name="transactional"),
+            worker_start(sink, log, queues="campaigns", name="campaigns"),
+            worker_start(sink, log, queues="transactional", name="transactional"),
         ]
         status = None
         try:
@@ -202,10 +135,10 @@ def test_a_sign_in_code_is_not_delayed_by_a_campaign_being_sent(settings):
                 time.sleep(0.05)
             # When the patient asks for a code in the middle of the campaign
             assert portal.patient_code_issue(store={}, patient=waiting) is True
-            status = _wait_until_sent(campaign.pk, workers[0])
+            status = wait_until_sent(campaign.pk, workers[0])
         finally:
             for worker in workers:
-                _worker_stop(worker)
+                worker_stop(worker)
             log.seek(0)
             print(f"worker output:\n{log.read()}")
         records = sink.records

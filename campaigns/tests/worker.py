@@ -1,0 +1,80 @@
+"""A real Celery worker process for tests: pointed at this test's database and the test broker, sending through
+Django's SMTP backend to a test SMTP sink (campaigns.tests.smtp_server). Used by the real-worker tests and the
+marketer's journey in Chromium."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+
+from campaigns.models import Campaign
+from hipaamail.celery import app as celery_app
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+SEND_TIMEOUT = 60
+
+
+def database_url_of_this_test() -> str:
+    """This test's database (test_<name>), which the worker must use: the data is committed there."""
+    db = settings.DATABASES["default"]
+    credentials = quote(db.get("USER") or "postgres", safe="")
+    if db.get("PASSWORD"):
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    return f"postgres://{credentials}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+QUEUES = ("campaigns", "transactional")
+
+
+def purge_broker() -> None:
+    """Drop wake-ups left in the queues by an earlier run; the worker would run them against this database."""
+    with celery_app.connection_for_write() as broker:
+        channel = broker.default_channel
+        for queue in QUEUES:
+            channel.queue_purge(queue)
+
+
+def worker_start(
+    sink, log, *, queues: str = "campaigns,transactional", name: str = "both", extra_env: dict | None = None
+) -> subprocess.Popen:
+    """A solo worker consuming `queues`, its output to `log`; `extra_env` adds settings (SITE_URL, say)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EMAIL_")}
+    env |= {
+        "DJANGO_SETTINGS_MODULE": "hipaamail.settings.test",
+        "DATABASE_URL": database_url_of_this_test(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": sink.host,
+        "EMAIL_PORT": str(sink.port),
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    command = [
+        sys.executable, "-m", "celery", "-A", "hipaamail", "worker", "-l", "info", "-Q", queues, "-n", f"{name}@%h",
+        "--concurrency", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-P", "solo",
+    ]  # fmt: skip
+    return subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def worker_stop(worker: subprocess.Popen) -> None:
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+
+
+def wait_until_sent(campaign_id: int, worker: subprocess.Popen) -> str:
+    deadline = time.monotonic() + SEND_TIMEOUT
+    status = ""
+    while time.monotonic() < deadline:
+        status = Campaign.objects.values_list("status", flat=True).get(pk=campaign_id)
+        if status == Campaign.Status.SENT or worker.poll() is not None:
+            break
+        time.sleep(0.25)
+    return status
