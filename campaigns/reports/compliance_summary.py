@@ -1,0 +1,398 @@
+"""Compliance summary for a period: authorizations signed, revoked and expired; how fast revocations took
+effect; sends blocked by reason; sends without a covering authorization (computed, R-SEND-COVERED); staff
+access to patient data by user (R-MIN-NECESSARY, R-SEC-AUDIT); second-factor failures and locked accounts
+(R-SEC-MFA).
+
+Every figure is counted from stored rows when the report is made; none is asserted. The rows are a long table
+(section, measure, breakdown, value) so that the CSV is one table a spreadsheet can pivot.
+
+Revocation to effect (R-REVOKE-ANYTIME). Our policy is that a revocation takes effect when it commits: the
+sender re-checks coverage under a lock that a revocation waits for (ADR 0001), so by construction the latency
+is zero. The report measures it instead of assuming it: for each revocation in the period, the messages sent
+under the revoked authorization at or after the revocation's time are violations, and the revocation's latency
+is the time from the revocation to the last such message (zero when there is none). The distribution of the
+latencies is printed; every revocation should fall in "took effect at commit".
+"""
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from audit.models import AuditEvent
+from campaigns.models import Campaign, Delivery
+from campaigns.reports import exports
+from campaigns.reports.coverage import GROUNDS, sent_without_coverage_counts
+from consent.models import Authorization, AuthorizationDefect, ExpiryEvent, Revocation
+from hipaamail import roles
+
+# Audit actions that are a staff member's access to patient-level data.
+PHI_ACCESS_ACTIONS = {
+    "patient.searched": "Searched for a patient",
+    "patient.viewed": "Opened a patient record",
+    "patient.document_downloaded": "Downloaded a signed copy or scan",
+    "authorization.fhir_exported": "Exported a FHIR Consent",
+    "campaign.evidence_viewed": "Viewed a campaign's patient-level evidence",
+    "patient_import.previewed": "Previewed a patient import",
+    "patient_import.started": "Imported patients",
+    "fhir.imported": "Imported FHIR Consents",
+    "report.exported": "Exported a compliance report",
+}
+# Audit actions that are a failed second factor of a staff account.
+MFA_FAILURE_ACTIONS = {
+    "mfa.verification_failed": "Wrong code at sign-in",
+    "mfa.reentry_failed": "Wrong code when re-entered to approve, send or export",
+    "mfa.enrollment_failed": "Wrong first code when enrolling an authenticator",
+}
+LATENCY_BUCKETS = [
+    ("at_commit", "Took effect at commit: nothing sent under it afterwards"),
+    ("within_1_minute", "A message was sent under it up to 1 minute later"),
+    ("within_1_hour", "A message was sent under it up to 1 hour later"),
+    ("within_48_hours", "A message was sent under it up to 48 hours later"),
+    ("after_48_hours", "A message was sent under it more than 48 hours later"),
+]
+
+HEADER = ["section", "measure", "breakdown", "value"]
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole days in the organisation's time zone, as [start, end) instants."""
+
+    first_day: date
+    last_day: date
+    start: datetime
+    end: datetime
+    zone: str
+
+    @classmethod
+    def of_days(cls, first_day: date, last_day: date) -> "Period":
+        zone = ZoneInfo(settings.TIME_ZONE)
+        return cls(
+            first_day=first_day,
+            last_day=last_day,
+            start=datetime.combine(first_day, time.min, tzinfo=zone),
+            end=datetime.combine(last_day + timedelta(days=1), time.min, tzinfo=zone),
+            zone=settings.TIME_ZONE,
+        )
+
+    def filters(self) -> list[tuple[str, str]]:
+        return [
+            ("Period", f"{self.first_day.isoformat()} to {self.last_day.isoformat()}, both days included "
+                       f"(days in {self.zone})"),
+            ("Period in UTC", f"from {exports.utc_text(self.start)} up to {exports.utc_text(self.end)} (excluded)"),
+        ]
+
+    def q(self, field: str) -> Q:
+        return Q(**{f"{field}__gte": self.start, f"{field}__lt": self.end})
+
+
+@dataclass
+class Line:
+    section: str
+    measure: str
+    breakdown: str
+    value: object
+
+    def as_row(self) -> list:
+        return [self.section, self.measure, self.breakdown, self.value]
+
+
+def _authorizations(period: Period) -> Iterator[Line]:
+    section = "authorizations"
+    signed = Authorization.objects.filter(period.q("signed_at"))
+    yield Line(section, "signed", "", signed.count())
+    for code, n in signed.values_list("purpose__code").annotate(n=Count("id")).order_by("purpose__code"):
+        yield Line(section, "signed by purpose", code, n)
+    for channel, n in signed.values_list("channel").annotate(n=Count("id")).order_by("channel"):
+        yield Line(section, "signed by channel", channel, n)
+    revoked = Revocation.objects.filter(period.q("revoked_at"))
+    yield Line(section, "revoked", "", revoked.count())
+    for channel, n in revoked.values_list("channel").annotate(n=Count("id")).order_by("channel"):
+        yield Line(section, "revoked by channel", channel, n)
+    # An expiry date inside the period that has passed by now; an expiry event that occurred in the period.
+    expired = Authorization.objects.filter(period.q("expires_at"), expires_at__lte=timezone.now())
+    yield Line(section, "expired (expiry date reached)", "", expired.count())
+    yield Line(section, "ended by expiry event", "", ExpiryEvent.objects.filter(period.q("occurred_at")).count())
+    defects = AuthorizationDefect.objects.filter(period.q("recorded_at"))
+    yield Line(section, "defects recorded", "", defects.count())
+    for reason, n in defects.values_list("reason").annotate(n=Count("id")).order_by("reason"):
+        yield Line(section, "defects recorded by reason", reason, n)
+
+
+def _latency_bucket(latency: timedelta | None) -> str:
+    if latency is None:
+        return "at_commit"
+    if latency <= timedelta(minutes=1):
+        return "within_1_minute"
+    if latency <= timedelta(hours=1):
+        return "within_1_hour"
+    if latency <= timedelta(hours=48):
+        return "within_48_hours"
+    return "after_48_hours"
+
+
+def _revocation_effect(period: Period) -> Iterator[Line]:
+    section = "revocation to effect"
+    after = Delivery.objects.filter(
+        authorization_id=OuterRef("authorization_id"),
+        status=Delivery.Status.SENT,
+        sent_at__gte=OuterRef("revoked_at"),
+    )
+    revocations = (
+        Revocation.objects.filter(period.q("revoked_at"))
+        .annotate(
+            violations=Coalesce(
+                Subquery(after.order_by().values("authorization_id").annotate(n=Count("id")).values("n")), 0
+            ),
+            last_violation=Subquery(after.order_by().values("authorization_id").annotate(m=Max("sent_at")).values("m")),
+            blocked_later=Exists(
+                Delivery.objects.filter(
+                    status=Delivery.Status.BLOCKED,
+                    block_reason=Delivery.BlockReason.REVOKED,
+                    patient_id=OuterRef("authorization__patient_id"),
+                    campaign__purpose_id=OuterRef("authorization__purpose_id"),
+                )
+            ),
+        )
+        .values_list("channel", "revoked_at", "violations", "last_violation", "blocked_later")
+    )
+    total = violations = blocked_later = 0
+    worst = timedelta(0)
+    buckets: Counter = Counter()
+    by_channel: Counter = Counter()
+    violations_by_channel: Counter = Counter()
+    for channel, revoked_at, n, last, blocked in revocations.iterator(chunk_size=exports.CURSOR_CHUNK_SIZE):
+        total += 1
+        by_channel[channel] += 1
+        latency = (last - revoked_at) if last is not None else None
+        buckets[_latency_bucket(latency)] += 1
+        violations += n
+        violations_by_channel[channel] += n
+        blocked_later += bool(blocked)
+        if latency is not None and latency > worst:
+            worst = latency
+    yield Line(section, "revocations in the period", "", total)
+    yield Line(section, "messages sent under a revoked authorization at or after its revocation", "", violations)
+    for key, label in LATENCY_BUCKETS:
+        yield Line(section, "revocations by latency", label, buckets[key])
+    yield Line(section, "longest latency (seconds)", "", round(worst.total_seconds(), 3))
+    for channel in sorted(by_channel):
+        yield Line(section, "revocations by channel", channel, by_channel[channel])
+        yield Line(section, "violations by channel", channel, violations_by_channel[channel])
+    yield Line(section, "revocations followed by a send attempt blocked as revoked", "", blocked_later)
+
+
+def _sends(period: Period) -> Iterator[Line]:
+    section = "sends"
+    yield Line(section, "campaigns launched", "", Campaign.objects.filter(period.q("launched_at")).count())
+    sent = Delivery.objects.filter(period.q("sent_at"), status=Delivery.Status.SENT)
+    yield Line(section, "messages sent", "", sent.count())
+    uncovered = sent_without_coverage_counts(Delivery.objects.filter(period.q("sent_at")))
+    yield Line(section, "sent without a covering authorization (must be 0)", "", uncovered["total"])
+    for name, label in GROUNDS.items():
+        yield Line(section, "sent without a covering authorization by ground", label, uncovered[name])
+    # A blocked delivery is dated by its creation, the launch that tried it (a delivery blocked at send time
+    # keeps no time of its own).
+    blocked = Delivery.objects.filter(period.q("created_at"), status=Delivery.Status.BLOCKED)
+    yield Line(section, "sends blocked", "", blocked.count())
+    for reason, n in blocked.values_list("block_reason").annotate(n=Count("id")).order_by("-n", "block_reason"):
+        yield Line(section, "sends blocked by reason", reason, n)
+    failed = Delivery.objects.filter(period.q("created_at"), status=Delivery.Status.FAILED).count()
+    yield Line(section, "refused by the mail server", "", failed)
+    bounces = Delivery.objects.filter(period.q("bounced_at"))
+    for bounce_type, n in bounces.values_list("bounce_type").annotate(n=Count("id")).order_by("bounce_type"):
+        yield Line(section, "bounces by type", bounce_type or "unknown", n)
+    yield Line(section, "spam complaints", "", Delivery.objects.filter(period.q("complained_at")).count())
+
+
+def _staff_access(period: Period) -> Iterator[Line]:
+    section = "staff access to patient data"
+    events = AuditEvent.objects.filter(period.q("occurred_at"), action__in=list(PHI_ACCESS_ACTIONS), actor__isnull=False)
+    rows = (
+        events.values_list("actor__email", "action")
+        .annotate(n=Count("id"))
+        .order_by("actor__email", "action")
+    )
+    total = 0
+    for email, action, n in rows.iterator(chunk_size=exports.CURSOR_CHUNK_SIZE):
+        total += n
+        yield Line(section, email, action, n)
+    yield Line(section, "all staff", "all actions", total)
+
+
+def _second_factor(period: Period) -> Iterator[Line]:
+    section = "second-factor failures"
+    events = AuditEvent.objects.filter(period.q("occurred_at"), action__in=list(MFA_FAILURE_ACTIONS))
+    total = 0
+    for email, action, n in (
+        events.values_list("actor__email", "action").annotate(n=Count("id")).order_by("actor__email", "action")
+    ):
+        total += n
+        yield Line(section, email or "unknown account", action, n)
+    yield Line(section, "all staff", "all second-factor failures", total)
+    failed_sign_ins = AuditEvent.objects.filter(period.q("occurred_at"), action="account.sign_in_failed").count()
+    yield Line("sign-in failures", "wrong password or unknown account (account.sign_in_failed)", "", failed_sign_ins)
+    for action in ("patient.code_throttled", "patient.code_locked"):
+        n = AuditEvent.objects.filter(period.q("occurred_at"), action=action).count()
+        yield Line("sign-in failures", f"patient emailed codes ({action})", "", n)
+
+
+@dataclass
+class LockedDevice:
+    email: str
+    device: str
+    failures: int
+    locked_until: datetime | None
+
+
+def locked_devices() -> list[LockedDevice]:
+    """Second-factor devices that django-otp throttles now (each wrong code doubles the wait), as the library
+    itself decides it (verify_is_allowed)."""
+    found = []
+    for model, kind in ((TOTPDevice, "authenticator app"), (StaticDevice, "recovery codes")):
+        for device in model.objects.filter(throttling_failure_count__gt=0).select_related("user").order_by("id"):
+            allowed, data = device.verify_is_allowed()
+            if not allowed:
+                found.append(
+                    LockedDevice(
+                        email=device.user.email,
+                        device=kind,
+                        failures=device.throttling_failure_count,
+                        locked_until=(data or {}).get("locked_until"),
+                    )
+                )
+    return found
+
+
+def _locked_accounts() -> Iterator[Line]:
+    section = "locked accounts (at generation)"
+    locked = locked_devices()
+    yield Line(section, "second factor throttled now", "", len(locked))
+    for device in locked:
+        until = exports.utc_text(device.locked_until) if device.locked_until else ""
+        yield Line(section, device.email, f"{device.device}: {device.failures} wrong codes in a row, locked until {until}",
+                   1)
+    inactive = (
+        get_user_model()
+        .objects.filter(is_active=False, groups__name__in=roles.ALL)
+        .values_list("email", flat=True)
+        .distinct()
+        .order_by("email")
+    )
+    inactive = list(inactive)
+    yield Line(section, "staff accounts deactivated", "", len(inactive))
+    for email in inactive:
+        yield Line(section, email, "deactivated", 1)
+
+
+def compliance_summary_lines(*, period: Period) -> Iterator[Line]:
+    """Every line of the summary, section by section (a few aggregate queries each)."""
+    yield from _authorizations(period)
+    yield from _revocation_effect(period)
+    yield from _sends(period)
+    yield from _staff_access(period)
+    yield from _second_factor(period)
+    yield from _locked_accounts()
+
+
+def compliance_summary_csv(meta: exports.ReportMeta, *, period: Period):
+    rows = (line.as_row() for line in compliance_summary_lines(period=period))
+    content = exports.csv_stream(
+        preamble=exports.csv_preamble(
+            meta,
+            [("period_start", exports.iso_utc(period.start)), ("period_end", exports.iso_utc(period.end))],
+        ),
+        header=HEADER,
+        rows=rows,
+    )
+    return exports.csv_response(meta, subject=_subject(period), content=content)
+
+
+def _subject(period: Period) -> str:
+    return f"{period.first_day.isoformat()}-to-{period.last_day.isoformat()}"
+
+
+def compliance_summary_pdf(meta: exports.ReportMeta, *, period: Period):
+    lines = list(compliance_summary_lines(period=period))
+    sections: dict[str, list[Line]] = {}
+    for line in lines:
+        sections.setdefault(line.section, []).append(line)
+
+    def value(section: str, measure: str, breakdown: str = "", default=0):
+        return next(
+            (line.value for line in sections.get(section, []) if line.measure == measure and line.breakdown == breakdown),
+            default,
+        )
+
+    def breakdown(section: str, measure: str) -> list[tuple[str, object]]:
+        return [(line.breakdown, line.value) for line in sections.get(section, []) if line.measure == measure]
+
+    staff = [line for line in sections.get("staff access to patient data", []) if line.measure != "all staff"]
+    mfa = [line for line in sections.get("second-factor failures", []) if line.measure != "all staff"]
+    context = {
+        "period": period,
+        "authorizations": {
+            "signed": value("authorizations", "signed"),
+            "signed_by_purpose": breakdown("authorizations", "signed by purpose"),
+            "signed_by_channel": breakdown("authorizations", "signed by channel"),
+            "revoked": value("authorizations", "revoked"),
+            "revoked_by_channel": breakdown("authorizations", "revoked by channel"),
+            "expired": value("authorizations", "expired (expiry date reached)"),
+            "ended_by_event": value("authorizations", "ended by expiry event"),
+            "defects": value("authorizations", "defects recorded"),
+            "defects_by_reason": breakdown("authorizations", "defects recorded by reason"),
+        },
+        "revocation": {
+            "total": value("revocation to effect", "revocations in the period"),
+            "violations": value(
+                "revocation to effect", "messages sent under a revoked authorization at or after its revocation"
+            ),
+            "buckets": breakdown("revocation to effect", "revocations by latency"),
+            "worst": value("revocation to effect", "longest latency (seconds)"),
+            "by_channel": list(
+                zip(
+                    breakdown("revocation to effect", "revocations by channel"),
+                    breakdown("revocation to effect", "violations by channel"),
+                )
+            ),
+            "blocked_later": value("revocation to effect", "revocations followed by a send attempt blocked as revoked"),
+        },
+        "sends": {
+            "campaigns": value("sends", "campaigns launched"),
+            "sent": value("sends", "messages sent"),
+            "uncovered": value("sends", "sent without a covering authorization (must be 0)"),
+            "uncovered_by_ground": breakdown("sends", "sent without a covering authorization by ground"),
+            "blocked": value("sends", "sends blocked"),
+            "blocked_by_reason": [
+                (dict(Delivery.BlockReason.choices).get(reason, reason), n)
+                for reason, n in breakdown("sends", "sends blocked by reason")
+            ],
+            "failed": value("sends", "refused by the mail server"),
+            "bounces": breakdown("sends", "bounces by type"),
+            "complaints": value("sends", "spam complaints"),
+        },
+        "staff": [(line.measure, PHI_ACCESS_ACTIONS.get(line.breakdown, line.breakdown), line.breakdown, line.value)
+                  for line in staff],
+        "staff_total": value("staff access to patient data", "all staff", "all actions"),
+        "mfa": [(line.measure, MFA_FAILURE_ACTIONS.get(line.breakdown, line.breakdown), line.breakdown, line.value)
+                for line in mfa],
+        "mfa_total": value("second-factor failures", "all staff", "all second-factor failures"),
+        "sign_in": sections.get("sign-in failures", []),
+        "locked": locked_devices(),
+        "inactive": [line.measure for line in sections.get("locked accounts (at generation)", [])
+                     if line.breakdown == "deactivated"],
+        "latency_buckets": LATENCY_BUCKETS,
+        "staff_actions": sorted(PHI_ACCESS_ACTIONS),
+    }
+    return exports.pdf_response(
+        meta, subject=_subject(period), template="reports/compliance_summary.html", context=context
+    )

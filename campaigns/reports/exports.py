@@ -1,0 +1,364 @@
+"""What every compliance report shares: the second factor asked again, the audit of the export, the provenance
+block printed on it (filters, generation time, who generated it, the audit chain head), and the two renderers:
+a CSV streamed in constant memory and a PDF made with WeasyPrint.
+
+The export is audited *before* the report is read (`report.exported`, ids and codes only: R-NO-PHI-LEAK), and
+the chain head printed on the report is read after that, so the report names a chain that already holds the
+record of its own export (R-SEC-AUDIT, R-SEC-INTEGRITY).
+"""
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+
+from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
+from django.db import connection, transaction
+from django.db.models import CharField, F, Func
+from django.http import HttpResponse, StreamingHttpResponse
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django_otp import match_token
+
+from audit.models import AuditEvent
+from audit.services import audit_record, role_of
+
+
+class ReportKind:
+    CAMPAIGN_EVIDENCE = "campaign_evidence"
+    PATIENT_LEDGER = "patient_ledger"
+    COMPLIANCE_SUMMARY = "compliance_summary"
+
+
+TITLES = {
+    ReportKind.CAMPAIGN_EVIDENCE: "Campaign evidence report",
+    ReportKind.PATIENT_LEDGER: "Patient consent ledger",
+    ReportKind.COMPLIANCE_SUMMARY: "Compliance summary",
+}
+
+PDF = "pdf"
+CSV = "csv"
+FORMATS = (PDF, CSV)
+
+# Rows per piece of a streamed CSV: large enough that the per-chunk cost of the WSGI server is negligible,
+# small enough that a chunk stays far under a megabyte.
+CSV_ROWS_PER_CHUNK = 1000
+# Rows fetched per round trip of the server-side cursor (QuerySet.iterator).
+CURSOR_CHUNK_SIZE = 5000
+# A PDF is laid out whole in memory and read by a person: past this many rows per table it prints the first
+# rows and says that the CSV export holds every one.
+PDF_TABLE_ROW_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """The newest sealed event of the audit chain when the report was made: its place in the chain, its id and
+    its hash (or, on an audit trail without a chain, the newest event's id)."""
+
+    event_id: int | None
+    sequence: int | None = None
+    hash: str = ""
+    occurred_at: datetime | None = None
+
+    @property
+    def label(self) -> str:
+        if self.event_id is None:
+            return "empty audit trail"
+        place = f"sequence {self.sequence} (event #{self.event_id})" if self.sequence else f"event #{self.event_id}"
+        return place + (f", SHA-256 {self.hash}" if self.hash else "")
+
+
+def audit_chain_head() -> ChainHead:
+    """The audit chain head now: the sealed event with the highest sequence.
+
+    A private, read-only query of audit.models.AuditEvent until audit.selectors offers the chain head. It reads
+    the chain columns when the audit table has them (sequence, hash), else the newest event by id."""
+    if _has_field(AuditEvent, "sequence") and _has_field(AuditEvent, "hash"):
+        row = (
+            AuditEvent.objects.filter(sequence__isnull=False)
+            .order_by("-sequence")
+            .values_list("id", "sequence", "hash", "occurred_at")
+            .first()
+        )
+        if row is not None:
+            return ChainHead(event_id=row[0], sequence=row[1], hash=row[2] or "", occurred_at=row[3])
+    row = AuditEvent.objects.order_by("-id").values_list("id", "occurred_at").first()
+    if row is None:
+        return ChainHead(event_id=None)
+    return ChainHead(event_id=row[0], occurred_at=row[1])
+
+
+def _has_field(model, name: str) -> bool:
+    try:
+        model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ReportMeta:
+    """The provenance block of one export, printed on the PDF and as the CSV's preamble."""
+
+    kind: str
+    format: str
+    filters: tuple[tuple[str, str], ...]
+    generated_at: datetime
+    generated_by: str
+    generated_by_role: str
+    chain_head: ChainHead
+    export_event_id: int
+    organisation: str = field(default_factory=lambda: settings.HIPAAMAIL_ORGANISATION_NAME)
+
+    @property
+    def title(self) -> str:
+        return TITLES[self.kind]
+
+    @property
+    def generated_at_utc(self) -> str:
+        return utc_text(self.generated_at)
+
+
+def utc_text(moment: datetime | None, *, seconds: bool = True) -> str:
+    """A time for people: UTC, named as such. Reports state every time in UTC so that the PDF, the CSV and
+    the audit trail agree to the second."""
+    if moment is None:
+        return ""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def iso_utc(moment: datetime | None) -> str:
+    """A time for machines, as every CSV of the reports writes it: ISO 8601 in UTC, the way PostgreSQL prints a
+    timestamp in UTC ("2026-11-25 22:48:26.12345+00": trailing zeros of the fraction dropped, no fraction on
+    a whole second)."""
+    if moment is None:
+        return ""
+    moment = moment.astimezone(UTC)
+    fraction = f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else ""
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + fraction + "+00"
+
+
+class IsoUtc(Func):
+    """A timestamp column as iso_utc's text, made by the database. Parsing a million timestamps into Python
+    datetimes only to print them again costs more than everything else in a large export, and to_char three
+    times what the plain text cast costs (measured: bench/report_export.py), so the CSV of the campaign
+    evidence asks PostgreSQL for its own ISO output, in UTC (report_snapshot sets both)."""
+
+    output_field = CharField()
+    template = "(%(expressions)s)::text"
+
+    def __init__(self, column: str):
+        super().__init__(F(column))
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        # SQLite keeps the UTC time as text, "YYYY-MM-DD HH:MM:SS[.ffffff]": add the offset.
+        sql, params = self.as_sql(compiler, connection, template="(%(expressions)s || '+00')", **extra_context)
+        return sql, params
+
+
+def report_second_factor_check(*, user, code: str, kind: str, object_type: str, object_id: object) -> bool:
+    """R-SEC-MFA re-entry before an export: a current code from one of the user's own devices (django-otp;
+    the devices throttle repeated failures). A wrong code is audited as `mfa.reentry_failed`, as for
+    approving and sending (campaigns.services_review), naming the report's object rather than a campaign."""
+    code = (code or "").strip().replace(" ", "")
+    device = match_token(user, code) if code else None
+    if device is None:
+        audit_record(
+            actor=user,
+            action="mfa.reentry_failed",
+            object_type=object_type,
+            object_id=object_id,
+            details={"for": "report.exported", "report": kind},
+        )
+        return False
+    return True
+
+
+def report_export_start(
+    *,
+    actor,
+    kind: str,
+    format: str,
+    object_type: str,
+    object_id: object,
+    filters: Sequence[tuple[str, str]],
+    details: dict | None = None,
+) -> ReportMeta:
+    """Audit the export (`report.exported`: the report kind, the format, the object's id; ids and codes
+    only), then read the chain head that the report will print."""
+    if kind not in TITLES or format not in FORMATS:
+        raise ValueError(f"Unknown report {kind!r} or format {format!r}.")
+    event = audit_record(
+        actor=actor,
+        action="report.exported",
+        object_type=object_type,
+        object_id=object_id,
+        details={"kind": kind, "format": format, **(details or {})},
+    )
+    return ReportMeta(
+        kind=kind,
+        format=format,
+        filters=tuple(filters),
+        generated_at=timezone.now(),
+        generated_by=actor.email,
+        generated_by_role=role_of(actor),
+        chain_head=audit_chain_head(),
+        export_event_id=event.pk,
+    )
+
+
+def report_filename(meta: ReportMeta, subject: str) -> str:
+    """Ids and dates only: a filename travels in headers, downloads folders and mail (R-NO-PHI-LEAK)."""
+    stamp = meta.generated_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{meta.kind.replace('_', '-')}-{subject}-{stamp}.{meta.format}"
+
+
+def _download_headers(response, filename: str) -> None:
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+
+
+@contextmanager
+def report_snapshot():
+    """Everything one report reads, in one read-only transaction: on PostgreSQL a REPEATABLE READ snapshot, so
+    the totals on a report agree with its rows even while campaigns send. It also lets the server-side cursor
+    stream: outside a transaction Django declares it WITH HOLD, and PostgreSQL then computes and stores the
+    whole result before the first row (measured: bench/report_export.py)."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                # Nested in a caller's transaction (a test's), the isolation is the caller's: it has begun.
+                if len(connection.atomic_blocks) == 1:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                # IsoUtc's text: ISO output, in UTC, whatever the server's defaults.
+                cursor.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+                cursor.execute("SET LOCAL TimeZone = 'UTC'")
+        yield
+
+
+# --- CSV ------------------------------------------------------------------------------------------------------
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str | None) -> str:
+    """Free text (a campaign name, a typed signature) that a spreadsheet would run as a formula is quoted
+    with a leading apostrophe (CSV injection, OWASP)."""
+    if not text:
+        return ""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def csv_preamble(meta: ReportMeta, extra: Iterable[tuple[str, object]] = ()) -> Iterator[list]:
+    """Provenance lines, each starting with '#', before the table (read_csv(comment="#") skips them)."""
+    yield ["# report", meta.title]
+    yield ["# organisation", spreadsheet_safe(meta.organisation)]
+    for name, value in meta.filters:
+        yield [f"# filter: {name}", value]
+    yield ["# generated_at", iso_utc(meta.generated_at)]
+    yield ["# generated_by", f"{meta.generated_by} ({meta.generated_by_role})"]
+    yield ["# audit_chain_head", meta.chain_head.label]
+    yield ["# export_audit_event", f"#{meta.export_event_id}"]
+    for name, value in extra:
+        yield [f"# {name}", value]
+
+
+def _times_as_text(row: Sequence) -> list:
+    return [iso_utc(value) if isinstance(value, datetime) else value for value in row]
+
+
+def csv_stream(
+    *,
+    preamble: Iterable[Sequence],
+    header: Sequence[str],
+    rows: Iterable[Sequence],
+    trailer: Callable[[], Iterable[Sequence]] | None = None,
+    times_as_text: bool = False,
+) -> Iterator[str]:
+    """The CSV text in pieces of CSV_ROWS_PER_CHUNK rows. Lazy: nothing is read from `rows` until the first
+    piece is asked for, and never more than one piece is held, whatever the number of rows.
+
+    `trailer`, called once the rows are written, gives '#' lines for the end (totals counted while
+    streaming). Datetimes are written as iso_utc; `times_as_text` says the rows already hold them so
+    (IsoUtc), sparing a check per value."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerows(preamble)
+    writer.writerow(header)
+    rows = iter(rows if times_as_text else map(_times_as_text, rows))
+    while True:
+        # csv's C loop pulls the rows itself: no Python statement per row here.
+        writer.writerows(islice(rows, CSV_ROWS_PER_CHUNK))
+        piece = buffer.getvalue()
+        if not piece:
+            break
+        yield piece
+        buffer.seek(0)
+        buffer.truncate()
+    if trailer is not None:
+        writer.writerows(trailer())
+        yield buffer.getvalue()
+
+
+def csv_response(meta: ReportMeta, *, subject: str, content: Iterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
+    _download_headers(response, report_filename(meta, subject))
+    return response
+
+
+# --- PDF ------------------------------------------------------------------------------------------------------
+
+
+def pdf_render(template: str, context: dict) -> bytes:
+    """WeasyPrint, as for the signed authorization copy (consent.pdf): self-contained HTML, and a fetcher
+    that refuses every outside resource."""
+    from weasyprint import HTML
+
+    html = render_to_string(template, context)
+    return HTML(string=html, url_fetcher=_no_fetch).write_pdf()
+
+
+def _no_fetch(url: str, timeout: int = 10, ssl_context=None):
+    raise ValueError("A compliance report loads no outside resource.")
+
+
+def pdf_response(meta: ReportMeta, *, subject: str, template: str, context: dict) -> HttpResponse:
+    pdf = pdf_render(
+        template,
+        {
+            "meta": meta,
+            "row_limit": PDF_TABLE_ROW_LIMIT,
+            "postal_address": getattr(settings, "HIPAAMAIL_POSTAL_ADDRESS", ""),
+            **context,
+        },
+    )
+    response = HttpResponse(pdf, content_type="application/pdf")
+    _download_headers(response, report_filename(meta, subject))
+    return response
+
+
+class Limited:
+    """The first `limit` items of an iterable for a PDF table, and whether there were more."""
+
+    def __init__(self, items: Iterable, limit: int = PDF_TABLE_ROW_LIMIT):
+        self.items = []
+        self.truncated = False
+        for item in items:
+            if len(self.items) == limit:
+                self.truncated = True
+                break
+            self.items.append(item)
+        if hasattr(items, "close"):
+            items.close()  # a generator over a server-side cursor: release the cursor now
+        self.limit = limit
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)

@@ -1,0 +1,191 @@
+"""In Chromium, as a compliance officer would: sign in with a password and an authenticator code, open Reports
+from the menu, and download each report as a PDF after typing a code again (a wrong code first: no file, an
+error on the page). Each PDF is read back (pdftotext) and, with SCREENSHOT_DIR set, its first page is kept as
+a PNG for docs/screenshots (pdftoppm -png -r 80). The page passes axe-core. Marked `browser`.
+R-SEC-MFA, R-SEC-AUDIT, R-SEND-EVIDENCE, R-MIN-NECESSARY."""
+import os
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from django.utils import timezone
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from audit.models import AuditEvent
+from campaigns import services
+from campaigns.models import Delivery
+from campaigns.tests.factories import campaign_approved_make
+from conftest import assert_accessible, browser_sign_in, screenshot
+from consent import documents
+from consent.models import Authorization, Revocation
+from consent.services import authorization_grant, authorization_revoke
+from consent.tests.factories import form_published_make, patient_make, purpose_make
+from hipaamail.tests.factories import staff_make
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+FIRST = ["Margaret", "Peter", "Ruth", "Daniel", "Grace", "Alan", "Frances", "John", "Radia", "Ken", "Ada", "Edsger"]
+LAST = ["Olsen", "Ames", "Hopper", "Turing", "Allen", "Backus", "Perlman", "Thompson", "Lovelace", "Dijkstra"]
+
+
+@pytest.fixture
+def browser_context_args() -> dict:
+    return {"viewport": {"width": 1280, "height": 900}, "accept_downloads": True}
+
+
+def _grant(patient, purpose, form, *, name: str, days_ago: int, **extra) -> Authorization:
+    text = documents.form_text(form)
+    now = timezone.now()
+    return authorization_grant(
+        actor=extra.pop("actor", None),
+        patient=patient,
+        purpose=purpose,
+        form_version=form,
+        signed_at=now - timedelta(days=days_ago),
+        expires_at=now + timedelta(days=730 - days_ago),
+        document_text=text,
+        text_hash=documents.text_hash(text),
+        signature_name=name,
+        signed_ip=extra.pop("signed_ip", "198.51.100.23"),
+        user_agent=extra.pop("user_agent", "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) Safari/604.1"),
+        **extra,
+    )
+
+
+def _send(campaign) -> None:
+    with mock.patch("campaigns.services._wake_dispatch"):  # sent in-process here, not by a worker
+        services.campaign_launch(actor=campaign.approved_by, campaign_id=campaign.pk)
+    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+        pass
+    services.campaign_finish_if_done(campaign_id=campaign.pk)
+
+
+def _clinic():
+    """A small clinic's month: two purposes, a dozen patients, two campaigns of the same purpose; the patient
+    whose ledger is read signed both forms (one by her son as her representative, recorded from paper),
+    received the first campaign, unsubscribed in one click, and was left out of the second."""
+    cpap = purpose_make(code="cpap-supplies", name="CPAP supplies", description="New masks and filters.")
+    cpap_form = form_published_make(cpap)
+    diabetes = purpose_make(code="diabetes-education", name="Diabetes education program",
+                            description="Classes about living well with diabetes.")
+    diabetes_form = form_published_make(diabetes)
+    staff = staff_make(role="compliance officer", email="records@riverside-health.example")
+    margaret = patient_make(email="margaret.olsen@example.org", full_name="Margaret Olsen", external_id="MRN-20931")
+    _grant(margaret, cpap, cpap_form, name="Margaret Olsen", days_ago=40)
+    _grant(margaret, diabetes, diabetes_form, name="Peter Olsen", days_ago=12, channel=Authorization.Channel.WRITTEN,
+           actor=staff, signed_by_representative=True, representative_authority="Son, health care power of attorney",
+           signed_ip="", user_agent="")
+    others = []
+    for n in range(11):
+        patient = patient_make(full_name=f"{FIRST[n]} {LAST[n % len(LAST)]}", external_id=f"MRN-3{n:04d}")
+        others.append(patient)
+        if n < 8:
+            _grant(patient, cpap, cpap_form, name=patient.full_name, days_ago=30 - n)
+    authorization_revoke(actor=None, patient_id=others[7].pk, purpose_id=cpap.pk, channel=Revocation.Channel.PORTAL)
+    spring = campaign_approved_make(purpose=cpap, name="Spring CPAP refill", subject="New masks are here")
+    _send(spring)
+    margaret_delivery = Delivery.objects.get(campaign=spring, patient=margaret)
+    services.delivery_unsubscribe(delivery_id=margaret_delivery.pk)
+    bounced = Delivery.objects.get(campaign=spring, patient=others[2])
+    # The mail provider's report of a hard bounce (what comes from outside the project is simulated).
+    Delivery.objects.filter(pk=bounced.pk).update(bounced_at=timezone.now(), bounce_type="hard")
+    summer = campaign_approved_make(purpose=cpap, name="Summer travel kit", subject="Travelling with your CPAP")
+    _send(summer)
+    return {"spring": spring, "summer": summer, "margaret": margaret}
+
+
+def _code(user) -> str:
+    """The current code of the officer's authenticator. django-otp accepts a step's code once; the test
+    downloads three reports within one 30-second step, so the last-used step is reset before each."""
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    TOTPDevice.objects.filter(pk=device.pk).update(last_t=-1, throttling_failure_count=0)
+    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
+
+
+def _pdf_text(path: Path) -> str:
+    if not shutil.which("pdftotext"):
+        return ""
+    out = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    return " ".join(out.split())
+
+
+def _keep_first_page(path: Path, name: str) -> None:
+    folder = os.environ.get("SCREENSHOT_DIR")
+    if folder and shutil.which("pdftoppm"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(path), str(Path(folder) / name)],
+            check=True,
+        )
+
+
+def _download(page, form_id: str, officer, tmp_path: Path, name: str) -> tuple[Path, str]:
+    form = page.locator(f"form#{form_id}")
+    form.get_by_label("PDF document").check()
+    form.get_by_label("Code from your authenticator app").fill(_code(officer))
+    with page.expect_download() as download_info:
+        form.get_by_role("button").click()
+    download = download_info.value
+    path = tmp_path / f"{name}.pdf"
+    download.save_as(path)
+    assert path.read_bytes()[:5] == b"%PDF-"
+    return path, download.suggested_filename
+
+
+def test_compliance_officer_downloads_each_report_as_a_pdf(page, live_server, axe_js, tmp_path):
+    world = _clinic()
+    officer = staff_make(role="compliance officer", email="c.ramirez@riverside-health.example", with_totp=True)
+
+    browser_sign_in(page, live_server, officer)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Reports").click()
+    page.wait_for_url("**/reports/")
+    assert page.locator("h1").inner_text() == "Reports"
+    assert_accessible(page, axe_js)
+
+    # A wrong code: no file, a clear error, the failure audited.
+    evidence = page.locator("form#campaign-evidence")
+    evidence.get_by_label("Campaign").select_option(str(world["spring"].pk))
+    evidence.get_by_label("Code from your authenticator app").fill("000000")
+    evidence.get_by_role("button").click()
+    page.wait_for_selector("form#campaign-evidence .errorlist")
+    assert "That code did not work" in page.locator("form#campaign-evidence").inner_text()
+    assert AuditEvent.objects.filter(action="mfa.reentry_failed", actor=officer).count() == 1
+    assert not AuditEvent.objects.filter(action="report.exported").exists()
+    screenshot(page, "84-reports")
+
+    path, filename = _download(page, "campaign-evidence", officer, tmp_path, "evidence")
+    assert filename.startswith(f"campaign-evidence-campaign-{world['spring'].pk}-")
+    text = _pdf_text(path)
+    if text:
+        assert "Campaign evidence report" in text and "Spring CPAP refill" in text and "Page 1 of" in text
+        assert "Sent without a covering authorization: 0" in text
+    _keep_first_page(path, "85-report-campaign-evidence")
+
+    page.locator("form#patient-ledger").get_by_label("Patient number").fill(str(world["margaret"].pk))
+    path, filename = _download(page, "patient-ledger", officer, tmp_path, "ledger")
+    assert filename.startswith(f"patient-ledger-patient-{world['margaret'].pk}-") and "Olsen" not in filename
+    text = _pdf_text(path)
+    if text:
+        for expected in ["Patient consent ledger", "MRN-20931", "Margaret Olsen", "Son, health care power of attorney",
+                         "Authorization revoked", "Spring CPAP refill", "Summer travel kit", "Page 1 of"]:
+            assert expected in text, expected
+    _keep_first_page(path, "86-report-patient-ledger")
+
+    summary = page.locator("form#compliance-summary")
+    today = timezone.localdate()
+    summary.get_by_label("From (first day)").fill((today - timedelta(days=60)).isoformat())
+    summary.get_by_label("To (last day, included)").fill(today.isoformat())
+    path, filename = _download(page, "compliance-summary", officer, tmp_path, "summary")
+    text = _pdf_text(path)
+    if text:
+        for expected in ["Compliance summary", "Revocation to effect", "Staff access to patient data",
+                         "Messages sent without a covering authorization in the period: 0", "Page 1 of"]:
+            assert expected in text, expected
+    _keep_first_page(path, "87-report-compliance-summary")
+
+    exports = AuditEvent.objects.filter(action="report.exported", actor=officer).order_by("id")
+    assert [event.details["kind"] for event in exports] == ["campaign_evidence", "patient_ledger", "compliance_summary"]
