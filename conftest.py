@@ -78,6 +78,17 @@ def page(browser_context):
     return browser_context.new_page()
 
 
+def totp_code(user) -> str:
+    """The current TOTP code of the user's confirmed device, with its throttle and last-used step reset, so a
+    test can enter a code again within the same 30 seconds (a person would wait for the next code)."""
+    device = TOTPDevice.objects.get(user=user, confirmed=True)
+    device.throttling_failure_count = 0
+    device.throttling_failure_timestamp = None
+    device.last_t = -1
+    device.save()
+    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
+
+
 def screenshot(page, name: str) -> None:
     """A full-page screenshot to $SCREENSHOT_DIR/<name>.png, when SCREENSHOT_DIR is set."""
     folder = os.environ.get("SCREENSHOT_DIR")
