@@ -174,7 +174,14 @@ def existing_data() -> dict:
 
 
 def _rss_mb() -> float:
+    """The process's peak resident set size so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def _rss_now_mb() -> float:
+    """The resident set size now (Linux: /proc/self/statm, in pages)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def measure_export(campaign_id: int, officer_id: int) -> dict:
@@ -194,11 +201,15 @@ def measure_export(campaign_id: int, officer_id: int) -> dict:
         object_id=campaign_id, filters=[("Campaign", f"#{campaign_id}")],
     )
     response = campaign_evidence.campaign_evidence_csv(meta, campaign_id=campaign_id)
-    size = lines = comments = 0
+    size = lines = comments = pieces = 0
     first_byte = None
+    samples = []
     for piece in response:  # bytes, as handed to the WSGI server
         if first_byte is None:
             first_byte = time.perf_counter() - started
+        pieces += 1
+        if pieces % 50 == 1:
+            samples.append(_rss_now_mb())
         size += len(piece)
         comments += piece.startswith(b"#")
         lines += piece.count(b"\n")
@@ -214,6 +225,10 @@ def measure_export(campaign_id: int, officer_id: int) -> dict:
         "rows_per_second": rows / elapsed,
         "rss_before_mb": rss_before,
         "peak_rss_mb": _rss_mb(),
+        "rss_during_min_mb": min(samples),
+        "rss_during_max_mb": max(samples),
+        "rss_first_piece_mb": samples[0],
+        "rss_last_sample_mb": samples[-1],
     }
 
 
@@ -294,7 +309,9 @@ def main() -> None:
         print(
             f"run {run}: {result['rows']:,} rows, {result['bytes'] / 1e6:.1f} MB in {result['seconds']:.2f} s "
             f"= {result['rows_per_second']:,.0f} rows/s; first byte after {result['first_byte_seconds'] * 1000:.0f} ms; "
-            f"RSS before {result['rss_before_mb']:.1f} MB, peak {result['peak_rss_mb']:.1f} MB"
+            f"RSS before {result['rss_before_mb']:.1f} MB, peak {result['peak_rss_mb']:.1f} MB; "
+            f"RSS while streaming {result['rss_during_min_mb']:.1f} to {result['rss_during_max_mb']:.1f} MB "
+            f"(first piece {result['rss_first_piece_mb']:.1f}, last sample {result['rss_last_sample_mb']:.1f})"
         )
         assert result["rows"] == ids["deliveries"], (result["rows"], ids["deliveries"])
     rate = statistics.median(result["rows_per_second"] for result in results)

@@ -155,7 +155,7 @@ def test_compliance_officer_downloads_each_report_as_a_pdf(page, live_server, ax
     assert "That code did not work" in page.locator("form#campaign-evidence").inner_text()
     assert AuditEvent.objects.filter(action="mfa.reentry_failed", actor=officer).count() == 1
     assert not AuditEvent.objects.filter(action="report.exported").exists()
-    screenshot(page, "84-reports")
+    screenshot(page, "88-reports-page")
 
     path, filename = _download(page, "campaign-evidence", officer, tmp_path, "evidence")
     assert filename.startswith(f"campaign-evidence-campaign-{world['spring'].pk}-")
