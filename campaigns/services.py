@@ -22,8 +22,8 @@ from campaigns.messages import CampaignRender, message_id_parts
 from campaigns.models import Campaign, Delivery
 from campaigns.permissions import may_control_sending
 from campaigns.scheduling import schedule_time_check, timezone_is_known
-from campaigns.selectors import delivery_block_reason_list
 from campaigns.segments import segment_patient_ids
+from campaigns.selectors import delivery_block_reason_list
 from campaigns.transport import rate_limiter, transport_for_settings
 from consent.models import Purpose, Revocation, Suppression
 from consent.selectors import (
@@ -234,6 +234,13 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
             )
         if campaign.status not in (Campaign.Status.APPROVED, Campaign.Status.SCHEDULED):
             raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be launched.")
+        # Checked again at launch: a block retired or a form version that dropped a merge field since the
+        # approval (R-SEND-SCOPE) stops the launch with the reason, rather than every batch failing to render.
+        from campaigns.content import content_of, content_problems
+
+        refused = content_problems(content_of(campaign))
+        if refused:
+            raise ValidationError([ValidationError(problem.message, code=problem.code) for problem in refused])
         if connection.vendor == "postgresql":
             audience, queued, blocked_counts = _deliveries_materialise_postgresql(campaign=campaign)
         else:
@@ -250,6 +257,26 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
         )
         transaction.on_commit(lambda: _wake_dispatch(campaign.pk))
     return campaign
+
+
+def campaign_launch_refuse(*, campaign_id: int, codes: list[str]) -> None:
+    """The scheduler could not launch a scheduled campaign (its content no longer passes the checks: a retired
+    block, a merge field its purpose's current form dropped). It goes back to draft, so it leaves the schedule
+    and its author sees why on the editor; audited with the problem codes."""
+    with transaction.atomic(durable=True):
+        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
+        if campaign.status != Campaign.Status.SCHEDULED:
+            return
+        campaign.status = Campaign.Status.DRAFT
+        campaign.save(update_fields=["status"])
+        audit_record(
+            actor=None,
+            action="campaign.launch_refused",
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={"from": Campaign.Status.SCHEDULED, "to": campaign.status, "codes": sorted(set(codes))[:10]},
+        )
+    logger.warning("scheduled campaign %s not launched: %s", campaign_id, ",".join(sorted(set(codes))))
 
 
 def _deliveries_materialise_python(*, campaign: Campaign) -> tuple[int, int, dict[str, int]]:
@@ -599,7 +626,10 @@ def _deliveries_record(*, sent: dict[int, int], blocked: dict[int, str], failed:
     for pk, error in failed.items():
         by_error[error].append(pk)
     for error, pks in by_error.items():
-        Delivery.objects.filter(pk__in=pks).update(status=Delivery.Status.FAILED, error=error, lease_expires_at=None)
+        # Every failure recorded here is the server refusing the recipient (5xx): a hard bounce, counted as one.
+        Delivery.objects.filter(pk__in=pks).update(
+            status=Delivery.Status.FAILED, error=error, lease_expires_at=None, bounce_type="hard", bounced_at=Now()
+        )
     if released:
         # Never handed to the server (the batch stopped before them): queued again at once, no duplicate risk.
         Delivery.objects.filter(pk__in=released).update(lease_expires_at=None)

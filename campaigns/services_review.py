@@ -95,10 +95,14 @@ def campaign_update(
         for field in changed:
             setattr(campaign, field, new[field])
         previous = campaign.status
+        voided = []
         if previous == Campaign.Status.APPROVED:
+            # The approval is void: nobody has approved this version (the audit trail keeps who approved the last).
             campaign.status = Campaign.Status.DRAFT
+            campaign.approved_by, campaign.approved_at = None, None
+            voided = ["approved_by", "approved_at"]
         campaign.full_clean()
-        campaign.save(update_fields=[*changed, "status"])
+        campaign.save(update_fields=[*changed, "status", *voided])
         if blocks_changed:
             CampaignBlock.objects.filter(campaign=campaign).delete()
             CampaignBlock.objects.bulk_create(

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from celery import shared_task
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from campaigns import bounces, selectors, services
 
@@ -22,8 +23,15 @@ def campaign_dispatch_task(campaign_id: int) -> None:
 
 @shared_task
 def campaign_launch_due_task() -> None:
+    """Launch each scheduled campaign whose time has come. One that was launched meanwhile (the button) is
+    skipped; one whose content no longer passes its checks goes back to its author (campaign_launch_refuse)."""
     for campaign_id in selectors.campaign_due_list():
-        services.campaign_launch(actor=None, campaign_id=campaign_id)
+        try:
+            services.campaign_launch(actor=None, campaign_id=campaign_id)
+        except services.CampaignAlreadyLaunched:
+            continue
+        except ValidationError as error:
+            services.campaign_launch_refuse(campaign_id=campaign_id, codes=[e.code or "invalid" for e in error.error_list])
 
 
 @shared_task

@@ -4,6 +4,7 @@ ask for the second factor again (R-SEC-MFA). Every action audited with ids and c
 from unittest import mock
 
 import pytest
+from django.core import mail
 from django.core.exceptions import ValidationError
 from django.test import TestCase
 from django.urls import reverse
@@ -11,8 +12,6 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
-from django.core import mail
-
 from campaigns import services, services_content
 from campaigns.models import Campaign, Delivery
 from campaigns.segments import segment_save
@@ -130,6 +129,7 @@ def test_edit_after_approval_voids_the_approval(verified_client, purpose):
     assert (campaign.status, campaign.body_text) == ("draft", "Changed.")
     assert _actions(campaign)[-2:] == ["campaign.updated", "campaign.approval_voided"]
     assert AuditEvent.objects.get(action="campaign.approval_voided").details == {"from": "approved", "to": "draft"}
+    assert (campaign.approved_by_id, campaign.approved_at) == (None, None)  # nobody approved this version
     with pytest.raises(ValidationError):
         services.campaign_launch(actor=staff_make(role="compliance officer"), campaign_id=campaign.pk)
 

@@ -310,6 +310,8 @@ def test_r_bounce_suppress_a_550_fails_that_delivery_with_its_code_and_the_batch
 
     (failed,) = [d for d in Delivery.objects.filter(campaign=campaign).select_related("patient") if d.patient.email == emails[1]]
     assert (failed.status, failed.error, failed.sent_at) == ("failed", "smtp 550", None)
+    # Counted as a hard bounce in the results, like one reported later by a DSN or a provider.
+    assert failed.bounce_type == "hard" and failed.bounced_at is not None
     assert _statuses(campaign) == {emails[0]: "sent", emails[1]: "failed", emails[2]: "sent"}
     batch = AuditEvent.objects.get(action="delivery.batch_dispatched")
     assert batch.details["failed"] == [failed.pk]
