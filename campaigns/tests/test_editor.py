@@ -8,8 +8,6 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.test import TestCase
 from django.urls import reverse
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
 from campaigns import services, services_content
@@ -17,21 +15,11 @@ from campaigns.models import Campaign, Delivery
 from campaigns.segments import segment_save
 from campaigns.services_review import campaign_reject
 from campaigns.tests.factories import block_make, campaign_approved_make, campaign_make, template_make
+from conftest import totp_code
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
 from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
-
-
-def _code(user) -> str:
-    """The current TOTP code of the user's device, with the throttle and the last-used step reset so a test
-    can try again within the same 30 seconds."""
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
-    device.throttling_failure_count = 0
-    device.throttling_failure_timestamp = None
-    device.last_t = -1
-    device.save()
-    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
 
 
 def _wrong(code: str) -> str:
@@ -188,7 +176,7 @@ def test_marketer_gets_404_on_review_and_send(verified_client, submitted, path):
 def test_r_sec_mfa_approve_needs_the_second_factor_re_entered(verified_client, submitted):
     """R-SEC-MFA: a wrong code approves nothing and is audited; the right one approves."""
     officer = verified_client.sign_in(role="compliance officer")
-    code = _code(officer)
+    code = totp_code(officer)
 
     wrong = verified_client.post(
         f"/campaigns/{submitted.pk}/review/", {"decision": "approve", "approve-code": _wrong(code)}
@@ -200,7 +188,7 @@ def test_r_sec_mfa_approve_needs_the_second_factor_re_entered(verified_client, s
     failed = AuditEvent.objects.get(action="mfa.reentry_failed")
     assert (failed.actor_id, failed.object_id, failed.details) == (officer.pk, str(submitted.pk), {"for": "campaign.approve"})
 
-    right = verified_client.post(f"/campaigns/{submitted.pk}/review/", {"decision": "approve", "approve-code": _code(officer)})
+    right = verified_client.post(f"/campaigns/{submitted.pk}/review/", {"decision": "approve", "approve-code": totp_code(officer)})
 
     submitted.refresh_from_db()
     assert right.status_code == 302 and submitted.status == "approved"
@@ -215,7 +203,7 @@ def test_author_cannot_approve_their_own_campaign(verified_client, purpose):
     services.campaign_submit(actor=officer, campaign_id=campaign.pk)
 
     page = verified_client.get(f"/campaigns/{campaign.pk}/review/").content.decode()
-    response = verified_client.post(f"/campaigns/{campaign.pk}/review/", {"decision": "approve", "approve-code": _code(officer)})
+    response = verified_client.post(f"/campaigns/{campaign.pk}/review/", {"decision": "approve", "approve-code": totp_code(officer)})
 
     campaign.refresh_from_db()
     assert "you cannot approve it" in page
@@ -260,7 +248,7 @@ def test_send_now_needs_the_code_then_launches_and_shows_progress(verified_clien
     patient_make()
     campaign = campaign_approved_make(purpose=purpose)
     officer = verified_client.sign_in(role="compliance officer")
-    code = _code(officer)
+    code = totp_code(officer)
 
     with mock.patch("campaigns.services._wake_dispatch") as wake:
         wrong = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": _wrong(code)})
@@ -269,7 +257,7 @@ def test_send_now_needs_the_code_then_launches_and_shows_progress(verified_clien
         assert AuditEvent.objects.get(action="mfa.reentry_failed").details == {"for": "campaign.launch"}
 
         with TestCase.captureOnCommitCallbacks(execute=True):
-            right = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": _code(officer)})
+            right = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": totp_code(officer)})
 
     campaign.refresh_from_db()
     assert right.status_code == 302 and right["Location"] == f"/campaigns/{campaign.pk}/"
@@ -284,7 +272,7 @@ def test_send_now_refuses_a_campaign_that_is_not_approved(verified_client, submi
     officer = verified_client.sign_in(role="administrator")
 
     with mock.patch("campaigns.services._wake_dispatch") as wake:
-        response = verified_client.post(f"/campaigns/{submitted.pk}/launch/", {"launch-code": _code(officer)})
+        response = verified_client.post(f"/campaigns/{submitted.pk}/launch/", {"launch-code": totp_code(officer)})
 
     assert response.status_code == 200 and b"cannot be launched" in response.content
     assert not Delivery.objects.exists()
@@ -320,7 +308,7 @@ def test_in_chromium_marketer_writes_and_submits_then_officer_approves(page, liv
     browser_sign_in(page, live_server, officer)
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/review/")
     assert page.inner_text("[data-count=covered]") == "12"
-    page.fill("input[name=approve-code]", _code(officer))
+    page.fill("input[name=approve-code]", totp_code(officer))
     page.click("button[value=approve]")
     page.wait_for_selector("text=Approved. It can be sent now.")
     screenshot(page, "campaign-review")

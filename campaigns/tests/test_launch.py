@@ -12,8 +12,6 @@ from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
 from campaigns import services, tasks
@@ -21,7 +19,7 @@ from campaigns.models import Campaign, Delivery
 from campaigns.segments import segment_patient_ids, segment_save
 from campaigns.selectors import delivery_block_reason_list
 from campaigns.tests.factories import campaign_approved_make
-from conftest import requires_postgresql
+from conftest import requires_postgresql, totp_code
 from consent.models import AuthorizationDefect, Suppression
 from consent.services import (
     authorization_defect_record,
@@ -36,16 +34,6 @@ from hipaamail.tests.factories import staff_make
 pytestmark = pytest.mark.django_db
 
 THREAD_TIMEOUT = 60
-
-
-def _code(user) -> str:
-    """The user's current TOTP code, the device's last-used step reset so the same code works again."""
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
-    device.throttling_failure_count = 0
-    device.throttling_failure_timestamp = None
-    device.last_t = -1
-    device.save()
-    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
 
 
 def _mixed_audience(purpose, *, state: str = "IL") -> dict[str, object]:
@@ -205,9 +193,9 @@ def test_posting_the_launch_form_twice_launches_once(verified_client):
 
     with mock.patch("campaigns.services._wake_dispatch") as wake:
         with TestCase.captureOnCommitCallbacks(execute=True):
-            first = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": _code(officer)})
+            first = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": totp_code(officer)})
         with TestCase.captureOnCommitCallbacks(execute=True):
-            second = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": _code(officer)}, follow=True)
+            second = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": totp_code(officer)}, follow=True)
 
     assert first.status_code == 302 and first["Location"] == f"/campaigns/{campaign.pk}/"
     assert second.redirect_chain == [(f"/campaigns/{campaign.pk}/", 302)]
@@ -249,7 +237,7 @@ def test_the_button_after_the_scheduler_is_refused_with_a_clear_message(verified
     with mock.patch("campaigns.services._wake_dispatch"):
         with mock.patch("django.utils.timezone.now", return_value=at):
             tasks.campaign_launch_due_task()
-        response = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": _code(officer)}, follow=True)
+        response = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": totp_code(officer)}, follow=True)
 
     assert "already launched" in response.content.decode()
     assert Delivery.objects.filter(campaign=campaign).count() == 1

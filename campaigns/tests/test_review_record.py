@@ -3,29 +3,19 @@ their campaign page and to reviewers on the review page. The audit trail records
 (R-NO-PHI-LEAK: free text never reaches the audit details)."""
 import pytest
 from django.core.exceptions import PermissionDenied
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
 from campaigns import services
 from campaigns.models import Campaign
 from campaigns.services_review import campaign_reject
 from campaigns.tests.factories import campaign_make
+from conftest import totp_code
 from consent.tests.factories import purpose_make
 from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
 COMMENT = "The subject line promises a cure. Say \u201chelps manage\u201d instead, and drop the exclamation marks."
-
-
-def _code(user) -> str:
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
-    device.throttling_failure_count = 0
-    device.throttling_failure_timestamp = None
-    device.last_t = -1
-    device.save()
-    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
 
 
 @pytest.fixture
@@ -40,7 +30,7 @@ def test_approval_records_the_approver_and_the_time(verified_client, submitted):
     officer = verified_client.sign_in(role="compliance officer")
 
     response = verified_client.post(
-        f"/campaigns/{submitted.pk}/review/", {"decision": "approve", "approve-code": _code(officer)}
+        f"/campaigns/{submitted.pk}/review/", {"decision": "approve", "approve-code": totp_code(officer)}
     )
 
     submitted.refresh_from_db()

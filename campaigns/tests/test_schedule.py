@@ -8,7 +8,6 @@ from unittest import mock
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
-from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
@@ -17,19 +16,11 @@ from campaigns.models import Campaign, Delivery
 from campaigns.scheduling import schedule_display, schedule_local_to_utc
 from campaigns.selectors import campaign_due_list
 from campaigns.tests.factories import campaign_approved_make
+from conftest import totp_code
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
-
-
-def _code(user) -> str:
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
-    device.throttling_failure_count = 0
-    device.throttling_failure_timestamp = None
-    device.last_t = -1
-    device.save()
-    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
 
 
 def _wrong(code: str) -> str:
@@ -77,7 +68,7 @@ def test_r_sec_mfa_scheduling_needs_the_code_and_stores_utc_with_the_zone(verifi
     local = _local_in("America/New_York", timedelta(days=3))
     form = {"schedule-send_at": local, "schedule-timezone": "America/New_York"}
 
-    wrong = verified_client.post(f"/campaigns/{approved.pk}/schedule/", form | {"schedule-code": _wrong(_code(officer))})
+    wrong = verified_client.post(f"/campaigns/{approved.pk}/schedule/", form | {"schedule-code": _wrong(totp_code(officer))})
 
     approved.refresh_from_db()
     assert wrong.status_code == 200 and "That code did not work" in wrong.content.decode()
@@ -85,7 +76,7 @@ def test_r_sec_mfa_scheduling_needs_the_code_and_stores_utc_with_the_zone(verifi
     assert AuditEvent.objects.get(action="mfa.reentry_failed").details == {"for": "campaign.schedule"}
     assert not AuditEvent.objects.filter(action="campaign.scheduled").exists()
 
-    right = verified_client.post(f"/campaigns/{approved.pk}/schedule/", form | {"schedule-code": _code(officer)})
+    right = verified_client.post(f"/campaigns/{approved.pk}/schedule/", form | {"schedule-code": totp_code(officer)})
 
     approved.refresh_from_db()
     expected = schedule_local_to_utc(local=datetime.strptime(local, "%Y-%m-%dT%H:%M"), timezone_name="America/New_York")
@@ -124,7 +115,7 @@ def test_bad_times_are_refused_with_a_clear_error_and_the_code_is_not_spent(veri
 
     response = verified_client.post(
         f"/campaigns/{approved.pk}/schedule/",
-        {"schedule-send_at": value, "schedule-timezone": zone, "schedule-code": _code(officer)},
+        {"schedule-send_at": value, "schedule-timezone": zone, "schedule-code": totp_code(officer)},
     )
 
     approved.refresh_from_db()

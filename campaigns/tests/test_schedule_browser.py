@@ -6,13 +6,11 @@ import re
 from unittest import mock
 
 import pytest
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from campaigns import services
 from campaigns.models import Campaign, Delivery
 from campaigns.tests.factories import campaign_approved_make
-from conftest import assert_accessible, browser_sign_in, screenshot
+from conftest import assert_accessible, browser_sign_in, screenshot, totp_code
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 from hipaamail.tests.factories import staff_make
 
@@ -25,15 +23,6 @@ BROWSER_ZONE = "America/New_York"
 def browser_context_args() -> dict:
     # The officer's browser is in New York; the site's zone is America/Chicago.
     return {"viewport": {"width": 1280, "height": 860}, "timezone_id": BROWSER_ZONE}
-
-
-def _code(user) -> str:
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
-    device.throttling_failure_count = 0
-    device.throttling_failure_timestamp = None
-    device.last_t = -1
-    device.save()
-    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
 
 
 def test_in_chromium_officer_schedules_pauses_resumes_and_cancels(page, live_server, axe_js):
@@ -49,11 +38,11 @@ def test_in_chromium_officer_schedules_pauses_resumes_and_cancels(page, live_ser
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/review/")
     assert page.input_value("select[name=schedule-timezone]") == BROWSER_ZONE
     page.fill("input[name=schedule-send_at]", "2020-01-01T09:00")
-    page.fill("input[name=schedule-code]", _code(officer))
+    page.fill("input[name=schedule-code]", totp_code(officer))
     page.click("#schedule button[type=submit]")
     assert "That time has already passed" in page.locator("#schedule").inner_text()
     page.fill("input[name=schedule-send_at]", "2099-12-01T09:00")
-    page.fill("input[name=schedule-code]", _code(officer))
+    page.fill("input[name=schedule-code]", totp_code(officer))
     page.click("#schedule button[type=submit]")
     page.wait_for_url(f"**/campaigns/{campaign.pk}/")
     shown = "Tue 1 Dec 2099, 09:00 America/New_York (14:00 UTC)"
@@ -71,7 +60,7 @@ def test_in_chromium_officer_schedules_pauses_resumes_and_cancels(page, live_ser
 
     # Send now; a worker (here: this test, in-process) sends the first batch while the page watches.
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/review/")
-    page.fill("input[name=launch-code]", _code(officer))
+    page.fill("input[name=launch-code]", totp_code(officer))
     with mock.patch("campaigns.services._wake_dispatch"):
         page.click("text=Send now >> xpath=ancestor::form//button")
         page.wait_for_url(f"**/campaigns/{campaign.pk}/")
@@ -96,11 +85,11 @@ def test_in_chromium_officer_schedules_pauses_resumes_and_cancels(page, live_ser
     # Cancel, with the code: a wrong one first.
     page.click("text=Cancel the campaign…")
     page.wait_for_url(re.compile(r".*/review/#cancel$"))
-    page.fill("input[name=cancel-code]", "000000" if _code(officer) != "000000" else "111111")
+    page.fill("input[name=cancel-code]", "000000" if totp_code(officer) != "000000" else "111111")
     page.click("#cancel button[type=submit]")
     assert "That code did not work" in page.locator("#cancel").inner_text()
     assert Campaign.objects.get(pk=campaign.pk).status == "sending"
-    page.fill("input[name=cancel-code]", _code(officer))
+    page.fill("input[name=cancel-code]", totp_code(officer))
     page.click("#cancel button[type=submit]")
     page.wait_for_url(f"**/campaigns/{campaign.pk}/")
     assert page.inner_text("h1 .badge") == "Cancelled"
