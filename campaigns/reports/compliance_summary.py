@@ -304,17 +304,20 @@ def compliance_summary_lines(*, period: Period) -> Iterator[Line]:
     yield from _locked_accounts()
 
 
+def _csv_content(meta: exports.ReportMeta, period: Period) -> Iterator[str]:
+    with exports.report_snapshot():
+        yield from exports.csv_stream(
+            preamble=exports.csv_preamble(
+                meta, [("period_start", exports.iso_utc(period.start)), ("period_end", exports.iso_utc(period.end))]
+            ),
+            header=HEADER,
+            rows=(line.as_row() for line in compliance_summary_lines(period=period)),
+        )
+
+
 def compliance_summary_csv(meta: exports.ReportMeta, *, period: Period):
-    rows = (line.as_row() for line in compliance_summary_lines(period=period))
-    content = exports.csv_stream(
-        preamble=exports.csv_preamble(
-            meta,
-            [("period_start", exports.iso_utc(period.start)), ("period_end", exports.iso_utc(period.end))],
-        ),
-        header=HEADER,
-        rows=rows,
-    )
-    return exports.csv_response(meta, subject=_subject(period), content=content)
+    """Lazy like every report CSV: read from one snapshot as the file is sent."""
+    return exports.csv_response(meta, subject=_subject(period), content=_csv_content(meta, period))
 
 
 def _subject(period: Period) -> str:
@@ -322,7 +325,9 @@ def _subject(period: Period) -> str:
 
 
 def compliance_summary_pdf(meta: exports.ReportMeta, *, period: Period):
-    lines = list(compliance_summary_lines(period=period))
+    with exports.report_snapshot():
+        lines = list(compliance_summary_lines(period=period))
+        locked = locked_devices()
     sections: dict[str, list[Line]] = {}
     for line in lines:
         sections.setdefault(line.section, []).append(line)
@@ -387,7 +392,7 @@ def compliance_summary_pdf(meta: exports.ReportMeta, *, period: Period):
                 for line in mfa],
         "mfa_total": value("second-factor failures", "all staff", "all second-factor failures"),
         "sign_in": sections.get("sign-in failures", []),
-        "locked": locked_devices(),
+        "locked": locked,
         "inactive": [line.measure for line in sections.get("locked accounts (at generation)", [])
                      if line.breakdown == "deactivated"],
         "latency_buckets": LATENCY_BUCKETS,

@@ -201,32 +201,38 @@ def patient_ledger_facts(*, patient_id: int) -> PatientFacts:
     )
 
 
+def _csv_content(meta: exports.ReportMeta, patient_id: int) -> Iterator[str]:
+    with exports.report_snapshot():
+        facts = patient_ledger_facts(patient_id=patient_id)
+        preamble = [
+            ("patient_id", facts.patient.pk),
+            ("record_number", exports.spreadsheet_safe(facts.patient.external_id)),
+            ("authorizations", len(facts.authorizations)),
+            ("messages_sent", facts.delivery_counts.get(Delivery.Status.SENT, 0)),
+            ("sent_without_covering_authorization", facts.uncovered["total"]),
+        ]
+        rows = (
+            [row.get(column, "") for column in HEADER]
+            for row in patient_ledger_rows(patient_id=patient_id, authorization_rows=facts.authorizations)
+        )
+        yield from exports.csv_stream(preamble=exports.csv_preamble(meta, preamble), header=HEADER, rows=rows)
+
+
 def patient_ledger_csv(meta: exports.ReportMeta, *, patient_id: int):
-    facts = patient_ledger_facts(patient_id=patient_id)
-    preamble = [
-        ("patient_id", facts.patient.pk),
-        ("record_number", exports.spreadsheet_safe(facts.patient.external_id)),
-        ("authorizations", len(facts.authorizations)),
-        ("messages_sent", facts.delivery_counts.get(Delivery.Status.SENT, 0)),
-        ("sent_without_covering_authorization", facts.uncovered["total"]),
-    ]
-    rows = (
-        [row.get(column, "") for column in HEADER]
-        for row in patient_ledger_rows(patient_id=patient_id, authorization_rows=facts.authorizations)
-    )
-    content = exports.csv_stream(preamble=exports.csv_preamble(meta, preamble), header=HEADER, rows=rows)
-    return exports.csv_response(meta, subject=f"patient-{patient_id}", content=content)
+    """Lazy like every report CSV: read from one snapshot as the file is sent."""
+    return exports.csv_response(meta, subject=f"patient-{patient_id}", content=_csv_content(meta, patient_id))
 
 
 def patient_ledger_pdf(meta: exports.ReportMeta, *, patient_id: int):
-    facts = patient_ledger_facts(patient_id=patient_id)
-    ledger = [
-        row | {"label": EVENT_LABELS.get(row["event"], row["event"])}
-        for row in _authorization_events(facts.authorizations)
-    ]
-    messages = exports.Limited(
-        row | {"label": EVENT_LABELS.get(row["event"], row["event"])} for row in _delivery_events(patient_id)
-    )
+    with exports.report_snapshot():
+        facts = patient_ledger_facts(patient_id=patient_id)
+        ledger = [
+            row | {"label": EVENT_LABELS.get(row["event"], row["event"])}
+            for row in _authorization_events(facts.authorizations)
+        ]
+        messages = exports.Limited(
+            row | {"label": EVENT_LABELS.get(row["event"], row["event"])} for row in _delivery_events(patient_id)
+        )
     context = {
         "facts": facts,
         "patient": facts.patient,

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from datetime import timedelta
 from types import GeneratorType
+from unittest import mock
 
 import pytest
 from django.db.models import QuerySet
@@ -622,3 +623,31 @@ def test_exports_are_post_only(verified_client):
     _officer(verified_client)
 
     assert verified_client.get("/reports/campaign-evidence/").status_code == 405
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fmt", ["csv", "pdf"])
+def test_every_report_reads_in_one_read_only_snapshot_outside_a_test_transaction(verified_client, fmt):
+    """Outside the test's own transaction, report_snapshot opens the real thing (REPEATABLE READ, READ ONLY on
+    PostgreSQL): nothing a report does may write, and each report still comes out whole."""
+    purpose = purpose_make()
+    form = form_published_make(purpose)
+    patient = patient_make(external_id="MRN-7")
+    _grant(patient, purpose, form, name="Ann Lee")
+    campaign = campaign_approved_make(purpose=purpose)
+    with mock.patch("campaigns.services._wake_dispatch"):
+        services.campaign_launch(actor=campaign.approved_by, campaign_id=campaign.pk)
+    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+        pass
+    officer = _officer(verified_client)
+
+    for report, fields in [
+        ("campaign-evidence", {"campaign": campaign.pk}),
+        ("patient-ledger", {"patient": patient.pk}),
+        ("compliance-summary", _today_period()),
+    ]:
+        response = _export(verified_client, officer, report, fmt=fmt, **fields)
+        assert response.status_code == 200, report
+        body = b"".join(response.streaming_content) if response.streaming else response.content
+        assert body.startswith(b"# report," if fmt == "csv" else b"%PDF-"), report
+    assert AuditEvent.objects.filter(action="report.exported").count() == 3
