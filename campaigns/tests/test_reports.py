@@ -14,7 +14,6 @@ from unittest import mock
 import pytest
 from django.db.models import QuerySet
 from django.utils import timezone
-from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
@@ -23,6 +22,7 @@ from campaigns.models import Campaign, Delivery
 from campaigns.reports import campaign_evidence, compliance_summary, exports
 from campaigns.reports.campaign_evidence import campaign_content_hash
 from campaigns.tests.factories import campaign_approved_make
+from conftest import totp_code
 from consent import documents
 from consent.models import Revocation
 from consent.services import authorization_defect_record, authorization_grant, authorization_revoke
@@ -32,17 +32,6 @@ from hipaamail.tests.factories import staff_make
 pytestmark = pytest.mark.django_db
 
 PDFTOTEXT = shutil.which("pdftotext")
-
-
-def _code(user) -> str:
-    """The user's current TOTP code. A TOTP code is good once per 30-second step (django-otp remembers the last
-    step used), so the last-used step and the throttle are reset: a test exports several times in one step."""
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
-    device.throttling_failure_count = 0
-    device.throttling_failure_timestamp = None
-    device.last_t = -1
-    device.save()
-    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
 
 
 def _grant(patient, purpose, form, *, name: str, signed_ago=timedelta(days=3), **extra):
@@ -118,7 +107,7 @@ def _officer(verified_client, role="compliance officer"):
 
 def _export(client, user, report: str, *, fmt: str, code: str | None = None, **fields):
     prefix = {"campaign-evidence": "evidence", "patient-ledger": "ledger", "compliance-summary": "summary"}[report]
-    data = {f"{prefix}-format": fmt, f"{prefix}-code": _code(user) if code is None else code}
+    data = {f"{prefix}-format": fmt, f"{prefix}-code": totp_code(user) if code is None else code}
     data |= {f"{prefix}-{name}": value for name, value in fields.items()}
     return client.post(f"/reports/{report}/", data)
 

@@ -12,14 +12,12 @@ from unittest import mock
 
 import pytest
 from django.utils import timezone
-from django_otp.oath import totp
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
 from campaigns import services
 from campaigns.models import Delivery
 from campaigns.tests.factories import campaign_approved_make
-from conftest import assert_accessible, browser_sign_in, screenshot
+from conftest import assert_accessible, browser_sign_in, screenshot, totp_code
 from consent import documents
 from consent.models import Authorization, Revocation
 from consent.services import authorization_grant, authorization_revoke
@@ -98,14 +96,6 @@ def _clinic():
     return {"spring": spring, "summer": summer, "margaret": margaret}
 
 
-def _code(user) -> str:
-    """The current code of the officer's authenticator. django-otp accepts a step's code once; the test
-    downloads three reports within one 30-second step, so the last-used step is reset before each."""
-    device = TOTPDevice.objects.get(user=user, confirmed=True)
-    TOTPDevice.objects.filter(pk=device.pk).update(last_t=-1, throttling_failure_count=0)
-    return f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
-
-
 def _pdf_text(path: Path) -> str:
     if not shutil.which("pdftotext"):
         return ""
@@ -126,7 +116,7 @@ def _keep_first_page(path: Path, name: str) -> None:
 def _download(page, form_id: str, officer, tmp_path: Path, name: str) -> tuple[Path, str]:
     form = page.locator(f"form#{form_id}")
     form.get_by_label("PDF document").check()
-    form.get_by_label("Code from your authenticator app").fill(_code(officer))
+    form.get_by_label("Code from your authenticator app").fill(totp_code(officer))
     with page.expect_download() as download_info:
         form.get_by_role("button").click()
     download = download_info.value
