@@ -687,8 +687,8 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
             released: list[int] = []
             try:
                 for index, (pk, patient_id, address) in enumerate(deliveries):
-                    authorization = coverage.get(patient_id)
-                    if authorization is None or patient_id in gaps:
+                    authorization_id = coverage.get(patient_id)
+                    if authorization_id is None or patient_id in gaps:
                         blocked[pk] = gaps[patient_id]
                         continue
                     message = render.assemble(delivery_id=pk, to_address=address)
@@ -713,7 +713,7 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
                         transient = error
                         released = [later for later, _, _ in deliveries[index:]]
                         break
-                    sent[pk] = authorization.pk
+                    sent[pk] = authorization_id
             finally:
                 transport.close()
             _deliveries_record(sent=sent, blocked=blocked, failed=failed, released=released)

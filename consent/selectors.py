@@ -63,13 +63,14 @@ def authorization_covering_list(
     return covering
 
 
-def authorization_lock_covering(*, purpose_id: int, patient_ids: Iterable[int]) -> dict[int, Authorization]:
+def authorization_lock_covering(*, purpose_id: int, patient_ids: Iterable[int]) -> dict[int, int]:
     """Lock the authorizations that cover these patients, then decide coverage again after the lock.
 
     Must run inside the transaction that sends. The rows are locked FOR SHARE in primary-key order, so
     concurrent senders do not block each other while a revocation (which locks FOR UPDATE) waits for the
     sending transaction to commit; a revocation that committed before the lock is seen by the re-check,
-    which is a new statement with a new snapshot. Returns {patient_id: covering authorization}.
+    which is a new statement with a new snapshot. Returns {patient_id: covering authorization's id}: ids only,
+    so the sender's hot path never loads (nor decrypts) an authorization's evidence.
     """
     patient_ids = list(patient_ids)
     candidate_ids = list(
@@ -91,7 +92,7 @@ def authorization_lock_covering(*, purpose_id: int, patient_ids: Iterable[int]) 
         id__in=candidate_ids
     )
     # With several covering authorizations, the most recent is the evidence recorded.
-    return {authorization.patient_id: authorization for authorization in covered.order_by("id")}
+    return dict(covered.order_by("id").values_list("patient_id", "id"))
 
 
 def authorization_gap_list(*, purpose_id: int, patient_ids: Iterable[int]) -> dict[int, str]:
