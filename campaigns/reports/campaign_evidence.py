@@ -164,11 +164,14 @@ def _unsubscribed() -> Q:
     )
 
 
-def campaign_evidence_rows(*, campaign_id: int, status: str | None = None, only: Q | None = None) -> Iterator[tuple]:
+def campaign_evidence_rows(
+    *, campaign_id: int, status: str | None = None, only: Q | None = None, limit: int | None = None
+) -> Iterator[tuple]:
     """One tuple per delivery (HEADER's columns), in delivery order, from a server-side cursor: the whole
     audience, however large, in constant memory. Times come as text from the database (exports.IsoUtc,
     "2026-11-25T22:48:26.123456Z"), None for none. The last column is the coverage check of the row, made by
-    the database from the stored evidence (campaigns.reports.coverage.covered_at_send)."""
+    the database from the stored evidence (campaigns.reports.coverage.covered_at_send). With `limit`, the first
+    rows only, by LIMIT (a PDF table), which lets the database stop early."""
     purpose_id = Campaign.objects.filter(pk=campaign_id).values_list("purpose_id", flat=True).get()
     deliveries = Delivery.objects.filter(campaign_id=campaign_id)
     if status is not None:
@@ -179,12 +182,15 @@ def campaign_evidence_rows(*, campaign_id: int, status: str | None = None, only:
     columns = [
         f"_text_{index}" if column in _TIME_COLUMNS else column for index, column in enumerate(_COLUMNS)
     ]
-    yield from (
+    rows = (
         deliveries.annotate(**texts, _covered=covered_at_send(purpose_id=purpose_id))
         .order_by("id")
         .values_list(*columns, "_covered")
-        .iterator(chunk_size=exports.CURSOR_CHUNK_SIZE)
     )
+    if limit is not None:
+        yield from rows[:limit]
+    else:
+        yield from rows.iterator(chunk_size=exports.CURSOR_CHUNK_SIZE)
 
 
 _STATUS = HEADER.index("outcome")
@@ -259,7 +265,9 @@ def _row_dict(values: tuple) -> dict:
 
 
 def _rows(campaign_id: int, **filters) -> exports.Limited:
-    return exports.Limited(_row_dict(values) for values in campaign_evidence_rows(campaign_id=campaign_id, **filters))
+    # One row past the limit tells the table that there were more.
+    rows = campaign_evidence_rows(campaign_id=campaign_id, limit=exports.PDF_TABLE_ROW_LIMIT + 1, **filters)
+    return exports.Limited(_row_dict(values) for values in rows)
 
 
 def campaign_evidence_pdf(meta: exports.ReportMeta, *, campaign_id: int):

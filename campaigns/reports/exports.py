@@ -50,7 +50,7 @@ CSV_ROWS_PER_CHUNK = 1000
 CURSOR_CHUNK_SIZE = 5000
 # A PDF is laid out whole in memory and read by a person: past this many rows per table it prints the first
 # rows and says that the CSV export holds every one.
-PDF_TABLE_ROW_LIMIT = 2000
+PDF_TABLE_ROW_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -350,7 +350,8 @@ def pdf_response(meta: ReportMeta, *, subject: str, template: str, context: dict
 class Limited:
     """The first `limit` items of an iterable for a PDF table, and whether there were more."""
 
-    def __init__(self, items: Iterable, limit: int = PDF_TABLE_ROW_LIMIT):
+    def __init__(self, items: Iterable, limit: int | None = None):
+        limit = PDF_TABLE_ROW_LIMIT if limit is None else limit
         self.items = []
         self.truncated = False
         for item in items:

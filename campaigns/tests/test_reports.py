@@ -282,6 +282,21 @@ def test_campaign_evidence_pdf_has_headings_provenance_and_page_numbers(verified
     assert f"#{world['authorizations']['covered'].pk}" in text
 
 
+@pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
+def test_a_long_pdf_table_says_it_is_cut_and_that_the_csv_has_every_row(verified_client, world, tmp_path, monkeypatch):
+    officer = _officer(verified_client)
+    monkeypatch.setattr(exports, "PDF_TABLE_ROW_LIMIT", 1)
+
+    response = _export(verified_client, officer, "campaign-evidence", fmt="pdf", campaign=world["campaign"].pk)
+
+    text = _pdf_text(response.content, tmp_path)
+    assert "Only the first 1 sent messages are printed. The CSV export of this report lists every one." in text
+    assert "Only the first 1 exclusions are printed." in text
+    assert f"#{world['deliveries']['unsubscriber'].pk} #{world['patients']['unsubscriber'].pk}" not in text.split(
+        "4. Excluded patients"
+    )[0].split("3. Sent messages")[1]
+
+
 # --- Patient consent ledger ----------------------------------------------------------------------------------
 
 
