@@ -2,9 +2,10 @@
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
+from campaigns.coverage import sent_without_coverage_counts
 from campaigns.models import Campaign, Delivery
 from consent.selectors import authorization_gap_list, patient_suppression_list
 
@@ -57,18 +58,10 @@ def delivery_outcome_counts(*, campaign_id: int) -> dict[str, int]:
 
 
 def delivery_sent_without_coverage_count(*, campaign_id: int) -> int:
-    """Sent deliveries whose recorded authorization is not for this patient and purpose, or was not in force
-    when the message was sent. Computed from the evidence, never asserted: it must be zero."""
-    campaign = Campaign.objects.get(pk=campaign_id)
-    sent = Delivery.objects.filter(campaign_id=campaign_id, status=Delivery.Status.SENT)
-    return sent.filter(
-        Q(authorization__isnull=True)
-        | ~Q(authorization__patient_id=F("patient_id"))
-        | ~Q(authorization__purpose_id=campaign.purpose_id)
-        | Q(authorization__signed_at__gt=F("sent_at"))
-        | Q(authorization__expires_at__lte=F("sent_at"))
-        | Q(authorization__revocation__revoked_at__lte=F("sent_at"))
-    ).count()
+    """Sent deliveries whose recorded authorization did not cover them when they were sent (another patient or
+    purpose, not yet signed, expired, ended by an event, revoked, defective). Computed from the evidence by
+    campaigns.coverage, never asserted: it must be zero."""
+    return sent_without_coverage_counts(Delivery.objects.filter(campaign_id=campaign_id))["total"]
 
 
 def delivery_evidence_list(*, campaign_id: int) -> QuerySet[Delivery]:

@@ -28,9 +28,9 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
+from campaigns.coverage import GROUNDS, sent_without_coverage_counts
 from campaigns.models import Campaign, Delivery
 from campaigns.reports import exports
-from campaigns.reports.coverage import GROUNDS, sent_without_coverage_counts
 from consent.models import Authorization, AuthorizationDefect, ExpiryEvent, Revocation
 from hipaamail import roles
 

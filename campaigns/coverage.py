@@ -9,8 +9,8 @@ authorization it names was not, at the moment it was sent (`sent_at`, the databa
 - not yet signed, expired (expiry date at or before the send), ended by an expiry event that had occurred,
 - revoked (the revocation committed at or before the send), or marked defective at or before the send.
 
-This is a superset of campaigns.selectors.delivery_sent_without_coverage_count (which leaves out expiry events
-and defects) and works on any set of deliveries: a campaign, a patient, a period.
+It works on any set of deliveries: a campaign (the campaign page's verdict, campaigns.selectors), a patient, a
+period (the reports).
 """
 from functools import reduce
 from operator import or_
