@@ -23,6 +23,7 @@ ROW_FIELDS = [
     ("postal_in", "Postal code is one of"),
     ("state", "State is one of"),
     ("condition", "Condition code starts with"),
+    ("program", "Enrolled in program"),
     ("last_visit", "Last visit between"),
 ]
 # Which inputs a row kind uses; the page hides the others.
@@ -34,6 +35,7 @@ ROW_INPUTS = {
     "postal_in": ("values",),
     "state": ("values",),
     "condition": ("values",),
+    "program": ("values",),
 }
 OPERATORS = [("and", "all of these rules (AND)"), ("or", "any of these rules (OR)")]
 _SPLIT = re.compile(r"[\s,;]+")
@@ -161,6 +163,8 @@ def _leaf_from_row(kind: str, *, low: str, high: str, values: str) -> tuple[dict
         return {"field": "state", "in": [item.upper() for item in items]}, ""
     if kind == "condition":
         return {"field": "condition", "any": [item.upper() for item in items]}, ""
+    if kind == "program":
+        return {"field": "program", "any": [item.upper() for item in items]}, ""
     return None, "choose what the rule checks."
 
 
@@ -208,8 +212,8 @@ def _row_from_leaf(node: dict) -> dict | None:
         row |= {"field": "postal_in", "values": ", ".join(leaf["in"])}
     elif name in ("sex", "state"):
         row |= {"field": name, "values": ", ".join(leaf["in"])}
-    elif name == "condition":
-        row |= {"field": "condition", "values": ", ".join(leaf["any"])}
+    elif name in ("condition", "program"):
+        row |= {"field": name, "values": ", ".join(leaf["any"])}
     else:
         return None
     return row

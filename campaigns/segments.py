@@ -18,6 +18,7 @@ required unless it says optional):
     {"field": "state", "in": ["IL", "WI"]}          two-letter state code is one of
     {"field": "condition", "any": ["E11", "G47.33"]} has a condition whose code starts with any of these
                                                     ("E11" matches "E11" and "E11.9"; codes are upper case)
+    {"field": "program", "any": ["DPP"]}            enrolled now in any of these programs (exact codes)
     {"field": "last_visit", "after": "2025-01-01", "before": "2026-01-01"}
                                                     last visit on or after `after` and strictly before
                                                     `before` (ISO dates), either one optional (at least one)
@@ -26,9 +27,9 @@ A patient whose attribute is unknown (no birth year, no last visit, blank sex or
 leaf on that attribute, and so does match its negation.
 
 Limits: a group has at least one rule; groups and negations nest at most MAX_DEPTH levels (the root is level
-1); a tree has at most MAX_RULES leaves. Program enrolment is not a rule yet: there is no enrolment data.
+1); a tree has at most MAX_RULES leaves.
 
-Compilation: one Q object per tree (Exists subqueries for conditions), so a segment is one SELECT with no
+Compilation: one Q object per tree (Exists subqueries for conditions and programs), so a segment is one SELECT with no
 per-patient query and no filtering in Python. `segment_queryset` is what the campaign launch uses (through
 `segment_patient_ids`).
 
@@ -53,7 +54,7 @@ from audit.services import audit_record
 from campaigns.models import Segment
 from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
 from campaigns.selectors import delivery_block_reason_list
-from consent.models import Patient, PatientCondition
+from consent.models import Patient, PatientCondition, ProgramEnrolment
 from consent.selectors import CoverageGap
 from hipaamail.roles import is_staff_member
 
@@ -61,25 +62,28 @@ MAX_DEPTH = 4
 MAX_RULES = 50
 MAX_VALUES = 200  # items in one "in"/"any" list
 
-FIELDS = ("age", "sex", "postal_code", "state", "condition", "last_visit")
+FIELDS = ("age", "sex", "postal_code", "state", "condition", "program", "last_visit")
 FIELD_LABELS = {
     "age": "Age",
     "sex": "Sex",
     "postal_code": "Postal code",
     "state": "State",
     "condition": "Condition code",
+    "program": "Program enrolment",
     "last_visit": "Last visit",
 }
 SEXES = ("F", "M", "X")
 _STATE = re.compile(r"^[A-Z]{2}$")
 _POSTAL = re.compile(r"^[A-Za-z0-9 \-]{1,10}$")
 _CODE = re.compile(r"^[A-Z0-9.]{1,20}$")
+_PROGRAM = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,39}$")
 _LEAF_KEYS = {
     "age": ({"min", "max"}, set()),
     "sex": ({"in"}, {"in"}),
     "postal_code": ({"prefix", "in"}, set()),
     "state": ({"in"}, {"in"}),
     "condition": ({"any"}, {"any"}),
+    "program": ({"any"}, {"any"}),
     "last_visit": ({"after", "before"}, set()),
 }
 
@@ -201,6 +205,10 @@ def _check_condition(node: dict) -> str:
     return _check_list(node["any"], pattern=_CODE, what="condition code (e.g. E11 or G47.33)")
 
 
+def _check_program(node: dict) -> str:
+    return _check_list(node["any"], pattern=_PROGRAM, what="program code (e.g. DPP or CPAP-RESUPPLY)")
+
+
 def _check_last_visit(node: dict) -> str:
     if "after" not in node and "before" not in node:
         return "a last-visit rule needs a first date, an end date, or both."
@@ -224,6 +232,7 @@ _LEAF_CHECKS = {
     "postal_code": _check_postal_code,
     "state": _check_state,
     "condition": _check_condition,
+    "program": _check_program,
     "last_visit": _check_last_visit,
 }
 
@@ -292,6 +301,10 @@ def _condition(node: dict, year: int) -> Q:
     return Q(Exists(PatientCondition.objects.filter(prefixes, patient=OuterRef("pk"))))
 
 
+def _program(node: dict, year: int) -> Q:
+    return Q(Exists(ProgramEnrolment.objects.filter(patient=OuterRef("pk"), code__in=node["any"])))
+
+
 def _last_visit(node: dict, year: int) -> Q:
     q = Q(last_visit__isnull=False)
     if "after" in node:
@@ -307,6 +320,7 @@ _LEAF_COMPILERS = {
     "postal_code": _postal_code,
     "state": lambda node, year: Q(state__in=node["in"]),
     "condition": _condition,
+    "program": _program,
     "last_visit": _last_visit,
 }
 

@@ -53,6 +53,17 @@ class PatientCondition(models.Model):
         constraints = [models.UniqueConstraint(fields=["patient", "code"], name="patient_condition_unique")]
 
 
+class ProgramEnrolment(models.Model):
+    """A patient's current enrolment in one of the organisation's programs (a local code such as DPP or
+    CPAP-RESUPPLY), for segments: a row while enrolled, from the EHR or CRM import."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="programs")
+    code = models.CharField(max_length=40, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["patient", "code"], name="program_enrolment_unique")]
+
+
 class Purpose(models.Model):
     class Kind(models.TextChoices):
         MARKETING = "marketing", "Marketing (needs a HIPAA authorization)"

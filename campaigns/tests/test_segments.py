@@ -34,6 +34,7 @@ POSTAL_CODES = ["62701", "62702", "62801", "60601", "53703", ""]
 STATES = ["IL", "WI", "IN", ""]
 SEXES = ["F", "M", "X", ""]
 CODES = ["E11", "E11.9", "G47.33", "I10", "J45.20"]
+PROGRAMS = ["DPP", "CPAP-RESUPPLY", "HEART_REHAB"]
 VISITS = [None, date(2024, 3, 1), date(2025, 1, 1), date(2025, 7, 15), date(2026, 1, 1), date(2026, 5, 30)]
 
 
@@ -49,6 +50,7 @@ def _patients_make(count: int = 40, seed: int = 5) -> list[dict]:
             "state": chooser.choice(STATES),
             "last_visit": chooser.choice(VISITS),
             "condition_codes": chooser.sample(CODES, chooser.randint(0, 2)),
+            "program_codes": chooser.sample(PROGRAMS, chooser.randint(0, 2)),
         }
         patient = patient_make(**attributes)
         made.append({"id": patient.pk, **attributes})
@@ -80,6 +82,8 @@ def _matches(node: dict, patient: dict) -> bool:
         return patient["postal_code"] in node["in"]
     if field == "condition":
         return any(code.startswith(prefix) for code in patient["condition_codes"] for prefix in node["any"])
+    if field == "program":
+        return any(code in node["any"] for code in patient["program_codes"])
     if field == "last_visit":
         visit = patient["last_visit"]
         if visit is None:
@@ -125,6 +129,7 @@ LEAVES = st.one_of(
     _non_empty([code for code in POSTAL_CODES if code] + ["99999"]).map(lambda v: {"field": "postal_code", "in": v}),
     _non_empty(["IL", "WI", "IN", "CA"]).map(lambda v: {"field": "state", "in": v}),
     _non_empty(["E11", "E11.9", "G47", "I10", "J45", "Z99"]).map(lambda v: {"field": "condition", "any": v}),
+    _non_empty([*PROGRAMS, "NONE-SUCH"]).map(lambda v: {"field": "program", "any": v}),
     _last_visit(),
 )
 
@@ -400,3 +405,25 @@ def test_r_small_cell_no_suppressed_cell_can_be_derived_from_the_screen(covered,
         if any(shown_sum + value + rest in total_range for rest in range(others, 10 * others + 1))
     }
     assert len(possible) >= 2, (covered, parts, shown)
+
+
+def test_program_rule_selects_patients_enrolled_in_any_of_the_programs():
+    """Program enrolment (issue 5, item 2): exact program codes, enrolled now; the NOT of it keeps the others."""
+    in_dpp = patient_make(program_codes=["DPP"])
+    in_both = patient_make(program_codes=["dpp", "CPAP-RESUPPLY"])
+    in_neither = patient_make()
+    patient_make(program_codes=["HEART_REHAB"])
+
+    selected = set(segment_queryset({"op": "and", "rules": [{"field": "program", "any": ["DPP"]}]}))
+    not_selected = set(segment_queryset({"op": "and", "rules": [{"not": {"field": "program", "any": ["DPP"]}}]}))
+
+    assert {p.pk for p in selected} == {in_dpp.pk, in_both.pk}
+    assert in_neither.pk in {p.pk for p in not_selected} and in_dpp.pk not in {p.pk for p in not_selected}
+
+
+def test_program_rule_refuses_a_code_that_is_not_a_program_code():
+    rules = {"op": "and", "rules": [{"field": "program", "any": ["DPP; drop"]}]}
+
+    assert any("not a valid program code" in error for error in segment_rules_validate(rules))
+    with pytest.raises(ValidationError):
+        segment_queryset(rules)

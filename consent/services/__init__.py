@@ -17,6 +17,7 @@ from consent.models import (
     ExpiryEvent,
     Patient,
     PatientCondition,
+    ProgramEnrolment,
     Purpose,
     Revocation,
     Suppression,
@@ -38,6 +39,7 @@ def patient_create(
     external_id: str = "",
     last_visit: date | None = None,
     condition_codes: Iterable[str] = (),
+    program_codes: Iterable[str] = (),
 ) -> Patient:
     email = email.strip().lower()
     validate_email(email)
@@ -61,6 +63,9 @@ def patient_create(
         patient.save(force_insert=True)
         PatientCondition.objects.bulk_create(
             PatientCondition(patient=patient, code=code.strip().upper()) for code in set(condition_codes)
+        )
+        ProgramEnrolment.objects.bulk_create(
+            ProgramEnrolment(patient=patient, code=code.strip().upper()) for code in set(program_codes)
         )
         audit_record(actor=actor, action="patient.created", object_type="patient", object_id=patient.pk)
     return patient

@@ -54,7 +54,7 @@ from django.utils import timezone
 
 from audit.services import audit_record
 from consent import crypto
-from consent.models import Patient, PatientCondition, PatientImport
+from consent.models import Patient, PatientCondition, PatientImport, ProgramEnrolment
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ COLUMNS = (
     "state",
     "last_visit",
     "condition_codes",
+    "program_codes",
 )
 REQUIRED = ("email", "full_name")
 
@@ -103,6 +104,8 @@ HEADER_ALIASES = {
     "conditions": "condition_codes",
     "diagnosis_codes": "condition_codes",
     "icd10_codes": "condition_codes",
+    "programs": "program_codes",
+    "program_enrolments": "program_codes",
 }
 
 # What each error code means, in plain words for the preview and the terminal. None repeats a value.
@@ -111,6 +114,7 @@ ERROR_MESSAGES = {
     "bad_date": "is not a real date written YYYY-MM-DD, or is in the future",
     "unknown_sex": "must be F, M or X (or left empty)",
     "bad_condition_code": "has a code that is not an ICD-10 code such as E11 or G47.33",
+    "bad_program_code": "has a program code that is not letters, digits, dashes or underscores (e.g. DPP; CPAP-RESUPPLY)",
     "bad_postal_code": "must be a US ZIP code: 5 digits, or 5+4 digits",
     "bad_state": "must be a two-letter state code",
     "missing_required": "is empty but required",
@@ -156,6 +160,7 @@ class PatientRow:
     condition_codes: tuple[str, ...]
     email_digest: str
     external_id_digest: str
+    program_codes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -198,6 +203,17 @@ def _strict_date(value: str, today: date) -> date | None:
     if parsed > today or parsed.year < 1900:
         raise ValueError
     return parsed
+
+
+_PROGRAM = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,39}$")
+
+
+def _program_codes(value: str) -> tuple[str, ...]:
+    """Program codes, semicolon-separated (DPP; CPAP-RESUPPLY): letters, digits, dash and underscore."""
+    codes = [raw.strip().upper() for raw in value.split(";") if raw.strip()]
+    if not all(_PROGRAM.match(code) for code in codes):
+        raise ValueError
+    return tuple(dict.fromkeys(codes))
 
 
 def _condition_codes(value: str) -> tuple[str, ...]:
@@ -309,6 +325,11 @@ def _validate(text: str) -> Validation:
             codes = ()
         if any(len(code) > PatientCondition._meta.get_field("code").max_length for code in codes):
             fail(line, "condition_codes", "too_long")
+        try:
+            programs = _program_codes(cell("program_codes"))
+        except ValueError:
+            fail(line, "program_codes", "bad_program_code")
+            programs = ()
         external_id = cell("external_id")
         email_ok = bool(email) and not any(
             error["column"] == "email" for error in result.errors[errors_before:]
@@ -341,6 +362,7 @@ def _validate(text: str) -> Validation:
                 condition_codes=codes,
                 email_digest=email_digest,
                 external_id_digest=external_digest,
+                program_codes=programs,
             )
         candidates.append((line, patient_row, email_digest, external_digest))
 
@@ -388,6 +410,13 @@ def _write_bulk_create(batch: Sequence[PatientRow], now) -> None:
             PatientCondition(patient_id=patient.pk, code=code)
             for patient, row in zip(patients, batch, strict=True)
             for code in row.condition_codes
+        ]
+    )
+    ProgramEnrolment.objects.bulk_create(
+        [
+            ProgramEnrolment(patient_id=patient.pk, code=code)
+            for patient, row in zip(patients, batch, strict=True)
+            for code in row.program_codes
         ]
     )
 
@@ -450,6 +479,11 @@ def _write_copy(batch: Sequence[PatientRow], now) -> None:
             for pk, row in zip(ids, batch, strict=True):
                 for code in row.condition_codes:
                     copy.write_row((pk, code))
+        if any(row.program_codes for row in batch):
+            with raw.copy("COPY consent_programenrolment (patient_id, code) FROM STDIN") as copy:
+                for pk, row in zip(ids, batch, strict=True):
+                    for code in row.program_codes:
+                        copy.write_row((pk, code))
 
 
 def patient_rows_write(

@@ -41,6 +41,7 @@ def good_row(**overrides) -> dict:
         "state": "ma",
         "last_visit": "2024-05-06",
         "condition_codes": "E11;G4733",
+        "program_codes": "",
     }
     return row | overrides
 
@@ -79,6 +80,7 @@ def codes(validation) -> list[tuple[int, str, str]]:
         ("last_visit", "20240506", "bad_date"),
         ("sex", "Q", "unknown_sex"),
         ("condition_codes", "E11;not a code", "bad_condition_code"),
+        ("program_codes", "DPP;two words", "bad_program_code"),
         ("postal_code", "ABCDE", "bad_postal_code"),
         ("state", "Massachusetts", "bad_state"),
     ],
@@ -164,7 +166,7 @@ def test_r_sec_encrypt_rest_valid_file_is_previewed_then_imported_whole(
     officer = verified_client.sign_in(role="compliance officer")
     rows = [good_row(email=f"Row.{n}@Example.org", full_name=f"Row Person {n}") for n in range(5)]
     rows[0] |= {"birth_date": "1948-11-30", "sex": "x", "postal_code": "02139-1234"}
-    rows[0] |= {"condition_codes": "e11; G47.33;E11"}
+    rows[0] |= {"condition_codes": "e11; G47.33;E11", "program_codes": "dpp; CPAP-RESUPPLY"}
 
     response = upload(verified_client, csv_text(*rows))
 
@@ -197,6 +199,7 @@ def test_r_sec_encrypt_rest_valid_file_is_previewed_then_imported_whole(
     assert first.last_visit == date(2024, 5, 6)
     assert first.external_id_digest == crypto.lookup_digest(rows[0]["external_id"])
     assert sorted(first.conditions.values_list("code", flat=True)) == ["E11", "G47.33"]
+    assert sorted(first.programs.values_list("code", flat=True)) == ["CPAP-RESUPPLY", "DPP"]
     with connection.cursor() as cursor:
         cursor.execute("SELECT email, full_name, birth_date FROM consent_patient WHERE id = %s", [first.pk])
         raw = cursor.fetchone()
@@ -305,13 +308,16 @@ def test_running_the_task_twice_imports_once():
 
 def test_bulk_create_path_writes_the_same_patients_as_copy():
     """The SQLite demo's path: bulk_create, with the fields' own encryption."""
-    validation = imports.patient_csv_validate(text=csv_text(good_row(email="bulk@example.org", condition_codes="I10")))
+    validation = imports.patient_csv_validate(
+        text=csv_text(good_row(email="bulk@example.org", condition_codes="I10", program_codes="DPP"))
+    )
     with transaction.atomic():
         imports.patient_rows_write(rows=validation.rows, method="bulk_create")
 
     patient = Patient.objects.get(email_digest=crypto.lookup_digest("bulk@example.org"))
     assert (patient.email, patient.birth_year, patient.state) == ("bulk@example.org", 1950, "MA")
     assert list(patient.conditions.values_list("code", flat=True)) == ["I10"]
+    assert list(patient.programs.values_list("code", flat=True)) == ["DPP"]
     with connection.cursor() as cursor:
         cursor.execute("SELECT email FROM consent_patient WHERE id = %s", [patient.pk])
         assert cursor.fetchone()[0].startswith("hm1.")

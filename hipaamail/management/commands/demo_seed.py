@@ -346,6 +346,17 @@ class Command(BaseCommand):
 
     # --- patients and their authorizations ---------------------------------------------------------------
 
+    @staticmethod
+    def _coded_attributes(rng: random.Random) -> dict:
+        """State, conditions, programs and last visit for segments (its own random stream, so the rest of the
+        demo stays as it was)."""
+        return {
+            "state": rng.choices(["IL", "WI", "IN"], weights=[80, 12, 8])[0],
+            "condition_codes": rng.sample(["E11.9", "G47.33", "I10", "J45.20", "E66.9"], rng.randint(0, 2)),
+            "program_codes": rng.sample(["DPP", "CPAP-RESUPPLY", "HEART-REHAB"], rng.choice([0, 0, 1, 1, 2])),
+            "last_visit": timezone.localdate() - timedelta(days=rng.randint(5, 900)),
+        }
+
     def _patients_make(self, *, count: int, purposes: dict, admin, compliance) -> dict[str, dict[str, int]]:
         """Create the patients and grant their authorizations, then revoke some. Returns counts by state."""
         rng = random.Random(SEED)
@@ -364,6 +375,7 @@ class Command(BaseCommand):
                     birth_year=rng.randint(1938, 2004),
                     sex=rng.choices(["F", "M", "X"], weights=[50, 47, 3])[0],
                     postal_code=rng.choice(POSTAL_CODES),
+                    **self._coded_attributes(random.Random(SEED * 1000 + n)),
                 )
                 for code, purpose in purposes.items():
                     state = profile.get(code, NONE)
