@@ -1,11 +1,24 @@
-"""Writing the audit trail. Callers write the event in the same transaction as the change it records."""
+"""Writing the audit trail. Callers write the event in the same transaction as the change it records.
+
+`audit_record` only appends an unsealed row: it takes no lock, so a sending worker never queues on the audit
+chain. After the caller's transaction commits, `audit_seal` (one sealer at a time) gives each committed event
+its sequence and hashes, in the order the commits became visible — the way Certificate Transparency logs
+sequence their entries (docs/adr/0004-audit-hash-chain.md).
+"""
+import logging
 import re
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
-from audit import context
-from audit.models import AuditEvent
+from audit import chain, checkpoints, context
+from audit.selectors import copy_session_settings
+from audit.models import AuditCheckpoint, AuditEvent
+
+logger = logging.getLogger(__name__)
 
 SYSTEM = "system"
 PATIENT = "patient"
@@ -55,14 +68,20 @@ def audit_record(
     action: str,
     object_type: str = "",
     object_id: object = "",
+    patient_id: int | None = None,
     details: dict[str, Any] | None = None,
     ip: str | None = None,
     request_id: str = "",
 ) -> AuditEvent:
-    """Append one event. `actor` is a user or None (then say system, patient or anonymous in actor_role)."""
+    """Append one event. `actor` is a user or None (then say system, patient or anonymous in actor_role).
+
+    `patient_id` names the patient the event concerns, when it concerns exactly one (the id, never an
+    identifier): the patient's history page reads it. The event is chained after the caller's commit."""
     details = details or {}
     if not actor_role:
         actor_role = role_of(actor)
+    if patient_id is not None and (isinstance(patient_id, bool) or not isinstance(patient_id, int)):
+        raise ValidationError("An audit event's patient_id is a patient's numeric id.")
     request = context.current()
     _check_details(details)
     event = AuditEvent(
@@ -71,10 +90,184 @@ def audit_record(
         action=action,
         object_type=object_type,
         object_id=str(object_id),
+        patient_id=patient_id,
         details=details,
         ip=ip or request.ip,
         request_id=request_id or request.request_id,
     )
     event.full_clean(exclude=["actor", "occurred_at"])
     event.save(force_insert=True)
+    _seal_after_commit_schedule()
     return event
+
+
+# --- The sealer -------------------------------------------------------------------------------------------
+
+SEAL_BATCH = 1000
+# One sealer at a time on PostgreSQL: a transaction-level advisory lock on this key ("audit" in ASCII).
+SEAL_LOCK_KEY = 0x6175646974
+_TABLE = AuditEvent._meta.db_table
+
+
+def _seal_after_commit_schedule() -> None:
+    """Seal once the caller's transaction commits: one callback per transaction, however many events."""
+    if not getattr(settings, "HIPAAMAIL_AUDIT_SEAL_ON_COMMIT", True):
+        return
+    if connection.in_atomic_block and any(
+        callback is _seal_after_commit for _, callback, _ in connection.run_on_commit
+    ):
+        return
+    transaction.on_commit(_seal_after_commit)
+
+
+def _seal_after_commit() -> None:
+    try:
+        audit_seal()
+    except DatabaseError as error:
+        # The events are committed and stay unsealed until the next seal (any next event, audit_verify or
+        # audit_checkpoint); the caller's work is done and must not fail for this.
+        logger.warning("audit: sealing deferred (%s)", type(error).__name__)
+
+
+def audit_seal() -> int:
+    """Chain every committed unsealed event; return how many were sealed.
+
+    Any process may call it at any time. On PostgreSQL one seals at a time (an advisory lock, tried, never
+    waited for): a caller that finds it taken returns at once, because the holder looks for unsealed events
+    again after its commit, and so sees every event committed before that look. On SQLite the transaction
+    takes the database's write lock (transaction_mode IMMEDIATE), which serialises sealers the same way.
+    """
+    total = 0
+    while True:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SEAL_LOCK_KEY])
+                    if not cursor.fetchone()[0]:
+                        return total
+            sealed = _seal_batch()
+        total += sealed
+        if sealed < SEAL_BATCH and not AuditEvent.objects.filter(sequence__isnull=True).exists():
+            return total
+        if sealed == 0 and connection.in_atomic_block:
+            return total  # inside a caller's transaction: nothing more will become visible to it
+
+
+def _chain_head() -> tuple[int, str]:
+    row = (
+        AuditEvent.objects.filter(sequence__isnull=False)
+        .order_by("-sequence")
+        .values_list("sequence", "hash")
+        .first()
+    )
+    return row if row else (0, chain.GENESIS)
+
+
+_CONTENT_SQL = ", ".join(chain.CONTENT_COLUMNS)
+
+
+def _unsealed_contents() -> list[tuple[int, bytes]]:
+    """(id, content bytes) of up to SEAL_BATCH committed unsealed events, oldest id first."""
+    if connection.vendor == "postgresql":
+        # The content exactly as COPY writes it: the same bytes the verifier will hash (audit.chain).
+        with connection.cursor() as cursor:
+            copy_session_settings(cursor)
+            raw = cursor.cursor
+            data = bytearray()
+            with raw.copy(
+                f"COPY (SELECT id, {_CONTENT_SQL} FROM {_TABLE} WHERE sequence IS NULL ORDER BY id LIMIT {SEAL_BATCH})"
+                " TO STDOUT"
+            ) as copy:
+                for block in copy:
+                    data += block
+        rows = []
+        for line in bytes(data).split(b"\n"):
+            if line:
+                event_id, _, content = line.partition(b"\t")
+                rows.append((int(event_id), content))
+        return rows
+    return [
+        (row[0], chain.content_text(**dict(zip(chain.CONTENT_COLUMNS, row[1:]))))
+        for row in AuditEvent.objects.filter(sequence__isnull=True)
+        .order_by("id")
+        .values_list("id", *chain.CONTENT_COLUMNS)[:SEAL_BATCH]
+    ]
+
+
+def _seal_batch() -> int:
+    sequence, previous = _chain_head()
+    sealed: list[tuple[int, int, str, str]] = []
+    for event_id, content in _unsealed_contents():
+        sequence += 1
+        digest = chain.event_hash(sequence=sequence, content=content, prev_hash=previous)
+        sealed.append((event_id, sequence, previous, digest))
+        previous = digest
+    if not sealed:
+        return 0
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            ids, sequences, prev_hashes, hashes = (list(column) for column in zip(*sealed))
+            cursor.execute(
+                f"""
+                UPDATE {_TABLE} AS e SET sequence = v.sequence, prev_hash = v.prev_hash, hash = v.hash
+                  FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) AS v(id, sequence, prev_hash, hash)
+                 WHERE e.id = v.id AND e.sequence IS NULL
+                """,
+                [ids, sequences, prev_hashes, hashes],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {_TABLE} SET sequence = %s, prev_hash = %s, hash = %s WHERE id = %s AND sequence IS NULL",
+                [(seq, prev, digest, event_id) for event_id, seq, prev, digest in sealed],
+            )
+        if cursor.rowcount != len(sealed):
+            raise DatabaseError("audit: an event was sealed by someone else meanwhile; sealing again")
+    return len(sealed)
+
+
+# --- Checkpoints and verification records -----------------------------------------------------------------
+
+
+def audit_checkpoint_create():
+    """Seal what is committed, then sign the chain head and keep the signature (table, and the checkpoint file
+    when one is configured). Returns the AuditCheckpoint; the event recording it is chained after it."""
+    audit_seal()
+    with transaction.atomic():
+        sequence, head_hash = _chain_head()
+        created_at = timezone.now()
+        key_id, signature = checkpoints.checkpoint_sign(sequence=sequence, head_hash=head_hash, created_at=created_at)
+        checkpoint = AuditCheckpoint(
+            created_at=created_at, sequence=sequence, head_hash=head_hash, key_id=key_id, signature=signature
+        )
+        checkpoint.full_clean()
+        checkpoint.save(force_insert=True)
+        audit_record(
+            actor=None,
+            actor_role=SYSTEM,
+            action="audit.checkpointed",
+            object_type="audit_checkpoint",
+            object_id=checkpoint.pk,
+            details={"sequence": sequence, "key_id": key_id},
+        )
+    path = checkpoints.checkpoint_file()
+    if path is not None:
+        checkpoints.checkpoint_file_append(checkpoint, path)
+    return checkpoint
+
+
+def audit_verification_record(*, result) -> AuditEvent:
+    """Keep the outcome of a verify in the trail itself (the audit pages show the newest)."""
+    first_break = result.first_break
+    return audit_record(
+        actor=None,
+        actor_role=SYSTEM,
+        action="audit.verified",
+        details={
+            "ok": result.ok,
+            "events": result.events,
+            "through_sequence": result.last_sequence,
+            "checkpoints": result.checkpoints_checked,
+            "break_sequence": first_break.sequence if first_break else None,
+            "break_reason": first_break.reason if first_break else None,
+        },
+    )

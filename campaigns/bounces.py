@@ -128,6 +128,7 @@ def delivery_bounce_record(
             action="delivery.complained" if kind == BounceKind.COMPLAINT else "delivery.bounced",
             object_type="delivery",
             object_id=delivery.pk,
+            patient_id=delivery.patient_id,
             details={"kind": kind.value, "status": status, "source": source, "campaign_id": delivery.campaign_id},
         )
         if reason is None and _soft_bounce_count(email_digest=delivery.patient.email_digest, since=now) >= SOFT_BOUNCE_LIMIT:

@@ -78,6 +78,7 @@ def unsubscribe(request, token: str):
         action="unsubscribe.viewed",
         object_type="delivery",
         object_id=delivery.pk,
+        patient_id=delivery.patient_id,
     )
     if not authorization_covering_list(purpose_id=purpose.pk, patient_ids=[delivery.patient_id]).exists():
         return render(request, "campaigns/unsubscribe_done.html", {"purpose": purpose, "already": True})

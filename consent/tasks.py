@@ -104,6 +104,7 @@ def authorization_copy_send_task(self, authorization_id: int) -> bool:
         action="authorization.pdf_emailed" if sent else "authorization.pdf_email_failed",
         object_type="authorization",
         object_id=authorization.pk,
+        patient_id=authorization.patient_id,
         details={"patient_id": authorization.patient_id},
     )
     return sent

@@ -107,3 +107,78 @@ def test_r_sec_audit_sqlite_refuses_deleting_every_row(demo_database):
             db.execute("DELETE FROM audit_auditevent")
 
     assert _event(demo_database, first) is not None and _event(demo_database, second) is not None
+
+
+def test_r_sec_integrity_sqlite_allows_only_the_seal_update(demo_database):
+    """The sealer's one UPDATE (NULL to a value on the chain columns, nothing else) passes on SQLite too;
+    a second seal, or a seal that also changes the content, is refused, as is inserting a sealed row."""
+    event_id = _insert_event(demo_database)
+    seal = "UPDATE audit_auditevent SET sequence = ?, prev_hash = ?, hash = ? WHERE id = ?"
+
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        with _sqlite(demo_database) as db:
+            db.execute(
+                "UPDATE audit_auditevent SET sequence = 1000, prev_hash = ?, hash = ?, action = 'x' WHERE id = ?",
+                ["0" * 64, "f" * 64, event_id],
+            )
+    with _sqlite(demo_database) as db:
+        db.execute(seal, [1000 + event_id, "0" * 64, "a" * 64, event_id])
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        with _sqlite(demo_database) as db:
+            db.execute(seal, [2000 + event_id, "0" * 64, "b" * 64, event_id])
+    with pytest.raises(sqlite3.DatabaseError, match="inserted unsealed"):
+        with _sqlite(demo_database) as db:
+            db.execute(
+                "INSERT INTO audit_auditevent (occurred_at, actor_role, action, object_type, object_id, details, "
+                "request_id, sequence, prev_hash, hash) VALUES (CURRENT_TIMESTAMP, 'x', 'y', '', '', '{}', '', 5000, ?, ?)",
+                ["0" * 64, "c" * 64],
+            )
+
+    with _sqlite(demo_database) as db:
+        assert db.execute("SELECT sequence, hash FROM audit_auditevent WHERE id = ?", [event_id]).fetchone() == (
+            1000 + event_id, "a" * 64,
+        )
+
+
+def test_r_sec_integrity_sqlite_demo_seals_checkpoints_and_verifies(tmp_path_factory):
+    """The zero-service demo: events written through Django are chained by the sealer, audit_checkpoint signs
+    the head, audit_verify walks the chain and passes; after a row is cut (triggers dropped, as only someone
+    with the file could), it names the sequence."""
+    var_dir = tmp_path_factory.mktemp("demo-chain")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}
+    }
+    env |= {"HIPAAMAIL_VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "hipaamail.settings.local"}
+
+    def manage(*args, code=None):
+        command = ["manage.py", *args] if code is None else ["-c", code]
+        return subprocess.run(
+            [sys.executable, *command], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=180
+        )
+
+    assert manage("migrate", "--no-input").returncode == 0
+    written = manage(
+        code=(
+            "import django; django.setup()\n"
+            "from audit.services import audit_record\n"
+            "for n in range(5): audit_record(actor=None, actor_role='system', action='demo.event', patient_id=n,"
+            " details={'n': n, 'ids': [2, 1]})\n"
+        )
+    )
+    assert written.returncode == 0, written.stderr
+    checkpoint = manage("audit_checkpoint")
+    assert checkpoint.returncode == 0, checkpoint.stderr
+    assert json.loads(checkpoint.stdout)["sequence"] == 5
+    verified = manage("audit_verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "Chain intact through sequence 6" in verified.stdout
+
+    database = var_dir / "demo.sqlite3"
+    with _sqlite(database) as db:
+        db.execute("DROP TRIGGER audit_auditevent_no_delete")
+        db.execute("DELETE FROM audit_auditevent WHERE sequence = 3")
+    broken = manage("audit_verify", "--read-only")
+    assert broken.returncode == 1
+    assert "Chain broken at sequence 3" in broken.stderr

@@ -67,7 +67,9 @@ def patient_create(
         ProgramEnrolment.objects.bulk_create(
             ProgramEnrolment(patient=patient, code=code.strip().upper()) for code in set(program_codes)
         )
-        audit_record(actor=actor, action="patient.created", object_type="patient", object_id=patient.pk)
+        audit_record(
+            actor=actor, action="patient.created", object_type="patient", object_id=patient.pk, patient_id=patient.pk
+        )
     return patient
 
 
@@ -145,6 +147,7 @@ def authorization_grant(
             action="authorization.granted",
             object_type="authorization",
             object_id=authorization.pk,
+            patient_id=patient.pk,
             details={
                 "patient_id": patient.pk,
                 "purpose": purpose.code,
@@ -206,6 +209,7 @@ def authorizations_revoke_locked(
             action="authorization.revoked",
             object_type="patient",
             object_id=patient_id,
+            patient_id=patient_id,
             details=details,
         )
     return [revocation for group in revoked.values() for revocation in group]
@@ -233,6 +237,7 @@ def expiry_event_record(*, actor, authorization_id: int, occurred_at: datetime, 
             action="authorization.expiry_event_recorded",
             object_type="authorization",
             object_id=authorization.pk,
+            patient_id=authorization.patient_id,
             details={"patient_id": authorization.patient_id, "source": source},
         )
     return event
@@ -252,6 +257,7 @@ def authorization_defect_record(*, actor, authorization_id: int, reason: str) ->
             action="authorization.defect_recorded",
             object_type="authorization",
             object_id=authorization.pk,
+            patient_id=authorization.patient_id,
             details={"patient_id": authorization.patient_id, "reason": reason},
         )
     return defect

@@ -68,13 +68,19 @@ def patient_code_issue(*, store: MutableMapping, patient: Patient) -> bool:
 
     Returns False, sending nothing, when this patient asked for too many codes in the last hour."""
     if _throttled(patient.pk):
-        audit_record(actor_role=PATIENT, action="patient.code_throttled", object_type="patient", object_id=patient.pk)
+        audit_record(
+            actor_role=PATIENT, action="patient.code_throttled", object_type="patient", object_id=patient.pk,
+            patient_id=patient.pk,
+        )
         return False
     code = f"{secrets.randbelow(10**6):06d}"
     _pending_store(store, patient_id=patient.pk, code=code)
     # Queued on the transactional queue: sent by a worker within seconds, never behind a campaign.
     notifications.sign_in_code_queue(patient_id=patient.pk, code=code, minutes=CODE_LIFETIME_SECONDS // 60)
-    audit_record(actor_role=PATIENT, action="patient.code_sent", object_type="patient", object_id=patient.pk)
+    audit_record(
+        actor_role=PATIENT, action="patient.code_sent", object_type="patient", object_id=patient.pk,
+        patient_id=patient.pk,
+    )
     return True
 
 
@@ -105,14 +111,18 @@ def patient_code_verify(*, store: MutableMapping, code: str) -> tuple[CodeOutcom
     patient_id = pending["patient_id"]
     if patient_id is not None and hmac.compare_digest(_code_digest(typed, pending["salt"]), pending["digest"]):
         store.pop(_PENDING)
-        audit_record(actor_role=PATIENT, action="patient.email_proven", object_type="patient", object_id=patient_id)
+        audit_record(
+            actor_role=PATIENT, action="patient.email_proven", object_type="patient", object_id=patient_id,
+            patient_id=patient_id,
+        )
         return CodeOutcome.VERIFIED, patient_id
     attempts = pending["attempts"] + 1
     if attempts >= CODE_MAX_ATTEMPTS:
         store.pop(_PENDING)
         if patient_id is not None:
             audit_record(
-                actor_role=PATIENT, action="patient.code_locked", object_type="patient", object_id=patient_id
+                actor_role=PATIENT, action="patient.code_locked", object_type="patient", object_id=patient_id,
+                patient_id=patient_id,
             )
         return CodeOutcome.LOCKED, None
     store[_PENDING] = pending | {"attempts": attempts}  # a new dict, so the session knows it changed

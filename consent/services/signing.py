@@ -88,6 +88,7 @@ def invitation_create(*, actor, patient_id: int, purpose_id: int, channel: str) 
             action="invitation.created",
             object_type="invitation",
             object_id=invitation.pk,
+            patient_id=patient.pk,
             details={"patient_id": patient.pk, "purpose_id": purpose.pk, "channel": channel},
         )
     if channel in (Invitation.Channel.EMAIL, Invitation.Channel.RENEWAL):
@@ -235,5 +236,6 @@ def authorization_copy_email(*, authorization: Authorization, patient: Patient) 
             action="authorization.pdf_email_failed",
             object_type="authorization",
             object_id=authorization.pk,
+            patient_id=patient.pk,
             details={"patient_id": patient.pk},
         )

@@ -24,6 +24,7 @@ def fhir_export(request, authorization_id: int, version: str):
         action="authorization.fhir_exported",
         object_type="authorization",
         object_id=authorization.pk,
+        patient_id=authorization.patient_id,
         details={"patient_id": authorization.patient_id, "version": version},
     )
     response = HttpResponse(json.dumps(resource, indent=2), content_type="application/fhir+json")

@@ -45,6 +45,7 @@ def patient_search(request):
             action="patient.searched",
             object_type="patient",
             object_id=patient.pk if patient else "",
+            patient_id=patient.pk if patient else None,
             details={"by": "email" if form.cleaned_data["email"] else "external_id", "found": patient is not None},
         )
         if patient is not None:
@@ -60,6 +61,7 @@ def _render_record(request, patient, *, written_form=None, status=200):
         action="patient.viewed",
         object_type="patient",
         object_id=patient.pk,
+        patient_id=patient.pk,
         details={"authorization_ids": [row.authorization.pk for row in rows]},
     )
     context = {
@@ -127,6 +129,7 @@ def _confirm(request, patient_id, authorization_id, *, form_class, template, act
         action="patient.viewed",
         object_type="patient",
         object_id=authorization.patient_id,
+        patient_id=authorization.patient_id,
         details={"authorization_ids": [authorization.pk]},
     )
     context = {
@@ -222,6 +225,7 @@ def patient_document(request, patient_id: int, authorization_id: int, kind: str)
         action="patient.document_downloaded",
         object_type="authorization",
         object_id=authorization.pk,
+        patient_id=authorization.patient_id,
         details={"patient_id": authorization.patient_id, "kind": kind},
     )
     extension = stored.name.rsplit(".", 1)[-1].lower() if "." in stored.name else "bin"

@@ -201,6 +201,7 @@ def authorization_pdf(request, authorization_id: int):
         action="authorization.pdf_downloaded",
         object_type="authorization",
         object_id=authorization.pk,
+        patient_id=authorization.patient_id,
         details={"patient_id": authorization.patient_id},
     )
     response = FileResponse(
