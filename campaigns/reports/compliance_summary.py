@@ -45,6 +45,7 @@ PHI_ACCESS_ACTIONS = {
     "patient_import.started": "Imported patients",
     "fhir.imported": "Imported FHIR Consents",
     "report.exported": "Exported a compliance report",
+    "audit.patient_history_viewed": "Opened a patient's audit history",
 }
 # Audit actions that are a failed second factor of a staff account.
 MFA_FAILURE_ACTIONS = {

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from itertools import islice
 
 from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist
 from django.db import connection, transaction
 from django.db.models import CharField, F, Func
 from django.http import HttpResponse, StreamingHttpResponse
@@ -23,8 +22,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django_otp import match_token
 
-from audit.models import AuditEvent
-from audit.services import audit_record, role_of
+from audit import selectors as audit_selectors
+from audit.services import audit_record, audit_seal, role_of
 
 
 class ReportKind:
@@ -72,31 +71,12 @@ class ChainHead:
 
 
 def audit_chain_head() -> ChainHead:
-    """The audit chain head now: the sealed event with the highest sequence.
-
-    A private, read-only query of audit.models.AuditEvent until audit.selectors offers the chain head. It reads
-    the chain columns when the audit table has them (sequence, hash), else the newest event by id."""
-    if _has_field(AuditEvent, "sequence") and _has_field(AuditEvent, "hash"):
-        row = (
-            AuditEvent.objects.filter(sequence__isnull=False)
-            .order_by("-sequence")
-            .values_list("id", "sequence", "hash", "occurred_at")
-            .first()
-        )
-        if row is not None:
-            return ChainHead(event_id=row[0], sequence=row[1], hash=row[2] or "", occurred_at=row[3])
-    row = AuditEvent.objects.order_by("-id").values_list("id", "occurred_at").first()
-    if row is None:
+    """The head of the sealed audit chain now (audit.selectors.audit_chain_head): what the export names as the
+    state of the trail. Events are sealed right after their commit, so it includes all but the last instant's."""
+    head = audit_selectors.audit_chain_head()
+    if head.event_id is None:
         return ChainHead(event_id=None)
-    return ChainHead(event_id=row[0], occurred_at=row[1])
-
-
-def _has_field(model, name: str) -> bool:
-    try:
-        model._meta.get_field(name)
-    except FieldDoesNotExist:
-        return False
-    return True
+    return ChainHead(event_id=head.event_id, sequence=head.sequence, hash=head.hash, occurred_at=head.occurred_at)
 
 
 @dataclass(frozen=True)
@@ -199,6 +179,7 @@ def report_export_start(
         object_id=object_id,
         details={"kind": kind, "format": format, **(details or {})},
     )
+    audit_seal()  # chain the export's own event (and any other committed one), so the head printed names it
     return ReportMeta(
         kind=kind,
         format=format,
