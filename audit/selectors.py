@@ -210,8 +210,7 @@ def audit_chain_status() -> ChainStatus:
 
 def copy_session_settings(cursor) -> None:
     """Make COPY write times the way audit.chain encodes them (UTC, ISO), whatever the role's defaults."""
-    cursor.execute("SET LOCAL TimeZone = 'UTC'")
-    cursor.execute("SET LOCAL DateStyle = 'ISO, MDY'")
+    cursor.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, MDY', true)")
 
 
 WALK_COLUMNS = f"sequence, {', '.join(chain.CONTENT_COLUMNS)}, prev_hash, hash"

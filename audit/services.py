@@ -15,7 +15,6 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from audit import chain, checkpoints, context
-from audit.selectors import copy_session_settings
 from audit.models import AuditCheckpoint, AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -142,7 +141,16 @@ def audit_seal() -> int:
         with transaction.atomic():
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [SEAL_LOCK_KEY])
+                    # One round trip: the lock, and this transaction's settings. COPY must write times as the
+                    # chain encodes them. The commit need not wait for the disk: a seal lost in a crash leaves
+                    # its events unsealed, and the next seal chains them again; whatever is shown outside
+                    # (a checkpoint, a report) is written by a later synchronous commit, which makes every
+                    # seal before it durable too.
+                    cursor.execute(
+                        "SELECT pg_try_advisory_xact_lock(%s), set_config('TimeZone', 'UTC', true),"
+                        " set_config('DateStyle', 'ISO, MDY', true), set_config('synchronous_commit', 'off', true)",
+                        [SEAL_LOCK_KEY],
+                    )
                     if not cursor.fetchone()[0]:
                         return total
             sealed = _seal_batch()
@@ -170,8 +178,7 @@ def _unsealed_contents() -> list[tuple[int, bytes]]:
     """(id, content bytes) of up to SEAL_BATCH committed unsealed events, oldest id first."""
     if connection.vendor == "postgresql":
         # The content exactly as COPY writes it: the same bytes the verifier will hash (audit.chain).
-        with connection.cursor() as cursor:
-            copy_session_settings(cursor)
+        with connection.cursor() as cursor:  # audit_seal set TimeZone and DateStyle for this transaction
             raw = cursor.cursor
             data = bytearray()
             with raw.copy(
