@@ -1,15 +1,10 @@
 from django.contrib import admin
 
-from audit.models import AuditEvent
+from audit.models import AuditCheckpoint, AuditEvent
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class _ReadOnly(admin.ModelAdmin):
     """Read-only: the database refuses changes anyway."""
-
-    list_display = ("id", "occurred_at", "actor", "actor_role", "action", "object_type", "object_id")
-    list_filter = ("action", "actor_role")
-    readonly_fields = [f.name for f in AuditEvent._meta.fields]
 
     def has_add_permission(self, request):
         return False
@@ -19,3 +14,17 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(_ReadOnly):
+    list_display = ("id", "sequence", "occurred_at", "actor", "actor_role", "action", "object_type", "object_id",
+                    "patient_id")
+    list_filter = ("action", "actor_role")
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+
+@admin.register(AuditCheckpoint)
+class AuditCheckpointAdmin(_ReadOnly):
+    list_display = ("id", "created_at", "sequence", "key_id")
+    readonly_fields = [f.name for f in AuditCheckpoint._meta.fields]
