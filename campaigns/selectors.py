@@ -1,13 +1,23 @@
 """Reads about campaigns."""
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Count, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from audit.models import AuditEvent
+from audit.selectors import AuditFilters, audit_event_queryset
 from campaigns.coverage import sent_without_coverage_counts
 from campaigns.models import Campaign, Delivery
 from consent.selectors import authorization_gap_list, patient_suppression_list
+
+# The audit actions that record deliveries' outcomes (campaigns.services writes them).
+BATCH_ACTION = "delivery.batch_dispatched"
+LAUNCH_ACTION = "campaign.launched"
+CANCEL_ACTION = "campaign.cancelled"
 
 
 def delivery_block_reason_list(*, purpose_id: int, patient_ids: Iterable[int]) -> dict[int, str]:
@@ -71,3 +81,59 @@ def delivery_evidence_list(*, campaign_id: int) -> QuerySet[Delivery]:
         .select_related("authorization", "authorization__revocation")
         .order_by("id")
     )
+
+
+@dataclass(frozen=True)
+class DeliveryHistoryRow:
+    """One message prepared for a patient, for their audit history: what happened to it and which audit
+    event recorded that (a send batch, the launch, or the cancel), so each line leads into the hash chain."""
+
+    delivery: Delivery
+    recorded_by: AuditEvent | None
+
+
+def _batch_key(delivery: Delivery) -> str:
+    if delivery.status == Delivery.Status.BLOCKED:
+        return f"blocked_{delivery.block_reason}"
+    return delivery.status  # "sent" or "failed", as the sender's batch event lists them
+
+
+def _recording_event(delivery: Delivery) -> AuditEvent | None:
+    """The audit event that records this delivery's outcome. The sender writes one `delivery.batch_dispatched`
+    event per batch, listing its delivery ids under the outcome, in the transaction that set `sent_at` (so not
+    before it); deliveries blocked at launch are counted by `campaign.launched`, and those left queued when a
+    campaign was cancelled by `campaign.cancelled`."""
+    if delivery.status == Delivery.Status.QUEUED:
+        return None
+    campaign_events = audit_event_queryset(AuditFilters(campaign_id=delivery.campaign_id))
+    batches = campaign_events.filter(action=BATCH_ACTION)
+    if delivery.sent_at is not None:
+        # Not before the send (a second's margin: SQLite keeps the two clocks at different precisions).
+        batches = batches.filter(occurred_at__gte=delivery.sent_at - timedelta(seconds=1))
+    key = _batch_key(delivery)
+    if connection.vendor == "postgresql":
+        # details -> key @> '[id]': the campaign's batch events are one range of the object index, and the
+        # containment test runs on those rows only.
+        found = batches.filter(**{f"details__{key}__contains": [delivery.pk]}).order_by("occurred_at", "id").first()
+    else:
+        found = next(
+            (event for event in batches.order_by("occurred_at", "id") if delivery.pk in event.details.get(key, ())),
+            None,
+        )
+    if found is not None or delivery.status != Delivery.Status.BLOCKED:
+        return found
+    action = CANCEL_ACTION if delivery.block_reason == Delivery.BlockReason.CAMPAIGN_CANCELLED else LAUNCH_ACTION
+    return campaign_events.filter(action=action).order_by("occurred_at", "id").first()
+
+
+def delivery_history_list(*, patient_id: int) -> list[DeliveryHistoryRow]:
+    """Every message prepared for this patient, newest first (one per campaign at most), each with the audit
+    event that recorded its outcome. For compliance officers: ids, codes and dates; the campaign's name and
+    purpose, which are not about the patient."""
+    deliveries = (
+        Delivery.objects.filter(patient_id=patient_id)
+        .select_related("campaign", "campaign__purpose", "authorization", "authorization__form_version")
+        .annotate(moment=Coalesce("sent_at", "created_at"))
+        .order_by("-moment", "-id")
+    )
+    return [DeliveryHistoryRow(delivery=delivery, recorded_by=_recording_event(delivery)) for delivery in deliveries]

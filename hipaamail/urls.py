@@ -6,7 +6,9 @@ from django_otp.admin import OTPAdminSite
 from django.urls import include, path
 
 from hipaamail import views
+from audit import urls as audit_urls
 from campaigns import views as campaign_views
+from campaigns import views_history
 from consent import urls_portal as consent_portal_urls
 from hipaamail.access import patient_pages, public, public_patterns, signed_in
 
@@ -42,7 +44,18 @@ urlpatterns = [
     path("account/two-factor/devices/remove/", views.otp_device_remove, name="otp_device_remove"),
     path("campaigns/", include("campaigns.urls")),
     path("consent/", include("consent.urls")),
-    path("audit/", include("audit.urls")),
+    # The audit pages, plus a patient's history: the trail joined with the messages the patient received, so
+    # composed in campaigns (dependencies point campaigns -> consent -> audit) and mounted in the audit namespace.
+    path(
+        "audit/",
+        include((
+            [
+                *audit_urls.urlpatterns,
+                path("patients/<int:patient_id>/", views_history.patient_history, name="patient_history"),
+            ],
+            audit_urls.app_name,
+        )),
+    ),
     path("reports/", include("campaigns.urls_reports")),
     # Patient pages: no staff account; consent checks the patient's emailed one-time code itself.
     path("my/", include((patient_pages(consent_portal_urls.urlpatterns), "portal"))),

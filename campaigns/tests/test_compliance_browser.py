@@ -1,8 +1,13 @@
-"""In Chromium, as a compliance officer would: sign in with a password and an authenticator code, open Reports
-from the menu, and download each report as a PDF after typing a code again (a wrong code first: no file, an
-error on the page). Each PDF is read back (pdftotext) and, with SCREENSHOT_DIR set, its first page is kept as
-a PNG for docs/screenshots (pdftoppm -png -r 80). The page passes axe-core. Marked `browser`.
-R-SEC-MFA, R-SEC-AUDIT, R-SEND-EVIDENCE, R-MIN-NECESSARY."""
+"""In Chromium, a compliance officer new to the product, after a small clinic's month of consent and two
+campaigns: signs in with a password and an authenticator code, opens a patient's record, then the audit log
+from the menu (the hash chain's status on top), filters it by action and by patient, opens that patient's
+full history (the events, and each message with the audit event that recorded it), then Reports, and
+downloads each report as a PDF after typing a code again (a wrong code first: no file, an error on the
+page). Each PDF is read back (pdftotext) and, with SCREENSHOT_DIR set, its pages are kept as PNGs for
+docs/screenshots (pdftoppm -png -r 80). Every page passes axe-core. Marked `browser`.
+R-SEC-MFA, R-SEC-AUDIT, R-SEC-INTEGRITY, R-SEND-EVIDENCE, R-MIN-NECESSARY.
+
+Screenshots: 80-audit-log (filtered), 81-patient-history, 88-reports-page, 85/86/87 the reports' pages."""
 import os
 import shutil
 import subprocess
@@ -11,6 +16,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -103,10 +109,12 @@ def _pdf_text(path: Path) -> str:
     return " ".join(out.split())
 
 
-def _keep_first_page(path: Path, name: str) -> None:
+def _keep_pages(path: Path, name: str) -> None:
+    """Every page as <name>-<n>.png (pdftoppm numbers them), the first also as <name>.png for the README."""
     folder = os.environ.get("SCREENSHOT_DIR")
     if folder and shutil.which("pdftoppm"):
         Path(folder).mkdir(parents=True, exist_ok=True)
+        subprocess.run(["pdftoppm", "-png", "-r", "80", str(path), str(Path(folder) / name)], check=True)
         subprocess.run(
             ["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(path), str(Path(folder) / name)],
             check=True,
@@ -126,11 +134,60 @@ def _download(page, form_id: str, officer, tmp_path: Path, name: str) -> tuple[P
     return path, download.suggested_filename
 
 
-def test_compliance_officer_downloads_each_report_as_a_pdf(page, live_server, axe_js, tmp_path):
+def test_compliance_officer_reads_the_audit_trail_and_downloads_each_report(
+    page, live_server, axe_js, tmp_path, settings
+):
+    """The issue's walk-through: the audit log filtered, a patient's history, each report as a PDF."""
+    settings.AUDIT_CHECKPOINT_KEYS = "test-only-audit-checkpoint-key-0123456789abcdef"
     world = _clinic()
+    margaret = world["margaret"]
+    call_command("audit_checkpoint")
+    call_command("audit_verify")
     officer = staff_make(role="compliance officer", email="c.ramirez@riverside-health.example", with_totp=True)
 
     browser_sign_in(page, live_server, officer)
+    # The officer looks at the patient's record first: that view is itself audited, with the patient's id.
+    page.goto(f"{live_server.url}/consent/patients/{margaret.pk}/")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit log").click()
+    page.wait_for_url(f"{live_server.url}/audit/")
+    chain = page.get_by_role("region", name="Hash chain status")
+    assert "intact through sequence" in chain.inner_text() and "Last signed checkpoint" in chain.inner_text()
+
+    page.select_option("select[name=action]", "authorization.granted")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/audit/?*action=authorization.granted*")
+    rows = page.locator("table.audit tbody tr")
+    assert rows.count() == 10  # ten authorizations were signed, two of them by Margaret (or for her)
+    assert set(rows.locator("td:nth-child(3)").all_inner_texts()) == {"authorization.granted"}
+
+    page.fill("input[name=patient]", str(margaret.pk))
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(f"**/audit/?*patient={margaret.pk}*")
+    assert page.locator("table.audit tbody tr").count() == 2
+    assert "Olsen" not in page.content()  # ids and codes only
+    assert_accessible(page, axe_js)
+    screenshot(page, "80-audit-log")
+
+    page.get_by_role("link", name=f"Patient #{margaret.pk}: full history on one page").click()
+    page.wait_for_url(f"{live_server.url}/audit/patients/{margaret.pk}/")
+    messages = page.locator("table[aria-labelledby=messages] tbody tr")
+    assert messages.count() == 2
+    by_campaign = {row.locator("td:nth-child(2)").inner_text().split("\n")[-1]: row.inner_text() for row in messages.all()}
+    assert "delivery.batch_dispatched" in by_campaign["Spring CPAP refill"] and "Sent" in by_campaign["Spring CPAP refill"]
+    assert "campaign.launched" in by_campaign["Summer travel kit"]
+    assert "Authorization revoked" in by_campaign["Summer travel kit"]  # she had unsubscribed in one click
+    events = page.locator("table.audit:not([aria-labelledby]) tbody td:nth-child(3)").all_inner_texts()
+    assert events[:2] == ["audit.log_viewed", "patient.viewed"]
+    assert {"authorization.granted", "authorization.revoked", "patient.created"} <= set(events)
+    assert page.get_by_role("link", name="Open the patient record").get_attribute("href") == (
+        f"/consent/patients/{margaret.pk}/"
+    )
+    assert "Olsen" not in page.content()
+    assert_accessible(page, axe_js)
+    screenshot(page, "81-patient-history")
+    recorded = AuditEvent.objects.filter(actor=officer, patient_id=margaret.pk).values_list("action", flat=True)
+    assert set(recorded) == {"patient.viewed", "audit.log_viewed", "audit.patient_history_viewed"}
+
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Reports").click()
     page.wait_for_url("**/reports/")
     assert page.locator("h1").inner_text() == "Reports"
@@ -153,7 +210,7 @@ def test_compliance_officer_downloads_each_report_as_a_pdf(page, live_server, ax
     if text:
         assert "Campaign evidence report" in text and "Spring CPAP refill" in text and "Page 1 of" in text
         assert "Sent without a covering authorization: 0" in text
-    _keep_first_page(path, "85-report-campaign-evidence")
+    _keep_pages(path, "85-report-campaign-evidence")
 
     page.locator("form#patient-ledger").get_by_label("Patient number").fill(str(world["margaret"].pk))
     path, filename = _download(page, "patient-ledger", officer, tmp_path, "ledger")
@@ -163,7 +220,7 @@ def test_compliance_officer_downloads_each_report_as_a_pdf(page, live_server, ax
         for expected in ["Patient consent ledger", "MRN-20931", "Margaret Olsen", "Son, health care power of attorney",
                          "Authorization revoked", "Spring CPAP refill", "Summer travel kit", "Page 1 of"]:
             assert expected in text, expected
-    _keep_first_page(path, "86-report-patient-ledger")
+    _keep_pages(path, "86-report-patient-ledger")
 
     summary = page.locator("form#compliance-summary")
     today = timezone.localdate()
@@ -175,7 +232,7 @@ def test_compliance_officer_downloads_each_report_as_a_pdf(page, live_server, ax
         for expected in ["Compliance summary", "Revocation to effect", "Staff access to patient data",
                          "Messages sent without a covering authorization in the period: 0", "Page 1 of"]:
             assert expected in text, expected
-    _keep_first_page(path, "87-report-compliance-summary")
+    _keep_pages(path, "87-report-compliance-summary")
 
     exports = AuditEvent.objects.filter(action="report.exported", actor=officer).order_by("id")
     assert [event.details["kind"] for event in exports] == ["campaign_evidence", "patient_ledger", "compliance_summary"]
