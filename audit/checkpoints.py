@@ -7,8 +7,12 @@ an event at that sequence with another hash was rewritten, even by someone who r
 
 Keys: `AUDIT_CHECKPOINT_KEYS` (a Django setting, else the environment variable of that name), comma-separated,
 each at least 32 characters; the first signs, all of them verify, so a key can be rotated while older
-checkpoints still verify. Without it, a key derived from SECRET_KEY (also outside the database) signs; set a
-dedicated key in production so that rotating SECRET_KEY does not invalidate every earlier checkpoint.
+checkpoints still verify. Without it, a key derived from SECRET_KEY (also outside the database) signs: that is
+for the demo and the tests only. hipaamail.settings.production refuses to start without a dedicated key, so that
+rotating SECRET_KEY does not invalidate every earlier checkpoint; docs/backups.md says where to keep it.
+
+When: audit.tasks signs the head every hour and verifies the whole chain every night (Celery beat), and alerts
+the compliance officers and administrators when the verify finds a break.
 
 Where they are kept: the append-only table audit_auditcheckpoint, and, when `AUDIT_CHECKPOINT_FILE` names a
 file (setting or environment), one JSON line each appended there too. Someone able to bypass the triggers

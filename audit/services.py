@@ -7,14 +7,22 @@ sequence their entries (docs/adr/0004-audit-hash-chain.md).
 """
 import logging
 import re
+import smtplib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from audit import chain, checkpoints, context
+from audit import chain, checkpoints, context, permissions, selectors
 from audit.models import AuditCheckpoint, AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -278,3 +286,123 @@ def audit_verification_record(*, result) -> AuditEvent:
             "break_reason": first_break.reason if first_break else None,
         },
     )
+
+
+@dataclass(frozen=True)
+class AuditVerification:
+    """What a verify found: the walk's result, how long the walk took, and how many committed events it could not
+    cover because they were not sealed yet."""
+
+    result: chain.WalkResult
+    seconds: float
+    unsealed: int
+
+
+class CheckpointCopyUnreadable(Exception):
+    """A checkpoint file kept outside the database is missing or holds a line that is not a checkpoint."""
+
+
+def audit_checkpoint_copies_read(paths: Iterable[Path] = ()) -> list[checkpoints.CheckpointCopy]:
+    """The checkpoints kept outside the database: each file in `paths`, plus AUDIT_CHECKPOINT_FILE when it exists.
+    Raises CheckpointCopyUnreadable for a missing file in `paths` or a line that is not a checkpoint."""
+    paths = list(paths)
+    configured = checkpoints.checkpoint_file()
+    if configured is not None and configured.exists() and configured not in paths:
+        paths.append(configured)
+    copies: list[checkpoints.CheckpointCopy] = []
+    for path in paths:
+        try:
+            copies += checkpoints.checkpoint_file_read(path)
+        except FileNotFoundError:
+            raise CheckpointCopyUnreadable(f"No checkpoint file at {path}.") from None
+        except ValueError as error:
+            raise CheckpointCopyUnreadable(str(error)) from None
+    return copies
+
+
+def audit_chain_verify(
+    *,
+    checkpoint_files: Iterable[Path] = (),
+    workers: int = selectors.VERIFY_WORKERS,
+    read_only: bool = False,
+) -> AuditVerification:
+    """Seal what is committed, walk the whole chain against every signed checkpoint known (the table's, the
+    configured file's, `checkpoint_files`), and keep the outcome as an audit.verified event. `read_only` (a read
+    replica, a restored copy) neither seals nor records. What `manage.py audit_verify` and the scheduled
+    audit.tasks.audit_verify_task both run (R-SEC-INTEGRITY)."""
+    copies = audit_checkpoint_copies_read(checkpoint_files)
+    if not read_only:
+        audit_seal()
+    started = time.perf_counter()
+    result = selectors.audit_chain_walk(extra_checkpoints=copies, workers=max(1, workers))
+    seconds = time.perf_counter() - started
+    unsealed = AuditEvent.objects.filter(sequence__isnull=True).count()
+    if not read_only:
+        audit_verification_record(result=result)
+    return AuditVerification(result=result, seconds=seconds, unsealed=unsealed)
+
+
+# --- Telling people about a break -------------------------------------------------------------------------
+
+BREAK_ALERTED_ACTION = "audit.break_alerted"
+
+
+def audit_alert_recipient_list() -> list[str]:
+    """The addresses of everyone who reads the audit trail (audit.permissions: the compliance officer and
+    administrator groups, and superusers), active accounts only, each address once."""
+    users = (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(groups__name__in=permissions.AUDIT_READERS) | Q(is_superuser=True))
+        .exclude(email="")
+        .order_by("email")
+        .values_list("email", flat=True)
+        .distinct()
+    )
+    seen: dict[str, str] = {}
+    for address in users:
+        seen.setdefault(address.strip().lower(), address.strip())
+    return list(seen.values())
+
+
+def audit_chain_break_alert(*, result: chain.WalkResult) -> int:
+    """A verify found a break: log an ERROR and email each compliance officer and administrator, one message each
+    (so no recipient sees the others). Says where and why the chain broke, as a sequence number and a reason code,
+    and where to look (/audit/): no PHI, nothing from the broken event itself. Returns how many messages the mail
+    server took; the alert is itself recorded (audit.break_alerted). R-SEC-AUDIT, R-SEC-INTEGRITY."""
+    first_break = result.first_break
+    if first_break is None:
+        return 0
+    logger.error("audit: chain broken at sequence %d (%s)", first_break.sequence, first_break.reason)
+    subject = f"Audit trail broken at sequence {first_break.sequence} ({first_break.reason})"
+    body = (
+        "The scheduled verification of the audit trail found its hash chain broken at sequence "
+        f"{first_break.sequence} (reason: {first_break.reason}).\n\n"
+        f"What that means: {chain.DESCRIPTIONS.get(first_break.reason, first_break.reason)}.\n\n"
+        f"Open {settings.SITE_URL.rstrip('/')}/audit/ to see the verification, then follow the incident steps in "
+        "docs/backups.md (\"When the audit chain breaks\"). Do not change or delete anything in the database "
+        "before it has been copied.\n\n"
+        "This message was sent to every active compliance officer and administrator.\n"
+    )
+    sent = 0
+    recipients = audit_alert_recipient_list()
+    for address in recipients:
+        try:
+            sent += send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address])
+        except (smtplib.SMTPException, OSError) as error:
+            # The error's text may name the address; its type is enough to act on.
+            logger.error("audit: a chain-break alert was not delivered (%s)", type(error).__name__)
+    if not recipients:
+        logger.error("audit: no active compliance officer or administrator to alert about the chain break")
+    audit_record(
+        actor=None,
+        actor_role=SYSTEM,
+        action=BREAK_ALERTED_ACTION,
+        details={
+            "break_sequence": first_break.sequence,
+            "break_reason": first_break.reason,
+            "recipients": len(recipients),
+            "delivered": sent,
+        },
+    )
+    return sent

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(environ.Env().str("HIPAAMAIL_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -170,6 +171,10 @@ CELERY_BEAT_SCHEDULE = {
     "launch-due-campaigns": {"task": "campaigns.tasks.campaign_launch_due_task", "schedule": 15.0},
     "rewake-unfinished-campaigns": {"task": "campaigns.tasks.campaign_rewake_task", "schedule": 60.0},
     "invite-renewals": {"task": "consent.tasks.authorization_renewals_invite_task", "schedule": 24 * 3600.0},
+    # R-SEC-INTEGRITY (docs/backups.md, "The audit chain on a schedule"): sign the audit chain's head every hour,
+    # verify the whole chain every night (alerting compliance officers and administrators at a break).
+    "audit-checkpoint": {"task": "audit.tasks.audit_checkpoint_task", "schedule": crontab(minute=0)},
+    "audit-verify": {"task": "audit.tasks.audit_verify_task", "schedule": crontab(hour=2, minute=30)},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

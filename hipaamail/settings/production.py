@@ -15,6 +15,30 @@ IDENTIFIER_HASH_KEY = env.str("IDENTIFIER_HASH_KEY")
 if not env.str("DATABASE_URL", default=""):
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production.")
 
+# R-SEC-INTEGRITY: audit checkpoints are signed with a key of their own, kept in the secret store and never on the
+# database host (whoever can rewrite the database must not also be able to re-sign a rewritten chain), and
+# independent of SECRET_KEY, so that rotating SECRET_KEY does not invalidate every earlier checkpoint. Comma-separated, the first signs, all verify (rotation:
+# put the new key first, keep the old ones after it). audit/checkpoints.py falls back to a key derived from
+# SECRET_KEY; that is for the demo and the tests only. docs/backups.md, "The audit chain on a schedule".
+_AUDIT_KEY_HELP = (
+    'make one with: python -c "import secrets; print(secrets.token_urlsafe(48))" and keep it in the secret store, '
+    "not on the database host (docs/backups.md)"
+)
+_AUDIT_KEY_MIN_LENGTH = 32  # audit.checkpoints.MIN_KEY_LENGTH (settings do not import the apps)
+AUDIT_CHECKPOINT_KEYS = [key.strip() for key in env.str("AUDIT_CHECKPOINT_KEYS", default="").split(",") if key.strip()]
+if not AUDIT_CHECKPOINT_KEYS:
+    raise ImproperlyConfigured(
+        "Set AUDIT_CHECKPOINT_KEYS: the key that signs audit checkpoints (comma-separated, newest first); "
+        f"{_AUDIT_KEY_HELP}."
+    )
+if any(len(key) < _AUDIT_KEY_MIN_LENGTH for key in AUDIT_CHECKPOINT_KEYS):
+    raise ImproperlyConfigured(
+        f"Each AUDIT_CHECKPOINT_KEYS key needs at least {_AUDIT_KEY_MIN_LENGTH} characters; {_AUDIT_KEY_HELP}."
+    )
+# Optional: a file each checkpoint is also appended to, best on storage the database's administrators cannot
+# rewrite (a mounted write-once bucket); audit_verify reads it back.
+AUDIT_CHECKPOINT_FILE = env.str("AUDIT_CHECKPOINT_FILE", default="")
+
 # R-SEC-TLS: web traffic is HTTPS only with HSTS; mail leaves over TLS and is never downgraded.
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,4 +1,4 @@
-"""Production settings fail fast on a missing secret and pass `check --deploy` (R-SEC-TLS)."""
+"""Production settings fail fast on a missing secret and pass `check --deploy` (R-SEC-TLS, R-SEC-INTEGRITY)."""
 import os
 import subprocess
 import sys
@@ -15,6 +15,7 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/hipaamail",
     "FIELD_ENCRYPTION_KEYS": "prod1:cHJvZHVjdGlvbi1rZXktZm9yLXRoZS1jaGVjay0zMiE",
     "IDENTIFIER_HASH_KEY": "a-production-identifier-hash-key",
+    "AUDIT_CHECKPOINT_KEYS": "a-production-audit-checkpoint-signing-key-0123456789",
 }
 
 
@@ -34,7 +35,15 @@ def test_r_sec_tls_production_check_deploy_is_clean():
 
 @pytest.mark.parametrize(
     "missing",
-    ["SECRET_KEY", "ALLOWED_HOSTS", "CELERY_BROKER_URL", "DATABASE_URL", "FIELD_ENCRYPTION_KEYS", "IDENTIFIER_HASH_KEY"],
+    [
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "CELERY_BROKER_URL",
+        "DATABASE_URL",
+        "FIELD_ENCRYPTION_KEYS",
+        "IDENTIFIER_HASH_KEY",
+        "AUDIT_CHECKPOINT_KEYS",
+    ],
 )
 def test_production_refuses_to_start_without_a_required_setting(missing):
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
@@ -51,3 +60,44 @@ def test_r_sec_tls_production_refuses_plaintext_mail():
 
     assert result.returncode != 0
     assert "TLS" in result.stderr
+
+
+def test_r_sec_integrity_production_refuses_to_start_without_a_dedicated_audit_checkpoint_key():
+    """No falling back to a key derived from SECRET_KEY in production: the message names the variable and says how
+    to make a key."""
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != "AUDIT_CHECKPOINT_KEYS"}
+
+    result = _manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: Set AUDIT_CHECKPOINT_KEYS" in result.stderr
+    assert "secrets.token_urlsafe(48)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "keys",
+    ["short-key", "a-production-audit-checkpoint-signing-key-0123456789,short-key", " , "],
+    ids=["short", "one-of-two-short", "only-separators"],
+)
+def test_r_sec_integrity_production_refuses_an_audit_checkpoint_key_shorter_than_32(keys):
+    result = _manage("check", env=PRODUCTION_ENV | {"AUDIT_CHECKPOINT_KEYS": keys})
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "AUDIT_CHECKPOINT_KEYS" in result.stderr
+    assert "short-key" not in result.stderr  # a key is never echoed
+
+
+def test_r_sec_integrity_production_reads_the_audit_checkpoint_keys_and_file_from_the_environment():
+    keys = "b" * 32 + "-the-new-key," + "a" * 40
+    env = PRODUCTION_ENV | {"AUDIT_CHECKPOINT_KEYS": keys, "AUDIT_CHECKPOINT_FILE": "/srv/worm/checkpoints.jsonl"}
+    code = (
+        "from django.conf import settings; "
+        "print(settings.AUDIT_CHECKPOINT_KEYS == ['b' * 32 + '-the-new-key', 'a' * 40]); "
+        "print(settings.AUDIT_CHECKPOINT_FILE)"
+    )
+
+    result = _manage("shell", "--verbosity", "0", "-c", code, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "/srv/worm/checkpoints.jsonl"]

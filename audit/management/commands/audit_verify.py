@@ -4,14 +4,14 @@ Seals what is committed first, then reads every sealed event in sequence order t
 recomputing each hash in this process, checking each link and each signed checkpoint (the table's, the
 configured checkpoint file's, and any --checkpoint-file copies). Exit status 0 when intact, 1 at a break.
 The outcome is recorded as an audit.verified event (the audit pages show it) unless --read-only.
+The work is audit.services.audit_chain_verify, which the scheduled audit.tasks.audit_verify_task runs too; the
+task also alerts the compliance officers and administrators at a break, this command only reports it.
 """
-import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit import checkpoints, selectors, services
-from audit.models import AuditEvent
+from audit import selectors, services
 
 
 class Command(BaseCommand):
@@ -38,33 +38,22 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, checkpoint_file, workers, read_only, **options):
-        paths = list(checkpoint_file)
-        configured = checkpoints.checkpoint_file()
-        if configured is not None and configured.exists() and configured not in paths:
-            paths.append(configured)
-        copies = []
-        for path in paths:
-            try:
-                copies += checkpoints.checkpoint_file_read(path)
-            except FileNotFoundError:
-                raise CommandError(f"No checkpoint file at {path}.") from None
-            except ValueError as error:
-                raise CommandError(str(error)) from None
-        if not read_only:
-            services.audit_seal()
-        started = time.perf_counter()
-        result = selectors.audit_chain_walk(extra_checkpoints=copies, workers=max(1, workers))
-        seconds = time.perf_counter() - started
-        unsealed = AuditEvent.objects.filter(sequence__isnull=True).count()
+        try:
+            verification = services.audit_chain_verify(
+                checkpoint_files=checkpoint_file, workers=workers, read_only=read_only
+            )
+        except services.CheckpointCopyUnreadable as error:
+            raise CommandError(str(error)) from None
+        result, seconds = verification.result, verification.seconds
         rate = result.events / seconds if seconds else 0
         self.stdout.write(
             f"Walked {result.events:,} events in {seconds:.2f}s ({rate:,.0f} events/s); "
             f"{len(result.checkpoints)} checkpoint(s) known, {result.checkpoints_checked} matched."
         )
-        if unsealed:
-            self.stdout.write(f"{unsealed:,} event(s) committed but not sealed yet (not covered by this walk).")
-        if not read_only:
-            services.audit_verification_record(result=result)
+        if verification.unsealed:
+            self.stdout.write(
+                f"{verification.unsealed:,} event(s) committed but not sealed yet (not covered by this walk)."
+            )
         if result.ok:
             self.stdout.write(
                 self.style.SUCCESS(f"Chain intact through sequence {result.last_sequence} (head {result.last_hash}).")
