@@ -108,6 +108,7 @@ def patient_ledger_export(request):
                 format=form.cleaned_data["format"],
                 object_type="patient",
                 object_id=patient_id,
+                patient_id=patient_id,
                 filters=[("Patient", f"#{patient_id}")],
             )
             if meta.format == exports.CSV:

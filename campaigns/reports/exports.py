@@ -167,9 +167,11 @@ def report_export_start(
     object_id: object,
     filters: Sequence[tuple[str, str]],
     details: dict | None = None,
+    patient_id: int | None = None,
 ) -> ReportMeta:
     """Audit the export (`report.exported`: the report kind, the format, the object's id; ids and codes
-    only), then read the chain head that the report will print."""
+    only; `patient_id` when the report is about one patient, so it shows in their history), then read the
+    chain head that the report will print."""
     if kind not in TITLES or format not in FORMATS:
         raise ValueError(f"Unknown report {kind!r} or format {format!r}.")
     event = audit_record(
@@ -177,6 +179,7 @@ def report_export_start(
         action="report.exported",
         object_type=object_type,
         object_id=object_id,
+        patient_id=patient_id,
         details={"kind": kind, "format": format, **(details or {})},
     )
     audit_seal()  # chain the export's own event (and any other committed one), so the head printed names it

@@ -358,7 +358,8 @@ def test_patient_ledger_pdf_prints_the_decrypted_evidence_and_page_numbers(verif
 
 
 def test_r_no_phi_leak_export_filename_and_audit_hold_ids_only(verified_client, world):
-    """R-NO-PHI-LEAK: the file name names the patient's internal id only; the audit event holds ids and codes."""
+    """R-NO-PHI-LEAK: the file name names the patient's internal id only; the audit event holds ids and codes.
+    R-SEC-AUDIT: the export names the patient as its subject, so it is in the patient's audit history."""
     officer = _officer(verified_client)
     patient = world["patients"]["covered"]
 
@@ -369,6 +370,7 @@ def test_r_no_phi_leak_export_filename_and_audit_hold_ids_only(verified_client, 
     assert "MRN" not in disposition and "Olsen" not in disposition
     event = AuditEvent.objects.get(action="report.exported")
     assert (event.actor, event.object_type, event.object_id) == (officer, "patient", str(patient.pk))
+    assert event.patient_id == patient.pk
     assert event.details == {"kind": "patient_ledger", "format": "pdf"}
     assert "Olsen" not in str(event.details) and "MRN" not in str(event.details)
 
