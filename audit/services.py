@@ -20,6 +20,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from audit import chain, checkpoints, context, permissions, selectors
@@ -374,21 +375,20 @@ def audit_chain_break_alert(*, result: chain.WalkResult) -> int:
     if first_break is None:
         return 0
     logger.error("audit: chain broken at sequence %d (%s)", first_break.sequence, first_break.reason)
-    subject = f"Audit trail broken at sequence {first_break.sequence} ({first_break.reason})"
-    body = (
-        "The scheduled verification of the audit trail found its hash chain broken at sequence "
-        f"{first_break.sequence} (reason: {first_break.reason}).\n\n"
-        f"What that means: {chain.DESCRIPTIONS.get(first_break.reason, first_break.reason)}.\n\n"
-        f"Open {settings.SITE_URL.rstrip('/')}/audit/ to see the verification, then follow the incident steps in "
-        "docs/backups.md (\"When the audit chain breaks\"). Do not change or delete anything in the database "
-        "before it has been copied.\n\n"
-        "This message was sent to every active compliance officer and administrator.\n"
-    )
+    context = {
+        "sequence": first_break.sequence,
+        "reason": first_break.reason,
+        "meaning": chain.DESCRIPTIONS.get(first_break.reason, first_break.reason),
+        "site_url": settings.SITE_URL.rstrip("/"),
+    }
+    subject = " ".join(render_to_string("audit/email/chain_break.subject.txt", context).split())
+    body = render_to_string("audit/email/chain_break.txt", context)
+    html = render_to_string("audit/email/chain_break.html", context)
     sent = 0
     recipients = audit_alert_recipient_list()
     for address in recipients:
         try:
-            sent += send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address])
+            sent += send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address], html_message=html)
         except (smtplib.SMTPException, OSError) as error:
             # The error's text may name the address; its type is enough to act on.
             logger.error("audit: a chain-break alert was not delivered (%s)", type(error).__name__)

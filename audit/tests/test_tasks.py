@@ -146,7 +146,9 @@ def test_r_sec_audit_verify_task_at_a_break_records_it_logs_an_error_and_mails_e
         assert message.subject == "Audit trail broken at sequence 3 (hash_mismatch)"
         assert "broken at sequence 3 (reason: hash_mismatch)" in message.body
         assert "https://mail.riverside-health.example/audit/" in message.body
-    everything_said = " ".join([r.getMessage() for r in caplog.records] + [m.subject + m.body for m in mail.outbox])
+        (html, mimetype), = message.alternatives
+        assert mimetype == "text/html" and 'href="https://mail.riverside-health.example/audit/"' in html
+    everything_said = " ".join([r.getMessage() for r in caplog.records] + [m.subject + m.body + m.alternatives[0][0] for m in mail.outbox])
     for phi in (PATIENT_NAME, "Josephine", PATIENT_EMAIL, "patients.example"):
         assert phi not in everything_said
 
