@@ -3,7 +3,6 @@
 The tasks are called in this process, as a worker would run them. Tampering is simulated as in test_chain.py: a
 row edited with the append-only triggers bypassed.
 """
-import contextlib
 import importlib
 import logging
 
@@ -12,12 +11,12 @@ from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core import mail
-from django.db import connection
 
 from audit import chain, checkpoints, selectors
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import audit_record, audit_seal
 from audit.tasks import audit_checkpoint_task, audit_verify_task
+from audit.tests.test_chain import triggers_bypassed
 from conftest import requires_postgresql
 
 pytestmark = pytest.mark.django_db
@@ -49,17 +48,6 @@ def _staff(email: str, *roles: str, username: str = "", is_active: bool = True, 
     for role in roles:
         user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
-
-
-@contextlib.contextmanager
-def triggers_bypassed():
-    """What only a superuser can do: write to the audit table with its triggers switched off."""
-    with connection.cursor() as cursor:
-        cursor.execute("SET session_replication_role = replica")
-        try:
-            yield cursor
-        finally:
-            cursor.execute("SET session_replication_role = origin")
 
 
 # --- The hourly checkpoint ------------------------------------------------------------------------------------
