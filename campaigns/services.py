@@ -8,6 +8,8 @@ records each outcome (DESIGN.md, ADR 0001, R-SEND-COVERED, R-SEND-EVIDENCE).
 import logging
 import smtplib
 from collections import defaultdict
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -88,24 +90,45 @@ def campaign_create(
     return campaign
 
 
-def _campaign_transition(*, actor, campaign_id: int, allowed_from: set[str], to: str, action: str) -> Campaign:
+@contextmanager
+def _campaign_locked(
+    campaign_id: int, *, allowed: Collection[str], cannot_be: str, with_purpose: bool = False
+) -> Iterator[Campaign]:
+    """The frame of a lifecycle step: one durable transaction holding the campaign's row lock, entered only from
+    one of the `allowed` statuses; any other raises ValidationError "A <status> campaign cannot be <cannot_be>.".
+    The step changes the campaign inside (`_campaign_move`), so the change and its audit row commit together.
+    `with_purpose` reads the purpose along, locking the campaign's row only (of self): locking its purpose too
+    would serialise every step of every campaign for that purpose."""
     with transaction.atomic(durable=True):
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-        if campaign.status not in allowed_from:
-            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be {action}.")
-        if to == Campaign.Status.APPROVED and campaign.created_by_id == actor.pk:
-            raise PermissionDenied("A campaign's author cannot approve it.")
-        previous = campaign.status
-        campaign.status = to
-        campaign.save(update_fields=["status"])
-        audit_record(
-            actor=actor,
-            action=f"campaign.{action}",
-            object_type="campaign",
-            object_id=campaign.pk,
-            details={"from": previous, "to": to},
-        )
-    return campaign
+        if with_purpose:
+            campaigns = Campaign.objects.select_for_update(of=("self",)).select_related("purpose")
+        else:
+            campaigns = Campaign.objects.select_for_update()
+        campaign = campaigns.get(pk=campaign_id)
+        if campaign.status not in allowed:
+            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be {cannot_be}.")
+        yield campaign
+
+
+def _campaign_move(
+    campaign: Campaign, *, actor, to: str, action: str, details: dict | None = None, clean: bool = False, **fields
+) -> None:
+    """Move a locked campaign to status `to`, setting `fields` too, save just those, and audit `action` with
+    details {"from": <status before>, "to": <to>, **details}. `clean`: full_clean() before saving."""
+    previous = campaign.status
+    campaign.status = to
+    for name, value in fields.items():
+        setattr(campaign, name, value)
+    if clean:
+        campaign.full_clean()
+    campaign.save(update_fields=["status", *fields])
+    audit_record(
+        actor=actor,
+        action=action,
+        object_type="campaign",
+        object_id=campaign.pk,
+        details={"from": previous, "to": to, **(details or {})},
+    )
 
 
 def campaign_submit(*, actor, campaign_id: int) -> Campaign:
@@ -115,10 +138,9 @@ def campaign_submit(*, actor, campaign_id: int) -> Campaign:
     from campaigns.content import content_of, content_problems
 
     refused = []
-    with transaction.atomic(durable=True):
-        campaign = Campaign.objects.select_for_update(of=("self",)).select_related("purpose").get(pk=campaign_id)
-        if campaign.status not in (Campaign.Status.DRAFT, Campaign.Status.REJECTED):
-            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be submitted.")
+    with _campaign_locked(
+        campaign_id, allowed=(Campaign.Status.DRAFT, Campaign.Status.REJECTED), cannot_be="submitted", with_purpose=True
+    ) as campaign:
         refused = content_problems(content_of(campaign))
         if refused:
             audit_record(
@@ -132,16 +154,7 @@ def campaign_submit(*, actor, campaign_id: int) -> Campaign:
                 },
             )
         else:
-            previous = campaign.status
-            campaign.status = Campaign.Status.SUBMITTED
-            campaign.save(update_fields=["status"])
-            audit_record(
-                actor=actor,
-                action="campaign.submitted",
-                object_type="campaign",
-                object_id=campaign.pk,
-                details={"from": previous, "to": campaign.status},
-            )
+            _campaign_move(campaign, actor=actor, to=Campaign.Status.SUBMITTED, action="campaign.submitted")
     if refused:  # raised after the commit, so that the refusal stays on the record
         raise ValidationError([problem.message for problem in refused], code="content")
     return campaign
@@ -155,22 +168,16 @@ def _controller_check(actor) -> None:
 
 def campaign_approve(*, actor, campaign_id: int) -> Campaign:
     """Approve a submitted campaign and record who approved it and when. The approver is never the author."""
-    with transaction.atomic(durable=True):
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-        if campaign.status != Campaign.Status.SUBMITTED:
-            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be approved.")
+    with _campaign_locked(campaign_id, allowed=(Campaign.Status.SUBMITTED,), cannot_be="approved") as campaign:
         if campaign.created_by_id == actor.pk:
             raise PermissionDenied("A campaign's author cannot approve it.")
-        campaign.status = Campaign.Status.APPROVED
-        campaign.approved_by = actor
-        campaign.approved_at = timezone.now()
-        campaign.save(update_fields=["status", "approved_by", "approved_at"])
-        audit_record(
+        _campaign_move(
+            campaign,
             actor=actor,
+            to=Campaign.Status.APPROVED,
             action="campaign.approved",
-            object_type="campaign",
-            object_id=campaign.pk,
-            details={"from": Campaign.Status.SUBMITTED, "to": campaign.status},
+            approved_by=actor,
+            approved_at=timezone.now(),
         )
     return campaign
 
@@ -185,26 +192,18 @@ def campaign_schedule(*, actor, campaign_id: int, send_at: datetime, timezone_na
     if not timezone_is_known(timezone_name):
         raise ValidationError("Choose a time zone from the list.")
     schedule_time_check(send_at)
-    with transaction.atomic(durable=True):
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-        if campaign.status not in (Campaign.Status.APPROVED, Campaign.Status.SCHEDULED):
-            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be scheduled.")
-        previous = campaign.status
-        campaign.status = Campaign.Status.SCHEDULED
-        campaign.scheduled_for = send_at.astimezone(UTC)
-        campaign.schedule_timezone = timezone_name
-        campaign.save(update_fields=["status", "scheduled_for", "schedule_timezone"])
-        audit_record(
+    scheduled_for = send_at.astimezone(UTC)
+    with _campaign_locked(
+        campaign_id, allowed=(Campaign.Status.APPROVED, Campaign.Status.SCHEDULED), cannot_be="scheduled"
+    ) as campaign:
+        _campaign_move(
+            campaign,
             actor=actor,
+            to=Campaign.Status.SCHEDULED,
             action="campaign.scheduled",
-            object_type="campaign",
-            object_id=campaign.pk,
-            details={
-                "from": previous,
-                "to": campaign.status,
-                "scheduled_for": campaign.scheduled_for.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "timezone": timezone_name,
-            },
+            details={"scheduled_for": scheduled_for.strftime("%Y-%m-%dT%H:%M:%SZ"), "timezone": timezone_name},
+            scheduled_for=scheduled_for,
+            schedule_timezone=timezone_name,
         )
     return campaign
 
@@ -267,14 +266,12 @@ def campaign_launch_refuse(*, campaign_id: int, codes: list[str]) -> None:
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.status != Campaign.Status.SCHEDULED:
             return
-        campaign.status = Campaign.Status.DRAFT
-        campaign.save(update_fields=["status"])
-        audit_record(
+        _campaign_move(
+            campaign,
             actor=None,
+            to=Campaign.Status.DRAFT,
             action="campaign.launch_refused",
-            object_type="campaign",
-            object_id=campaign.pk,
-            details={"from": Campaign.Status.SCHEDULED, "to": campaign.status, "codes": sorted(set(codes))[:10]},
+            details={"codes": sorted(set(codes))[:10]},
         )
     logger.warning("scheduled campaign %s not launched: %s", campaign_id, ",".join(sorted(set(codes))))
 
@@ -387,32 +384,20 @@ def campaign_pause(*, actor, campaign_id: int) -> Campaign:
     """Pause a sending campaign: workers claim no more of its deliveries (a batch already claimed finishes and
     is recorded). A scheduled campaign can be paused too: the scheduler then leaves it alone until resumed."""
     _controller_check(actor)
-    return _campaign_transition(
-        actor=actor,
-        campaign_id=campaign_id,
-        allowed_from={Campaign.Status.SENDING, Campaign.Status.SCHEDULED},
-        to=Campaign.Status.PAUSED,
-        action="paused",
-    )
+    with _campaign_locked(
+        campaign_id, allowed=(Campaign.Status.SENDING, Campaign.Status.SCHEDULED), cannot_be="paused"
+    ) as campaign:
+        _campaign_move(campaign, actor=actor, to=Campaign.Status.PAUSED, action="campaign.paused")
+    return campaign
 
 
 def campaign_resume(*, actor, campaign_id: int) -> Campaign:
     """Resume a paused campaign: sending again (the workers are woken) if it had been launched, else scheduled
     again (and launched by the scheduler at once if its time has passed meanwhile)."""
     _controller_check(actor)
-    with transaction.atomic(durable=True):
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-        if campaign.status != Campaign.Status.PAUSED:
-            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be resumed.")
-        campaign.status = Campaign.Status.SENDING if campaign.launched_at else Campaign.Status.SCHEDULED
-        campaign.save(update_fields=["status"])
-        audit_record(
-            actor=actor,
-            action="campaign.resumed",
-            object_type="campaign",
-            object_id=campaign.pk,
-            details={"from": Campaign.Status.PAUSED, "to": campaign.status},
-        )
+    with _campaign_locked(campaign_id, allowed=(Campaign.Status.PAUSED,), cannot_be="resumed") as campaign:
+        to = Campaign.Status.SENDING if campaign.launched_at else Campaign.Status.SCHEDULED
+        _campaign_move(campaign, actor=actor, to=to, action="campaign.resumed")
         if campaign.status == Campaign.Status.SENDING:
             transaction.on_commit(lambda: _wake_dispatch(campaign.pk))
     return campaign
@@ -431,20 +416,14 @@ def campaign_cancel(*, actor, campaign_id: int) -> Campaign:
     are blocked here, and the sender, which sends only rows still queued, skips them.
     """
     _controller_check(actor)
-    with transaction.atomic(durable=True):
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-        if campaign.status not in CANCELLABLE:
-            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be cancelled.")
-        previous = campaign.status
+    with _campaign_locked(campaign_id, allowed=CANCELLABLE, cannot_be="cancelled") as campaign:
         blocked = _deliveries_cancel(campaign_id=campaign.pk)
-        campaign.status = Campaign.Status.CANCELLED
-        campaign.save(update_fields=["status"])
-        audit_record(
+        _campaign_move(
+            campaign,
             actor=actor,
+            to=Campaign.Status.CANCELLED,
             action="campaign.cancelled",
-            object_type="campaign",
-            object_id=campaign.pk,
-            details={"from": previous, "to": campaign.status, "blocked": blocked},
+            details={"blocked": blocked},
         )
     return campaign
 

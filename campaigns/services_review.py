@@ -14,7 +14,7 @@ from django_otp import match_token
 from audit.services import audit_record
 from campaigns.content import CampaignContent
 from campaigns.models import Campaign, CampaignBlock, ContentBlock, EmailTemplate, Segment
-from campaigns.services import campaign_create
+from campaigns.services import _campaign_locked, _campaign_move, campaign_create
 from campaigns.services_content import campaign_content_validate
 from consent.models import Purpose
 
@@ -72,10 +72,7 @@ def campaign_update(
     campaigns cannot be edited. Saving without any change changes nothing (and voids nothing). The content must
     pass campaigns.services_content.campaign_content_validate (approved template and blocks, merge fields only)."""
     blocks = list(blocks)
-    with transaction.atomic(durable=True):
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-        if campaign.status not in EDITABLE:
-            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be edited.")
+    with _campaign_locked(campaign_id, allowed=EDITABLE, cannot_be="edited") as campaign:
         new = {
             "name": name, "purpose": purpose, "segment": segment, "subject": subject, "body_text": body_text,
             "template": template,
@@ -142,22 +139,17 @@ def campaign_reject(*, actor, campaign_id: int, comment: str) -> Campaign:
         raise ValidationError("Say why the campaign is rejected: the comment is required.")
     if len(comment) > COMMENT_MAX_LENGTH:
         raise ValidationError(f"Keep the comment under {COMMENT_MAX_LENGTH} characters.")
-    with transaction.atomic(durable=True):
-        campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
-        if campaign.status != Campaign.Status.SUBMITTED:
-            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be rejected.")
-        campaign.status = Campaign.Status.REJECTED
-        campaign.review_comment = comment
-        campaign.reviewed_by = actor
-        campaign.reviewed_at = timezone.now()
-        campaign.full_clean()
-        campaign.save(update_fields=["status", "review_comment", "reviewed_by", "reviewed_at"])
-        audit_record(
+    with _campaign_locked(campaign_id, allowed=(Campaign.Status.SUBMITTED,), cannot_be="rejected") as campaign:
+        _campaign_move(
+            campaign,
             actor=actor,
+            to=Campaign.Status.REJECTED,
             action="campaign.rejected",
-            object_type="campaign",
-            object_id=campaign.pk,
-            details={"from": Campaign.Status.SUBMITTED, "to": campaign.status, "comment_length": len(comment)},
+            details={"comment_length": len(comment)},
+            clean=True,
+            review_comment=comment,
+            reviewed_by=actor,
+            reviewed_at=timezone.now(),
         )
     return campaign
 
