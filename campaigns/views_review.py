@@ -4,9 +4,11 @@ or cancels. Marketers get a 404 here and see the status (and a rejection's comme
 Approving, sending, scheduling and cancelling ask for the second factor again; campaigns.services and
 campaigns.services_review hold the rules and the audit."""
 import zoneinfo
+from collections.abc import Callable
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -109,14 +111,24 @@ def _review_page(
     return render(request, "campaigns/editor/review.html", context, status=status)
 
 
-def _second_factor_ok(request, form, *, action: str, campaign: Campaign) -> bool:
-    """The form's code re-entered (R-SEC-MFA); a wrong one is marked on the form (and audited by the check)."""
-    if services_review.second_factor_reentry_check(
-        user=request.user, code=form.cleaned_data["code"], action=action, campaign_id=campaign.pk
-    ):
-        return True
-    form.add_error("code", _WRONG_CODE)
-    return False
+def _with_second_factor(
+    request, campaign: Campaign, form, *, action: str, proceed: Callable[[], HttpResponse]
+) -> HttpResponse:
+    """Approving, sending now, scheduling and cancelling (R-SEC-MFA): once the form is valid and its code
+    re-entered, `proceed()` calls the service and answers. A wrong code is marked on the form (and audited as
+    `action` by services_review.second_factor_reentry_check); a refusal by the service (ValidationError) goes
+    on the form. Either way the review page is shown again with the form (named by its prefix there)."""
+    if form.is_valid():
+        if services_review.second_factor_reentry_check(
+            user=request.user, code=form.cleaned_data["code"], action=action, campaign_id=campaign.pk
+        ):
+            try:
+                return proceed()
+            except ValidationError as error:
+                form.add_error(None, error.messages)
+        else:
+            form.add_error("code", _WRONG_CODE)
+    return _review_page(request, campaign, **{f"{form.prefix}_form": form})
 
 
 @require_http_methods(["GET", "POST"])
@@ -127,19 +139,18 @@ def campaign_review(request, campaign_id: int):
     decision = request.POST.get("decision")
     if decision == "approve":
         form = SecondFactorForm(request.POST, prefix="approve")
-        if form.is_valid() and _second_factor_ok(request, form, action="campaign.approve", campaign=campaign):
+
+        def approve():
             try:
                 services.campaign_approve(actor=request.user, campaign_id=campaign.pk)
             except PermissionDenied:
                 form.add_error(None, "You wrote this campaign, so you cannot approve it: another compliance "
                                      "officer or an administrator must.")
                 return _review_page(request, campaign, approve_form=form, status=403)
-            except ValidationError as error:
-                form.add_error(None, error.messages)
-            else:
-                messages.success(request, "Approved. It can be sent now. Or choose a time to send it at, below.")
-                return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
-        return _review_page(request, campaign, approve_form=form)
+            messages.success(request, "Approved. It can be sent now. Or choose a time to send it at, below.")
+            return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
+
+        return _with_second_factor(request, campaign, form, action="campaign.approve", proceed=approve)
     if decision == "reject":
         form = RejectForm(request.POST)
         if form.is_valid():
@@ -162,40 +173,37 @@ def campaign_review(request, campaign_id: int):
 def campaign_launch_now(request, campaign_id: int):
     campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
     form = SecondFactorForm(request.POST, prefix="launch")
-    if form.is_valid() and _second_factor_ok(request, form, action="campaign.launch", campaign=campaign):
+
+    def launch():
         try:
             services.campaign_launch(actor=request.user, campaign_id=campaign.pk)
         except services.CampaignAlreadyLaunched:
             # A second click, or the scheduler got there first: nothing new was created or sent.
             messages.info(request, "This campaign was already launched: nothing was sent twice.")
-            return redirect("campaigns:detail", campaign_id=campaign.pk)
-        except ValidationError as error:
-            form.add_error(None, error.messages)
         else:
             messages.success(request, "Sending started.")
-            return redirect("campaigns:detail", campaign_id=campaign.pk)
-    return _review_page(request, campaign, launch_form=form)
+        return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+    return _with_second_factor(request, campaign, form, action="campaign.launch", proceed=launch)
 
 
 @require_POST
 def campaign_schedule(request, campaign_id: int):
     campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
     form = ScheduleForm(request.POST)
-    if form.is_valid() and _second_factor_ok(request, form, action="campaign.schedule", campaign=campaign):
-        try:
-            scheduled = services.campaign_schedule(
-                actor=request.user,
-                campaign_id=campaign.pk,
-                send_at=form.cleaned_data["send_at"],
-                timezone_name=form.cleaned_data["timezone"],
-            )
-        except ValidationError as error:
-            form.add_error(None, error.messages)
-        else:
-            when = schedule_display(scheduled.scheduled_for, scheduled.schedule_timezone)
-            messages.success(request, f"Scheduled: it will be sent {when}.")
-            return redirect("campaigns:detail", campaign_id=campaign.pk)
-    return _review_page(request, campaign, schedule_form=form)
+
+    def schedule():
+        scheduled = services.campaign_schedule(
+            actor=request.user,
+            campaign_id=campaign.pk,
+            send_at=form.cleaned_data["send_at"],
+            timezone_name=form.cleaned_data["timezone"],
+        )
+        when = schedule_display(scheduled.scheduled_for, scheduled.schedule_timezone)
+        messages.success(request, f"Scheduled: it will be sent {when}.")
+        return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+    return _with_second_factor(request, campaign, form, action="campaign.schedule", proceed=schedule)
 
 
 @require_POST
@@ -235,13 +243,11 @@ def campaign_resume(request, campaign_id: int):
 def campaign_cancel(request, campaign_id: int):
     campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
     form = SecondFactorForm(request.POST, prefix="cancel")
-    if form.is_valid() and _second_factor_ok(request, form, action="campaign.cancel", campaign=campaign):
-        try:
-            services.campaign_cancel(actor=request.user, campaign_id=campaign.pk)
-        except ValidationError as error:
-            form.add_error(None, error.messages)
-        else:
-            messages.success(request, "Cancelled. Messages not yet sent will not be sent; the campaign page "
-                                      "counts them as blocked: campaign cancelled.")
-            return redirect("campaigns:detail", campaign_id=campaign.pk)
-    return _review_page(request, campaign, cancel_form=form)
+
+    def cancel():
+        services.campaign_cancel(actor=request.user, campaign_id=campaign.pk)
+        messages.success(request, "Cancelled. Messages not yet sent will not be sent; the campaign page "
+                                  "counts them as blocked: campaign cancelled.")
+        return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+    return _with_second_factor(request, campaign, form, action="campaign.cancel", proceed=cancel)
