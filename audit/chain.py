@@ -160,6 +160,7 @@ class WalkResult:
     checkpoints_checked: int = 0
     first_prev_hash: str = ""
     checkpoints: list = field(default_factory=list)
+    archive_floor: object | None = None  # the signed floor the walk started after, when the oldest events are archived
 
     @property
     def ok(self) -> bool:

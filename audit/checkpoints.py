@@ -11,6 +11,11 @@ checkpoints still verify. Without it, a key derived from SECRET_KEY (also outsid
 for the demo and the tests only. hipaamail.settings.production refuses to start without a dedicated key, so that
 rotating SECRET_KEY does not invalidate every earlier checkpoint; docs/backups.md says where to keep it.
 
+An archive floor is the same signed statement with another first line ("hipaamail-audit-archive-floor-v1"):
+"the events through `sequence` were archived outside the database, and the live chain continues from
+`head_hash`" (docs/retention.md). audit_verify starts after the newest floor when the oldest events are gone;
+a floor can only be signed with the key, so deleting a prefix of the chain is still detected.
+
 When: audit.tasks signs the head every hour and verifies the whole chain every night (Celery beat), and alerts
 the compliance officers and administrators when the verify finds a break.
 
@@ -73,20 +78,30 @@ def checkpoint_file() -> Path | None:
     return Path(configured) if configured else None
 
 
-def checkpoint_message(*, sequence: int, head_hash: str, created_at: datetime) -> bytes:
-    return f"hipaamail-audit-checkpoint-v1\n{sequence}\n{head_hash}\n{time_text(created_at)}".encode("ascii")
+HEAD = "head"
+ARCHIVE_FLOOR = "archive_floor"
+# What each kind of statement says, as the first line of the signed message: a signature over one cannot be
+# passed off as the other.
+_PREAMBLES = {HEAD: "hipaamail-audit-checkpoint-v1", ARCHIVE_FLOOR: "hipaamail-audit-archive-floor-v1"}
 
 
-def checkpoint_sign(*, sequence: int, head_hash: str, created_at: datetime) -> tuple[str, str]:
+def checkpoint_message(*, sequence: int, head_hash: str, created_at: datetime, kind: str = HEAD) -> bytes:
+    return f"{_PREAMBLES[kind]}\n{sequence}\n{head_hash}\n{time_text(created_at)}".encode("ascii")
+
+
+def checkpoint_sign(*, sequence: int, head_hash: str, created_at: datetime, kind: str = HEAD) -> tuple[str, str]:
     """(key id, signature) of the current signing key."""
     signing_id, key = checkpoint_keys()[0]
-    message = checkpoint_message(sequence=sequence, head_hash=head_hash, created_at=created_at)
+    message = checkpoint_message(sequence=sequence, head_hash=head_hash, created_at=created_at, kind=kind)
     return signing_id, hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def checkpoint_signature_valid(checkpoint) -> bool:
+    kind = getattr(checkpoint, "kind", HEAD)
+    if kind not in _PREAMBLES:
+        return False
     message = checkpoint_message(
-        sequence=checkpoint.sequence, head_hash=checkpoint.head_hash, created_at=checkpoint.created_at
+        sequence=checkpoint.sequence, head_hash=checkpoint.head_hash, created_at=checkpoint.created_at, kind=kind
     )
     for candidate_id, key in checkpoint_keys():
         if candidate_id == checkpoint.key_id:
@@ -106,21 +121,23 @@ class CheckpointCopy:
     key_id: str
     signature: str
     source: str
+    kind: str = HEAD
 
 
 def checkpoint_line(checkpoint) -> str:
-    """The JSON line that audit_checkpoint prints and appends to the checkpoint file."""
-    return json.dumps(
-        {
-            "id": checkpoint.id,
-            "created_at": time_text(checkpoint.created_at),
-            "sequence": checkpoint.sequence,
-            "head_hash": checkpoint.head_hash,
-            "key_id": checkpoint.key_id,
-            "signature": checkpoint.signature,
-        },
-        sort_keys=True,
-    )
+    """The JSON line that audit_checkpoint prints and appends to the checkpoint file (an archive floor says so
+    with "kind"; a line without it is a chain head, as every line written before floors existed)."""
+    line = {
+        "id": checkpoint.id,
+        "created_at": time_text(checkpoint.created_at),
+        "sequence": checkpoint.sequence,
+        "head_hash": checkpoint.head_hash,
+        "key_id": checkpoint.key_id,
+        "signature": checkpoint.signature,
+    }
+    if getattr(checkpoint, "kind", HEAD) != HEAD:
+        line["kind"] = checkpoint.kind
+    return json.dumps(line, sort_keys=True)
 
 
 def checkpoint_file_append(checkpoint, path: Path) -> None:
@@ -152,6 +169,7 @@ def checkpoint_file_read(path: Path) -> list[CheckpointCopy]:
                         key_id=str(data["key_id"]),
                         signature=str(data["signature"]),
                         source=f"{path}:{number}",
+                        kind=str(data.get("kind", HEAD)),
                     )
                 )
             except (KeyError, TypeError, ValueError) as error:

@@ -64,9 +64,20 @@ class AuditCheckpoint(models.Model):
     The signature is an HMAC-SHA256 with a key kept outside the database (audit.checkpoints), so whoever can
     rewrite the tables cannot forge one; a later audit_verify that finds the chain shorter than a checkpoint,
     or a different hash at its sequence, reports the cut. Append-only like the events (migration 0004).
+
+    An *archive floor* is the same statement signed for another purpose: "events up to `sequence` were archived
+    outside the database (docs/retention.md); the live chain continues from `head_hash`". Only someone holding
+    the key can sign one, so a verify may start after it without letting a deleted prefix pass unnoticed.
     """
 
+    class Kind(models.TextChoices):
+        HEAD = "head", "Chain head"
+        ARCHIVE_FLOOR = "archive_floor", "Archived through"
+
     id = models.BigAutoField(primary_key=True)
+    # A database default, so adding the column is an ALTER TABLE … ADD COLUMN on SQLite too (no table rebuild,
+    # which would drop the append-only triggers) and existing rows read "head".
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.HEAD, db_default=Kind.HEAD)
     created_at = models.DateTimeField()
     sequence = models.BigIntegerField()
     head_hash = models.CharField(max_length=64)
@@ -77,4 +88,6 @@ class AuditCheckpoint(models.Model):
         ordering = ["id"]
 
     def __str__(self) -> str:
+        if self.kind == self.Kind.ARCHIVE_FLOOR:
+            return f"archive floor #{self.id} through sequence {self.sequence}"
         return f"checkpoint #{self.id} at sequence {self.sequence}"

@@ -236,24 +236,24 @@ def _copy_lines(copy) -> Iterator[bytes]:
         yield rest
 
 
-def _sealed_lines_postgresql() -> Iterator[bytes]:
-    """Sealed events in sequence order, one line each, streamed by PostgreSQL's COPY … TO STDOUT: the server
-    keeps sending while this process hashes, and no row is turned into Python values (docs/benchmarks.md
-    compares it with a named cursor)."""
+def _sealed_lines_postgresql(after: int = 0) -> Iterator[bytes]:
+    """Sealed events after sequence `after` in sequence order, one line each, streamed by PostgreSQL's
+    COPY … TO STDOUT: the server keeps sending while this process hashes, and no row is turned into Python
+    values (docs/benchmarks.md compares it with a named cursor)."""
     with connection.cursor() as cursor:
         copy_session_settings(cursor)
         with cursor.cursor.copy(
-            f"COPY (SELECT {WALK_COLUMNS} FROM audit_auditevent WHERE sequence IS NOT NULL ORDER BY sequence)"
+            f"COPY (SELECT {WALK_COLUMNS} FROM audit_auditevent WHERE sequence > {int(after)} ORDER BY sequence)"
             " TO STDOUT"
         ) as copy:
             yield from _copy_lines(copy)
 
 
-def _sealed_lines_other() -> Iterator[bytes]:
+def _sealed_lines_other(after: int = 0) -> Iterator[bytes]:
     """The same lines, written from Python values (the SQLite demo)."""
     columns = ("sequence", *chain.CONTENT_COLUMNS, "prev_hash", "hash")
     for row in (
-        AuditEvent.objects.filter(sequence__isnull=False).order_by("sequence").values_list(*columns).iterator(2000)
+        AuditEvent.objects.filter(sequence__gt=after).order_by("sequence").values_list(*columns).iterator(2000)
     ):
         values = dict(zip(columns, row))
         yield chain.walk_line(
@@ -264,9 +264,13 @@ def _sealed_lines_other() -> Iterator[bytes]:
         )
 
 
-def _stretch_walk(params: dict, snapshot: str, first: int, last: int, checkpoints: dict) -> chain.WalkResult:
+def _stretch_walk(
+    params: dict, snapshot: str, first: int, last: int, checkpoints: dict, previous: str | None
+) -> chain.WalkResult:
     """Walk sequences first..last on a connection of its own, in the coordinator's snapshot (run in a
-    forked process: it touches nothing it inherited, only the connection it opens)."""
+    forked process: it touches nothing it inherited, only the connection it opens). `previous` is the hash
+    the first event must link to (the first stretch's: genesis or the archive floor's), or None for the
+    others, whose first link the join checks."""
     import psycopg
     from psycopg import IsolationLevel, sql
 
@@ -284,7 +288,7 @@ def _stretch_walk(params: dict, snapshot: str, first: int, last: int, checkpoint
                 _copy_lines(copy),
                 checkpoints=checkpoints,
                 first_sequence=first,
-                previous=chain.GENESIS if first == 1 else None,
+                previous=previous,
                 final=False,
             )
     finally:
@@ -297,7 +301,7 @@ class _CheckpointRef:
     head_hash: str
 
 
-def _parallel_walk(checkpoints: dict, workers: int) -> chain.WalkResult | None:
+def _parallel_walk(checkpoints: dict, workers: int, *, after: int, previous: str) -> chain.WalkResult | None:
     """Walk the chain in `workers` stretches at once, each in a process of its own (PostgreSQL writing the
     rows and Python hashing them both cost CPU, and one process would use one core); None when one stream
     would do: a short chain, or events not committed yet (inside a test's transaction), which other
@@ -319,23 +323,26 @@ def _parallel_walk(checkpoints: dict, workers: int) -> chain.WalkResult | None:
         coordinator.isolation_level = IsolationLevel.REPEATABLE_READ
         snapshot = coordinator.execute("SELECT pg_export_snapshot()").fetchone()[0]
         head = coordinator.execute("SELECT max(sequence) FROM audit_auditevent").fetchone()[0] or 0
-        if head < PARALLEL_MIN_EVENTS:
+        if head - after < PARALLEL_MIN_EVENTS:
             return None
-        bounds = [1 + head * k // workers for k in range(workers)] + [head + 1]
+        bounds = [after + 1 + (head - after) * k // workers for k in range(workers)] + [head + 1]
         stretches = [(bounds[k], bounds[k + 1] - 1) for k in range(workers)]
         light = {sequence: [_CheckpointRef(c.id, c.head_hash) for c in found] for sequence, found in checkpoints.items()}
         connection.close()  # forked children must not inherit an open connection of Django's
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_stretch_walk, params, snapshot, first, last, light) for first, last in stretches]
+            futures = [
+                pool.submit(_stretch_walk, params, snapshot, first, last, light, previous if k == 0 else None)
+                for k, (first, last) in enumerate(stretches)
+            ]
             results = [future.result() for future in futures]
-    return _stretches_join(stretches, results, checkpoints)
+    return _stretches_join(stretches, results, checkpoints, previous=previous)
 
 
-def _stretches_join(stretches, results, checkpoints) -> chain.WalkResult:
+def _stretches_join(stretches, results, checkpoints, *, previous: str = chain.GENESIS) -> chain.WalkResult:
     """One result for the whole chain: each stretch must start where the one before it ended, link to its
-    last hash, and run to its own end; the first break in chain order wins."""
-    total = chain.WalkResult()
-    previous = chain.GENESIS
+    last hash, and run to its own end; the first break in chain order wins. `previous`: what the first
+    stretch links to."""
+    total = chain.WalkResult(last_sequence=stretches[0][0] - 1 if stretches else 0, last_hash=previous)
     for (first, last), result in zip(stretches, results):
         total.checkpoints_checked += result.checkpoints_checked
         starts_missing = result.first_break is not None and (result.first_break.sequence, result.first_break.reason) == (
@@ -359,15 +366,29 @@ def _stretches_join(stretches, results, checkpoints) -> chain.WalkResult:
     return total
 
 
+def _archive_floor(floors: list):
+    """The archive floor a walk starts after: the newest signed one, once the chain's first event is gone
+    (archived, docs/retention.md); None while the chain still starts at sequence 1, which is then walked
+    whole (floors are checked there like any checkpoint)."""
+    if not floors or AuditEvent.objects.filter(sequence=1).exists():
+        return None
+    return max(floors, key=lambda floor: floor.sequence)
+
+
 def audit_chain_walk(*, extra_checkpoints: list | None = None, workers: int = VERIFY_WORKERS) -> chain.WalkResult:
     """Walk the whole sealed chain, oldest first, and check every link, every hash and every signed
     checkpoint (those in the table, plus copies kept elsewhere: `extra_checkpoints`). Stops at the first break.
 
     It recomputes each hash in this process from the stored values as the database writes them out: the
     database is what is being checked, so it is not asked to compute any hash. A long chain on PostgreSQL is
-    walked in `workers` stretches at once (one snapshot, one connection each)."""
+    walked in `workers` stretches at once (one snapshot, one connection each).
+
+    Where the oldest events were archived and removed, the walk starts after the newest signed archive floor
+    and links its first event to the floor's hash; without a valid floor a missing prefix is a break like any
+    other (R-SEC-INTEGRITY)."""
     known = list(AuditCheckpoint.objects.order_by("id")) + list(extra_checkpoints or [])
     by_sequence: dict[int, list] = {}
+    floors = []
     forged = None
     for checkpoint in known:
         if not checkpoints.checkpoint_signature_valid(checkpoint):
@@ -375,18 +396,24 @@ def audit_chain_walk(*, extra_checkpoints: list | None = None, workers: int = VE
                 forged = checkpoint
             continue
         by_sequence.setdefault(checkpoint.sequence, []).append(checkpoint)
-    result = _parallel_walk(by_sequence, workers)
+        if getattr(checkpoint, "kind", checkpoints.HEAD) == checkpoints.ARCHIVE_FLOOR:
+            floors.append(checkpoint)
+    floor = _archive_floor(floors)
+    after, previous = (floor.sequence, floor.head_hash) if floor is not None else (0, chain.GENESIS)
+    in_walk = {sequence: found for sequence, found in by_sequence.items() if sequence > after}
+    result = _parallel_walk(in_walk, workers, after=after, previous=previous)
     if result is None:
         with transaction.atomic():
-            lines = _sealed_lines_postgresql() if connection.vendor == "postgresql" else _sealed_lines_other()
+            lines = _sealed_lines_postgresql(after) if connection.vendor == "postgresql" else _sealed_lines_other(after)
             try:
-                result = chain.chain_walk(lines, checkpoints=by_sequence)
+                result = chain.chain_walk(lines, checkpoints=in_walk, first_sequence=after + 1, previous=previous)
             finally:
                 # Stopped at a break, the COPY may still be streaming: closing the generator cancels it, which
                 # leaves this (read-only) transaction aborted, so it is rolled back rather than committed.
                 lines.close()
                 transaction.set_rollback(True)
     result.checkpoints = known
+    result.archive_floor = floor
     if forged is not None and (result.first_break is None or forged.sequence <= result.first_break.sequence):
         result.first_break = chain.Break(forged.sequence, chain.CHECKPOINT_FORGED, checkpoint_id=forged.id)
     return result

@@ -244,23 +244,24 @@ def _seal_batch() -> int:
 # --- Checkpoints and verification records -----------------------------------------------------------------
 
 
-def audit_checkpoint_create():
-    """Seal what is committed, then sign the chain head and keep the signature (table, and the checkpoint file
-    when one is configured). Returns the AuditCheckpoint; the event recording it is chained after it."""
-    audit_seal()
+def _checkpoint_store(*, sequence: int, head_hash: str, kind: str, action: str) -> AuditCheckpoint:
+    """Sign and keep one statement about the chain (table, and the checkpoint file when one is configured),
+    recording it in the trail; the event recording it is chained after it."""
     with transaction.atomic():
-        sequence, head_hash = _chain_head()
         created_at = timezone.now()
-        key_id, signature = checkpoints.checkpoint_sign(sequence=sequence, head_hash=head_hash, created_at=created_at)
+        key_id, signature = checkpoints.checkpoint_sign(
+            sequence=sequence, head_hash=head_hash, created_at=created_at, kind=kind
+        )
         checkpoint = AuditCheckpoint(
-            created_at=created_at, sequence=sequence, head_hash=head_hash, key_id=key_id, signature=signature
+            created_at=created_at, sequence=sequence, head_hash=head_hash, key_id=key_id, signature=signature,
+            kind=kind,
         )
         checkpoint.full_clean()
         checkpoint.save(force_insert=True)
         audit_record(
             actor=None,
             actor_role=SYSTEM,
-            action="audit.checkpointed",
+            action=action,
             object_type="audit_checkpoint",
             object_id=checkpoint.pk,
             details={"sequence": sequence, "key_id": key_id},
@@ -269,6 +270,33 @@ def audit_checkpoint_create():
     if path is not None:
         checkpoints.checkpoint_file_append(checkpoint, path)
     return checkpoint
+
+
+def audit_checkpoint_create() -> AuditCheckpoint:
+    """Seal what is committed, then sign the chain head and keep the signature. Returns the AuditCheckpoint."""
+    audit_seal()
+    sequence, head_hash = _chain_head()
+    return _checkpoint_store(
+        sequence=sequence, head_hash=head_hash, kind=checkpoints.HEAD, action="audit.checkpointed"
+    )
+
+
+class ArchiveFloorRefused(Exception):
+    """The sequence given does not name a sealed event of this chain."""
+
+
+def audit_archive_floor_create(*, through_sequence: int) -> AuditCheckpoint:
+    """Sign "events through `through_sequence` are archived outside the database; the live chain continues
+    from that event's hash" (docs/retention.md, before a month's partition is dropped). After the drop,
+    audit_verify starts from this floor instead of reporting the missing prefix. Refused unless a sealed
+    event has that sequence: the floor takes its hash from the chain itself."""
+    audit_seal()
+    row = AuditEvent.objects.filter(sequence=through_sequence).values_list("hash", flat=True).first()
+    if through_sequence < 1 or row is None:
+        raise ArchiveFloorRefused(f"No sealed audit event has sequence {through_sequence}.")
+    return _checkpoint_store(
+        sequence=through_sequence, head_hash=row, kind=checkpoints.ARCHIVE_FLOOR, action="audit.archive_floor_signed"
+    )
 
 
 def audit_verification_record(*, result) -> AuditEvent:
@@ -285,6 +313,7 @@ def audit_verification_record(*, result) -> AuditEvent:
             "checkpoints": result.checkpoints_checked,
             "break_sequence": first_break.sequence if first_break else None,
             "break_reason": first_break.reason if first_break else None,
+            "archived_through": result.archive_floor.sequence if result.archive_floor is not None else 0,
         },
     )
 

@@ -216,6 +216,7 @@ def test_r_sec_integrity_an_intact_chain_verifies(capsys):
     verified = AuditEvent.objects.filter(action="audit.verified").get()
     assert verified.details == {
         "ok": True, "events": 7, "through_sequence": 7, "checkpoints": 1, "break_sequence": None, "break_reason": None,
+        "archived_through": 0,
     }
 
 

@@ -9,7 +9,7 @@ from django.db import connection, connections, transaction
 
 from audit import chain, selectors
 from audit.models import AuditEvent
-from audit.services import audit_record, audit_seal
+from audit.services import audit_archive_floor_create, audit_record, audit_seal
 from conftest import requires_postgresql
 
 pytestmark = [requires_postgresql, pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
@@ -120,3 +120,29 @@ def test_r_sec_integrity_the_parallel_walk_finds_the_first_break(stretches, stat
 
     found = (result.first_break.sequence, result.first_break.reason) if result.first_break else None
     assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("statements", "expected"),
+    [
+        ([], None),
+        (["UPDATE audit_auditevent SET prev_hash = repeat('a', 64) WHERE sequence = 13"], (13, chain.LINK_MISMATCH)),
+        (["DELETE FROM audit_auditevent WHERE sequence = 13"], (13, chain.MISSING)),
+        (["UPDATE audit_auditevent SET patient_id = 99 WHERE sequence = 22"], (22, chain.HASH_MISMATCH)),
+    ],
+    ids=["intact", "relinked-first", "missing-first", "edited-later"],
+)
+def test_r_sec_integrity_the_parallel_walk_starts_after_an_archive_floor(stretches, settings, statements, expected):
+    """Months archived and dropped (docs/retention.md): the stretches cover 13..head and the first links to the
+    signed floor's hash."""
+    settings.AUDIT_CHECKPOINT_KEYS = "test-only-audit-checkpoint-key-0123456789abcdef"
+    floor = audit_archive_floor_create(through_sequence=12)
+    _tamper("DELETE FROM audit_auditevent WHERE sequence <= 12", *statements)
+
+    result = stretches()
+
+    found = (result.first_break.sequence, result.first_break.reason) if result.first_break else None
+    assert found == expected
+    assert result.archive_floor is not None and result.archive_floor.pk == floor.pk
+    if expected is None:
+        assert result.events == AuditEvent.objects.filter(sequence__isnull=False).count()

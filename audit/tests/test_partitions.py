@@ -14,6 +14,7 @@ seals. One event of the oldest month is inserted after one of the next month, so
 month boundary interleaves, as it does when a transaction that started before midnight commits after one that
 started after it.
 """
+import json
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
 from audit import chain
@@ -262,9 +263,9 @@ def test_r_sec_audit_partitioning_as_documented_keeps_the_chain_and_the_guards(s
 def test_r_retain_6y_archiving_a_month_as_documented_keeps_a_checkable_chain(scratch, tmp_path):
     """R-RETAIN-6Y, R-SEC-AUDIT: docs/retention.md's archive of the oldest month — archive head, export checked
     by verify_stretch.py (which catches a changed line), detach (the detached table still refuses row
-    changes), dump checked by a restore, drop — leaves a live chain that audit_verify reports as starting
-    at a missing sequence 1, as the document warns, and that verify_stretch.py checks from the archive head;
-    restoring the dump and attaching it again gives audit_verify the whole chain back."""
+    changes), dump checked by a restore, drop — leaves a live chain that audit_verify checks from the signed
+    archive floor (step 1), and verify_stretch.py from the archive head; restoring the dump and attaching it
+    again gives audit_verify the whole chain back."""
     now = datetime.now(UTC)
     data = events_over_months(now)
     convert(scratch)
@@ -282,6 +283,13 @@ def test_r_retain_6y_archiving_a_month_as_documented_keeps_a_checkable_chain(scr
     assert head.returncode == 0, head.stderr
     assert head.stdout.splitlines() == ["4 0 5", f"archive head: {last} {last_hash}"]
     archive = genesis | {"LAST": last, "LAST_HASH": last_hash}
+    # ... and the archive floor signed there, by the product's own command (the key from the environment).
+    # (manage.py runs in the product's environment: its key, and libpq's default DateStyle, which psycopg needs.)
+    signed = scratch.bash(doc_block("archive-floor"), tmp_path, **archive, AUDIT_CHECKPOINT_KEYS=KEY,
+                          PGDATESTYLE="ISO, MDY")
+    assert signed.returncode == 0, signed.stderr
+    floor_line = json.loads((tmp_path / f"audit-{month}.floor.json").read_text())
+    assert (floor_line["kind"], floor_line["sequence"], floor_line["head_hash"]) == ("archive_floor", last, last_hash)
 
     # 2. The export is the chain from the start through the archive head (the interleaved sequence 4 of the next
     # month included), and verify_stretch.py finds it intact.
@@ -319,11 +327,12 @@ def test_r_retain_6y_archiving_a_month_as_documented_keeps_a_checkable_chain(scr
     assert dropped.returncode == 0, dropped.stderr
     assert not AuditEvent.objects.filter(occurred_at__lt=data["months"][1]).exists()
 
-    # 7. audit_verify now reports sequence 1 missing, as the document says it will.
+    # 7. audit_verify starts after the floor: intact, the archived sequences (and the next month's event sealed
+    # before the archive head) left out, the hourly checkpoint still matched.
     walk = audit_chain_walk()
-    assert (walk.first_break.sequence, walk.first_break.reason, walk.first_break.found) == (1, chain.MISSING, 4)
-    with pytest.raises(CommandError, match="sequence 1: no event has this sequence number"):
-        verify_command()
+    assert walk.ok and walk.archive_floor.sequence == last and walk.checkpoints_checked == 1
+    said = verify_command()
+    assert f"Events through sequence {last} are archived" in said and "Chain intact" in said
     # New events are still sealed after the head, and the live chain checks from the archive head.
     audit_record(actor=None, actor_role="system", action="partition.test", object_type="thing", object_id=1)
     head_now = audit_chain_head()
@@ -342,5 +351,7 @@ def test_r_retain_6y_archiving_a_month_as_documented_keeps_a_checkable_chain(scr
     attached = scratch.psql(reattach)
     assert attached.returncode == 0, attached.stderr
     whole = audit_chain_walk()
-    assert whole.ok and whole.last_sequence == head_now.sequence and whole.checkpoints_checked == 1
+    # the whole chain again: the hourly checkpoint and the archive floor both matched where they point
+    assert whole.ok and whole.last_sequence == head_now.sequence and whole.checkpoints_checked == 2
+    assert whole.archive_floor is None
     assert "append-only: DELETE refused" in guarded(f"DELETE FROM audit_auditevent_{month}")

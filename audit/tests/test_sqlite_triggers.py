@@ -109,6 +109,28 @@ def test_r_sec_audit_sqlite_refuses_deleting_every_row(demo_database):
     assert _event(demo_database, first) is not None and _event(demo_database, second) is not None
 
 
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE audit_auditcheckpoint SET head_hash = 'f' WHERE id = ?", "DELETE FROM audit_auditcheckpoint WHERE id = ?"],
+    ids=["update", "delete"],
+)
+def test_r_sec_integrity_sqlite_checkpoints_stay_append_only_after_every_migration(demo_database, statement):
+    """Migration 0005 rebuilt the checkpoint table on SQLite (a new NOT NULL column); its guard came back."""
+    with _sqlite(demo_database) as db:
+        checkpoint_id = db.execute(
+            "INSERT INTO audit_auditcheckpoint (created_at, sequence, head_hash, key_id, signature) "
+            "VALUES (CURRENT_TIMESTAMP, 1, ?, 'k', 's')",
+            ["a" * 64],
+        ).lastrowid
+        assert db.execute("SELECT kind FROM audit_auditcheckpoint WHERE id = ?", [checkpoint_id]).fetchone() == (
+            "head",
+        )
+
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        with _sqlite(demo_database) as db:
+            db.execute(statement, [checkpoint_id])
+
+
 def test_r_sec_integrity_sqlite_allows_only_the_seal_update(demo_database):
     """The sealer's one UPDATE (NULL to a value on the chain columns, nothing else) passes on SQLite too;
     a second seal, or a seal that also changes the content, is refused, as is inserting a sealed row."""

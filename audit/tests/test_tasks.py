@@ -85,6 +85,7 @@ def test_r_sec_integrity_verify_task_records_an_intact_chain_and_alerts_no_one(c
     verified = AuditEvent.objects.get(action="audit.verified")
     assert verified.details == {
         "ok": True, "events": 5, "through_sequence": 5, "checkpoints": 1, "break_sequence": None, "break_reason": None,
+        "archived_through": 0,
     }
     assert verified.actor_id is None and verified.actor_role == "system"
     assert mail.outbox == []

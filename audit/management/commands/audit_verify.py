@@ -50,6 +50,11 @@ class Command(BaseCommand):
             f"Walked {result.events:,} events in {seconds:.2f}s ({rate:,.0f} events/s); "
             f"{len(result.checkpoints)} checkpoint(s) known, {result.checkpoints_checked} matched."
         )
+        if result.archive_floor is not None:
+            self.stdout.write(
+                f"Events through sequence {result.archive_floor.sequence} are archived (signed archive floor, "
+                f"{result.archive_floor.created_at:%Y-%m-%d}); the walk started after them."
+            )
         if verification.unsealed:
             self.stdout.write(
                 f"{verification.unsealed:,} event(s) committed but not sealed yet (not covered by this walk)."
