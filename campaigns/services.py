@@ -314,7 +314,8 @@ def _deliveries_materialise_postgresql(*, campaign: Campaign) -> tuple[int, int,
     3. their reasons from `delivery_block_reason_list` — consent's own account of why, the function the
        screens use — usually a short list;
     4. one `INSERT … SELECT` of the batch's patients from the segment query, left-joined with those reasons: a
-       patient with a reason is created blocked with it, every other one queued.
+       patient with a reason is created blocked with it, every other one queued; in patient order, so delivery
+       ids follow patient ids whatever join the planner picks (reports list deliveries by id).
     Only the uncovered patients' ids and reasons travel through Python; the queued rows never do.
     """
     audience = segment_patient_ids(segment_id=campaign.segment_id)  # values("id"), ordered by id
@@ -356,6 +357,7 @@ def _deliveries_materialise_postgresql(*, campaign: Campaign) -> tuple[int, int,
                            NOW(){default_placeholders}
                       FROM ({batch_sql}) AS b
                       LEFT JOIN unnest(%s::bigint[], %s::text[]) AS r(patient_id, reason) ON r.patient_id = b.id
+                     ORDER BY b.id
                     RETURNING status, block_reason
                 )
                 SELECT status, block_reason, count(*) FROM inserted GROUP BY status, block_reason

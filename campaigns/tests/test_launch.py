@@ -114,6 +114,9 @@ def test_r_send_evidence_launch_creates_the_segment_with_each_blocked_reason(bat
     }
     campaign.refresh_from_db()
     assert campaign.status == "sending" and campaign.launched_at is not None
+    # Delivery ids follow patient ids, whatever join the planner picked for the blocked ones.
+    by_id = list(Delivery.objects.filter(campaign=campaign).order_by("id").values_list("patient_id", flat=True))
+    assert by_id == sorted(by_id)
 
 
 @requires_postgresql
