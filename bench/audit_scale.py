@@ -337,8 +337,8 @@ def main() -> None:
     from django.core.management import call_command
 
     settings.ALLOWED_HOSTS = ["*"]
+    call_command("migrate", verbosity=0)  # with --reuse too: the code measured may have a newer schema
     if not args.reuse:
-        call_command("migrate", verbosity=0)
         load(args.events)
     from audit.models import AuditEvent
 
