@@ -49,7 +49,12 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+# Account and alert mail (sign-in codes, invitations, signed copies, allauth's mail, the audit alert) is DKIM-signed
+# with the campaign key when DKIM_PRIVATE_KEY_PATH is set, then sent by Django's SMTP backend (campaigns.mail_backend).
+EMAIL_BACKEND = "campaigns.mail_backend.DkimEmailBackend"
+HIPAAMAIL_DKIM_WRAPPED_EMAIL_BACKEND = env.str(
+    "DKIM_WRAPPED_EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend"
+)
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 # The campaign sender speaks SMTP itself in production, with STARTTLS required (campaigns.transport).

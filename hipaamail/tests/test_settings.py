@@ -101,3 +101,26 @@ def test_r_sec_integrity_production_reads_the_audit_checkpoint_keys_and_file_fro
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "/srv/worm/checkpoints.jsonl"]
+
+
+def test_production_signs_django_mail_with_dkim_over_the_smtp_backend():
+    """Account and alert mail goes through the DKIM backend (campaigns.mail_backend), Django's SMTP backend with TLS
+    under it unless DKIM_WRAPPED_EMAIL_BACKEND names another."""
+    code = (
+        "from django.conf import settings; from django.core.mail import get_connection; "
+        "wrapped = get_connection().wrapped; "
+        "print(settings.EMAIL_BACKEND, type(wrapped).__module__, getattr(wrapped, 'use_tls', None))"
+    )
+    console = {"DKIM_WRAPPED_EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+
+    result = _manage("shell", "--verbosity", "0", "-c", code, env=PRODUCTION_ENV)
+    overridden = _manage("shell", "--verbosity", "0", "-c", code, env=PRODUCTION_ENV | console)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["campaigns.mail_backend.DkimEmailBackend", "django.core.mail.backends.smtp", "True"]
+    assert overridden.returncode == 0, overridden.stderr
+    assert overridden.stdout.split() == [
+        "campaigns.mail_backend.DkimEmailBackend",
+        "django.core.mail.backends.console",
+        "None",
+    ]
