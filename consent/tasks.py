@@ -28,6 +28,13 @@ def patient_import_run_task(patient_import_id: int) -> None:
 
 
 @shared_task
+def patient_import_rewake_task() -> None:
+    """Every few minutes: run again any started import whose task was lost (the run returns at once while
+    another holds the import)."""
+    imports.patient_import_rewake()
+
+
+@shared_task
 def authorization_renewals_invite_task() -> None:
     """Daily: invite patients whose authorization ran out by its date to sign again (never after a revocation)."""
     renewals.authorization_renewals_invite()

@@ -30,6 +30,9 @@ How it runs:
    back both (a race loses with an IntegrityError and the whole transaction rolls back). Progress
    (`processed_rows`) is written on a second database connection in autocommit, so that the page polling it sees
    it while the import's own transaction is still open; on SQLite (the demo) the bar moves only at the end.
+   One run at a time per import (an advisory lock on PostgreSQL); a task that was lost is run again by the
+   reconciler (`patient_import_rewake`, every five minutes from Celery beat), so a started import is never left
+   "importing" for good.
 
 The management command `import_patients` uses `patient_csv_validate` and `patient_csv_import` with the same rules.
 Audit: one event per step (previewed, started, finished or failed) holding counts and error codes, never a value.
@@ -660,9 +663,57 @@ def _discard_file(patient_import: PatientImport) -> None:
         PatientImport.objects.filter(pk=patient_import.pk).update(file="")
 
 
+# pg_try_advisory_lock(RUN_LOCK_CLASS, import id): held by the one run writing an import, for as long as its
+# connection lives (a worker that dies releases it with its connection).
+RUN_LOCK_CLASS = 0x1A4F
+
+
+@contextmanager
+def _run_lock(patient_import_id: int) -> Iterator[bool]:
+    """Whether this process may run the import: True unless another run holds it now (PostgreSQL). On SQLite
+    (the demo, one worker for imports) always True."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_LOCK_CLASS, patient_import_id])
+        (taken,) = cursor.fetchone()
+    try:
+        yield taken
+    finally:
+        if taken:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_LOCK_CLASS, patient_import_id])
+
+
 def patient_import_run(*, patient_import_id: int, batch_size: int = BATCH_SIZE) -> PatientImport:
-    """Write a started import whole, or nothing. Safe to run twice: a finished import is left as it is, and a
-    second concurrent run loses on the unique digests and rolls back."""
+    """Write a started import whole, or nothing. Safe to run twice and at once: a finished import is left as it
+    is, and while one run holds the import's lock another returns at once (it neither writes nor records a
+    failure). The reconciler (`patient_import_rewake`) relies on that to re-run an import whose task was lost."""
+    with _run_lock(patient_import_id) as mine:
+        if not mine:
+            return PatientImport.objects.get(pk=patient_import_id)
+        return _patient_import_run_locked(patient_import_id=patient_import_id, batch_size=batch_size)
+
+
+def patient_import_unfinished_list() -> list[int]:
+    """Imports started and not finished: running now, or whose task was lost (a broker restart, a worker that
+    died mid-import: its transaction rolled back and left the status at importing)."""
+    return list(
+        PatientImport.objects.filter(status=PatientImport.Status.IMPORTING).order_by("id").values_list("id", flat=True)
+    )
+
+
+def patient_import_rewake() -> list[int]:
+    """The reconciler (Celery beat): enqueue a run for every unfinished import. A run finds the import locked
+    by one in progress and returns; otherwise it does the work the lost task did not. Returns the ids."""
+    unfinished = patient_import_unfinished_list()
+    for patient_import_id in unfinished:
+        _enqueue_run(patient_import_id)
+    return unfinished
+
+
+def _patient_import_run_locked(*, patient_import_id: int, batch_size: int) -> PatientImport:
     patient_import = PatientImport.objects.get(pk=patient_import_id)
     if patient_import.status != PatientImport.Status.IMPORTING:
         return patient_import

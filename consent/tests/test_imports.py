@@ -17,7 +17,7 @@ from conftest import browser_sign_in, screenshot
 from consent import crypto
 from consent.models import Patient, PatientCondition, PatientImport
 from consent.services import imports
-from consent.tasks import patient_import_run_task
+from consent.tasks import patient_import_rewake_task, patient_import_run_task
 from consent.tests.factories import patient_make
 from hipaamail.tests.factories import staff_make
 
@@ -304,6 +304,47 @@ def test_running_the_task_twice_imports_once():
     assert AuditEvent.objects.filter(action="patient_import.finished").count() == 1
     with pytest.raises(imports.ImportRefused):
         imports.patient_import_start(actor=officer, patient_import_id=patient_import.pk)
+
+
+def test_the_reconciler_runs_an_import_whose_task_was_lost():
+    """The task message was lost (a broker restart; here: the commit hook never ran): the import stays
+    "importing" until the reconciler enqueues it again; then it is written once, and nothing is left to wake."""
+    officer = staff_make(role="compliance officer")
+    patient_import = imports.patient_import_upload(actor=officer, content=csv_text(good_row(), good_row()).encode())
+    imports.patient_import_start(actor=officer, patient_import_id=patient_import.pk)
+    assert imports.patient_import_unfinished_list() == [patient_import.pk]
+
+    with mock.patch.object(patient_import_run_task, "delay", side_effect=patient_import_run_task) as enqueued:
+        patient_import_rewake_task()
+
+    enqueued.assert_called_once_with(patient_import.pk)
+    assert PatientImport.objects.get(pk=patient_import.pk).status == "done"
+    assert Patient.objects.count() == 2
+    assert imports.patient_import_unfinished_list() == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the run lock is a PostgreSQL advisory lock")
+def test_a_run_while_another_run_holds_the_import_returns_without_writing_or_failing():
+    """The reconciler may enqueue an import that is still being written: that second run must not write, wait,
+    or record a failure; the first run finishes it."""
+    officer = staff_make(role="compliance officer")
+    patient_import = imports.patient_import_upload(actor=officer, content=csv_text(good_row()).encode())
+    imports.patient_import_start(actor=officer, patient_import_id=patient_import.pk)
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:  # the run in progress, elsewhere
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [imports.RUN_LOCK_CLASS, patient_import.pk])
+
+        result = imports.patient_import_run(patient_import_id=patient_import.pk)
+
+        assert result.status == "importing"
+        assert Patient.objects.count() == 0
+        assert not AuditEvent.objects.filter(action__in=["patient_import.failed", "patient_import.finished"]).exists()
+    finally:
+        other.close()  # the holder's connection ends: its lock is released
+
+    assert imports.patient_import_run(patient_import_id=patient_import.pk).status == "done"
+    assert Patient.objects.count() == 1
 
 
 def test_bulk_create_path_writes_the_same_patients_as_copy():

@@ -171,6 +171,7 @@ CELERY_BEAT_SCHEDULE = {
     "launch-due-campaigns": {"task": "campaigns.tasks.campaign_launch_due_task", "schedule": 15.0},
     "rewake-unfinished-campaigns": {"task": "campaigns.tasks.campaign_rewake_task", "schedule": 60.0},
     "invite-renewals": {"task": "consent.tasks.authorization_renewals_invite_task", "schedule": 24 * 3600.0},
+    "rewake-unfinished-imports": {"task": "consent.tasks.patient_import_rewake_task", "schedule": 300.0},
     # R-SEC-INTEGRITY (docs/backups.md, "The audit chain on a schedule"): sign the audit chain's head every hour,
     # verify the whole chain every night (alerting compliance officers and administrators at a break).
     "audit-checkpoint": {"task": "audit.tasks.audit_checkpoint_task", "schedule": crontab(minute=0)},
