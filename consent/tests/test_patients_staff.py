@@ -102,6 +102,7 @@ def test_r_sec_audit_each_view_of_the_record_is_audited_with_ids_only(verified_c
 
     assert "jane.doe@example.org" in page and "Jane Doe" in page and "MRN-4471" in page
     assert "CPAP supplies" in page and "Active" in page
+    assert f'href="/audit/patients/{patient.pk}/"' in page  # the record leads to its audit history
     events = AuditEvent.objects.filter(action="patient.viewed", actor=officer)
     assert events.count() == 2
     assert {event.object_id for event in events} == {str(patient.pk)}
