@@ -1,18 +1,24 @@
 """The second factor of staff accounts (R-SEC-MFA), on django-otp's devices, the only MFA store.
 
-TOTP authenticators are enrolled with a QR code; ten static recovery codes are shown once. Every event is
-audited, failures included.
+TOTP authenticators are enrolled with a QR code; ten static recovery codes are shown once. Passkeys (WebAuthn,
+django-otp-webauthn; py_webauthn checks the signatures) are added by a verified staff member and then stand in for
+the code at sign-in. Every event is audited, failures included.
 """
+import re
 import secrets
 
 from django.db import transaction
 from django_otp import devices_for_user, match_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn.helpers import WebAuthnHelper
+from django_otp_webauthn.models import WebAuthnCredential
 
 from audit.services import audit_record
 
 RECOVERY_CODE_COUNT = 10
+PASSKEY_NAME_MAX_LENGTH = 64  # django-otp's Device.name
+PASSKEY_DEFAULT_NAME = "Passkey"
 
 
 def totp_device_pending(*, user) -> TOTPDevice:
@@ -46,7 +52,7 @@ def otp_verify(*, user, token: str):
         actor=user,
         action="mfa.verified" if device else "mfa.verification_failed",
         object_type="otp_device" if device else "user",
-        object_id=device.persistent_id if device else user.pk,
+        object_id=device_audit_id(device) if device else user.pk,
     )
     return device
 
@@ -72,14 +78,86 @@ def device_remove(*, user, persistent_id: str) -> bool:
     """Remove one of the user's own devices. Returns False when no such device is theirs."""
     for device in devices_for_user(user, confirmed=None):
         if device.persistent_id == persistent_id:
+            audit_id = device_audit_id(device)  # before delete() clears the pk
             with transaction.atomic():
                 device.delete()
-                audit_record(
-                    actor=user, action="mfa.device_removed", object_type="otp_device", object_id=persistent_id
-                )
+                audit_record(actor=user, action="mfa.device_removed", object_type="otp_device", object_id=audit_id)
             return True
     return False
 
 
 def recovery_codes_left(*, user) -> int:
     return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+
+
+def device_audit_id(device) -> str:
+    """The device's id in the audit trail: django-otp's persistent id, but short for a passkey (the package's
+    "django_otp_webauthn.webauthncredential/<pk>" outgrows the audit's object_id column)."""
+    if isinstance(device, WebAuthnCredential):
+        return f"passkey/{device.pk}"
+    return device.persistent_id
+
+
+def device_kind(device) -> str:
+    """What a device is, in the words of the devices page."""
+    if isinstance(device, WebAuthnCredential):
+        return "Passkey"
+    if isinstance(device, TOTPDevice):
+        return "Authenticator app"
+    if isinstance(device, StaticDevice):
+        return "Recovery codes"
+    return "Device"
+
+
+def passkey_exists(*, user) -> bool:
+    return WebAuthnCredential.objects.filter(user=user, confirmed=True).exists()
+
+
+def passkey_name_clean(name) -> str:
+    """The name its owner gave a passkey, on one line and within the column; a default when blank."""
+    name = " ".join(str(name or "").split())[:PASSKEY_NAME_MAX_LENGTH]
+    return name or PASSKEY_DEFAULT_NAME
+
+
+class PasskeyHelper(WebAuthnHelper):
+    """django-otp-webauthn's ceremonies (py_webauthn verifies attestations and signatures), with our rules on top:
+    a new passkey is saved under the name its owner typed, and audited in the same transaction that saves it."""
+
+    def create_credential(self, user, response, parsed_credential, original_data):
+        device = super().create_credential(user, response, parsed_credential, original_data)
+        device.name = passkey_name_clean(original_data.get("name") if isinstance(original_data, dict) else "")
+        return device
+
+    def register_complete(self, user, state: dict, data: dict):
+        with transaction.atomic():
+            device = super().register_complete(user=user, state=state, data=data)
+            audit_record(
+                actor=user,
+                action="mfa.device_enrolled",
+                object_type="otp_device",
+                object_id=device_audit_id(device),
+                details={"kind": "passkey"},
+            )
+        return device
+
+
+def passkey_verified(*, user, device: WebAuthnCredential) -> None:
+    """A passkey passed as the second factor (the package has checked it and marked the session verified)."""
+    audit_record(
+        actor=user,
+        action="mfa.verified",
+        object_type="otp_device",
+        object_id=device_audit_id(device),
+        details={"kind": "passkey"},
+    )
+
+
+def passkey_verification_failed(*, user, reason: str) -> None:
+    """A passkey was refused at the second factor; `reason` is django-otp-webauthn's error code."""
+    audit_record(
+        actor=user,
+        action="mfa.verification_failed",
+        object_type="user",
+        object_id=user.pk,
+        details={"kind": "passkey", "reason": re.sub(r"[^a-z0-9_]", "", str(reason).lower())[:64]},
+    )

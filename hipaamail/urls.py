@@ -26,6 +26,23 @@ ALLAUTH_PUBLIC = {
     "account_reset_password_from_key_done",
 }
 
+# Passkeys (R-SEC-MFA), django-otp-webauthn's endpoints in its URL namespace. Adding one keeps the default (a staff
+# member already verified by a second factor, or a stolen password could add the thief's passkey); using one is the
+# second factor itself, so it needs only the signed-in user, like the code page. No passwordless sign-in: the
+# package refuses it (OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN) and an anonymous request never gets this far.
+PASSKEY_URLS = [
+    path("add/begin/", views.PasskeyRegistrationBeginView.as_view(), name="credential-registration-begin"),
+    path("add/complete/", views.PasskeyRegistrationCompleteView.as_view(), name="credential-registration-complete"),
+    path(
+        "verify/begin/", signed_in(views.PasskeyVerifyBeginView.as_view()), name="credential-authentication-begin"
+    ),
+    path(
+        "verify/complete/",
+        signed_in(views.PasskeyVerifyCompleteView.as_view()),
+        name="credential-authentication-complete",
+    ),
+]
+
 # Defence in depth: the admin site itself also refuses a user who has not passed the second factor.
 admin.site.__class__ = OTPAdminSite
 
@@ -42,6 +59,7 @@ urlpatterns = [
     ),
     path("account/two-factor/devices/", views.otp_devices, name="otp_devices"),
     path("account/two-factor/devices/remove/", views.otp_device_remove, name="otp_device_remove"),
+    path("account/two-factor/passkeys/", include((PASSKEY_URLS, "otp_webauthn"))),
     path("campaigns/", include("campaigns.urls")),
     path("consent/", include("consent.urls")),
     # The audit pages, plus a patient's history: the trail joined with the messages the patient received, so

@@ -9,6 +9,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import user_has_device
+from django_otp_webauthn import views as webauthn_views
+from django_otp_webauthn.exceptions import OTPWebAuthnApiError
 
 from campaigns.models import Campaign
 from campaigns.results import campaign_list_filtered, campaign_progress_percents, campaign_status_counts
@@ -26,8 +28,6 @@ def _next_url(request, default: str = "home") -> str:
 
 def _with_next(url: str, next_url: str) -> str:
     return f"{url}?{urlencode({'next': next_url})}" if next_url else url
-
-
 
 
 def home(request):
@@ -64,7 +64,11 @@ def otp_verify(request):
             otp_login(request, device)
             return redirect(_next_url(request))
         form.add_error("token", "That code did not work. Check the time on your phone and try again.")
-    return render(request, "account/otp_verify.html", {"form": form, "next": _next_url(request, "")})
+    return render(
+        request,
+        "account/otp_verify.html",
+        {"form": form, "next": _next_url(request, ""), "has_passkey": mfa.passkey_exists(user=request.user)},
+    )
 
 
 def otp_setup(request):
@@ -105,11 +109,60 @@ def otp_recovery_codes(request):
 
 
 def otp_devices(request):
+    devices = mfa.device_list(user=request.user)
+    for device in devices:
+        device.kind = mfa.device_kind(device)
     return render(
         request,
         "account/otp_devices.html",
-        {"devices": mfa.device_list(user=request.user), "recovery_left": mfa.recovery_codes_left(user=request.user)},
+        {
+            "devices": devices,
+            "recovery_left": mfa.recovery_codes_left(user=request.user),
+            "passkey_name_max_length": mfa.PASSKEY_NAME_MAX_LENGTH,
+        },
     )
+
+
+# Passkeys: django-otp-webauthn's JSON endpoints (static/js/passkeys.js drives them), with hipaamail.mfa's helper
+# and audit events. Their access rules are in urls.py: adding a passkey needs a verified staff member (the default),
+# using one as the second factor only a signed-in user (signed_in), like the code page.
+class PasskeyRegistrationBeginView(webauthn_views.BeginCredentialRegistrationView):
+    def get_helper(self):
+        return mfa.PasskeyHelper(request=self.request)
+
+
+class PasskeyRegistrationCompleteView(webauthn_views.CompleteCredentialRegistrationView):
+    """Saves the passkey under the name typed on the devices page, audited (mfa.PasskeyHelper)."""
+
+    def get_helper(self):
+        return mfa.PasskeyHelper(request=self.request)
+
+    def post(self, *args, **kwargs):
+        response = super().post(*args, **kwargs)
+        messages.success(self.request, "Your passkey was added.")
+        return response
+
+
+class PasskeyVerifyBeginView(webauthn_views.BeginCredentialAuthenticationView):
+    def get_helper(self):
+        return mfa.PasskeyHelper(request=self.request)
+
+
+class PasskeyVerifyCompleteView(webauthn_views.CompleteCredentialAuthenticationView):
+    """The second factor by passkey. The package accepts only one of the signed-in user's own passkeys and marks the
+    session verified; every outcome is audited as a code is (mfa.verified, mfa.verification_failed)."""
+
+    def get_helper(self):
+        return mfa.PasskeyHelper(request=self.request)
+
+    def complete_auth(self, device):
+        super().complete_auth(device)
+        mfa.passkey_verified(user=self.request.user, device=device)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, OTPWebAuthnApiError) and self.request.user.is_authenticated:
+            mfa.passkey_verification_failed(user=self.request.user, reason=exc.code)
+        return super().handle_exception(exc)
 
 
 @require_POST

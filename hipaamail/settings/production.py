@@ -63,3 +63,28 @@ HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = False
 if not (EMAIL_USE_TLS or EMAIL_USE_SSL):
     raise ImproperlyConfigured("Mail must leave over TLS (R-SEC-TLS): set EMAIL_USE_TLS or EMAIL_USE_SSL.")
 CACHES = {"default": env.cache("CACHE_URL", default="redis://127.0.0.1:6379/1")}
+
+# Passkeys (R-SEC-MFA). The relying party id binds every passkey to a domain; a wrong one cannot be fixed later
+# without every staff member registering their passkeys again. Unless set, it is the first of ALLOWED_HOSTS (itself
+# required) and the origin is that host over https; it must be a plain domain, and every origin https on it.
+OTP_WEBAUTHN_RP_ID = env.str("WEBAUTHN_RP_ID", default=ALLOWED_HOSTS[0]).strip().lower()
+OTP_WEBAUTHN_RP_NAME = env.str("WEBAUTHN_RP_NAME", default=env.str("ORGANISATION_NAME", default="hipaamail"))
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list("WEBAUTHN_ALLOWED_ORIGINS", default=[f"https://{OTP_WEBAUTHN_RP_ID}"])
+if (
+    not OTP_WEBAUTHN_RP_ID
+    or OTP_WEBAUTHN_RP_ID in ("localhost", "*")
+    or OTP_WEBAUTHN_RP_ID.startswith(".")
+    or OTP_WEBAUTHN_RP_ID.replace(".", "").isdigit()
+    or ":" in OTP_WEBAUTHN_RP_ID
+):
+    raise ImproperlyConfigured(
+        "Set WEBAUTHN_RP_ID to the domain staff sign in at (like mail.example.org): passkeys are bound to it."
+    )
+for _origin in OTP_WEBAUTHN_ALLOWED_ORIGINS:
+    _host = _origin.removeprefix("https://").split(":")[0]
+    if not _origin.startswith("https://") or not (
+        _host == OTP_WEBAUTHN_RP_ID or _host.endswith(f".{OTP_WEBAUTHN_RP_ID}")
+    ):
+        raise ImproperlyConfigured(
+            f"WEBAUTHN_ALLOWED_ORIGINS: {_origin!r} must be https:// on WEBAUTHN_RP_ID or a subdomain of it."
+        )

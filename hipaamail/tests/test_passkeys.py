@@ -1,0 +1,320 @@
+"""Passkeys as a second factor (R-SEC-MFA): who may reach django-otp-webauthn's endpoints, and what a passkey
+proves. The signatures here are real (an EC P-256 key standing in for an authenticator), checked by py_webauthn.
+test_passkeys_browser.py walks the same rules in Chromium with a virtual authenticator."""
+import base64
+import hashlib
+import json
+import os
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from django.conf import settings as django_settings
+from django.urls import reverse
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp_webauthn.models import WebAuthnCredential
+
+from audit.models import AuditEvent
+from hipaamail.tests.factories import staff_make
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["marketer", "compliance officer", "administrator"]
+ORIGIN = "http://testserver"
+VERIFY_BEGIN = "/account/two-factor/passkeys/verify/begin/"
+VERIFY_COMPLETE = "/account/two-factor/passkeys/verify/complete/"
+ADD_BEGIN = "/account/two-factor/passkeys/add/begin/"
+ADD_COMPLETE = "/account/two-factor/passkeys/add/complete/"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture(autouse=True)
+def relying_party(settings):
+    """The test client's host is the relying party, as live_server's is in the browser test."""
+    settings.OTP_WEBAUTHN_RP_ID = "testserver"
+    settings.OTP_WEBAUTHN_ALLOWED_ORIGINS = [ORIGIN]
+
+
+class Authenticator:
+    """What a platform authenticator does for a second factor: holds an EC key, signs the server's challenge."""
+
+    def __init__(self, user, name: str = "Work laptop"):
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self.key.public_key().public_numbers()
+        cose_key = {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
+        self.credential_id = os.urandom(32)
+        self.sign_count = 0
+        self.device = WebAuthnCredential.objects.create(
+            user=user,
+            name=name,
+            credential_id=self.credential_id,
+            public_key=cbor2.dumps(cose_key),
+            sign_count=0,
+            aaguid="00000000-0000-0000-0000-000000000000",
+        )
+
+    def assertion(self, challenge: str, *, origin: str = ORIGIN, tamper: bool = False) -> dict:
+        self.sign_count += 1
+        client_data = json.dumps({"type": "webauthn.get", "challenge": challenge, "origin": origin}).encode()
+        authenticator_data = (
+            hashlib.sha256(django_settings.OTP_WEBAUTHN_RP_ID.encode()).digest()
+            + b"\x01"  # user present
+            + self.sign_count.to_bytes(4, "big")
+        )
+        # Tampered: a well-formed signature over other client data (what a forged or altered answer amounts to).
+        signed = client_data + b" " if tamper else client_data
+        signature = self.key.sign(authenticator_data + hashlib.sha256(signed).digest(), ec.ECDSA(hashes.SHA256()))
+        return {
+            "id": _b64(self.credential_id),
+            "rawId": _b64(self.credential_id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": _b64(client_data),
+                "authenticatorData": _b64(authenticator_data),
+                "signature": _b64(signature),
+            },
+            "clientExtensionResults": {},
+        }
+
+
+def _use_passkey(client, authenticator: Authenticator, **kwargs):
+    options = client.post(VERIFY_BEGIN).json()
+    return client.post(
+        f"{VERIFY_COMPLETE}?next=/campaigns/",
+        authenticator.assertion(options["challenge"], **kwargs),
+        content_type="application/json",
+    )
+
+
+def _verified_with(client, user, device) -> None:
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_r_sec_mfa_passkey_verification_opens_before_the_second_factor(client, role):
+    """R-SEC-MFA: after the password, before any second factor, every staff role can ask for a passkey challenge
+    for its own passkeys (like the code page)."""
+    user = staff_make(role=role, with_totp=True)
+    authenticator = Authenticator(user)
+    client.force_login(user)
+
+    response = client.post(VERIFY_BEGIN)
+
+    assert response.status_code == 200
+    options = response.json()
+    assert options["rpId"] == "testserver"
+    assert [c["id"] for c in options["allowCredentials"]] == [_b64(authenticator.credential_id)]
+
+
+@pytest.mark.parametrize("path", [VERIFY_BEGIN, VERIFY_COMPLETE, ADD_BEGIN, ADD_COMPLETE])
+def test_r_sec_mfa_no_passkey_endpoint_for_an_anonymous_visitor(client, path):
+    """R-SEC-MFA: a passkey is a second factor only, never a sign-in on its own (no passwordless login)."""
+    response = client.post(path, {}, content_type="application/json")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert django_settings.OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN is False
+    assert "otp_webauthn_authentication_state" not in client.session
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("path", [ADD_BEGIN, ADD_COMPLETE])
+def test_r_sec_mfa_adding_a_passkey_needs_the_second_factor_first(client, role, path):
+    """R-SEC-MFA: a password alone cannot add a passkey, or a stolen password would let the thief add theirs."""
+    user = staff_make(role=role, with_totp=True)
+    client.force_login(user)
+
+    response = client.post(path, {}, content_type="application/json")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/account/two-factor/?next=")
+    assert "otp_webauthn_register_state" not in client.session
+    assert not WebAuthnCredential.objects.filter(user=user).exists()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_r_sec_mfa_a_verified_staff_member_may_start_adding_a_passkey(verified_client, role):
+    user = verified_client.sign_in(role=role)
+
+    response = verified_client.post(ADD_BEGIN)
+
+    assert response.status_code == 200
+    options = response.json()
+    assert options["rp"] == {"name": django_settings.OTP_WEBAUTHN_RP_NAME, "id": "testserver"}
+    assert options["user"]["name"] == user.get_username()
+    assert verified_client.session["otp_webauthn_register_state"]["challenge"] == options["challenge"]
+
+
+def test_r_min_necessary_a_signed_in_user_without_a_role_cannot_add_a_passkey(verified_client):
+    verified_client.sign_in(user=staff_make(role=""))
+
+    assert verified_client.post(ADD_BEGIN).status_code == 404
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_r_sec_mfa_a_passkey_alone_satisfies_the_second_factor(client, role):
+    """R-SEC-MFA: a staff member whose only device is a passkey is offered it, passes with it, and is audited."""
+    user = staff_make(role=role)
+    authenticator = Authenticator(user)
+    client.force_login(user)
+    assert client.get("/")["Location"].startswith("/account/two-factor/?next=")
+
+    page = client.get("/account/two-factor/")
+    assert page.status_code == 200 and b"Use a passkey" in page.content
+
+    response = _use_passkey(client, authenticator)
+
+    assert response.status_code == 200
+    assert response.json() == {"id": authenticator.device.pk, "redirect_url": "/campaigns/"}
+    assert client.get("/").status_code == 200
+    event = AuditEvent.objects.get(actor=user, action="mfa.verified")
+    assert event.object_id == f"passkey/{authenticator.device.pk}"
+    assert event.details == {"kind": "passkey"}
+
+
+def test_r_sec_mfa_a_tampered_passkey_answer_is_refused_and_audited(client):
+    """R-SEC-MFA: a signature that does not match leaves the session unverified; the refusal is audited."""
+    user = staff_make(role="marketer", with_totp=True)
+    authenticator = Authenticator(user)
+    client.force_login(user)
+
+    response = _use_passkey(client, authenticator, tamper=True)
+
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_authentication_response"
+    assert client.get("/")["Location"].startswith("/account/two-factor/")
+    event = AuditEvent.objects.get(actor=user, action="mfa.verification_failed")
+    assert event.details == {"kind": "passkey", "reason": "invalid_authentication_response"}
+    assert not AuditEvent.objects.filter(action="mfa.verified").exists()
+
+
+def test_r_sec_mfa_a_passkey_from_another_origin_is_refused(client):
+    """A look-alike site relaying the challenge gets a signature over its own origin: refused (phishing-resistant)."""
+    user = staff_make(role="marketer", with_totp=True)
+    authenticator = Authenticator(user)
+    client.force_login(user)
+
+    response = _use_passkey(client, authenticator, origin="https://riverside-health.example.phish")
+
+    assert response.status_code == 422
+    assert client.get("/")["Location"].startswith("/account/two-factor/")
+    assert AuditEvent.objects.filter(actor=user, action="mfa.verification_failed").count() == 1
+
+
+def test_r_sec_mfa_another_users_passkey_does_not_verify_this_user(client):
+    user = staff_make(role="marketer", with_totp=True)
+    other = Authenticator(staff_make(role="administrator", with_totp=True))
+    client.force_login(user)
+
+    response = _use_passkey(client, other)
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "credential_user_mismatch"
+    assert client.get("/")["Location"].startswith("/account/two-factor/")
+    assert AuditEvent.objects.get(actor=user, action="mfa.verification_failed").details["reason"] == (
+        "credential_user_mismatch"
+    )
+
+
+@pytest.mark.parametrize(
+    "begun, body, code",
+    [
+        (True, "{not json", "malformed_request"),
+        (True, json.dumps({"id": "x"}), "invalid_json_structure"),
+        (True, json.dumps([1, 2]), "invalid_json_structure"),
+        (False, json.dumps({"id": "x"}), "invalid_state"),
+    ],
+    ids=["not-json", "not-a-credential", "a-list", "no-challenge-begun"],
+)
+def test_r_sec_mfa_a_malformed_passkey_answer_is_a_clear_refusal_not_a_server_error(client, begun, body, code):
+    user = staff_make(role="marketer", with_totp=True)
+    Authenticator(user)
+    client.force_login(user)
+    if begun:
+        client.post(VERIFY_BEGIN)
+
+    response = client.post(VERIFY_COMPLETE, body, content_type="application/json")
+
+    assert 400 <= response.status_code < 500
+    assert response.json()["code"] == code and response.json()["detail"]
+    assert AuditEvent.objects.filter(actor=user, action="mfa.verification_failed").count() == 1
+
+
+def test_r_sec_mfa_a_challenge_is_used_once(client):
+    """Replaying a captured answer fails: the challenge left the session with its first use."""
+    user = staff_make(role="marketer")
+    authenticator = Authenticator(user)
+    client.force_login(user)
+    options = client.post(VERIFY_BEGIN).json()
+    answer = authenticator.assertion(options["challenge"])
+    assert client.post(VERIFY_COMPLETE, answer, content_type="application/json").status_code == 200
+    client.logout()
+    client.force_login(user)
+
+    replay = client.post(VERIFY_COMPLETE, answer, content_type="application/json")
+
+    assert replay.status_code == 400 and replay.json()["code"] == "invalid_state"
+    assert client.get("/")["Location"].startswith("/account/two-factor/")
+
+
+def test_r_sec_mfa_passkeys_are_listed_and_removed_like_other_devices(client):
+    user = staff_make(role="marketer", with_totp=True)
+    authenticator = Authenticator(user, name="Work laptop")
+    _verified_with(client, user, user.totpdevice_set.get())
+
+    page = client.get(reverse("otp_devices"))
+    assert b"Work laptop" in page.content and b"Passkey" in page.content and b"Add a passkey" in page.content
+
+    response = client.post(reverse("otp_device_remove"), {"device": authenticator.device.persistent_id})
+
+    assert response.status_code == 302
+    assert not WebAuthnCredential.objects.filter(user=user).exists()
+    event = AuditEvent.objects.get(actor=user, action="mfa.device_removed")
+    assert event.object_id == f"passkey/{authenticator.device.pk}"
+
+
+def test_r_sec_mfa_the_code_page_offers_no_passkey_to_a_user_without_one(client):
+    client.force_login(staff_make(role="marketer", with_totp=True))
+
+    page = client.get("/account/two-factor/")
+
+    assert page.status_code == 200 and b"Use a passkey" not in page.content
+
+
+def _production_check(**env: str):
+    from hipaamail.tests.test_settings import PRODUCTION_ENV, _manage
+
+    show = "from django.conf import settings as s; print(s.OTP_WEBAUTHN_RP_ID, s.OTP_WEBAUTHN_ALLOWED_ORIGINS)"
+    return _manage("shell", "--no-imports", "-c", show, env=PRODUCTION_ENV | env)
+
+
+def test_r_sec_mfa_production_passkeys_are_bound_to_the_served_domain_over_https():
+    """R-SEC-MFA: unless set, production binds passkeys to the first of ALLOWED_HOSTS, over https."""
+    result = _production_check()
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "mail.riverside-health.example ['https://mail.riverside-health.example']"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WEBAUTHN_RP_ID": "localhost"},
+        {"WEBAUTHN_RP_ID": "10.0.0.5"},
+        {"WEBAUTHN_ALLOWED_ORIGINS": "http://mail.riverside-health.example"},
+        {"WEBAUTHN_ALLOWED_ORIGINS": "https://riverside-health.example.phish"},
+    ],
+    ids=["localhost", "an-ip-address", "plain-http", "another-domain"],
+)
+def test_r_sec_mfa_production_refuses_a_passkey_setting_that_is_not_https_on_its_domain(env):
+    result = _production_check(**env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "WEBAUTHN_" in result.stderr
