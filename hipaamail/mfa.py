@@ -74,10 +74,25 @@ def device_list(*, user) -> list:
     return list(devices_for_user(user, confirmed=True))
 
 
+class DeviceRemovalRefused(Exception):
+    """Removing this device would leave passkeys without an authenticator app (the message says why)."""
+
+
 def device_remove(*, user, persistent_id: str) -> bool:
-    """Remove one of the user's own devices. Returns False when no such device is theirs."""
-    for device in devices_for_user(user, confirmed=None):
+    """Remove one of the user's own devices. Returns False when no such device is theirs. Refuses
+    (DeviceRemovalRefused) to remove the last authenticator app while passkeys remain: approving, sending,
+    scheduling, cancelling and exporting ask for a code again, which a passkey cannot give. Removing every
+    device is allowed, as before: the next page then asks to set up an authenticator app."""
+    devices = list(devices_for_user(user, confirmed=None))
+    for device in devices:
         if device.persistent_id == persistent_id:
+            apps = [other for other in devices if isinstance(other, TOTPDevice) and other.confirmed]
+            passkeys = [other for other in devices if isinstance(other, WebAuthnCredential)]
+            if isinstance(device, TOTPDevice) and apps == [device] and passkeys:
+                raise DeviceRemovalRefused(
+                    "Keep one authenticator app: approving, sending, scheduling, cancelling and exporting ask for "
+                    "its code again. Add another app first, or remove your passkeys."
+                )
             audit_id = device_audit_id(device)  # before delete() clears the pk
             with transaction.atomic():
                 device.delete()

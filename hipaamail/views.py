@@ -167,7 +167,12 @@ class PasskeyVerifyCompleteView(webauthn_views.CompleteCredentialAuthenticationV
 
 @require_POST
 def otp_device_remove(request):
-    if mfa.device_remove(user=request.user, persistent_id=request.POST.get("device", "")):
+    try:
+        removed = mfa.device_remove(user=request.user, persistent_id=request.POST.get("device", ""))
+    except mfa.DeviceRemovalRefused as refusal:
+        messages.error(request, str(refusal))
+        return redirect("otp_devices")
+    if removed:
         messages.success(request, "The device was removed.")
     else:
         messages.error(request, "No such device on your account.")

@@ -49,7 +49,7 @@ PHI_ACCESS_ACTIONS = {
 }
 # Audit actions that are a failed second factor of a staff account.
 MFA_FAILURE_ACTIONS = {
-    "mfa.verification_failed": "Wrong code at sign-in",
+    "mfa.verification_failed": "Wrong code or refused passkey at sign-in",
     "mfa.reentry_failed": "Wrong code when re-entered to approve, send or export",
     "mfa.enrollment_failed": "Wrong first code when enrolling an authenticator",
 }

@@ -280,6 +280,24 @@ def test_r_sec_mfa_passkeys_are_listed_and_removed_like_other_devices(client):
     assert event.object_id == f"passkey/{authenticator.device.pk}"
 
 
+def test_r_sec_mfa_the_last_authenticator_app_stays_while_passkeys_remain(client):
+    """Approving, sending, scheduling, cancelling and exporting ask for a code again, which a passkey cannot
+    give: the last authenticator app cannot be removed while a passkey remains; with a second app it can."""
+    user = staff_make(role="compliance officer", with_totp=True)
+    app = user.totpdevice_set.get()
+    Authenticator(user, name="Work laptop")
+    _verified_with(client, user, app)
+
+    refused = client.post(reverse("otp_device_remove"), {"device": app.persistent_id}, follow=True)
+
+    assert b"Keep one authenticator app" in refused.content
+    assert user.totpdevice_set.filter(pk=app.pk).exists()
+    assert not AuditEvent.objects.filter(actor=user, action="mfa.device_removed").exists()
+    user.totpdevice_set.create(name="Second phone", confirmed=True)
+    client.post(reverse("otp_device_remove"), {"device": app.persistent_id})
+    assert not user.totpdevice_set.filter(pk=app.pk).exists()
+
+
 def test_r_sec_mfa_the_code_page_offers_no_passkey_to_a_user_without_one(client):
     client.force_login(staff_make(role="marketer", with_totp=True))
 
