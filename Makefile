@@ -1,18 +1,23 @@
 # hipaamail. Extra pytest arguments: make test ARGS="-k unsubscribe -x"
-.PHONY: run test test-browser venv
+.PHONY: run test test-browser test-faults venv
 
 # The zero-service demo: web on http://127.0.0.1:8000/, a Celery worker and beat; SQLite, filesystem broker,
 # messages in var/outbox/; demo data and logins printed. Ctrl-C stops everything.
 run:
 	scripts/run-demo
 
-# The whole suite but the browser tests, against PostgreSQL and Redis (started when they are not answering).
+# The whole suite but the browser and fault tests, against PostgreSQL and Redis (started when they are not
+# answering).
 test:
 	scripts/test $(ARGS)
 
 # The browser tests, in Debian's Chromium (installed when missing).
 test-browser:
 	scripts/test-browser $(ARGS)
+
+# The fault suite: real workers killed, the broker's queue lost, database connections cut (about a minute).
+test-faults:
+	TEST_MARKERS=faults scripts/test $(ARGS)
 
 # .venv with requirements-dev.txt, reinstalled when a requirements file changes.
 venv:

@@ -2,6 +2,7 @@
 Django's SMTP backend to a test SMTP sink (campaigns.tests.smtp_server). Used by the real-worker tests and the
 marketer's journey in Chromium."""
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,3 +79,12 @@ def wait_until_sent(campaign_id: int, worker: subprocess.Popen) -> str:
             break
         time.sleep(0.25)
     return status
+
+
+def worker_kill(worker: subprocess.Popen) -> None:
+    """SIGKILL, as the OOM killer or a lost host would: no warm shutdown, no acknowledgement, no rollback sent.
+    PostgreSQL sees the connection drop (and rolls the open transaction back); the broker keeps the task
+    unacknowledged; what the worker had claimed stays leased until the lease expires."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
