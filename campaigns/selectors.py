@@ -52,6 +52,17 @@ def campaign_unfinished_list() -> list[int]:
     )
 
 
+def campaign_unmarked_sent_list() -> list[int]:
+    """Campaigns still "sending" with nothing queued: every delivery reached its end, but the step that marks the
+    campaign sent did not run (its worker stopped after the last batch, or the whole audience was blocked at
+    launch and the wake-up was lost). The reconciler finishes each."""
+    return list(
+        Campaign.objects.filter(status=Campaign.Status.SENDING)
+        .exclude(deliveries__status=Delivery.Status.QUEUED)
+        .values_list("id", flat=True)
+    )
+
+
 def delivery_outcome_counts(*, campaign_id: int) -> dict[str, int]:
     """Aggregate outcome of a campaign: {"sent": n, "queued": n, "failed": n, "blocked_<reason>": n}."""
     counts: dict[str, int] = {}

@@ -36,9 +36,13 @@ def campaign_launch_due_task() -> None:
 
 @shared_task
 def campaign_rewake_task() -> None:
-    """The reconciler: a campaign with queued deliveries gets a worker again (killed worker, lost message)."""
+    """The reconciler: a campaign with queued deliveries gets a worker again (killed worker, lost message); a
+    campaign with nothing left queued that still reads "sending" is marked sent (campaign_finish_if_done checks
+    again under the campaign's lock, so racing the worker that is finishing it is harmless)."""
     for campaign_id in selectors.campaign_unfinished_list():
         campaign_dispatch_task.delay(campaign_id)
+    for campaign_id in selectors.campaign_unmarked_sent_list():
+        services.campaign_finish_if_done(campaign_id=campaign_id)
 
 
 @shared_task

@@ -13,8 +13,8 @@ the worker's PostgreSQL backends terminated — and recovers the way production 
 test, as an operator's supervisor would) and the reconciler, campaigns.tasks.campaign_rewake_task, published to
 the broker every REWAKE_EVERY seconds as beat publishes it every minute. Leases are LEASE_SECONDS long.
 
-The last test is a finding, marked xfail(strict=True) so that CI stays green and the gap stays visible: a fault
-between a campaign's last batch and the step that marks it sent leaves it "sending" for good (FINISH_WINDOW_BUG).
+The last test found a gap, since fixed: a fault between a campaign's last batch and the step that marks it sent
+left it "sending" for good; the reconciler now finishes such a campaign.
 
 Slow (about a minute for the module) and rough on shared services: marked `faults`, run alone with
 `make test-faults` (PostgreSQL and Redis; skipped otherwise). The PostgreSQL server is never restarted: only
@@ -455,19 +455,12 @@ def test_r_revoke_anytime_a_revocation_while_a_killed_batch_is_leased_blocks_its
     assert delivery_sent_without_coverage_count(campaign_id=campaign.pk) == 0
 
 
-# --- Found by this suite --------------------------------------------------------------------------------------
-
-FINISH_WINDOW_BUG = (
-    "campaigns.tasks.campaign_rewake_task wakes only the campaigns that campaigns.selectors.campaign_unfinished_list "
-    "returns: sending AND with a queued delivery. campaign_finish_if_done, the only step from sending to sent, runs "
-    "at the end of campaign_dispatch_task; a worker killed, or whose database connection drops, after the last "
-    "batch committed and before that step committed leaves every delivery terminal and the campaign 'sending' "
-    "for good (SIGKILL: until Redis redelivers the acks_late task after its visibility timeout, one hour, if the "
-    "broker still has it; a dropped connection fails the task, which is acknowledged: never)."
-)
+# --- Found by this suite, then fixed ---------------------------------------------------------------------------
+# A fault between a campaign's last batch and the step that marks it sent left it "sending" for good: the
+# reconciler only woke campaigns with a queued delivery. It now also finishes a sending campaign with nothing
+# queued (campaigns.selectors.campaign_unmarked_sent_list; unit tests in test_pipeline.py).
 
 
-@pytest.mark.xfail(raises=CampaignStillSending, strict=True, reason=FINISH_WINDOW_BUG)
 @pytest.mark.parametrize("fault", ["sigkill", "connection_cut"])
 def test_r_send_evidence_a_fault_after_the_last_batch_still_ends_with_the_campaign_sent(workers, fault):
     """R-SEND-EVIDENCE (the report and the progress bar say where a campaign is): every message has gone out

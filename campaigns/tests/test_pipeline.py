@@ -192,6 +192,40 @@ def test_a_worker_killed_after_smtp_before_commit_resends_once_marked_possible_d
     assert campaign.status == "sent"
 
 
+def test_the_reconciler_marks_sent_a_campaign_whose_worker_stopped_after_the_last_batch():
+    """No queued delivery is left, but the step that marks the campaign sent never ran (its worker stopped right
+    after the last batch): the reconciler finishes it, once, and wakes no worker for it. Found by the fault
+    suite (campaigns/tests/test_faults.py), which kills a real worker in that window."""
+    campaign = _launched(2)
+    services.delivery_dispatch_batch(campaign_id=campaign.pk)  # the last batch; campaign_finish_if_done never runs
+    campaign.refresh_from_db()
+    assert campaign.status == "sending"
+
+    with mock.patch.object(tasks.campaign_dispatch_task, "delay") as delay:
+        tasks.campaign_rewake_task()
+        tasks.campaign_rewake_task()
+
+    delay.assert_not_called()
+    campaign.refresh_from_db()
+    assert campaign.status == "sent" and campaign.finished_at is not None
+    assert AuditEvent.objects.filter(action="campaign.sent", object_id=str(campaign.pk)).count() == 1
+
+
+def test_the_reconciler_finishes_a_campaign_whose_whole_audience_was_blocked_at_launch():
+    """Nobody covered: the launch queues nothing, and if its wake-up is lost the campaign still ends as sent."""
+    purpose = purpose_make()
+    patient_make()
+    campaign = campaign_approved_make(purpose=purpose)
+    with mock.patch("campaigns.services._wake_dispatch"):  # the wake-up is lost
+        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+
+    tasks.campaign_rewake_task()
+
+    campaign.refresh_from_db()
+    assert campaign.status == "sent"
+    assert list(Delivery.objects.filter(campaign=campaign).values_list("status", flat=True)) == ["blocked"]
+
+
 def test_a_delivery_reclaimed_by_another_worker_after_its_lease_expired_is_not_sent_by_the_first():
     """The lease is the claim's token: a worker whose lease expired (and was taken over) before its sending
     transaction sends nothing; the other worker's claim stands."""
