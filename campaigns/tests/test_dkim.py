@@ -2,7 +2,6 @@
 
 Each signature is checked with dkimpy's own verifier, given the test key's public half through a `dnsfunc`
 stub in place of DNS."""
-import base64
 import email
 import re
 from unittest import mock
@@ -10,46 +9,31 @@ from unittest import mock
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 
 from campaigns import services
 from campaigns import dkim as campaign_dkim
 from campaigns.models import Delivery
+from campaigns.tests.dkim_keys import DOMAIN, SELECTOR, dkim_configured, rsa_key_pair
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
 
-SELECTOR, DOMAIN = "hm2026", "riverside-health.example"
 REQUIRED_IN_H = {"from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post"}
 
 
 @pytest.fixture(scope="module")
 def key_pair():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public = base64.b64encode(
-        key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return pem, public
+    return rsa_key_pair()
 
 
 @pytest.fixture
 def dkim_settings(settings, tmp_path, key_pair):
-    path = tmp_path / "dkim.pem"
-    path.write_bytes(key_pair[0])
-    settings.HIPAAMAIL_DKIM_PRIVATE_KEY_PATH = str(path)
-    settings.HIPAAMAIL_DKIM_SELECTOR = SELECTOR
-    settings.HIPAAMAIL_DKIM_DOMAIN = DOMAIN
-    settings.DEFAULT_FROM_EMAIL = f"Riverside Health <news@{DOMAIN}>"
-    campaign_dkim._signer_for.cache_clear()
-    yield settings
-    campaign_dkim._signer_for.cache_clear()
+    yield from dkim_configured(settings, tmp_path, key_pair[0])
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ backend keeps its own signature, once.
 
 Each signature is checked with dkimpy's own verifier, given the test key's public half through a `dnsfunc` stub in
 place of DNS, on the bytes a real SMTP server received where the test says so."""
-import base64
 import email
 import io
 import re
@@ -13,8 +12,6 @@ from unittest import mock
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage, get_connection, send_mail
@@ -22,6 +19,7 @@ from django.core.mail import EmailMessage, get_connection, send_mail
 from campaigns import dkim as campaign_dkim
 from campaigns import services
 from campaigns.mail_backend import DkimEmailBackend
+from campaigns.tests.dkim_keys import DOMAIN, SELECTOR, SENDER, dkim_configured, rsa_key_pair
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from consent import notifications
@@ -31,36 +29,19 @@ pytestmark = pytest.mark.django_db
 
 BACKEND = "campaigns.mail_backend.DkimEmailBackend"
 SMTP = "django.core.mail.backends.smtp.EmailBackend"
-SELECTOR, DOMAIN = "hm2026", "riverside-health.example"
-SENDER = f"Riverside Health <news@{DOMAIN}>"
 COVERED = {"from", "to", "subject", "date", "message-id"}
 
 
 @pytest.fixture(scope="module")
 def key_pair():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public = base64.b64encode(
-        key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return pem, public
+    return rsa_key_pair()
 
 
 @pytest.fixture
 def dkim_settings(settings, tmp_path, key_pair):
-    path = tmp_path / "dkim.pem"
-    path.write_bytes(key_pair[0])
-    settings.HIPAAMAIL_DKIM_PRIVATE_KEY_PATH = str(path)
-    settings.HIPAAMAIL_DKIM_SELECTOR = SELECTOR
-    settings.HIPAAMAIL_DKIM_DOMAIN = DOMAIN
-    settings.DEFAULT_FROM_EMAIL = SENDER
     settings.EMAIL_BACKEND = BACKEND
     settings.HIPAAMAIL_DKIM_WRAPPED_EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    campaign_dkim._signer_for.cache_clear()
-    yield settings
-    campaign_dkim._signer_for.cache_clear()
+    yield from dkim_configured(settings, tmp_path, key_pair[0])
 
 
 @pytest.fixture
