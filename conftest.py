@@ -1,6 +1,7 @@
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -69,13 +70,99 @@ def browser_context(browser_context_args):
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser.new_context(**browser_context_args)
+        context = browser.new_context(**browser_context_args)
+        violations = csp_violations_watch(context)
+        yield context
+        csp_violations_collect(context, violations)
         browser.close()
+    assert violations == [], f"Content-Security-Policy violations: {violations}"
 
 
 @pytest.fixture
 def page(browser_context):
+    """A page of the context; the test fails at teardown if any page of the context broke the
+    Content-Security-Policy (browser_context watches every page, also those a test opens itself)."""
     return browser_context.new_page()
+
+
+# --- Content-Security-Policy violations (hipaamail.middleware.ContentSecurityPolicyMiddleware) ------------
+# Every page the browser suite opens runs under the policy, so a page that needs an inline script, an inline
+# handler or a resource the policy refuses breaks a test. Two witnesses: the browser's console message for each
+# refusal ("... violates the following Content Security Policy directive ..."), and the
+# securitypolicyviolation events an init script records on window (and reports at once, so that none is lost
+# when the page navigates away).
+CSP_VIOLATION_RECORDER = """
+(() => {
+  window.__cspViolations = [];
+  document.addEventListener("securitypolicyviolation", (event) => {
+    const violation = {directive: event.effectiveDirective, blocked: event.blockedURI, source: event.sourceFile,
+                       line: event.lineNumber, page: document.location.href};
+    window.__cspViolations.push(violation);
+    if (typeof window.__hipaamailCspViolation === "function") { window.__hipaamailCspViolation(violation); }
+  });
+})();
+"""
+
+
+def csp_violations_watch(context) -> list:
+    """Start recording the context's CSP violations; returns the list they are appended to."""
+    violations: list = []
+    context.csp_violations = violations  # for the test that proves the collector sees a violation
+    context.expose_binding("__hipaamailCspViolation", lambda source, violation: violations.append(violation))
+    context.add_init_script(CSP_VIOLATION_RECORDER)
+
+    def console(message):
+        if "Content Security Policy" in message.text:
+            violations.append({"console": message.text, "page": message.page.url if message.page else None})
+
+    context.on("console", console)
+    context.on("page", csp_safe_wait_for_function)
+    new_page = context.new_page
+
+    def new_page_under_the_policy(*args, **kwargs):
+        return csp_safe_wait_for_function(new_page(*args, **kwargs))
+
+    context.new_page = new_page_under_the_policy
+    return violations
+
+
+def csp_safe_wait_for_function(page):
+    """Playwright's page.wait_for_function runs its expression through eval() inside the page, which the policy
+    refuses on purpose (no 'unsafe-eval'), so on these pages it would fail and count as a violation. The same call,
+    polled with page.evaluate instead: that goes through the DevTools protocol, which the policy does not govern."""
+    from playwright.sync_api import Error, TimeoutError
+
+    def wait_for_function(expression, *, arg=None, timeout=None, polling=None):
+        seconds = (30_000 if timeout is None else timeout) / 1000
+        interval = polling if isinstance(polling, (int, float)) else 50
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                result = page.evaluate(expression, arg)
+            except Error as error:  # the page navigated (a reload) while it was asked: ask the new document
+                if "context was destroyed" not in str(error) and "navigat" not in str(error):
+                    raise
+                result = None
+            if result:
+                return result
+            if timeout != 0 and time.monotonic() > deadline:
+                raise TimeoutError(f"wait_for_function: {expression!r} still false after {seconds:g} s")
+            page.wait_for_timeout(interval)
+
+    page.wait_for_function = wait_for_function
+    return page
+
+
+def csp_violations_collect(context, violations: list) -> None:
+    """Add what the open pages recorded on window and had not reported yet."""
+    from playwright.sync_api import Error
+
+    for open_page in context.pages:
+        try:
+            recorded = open_page.evaluate("window.__cspViolations || []")
+        except Error:  # a page in the middle of navigating or crashed: its console messages were already counted
+            recorded = []
+        violations.extend(violation for violation in recorded if violation not in violations)
 
 
 def totp_code(user) -> str:
@@ -143,7 +230,9 @@ def axe_js() -> Path:
 
 def assert_accessible(page, axe_js: Path) -> None:
     """No serious or critical axe-core violation on the page as it is now."""
-    page.add_script_tag(path=str(axe_js))
+    # Evaluated through the DevTools protocol, which the page's Content-Security-Policy does not govern: an
+    # injected <script> tag (page.add_script_tag) is an inline script the policy refuses.
+    page.evaluate(f"{axe_js.read_text()}\n;undefined")
     violations = page.evaluate(
         """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
             .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" "))}))"""

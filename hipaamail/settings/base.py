@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "hipaamail.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -142,6 +143,19 @@ STAFF_SESSION_ABSOLUTE_LIFETIME = timedelta(hours=12)
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
+
+# --- Content-Security-Policy (hipaamail.middleware.ContentSecurityPolicyMiddleware) --------------------
+# Sent on every HTML page that does not set its own. Scripts only from this origin: pages keep their scripts in
+# static/js/ (no inline script, no on...= handler, no javascript: URL). Styles also inline: templates use style
+# attributes and the email preview's HTML has its CSS inlined (it is shown in a sandboxed srcdoc frame, which
+# inherits this policy). A deployment may tighten it through CONTENT_SECURITY_POLICY; empty sends no header.
+HIPAAMAIL_CONTENT_SECURITY_POLICY = env.str(
+    "CONTENT_SECURITY_POLICY",
+    default=(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+        "frame-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+    ),
+)
 
 # --- Celery ---------------------------------------------------------------------------------------------
 # Redis (or RabbitMQ) when CELERY_BROKER_URL is set; otherwise kombu's filesystem transport, which needs
