@@ -5,6 +5,7 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
+from campaigns.forms_review import SecondFactorFields, passkey_stepup_field
 from campaigns.models import Campaign
 from campaigns.reports.exports import CSV, PDF
 from consent.models import Patient
@@ -25,8 +26,9 @@ class _CodeInput(forms.TextInput):
         return None
 
 
-class _ExportForm(forms.Form):
-    """What every export asks: the format and the second factor again (R-SEC-MFA)."""
+class _ExportForm(SecondFactorFields, forms.Form):
+    """What every export asks: the format and the second factor again (R-SEC-MFA): a code, or a passkey step-up
+    (campaigns.forms_review.SecondFactorFields)."""
 
     format = forms.ChoiceField(
         choices=[(PDF, "PDF document"), (CSV, "CSV spreadsheet (every row, streamed)")],
@@ -36,11 +38,12 @@ class _ExportForm(forms.Form):
     )
     code = forms.CharField(
         max_length=16,
+        required=False,
         label="Code from your authenticator app",
         help_text="Exports hold patient-level evidence: enter your second factor again to confirm.",
         widget=_CodeInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
-        error_messages={"required": "Enter the current code from your authenticator app."},
     )
+    passkey_stepup = passkey_stepup_field()
 
     field_order = ["format", "code"]
 

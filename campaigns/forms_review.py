@@ -5,6 +5,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from campaigns.reentry import WRONG_CODE
 from campaigns.scheduling import (
     schedule_local_to_utc,
     schedule_time_check,
@@ -16,13 +17,39 @@ from campaigns.services_review import COMMENT_MAX_LENGTH
 _LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M")
 
 
-class SecondFactorForm(forms.Form):
+class PasskeyStepUpInput(forms.HiddenInput):
+    """The nonce of a passkey step-up (campaigns.reentry), put here by static/js/passkey-stepup.js. The request
+    that carries it spends it, so it is never rendered back."""
+
+    def format_value(self, value):
+        return None
+
+
+def passkey_stepup_field() -> forms.CharField:
+    return forms.CharField(required=False, strip=True, widget=PasskeyStepUpInput(attrs={"data-passkey-stepup": ""}))
+
+
+class SecondFactorFields:
+    """The second factor again (R-SEC-MFA): a code typed in `code`, or a passkey step-up in `passkey_stepup`;
+    either one will do, so the code is optional when a step-up is sent. With neither, the code field says what a
+    wrong code does. Whether the code or the step-up is right is campaigns.reentry's to check (and audit)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("code") and not cleaned.get("passkey_stepup") and "code" not in self.errors:
+            self.add_error("code", WRONG_CODE)
+        return cleaned
+
+
+class SecondFactorForm(SecondFactorFields, forms.Form):
     code = forms.CharField(
         max_length=16,
+        required=False,
         label="Code from your authenticator app",
         help_text="Re-enter your second factor to confirm.",
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
+    passkey_stepup = passkey_stepup_field()
 
 
 class RejectForm(forms.Form):

@@ -9,7 +9,6 @@ action is audited with ids and codes only: the reviewer's comment is free text a
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from django_otp import match_token
 
 from audit.services import audit_record
 from campaigns.content import CampaignContent
@@ -152,20 +151,3 @@ def campaign_reject(*, actor, campaign_id: int, comment: str) -> Campaign:
             reviewed_at=timezone.now(),
         )
     return campaign
-
-
-def second_factor_reentry_check(*, user, code: str, action: str, campaign_id: int) -> bool:
-    """R-SEC-MFA re-entry: the staff user types a current code from one of their own devices before an
-    approval or a send. A wrong code is audited as `mfa.reentry_failed` (devices throttle repeated failures)."""
-    code = (code or "").strip().replace(" ", "")
-    device = match_token(user, code) if code else None
-    if device is None:
-        audit_record(
-            actor=user,
-            action="mfa.reentry_failed",
-            object_type="campaign",
-            object_id=campaign_id,
-            details={"for": action},
-        )
-        return False
-    return True

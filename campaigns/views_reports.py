@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from campaigns.forms_reports import CampaignEvidenceForm, ComplianceSummaryForm, PatientLedgerForm
+from campaigns import reentry
 from campaigns.reports import campaign_evidence, compliance_summary, exports, patient_ledger
 from campaigns.reports.exports import ReportKind
 from hipaamail.roles import sees_patient_evidence
@@ -64,11 +65,22 @@ def report_index(request):
 
 
 def _confirmed(request, form, *, kind: str, object_type: str, object_id: object) -> bool:
-    if exports.report_second_factor_check(
-        user=request.user, code=form.cleaned_data["code"], kind=kind, object_type=object_type, object_id=object_id
+    """The second factor again before an export (R-SEC-MFA): a code or a passkey step-up (campaigns.reentry);
+    a refusal is audited there, naming the report's object, and marked on the form."""
+    if reentry.second_factor_reentry_check(
+        user=request.user,
+        session=request.session,
+        code=form.cleaned_data["code"],
+        passkey_stepup=form.cleaned_data["passkey_stepup"],
+        object_type=object_type,
+        object_id=object_id,
+        details={"for": "report.exported", "report": kind},
     ):
         return True
-    form.add_error("code", WRONG_CODE)
+    if form.cleaned_data["passkey_stepup"] and not form.cleaned_data["code"]:
+        form.add_error("code", reentry.PASSKEY_STEPUP_REFUSED)
+    else:
+        form.add_error("code", WRONG_CODE)
     return False
 
 

@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from campaigns import permissions, segments, selectors, services, services_review
+from campaigns import permissions, reentry, segments, selectors, services, services_review
 from campaigns.forms_review import RejectForm, ScheduleForm, SecondFactorForm
 from campaigns.models import Campaign
 from campaigns.scheduling import schedule_display
@@ -114,18 +114,27 @@ def _review_page(
 def _with_second_factor(
     request, campaign: Campaign, form, *, action: str, proceed: Callable[[], HttpResponse]
 ) -> HttpResponse:
-    """Approving, sending now, scheduling and cancelling (R-SEC-MFA): once the form is valid and its code
-    re-entered, `proceed()` calls the service and answers. A wrong code is marked on the form (and audited as
-    `action` by services_review.second_factor_reentry_check); a refusal by the service (ValidationError) goes
-    on the form. Either way the review page is shown again with the form (named by its prefix there)."""
+    """Approving, sending now, scheduling and cancelling (R-SEC-MFA): once the form is valid and the second factor
+    re-entered (a code, or a passkey step-up: campaigns.reentry), `proceed()` calls the service and answers. A
+    refusal is marked on the form (and audited as `action` by campaigns.reentry); a refusal by the service
+    (ValidationError) goes on the form. Either way the review page is shown again with the form (named by its
+    prefix there)."""
     if form.is_valid():
-        if services_review.second_factor_reentry_check(
-            user=request.user, code=form.cleaned_data["code"], action=action, campaign_id=campaign.pk
+        if reentry.second_factor_reentry_check(
+            user=request.user,
+            session=request.session,
+            code=form.cleaned_data["code"],
+            passkey_stepup=form.cleaned_data["passkey_stepup"],
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={"for": action},
         ):
             try:
                 return proceed()
             except ValidationError as error:
                 form.add_error(None, error.messages)
+        elif form.cleaned_data["passkey_stepup"] and not form.cleaned_data["code"]:
+            form.add_error("code", reentry.PASSKEY_STEPUP_REFUSED)
         else:
             form.add_error("code", _WRONG_CODE)
     return _review_page(request, campaign, **{f"{form.prefix}_form": form})

@@ -2,7 +2,8 @@
 
 TOTP authenticators are enrolled with a QR code; ten static recovery codes are shown once. Passkeys (WebAuthn,
 django-otp-webauthn; py_webauthn checks the signatures) are added by a verified staff member and then stand in for
-the code at sign-in. Every event is audited, failures included.
+the code at sign-in and at the step-up before approving, sending, scheduling, cancelling or exporting
+(campaigns.reentry). Every event is audited, failures included.
 """
 import re
 import secrets
@@ -15,8 +16,12 @@ from django_otp_webauthn.helpers import WebAuthnHelper
 from django_otp_webauthn.models import WebAuthnCredential
 
 from audit.services import audit_record
+from campaigns import reentry
 
 RECOVERY_CODE_COUNT = 10
+# The step-up ceremony's challenge, apart from the sign-in's ("otp_webauthn_authentication_state"), so that
+# neither ceremony can complete the other.
+PASSKEY_STEPUP_STATE_KEY = "hipaamail_passkey_stepup_state"
 PASSKEY_NAME_MAX_LENGTH = 64  # django-otp's Device.name
 PASSKEY_DEFAULT_NAME = "Passkey"
 
@@ -80,9 +85,10 @@ class DeviceRemovalRefused(Exception):
 
 def device_remove(*, user, persistent_id: str) -> bool:
     """Remove one of the user's own devices. Returns False when no such device is theirs. Refuses
-    (DeviceRemovalRefused) to remove the last authenticator app while passkeys remain: approving, sending,
-    scheduling, cancelling and exporting ask for a code again, which a passkey cannot give. Removing every
-    device is allowed, as before: the next page then asks to set up an authenticator app."""
+    (DeviceRemovalRefused) to remove the last authenticator app while passkeys remain: the app is the factor that
+    works on any computer, where a passkey bound to one laptop or key may not be at hand (passkeys also pass the
+    step-up before approving or exporting now, so the rule is a fallback, not a necessity: ADR 0009). Removing
+    every device is allowed, as before: the next page then asks to set up an authenticator app."""
     devices = list(devices_for_user(user, confirmed=None))
     for device in devices:
         if device.persistent_id == persistent_id:
@@ -90,8 +96,8 @@ def device_remove(*, user, persistent_id: str) -> bool:
             passkeys = [other for other in devices if isinstance(other, WebAuthnCredential)]
             if isinstance(device, TOTPDevice) and apps == [device] and passkeys:
                 raise DeviceRemovalRefused(
-                    "Keep one authenticator app: approving, sending, scheduling, cancelling and exporting ask for "
-                    "its code again. Add another app first, or remove your passkeys."
+                    "Keep one authenticator app beside your passkeys: its code works on any computer, where a "
+                    "passkey may not be at hand. Add another app first, or remove your passkeys."
                 )
             audit_id = device_audit_id(device)  # before delete() clears the pk
             with transaction.atomic():
@@ -175,4 +181,18 @@ def passkey_verification_failed(*, user, reason: str) -> None:
         object_type="user",
         object_id=user.pk,
         details={"kind": "passkey", "reason": re.sub(r"[^a-z0-9_]", "", str(reason).lower())[:64]},
+    )
+
+
+def passkey_stepup_granted(*, session, user) -> str:
+    """A passkey passed the step-up before approving, sending, scheduling, cancelling or exporting (R-SEC-MFA):
+    one step-up for this user in this session (campaigns.reentry); its nonce, for the page. The login and its
+    second factor are left as they were. Not audited here: the action it confirms is."""
+    return reentry.passkey_stepup_grant(session, user)
+
+
+def passkey_stepup_failed(*, user) -> None:
+    """A passkey was refused at a step-up: audited as a wrong code is there (mfa.reentry_failed)."""
+    audit_record(
+        actor=user, action="mfa.reentry_failed", object_type="user", object_id=user.pk, details={"for": "passkey"}
     )

@@ -41,6 +41,10 @@ PASSKEY_URLS = [
         signed_in(views.PasskeyVerifyCompleteView.as_view()),
         name="credential-authentication-complete",
     ),
+    # The step-up before approving, sending, scheduling, cancelling or exporting by passkey instead of a code: it
+    # confirms an action of a staff member already verified, so it keeps the default.
+    path("step-up/begin/", views.PasskeyStepUpBeginView.as_view(), name="stepup-begin"),
+    path("step-up/complete/", views.PasskeyStepUpCompleteView.as_view(), name="stepup-complete"),
 ]
 
 # Defence in depth: the admin site itself also refuses a user who has not passed the second factor.

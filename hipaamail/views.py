@@ -1,7 +1,10 @@
 """Staff home and the second-factor pages. Thin: the work is in hipaamail.mfa."""
+import logging
+
 import segno
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -10,6 +13,7 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp_webauthn import views as webauthn_views
+from django_otp_webauthn import exceptions as webauthn_exceptions
 from django_otp_webauthn.exceptions import OTPWebAuthnApiError
 
 from campaigns.models import Campaign
@@ -17,6 +21,8 @@ from campaigns.results import campaign_list_filtered, campaign_progress_percents
 from campaigns.services_review import EDITABLE
 from hipaamail import mfa
 from hipaamail.forms import OTPTokenForm
+
+logger = logging.getLogger(__name__)
 
 
 def _next_url(request, default: str = "home") -> str:
@@ -162,6 +168,61 @@ class PasskeyVerifyCompleteView(webauthn_views.CompleteCredentialAuthenticationV
     def handle_exception(self, exc):
         if isinstance(exc, OTPWebAuthnApiError) and self.request.user.is_authenticated:
             mfa.passkey_verification_failed(user=self.request.user, reason=exc.code)
+        return super().handle_exception(exc)
+
+
+# The step-up by passkey (R-SEC-MFA): the same ceremony as the second factor at sign-in (the package's helper;
+# py_webauthn checks origin, relying party, challenge, signature and sign count; only the signed-in user's own
+# confirmed passkeys), but it leaves the login alone and grants one step-up instead (campaigns.reentry), which the
+# approve, send, schedule, cancel and export forms spend. Verified staff only (the default access rule): it confirms
+# an action, not a sign-in.
+class PasskeyStepUpBeginView(webauthn_views.BeginCredentialAuthenticationView):
+    """The assertion options, allowCredentials = the user's own passkeys; the challenge kept apart from sign-in's."""
+
+    def get_helper(self):
+        return mfa.PasskeyHelper(request=self.request)
+
+    def post(self, *args, **kwargs):
+        user = self.request.user
+        if not mfa.passkey_exists(user=user):
+            return JsonResponse(
+                {"detail": "Your account has no passkey. Enter a code instead.", "code": "no_passkey"}, status=400
+            )
+        options, state = self.get_helper().authenticate_begin(user=user, require_user_verification=False)
+        self.request.session[mfa.PASSKEY_STEPUP_STATE_KEY] = state
+        return JsonResponse(options)
+
+
+class PasskeyStepUpCompleteView(webauthn_views.CompleteCredentialAuthenticationView):
+    """Verifies the assertion and answers {"nonce": ...}. Every refusal is a 4xx JSON answer, audited as
+    mfa.reentry_failed {"for": "passkey"}; never a server error, whatever the browser sent."""
+
+    def get_helper(self):
+        return mfa.PasskeyHelper(request=self.request)
+
+    def get_state(self):
+        # Popped and saved before anything else, as the package does for sign-in: a challenge is used once.
+        state = self.request.session.pop(mfa.PASSKEY_STEPUP_STATE_KEY, None)
+        self.request.session.save()
+        if not state:
+            raise webauthn_exceptions.InvalidState()
+        return state
+
+    def complete_auth(self, device):
+        # No otp_login: the session keeps the second factor it signed in with.
+        self.nonce = mfa.passkey_stepup_granted(session=self.request.session, user=self.request.user)
+
+    def get_success_data(self, device):
+        return {"nonce": self.nonce}
+
+    def handle_exception(self, exc):
+        if not isinstance(exc, OTPWebAuthnApiError) or exc.status_code >= 500:
+            logger.warning("passkey step-up refused: %s", type(exc).__name__)
+            exc = webauthn_exceptions.UnprocessableEntity(
+                detail="The passkey's answer could not be checked.", code="unreadable_answer"
+            )
+        if self.request.user.is_authenticated:
+            mfa.passkey_stepup_failed(user=self.request.user)
         return super().handle_exception(exc)
 
 

@@ -20,7 +20,6 @@ from django.db.models import CharField, F, Func
 from django.http import HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
-from django_otp import match_token
 
 from audit import selectors as audit_selectors
 from audit.services import audit_record, audit_seal, role_of
@@ -138,24 +137,6 @@ class IsoUtc(Func):
         # SQLite keeps the UTC time as text, "YYYY-MM-DD HH:MM:SS[.ffffff]": add the offset.
         sql, params = self.as_sql(compiler, connection, template="(%(expressions)s || '+00')", **extra_context)
         return sql, params
-
-
-def report_second_factor_check(*, user, code: str, kind: str, object_type: str, object_id: object) -> bool:
-    """R-SEC-MFA re-entry before an export: a current code from one of the user's own devices (django-otp;
-    the devices throttle repeated failures). A wrong code is audited as `mfa.reentry_failed`, as for
-    approving and sending (campaigns.services_review), naming the report's object rather than a campaign."""
-    code = (code or "").strip().replace(" ", "")
-    device = match_token(user, code) if code else None
-    if device is None:
-        audit_record(
-            actor=user,
-            action="mfa.reentry_failed",
-            object_type=object_type,
-            object_id=object_id,
-            details={"for": "report.exported", "report": kind},
-        )
-        return False
-    return True
 
 
 def report_export_start(

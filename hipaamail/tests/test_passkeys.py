@@ -281,8 +281,8 @@ def test_r_sec_mfa_passkeys_are_listed_and_removed_like_other_devices(client):
 
 
 def test_r_sec_mfa_the_last_authenticator_app_stays_while_passkeys_remain(client):
-    """Approving, sending, scheduling, cancelling and exporting ask for a code again, which a passkey cannot
-    give: the last authenticator app cannot be removed while a passkey remains; with a second app it can."""
+    """R-SEC-MFA: the last authenticator app (whose code works on any computer) cannot be removed while a passkey
+    remains; with a second app it can."""
     user = staff_make(role="compliance officer", with_totp=True)
     app = user.totpdevice_set.get()
     Authenticator(user, name="Work laptop")
@@ -336,3 +336,217 @@ def test_r_sec_mfa_production_refuses_a_passkey_setting_that_is_not_https_on_its
 
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "WEBAUTHN_" in result.stderr
+
+
+# --- The step-up by passkey before approving, sending, scheduling, cancelling and exporting (campaigns.reentry) ---
+STEPUP_BEGIN = "/account/two-factor/passkeys/step-up/begin/"
+STEPUP_COMPLETE = "/account/two-factor/passkeys/step-up/complete/"
+
+
+def _stepup(client, authenticator: Authenticator, **kwargs):
+    options = client.post(STEPUP_BEGIN).json()
+    return client.post(STEPUP_COMPLETE, authenticator.assertion(options["challenge"], **kwargs),
+                       content_type="application/json")
+
+
+def _reentry_failures(user) -> list:
+    return list(AuditEvent.objects.filter(actor=user, action="mfa.reentry_failed").values_list("details", flat=True))
+
+
+@pytest.mark.parametrize("path", [STEPUP_BEGIN, STEPUP_COMPLETE])
+def test_r_sec_mfa_the_passkey_stepup_is_for_verified_staff_only(client, path):
+    """R-SEC-MFA: the step-up confirms an action of a verified staff member: anonymous visitors go to sign in,
+    a password alone to the second factor, a signed-in user without a role gets a 404."""
+    assert client.post(path, {}, content_type="application/json")["Location"].startswith("/accounts/login/")
+    user = staff_make(role="compliance officer", with_totp=True)
+    Authenticator(user)
+    client.force_login(user)
+    unverified = client.post(path, {}, content_type="application/json")
+    assert unverified["Location"].startswith("/account/two-factor/?next=")
+    nobody = staff_make(role="", with_totp=True)
+    Authenticator(nobody)
+    _verified_with(client, nobody, nobody.totpdevice_set.get())
+    assert client.post(path, {}, content_type="application/json").status_code == 404
+    assert "hipaamail_passkey_stepup_state" not in client.session
+    assert "reentry_passkey_stepup" not in client.session
+
+
+@pytest.mark.parametrize("role", ["compliance officer", "administrator"])
+def test_r_sec_mfa_a_passkey_stepup_grants_one_nonce_and_leaves_the_login_alone(client, role):
+    """R-SEC-MFA: the user's own passkey passes the step-up: a nonce for the page, kept in the session for this
+    user; the session stays verified by the device it signed in with, and no sign-in event is recorded."""
+    user = staff_make(role=role, with_totp=True)
+    authenticator = Authenticator(user)
+    app = user.totpdevice_set.get()
+    _verified_with(client, user, app)
+
+    options = client.post(STEPUP_BEGIN).json()
+    assert [c["id"] for c in options["allowCredentials"]] == [_b64(authenticator.credential_id)]
+    assert options["rpId"] == "testserver"
+    response = client.post(STEPUP_COMPLETE, authenticator.assertion(options["challenge"]),
+                           content_type="application/json")
+
+    assert response.status_code == 200
+    nonce = response.json()["nonce"]
+    grant = client.session["reentry_passkey_stepup"]
+    assert (grant["user"], grant["nonce"]) == (user.pk, nonce) and len(nonce) >= 40
+    assert client.session[DEVICE_ID_SESSION_KEY] == app.persistent_id
+    assert "hipaamail_passkey_stepup_state" not in client.session
+    assert not AuditEvent.objects.filter(actor=user, action__in=["mfa.verified", "mfa.reentry_failed"]).exists()
+    authenticator.device.refresh_from_db()
+    assert authenticator.device.sign_count == 1
+
+
+def test_r_sec_mfa_another_users_passkey_gives_no_stepup(client):
+    """R-SEC-MFA: a colleague's passkey (in the same browser, say) does not confirm this user's action."""
+    user = staff_make(role="compliance officer", with_totp=True)
+    Authenticator(user)
+    colleague = Authenticator(staff_make(role="compliance officer", with_totp=True))
+    _verified_with(client, user, user.totpdevice_set.get())
+
+    response = _stepup(client, colleague)
+
+    assert response.status_code == 403 and response.json()["code"] == "credential_user_mismatch"
+    assert "reentry_passkey_stepup" not in client.session
+    assert _reentry_failures(user) == [{"for": "passkey"}]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"tamper": True}, {"origin": "https://riverside-health.example.phish"}],
+    ids=["tampered", "another-origin"],
+)
+def test_r_sec_mfa_a_bad_passkey_answer_gives_no_stepup(client, kwargs):
+    user = staff_make(role="compliance officer", with_totp=True)
+    authenticator = Authenticator(user)
+    _verified_with(client, user, user.totpdevice_set.get())
+
+    response = _stepup(client, authenticator, **kwargs)
+
+    assert response.status_code == 422 and response.json()["code"] == "invalid_authentication_response"
+    assert "reentry_passkey_stepup" not in client.session
+    assert _reentry_failures(user) == [{"for": "passkey"}]
+
+
+@pytest.mark.parametrize(
+    "begin, body, code",
+    [
+        (STEPUP_BEGIN, "{not json", "malformed_request"),
+        (STEPUP_BEGIN, json.dumps([1, 2]), "invalid_json_structure"),
+        (STEPUP_BEGIN, json.dumps({"id": "x", "rawId": 5, "response": None}), "invalid_json_structure"),
+        (None, json.dumps({"id": "x"}), "invalid_state"),
+        (VERIFY_BEGIN, json.dumps({"id": "x"}), "invalid_state"),
+    ],
+    ids=["not-json", "a-list", "nonsense", "no-challenge-begun", "a-sign-in-challenge"],
+)
+def test_r_sec_mfa_a_malformed_stepup_answer_is_a_clear_refusal_not_a_server_error(client, begin, body, code):
+    """R-SEC-MFA: whatever arrives, a 4xx JSON answer, audited; a sign-in challenge does not complete a step-up."""
+    user = staff_make(role="compliance officer", with_totp=True)
+    Authenticator(user)
+    _verified_with(client, user, user.totpdevice_set.get())
+    if begin:
+        client.post(begin)
+
+    response = client.post(STEPUP_COMPLETE, body, content_type="application/json")
+
+    assert 400 <= response.status_code < 500
+    assert response.json()["code"] == code and response.json()["detail"]
+    assert "reentry_passkey_stepup" not in client.session
+    assert _reentry_failures(user) == [{"for": "passkey"}]
+
+
+def test_r_sec_mfa_a_stepup_answer_is_used_once(client):
+    user = staff_make(role="compliance officer", with_totp=True)
+    authenticator = Authenticator(user)
+    _verified_with(client, user, user.totpdevice_set.get())
+    options = client.post(STEPUP_BEGIN).json()
+    answer = authenticator.assertion(options["challenge"])
+    assert client.post(STEPUP_COMPLETE, answer, content_type="application/json").status_code == 200
+    session = client.session
+    del session["reentry_passkey_stepup"]
+    session.save()
+
+    replay = client.post(STEPUP_COMPLETE, answer, content_type="application/json")
+
+    assert replay.status_code == 400 and replay.json()["code"] == "invalid_state"
+    assert "reentry_passkey_stepup" not in client.session
+
+
+def test_r_sec_mfa_no_stepup_challenge_for_a_user_without_a_passkey(verified_client):
+    verified_client.sign_in(role="compliance officer")
+
+    response = verified_client.post(STEPUP_BEGIN)
+
+    assert response.status_code == 400 and response.json()["code"] == "no_passkey"
+    assert "hipaamail_passkey_stepup_state" not in verified_client.session
+
+
+def test_r_sec_mfa_approve_and_export_with_a_passkey_instead_of_a_code(client):
+    """R-SEC-MFA: the review and export forms take a passkey step-up in place of the code, once each; a spent
+    step-up is refused with its own message and audited as a wrong code is."""
+    from campaigns import services
+    from campaigns.tests.factories import campaign_make
+    from consent.tests.factories import purpose_make
+
+    campaign = campaign_make(purpose=purpose_make(name="CPAP supplies"))
+    services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+    officer = staff_make(role="compliance officer", with_totp=True)
+    authenticator = Authenticator(officer)
+    _verified_with(client, officer, officer.totpdevice_set.get())
+
+    page = client.get(f"/campaigns/{campaign.pk}/review/").content.decode()
+    assert "Confirm with a passkey" in page and 'name="approve-passkey_stepup"' in page
+
+    nonce = _stepup(client, authenticator).json()["nonce"]
+    approved = client.post(f"/campaigns/{campaign.pk}/review/",
+                           {"decision": "approve", "approve-code": "", "approve-passkey_stepup": nonce})
+    campaign.refresh_from_db()
+    assert approved.status_code == 302 and campaign.status == "approved"
+    assert AuditEvent.objects.get(action="campaign.approved").actor == officer
+
+    data = {"evidence-campaign": campaign.pk, "evidence-format": "csv", "evidence-code": ""}
+    spent = client.post("/reports/campaign-evidence/", data | {"evidence-passkey_stepup": nonce})
+    assert spent.status_code == 400 and "Content-Disposition" not in spent
+    assert "The passkey confirmation has expired or was already used" in spent.content.decode()
+    assert nonce not in spent.content.decode()
+    assert _reentry_failures(officer) == [{"for": "report.exported", "report": "campaign_evidence"}]
+
+    nonce = _stepup(client, authenticator).json()["nonce"]
+    exported = client.post("/reports/campaign-evidence/", data | {"evidence-passkey_stepup": nonce})
+    assert exported.status_code == 200 and exported["Content-Disposition"].startswith("attachment")
+    b"".join(exported.streaming_content)
+    assert AuditEvent.objects.get(action="report.exported").actor == officer
+
+
+def test_r_sec_mfa_neither_code_nor_passkey_is_refused_like_a_wrong_code(client):
+    user = staff_make(role="compliance officer", with_totp=True)
+    Authenticator(user)
+    _verified_with(client, user, user.totpdevice_set.get())
+
+    response = client.post("/reports/compliance-summary/", {
+        "summary-date_from": "2026-01-01", "summary-date_to": "2026-01-31", "summary-format": "csv",
+        "summary-code": "", "summary-passkey_stepup": "",
+    })
+
+    assert response.status_code == 400
+    assert "That code did not work. Enter the current code from your authenticator app." in response.content.decode()
+    assert not AuditEvent.objects.filter(action__in=["report.exported", "mfa.reentry_failed"]).exists()
+
+
+def test_r_sec_mfa_an_unexpected_error_in_the_stepup_check_is_a_refusal_not_a_server_error(client, monkeypatch):
+    """Whatever fails inside the check (here the helper itself), the answer is a 4xx refusal, audited."""
+    from hipaamail import mfa
+
+    user = staff_make(role="compliance officer", with_totp=True)
+    authenticator = Authenticator(user)
+    _verified_with(client, user, user.totpdevice_set.get())
+
+    def broken(self, **kwargs):
+        raise KeyError("response")
+
+    monkeypatch.setattr(mfa.PasskeyHelper, "authenticate_complete", broken)
+    response = _stepup(client, authenticator)
+
+    assert response.status_code == 422 and response.json()["code"] == "unreadable_answer"
+    assert "reentry_passkey_stepup" not in client.session
+    assert _reentry_failures(user) == [{"for": "passkey"}]

@@ -3,16 +3,25 @@ fingerprint reader: a staff member adds a passkey, then uses it instead of the c
 the authenticator the attempt fails with a message and the code still works. Marked `browser` (slow).
 
 live_server serves http://localhost:<port>; browsers allow WebAuthn over plain http on localhost only, so the
-relying party is "localhost" and the allowed origin live_server's own. Screenshots: passkey-devices, passkey-verify.
+relying party is "localhost" and the allowed origin live_server's own. Screenshots: passkey-devices, passkey-verify,
+passkey-stepup-review.
 """
 import pytest
 from django_otp_webauthn.models import WebAuthnCredential
 
 from audit.models import AuditEvent
+from campaigns import services
+from campaigns.tests.factories import campaign_make
 from conftest import browser_sign_in, screenshot, totp_code
+from consent.tests.factories import purpose_make
 from hipaamail.tests.factories import PASSWORD, staff_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser_context_args() -> dict:
+    return {"viewport": {"width": 1280, "height": 860}, "accept_downloads": True}
 
 
 @pytest.fixture
@@ -109,8 +118,8 @@ def test_r_sec_mfa_staff_member_adds_a_passkey_and_signs_in_with_it(page, live_s
 
 
 def test_r_sec_mfa_a_passkey_alone_is_a_second_factor_and_a_wrong_one_is_refused(page, live_server, relying_party):
-    """R-SEC-MFA: the devices page keeps the last authenticator app while a passkey remains (the step-up before
-    approving or exporting asks for its code); an account left with a passkey only (its app deleted by an
+    """R-SEC-MFA: the devices page keeps the last authenticator app while a passkey remains (its code works on any
+    computer); an account left with a passkey only (its app deleted by an
     administrator) still passes the second factor with it; a passkey the server does not know (a wrong
     credential) is refused with a message, audited."""
     officer = staff_make(role="compliance officer", with_totp=True)
@@ -141,3 +150,44 @@ def test_r_sec_mfa_a_passkey_alone_is_a_second_factor_and_a_wrong_one_is_refused
     assert "/account/two-factor/" in page.url
     failed = AuditEvent.objects.get(actor=officer, action="mfa.verification_failed")
     assert failed.details == {"kind": "passkey", "reason": "credential_not_found"}
+
+
+def test_r_sec_mfa_compliance_officer_approves_and_exports_with_a_passkey_instead_of_a_code(
+    page, live_server, relying_party, tmp_path
+):
+    """R-SEC-MFA: the step-up before approving and before exporting takes a passkey: "Confirm with a passkey"
+    (no code typed) approves a submitted campaign, then downloads its evidence report as a PDF; the audit trail
+    records the approval and the export by the officer, and no refused re-entry."""
+    campaign = campaign_make(purpose=purpose_make(name="CPAP supplies"), name="Spring CPAP refill")
+    services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+    officer = staff_make(role="compliance officer", with_totp=True)
+    _virtual_authenticator(page)
+    browser_sign_in(page, live_server, officer)
+    _add_passkey(page, live_server, "Work laptop")
+
+    page.goto(f"{live_server.url}/campaigns/{campaign.pk}/review/")
+    approve = page.locator("form", has=page.get_by_role("button", name="Approve", exact=True))
+    assert approve.get_by_label("Code from your authenticator app").input_value() == ""
+    screenshot(page, "passkey-stepup-review")
+    approve.get_by_role("button", name="Confirm with a passkey").click()
+    page.wait_for_selector("text=Approved. It can be sent now.")
+    campaign.refresh_from_db()
+    assert campaign.status == "approved" and campaign.approved_by == officer
+
+    page.goto(f"{live_server.url}/reports/?campaign={campaign.pk}")
+    evidence = page.locator("form#campaign-evidence")
+    evidence.get_by_label("PDF document").check()
+    with page.expect_download() as download_info:
+        evidence.get_by_role("button", name="Confirm with a passkey").click()
+    path = tmp_path / "evidence.pdf"
+    download_info.value.save_as(path)
+    assert path.read_bytes()[:5] == b"%PDF-"
+    assert evidence.locator("input[data-passkey-stepup]").input_value() == ""  # spent, not kept on the page
+
+    approved = AuditEvent.objects.get(action="campaign.approved")
+    exported = AuditEvent.objects.get(action="report.exported")
+    assert (approved.actor, approved.object_id) == (officer, str(campaign.pk))
+    assert (exported.actor, exported.object_id, exported.details) == (
+        officer, str(campaign.pk), {"kind": "campaign_evidence", "format": "pdf"}
+    )
+    assert not AuditEvent.objects.filter(action="mfa.reentry_failed").exists()
