@@ -1,5 +1,5 @@
-"""Writes for the campaign editor and review (issue 5, items 1, 3 and 4): create with a segment, edit, reject,
-and the second factor re-entered before approving or sending.
+"""Writes for the campaign editor and review (issue 5, items 1, 3 and 4): create with a segment, edit, reject.
+The second factor asked again before approving or sending is campaigns.reentry's (a code, or a passkey).
 
 DESIGN.md: the approver is never the author (campaigns.services.campaign_approve refuses); an edit after
 approval voids the approval; approving and sending ask the staff user to re-enter their second factor. Every

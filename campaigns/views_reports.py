@@ -19,7 +19,6 @@ _PREFIX = {
     ReportKind.PATIENT_LEDGER: "ledger",
     ReportKind.COMPLIANCE_SUMMARY: "summary",
 }
-WRONG_CODE = "That code did not work. Enter the current code from your authenticator app."
 
 
 def _access_reports(user) -> None:
@@ -80,7 +79,7 @@ def _confirmed(request, form, *, kind: str, object_type: str, object_id: object)
     if form.cleaned_data["passkey_stepup"] and not form.cleaned_data["code"]:
         form.add_error("code", reentry.PASSKEY_STEPUP_REFUSED)
     else:
-        form.add_error("code", WRONG_CODE)
+        form.add_error("code", reentry.WRONG_CODE)
     return False
 
 

@@ -18,7 +18,6 @@ from campaigns.models import Campaign
 from campaigns.scheduling import schedule_display
 from hipaamail.roles import sees_patient_evidence
 
-_WRONG_CODE = "That code did not work. Enter the current code from your authenticator app."
 _APPROVAL_STANDS = {
     Campaign.Status.APPROVED,
     Campaign.Status.SCHEDULED,
@@ -136,7 +135,7 @@ def _with_second_factor(
         elif form.cleaned_data["passkey_stepup"] and not form.cleaned_data["code"]:
             form.add_error("code", reentry.PASSKEY_STEPUP_REFUSED)
         else:
-            form.add_error("code", _WRONG_CODE)
+            form.add_error("code", reentry.WRONG_CODE)
     return _review_page(request, campaign, **{f"{form.prefix}_form": form})
 
 
