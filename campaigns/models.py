@@ -187,8 +187,9 @@ class Delivery(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     error = models.CharField(max_length=200, blank=True)
     # The send pipeline's lease: a worker that claimed this delivery and did not finish by then is presumed
-    # dead; the reconciler queues it again. `attempts` counts claims; a delivery claimed again after its
-    # message may have reached the server is marked `possible_duplicate` (same Message-ID).
+    # dead; the reconciler queues it again. `attempts` counts claims. `possible_duplicate`: a message may have
+    # reached the mail server that this row does not record — claimed again after its worker stopped (same
+    # Message-ID), or cancelled while still under such a claim.
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     possible_duplicate = models.BooleanField(default=False)

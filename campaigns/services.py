@@ -431,11 +431,19 @@ def campaign_cancel(*, actor, campaign_id: int) -> Campaign:
 
 
 def _deliveries_cancel(*, campaign_id: int) -> int:
-    """Block every queued delivery of a campaign with the reason campaign_cancelled; returns how many."""
+    """Block every queued delivery of a campaign with the reason campaign_cancelled; returns how many.
+
+    A queued delivery still under a claim (its lease set and never released) was in a worker's batch: a worker
+    that died after handing the message to the mail server and before recording it leaves exactly that. Such a
+    row is marked `possible_duplicate` as well, as the reconciler marks a re-claimed one: "a message may have
+    reached the mail server that this row does not record" (DESIGN.md: the delivery says so). A live worker
+    between its claim and its send finds the row no longer queued and sends nothing, so the mark can only err
+    on the side of saying "may have"."""
     if connection.vendor != "postgresql":  # SQLite: the IMMEDIATE transaction holds the database's write lock
         return Delivery.objects.filter(campaign_id=campaign_id, status=Delivery.Status.QUEUED).update(
             status=Delivery.Status.BLOCKED,
             block_reason=Delivery.BlockReason.CAMPAIGN_CANCELLED,
+            possible_duplicate=Case(When(lease_expires_at__isnull=False, then=Value(True)), default=F("possible_duplicate")),
             lease_expires_at=None,
         )
     table = connection.ops.quote_name(Delivery._meta.db_table)
@@ -445,7 +453,8 @@ def _deliveries_cancel(*, campaign_id: int) -> int:
         cursor.execute(
             f"""
             UPDATE {table} AS d
-               SET status = %s, block_reason = %s, lease_expires_at = NULL
+               SET status = %s, block_reason = %s, lease_expires_at = NULL,
+                   possible_duplicate = d.possible_duplicate OR d.lease_expires_at IS NOT NULL
              WHERE d.status = %s
                AND d.id IN (SELECT id FROM {table}
                              WHERE campaign_id = %s AND status = %s

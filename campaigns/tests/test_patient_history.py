@@ -126,6 +126,7 @@ def test_r_sec_audit_the_patient_history_page_shows_events_and_messages_and_is_r
     assert messages.count("delivery.batch_dispatched") == 2
     assert "campaign.launched" in messages and "campaign.cancelled" in messages
     assert "no event found" not in messages
+    assert "may have reached the mail server" not in messages
     events = _shown_actions(html[html.index("<h2>Events</h2>"):])
     assert "authorization.revoked" in events and "test.other_patient" not in events
     assert f'href="/consent/patients/{patient.pk}/"' in html
@@ -134,6 +135,16 @@ def test_r_sec_audit_the_patient_history_page_shows_events_and_messages_and_is_r
         patient.pk, "patient", str(patient.pk), {}
     )
     assert viewed.actor.groups.filter(name="compliance officer").exists()
+
+
+def test_r_send_evidence_a_message_that_may_have_reached_the_server_unrecorded_says_so(officer, four_campaigns):
+    patient = four_campaigns["patient"]
+    Delivery.objects.filter(patient=patient).update(possible_duplicate=True)
+
+    html = officer.get(f"/audit/patients/{patient.pk}/").content.decode()
+
+    assert html.count("may have reached the mail server twice (same Message-ID)") == 1  # the one sent
+    assert html.count("was in a worker's batch when that worker stopped") == 3  # the three blocked
 
 
 def test_the_patient_history_shows_only_that_patient(officer):

@@ -283,6 +283,23 @@ def test_campaign_evidence_pdf_has_headings_provenance_and_page_numbers(verified
 
 
 @pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
+def test_r_send_evidence_the_pdf_says_which_messages_may_have_reached_the_server_unrecorded(
+    verified_client, world, tmp_path
+):
+    """R-SEND-EVIDENCE (DESIGN.md: a message in flight during a crash, and then the delivery says so): a sent
+    delivery re-sent after its worker stopped, and a blocked one that was in such a batch, each say so."""
+    officer = _officer(verified_client)
+    Delivery.objects.filter(pk__in=[world["deliveries"]["covered"].pk, world["deliveries"]["never"].pk]).update(
+        possible_duplicate=True
+    )
+
+    response = _export(verified_client, officer, "campaign-evidence", fmt="pdf", campaign=world["campaign"].pk)
+
+    text = _pdf_text(response.content, tmp_path)
+    assert "may have reached the mail server twice (same Message-ID)" in text
+    assert "the message may have reached the mail server before the campaign was cancelled" in text
+
+
 def test_a_long_pdf_table_says_it_is_cut_and_that_the_csv_has_every_row(verified_client, world, tmp_path, monkeypatch):
     officer = _officer(verified_client)
     monkeypatch.setattr(exports, "PDF_TABLE_ROW_LIMIT", 1)

@@ -239,6 +239,25 @@ def test_cancelling_a_paused_campaign_leaves_no_queued_delivery(officer):
         services.campaign_resume(actor=officer, campaign_id=campaign.pk)
 
 
+def test_r_send_evidence_a_delivery_in_a_dead_workers_batch_is_cancelled_as_possibly_sent(officer):
+    """R-SEND-EVIDENCE (DESIGN.md: a message in flight during a crash, and then the delivery says so): a worker
+    claimed two deliveries and died before recording them (its message may have reached the mail server); the
+    campaign is then cancelled. Those two read campaign_cancelled AND possible_duplicate; the never-claimed ones
+    are plainly cancelled."""
+    campaign = _launched(4)
+    claimed = {pk for pk, _ in services._deliveries_claim(campaign_id=campaign.pk, batch_size=2)}  # then dies
+
+    services.campaign_cancel(actor=officer, campaign_id=campaign.pk)
+
+    rows = {d.pk: (d.status, d.block_reason, d.possible_duplicate, d.lease_expires_at) for d in
+            Delivery.objects.filter(campaign=campaign)}
+    assert len(claimed) == 2
+    assert {pk: row[:3] for pk, row in rows.items()} == {
+        pk: ("blocked", "campaign_cancelled", pk in claimed) for pk in rows
+    }
+    assert all(row[3] is None for row in rows.values())
+
+
 def test_a_scheduled_campaign_cancelled_before_its_time_is_never_launched(officer):
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
