@@ -12,62 +12,7 @@
   if (window.hipaamailPasskeyStepUp) return;
   window.hipaamailPasskeyStepUp = true;
 
-  function toBuffer(base64url) {
-    const base64 = base64url.replace(/-/g, "+").replace(/_/g, "/");
-    const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
-    const bytes = new Uint8Array(binary.length);
-    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-    return bytes.buffer;
-  }
-
-  function toBase64url(buffer) {
-    let binary = "";
-    for (const byte of new Uint8Array(buffer)) binary += String.fromCharCode(byte);
-    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  }
-
-  class ServerRefused extends Error {}
-
-  async function post(url, csrfToken, body) {
-    const headers = { "X-CSRFToken": csrfToken, Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const isJson = (response.headers.get("content-type") || "").includes("application/json");
-    const data = isJson ? await response.json() : null;
-    if (!data) {
-      throw new ServerRefused(
-        response.redirected
-          ? "Your session has ended. Reload the page and sign in again."
-          : "The server could not check the passkey just now."
-      );
-    }
-    if (!response.ok) throw new ServerRefused(data.detail || "The server did not accept the passkey.");
-    return data;
-  }
-
-  function browserMessage(error) {
-    switch (error && error.name) {
-      case "NotAllowedError":
-      case "AbortError":
-        return "The passkey was not used: the request was cancelled, timed out or refused by the browser.";
-      case "SecurityError":
-        return "The browser refused passkeys for this address (they need HTTPS, or localhost).";
-      default:
-        return "The browser could not use a passkey" + (error && error.name ? " (" + error.name + ")." : ".");
-    }
-  }
-
-  function say(button, text, kind) {
-    const status = document.getElementById(button.dataset.status);
-    status.textContent = text;
-    status.className = "passkey-status " + kind;
-    status.hidden = false;
-  }
+  const { supported, post, browserMessage, say, assertionGet, assertionEncode } = window.hipaamailWebAuthn;
 
   async function confirmWithPasskey(button) {
     const form = button.form;
@@ -83,28 +28,14 @@
     }
     let assertion;
     try {
-      options.challenge = toBuffer(options.challenge);
-      (options.allowCredentials || []).forEach((c) => (c.id = toBuffer(c.id)));
-      assertion = await navigator.credentials.get({ publicKey: options });
+      assertion = await assertionGet(options);
     } catch (error) {
       button.disabled = false;
-      return say(button, browserMessage(error) + " Try again, or enter a code.", "error");
+      return say(button, browserMessage(error, false) + " Try again, or enter a code.", "error");
     }
     let result;
     try {
-      result = await post(button.dataset.completeUrl, button.dataset.csrf, {
-        id: assertion.id,
-        rawId: toBase64url(assertion.rawId),
-        type: assertion.type,
-        response: {
-          clientDataJSON: toBase64url(assertion.response.clientDataJSON),
-          authenticatorData: toBase64url(assertion.response.authenticatorData),
-          signature: toBase64url(assertion.response.signature),
-          userHandle: assertion.response.userHandle ? toBase64url(assertion.response.userHandle) : null,
-        },
-        clientExtensionResults: assertion.getClientExtensionResults(),
-        authenticatorAttachment: assertion.authenticatorAttachment,
-      });
+      result = await post(button.dataset.completeUrl, button.dataset.csrf, assertionEncode(assertion));
     } catch (error) {
       button.disabled = false;
       return say(button, "That passkey was not accepted: " + error.message + " Try again, or enter a code.", "error");
@@ -120,9 +51,8 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    const supported = !!(window.PublicKeyCredential && navigator.credentials);
     document.querySelectorAll("button[data-passkey-stepup-button]").forEach(function (button) {
-      if (!supported) {
+      if (!supported()) {
         button.disabled = true;
         return say(button, "This browser cannot use passkeys: enter a code.", "error");
       }

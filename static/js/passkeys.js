@@ -7,69 +7,8 @@
 (function () {
   "use strict";
 
-  function toBuffer(base64url) {
-    const base64 = base64url.replace(/-/g, "+").replace(/_/g, "/");
-    const binary = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
-    const bytes = new Uint8Array(binary.length);
-    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-    return bytes.buffer;
-  }
-
-  function toBase64url(buffer) {
-    let binary = "";
-    for (const byte of new Uint8Array(buffer)) binary += String.fromCharCode(byte);
-    return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  }
-
-  class ServerRefused extends Error {}
-
-  async function post(url, csrfToken, body) {
-    const headers = { "X-CSRFToken": csrfToken, Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(url, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const isJson = (response.headers.get("content-type") || "").includes("application/json");
-    const data = isJson ? await response.json() : null;
-    if (!data) {
-      // A page instead of JSON: redirected to sign in (the session ended), or the server failed.
-      throw new ServerRefused(
-        response.redirected
-          ? "Your session has ended. Reload the page and sign in again."
-          : "The server could not check the passkey just now."
-      );
-    }
-    if (!response.ok) throw new ServerRefused(data.detail || "The server did not accept the passkey.");
-    return data;
-  }
-
-  function browserMessage(error, adding) {
-    switch (error && error.name) {
-      case "NotAllowedError":
-      case "AbortError":
-        return adding
-          ? "No passkey was added: the request was cancelled, timed out or refused by the browser."
-          : "The passkey was not used: the request was cancelled, timed out or refused by the browser.";
-      case "InvalidStateError":
-        return "This authenticator already holds a passkey for your account.";
-      case "SecurityError":
-        return "The browser refused passkeys for this address (they need HTTPS, or localhost).";
-      case "NotSupportedError":
-        return "This browser or authenticator does not support the kind of passkey asked for.";
-      default:
-        return "The browser could not use a passkey" + (error && error.name ? " (" + error.name + ")." : ".");
-    }
-  }
-
-  function say(element, text, kind) {
-    const status = document.getElementById(element.dataset.status);
-    status.textContent = text;
-    status.className = "passkey-status " + kind;
-    status.hidden = false;
-  }
+  const { supported, toBuffer, toBase64url, post, browserMessage, say, assertionGet, assertionEncode } =
+    window.hipaamailWebAuthn; // static/js/webauthn.js, loaded first
 
   async function addPasskey(form) {
     const button = form.querySelector("button");
@@ -125,9 +64,7 @@
     }
     let assertion;
     try {
-      options.challenge = toBuffer(options.challenge);
-      (options.allowCredentials || []).forEach((c) => (c.id = toBuffer(c.id)));
-      assertion = await navigator.credentials.get({ publicKey: options });
+      assertion = await assertionGet(options);
     } catch (error) {
       button.disabled = false;
       return say(button, browserMessage(error, false) + " Try again, or enter a code below.", "error");
@@ -136,19 +73,7 @@
     try {
       const url = new URL(button.dataset.completeUrl, window.location.origin);
       if (button.dataset.next) url.searchParams.set("next", button.dataset.next);
-      result = await post(url.toString(), button.dataset.csrf, {
-        id: assertion.id,
-        rawId: toBase64url(assertion.rawId),
-        type: assertion.type,
-        response: {
-          clientDataJSON: toBase64url(assertion.response.clientDataJSON),
-          authenticatorData: toBase64url(assertion.response.authenticatorData),
-          signature: toBase64url(assertion.response.signature),
-          userHandle: assertion.response.userHandle ? toBase64url(assertion.response.userHandle) : null,
-        },
-        clientExtensionResults: assertion.getClientExtensionResults(),
-        authenticatorAttachment: assertion.authenticatorAttachment,
-      });
+      result = await post(url.toString(), button.dataset.csrf, assertionEncode(assertion));
     } catch (error) {
       button.disabled = false;
       return say(button, "That passkey was not accepted: " + error.message + " Try again, or enter a code below.", "error");
@@ -157,9 +82,8 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    const supported = !!(window.PublicKeyCredential && navigator.credentials);
     document.querySelectorAll("[data-passkey]").forEach(function (element) {
-      if (!supported) {
+      if (!supported()) {
         element.querySelectorAll("button").forEach((b) => (b.disabled = true));
         if (element.tagName === "BUTTON") element.disabled = true;
         return say(element, "This browser cannot use passkeys.", "error");
