@@ -1,5 +1,7 @@
 """A throwaway DKIM key for tests, and the settings that point the signer at it (test_dkim, test_mail_backend)."""
 import base64
+import email
+import re
 from collections.abc import Iterator
 
 from cryptography.hazmat.primitives import serialization
@@ -35,3 +37,35 @@ def dkim_configured(settings, tmp_path, pem: bytes) -> Iterator:
     campaign_dkim._signer_for.cache_clear()
     yield settings
     campaign_dkim._signer_for.cache_clear()
+
+
+def dns_resolver(public: bytes):
+    """dkimpy's DNS lookup (`dnsfunc`), answered with `public` for our selector and nothing for anything else;
+    the names it was asked are kept in `.looked_up`."""
+    looked_up: list[bytes] = []
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
+        looked_up.append(name)
+        if name == f"{SELECTOR}._domainkey.{DOMAIN}.".encode():
+            return b"v=DKIM1; k=rsa; p=" + public
+        return None
+
+    dnsfunc.looked_up = looked_up
+    return dnsfunc
+
+
+def signature_tags(raw: bytes) -> dict[str, str]:
+    """The tags of a message's (first) DKIM-Signature header, unfolded."""
+    value = email.message_from_bytes(raw)["DKIM-Signature"]
+    unfolded = re.sub(r"\s+", "", str(value))
+    return dict(tag.split("=", 1) for tag in unfolded.split(";") if tag)
+
+
+def replaced(old: bytes, new: bytes):
+    """A tampering: the first `old` in the raw message becomes `new`."""
+    return lambda raw: raw.replace(old, new, 1)
+
+
+def substituted(pattern: bytes, replacement: bytes):
+    """A tampering: the first match of `pattern` in the raw message is substituted."""
+    return lambda raw: re.sub(pattern, replacement, raw, count=1)

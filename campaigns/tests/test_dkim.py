@@ -2,8 +2,6 @@
 
 Each signature is checked with dkimpy's own verifier, given the test key's public half through a `dnsfunc`
 stub in place of DNS."""
-import email
-import re
 from unittest import mock
 
 import dkim
@@ -16,7 +14,16 @@ from django.core.exceptions import ImproperlyConfigured
 from campaigns import services
 from campaigns import dkim as campaign_dkim
 from campaigns.models import Delivery
-from campaigns.tests.dkim_keys import DOMAIN, SELECTOR, dkim_configured, rsa_key_pair
+from campaigns.tests.dkim_keys import (
+    DOMAIN,
+    SELECTOR,
+    dkim_configured,
+    dns_resolver,
+    replaced,
+    rsa_key_pair,
+    signature_tags,
+    substituted,
+)
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from consent.tests.factories import authorization_make, patient_make, purpose_make
@@ -38,17 +45,7 @@ def dkim_settings(settings, tmp_path, key_pair):
 
 @pytest.fixture
 def dns(key_pair):
-    """dkimpy's DNS lookup, answered with the test key for our selector and nothing for anything else."""
-    looked_up: list[bytes] = []
-
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-        looked_up.append(name)
-        if name == f"{SELECTOR}._domainkey.{DOMAIN}.".encode():
-            return b"v=DKIM1; k=rsa; p=" + key_pair[1]
-        return None
-
-    dnsfunc.looked_up = looked_up
-    return dnsfunc
+    return dns_resolver(key_pair[1])
 
 
 def _sent_raw(n: int = 1) -> list[bytes]:
@@ -64,12 +61,6 @@ def _sent_raw(n: int = 1) -> list[bytes]:
     return [bytes(message.message()) for message in mail.outbox]
 
 
-def _signature_tags(raw: bytes) -> dict[str, str]:
-    value = email.message_from_bytes(raw)["DKIM-Signature"]
-    unfolded = re.sub(r"\s+", "", str(value))
-    return dict(tag.split("=", 1) for tag in unfolded.split(";") if tag)
-
-
 def test_r_rfc8058_signature_verifies_and_h_covers_both_list_unsubscribe_headers(dkim_settings, dns):
     """R-RFC8058: with a key configured, each message carries a DKIM signature that dkimpy verifies, whose h=
     names List-Unsubscribe and List-Unsubscribe-Post as well as From, To, Subject, Date and Message-ID."""
@@ -79,7 +70,7 @@ def test_r_rfc8058_signature_verifies_and_h_covers_both_list_unsubscribe_headers
     for raw in raws:
         assert raw.startswith(b"DKIM-Signature: ")
         assert dkim.verify(raw, dnsfunc=dns) is True
-        tags = _signature_tags(raw)
+        tags = signature_tags(raw)
         signed = tags["h"].lower().split(":")
         assert REQUIRED_IN_H <= set(signed)
         # Oversigned: a second List-Unsubscribe or From added in transit would break the signature.
@@ -87,34 +78,26 @@ def test_r_rfc8058_signature_verifies_and_h_covers_both_list_unsubscribe_headers
         assert (tags["d"], tags["s"], tags["a"], tags["c"]) == (DOMAIN, SELECTOR, "rsa-sha256", "relaxed/simple")
     assert set(dns.looked_up) == {f"{SELECTOR}._domainkey.{DOMAIN}.".encode()}
     # Each recipient's own headers are signed: the two signatures differ.
-    assert _signature_tags(raws[0])["b"] != _signature_tags(raws[1])["b"]
-
-
-def _replace(old: bytes, new: bytes):
-    return lambda raw: raw.replace(old, new, 1)
-
-
-def _sub(pattern: bytes, replacement: bytes):
-    return lambda raw: re.sub(pattern, replacement, raw, count=1)
+    assert signature_tags(raws[0])["b"] != signature_tags(raws[1])["b"]
 
 
 @pytest.mark.parametrize(
     "tamper",
     [
-        pytest.param(_sub(rb"(List-Unsubscribe: <[^>]*?)/>", rb"\1x/>"), id="unsubscribe-url"),
+        pytest.param(substituted(rb"(List-Unsubscribe: <[^>]*?)/>", rb"\1x/>"), id="unsubscribe-url"),
         pytest.param(
-            _replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: x"),
+            replaced(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", b"List-Unsubscribe-Post: x"),
             id="unsubscribe-post",
         ),
-        pytest.param(_replace(b"Subject: Your CPAP supplies", b"Subject: Your CPAP supplies!"), id="subject"),
-        pytest.param(_replace(f"news@{DOMAIN}".encode(), b"news@elsewhere.example"), id="from"),
-        pytest.param(_sub(rb"\r\nTo: [^\r]+", b"\r\nTo: someone@elsewhere.example"), id="to"),
-        pytest.param(_sub(rb"Message-ID: <delivery-\d+", b"Message-ID: <delivery-0"), id="message-id"),
+        pytest.param(replaced(b"Subject: Your CPAP supplies", b"Subject: Your CPAP supplies!"), id="subject"),
+        pytest.param(replaced(f"news@{DOMAIN}".encode(), b"news@elsewhere.example"), id="from"),
+        pytest.param(substituted(rb"\r\nTo: [^\r]+", b"\r\nTo: someone@elsewhere.example"), id="to"),
+        pytest.param(substituted(rb"Message-ID: <delivery-\d+", b"Message-ID: <delivery-0"), id="message-id"),
         pytest.param(
-            _replace(b"\r\n\r\n", b"\r\nList-Unsubscribe: <https://evil.example/u>\r\n\r\n"),
+            replaced(b"\r\n\r\n", b"\r\nList-Unsubscribe: <https://evil.example/u>\r\n\r\n"),
             id="second-list-unsubscribe-added",
         ),
-        pytest.param(_replace(b"Hello from Riverside Health.", b"Hello from Riverside Wealth."), id="body"),
+        pytest.param(replaced(b"Hello from Riverside Health.", b"Hello from Riverside Wealth."), id="body"),
     ],
 )
 def test_r_rfc8058_a_tampered_header_or_body_fails_verification(dkim_settings, dns, tamper):
@@ -141,7 +124,7 @@ def test_r_rfc8058_the_smtp_transport_sends_signed_bytes_that_verify_at_the_serv
     assert len(records) == 3
     for record in records:
         assert dkim.verify(record.raw, dnsfunc=dns) is True
-        assert {"list-unsubscribe", "list-unsubscribe-post"} <= set(_signature_tags(record.raw)["h"].lower().split(":"))
+        assert {"list-unsubscribe", "list-unsubscribe-post"} <= set(signature_tags(record.raw)["h"].lower().split(":"))
 
 
 def test_without_a_key_messages_are_not_signed(settings):

@@ -7,7 +7,6 @@ Each signature is checked with dkimpy's own verifier, given the test key's publi
 place of DNS, on the bytes a real SMTP server received where the test says so."""
 import email
 import io
-import re
 from unittest import mock
 
 import dkim
@@ -19,7 +18,17 @@ from django.core.mail import EmailMessage, get_connection, send_mail
 from campaigns import dkim as campaign_dkim
 from campaigns import services
 from campaigns.mail_backend import DkimEmailBackend
-from campaigns.tests.dkim_keys import DOMAIN, SELECTOR, SENDER, dkim_configured, rsa_key_pair
+from campaigns.tests.dkim_keys import (
+    DOMAIN,
+    SELECTOR,
+    SENDER,
+    dkim_configured,
+    dns_resolver,
+    replaced,
+    rsa_key_pair,
+    signature_tags,
+    substituted,
+)
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from consent import notifications
@@ -46,14 +55,7 @@ def dkim_settings(settings, tmp_path, key_pair):
 
 @pytest.fixture
 def dns(key_pair):
-    """dkimpy's DNS lookup, answered with the test key for our selector and nothing for anything else."""
-
-    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-        if name == f"{SELECTOR}._domainkey.{DOMAIN}.".encode():
-            return b"v=DKIM1; k=rsa; p=" + key_pair[1]
-        return None
-
-    return dnsfunc
+    return dns_resolver(key_pair[1])
 
 
 @pytest.fixture
@@ -67,14 +69,8 @@ def sink(settings):
         yield server
 
 
-def _signature_tags(raw: bytes) -> dict[str, str]:
-    value = email.message_from_bytes(raw)["DKIM-Signature"]
-    unfolded = re.sub(r"\s+", "", str(value))
-    return dict(tag.split("=", 1) for tag in unfolded.split(";") if tag)
-
-
 def _signed_headers(raw: bytes) -> set[str]:
-    return set(_signature_tags(raw)["h"].lower().split(":"))
+    return set(signature_tags(raw)["h"].lower().split(":"))
 
 
 def _sign_in_code_over_smtp(sink, code: str = "482913") -> bytes:
@@ -93,27 +89,19 @@ def test_a_sign_in_code_sent_over_smtp_arrives_signed_and_verifies(dkim_settings
     assert b"482913" in raw  # the message itself went through, code and all
     assert dkim.verify(raw, dnsfunc=dns) is True
     assert COVERED <= _signed_headers(raw)
-    tags = _signature_tags(raw)
+    tags = signature_tags(raw)
     assert (tags["d"], tags["s"], tags["a"], tags["c"]) == (DOMAIN, SELECTOR, "rsa-sha256", "relaxed/simple")
-
-
-def _replace(old: bytes, new: bytes):
-    return lambda raw: raw.replace(old, new, 1)
-
-
-def _sub(pattern: bytes, replacement: bytes):
-    return lambda raw: re.sub(pattern, replacement, raw, count=1)
 
 
 @pytest.mark.parametrize(
     "tamper",
     [
-        pytest.param(_replace(b"482913", b"000000"), id="body-code"),
-        pytest.param(_sub(rb"\r\nSubject: ([^\r]+)", rb"\r\nSubject: \1!"), id="subject"),
-        pytest.param(_replace(f"news@{DOMAIN}".encode(), b"news@elsewhere.example"), id="from"),
-        pytest.param(_sub(rb"\r\nTo: [^\r]+", b"\r\nTo: someone@elsewhere.example"), id="to"),
-        pytest.param(_sub(rb"\r\nDate: [^\r]+", b"\r\nDate: Mon, 01 Jan 2024 00:00:00 -0000"), id="date"),
-        pytest.param(_sub(rb"\r\nMessage-ID: <[^>]+>", b"\r\nMessage-ID: <forged@elsewhere.example>"), id="message-id"),
+        pytest.param(replaced(b"482913", b"000000"), id="body-code"),
+        pytest.param(substituted(rb"\r\nSubject: ([^\r]+)", rb"\r\nSubject: \1!"), id="subject"),
+        pytest.param(replaced(f"news@{DOMAIN}".encode(), b"news@elsewhere.example"), id="from"),
+        pytest.param(substituted(rb"\r\nTo: [^\r]+", b"\r\nTo: someone@elsewhere.example"), id="to"),
+        pytest.param(substituted(rb"\r\nDate: [^\r]+", b"\r\nDate: Mon, 01 Jan 2024 00:00:00 -0000"), id="date"),
+        pytest.param(substituted(rb"\r\nMessage-ID: <[^>]+>", b"\r\nMessage-ID: <forged@elsewhere.example>"), id="message-id"),
     ],
 )
 def test_a_tampered_sign_in_code_fails_verification(dkim_settings, sink, dns, tamper):
@@ -241,7 +229,7 @@ def test_a_message_signed_with_another_selector_is_signed_again(dkim_settings, d
 
     raw = bytes(mail.outbox[0].message())
     assert raw.count(b"DKIM-Signature:") == 2
-    assert _signature_tags(raw)["s"] == SELECTOR  # ours first
+    assert signature_tags(raw)["s"] == SELECTOR  # ours first
     assert dkim.verify(raw, dnsfunc=dns) is True
 
 
