@@ -425,14 +425,22 @@ def content_fields(content: CampaignContent) -> tuple[tuple[str, ...], list[Cont
     return tuple(used), problems
 
 
+# `_scope_problem(form=GIVEN)`: the caller chose the allowed fields (`content_render(allowed_fields=...)`), so
+# there is no form to name.
+GIVEN = object()
+
+
 def _scope_problem(*, purpose: Purpose, outside: list[str], allowed: Collection[str], form) -> ContentProblem:
+    """`form`: the purpose's current form, None when it has none, or GIVEN when the caller chose `allowed`."""
     names = ", ".join("{{ %s }}" % name for name in outside)
-    if form is None:
+    listed = ", ".join("{{ %s }}" % name for name in allowed) or "none"
+    if form is GIVEN:
+        reason = f"this message allows only: {listed}"
+    elif form is None:
         reason = (
             f"the purpose \u201c{purpose.name}\u201d has no published authorization form, so no merge field may be used"
         )
     else:
-        listed = ", ".join("{{ %s }}" % name for name in allowed) or "none"
         reason = (
             f"the authorization form for \u201c{purpose.name}\u201d (version {form.version}) does not list "
             f"{'it' if len(outside) == 1 else 'them'}; this purpose allows only: {listed}"
@@ -527,7 +535,7 @@ def content_render(content: CampaignContent, *, allowed_fields: Collection[str] 
         if allowed_fields is None:
             allowed, form = merge_fields_allowed(purpose_id=content.purpose.pk)
         else:
-            allowed, form = tuple(allowed_fields), True
+            allowed, form = tuple(allowed_fields), GIVEN
         outside = [name for name in used if name not in allowed]
         if outside:
             problems.append(_scope_problem(purpose=content.purpose, outside=outside, allowed=allowed, form=form))

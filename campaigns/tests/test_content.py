@@ -298,3 +298,20 @@ def test_content_without_merge_fields_reads_no_patient_values():
 
     values.assert_not_called()
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize("allowed", [("email",), ()], ids=["narrower", "none"])
+def test_r_send_scope_render_with_allowed_fields_narrower_than_the_content_refuses_with_the_allowed_list(allowed):
+    """R-SEND-SCOPE: a caller that passes its own `allowed_fields` (no form behind them) and content that uses a
+    field outside them gets a ContentError naming the field and what is allowed, not an AttributeError."""
+    content = CampaignContent(purpose=purpose_make(), subject="S", intro_text="Dear {{ first_name }}, {{ email }}")
+
+    with pytest.raises(ContentError) as refused:
+        content_render(content, allowed_fields=allowed)
+
+    (problem,) = refused.value.problems
+    assert problem.code == "merge_field_out_of_scope"
+    assert problem.fields == (("first_name",) if allowed else ("first_name", "email"))
+    assert "{{ first_name }}" in problem.message and "R-SEND-SCOPE" in problem.message
+    assert "allows only: " + ("{{ email }}" if allowed else "none") in problem.message
+    assert "version" not in problem.message
