@@ -1,5 +1,5 @@
 # hipaamail. Extra pytest arguments: make test ARGS="-k unsubscribe -x"
-.PHONY: run test test-browser test-faults venv
+.PHONY: run test test-browser test-faults test-history venv
 
 # The zero-service demo: web on http://127.0.0.1:8000/, a Celery worker and beat; SQLite, filesystem broker,
 # messages in var/outbox/; demo data and logins printed. Ctrl-C stops everything.
@@ -18,6 +18,11 @@ test-browser:
 # The fault suite: real workers killed, the broker's queue lost, database connections cut (about a minute).
 test-faults:
 	TEST_MARKERS=faults scripts/test $(ARGS)
+
+# The history checker: random launches, revocations, expiries, kills and throttling against real workers and an
+# SMTP server; each run's recorded history is checked (no send after a revocation or expiry; ADR 0010).
+test-history:
+	TEST_MARKERS=history scripts/test $(ARGS)
 
 # .venv with requirements-dev.txt, reinstalled when a requirements file changes.
 venv:

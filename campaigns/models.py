@@ -183,8 +183,12 @@ class Delivery(models.Model):
     block_reason = models.CharField(max_length=32, choices=BlockReason.choices, blank=True)
     # Derived from the delivery's id, so a message re-sent after a crash carries the same Message-ID.
     message_id = models.CharField(max_length=200, blank=True)
-    # When the consent check passed and the message was handed to the mail server, in the database's clock.
+    # Per message, in the database's clock (ADR 0010): when the coverage check that allowed it ran, and when the
+    # mail server accepted it (its 250 to DATA). The sender keeps sent_at - checked_at within SEND_CHECK_WINDOW.
+    checked_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # A failed delivery keeps the server's SMTP reply code (e.g. 550) beside the short error text.
+    smtp_code = models.PositiveSmallIntegerField(null=True, blank=True)
     error = models.CharField(max_length=200, blank=True)
     # The send pipeline's lease: a worker that claimed this delivery and did not finish by then is presumed
     # dead; the reconciler queues it again. `attempts` counts claims. `possible_duplicate`: a message may have
@@ -212,7 +216,8 @@ class Delivery(models.Model):
             # R-SEND-COVERED / R-SEND-EVIDENCE, in the database: a sent delivery names its authorization,
             # a blocked one its reason.
             models.CheckConstraint(
-                condition=~Q(status="sent") | Q(authorization__isnull=False, sent_at__isnull=False),
+                condition=~Q(status="sent")
+                | Q(authorization__isnull=False, sent_at__isnull=False, checked_at__isnull=False),
                 name="delivery_sent_has_authorization",
             ),
             models.CheckConstraint(

@@ -7,9 +7,11 @@ records each outcome (DESIGN.md, ADR 0001, R-SEND-COVERED, R-SEND-EVIDENCE).
 """
 import logging
 import smtplib
+import time
 from collections import defaultdict
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -20,7 +22,7 @@ from django.db.models.functions import Cast, Concat, Now
 from django.utils import timezone
 
 from audit.services import SYSTEM, audit_record
-from campaigns.messages import CampaignRender, message_id_parts
+from campaigns.messages import AssembledMessage, CampaignRender, message_id_parts
 from campaigns.models import Campaign, Delivery
 from campaigns.permissions import may_control_sending
 from campaigns.scheduling import schedule_time_check, timezone_is_known
@@ -569,70 +571,227 @@ def _deliveries_claim_postgresql(*, campaign_id: int, batch_size: int) -> list[t
         return sorted(cursor.fetchall())
 
 
-def _deliveries_record(*, sent: dict[int, int], blocked: dict[int, str], failed: dict[int, str], released: list[int]) -> None:
-    """Write a batch's outcomes, a few statements for the whole batch, and end the leases.
+def _timestamp(instant: datetime) -> str:
+    """An instant as the batch event records it: UTC, microseconds, Z (exactly the stored value)."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    `sent`: delivery id -> authorization id; `sent_at` is the database's clock, inside the transaction that
-    still holds the authorizations FOR SHARE (so before any revocation of them can commit)."""
+
+@dataclass
+class _WindowOutcome:
+    """What one check-to-send window decided. `sent`: delivery id -> (authorization id, sent_at);
+    `failed`: delivery id -> SMTP reply code; `released`: never handed to the server, queued again;
+    `in_flight`: released, but the connection failed while this message was being handed over, so it may
+    have reached the server (the delivery says so); `left`: still ours, for the next window."""
+
+    checked_at: datetime | None = None
+    sent: dict[int, tuple[int, datetime]] = field(default_factory=dict)
+    blocked: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, int | str] = field(default_factory=dict)
+    released: list[int] = field(default_factory=list)
+    in_flight: list[int] = field(default_factory=list)
+    left: list[tuple[int, object]] = field(default_factory=list)
+    transient: Exception | None = None
+
+
+def _deliveries_record(*, outcome: _WindowOutcome) -> None:
+    """Write a window's outcomes, a few statements for the whole window, and end the leases.
+
+    Each sent delivery gets its own evidence: the window's `checked_at` (the database's clock at the check) and
+    its own `sent_at` (when the server accepted it, on the same clock); written inside the transaction that
+    still holds the authorizations FOR SHARE, so before any revocation of them can commit."""
+    sent = outcome.sent
     if sent:
         id_before, id_after = message_id_parts()  # the same Message-ID as message_id_for, computed in SQL
         table = connection.ops.quote_name(Delivery._meta.db_table)
         if connection.vendor == "postgresql":
-            # One statement for the whole batch; Django's CASE WHEN per row costs more CPU than the SMTP
-            # conversation (measured: bench/send_campaign.py). STATEMENT_TIMESTAMP() is Django's Now().
+            # One statement for the whole window; Django's CASE WHEN per row costs more CPU than the SMTP
+            # conversation (measured: bench/send_campaign.py).
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"""
                     UPDATE {table} AS d
                        SET status = %s, authorization_id = v.authorization_id,
                            message_id = %s || d.id::text || %s,
-                           sent_at = STATEMENT_TIMESTAMP(), lease_expires_at = NULL
-                      FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, authorization_id)
+                           checked_at = %s, sent_at = v.sent_at, lease_expires_at = NULL
+                      FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[]) AS v(id, authorization_id, sent_at)
                      WHERE d.id = v.id
                     """,
-                    [Delivery.Status.SENT, id_before, id_after, list(sent), list(sent.values())],
+                    [
+                        Delivery.Status.SENT,
+                        id_before,
+                        id_after,
+                        outcome.checked_at,
+                        list(sent),
+                        [authorization_id for authorization_id, _ in sent.values()],
+                        [sent_at for _, sent_at in sent.values()],
+                    ],
                 )
         else:
-            # The authorization first: the check constraint wants it on a sent row.
-            with connection.cursor() as cursor:
-                cursor.executemany(
-                    f"UPDATE {table} SET authorization_id = %s WHERE id = %s",
-                    [(authorization_id, pk) for pk, authorization_id in sent.items()],
+            # SQLite (the demo): row by row; the check constraint wants the evidence with the status.
+            for pk, (authorization_id, sent_at) in sent.items():
+                Delivery.objects.filter(pk=pk).update(
+                    status=Delivery.Status.SENT,
+                    authorization_id=authorization_id,
+                    message_id=f"{id_before}{pk}{id_after}",
+                    checked_at=outcome.checked_at,
+                    sent_at=sent_at,
+                    lease_expires_at=None,
                 )
-            Delivery.objects.filter(pk__in=list(sent)).update(
-                status=Delivery.Status.SENT,
-                message_id=Concat(Value(id_before), Cast("id", output_field=CharField()), Value(id_after)),
-                sent_at=Now(),
-                lease_expires_at=None,
-            )
     by_reason: dict[str, list[int]] = defaultdict(list)
-    for pk, reason in blocked.items():
+    for pk, reason in outcome.blocked.items():
         by_reason[reason].append(pk)
     for reason, pks in by_reason.items():
         Delivery.objects.filter(pk__in=pks).update(
             status=Delivery.Status.BLOCKED, block_reason=reason, lease_expires_at=None
         )
-    by_error: dict[str, list[int]] = defaultdict(list)
-    for pk, error in failed.items():
-        by_error[error].append(pk)
-    for error, pks in by_error.items():
+    by_code: dict[int | str, list[int]] = defaultdict(list)
+    for pk, code in outcome.failed.items():
+        by_code[code].append(pk)
+    for code, pks in by_code.items():
         # Every failure recorded here is the server refusing the recipient (5xx): a hard bounce, counted as one.
         Delivery.objects.filter(pk__in=pks).update(
-            status=Delivery.Status.FAILED, error=error, lease_expires_at=None, bounce_type="hard", bounced_at=Now()
+            status=Delivery.Status.FAILED,
+            error=f"smtp {code}",
+            smtp_code=code if isinstance(code, int) else None,
+            lease_expires_at=None,
+            bounce_type="hard",
+            bounced_at=Now(),
         )
-    if released:
-        # Never handed to the server (the batch stopped before them): queued again at once, no duplicate risk.
-        Delivery.objects.filter(pk__in=released).update(lease_expires_at=None)
+    if outcome.released:
+        # Never handed to the server (the batch stopped before them): queued again at once, no duplicate risk,
+        # but for the one being handed over when the connection failed.
+        Delivery.objects.filter(pk__in=outcome.released).update(
+            lease_expires_at=None,
+            possible_duplicate=Case(When(pk__in=outcome.in_flight, then=Value(True)), default=F("possible_duplicate")),
+        )
+
+
+def _window_audit(*, campaign_id: int, outcome: _WindowOutcome) -> None:
+    """One audit event per window (DESIGN.md: one per send batch): delivery ids by outcome, and for each sent
+    delivery its authorization id and send time, in the order of "sent" (ids and times only), so that
+    audit_verify can compare every delivery row with its sealed record."""
+    details: dict[str, object] = {}
+    if outcome.sent:
+        ordered = sorted(outcome.sent.items())
+        details["checked_at"] = _timestamp(outcome.checked_at)
+        details["sent"] = [pk for pk, _ in ordered]
+        details["sent_authorization"] = [authorization_id for _, (authorization_id, _) in ordered]
+        details["sent_at"] = [_timestamp(sent_at) for _, (_, sent_at) in ordered]
+    blocked: dict[str, list[int]] = defaultdict(list)
+    for pk, reason in outcome.blocked.items():
+        blocked[f"blocked_{reason}"].append(pk)
+    details |= {key: sorted(pks) for key, pks in blocked.items()}
+    if outcome.failed:
+        details["failed"] = sorted(outcome.failed)
+    if details:
+        audit_record(
+            actor=None,
+            actor_role=SYSTEM,
+            action="delivery.batch_dispatched",
+            object_type="campaign",
+            object_id=campaign_id,
+            details=details,
+        )
+
+
+def _dispatch_window(
+    *, campaign: Campaign, claimed: list[tuple[int, object]], transport, render: CampaignRender, window: float
+) -> _WindowOutcome:
+    """One check-to-send window, in one transaction (ADR 0010).
+
+    Lock the claimed deliveries still ours, lock their covering authorizations FOR SHARE and check coverage
+    through the end of the window (`authorization_lock_covering(lasting=window)`), then hand covered messages
+    to the server one by one while the window lasts: a message is started only when the time since the check,
+    plus the longest hand-over seen so far, stays within the window. What the window had no time for is
+    `left` for the next one (re-locked, re-checked). Record every outcome, audit, commit: the authorization
+    locks are held for about the window, so a revocation waits at most that long."""
+    outcome = _WindowOutcome()
+    with transaction.atomic(durable=True):
+        tokens = dict(claimed)
+        deliveries = [
+            (pk, patient_id, address)
+            # No SKIP LOCKED here: these rows are ours by lease, and another worker's claim statement may be
+            # holding them for an instant (it locks, then finds them leased); wait for it rather than skip.
+            for pk, lease, patient_id, address in Delivery.objects.select_for_update(of=("self",))
+            .filter(pk__in=list(tokens), status=Delivery.Status.QUEUED)
+            .order_by("id")
+            .values_list("id", "lease_expires_at", "patient_id", "patient__email")
+            if lease == tokens[pk]  # still ours: not re-claimed by another worker after our lease expired
+        ]
+        if not deliveries:
+            return outcome
+        lasting = timedelta(seconds=window)
+        patient_ids = [patient_id for _, patient_id, _ in deliveries]
+        coverage = authorization_lock_covering(purpose_id=campaign.purpose_id, patient_ids=patient_ids, lasting=lasting)
+        outcome.checked_at = coverage.checked_at
+        covered = coverage.by_patient
+        uncovered = [pid for pid in patient_ids if pid not in covered]
+        gaps = (
+            authorization_gap_list(purpose_id=campaign.purpose_id, patient_ids=uncovered, lasting=lasting)
+            if uncovered
+            else {}
+        )
+        # A suppressed address (hard bounce, complaint) gets nothing even when covered (R-BOUNCE-SUPPRESS).
+        gaps |= patient_suppression_list(patient_ids=[pid for pid in patient_ids if pid in covered])
+        for pk, patient_id, _ in deliveries:
+            if patient_id not in covered or patient_id in gaps:
+                outcome.blocked[pk] = gaps[patient_id]
+        sendable = [(pk, covered[patient_id], address) for pk, patient_id, address in deliveries if pk not in outcome.blocked]
+        longest = 0.0  # the longest hand-over of this window so far, in seconds
+        for index, (pk, authorization_id, address) in enumerate(sendable):
+            before = time.monotonic()
+            if before - coverage.started + longest > window:
+                outcome.left = [(later, tokens[later]) for later, _, _ in sendable[index:]]
+                break
+            message = render.assemble(delivery_id=pk, to_address=address)
+            try:
+                transport.send(message)
+            except smtplib.SMTPException as error:
+                if not _is_recipient_refusal(error):
+                    outcome.transient = error
+                    outcome.released = [later for later, _, _ in sendable[index:]]
+                    if isinstance(error, smtplib.SMTPServerDisconnected):
+                        outcome.in_flight = [pk]
+                    break
+                code = _refusal_code(error)
+                outcome.failed[pk] = code
+                # A hard bounce suppresses the address for every later marketing message.
+                suppression_record(
+                    actor=None, email=address, reason=Suppression.Reason.HARD_BOUNCE, smtp_code=str(code)
+                )
+                continue
+            except OSError as error:  # connection refused or dropped: the server is away
+                outcome.transient = error
+                outcome.released = [later for later, _, _ in sendable[index:]]
+                outcome.in_flight = [pk]
+                break
+            accepted = time.monotonic()
+            longest = max(longest, accepted - before)
+            # The server's 250, on the database's clock: the check's timestamp plus the time elapsed since just
+            # before the check statement was sent (an upper bound of the real time since the check).
+            outcome.sent[pk] = (authorization_id, coverage.checked_at + timedelta(seconds=accepted - coverage.started))
+        if any(sent_at - coverage.checked_at > lasting for _, sent_at in outcome.sent.values()):
+            # The server stalled inside a message's DATA after it was started in time: recorded as it happened.
+            logger.warning("campaign %s: a message was accepted after the check-to-send window", campaign.pk)
+        _deliveries_record(outcome=outcome)
+        _window_audit(campaign_id=campaign.pk, outcome=outcome)
+    return outcome
 
 
 def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) -> int:
-    """THE sender. Claim up to `batch_size` queued deliveries, check consent under lock, send, record.
+    """THE sender. Take rate-limit tokens, claim up to that many queued deliveries, then check and send them
+    in check-to-send windows of at most `SEND_CHECK_WINDOW` seconds (ADR 0010).
 
-    1. Claim under a lease (`_deliveries_claim`, its own short transaction: workers never wait for each other).
-    2. One transaction: lock the claimed deliveries again (ours by lease), lock their covering authorizations
-       FOR SHARE and re-check coverage at the database's clock (`authorization_lock_covering`), render the
-       campaign once, send each covered message over one connection, record every outcome, audit, commit.
-       Lock order everywhere: deliveries, then authorizations, then the audit chain (DESIGN.md, ADR 0001).
+    1. Rate limiting first (`RateLimiter.take`): it may wait, and waits here, outside any transaction and with
+       no lock held; the batch claims only as many deliveries as it was granted.
+    2. Claim under a lease (`_deliveries_claim`, its own short transaction: workers never wait for each other).
+    3. Connect to the mail server, so that the connection's set-up is not counted in a window.
+    4. Windows (`_dispatch_window`), each one transaction: lock the claimed deliveries (ours by lease), lock
+       their covering authorizations FOR SHARE and check coverage at the database's clock through the end of
+       the window, hand each covered message to the server while the window lasts, record every outcome
+       with its own times (`checked_at`, `sent_at`), audit, commit. Lock order everywhere: deliveries, then
+       authorizations, then the audit chain (DESIGN.md, ADR 0001). What a window had no time for is
+       re-locked and re-checked by the next.
 
     Returns how many deliveries this batch claimed (0 when nothing was left to claim). Raises
     TransientSendError after committing the outcomes recorded so far when the mail server asks us to
@@ -642,93 +801,40 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
     `possible_duplicate`.
     """
     batch_size = batch_size or settings.HIPAAMAIL_SEND_BATCH_SIZE
+    window = settings.HIPAAMAIL_SEND_CHECK_WINDOW
     campaign = Campaign.objects.select_related("purpose").get(pk=campaign_id)
     transport = transport_for_settings()  # refuses an insecure configuration before anything is claimed
-    claimed = _deliveries_claim(campaign_id=campaign_id, batch_size=batch_size)
+    limiter = rate_limiter()
+    granted, second = limiter.take(batch_size)
+    claimed = _deliveries_claim(campaign_id=campaign_id, batch_size=granted)
+    limiter.give_back(second, granted - len(claimed))
     if not claimed:
         return 0
+    render = CampaignRender(campaign=campaign)  # once per batch: each message is assembled from its parts
     transient: Exception | None = None
     try:
-        with transaction.atomic(durable=True):
-            tokens = dict(claimed)
-            deliveries = [
-                (pk, patient_id, address)
-                # No SKIP LOCKED here: these rows are ours by lease, and another worker's claim statement may be
-                # holding them for an instant (it locks, then finds them leased); wait for it rather than skip.
-                for pk, lease, patient_id, address in Delivery.objects.select_for_update(of=("self",))
-                .filter(pk__in=list(tokens), status=Delivery.Status.QUEUED)
-                .order_by("id")
-                .values_list("id", "lease_expires_at", "patient_id", "patient__email")
-                if lease == tokens[pk]  # still ours: not re-claimed by another worker after our lease expired
-            ]
-            if not deliveries:
-                return len(claimed)
-            patient_ids = [patient_id for _, patient_id, _ in deliveries]
-            coverage = authorization_lock_covering(purpose_id=campaign.purpose_id, patient_ids=patient_ids)
-            uncovered = [pid for pid in patient_ids if pid not in coverage]
-            gaps = authorization_gap_list(purpose_id=campaign.purpose_id, patient_ids=uncovered) if uncovered else {}
-            # A suppressed address (hard bounce, complaint) gets nothing even when covered (R-BOUNCE-SUPPRESS).
-            gaps |= patient_suppression_list(patient_ids=[pid for pid in patient_ids if pid in coverage])
-            render = CampaignRender(campaign=campaign)
-            limiter = rate_limiter()
-            sent: dict[int, int] = {}
-            blocked: dict[int, str] = {}
-            failed: dict[int, str] = {}
-            released: list[int] = []
+        left = claimed
+        while left and transient is None:
             try:
-                for index, (pk, patient_id, address) in enumerate(deliveries):
-                    authorization_id = coverage.get(patient_id)
-                    if authorization_id is None or patient_id in gaps:
-                        blocked[pk] = gaps[patient_id]
-                        continue
-                    message = render.assemble(delivery_id=pk, to_address=address)
-                    limiter.acquire()
-                    try:
-                        transport.send(message)
-                    except smtplib.SMTPException as error:
-                        if not _is_recipient_refusal(error):
-                            transient = error
-                            released = [later for later, _, _ in deliveries[index:]]
-                            break
-                        failed[pk] = f"smtp {_refusal_code(error)}"
-                        # A hard bounce suppresses the address for every later marketing message.
-                        suppression_record(
-                            actor=None,
-                            email=address,
-                            reason=Suppression.Reason.HARD_BOUNCE,
-                            smtp_code=str(_refusal_code(error)),
-                        )
-                        continue
-                    except OSError as error:  # connection refused or dropped: the server is away
-                        transient = error
-                        released = [later for later, _, _ in deliveries[index:]]
-                        break
-                    sent[pk] = authorization_id
-            finally:
-                transport.close()
-            _deliveries_record(sent=sent, blocked=blocked, failed=failed, released=released)
-            outcomes: dict[str, list[int]] = defaultdict(list)
-            for pk in sent:
-                outcomes["sent"].append(pk)
-            for pk, reason in blocked.items():
-                outcomes[f"blocked_{reason}"].append(pk)
-            for pk in failed:
-                outcomes["failed"].append(pk)
-            if outcomes:
-                audit_record(
-                    actor=None,
-                    actor_role=SYSTEM,
-                    action="delivery.batch_dispatched",
-                    object_type="campaign",
-                    object_id=campaign_id,
-                    details={key: sorted(value) for key, value in outcomes.items()},
-                )
+                transport.open()
+            except (smtplib.SMTPException, OSError) as error:  # the server is away: nothing was handed over
+                _deliveries_release(ids=[pk for pk, _ in left])
+                transient = error
+                break
+            outcome = _dispatch_window(campaign=campaign, claimed=left, transport=transport, render=render, window=window)
+            left, transient = outcome.left, outcome.transient
     finally:
         transport.close()
     if transient is not None:
         logger.warning("campaign %s: mail server deferred the batch (%s)", campaign_id, type(transient).__name__)
         raise TransientSendError(str(type(transient).__name__))
     return len(claimed)
+
+
+def _deliveries_release(*, ids: list[int]) -> None:
+    """End the leases of claimed deliveries that were never handed to the server: queued again at once."""
+    with transaction.atomic(durable=True):
+        Delivery.objects.filter(pk__in=ids, status=Delivery.Status.QUEUED).update(lease_expires_at=None)
 
 
 def campaign_finish_if_done(*, campaign_id: int) -> bool:
@@ -759,3 +865,15 @@ def delivery_unsubscribe(*, delivery_id: int) -> list[Revocation]:
         purpose_id=delivery.campaign.purpose_id,
         channel=Revocation.Channel.ONE_CLICK,
     )
+
+
+def preview_message_send_unchecked(*, message: AssembledMessage) -> None:
+    """A test send to a staff member's own address (campaigns.services_content.campaign_test_send): the same
+    assembled bytes through the same transport as a patient's message (TLS, DKIM), so what staff see is what
+    patients get. It skips the coverage check because no patient is involved: the message goes to the staff
+    member's verified address, never a patient's. Raises what the transport raises."""
+    transport = transport_for_settings()
+    try:
+        transport.send(message)
+    finally:
+        transport.close()

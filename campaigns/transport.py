@@ -101,12 +101,16 @@ class DjangoTransport:
         self._connection = None
         self._signer = dkim_signer()
 
-    def send(self, message: AssembledMessage) -> None:
-        if self._signer is not None:
-            message = dataclasses.replace(message, raw=self._signer.sign(message.raw))
+    def open(self) -> None:
+        """Connect now (idempotent), so that connecting is not counted in a check-to-send window."""
         if self._connection is None:
             self._connection = get_connection(fail_silently=False)
             self._connection.open()
+
+    def send(self, message: AssembledMessage) -> None:
+        if self._signer is not None:
+            message = dataclasses.replace(message, raw=self._signer.sign(message.raw))
+        self.open()
         self._connection.send_messages([AssembledEmail(message)])
 
     def close(self) -> None:
@@ -223,11 +227,16 @@ class SmtpTransport:
         self._sent_on_connection = 0
         self.connections_opened += 1
 
-    def send(self, message: AssembledMessage) -> None:
+    def open(self) -> None:
+        """Connect now, or reconnect when the session has carried `reconnect_every` messages (idempotent), so
+        that the greeting, STARTTLS and login are not counted in a check-to-send window (ADR 0010)."""
         if self._smtp is not None and self.reconnect_every and self._sent_on_connection >= self.reconnect_every:
             self.close()
         if self._smtp is None:
             self._open()
+
+    def send(self, message: AssembledMessage) -> None:
+        self.open()
         raw = self._signer.sign(message.raw) if self._signer is not None else message.raw
         try:
             # One recipient: a refusal raises SMTPRecipientsRefused, a refused DATA SMTPDataError.
@@ -271,7 +280,11 @@ def transport_for_settings():
 
 class RateLimiter:
     """At most `HIPAAMAIL_RATE_LIMIT` messages per second across every worker: a counter per wall-clock second
-    in Redis (INCR, expiring), shared by all processes; without Redis, per process. 0: unlimited."""
+    in Redis (INCRBY, expiring), shared by all processes; without Redis, per process. 0: unlimited.
+
+    The sender takes its tokens before it claims a batch (`take`), so it never sleeps inside a sending
+    transaction or while holding authorization locks (ADR 0010), and claims only as many deliveries as it was
+    granted; what it could not use it gives back (`give_back`)."""
 
     def __init__(self, *, limit: int, redis_url: str = "", clock=None, sleep=None):
         import time
@@ -288,27 +301,54 @@ class RateLimiter:
         self._local_second = -1
         self._local_count = 0
 
-    def _count(self, second: int) -> int:
+    def _key(self, second: int) -> str:
+        return f"hipaamail:send-rate:{second}"
+
+    def _add(self, second: int, n: int) -> int:
+        """Add n to this second's count; returns the count after."""
         if self._redis is not None:
-            key = f"hipaamail:send-rate:{second}"
             pipe = self._redis.pipeline()
-            pipe.incr(key)
-            pipe.expire(key, 5)
+            pipe.incrby(self._key(second), n)
+            pipe.expire(self._key(second), 5)
             return pipe.execute()[0]
         if second != self._local_second:
             self._local_second, self._local_count = second, 0
-        self._local_count += 1
+        self._local_count += n
         return self._local_count
 
-    def acquire(self) -> None:
-        if not self.limit:
+    def _remove(self, second: int, n: int) -> None:
+        if n <= 0:
             return
+        if self._redis is not None:
+            self._redis.decrby(self._key(second), n)
+        elif second == self._local_second:
+            self._local_count -= n
+
+    def take(self, wanted: int) -> tuple[int, int]:
+        """Wait until at least one message may go, then take up to `wanted` of this second's allowance.
+        Returns (granted, second); `wanted` itself, at once, when there is no limit."""
+        if not self.limit:
+            return wanted, 0
         while True:
             now = self._clock()
             second = int(now)
-            if self._count(second) <= self.limit:
-                return
+            after = self._add(second, wanted)
+            granted = min(wanted, self.limit - (after - wanted))
+            if granted > 0:
+                self._remove(second, wanted - granted)
+                return granted, second
+            self._remove(second, wanted)
             self._sleep(max(0.0, second + 1 - now))
+
+    def give_back(self, second: int, n: int) -> None:
+        """Return tokens taken in `second` and not used (the claim found fewer deliveries); a later second's
+        allowance is its own, so tokens of a past second are simply dropped."""
+        if self.limit and n > 0 and int(self._clock()) == second:
+            self._remove(second, n)
+
+    def acquire(self) -> None:
+        """One message's token (waits when this second's allowance is spent)."""
+        self.take(1)
 
 
 _limiter: RateLimiter | None = None

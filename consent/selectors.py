@@ -1,11 +1,24 @@
 """Reads about consent. `authorization_covering_list` is THE predicate of the product (DESIGN.md, R-SEND-COVERED):
 no other code filters authorizations to decide whether a patient may be sent a message for a purpose.
 """
+import time
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Count, Exists, Expression, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    DateTimeField,
+    Exists,
+    Expression,
+    ExpressionWrapper,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Now
 
 from consent.models import (
@@ -36,8 +49,22 @@ class CoverageGap:
     DEFECT_FALSE_INFORMATION = AuthorizationDefect.Reason.FALSE_INFORMATION.value
 
 
+def _window_end(at: datetime | Expression, lasting: timedelta | None) -> datetime | Expression:
+    """The instant time-based ends are compared with: `at`, or `at + lasting` for a coverage that must hold
+    through a whole check-to-send window (ADR 0010)."""
+    if not lasting:
+        return at
+    if isinstance(at, datetime):
+        return at + lasting
+    return ExpressionWrapper(at + Value(lasting), output_field=DateTimeField())
+
+
 def authorization_covering_list(
-    *, purpose_id: int, patient_ids: Iterable[int] | None = None, at: datetime | Expression | None = None
+    *,
+    purpose_id: int,
+    patient_ids: Iterable[int] | None = None,
+    at: datetime | Expression | None = None,
+    lasting: timedelta | None = None,
 ) -> QuerySet[Authorization]:
     """Authorizations that cover their patient for `purpose_id` at `at`, by default the database's now().
 
@@ -45,15 +72,20 @@ def authorization_covering_list(
     strictly after `at`, its expiry event (if one was recorded) not yet occurred at `at`, no revocation and
     no recorded defect. Revocations and defects take effect when they commit, so no time is compared for
     them.
+    `lasting`: the coverage must hold from `at` through `at + lasting` — the sender's check-to-send window
+    (ADR 0010). The time-based ends (expiry date, expiry event) are compared with the window's end, so an
+    authorization that expires while the window is open is not used; revocations and defects are kept out by
+    the row locks the sender holds for the window.
     Django's Now() is STATEMENT_TIMESTAMP() on PostgreSQL: the instant of this very query, not of the
     transaction's start, which matters when the query runs after waiting for a lock.
     """
     at = Now() if at is None else at
+    ends = _window_end(at, lasting)
     this = OuterRef("pk")
     covering = Authorization.objects.filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=at),
+        Q(expires_at__isnull=True) | Q(expires_at__gt=ends),
         ~Exists(Revocation.objects.filter(authorization=this)),
-        ~Exists(ExpiryEvent.objects.filter(authorization=this, occurred_at__lte=at)),
+        ~Exists(ExpiryEvent.objects.filter(authorization=this, occurred_at__lte=ends)),
         ~Exists(AuthorizationDefect.objects.filter(authorization=this)),
         purpose_id=purpose_id,
         signed_at__lte=at,
@@ -63,23 +95,40 @@ def authorization_covering_list(
     return covering
 
 
-def authorization_lock_covering(*, purpose_id: int, patient_ids: Iterable[int]) -> dict[int, int]:
+@dataclass(frozen=True)
+class LockedCoverage:
+    """What `authorization_lock_covering` decided, and when.
+
+    `by_patient`: {patient_id: covering authorization's id}. `checked_at`: the database's clock at the check
+    (the check statement's own timestamp). `started`: this process's time.monotonic() just before that
+    statement was sent, so the caller bounds the time elapsed since the check from above without comparing
+    clocks across hosts: real elapsed time since the check <= time.monotonic() - started."""
+
+    by_patient: dict[int, int]
+    checked_at: datetime | None
+    started: float
+
+
+def authorization_lock_covering(
+    *, purpose_id: int, patient_ids: Iterable[int], lasting: timedelta | None = None
+) -> LockedCoverage:
     """Lock the authorizations that cover these patients, then decide coverage again after the lock.
 
     Must run inside the transaction that sends. The rows are locked FOR SHARE in primary-key order, so
     concurrent senders do not block each other while a revocation (which locks FOR UPDATE) waits for the
     sending transaction to commit; a revocation that committed before the lock is seen by the re-check,
-    which is a new statement with a new snapshot. Returns {patient_id: covering authorization's id}: ids only,
-    so the sender's hot path never loads (nor decrypts) an authorization's evidence.
+    which is a new statement with a new snapshot. `lasting`: the window the coverage must hold through
+    (authorization_covering_list). Ids only, so the sender's hot path never loads (nor decrypts) an
+    authorization's evidence.
     """
     patient_ids = list(patient_ids)
     candidate_ids = list(
-        authorization_covering_list(purpose_id=purpose_id, patient_ids=patient_ids)
+        authorization_covering_list(purpose_id=purpose_id, patient_ids=patient_ids, lasting=lasting)
         .order_by("id")
         .values_list("id", flat=True)
     )
     if not candidate_ids:
-        return {}
+        return LockedCoverage(by_patient={}, checked_at=None, started=time.monotonic())
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -88,15 +137,24 @@ def authorization_lock_covering(*, purpose_id: int, patient_ids: Iterable[int]) 
     else:
         # SQLite ignores row locks; the IMMEDIATE transaction already holds the database's write lock.
         list(Authorization.objects.select_for_update().filter(id__in=candidate_ids).order_by("id"))
-    covered = authorization_covering_list(purpose_id=purpose_id, patient_ids=patient_ids).filter(
+    covered = authorization_covering_list(purpose_id=purpose_id, patient_ids=patient_ids, lasting=lasting).filter(
         id__in=candidate_ids
     )
-    # With several covering authorizations, the most recent is the evidence recorded.
-    return dict(covered.order_by("id").values_list("patient_id", "id"))
+    started = time.monotonic()
+    # With several covering authorizations, the most recent is the evidence recorded. The check's instant comes
+    # with its rows: Now() is this statement's own timestamp, the `at` of the predicate above.
+    rows = list(covered.annotate(checked_at=Now()).order_by("id").values_list("patient_id", "id", "checked_at"))
+    checked_at = rows[0][2] if rows else None
+    return LockedCoverage(
+        by_patient={patient_id: pk for patient_id, pk, _ in rows}, checked_at=checked_at, started=started
+    )
 
 
-def authorization_gap_list(*, purpose_id: int, patient_ids: Iterable[int]) -> dict[int, str]:
-    """For patients the predicate does not cover now, why not (R-SEND-EVIDENCE).
+def authorization_gap_list(
+    *, purpose_id: int, patient_ids: Iterable[int], lasting: timedelta | None = None
+) -> dict[int, str]:
+    """For patients the predicate does not cover now (through `now + lasting`, when given), why not
+    (R-SEND-EVIDENCE).
 
     Evidence for a blocked delivery, not a decision: the decision is the predicate's. When a patient has
     several authorizations for the purpose, the strongest reason is reported: the patient's own revocation
@@ -104,14 +162,14 @@ def authorization_gap_list(*, purpose_id: int, patient_ids: Iterable[int]) -> di
     """
     patient_ids = set(patient_ids)
     covered = set(
-        authorization_covering_list(purpose_id=purpose_id, patient_ids=patient_ids).values_list(
+        authorization_covering_list(purpose_id=purpose_id, patient_ids=patient_ids, lasting=lasting).values_list(
             "patient_id", flat=True
         )
     )
     uncovered = patient_ids - covered
     if not uncovered:
         return {}
-    now = Now()
+    now = _window_end(Now(), lasting)
     this = OuterRef("pk")
     rows = (
         Authorization.objects.filter(patient_id__in=uncovered)

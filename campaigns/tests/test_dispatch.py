@@ -1,6 +1,6 @@
 """The one sender and the central invariant (R-SEND-COVERED, R-SEND-EVIDENCE, R-REVOKE-ANYTIME)."""
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from unittest import mock
 
 import pytest
@@ -89,8 +89,13 @@ def test_r_send_covered_matrix_only_a_covering_authorization_sends(arrange, expe
         assert [m.to for m in mail.outbox] == [["matrix@example.org"]]
         assert delivery.authorization.patient_id == patient.pk
         assert delivery.authorization.purpose_id == purpose.pk
-        assert delivery.sent_at is not None
-        assert batch.details == {"sent": [delivery.pk]}
+        assert delivery.checked_at <= delivery.sent_at <= delivery.checked_at + timedelta(seconds=1)
+        assert batch.details == {
+            "checked_at": delivery.checked_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "sent": [delivery.pk],
+            "sent_authorization": [delivery.authorization_id],
+            "sent_at": [delivery.sent_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")],
+        }
     else:
         assert mail.outbox == []
         assert delivery.authorization is None and delivery.sent_at is None

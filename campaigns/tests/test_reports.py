@@ -439,7 +439,7 @@ def test_r_send_covered_sends_without_coverage_are_computed_not_asserted(verifie
     # Forged evidence: the check constraint holds (a sent row names an authorization), the rule does not.
     Delivery.objects.filter(pk=world["deliveries"]["revoked"].pk).update(
         status=Delivery.Status.SENT, block_reason="", authorization=revoked_authorization,
-        sent_at=revoked_at + timedelta(seconds=30),
+        checked_at=revoked_at + timedelta(seconds=30), sent_at=revoked_at + timedelta(seconds=30),
     )
 
     lines = _summary(verified_client, officer)
@@ -477,7 +477,7 @@ def test_r_auth_defective_each_ground_of_an_uncovered_send_is_counted(world, gro
     """R-AUTH-DEFECTIVE: a send after a defect was recorded, or under another patient's authorization, counts."""
     delivery = world["deliveries"]["defective"]
     Delivery.objects.filter(pk=delivery.pk).update(
-        status=Delivery.Status.SENT, block_reason="", sent_at=timezone.now(), **forge(world)
+        status=Delivery.Status.SENT, block_reason="", checked_at=timezone.now(), sent_at=timezone.now(), **forge(world)
     )
 
     facts = campaign_evidence.campaign_evidence_facts(campaign_id=world["campaign"].pk)

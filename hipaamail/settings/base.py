@@ -236,6 +236,14 @@ HIPAAMAIL_SMTP_RECONNECT_EVERY = env.int("SMTP_RECONNECT_EVERY", default=500)
 HIPAAMAIL_SMTP_PIPELINING = env.bool("SMTP_PIPELINING", default=True)
 # A claimed delivery is a worker's for this long; after it, the reconciler's next dispatch may claim it again.
 HIPAAMAIL_SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=300)
+# The check-to-send window (ADR 0010): every message is accepted by the mail server within this many seconds of
+# the coverage check that allowed it; time-based ends are checked against the window's end; a revocation waits at
+# most this long for a batch in flight. At most 5 s.
+HIPAAMAIL_SEND_CHECK_WINDOW = env.float("SEND_CHECK_WINDOW", default=1.0)
+if not 0 < HIPAAMAIL_SEND_CHECK_WINDOW <= 5:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("SEND_CHECK_WINDOW must be more than 0 and at most 5 seconds.")
 # Messages per second across all workers (shared through Redis when HIPAAMAIL_RATE_LIMIT_REDIS_URL is set,
 # else per process); 0: unlimited.
 HIPAAMAIL_RATE_LIMIT = env.int("SEND_RATE_LIMIT", default=0)
