@@ -1,5 +1,6 @@
 """DKIM signatures for outgoing campaign messages (RFC 6376), so that the signature covers the one-click
-unsubscribe headers (R-RFC8058 section 4) and the headers a reader trusts (From, To, Subject, Date, Message-ID).
+unsubscribe headers (R-RFC8058 section 4) and the headers a reader trusts (From, To, Cc, Reply-To, Subject, Date,
+Message-ID).
 
 The transports call `dkim_signer()` once per batch and `signer.sign(raw)` once per message when
 `HIPAAMAIL_DKIM_PRIVATE_KEY_PATH` is set (with `HIPAAMAIL_DKIM_SELECTOR` and `HIPAAMAIL_DKIM_DOMAIN`).
@@ -24,12 +25,18 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from dkim.canonicalization import CanonicalizationPolicy
 
-# What the signature covers, in order. Each header of the first list is hashed when present; the second list
-# "oversigns" the headers a forwarder or attacker would most like to add a second copy of: listed once more
-# than they occur, so that adding one breaks the signature (RFC 6376 section 8.15).
+# What the signature covers, in order. Each header of the first list is hashed when present; a name the message
+# lacks hashes as nothing, so a Cc added to a message that had none breaks the signature too. The second list
+# "oversigns" the headers a forwarder or attacker would most like to add a second copy of: each is listed once
+# more than it occurs, so that a copy added anywhere breaks the signature (RFC 6376 sections 5.4 and 8.15). A
+# verifier hashes the bottom-most copy first, so without oversigning a copy added above the original (where a
+# mail client may show it) would pass. Reply-To and Cc are in both: they decide who gets a patient's answer
+# (R-CANSPAM-HEADERS).
 SIGNED_HEADERS = (
     b"from",
     b"to",
+    b"cc",
+    b"reply-to",
     b"subject",
     b"date",
     b"message-id",
@@ -38,7 +45,17 @@ SIGNED_HEADERS = (
     b"mime-version",
     b"content-type",
 )
-OVERSIGNED_HEADERS = (b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post")
+OVERSIGNED_HEADERS = (
+    b"from",
+    b"to",
+    b"cc",
+    b"reply-to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+)
 MINIMUM_KEY_BITS = 1024  # RFC 8301 section 3.2; 2048 recommended
 
 _CANONICALIZATION = CanonicalizationPolicy.from_c_value(b"relaxed/simple")

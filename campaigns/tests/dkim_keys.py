@@ -69,3 +69,18 @@ def replaced(old: bytes, new: bytes):
 def substituted(pattern: bytes, replacement: bytes):
     """A tampering: the first match of `pattern` in the raw message is substituted."""
     return lambda raw: re.sub(pattern, replacement, raw, count=1)
+
+
+def added(header: bytes, *, first: bool = False):
+    """A tampering: `header` (b"Name: value") added as the last field of the header block, or with `first` in
+    front of every other (where relays put theirs). A verifier hashes the bottom-most copy of a header for each
+    time h= names it, so only over-signing (RFC 6376 section 5.4) catches a copy added above the original."""
+    if first:
+        return lambda raw: header + b"\r\n" + raw
+    return lambda raw: raw.replace(b"\r\n\r\n", b"\r\n" + header + b"\r\n\r\n", 1)
+
+
+def header_count(raw: bytes, name: bytes) -> int:
+    """How many fields named `name` the message's header block has."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    return len(re.findall(rb"(?im)^" + re.escape(name) + rb"[ \t]*:", head))

@@ -17,8 +17,10 @@ from campaigns.models import Delivery
 from campaigns.tests.dkim_keys import (
     DOMAIN,
     SELECTOR,
+    added,
     dkim_configured,
     dns_resolver,
+    header_count,
     replaced,
     rsa_key_pair,
     signature_tags,
@@ -30,7 +32,13 @@ from consent.tests.factories import authorization_make, patient_make, purpose_ma
 
 pytestmark = pytest.mark.django_db
 
-REQUIRED_IN_H = {"from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post"}
+REQUIRED_IN_H = {
+    "from", "to", "subject", "date", "message-id", "reply-to", "cc", "list-unsubscribe", "list-unsubscribe-post",
+}
+# RFC 6376 section 5.4: each listed once more than it occurs, so that a copy added later breaks the signature.
+OVERSIGNED = (
+    "from", "to", "cc", "subject", "date", "message-id", "reply-to", "list-unsubscribe", "list-unsubscribe-post",
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +106,9 @@ def test_r_rfc8058_signature_verifies_and_h_covers_both_list_unsubscribe_headers
             id="second-list-unsubscribe-added",
         ),
         pytest.param(replaced(b"Hello from Riverside Health.", b"Hello from Riverside Wealth."), id="body"),
+        pytest.param(substituted(rb"\r\nReply-To: [^\r]+", b"\r\nReply-To: harvest@elsewhere.example"), id="reply-to"),
+        pytest.param(substituted(rb"\r\nDate: [^\r]+", b"\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000"), id="date"),
+        pytest.param(added(b"Cc: someone@elsewhere.example"), id="cc-added"),
     ],
 )
 def test_r_rfc8058_a_tampered_header_or_body_fails_verification(dkim_settings, dns, tamper):
@@ -107,6 +118,46 @@ def test_r_rfc8058_a_tampered_header_or_body_fails_verification(dkim_settings, d
     tampered = tamper(raw)
 
     assert tampered != raw
+    assert dkim.verify(raw, dnsfunc=dns) is True
+    assert dkim.verify(tampered, dnsfunc=dns) is False
+
+
+def test_r_canspam_headers_h_covers_reply_to_and_cc_and_oversigns_to_date_and_message_id(dkim_settings, dns):
+    """R-CANSPAM-HEADERS, R-RFC8058: the signature covers Reply-To (where replies go) and Cc, and lists From, To,
+    Subject, Date, Message-ID, Reply-To and both unsubscribe headers once more than the message has them (RFC 6376
+    section 5.4), so that a copy of any of them added in transit breaks it."""
+    (raw,) = _sent_raw(1)
+
+    signed = signature_tags(raw)["h"].lower().split(":")
+    assert dkim.verify(raw, dnsfunc=dns) is True
+    assert REQUIRED_IN_H <= set(signed)
+    for name in OVERSIGNED:  # Cc too, which a campaign message lacks: adding one breaks the signature
+        assert signed.count(name) == 2, name
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["above", "below"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"To: someone@elsewhere.example",
+        b"Date: Mon, 01 Jan 2024 00:00:00 +0000",
+        b"Message-ID: <delivery-1@elsewhere.example>",
+        b"Reply-To: harvest@elsewhere.example",
+        b"Cc: harvest@elsewhere.example",
+        b"From: Riverside Health <news@elsewhere.example>",
+        b"Subject: Your CPAP supplies (free!)",
+    ],
+    ids=lambda header: header.split(b":")[0].decode().lower(),
+)
+def test_r_canspam_headers_a_second_copy_of_an_oversigned_header_fails_verification(dkim_settings, dns, header, first):
+    """R-CANSPAM-HEADERS: a second To, Date, Message-ID, Reply-To, From or Subject (or a Cc) added to a signed
+    message, above the original (where a client may show the first copy) or below it, makes dkimpy reject the
+    signature."""
+    (raw,) = _sent_raw(1)
+    tampered = added(header, first=first)(raw)
+
+    name = header.split(b":")[0]
+    assert header_count(tampered, name) == header_count(raw, name) + 1
     assert dkim.verify(raw, dnsfunc=dns) is True
     assert dkim.verify(tampered, dnsfunc=dns) is False
 

@@ -22,6 +22,7 @@ from campaigns.tests.dkim_keys import (
     DOMAIN,
     SELECTOR,
     SENDER,
+    added,
     dkim_configured,
     dns_resolver,
     replaced,
@@ -123,6 +124,54 @@ def _fixed_message() -> EmailMessage:
         to=["patient@example.org"],
         headers={"Date": "Tue, 01 Dec 2026 10:00:00 -0000", "Message-ID": "<fixed-1@hipaamail.invalid>"},
     )
+
+
+def _message_with_cc_and_reply_to() -> EmailMessage:
+    message = _fixed_message()
+    message.cc = ["care-team@example.org"]
+    message.reply_to = ["outreach@example.org"]
+    return message
+
+
+def test_r_canspam_headers_cc_and_reply_to_are_signed_and_to_date_message_id_oversigned(dkim_settings, sink, dns):
+    """R-CANSPAM-HEADERS: a message with Cc and Reply-To arrives with a signature over both; To, Cc, Reply-To,
+    Date and Message-ID are each listed once more than the message has them (RFC 6376 section 5.4)."""
+    with get_connection() as connection:
+        connection.send_messages([_message_with_cc_and_reply_to()])
+
+    (record,) = sink.records
+    signed = signature_tags(record.raw)["h"].lower().split(":")
+    assert b"\r\nCc: care-team@example.org\r\n" in record.raw
+    assert dkim.verify(record.raw, dnsfunc=dns) is True
+    for name in ("to", "cc", "reply-to", "date", "message-id"):
+        assert signed.count(name) == 2, name
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(replaced(b"Cc: care-team@example.org", b"Cc: harvest@elsewhere.example"), id="cc"),
+        pytest.param(
+            replaced(b"Reply-To: outreach@example.org", b"Reply-To: harvest@elsewhere.example"), id="reply-to"
+        ),
+        pytest.param(added(b"To: harvest@elsewhere.example", first=True), id="second-to"),
+        pytest.param(added(b"Cc: harvest@elsewhere.example", first=True), id="second-cc"),
+        pytest.param(added(b"Reply-To: harvest@elsewhere.example", first=True), id="second-reply-to"),
+        pytest.param(added(b"Date: Mon, 01 Jan 2024 00:00:00 +0000", first=True), id="second-date"),
+        pytest.param(added(b"Message-ID: <forged@elsewhere.example>", first=True), id="second-message-id"),
+    ],
+)
+def test_r_canspam_headers_a_changed_or_added_cc_reply_to_to_date_or_message_id_fails(dkim_settings, sink, dns, tamper):
+    """R-CANSPAM-HEADERS: changing Cc or Reply-To, or adding a second To, Cc, Reply-To, Date or Message-ID above
+    the signed one, makes dkimpy reject the message."""
+    with get_connection() as connection:
+        connection.send_messages([_message_with_cc_and_reply_to()])
+    (record,) = sink.records
+    tampered = tamper(record.raw)
+
+    assert tampered != record.raw
+    assert dkim.verify(record.raw, dnsfunc=dns) is True
+    assert dkim.verify(tampered, dnsfunc=dns) is False
 
 
 def test_without_a_key_the_bytes_on_the_wire_are_the_wrapped_backends_own(settings, sink):
