@@ -12,8 +12,6 @@ templates/campaigns/editor/_content_preview_card.html with `content_preview_cont
 import html
 from dataclasses import dataclass, field
 
-from django.conf import settings
-
 from campaigns.content import (
     MERGE_FIELDS,
     SYNTHETIC_PATIENT,
@@ -25,11 +23,9 @@ from campaigns.content import (
     content_render,
     merge_fields_allowed,
 )
-from campaigns.messages import CampaignRender
+from campaigns.messages import CampaignRender, message_id_for_preview
 from campaigns.models import Campaign, ContentBlock, EmailTemplate
 from consent.models import Purpose
-
-_PREVIEW_MESSAGE_ID = f"<preview@{settings.HIPAAMAIL_MESSAGE_ID_DOMAIN}>"
 
 
 @dataclass
@@ -67,7 +63,7 @@ def content_preview_build(*, content: CampaignContent) -> ContentPreview:
         delivery_id=0,
         to_address=SYNTHETIC_PATIENT["email"],
         merge_values=SYNTHETIC_PATIENT,
-        message_id=_PREVIEW_MESSAGE_ID,
+        message_id=message_id_for_preview(),
     )
     preview = ContentPreview(subject=message.subject, html=message.html, text=message.text, fields_used=used)
     if content.purpose.pk is not None:

@@ -12,21 +12,31 @@ and `assemble` makes one recipient's message by substitution and quoted-printabl
     per-recipient To, Date, Message-ID, List-Unsubscribe and List-Unsubscribe-Post (R-RFC8058), and the
     organisation's postal address in both footers (R-CANSPAM-ADDRESS).
 
+The headers every receiver must be able to read (R-CANSPAM-HEADERS): To with the domain in IDNA and never an
+RFC 2047 encoded word (an internationalised local part is UTF-8, RFC 6532, and the transport then asks for
+SMTPUTF8); Date in RFC 5322 section 3.3 form with a +0000 zone; a Message-ID under our sending domain that no
+other installation can give (see `message_id_parts`).
+
 The content (campaigns.content: the template, the marketer's introduction, the approved blocks) is rendered,
 sanitised and CSS-inlined once too, with a random placeholder for each merge field it uses; `assemble`
 substitutes each recipient's values, HTML-escaped in the HTML part and plain in the text part (ADR 0005).
 """
 import binascii
+import hashlib
+import hmac
 import html
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formatdate
+from email.utils import formatdate, parseaddr
+from functools import lru_cache
 
 from django.conf import settings
 from django.core import signing
+from django.core.exceptions import ImproperlyConfigured
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
@@ -56,14 +66,54 @@ def unsubscribe_token_read(token: str) -> int | None:
         return None
 
 
+def _domain_ascii(domain: str) -> str:
+    """A domain as it goes into a header or an SMTP command: lower case when ASCII, else its IDNA A-labels
+    (the stdlib codec, IDNA 2003: it lower-cases and maps as nameprep says). UnicodeError (a ValueError) for a
+    domain IDNA cannot encode."""
+    domain = domain.strip().rstrip(".")
+    return domain.lower() if domain.isascii() else domain.encode("idna").decode("ascii")
+
+
+def message_id_domain() -> str:
+    """The domain our Message-IDs name (RFC 5322 section 3.6.4): MESSAGE_ID_DOMAIN when set, else the domain of
+    DEFAULT_FROM_EMAIL, the domain we send from. Production refuses a reserved one (hipaamail/settings/production)."""
+    domain = settings.HIPAAMAIL_MESSAGE_ID_DOMAIN or parseaddr(settings.DEFAULT_FROM_EMAIL)[1].rpartition("@")[2]
+    if not domain.strip():
+        raise ImproperlyConfigured("DEFAULT_FROM_EMAIL has no domain for Message-IDs: set MESSAGE_ID_DOMAIN.")
+    return _domain_ascii(domain)
+
+
+@lru_cache(maxsize=8)
+def _installation_tag(key: str) -> str:
+    return hmac.new(key.encode("utf-8"), b"hipaamail.message-id.installation", hashlib.sha256).hexdigest()[:16]
+
+
 def message_id_parts() -> tuple[str, str]:
-    """What goes before and after the delivery id in its Message-ID (for computing it in SQL)."""
-    return "<delivery-", f"@{settings.HIPAAMAIL_MESSAGE_ID_DOMAIN}>"
+    """What goes before and after the delivery id in its Message-ID: `<delivery-42.3f9c0a17d2e84b65@domain>`
+    (the sender computes it in SQL from these parts; the bounce reader takes it apart with them).
+
+    The tag after the id tells installations apart: two of them sending from one domain (production and staging,
+    two clinics on one provider) both have a delivery 42. It is derived (HMAC, 64 bits) from IDENTIFIER_HASH_KEY,
+    which every installation has of its own and never rotates (consent.crypto), so a delivery's Message-ID never
+    changes: a message sent again after a crash has the same one (DESIGN, "Recovery"), and a bounce for a message
+    sent years ago still finds its delivery. Not SECRET_KEY, which is rotated. The tag reveals nothing of the key."""
+    return "<delivery-", f".{_installation_tag(settings.IDENTIFIER_HASH_KEY)}@{message_id_domain()}>"
 
 
 def message_id_for(delivery_id: int) -> str:
     before, after = message_id_parts()
     return f"{before}{delivery_id}{after}"
+
+
+def message_id_for_test() -> str:
+    """A test send's Message-ID (it has no delivery): random, under the same domain and installation tag, and not
+    one the bounce reader takes for a delivery's."""
+    return f"<test-{secrets.token_hex(12)}.{_installation_tag(settings.IDENTIFIER_HASH_KEY)}@{message_id_domain()}>"
+
+
+def message_id_for_preview() -> str:
+    """The Message-ID a preview shows (never sent)."""
+    return f"<preview@{message_id_domain()}>"
 
 
 def unsubscribe_url_for_token(token: str) -> str:
@@ -99,20 +149,33 @@ def _qp(text: str) -> bytes:
 
 
 def _envelope_address(address: str) -> str:
-    """The address as it goes into RCPT TO: the domain in IDNA when it is not ASCII."""
+    """The address as it goes into RCPT TO and the To header: the domain in IDNA when it is not ASCII, the local
+    part as it is (UTF-8 when it is not ASCII: RFC 6531/6532, the transport then asks for SMTPUTF8)."""
     local, _, domain = address.rpartition("@")
     if not domain.isascii():
-        domain = domain.encode("idna").decode("ascii")
+        domain = _domain_ascii(domain)
     return f"{local}@{domain}"
 
 
+# RFC 5322 dot-atom, with RFC 6532's UTF-8 characters allowed in it; a quoted-string local part as it is.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]+"
+_DOT_ATOM = re.compile(rf"{_ATEXT}(\.{_ATEXT})*")
+_QUOTED = re.compile(r'"([^"\\\r\n]|\\[^\r\n])*"')
+
+
 def _to_header(address: str) -> str:
-    if address.isascii() and not (_ADDRESS_UNSAFE & set(address)):
-        return address
-    # Rare: let the email package encode it (an internationalised local part, or characters to quote).
-    message = EmailMessage(policy=SMTP)
-    message["To"] = address
-    return message.as_bytes().decode("ascii").split(":", 1)[1].strip()
+    """The To header's value: the bare address, the same as RCPT TO (the domain in IDNA). Never an RFC 2047
+    encoded word, which RFC 2047 section 5 forbids in an address: a receiver cannot read one. An internationalised
+    local part stays UTF-8 (RFC 6532); one that is not a dot-atom or a quoted-string is quoted."""
+    if "\r" in address or "\n" in address:
+        raise ValueError("A line break in a recipient address.")
+    envelope = _envelope_address(address)
+    if envelope.isascii() and not (_ADDRESS_UNSAFE & set(envelope)):
+        return envelope
+    local, _, domain = envelope.rpartition("@")
+    if not (_DOT_ATOM.fullmatch(local) or _QUOTED.fullmatch(local)):
+        local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{local}@{domain}"
 
 
 # How many of a sending batch's recipients are read at once when the sender does not pass their values.
@@ -141,6 +204,7 @@ class CampaignRender:
             "postal_address": settings.HIPAAMAIL_POSTAL_ADDRESS,  # R-CANSPAM-ADDRESS
             "unsubscribe_url": self.placeholder,
             "purpose_name": content.purpose.name,
+            "subject": content.subject,  # the HTML document's <title>, escaped by the template
         }
         self.text_template = render_to_string("campaigns/email/marketing.txt", context)
         self.html_template = self._html_final(render_to_string("campaigns/email/marketing.html", context))
@@ -202,7 +266,10 @@ class CampaignRender:
     def _date_header(self) -> str:
         now = int(time.time())
         if now != self._date_second:
-            self._date_second, self._date = now, formatdate(now, usegmt=True)
+            # RFC 5322 section 3.3 with a numeric zone: "GMT" is the obsolete form (section 4.3), and -0000 (what
+            # formatdate gives for UTC) says the sender's zone is unknown. formatdate, not strftime: day and
+            # month names in English whatever the locale.
+            self._date_second, self._date = now, formatdate(now, usegmt=True).removesuffix("GMT") + "+0000"
         return self._date
 
     def assemble(
@@ -231,7 +298,8 @@ class CampaignRender:
             "List-Unsubscribe": f"<{unsubscribe_url}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("ascii")
+        # ASCII but for an internationalised local part in To (RFC 6532: UTF-8, sent with SMTPUTF8).
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("utf-8")
         raw = b"".join(
             (
                 self._fixed_headers,

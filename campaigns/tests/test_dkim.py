@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from campaigns import services
 from campaigns import dkim as campaign_dkim
+from campaigns.messages import CampaignRender
 from campaigns.models import Delivery
 from campaigns.tests.dkim_keys import (
     DOMAIN,
@@ -224,3 +225,22 @@ def test_a_bad_dkim_configuration_stops_the_batch_before_anything_is_claimed(dki
     assert mail.outbox == []
     delivery = Delivery.objects.get(campaign=campaign)
     assert (delivery.status, delivery.attempts, delivery.lease_expires_at) == ("queued", 0, None)
+
+
+@pytest.mark.parametrize("address", ["jozef@bücher.example", "józef@bücher.example"])
+def test_r_canspam_headers_a_message_to_an_international_address_is_signed_over_its_to(dkim_settings, dns, address):
+    """R-CANSPAM-HEADERS: the To of an internationalised address (IDNA domain, a UTF-8 local part per RFC 6532) is
+    signed as written, and the signature verifies."""
+    purpose = purpose_make()
+    authorization_make(patient=patient_make(), purpose=purpose)
+    campaign = campaign_approved_make(purpose=purpose)
+    with mock.patch("campaigns.services._wake_dispatch"):
+        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    delivery = Delivery.objects.get(campaign=campaign)
+    message = CampaignRender(campaign=campaign).assemble(delivery_id=delivery.pk, to_address=address)
+
+    raw = campaign_dkim.dkim_signer().sign(message.raw)
+
+    assert "@xn--bcher-kva.example\r\n".encode() in raw
+    assert dkim.verify(raw, dnsfunc=dns) is True
+    assert dkim.verify(raw.replace(b"xn--bcher-kva", b"xn--bchor-kva"), dnsfunc=dns) is False
