@@ -1,28 +1,7 @@
-from django.contrib import admin
+"""Campaigns in the Django admin: nothing (issue 11, "no back doors").
 
-from campaigns.models import Campaign, Delivery
-
-
-@admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "purpose", "status", "created_by", "launched_at", "finished_at")
-    list_filter = ("status", "purpose")
-    readonly_fields = ("status", "launched_at", "finished_at", "created_by")
-
-
-@admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
-    """Evidence, read-only: each row names the authorization that covered it or why it was blocked."""
-
-    list_display = ("id", "campaign", "patient_id", "status", "authorization_id", "block_reason", "sent_at")
-    list_filter = ("campaign", "status", "block_reason")
-    readonly_fields = [f.name for f in Delivery._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+Campaigns, approvals, content (templates, blocks), segments and deliveries all have the product's own pages,
+which change them only through the services: an edit after approval voids the approval, the approver is never
+the author, and each change is audited. The admin once let an administrator edit an approved campaign's subject,
+body, purpose or approver and it stayed approved, with nothing in the audit trail. Deliveries are evidence,
+shown in the reports (campaign evidence, patient ledger); they too are not registered."""

@@ -1,43 +1,24 @@
+"""Consent in the Django admin: only what has no page of its own, read-only (issue 11, "no back doors").
+
+Patients, purposes, form versions, authorizations, revocations, expiry events, defects, invitations and imports
+are not registered: the product's own pages show them under their role policy (R-MIN-NECESSARY), record every
+view of a patient's record in the audit trail (R-SEC-AUDIT) and change them only through the services that keep
+authorizations append-only (R-AUTH-IMMUTABLE, R-RETAIN-6Y). An admin page would be a second, weaker door to the
+same rows, and one more place that could show a decrypted identifier."""
 from django.contrib import admin
 
-from consent.models import Authorization, Patient, Purpose, Revocation
+from audit.admin import ReadOnlyAdmin
+from consent.models import Suppression
 
 
-@admin.register(Purpose)
-class PurposeAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "kind", "third_party_paid")
+@admin.register(Suppression)
+class SuppressionAdmin(ReadOnlyAdmin):
+    """Why addresses are suppressed (R-BOUNCE-SUPPRESS), which no product page lists. The address's keyed digest
+    is left out: it names an address to whoever holds the key, and the reason is what an administrator needs."""
 
-
-@admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
-    # Ids and coded attributes only in lists; names and addresses stay on the record itself.
-    list_display = ("id", "birth_year", "sex", "postal_code", "created_at")
-    search_fields = ("=id",)
-
-
-class _EvidenceAdmin(admin.ModelAdmin):
-    """Authorizations and revocations are append-only evidence: no edit, no delete (R-RETAIN-6Y)."""
+    fields = ("reason", "smtp_code", "created_at", "recorded_by")
+    list_display = ("id", "reason", "smtp_code", "created_at", "recorded_by")
+    list_filter = ("reason",)
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(Authorization)
-class AuthorizationAdmin(_EvidenceAdmin):
-    list_display = ("id", "patient_id", "purpose", "signed_at", "expires_at", "channel")
-    list_filter = ("purpose", "channel")
-
-
-@admin.register(Revocation)
-class RevocationAdmin(_EvidenceAdmin):
-    list_display = ("id", "authorization_id", "revoked_at", "channel")
-    list_filter = ("channel",)
+        return self.fields
