@@ -33,7 +33,7 @@ from campaigns.content import (
 from campaigns.messages import CampaignRender
 from campaigns.models import Campaign, ContentBlock, ContentStatus, EmailTemplate
 from campaigns.permissions_content import may_manage_content
-from campaigns.transport import DjangoTransport
+from campaigns.services import preview_message_send_unchecked
 
 # A test send goes to its sender only; this many per user in the window is plenty, and stops a stuck button.
 TEST_SEND_LIMIT = 5
@@ -237,9 +237,11 @@ def staff_verified_address(*, user) -> EmailAddress | None:
 
 def campaign_test_send(*, actor, campaign_id: int) -> str:
     """Send the campaign's saved content once, with the synthetic patient, to the actor's own verified address,
-    "[TEST]" before the subject; synchronously through Django's mail backend with the assembled bytes (the same
-    bytes a patient's message has, DKIM-signed like them when a key is set). Never to any other address: there is
-    no parameter for one. No patient is involved, so no authorization is either. Audited. Returns the address."""
+    "[TEST]" before the subject; synchronously, through the one sender's transport
+    (campaigns.services.preview_message_send_unchecked), with the assembled bytes (the same bytes a patient's message
+    has, over TLS and DKIM-signed like them), so what staff see is what patients get and no other code holds a mail
+    transport. Never to any other address: there is no parameter for one. No patient is involved, so no
+    authorization is either. Audited. Returns the address."""
     address = staff_verified_address(user=actor)
     if address is None:
         raise ValidationError("Your account has no verified email address, so a test cannot be sent. Verify one first.")
@@ -263,9 +265,8 @@ def campaign_test_send(*, actor, campaign_id: int) -> str:
         merge_values=SYNTHETIC_PATIENT,
         message_id=f"<test-{secrets.token_hex(12)}@{settings.HIPAAMAIL_MESSAGE_ID_DOMAIN}>",
     )
-    transport = DjangoTransport()
     try:
-        transport.send(message)
+        preview_message_send_unchecked(message=message)
     except Exception as error:  # the mail server refused or is away: say so, audit the failure's kind only
         audit_record(
             actor=actor,
@@ -275,8 +276,6 @@ def campaign_test_send(*, actor, campaign_id: int) -> str:
             details={"email_address": address.pk, "error": type(error).__name__},
         )
         raise ValidationError("The test could not be sent: the mail server did not take it. Try again later.") from None
-    finally:
-        transport.close()
     audit_record(
         actor=actor,
         action="campaign.test_sent",
