@@ -208,6 +208,15 @@ def audit_chain_status() -> ChainStatus:
     )
 
 
+def audit_verification_last(*, check: str = "") -> AuditEvent | None:
+    """The newest audit.verified event (what the last verify found; audit.services.audit_verification_record),
+    or with `check` the newest that ran that registered check (audit.verification), e.g. "deliveries"."""
+    events = AuditEvent.objects.filter(action=VERIFIED_ACTION)
+    if check:
+        events = events.filter(details__checks__has_key=check)
+    return events.order_by("-occurred_at", "-id").first()
+
+
 def copy_session_settings(cursor) -> None:
     """Make COPY write times the way audit.chain encodes them (UTC, ISO), whatever the role's defaults."""
     cursor.execute("SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, MDY', true)")

@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from audit import chain, checkpoints, context, permissions, selectors
+from audit import chain, checkpoints, context, permissions, selectors, verification
 from audit.models import AuditCheckpoint, AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -299,33 +299,42 @@ def audit_archive_floor_create(*, through_sequence: int) -> AuditCheckpoint:
     )
 
 
-def audit_verification_record(*, result) -> AuditEvent:
-    """Keep the outcome of a verify in the trail itself (the audit pages show the newest)."""
+def audit_verification_record(*, result, checks: Iterable[verification.CheckResult] = ()) -> AuditEvent:
+    """Keep the outcome of a verify in the trail itself (the audit pages and the compliance summary show the
+    newest): the chain's (`ok` says whether the chain is intact) and, under `checks`, each registered
+    verifier's (audit.verification), by name."""
     first_break = result.first_break
-    return audit_record(
-        actor=None,
-        actor_role=SYSTEM,
-        action="audit.verified",
-        details={
-            "ok": result.ok,
-            "events": result.events,
-            "through_sequence": result.last_sequence,
-            "checkpoints": result.checkpoints_checked,
-            "break_sequence": first_break.sequence if first_break else None,
-            "break_reason": first_break.reason if first_break else None,
-            "archived_through": result.archive_floor.sequence if result.archive_floor is not None else 0,
-        },
-    )
+    details = {
+        "ok": result.ok,
+        "events": result.events,
+        "through_sequence": result.last_sequence,
+        "checkpoints": result.checkpoints_checked,
+        "break_sequence": first_break.sequence if first_break else None,
+        "break_reason": first_break.reason if first_break else None,
+        "archived_through": result.archive_floor.sequence if result.archive_floor is not None else 0,
+    }
+    checks = list(checks)
+    if checks:
+        details["checks"] = {check.name: check.details() for check in checks}
+    return audit_record(actor=None, actor_role=SYSTEM, action="audit.verified", details=details)
 
 
 @dataclass(frozen=True)
 class AuditVerification:
-    """What a verify found: the walk's result, how long the walk took, and how many committed events it could not
-    cover because they were not sealed yet."""
+    """What a verify found: the walk's result, how long the walk took, how many committed events it could not
+    cover because they were not sealed yet, and what each registered verifier found over the events it did
+    cover (audit.verification), with how long they took."""
 
     result: chain.WalkResult
     seconds: float
     unsealed: int
+    checks: tuple[verification.CheckResult, ...] = ()
+    checks_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """The chain is intact and every check found its records as sealed."""
+        return self.result.ok and all(check.ok for check in self.checks)
 
 
 class CheckpointCopyUnreadable(Exception):
@@ -357,9 +366,10 @@ def audit_chain_verify(
     read_only: bool = False,
 ) -> AuditVerification:
     """Seal what is committed, walk the whole chain against every signed checkpoint known (the table's, the
-    configured file's, `checkpoint_files`), and keep the outcome as an audit.verified event. `read_only` (a read
-    replica, a restored copy) neither seals nor records. What `manage.py audit_verify` and the scheduled
-    audit.tasks.audit_verify_task both run (R-SEC-INTEGRITY)."""
+    configured file's, `checkpoint_files`), then run every registered verifier (audit.verification: the other
+    apps' rows against the sealed events that recorded them) over the events the walk found intact, and keep the
+    outcome as an audit.verified event. `read_only` (a read replica, a restored copy) neither seals nor records.
+    What `manage.py audit_verify` and the scheduled audit.tasks.audit_verify_task both run (R-SEC-INTEGRITY)."""
     copies = audit_checkpoint_copies_read(checkpoint_files)
     if not read_only:
         audit_seal()
@@ -367,9 +377,18 @@ def audit_chain_verify(
     result = selectors.audit_chain_walk(extra_checkpoints=copies, workers=max(1, workers))
     seconds = time.perf_counter() - started
     unsealed = AuditEvent.objects.filter(sequence__isnull=True).count()
+    # The other apps' records, against the events this walk found intact (through the last one before a break).
+    started = time.perf_counter()
+    floor = result.archive_floor.sequence if result.archive_floor is not None else 0
+    checks = verification.verifiers_run(
+        scope=verification.Scope(after_sequence=floor, through_sequence=result.last_sequence)
+    )
+    checks_seconds = time.perf_counter() - started
     if not read_only:
-        audit_verification_record(result=result)
-    return AuditVerification(result=result, seconds=seconds, unsealed=unsealed)
+        audit_verification_record(result=result, checks=checks)
+    return AuditVerification(
+        result=result, seconds=seconds, unsealed=unsealed, checks=tuple(checks), checks_seconds=checks_seconds
+    )
 
 
 # --- Telling people about a break -------------------------------------------------------------------------
@@ -395,19 +414,32 @@ def audit_alert_recipient_list() -> list[str]:
     return list(seen.values())
 
 
-def audit_chain_break_alert(*, result: chain.WalkResult) -> int:
-    """A verify found a break: log an ERROR and email each compliance officer and administrator, one message each
-    (so no recipient sees the others). Says where and why the chain broke, as a sequence number and a reason code,
-    and where to look (/audit/): no PHI, nothing from the broken event itself. Returns how many messages the mail
-    server took; the alert is itself recorded (audit.break_alerted). R-SEC-AUDIT, R-SEC-INTEGRITY."""
+# How many named mismatches an alert lists (each check keeps its own capped list in the audit.verified event).
+ALERT_MISMATCH_LINES = 20
+
+
+def audit_chain_break_alert(*, result: chain.WalkResult, checks: Iterable[verification.CheckResult] = ()) -> int:
+    """A verify found a break, or a check found records that differ from their sealed events: log an ERROR and
+    email each compliance officer and administrator, one message each (so no recipient sees the others). Says
+    where and why the chain broke, as a sequence number and a reason code, and which records differ, by id and
+    code, and where to look (/audit/): no PHI, nothing from the broken event itself. Returns how many messages
+    the mail server took; the alert is itself recorded (audit.break_alerted). R-SEC-AUDIT, R-SEC-INTEGRITY."""
     first_break = result.first_break
-    if first_break is None:
+    failed = [check for check in checks if not check.ok]
+    if first_break is None and not failed:
         return 0
-    logger.error("audit: chain broken at sequence %d (%s)", first_break.sequence, first_break.reason)
+    if first_break is not None:
+        logger.error("audit: chain broken at sequence %d (%s)", first_break.sequence, first_break.reason)
+    for check in failed:
+        logger.error("audit: %s", check.summary())
     context = {
-        "sequence": first_break.sequence,
-        "reason": first_break.reason,
-        "meaning": chain.DESCRIPTIONS.get(first_break.reason, first_break.reason),
+        "sequence": first_break.sequence if first_break else None,
+        "reason": first_break.reason if first_break else "",
+        "meaning": chain.DESCRIPTIONS.get(first_break.reason, first_break.reason) if first_break else "",
+        "checks": [
+            {"summary": check.summary(), "lines": check.lines()[:ALERT_MISMATCH_LINES]} for check in failed
+        ],
+        "mismatches": sum(check.mismatches for check in failed),
         "site_url": settings.SITE_URL.rstrip("/"),
     }
     subject = " ".join(render_to_string("audit/email/chain_break.subject.txt", context).split())
@@ -423,15 +455,13 @@ def audit_chain_break_alert(*, result: chain.WalkResult) -> int:
             logger.error("audit: a chain-break alert was not delivered (%s)", type(error).__name__)
     if not recipients:
         logger.error("audit: no active compliance officer or administrator to alert about the chain break")
-    audit_record(
-        actor=None,
-        actor_role=SYSTEM,
-        action=BREAK_ALERTED_ACTION,
-        details={
-            "break_sequence": first_break.sequence,
-            "break_reason": first_break.reason,
-            "recipients": len(recipients),
-            "delivered": sent,
-        },
-    )
+    details = {
+        "break_sequence": first_break.sequence if first_break else None,
+        "break_reason": first_break.reason if first_break else None,
+        "recipients": len(recipients),
+        "delivered": sent,
+    }
+    if failed:
+        details["mismatches"] = {check.name: check.mismatches for check in failed}
+    audit_record(actor=None, actor_role=SYSTEM, action=BREAK_ALERTED_ACTION, details=details)
     return sent

@@ -29,11 +29,13 @@ def audit_checkpoint_task() -> None:
 
 @shared_task
 def audit_verify_task() -> bool:
-    """Verify the whole chain and its signed checkpoints, record the outcome (what `manage.py audit_verify` does),
-    and at a break alert every compliance officer and administrator. Returns whether the chain is intact."""
+    """Verify the whole chain and its signed checkpoints, then every registered check of other apps' records
+    against the sealed trail (audit.verification: the deliveries, for one), record the outcome (what
+    `manage.py audit_verify` does), and at a break or a mismatch alert every compliance officer and
+    administrator. Returns whether the chain is intact and every check found its records as sealed."""
     verification = services.audit_chain_verify(workers=VERIFY_WORKERS)
     result = verification.result
-    if result.ok:
+    if verification.ok:
         logger.info(
             "audit: chain intact through sequence %d (%d events, %d checkpoint(s) matched, %d not sealed yet)",
             result.last_sequence,
@@ -41,6 +43,8 @@ def audit_verify_task() -> bool:
             result.checkpoints_checked,
             verification.unsealed,
         )
+        for check in verification.checks:
+            logger.info("audit: %s", check.summary())
         return True
-    services.audit_chain_break_alert(result=result)
+    services.audit_chain_break_alert(result=result, checks=verification.checks)
     return False

@@ -1,7 +1,8 @@
 """Compliance summary for a period: authorizations signed, revoked and expired; how fast revocations took
 effect; sends blocked by reason; sends without a covering authorization (computed, R-SEND-COVERED); staff
 access to patient data by user (R-MIN-NECESSARY, R-SEC-AUDIT); second-factor failures and locked accounts
-(R-SEC-MFA).
+(R-SEC-MFA); and what the last audit verify found when it held every delivery row against the sealed batch event
+that recorded it (R-SEC-INTEGRITY, campaigns.delivery_verification).
 
 Every figure is counted from stored rows when the report is made; none is asserted. The rows are a long table
 (section, measure, breakdown, value) so that the CSV is one table a spreadsheet can pivot.
@@ -28,6 +29,8 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
+from audit.selectors import audit_verification_last
+from campaigns import delivery_verification
 from campaigns.coverage import GROUNDS, sent_without_coverage_counts
 from campaigns.models import Campaign, Delivery
 from campaigns.reports import exports
@@ -295,11 +298,51 @@ def _locked_accounts() -> Iterator[Line]:
         yield Line(section, email, "deactivated", 1)
 
 
+VERIFICATION_SECTION = "delivery verification"
+LAST_VERIFIED = "last verified (audit.verified event)"
+VERIFICATION_COUNTS = [
+    ("compared", "deliveries compared with their sealed record"),
+    ("differing", "deliveries that differ from their sealed record"),
+    ("mismatches", "mismatches (must be 0)"),
+    ("legacy", "recorded before per-message evidence (outcome compared only)"),
+    ("pending", "sent in a batch the verify did not cover yet"),
+    ("archived", "sent before the archived part of the trail"),
+]
+
+
+def _delivery_verification() -> Iterator[Line]:
+    """What the last audit verify found (not the period's: the whole trail, at that verify), from the
+    audit.verified event it wrote: the audit_verify command and the nightly task compare, the report shows."""
+    section = VERIFICATION_SECTION
+    event = audit_verification_last(check=delivery_verification.NAME)
+    if event is None:
+        yield Line(section, LAST_VERIFIED, "never", 0)
+        return
+    check = event.details["checks"][delivery_verification.NAME]
+    yield Line(section, LAST_VERIFIED, exports.iso_utc(event.occurred_at), event.pk)
+    chain = (
+        f"intact through sequence {event.details.get('through_sequence')}"
+        if event.details.get("ok")
+        else f"broken at sequence {event.details.get('break_sequence')} ({event.details.get('break_reason')})"
+    )
+    yield Line(section, "hash chain at that verify", chain, 1 if event.details.get("ok") else 0)
+    if check.get("error"):
+        yield Line(section, "comparison did not complete", check["error"], 1)
+    for key, measure in VERIFICATION_COUNTS:
+        yield Line(section, measure, "", check.get(key, 0))
+    for entry in check.get("named", []):
+        yield Line(section, "mismatch", delivery_verification.mismatch_line(entry), 1)
+    unnamed = check.get("mismatches", 0) - len(check.get("named", []))
+    if unnamed > 0:
+        yield Line(section, "mismatches not named (the verify names the first ones only)", "", unnamed)
+
+
 def compliance_summary_lines(*, period: Period) -> Iterator[Line]:
     """Every line of the summary, section by section (a few aggregate queries each)."""
     yield from _authorizations(period)
     yield from _revocation_effect(period)
     yield from _sends(period)
+    yield from _delivery_verification()
     yield from _staff_access(period)
     yield from _second_factor(period)
     yield from _locked_accounts()
@@ -323,6 +366,26 @@ def compliance_summary_csv(meta: exports.ReportMeta, *, period: Period):
 
 def _subject(period: Period) -> str:
     return f"{period.first_day.isoformat()}-to-{period.last_day.isoformat()}"
+
+
+def _verification_context(lines: list[Line]) -> dict:
+    """The delivery verification section's lines, for the PDF."""
+    by_measure = {line.measure: line for line in lines if line.measure != "mismatch"}
+    last = by_measure[LAST_VERIFIED]
+    return {
+        "verified": last.value != 0,
+        "at": last.breakdown,
+        "event_id": last.value,
+        "chain": by_measure["hash chain at that verify"].breakdown if "hash chain at that verify" in by_measure else "",
+        "error": by_measure["comparison did not complete"].breakdown if "comparison did not complete" in by_measure else "",
+        "counts": {key: by_measure[measure].value if measure in by_measure else 0 for key, measure in VERIFICATION_COUNTS},
+        "rows": [
+            (key, measure, by_measure[measure].value if measure in by_measure else 0)
+            for key, measure in VERIFICATION_COUNTS
+        ],
+        "named": [line.breakdown for line in lines if line.measure == "mismatch"],
+        "unnamed": next((line.value for line in lines if line.measure.startswith("mismatches not named")), 0),
+    }
 
 
 def compliance_summary_pdf(meta: exports.ReportMeta, *, period: Period):
@@ -386,6 +449,7 @@ def compliance_summary_pdf(meta: exports.ReportMeta, *, period: Period):
             "bounces": breakdown("sends", "bounces by type"),
             "complaints": value("sends", "spam complaints"),
         },
+        "verification": _verification_context(sections.get(VERIFICATION_SECTION, [])),
         "staff": [(line.measure, PHI_ACCESS_ACTIONS.get(line.breakdown, line.breakdown), line.breakdown, line.value)
                   for line in staff],
         "staff_total": value("staff access to patient data", "all staff", "all actions"),

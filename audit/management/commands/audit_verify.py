@@ -3,7 +3,10 @@
 Seals what is committed first, then reads every sealed event in sequence order through a server-side cursor,
 recomputing each hash in this process, checking each link and each signed checkpoint (the table's, the
 configured checkpoint file's, and any --checkpoint-file copies). Exit status 0 when intact, 1 at a break.
-The outcome is recorded as an audit.verified event (the audit pages show it) unless --read-only.
+Then runs every registered check of other apps' records against the sealed events the walk covered
+(audit.verification; campaigns registers the deliveries') and names each mismatch; exit status 1 at a
+mismatch too. The outcome is recorded as an audit.verified event (the audit pages and the compliance summary
+show it) unless --read-only.
 The work is audit.services.audit_chain_verify, which the scheduled audit.tasks.audit_verify_task runs too; the
 task also alerts the compliance officers and administrators at a break, this command only reports it.
 """
@@ -59,9 +62,25 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{verification.unsealed:,} event(s) committed but not sealed yet (not covered by this walk)."
             )
-        if result.ok:
-            self.stdout.write(
-                self.style.SUCCESS(f"Chain intact through sequence {result.last_sequence} (head {result.last_hash}).")
+        for check in verification.checks:
+            style = self.style.SUCCESS if check.ok else self.style.ERROR
+            self.stdout.write(style(check.summary()))
+            for line in check.lines():
+                self.stdout.write(f"  {line}")
+            if check.mismatches > len(check.named):
+                self.stdout.write(
+                    f"  … and {check.mismatches - len(check.named):,} more (only the first {len(check.named)} are named)."
+                )
+        if verification.checks:
+            self.stdout.write(f"Checks took {verification.checks_seconds:.2f}s.")
+        failed = [check for check in verification.checks if not check.ok]
+        if not result.ok:
+            raise CommandError(f"Chain broken at {result.first_break.describe()}.", returncode=1)
+        self.stdout.write(
+            self.style.SUCCESS(f"Chain intact through sequence {result.last_sequence} (head {result.last_hash}).")
+        )
+        if failed:
+            raise CommandError(
+                "Records differ from the sealed trail: " + "; ".join(check.summary() for check in failed),
+                returncode=1,
             )
-            return
-        raise CommandError(f"Chain broken at {result.first_break.describe()}.", returncode=1)
