@@ -1,4 +1,4 @@
-"""The Django admin changes no domain state (issue 11, "no back doors"; docs/adr on the admin surface).
+"""The Django admin changes no domain state (issue 11, item 6, "no back doors").
 
 Audit events are not registered: the audit pages (audit.views) show them to the audit readers only, with their
 filters and keyset pagination, and an admin list would count and page the whole table. Checkpoints have no page
