@@ -221,7 +221,7 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Riverside Health <ne
 HIPAAMAIL_REPLY_TO = env.str("REPLY_TO_EMAIL", default=DEFAULT_FROM_EMAIL)
 HIPAAMAIL_ORGANISATION_NAME = env.str("ORGANISATION_NAME", default="Riverside Health")
 HIPAAMAIL_POSTAL_ADDRESS = env.str("ORGANISATION_POSTAL_ADDRESS", default="100 River Road, Springfield, IL 62701")
-HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="hipaamail.invalid")
+HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="")  # "": DEFAULT_FROM_EMAIL's domain
 HIPAAMAIL_SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=200)
 # The send pipeline (campaigns.services.delivery_dispatch_batch, campaigns.transport).
 # "django": Django's EMAIL_BACKEND above (locmem in tests, the demo's outbox folder); "smtp": smtplib straight to

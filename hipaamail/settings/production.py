@@ -1,8 +1,11 @@
 """Production: every secret from the environment, fail fast when one is missing, HTTPS only."""
+from email.utils import parseaddr
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
-from .base import env
+from .base import DEFAULT_FROM_EMAIL, HIPAAMAIL_MESSAGE_ID_DOMAIN, SITE_URL, env
 
 DEBUG = False
 SECRET_KEY = env.str("SECRET_KEY")  # raises ImproperlyConfigured when missing
@@ -63,6 +66,35 @@ HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = False
 if not (EMAIL_USE_TLS or EMAIL_USE_SSL):
     raise ImproperlyConfigured("Mail must leave over TLS (R-SEC-TLS): set EMAIL_USE_TLS or EMAIL_USE_SSL.")
 CACHES = {"default": env.cache("CACHE_URL", default="redis://127.0.0.1:6379/1")}
+
+# R-RFC8058 section 3.1: the one-click unsubscribe URI every message carries is built from SITE_URL, and must be https.
+_site = urlsplit(SITE_URL)
+if _site.scheme != "https" or not _site.hostname:
+    raise ImproperlyConfigured(
+        f"SITE_URL must be an https:// address patients can reach (it is {SITE_URL!r}): every message's one-click "
+        "unsubscribe link is built from it, and RFC 8058 section 3.1 requires https."
+    )
+
+# R-CANSPAM-HEADERS: Message-IDs name a domain of ours, MESSAGE_ID_DOMAIN or else DEFAULT_FROM_EMAIL's (the same
+# derivation as campaigns.messages.message_id_domain; settings do not import the apps). A reserved name (RFC 2606,
+# RFC 6761), a name without a dot or an address makes them neither ours nor unique across the Internet.
+_RESERVED_TOP_LABELS = ("invalid", "test", "example", "localhost")
+_RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+_message_id_domain = (
+    (HIPAAMAIL_MESSAGE_ID_DOMAIN or parseaddr(DEFAULT_FROM_EMAIL)[1].rpartition("@")[2]).strip().rstrip(".").lower()
+)
+if (
+    "." not in _message_id_domain
+    or _message_id_domain.rsplit(".", 1)[1] in _RESERVED_TOP_LABELS
+    or any(_message_id_domain == d or _message_id_domain.endswith(f".{d}") for d in _RESERVED_DOMAINS)
+    or _message_id_domain.replace(".", "").isdigit()
+    or any(character in _message_id_domain for character in "[]: ")
+):
+    raise ImproperlyConfigured(
+        f"The Message-ID domain ({_message_id_domain or 'none'}) is a reserved name or not a domain: set "
+        "DEFAULT_FROM_EMAIL to an address at the domain you send from, or MESSAGE_ID_DOMAIN to a domain of yours "
+        "(Message-IDs must be globally unique, RFC 5322 section 3.6.4)."
+    )
 
 # Passkeys (R-SEC-MFA). The relying party id binds every passkey to a domain; a wrong one cannot be fixed later
 # without every staff member registering their passkeys again. Unless set, it is the first of ALLOWED_HOSTS (itself

@@ -1,5 +1,7 @@
-"""Production settings fail fast on a missing secret and pass `check --deploy` (R-SEC-TLS, R-SEC-INTEGRITY)."""
+"""Production settings fail fast on a missing secret and pass `check --deploy` (R-SEC-TLS, R-SEC-INTEGRITY), and refuse
+mail settings that would make outgoing mail wrong (R-RFC8058, R-CANSPAM-HEADERS)."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,8 @@ PRODUCTION_ENV = {
     "FIELD_ENCRYPTION_KEYS": "prod1:cHJvZHVjdGlvbi1rZXktZm9yLXRoZS1jaGVjay0zMiE",
     "IDENTIFIER_HASH_KEY": "a-production-identifier-hash-key",
     "AUDIT_CHECKPOINT_KEYS": "a-production-audit-checkpoint-signing-key-0123456789",
+    "SITE_URL": "https://mail.riverside-health.example",
+    "DEFAULT_FROM_EMAIL": "Riverside Health <news@riverside-health.org>",
 }
 
 
@@ -43,6 +47,8 @@ def test_r_sec_tls_production_check_deploy_is_clean():
         "FIELD_ENCRYPTION_KEYS",
         "IDENTIFIER_HASH_KEY",
         "AUDIT_CHECKPOINT_KEYS",
+        "SITE_URL",
+        "DEFAULT_FROM_EMAIL",
     ],
 )
 def test_production_refuses_to_start_without_a_required_setting(missing):
@@ -124,3 +130,60 @@ def test_production_signs_django_mail_with_dkim_over_the_smtp_backend():
         "django.core.mail.backends.console",
         "None",
     ]
+
+
+@pytest.mark.parametrize(
+    "site_url",
+    ["http://mail.riverside-health.example", "http://localhost:8000", "mail.riverside-health.example", "https://"],
+)
+def test_r_rfc8058_production_refuses_a_site_url_that_is_not_https(site_url):
+    """R-RFC8058 (section 3.1): the one-click unsubscribe URI in List-Unsubscribe must be https, and it is built
+    from SITE_URL; production refuses to start otherwise, and says why."""
+    result = _manage("check", env=PRODUCTION_ENV | {"SITE_URL": site_url})
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: SITE_URL must be an https:// address" in result.stderr
+    assert "RFC 8058" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MESSAGE_ID_DOMAIN": "hipaamail.invalid"},
+        {"MESSAGE_ID_DOMAIN": "mail.riverside-health.test"},
+        {"MESSAGE_ID_DOMAIN": "riverside-health.example"},
+        {"MESSAGE_ID_DOMAIN": "example.com"},
+        {"MESSAGE_ID_DOMAIN": "localhost"},
+        {"MESSAGE_ID_DOMAIN": "mail.localhost"},
+        {"MESSAGE_ID_DOMAIN": "RIVERSIDE.INVALID."},
+        {"MESSAGE_ID_DOMAIN": "10.0.0.5"},
+        {"DEFAULT_FROM_EMAIL": "Riverside Health <news@riverside-health.example>"},
+        {"DEFAULT_FROM_EMAIL": "news@localhost"},
+    ],
+    ids=lambda env: next(iter(env.values())),
+)
+def test_r_canspam_headers_production_refuses_a_reserved_message_id_domain(env):
+    """R-CANSPAM-HEADERS: Message-IDs name a domain of ours (MESSAGE_ID_DOMAIN, else DEFAULT_FROM_EMAIL's); a
+    reserved name (.invalid, .test, .example, localhost: RFC 2606, RFC 6761) or an address would make them
+    neither ours nor unique, so production refuses to start and names the settings to fix."""
+    result = _manage("check", env=PRODUCTION_ENV | env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: The Message-ID domain" in result.stderr
+    assert "MESSAGE_ID_DOMAIN" in result.stderr and "DEFAULT_FROM_EMAIL" in result.stderr
+
+
+def test_r_canspam_headers_production_message_ids_name_the_sending_domain_or_message_id_domain():
+    """R-CANSPAM-HEADERS: unless MESSAGE_ID_DOMAIN is set, production's Message-IDs are under DEFAULT_FROM_EMAIL's
+    domain, with the installation's tag."""
+    code = "from campaigns.messages import message_id_for; print(message_id_for(42))"
+
+    derived = _manage("shell", "--verbosity", "0", "-c", code, env=PRODUCTION_ENV)
+    configured = _manage(
+        "shell", "--verbosity", "0", "-c", code, env=PRODUCTION_ENV | {"MESSAGE_ID_DOMAIN": "mail.riverside-health.org"}
+    )
+
+    assert derived.returncode == 0, derived.stderr
+    assert configured.returncode == 0, configured.stderr
+    assert re.fullmatch(r"<delivery-42\.[0-9a-f]{16}@riverside-health\.org>\n", derived.stdout)
+    assert re.fullmatch(r"<delivery-42\.[0-9a-f]{16}@mail\.riverside-health\.org>\n", configured.stdout)
