@@ -169,18 +169,29 @@ def _controller_check(actor) -> None:
 
 
 def campaign_approve(*, actor, campaign_id: int) -> Campaign:
-    """Approve a submitted campaign and record who approved it and when. The approver is never the author."""
+    """Approve a submitted campaign and record who approved it and when. The approver is never the author: an
+    author's attempt is refused and the refusal stays on the audit trail (maker-checker, issue 11)."""
     with _campaign_locked(campaign_id, allowed=(Campaign.Status.SUBMITTED,), cannot_be="approved") as campaign:
-        if campaign.created_by_id == actor.pk:
-            raise PermissionDenied("A campaign's author cannot approve it.")
-        _campaign_move(
-            campaign,
-            actor=actor,
-            to=Campaign.Status.APPROVED,
-            action="campaign.approved",
-            approved_by=actor,
-            approved_at=timezone.now(),
-        )
+        refused = campaign.created_by_id == actor.pk
+        if refused:
+            audit_record(
+                actor=actor,
+                action="campaign.approve_refused",
+                object_type="campaign",
+                object_id=campaign.pk,
+                details={"reason": "author"},
+            )
+        else:
+            _campaign_move(
+                campaign,
+                actor=actor,
+                to=Campaign.Status.APPROVED,
+                action="campaign.approved",
+                approved_by=actor,
+                approved_at=timezone.now(),
+            )
+    if refused:  # raised after the commit, so that the refusal stays on the record
+        raise PermissionDenied("A campaign's author cannot approve it.")
     return campaign
 
 
@@ -822,6 +833,10 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
                 transient = error
                 break
             outcome = _dispatch_window(campaign=campaign, claimed=left, transport=transport, render=render, window=window)
+            if outcome.left == left:  # the window closed before its first message could start: no progress
+                _deliveries_release(ids=[pk for pk, _ in left])
+                transient = TimeoutError("check-to-send window too short for this database and mail server")
+                break
             left, transient = outcome.left, outcome.transient
     finally:
         transport.close()

@@ -119,3 +119,20 @@ def test_an_approved_campaign_no_longer_shows_the_old_rejection_on_its_page(veri
 
     assert Campaign.objects.get(pk=submitted.pk).status == "approved"
     assert "promises a cure" not in page and "Approved by" in page
+
+
+def test_a_refused_self_approval_is_audited_and_changes_nothing(submitted):
+    """Maker-checker (DESIGN.md: the approver is never the author; issue 11): the author's own attempt to approve
+    is refused, the campaign stays submitted with no approver, and the refusal is on the audit trail."""
+    author = submitted.created_by
+
+    with pytest.raises(PermissionDenied):
+        services.campaign_approve(actor=author, campaign_id=submitted.pk)
+
+    submitted.refresh_from_db()
+    assert (submitted.status, submitted.approved_by_id, submitted.approved_at) == ("submitted", None, None)
+    refusal = AuditEvent.objects.get(action="campaign.approve_refused")
+    assert (refusal.actor_id, refusal.object_type, refusal.object_id, refusal.details) == (
+        author.pk, "campaign", str(submitted.pk), {"reason": "author"},
+    )
+    assert not AuditEvent.objects.filter(action="campaign.approved").exists()

@@ -1,0 +1,256 @@
+"""The bounded check-to-send window (ADR 0010; R-SEND-COVERED, R-REVOKE-ANYTIME, R-SEND-EVIDENCE).
+
+Every message is accepted by the mail server within SEND_CHECK_WINDOW of the coverage check that allowed it;
+expiry dates and events are compared with the window's end; rate limiting waits before a batch claims, never
+inside a sending transaction; so a revocation waits at most about the window. The first tests drive the one
+sender in this process against a slow SMTP server; the last two are the issue's own cases, with a real Celery
+worker, Redis and an SMTP server, throttled to 2 messages a second in batches of 200.
+"""
+import tempfile
+import threading
+import time
+from datetime import UTC, timedelta
+from unittest import mock
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from audit.models import AuditEvent
+from campaigns import services
+from campaigns.models import Campaign, Delivery
+from campaigns.selectors import delivery_sent_without_coverage_count
+from campaigns.tests.factories import campaign_approved_make
+from campaigns.tests.smtp_server import smtp_sink
+from campaigns.tests.worker import SEND_TIMEOUT, purge_broker, wait_until_sent, worker_start, worker_stop
+from conftest import requires_postgresql
+from consent.models import Revocation
+from consent.selectors import CoverageGap, authorization_covering_list, authorization_gap_list
+from consent.services import authorization_revoke
+from consent.tests.factories import authorization_make, patient_make, purpose_make
+
+WINDOW = timedelta(seconds=django_settings.HIPAAMAIL_SEND_CHECK_WINDOW)
+
+
+def _launched(purpose, patients):
+    campaign = campaign_approved_make(purpose=purpose)
+    with mock.patch("campaigns.services._wake_dispatch"):
+        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    return campaign
+
+
+def _route_to(settings, sink):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = sink.host, sink.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+
+
+@pytest.mark.django_db
+def test_r_send_covered_an_authorization_expiring_inside_the_window_does_not_cover_it():
+    """R-SEND-COVERED, ADR 0010: an authorization that expires half a second from now covers a patient now,
+    but not through a one-second window; its gap reads "expired"; one expiring after the window covers."""
+    purpose = purpose_make()
+    soon, later = patient_make(), patient_make()
+    authorization_make(patient=soon, purpose=purpose, expires_in=timedelta(milliseconds=500))
+    authorization_make(patient=later, purpose=purpose, expires_in=timedelta(seconds=3))
+    ids = [soon.pk, later.pk]
+
+    assert set(authorization_covering_list(purpose_id=purpose.pk, patient_ids=ids).values_list("patient_id", flat=True)) == set(ids)
+    through = authorization_covering_list(purpose_id=purpose.pk, patient_ids=ids, lasting=timedelta(seconds=1))
+    assert list(through.values_list("patient_id", flat=True)) == [later.pk]
+    assert authorization_gap_list(purpose_id=purpose.pk, patient_ids=ids, lasting=timedelta(seconds=1)) == {
+        soon.pk: CoverageGap.EXPIRED
+    }
+
+
+@requires_postgresql  # a transactional test: SQLite's append-only triggers refuse the flush
+@pytest.mark.django_db(transaction=True)
+def test_r_send_evidence_a_batch_longer_than_the_window_is_sent_in_windows_each_checked_again(settings):
+    """R-SEND-EVIDENCE, ADR 0010: a server that takes 0.15 s a message cannot take 12 in a 0.5 s window, so
+    the batch is sent in several windows, each its own check (its own checked_at and audit event); every
+    delivery's sent_at is within the window after its checked_at; each sealed record names the delivery's
+    authorization and send time exactly."""
+    settings.HIPAAMAIL_SEND_CHECK_WINDOW = 0.5
+    purpose = purpose_make()
+    patients = [patient_make() for _ in range(12)]
+    for patient in patients:
+        authorization_make(patient=patient, purpose=purpose)
+    campaign = _launched(purpose, patients)
+
+    with smtp_sink(delay=0.15) as sink:
+        _route_to(settings, sink)
+        assert services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200) == 12
+        received = sink.records
+
+    deliveries = list(Delivery.objects.filter(campaign=campaign).order_by("id"))
+    assert [d.status for d in deliveries] == ["sent"] * 12
+    assert len(received) == 12
+    for delivery in deliveries:
+        assert delivery.checked_at <= delivery.sent_at <= delivery.checked_at + timedelta(seconds=0.5)
+    events = list(AuditEvent.objects.filter(action="delivery.batch_dispatched").order_by("id"))
+    assert len(events) >= 3  # 12 x 0.15 s = 1.8 s of sending, at most 0.5 s per window
+    assert len({event.details["checked_at"] for event in events}) == len(events)
+    sealed = {}
+    for event in events:
+        for pk, authorization_id, sent_at in zip(
+            event.details["sent"], event.details["sent_authorization"], event.details["sent_at"], strict=True
+        ):
+            sealed[pk] = (authorization_id, sent_at, event.details["checked_at"])
+    iso = "%Y-%m-%dT%H:%M:%S.%fZ"
+    assert sealed == {
+        d.pk: (
+            d.authorization_id,
+            d.sent_at.astimezone(UTC).strftime(iso),
+            d.checked_at.astimezone(UTC).strftime(iso),
+        )
+        for d in deliveries
+    }
+
+
+@requires_postgresql  # a transactional test: SQLite's append-only triggers refuse the flush
+@pytest.mark.django_db(transaction=True)
+def test_r_revoke_anytime_rate_limiting_never_sleeps_inside_a_sending_transaction(settings):
+    """R-REVOKE-ANYTIME, ADR 0010: at 3 messages a second, 7 messages make the limiter wait twice, and each
+    wait happens outside any transaction (so with no delivery or authorization lock held)."""
+    from campaigns import transport
+
+    purpose = purpose_make()
+    patients = [patient_make() for _ in range(7)]
+    for patient in patients:
+        authorization_make(patient=patient, purpose=purpose)
+    campaign = _launched(purpose, patients)
+    clock = {"now": 700.5}
+    waits: list[tuple[float, bool]] = []
+
+    def sleep(seconds):
+        waits.append((round(seconds, 2), connection.in_atomic_block))
+        clock["now"] += seconds
+
+    limiter = transport.RateLimiter(limit=3, clock=lambda: clock["now"], sleep=sleep)
+    with mock.patch.object(transport, "_limiter", limiter):
+        settings.HIPAAMAIL_RATE_LIMIT, settings.HIPAAMAIL_RATE_LIMIT_REDIS_URL = 3, ""
+        while services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
+            pass
+
+    assert waits == [(0.5, False), (1.0, False)]
+    assert Delivery.objects.filter(campaign=campaign, status="sent").count() == 7
+
+
+# --- With a real worker, Redis and an SMTP server: the issue's own cases ------------------------------------
+
+real_worker = [
+    pytest.mark.worker,
+    pytest.mark.postgresql,
+    requires_postgresql,
+    pytest.mark.skipif(
+        not django_settings.CELERY_BROKER_URL.startswith("redis://"), reason="needs Redis (set CELERY_BROKER_URL)"
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+THROTTLED = {"SEND_RATE_LIMIT": "2", "SEND_BATCH_SIZE": "200"}
+
+
+def with_real_worker(test):
+    for mark in reversed(real_worker):
+        test = mark(test)
+    return test
+
+
+def _worker_run(sink, campaign, during=None):
+    """Launch `campaign` with a real worker sending to `sink`, throttled; run `during(worker)` meanwhile."""
+    with tempfile.TemporaryFile(mode="w+") as log:
+        purge_broker()
+        worker = worker_start(sink, log, extra_env=THROTTLED)
+        status = None
+        try:
+            services.campaign_launch(actor=None, campaign_id=campaign.pk)
+            if during is not None:
+                during(worker)
+            status = wait_until_sent(campaign.pk, worker)
+        finally:
+            worker_stop(worker)
+            log.seek(0)
+            print(f"worker output (exit code {worker.returncode}):\n{log.read()}")
+    assert status == Campaign.Status.SENT, f"campaign still {status!r} after {SEND_TIMEOUT}s; see the worker output"
+
+
+@with_real_worker
+def test_r_send_covered_throttled_send_sends_nothing_after_an_authorization_expires():
+    """R-SEND-COVERED (issue 11): throttled to 2 messages a second in batches of 200, a campaign to 10 patients
+    takes about 5 s. Six authorizations expire 2 s after the launch, in the middle of it. No message reaches the
+    server at or after its authorization's expiry (nor within a window before it); those patients end blocked
+    "expired"; the summary's "sent without a covering authorization" is 0."""
+    purpose = purpose_make()
+    patients = [patient_make() for _ in range(10)]
+    expiring = set()
+    expires_at = {}
+    for index, patient in enumerate(patients):
+        expires_in = timedelta(seconds=2) if index >= 4 else timedelta(days=30)
+        authorization = authorization_make(patient=patient, purpose=purpose, expires_in=expires_in)
+        expires_at[patient.email] = authorization.expires_at
+        if index >= 4:
+            expiring.add(patient.pk)
+    campaign = campaign_approved_make(purpose=purpose)
+
+    with smtp_sink() as sink:
+        _worker_run(sink, campaign)
+        received = sink.records
+
+    for record in received:
+        (address,) = record.recipients
+        assert record.received_at < expires_at[address].timestamp(), f"{address} received after its expiry"
+    deliveries = {d.patient_id: d for d in Delivery.objects.filter(campaign=campaign)}
+    assert all(deliveries[patient.pk].status == "sent" for patient in patients[:4])
+    late = [d for pid, d in deliveries.items() if pid in expiring and d.status == "blocked"]
+    assert late and all(d.block_reason == "expired" for d in late)  # at 2 a second, some came due after expiry
+    for delivery in deliveries.values():
+        if delivery.status == "sent":
+            assert delivery.checked_at <= delivery.sent_at <= delivery.checked_at + WINDOW
+            assert delivery.sent_at < delivery.authorization.expires_at
+    assert delivery_sent_without_coverage_count(campaign_id=campaign.pk) == 0
+
+
+@with_real_worker
+def test_r_revoke_anytime_a_revocation_during_a_throttled_send_commits_at_once_and_nothing_follows_it():
+    """R-REVOKE-ANYTIME (issue 11): while a real worker sends a campaign throttled to 2 messages a second,
+    six of its patients revoke one after another. Each revocation commits in under 500 ms (it never waits for
+    the throttled batch), and no message to a patient reaches the server after their revocation committed;
+    each of those still queued ends blocked "revoked"."""
+    purpose = purpose_make()
+    patients = [patient_make() for _ in range(12)]
+    for patient in patients:
+        authorization_make(patient=patient, purpose=purpose)
+    campaign = campaign_approved_make(purpose=purpose)
+    revoking = patients[3:9]
+    latency: dict[str, float] = {}
+    committed: dict[str, float] = {}
+
+    def revoke_while_sending(worker):
+        deadline = time.monotonic() + SEND_TIMEOUT
+        while not sink.records and time.monotonic() < deadline:  # the campaign has started to go out
+            time.sleep(0.02)
+        for patient in revoking:
+            started = time.time()
+            authorization_revoke(
+                actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel=Revocation.Channel.PORTAL
+            )
+            committed[patient.email] = time.time()
+            latency[patient.email] = committed[patient.email] - started
+            time.sleep(0.3)
+
+    with smtp_sink() as sink:
+        _worker_run(sink, campaign, during=revoke_while_sending)
+        received = sink.records
+
+    assert len(latency) == len(revoking)
+    assert max(latency.values()) < 0.5, latency
+    for record in received:
+        (address,) = record.recipients
+        if address in committed:
+            assert record.received_at < committed[address], f"{address} received after revoking"
+    deliveries = {d.patient_id: d for d in Delivery.objects.filter(campaign=campaign)}
+    for patient in revoking:
+        delivery = deliveries[patient.pk]
+        assert delivery.status == "sent" or delivery.block_reason == "revoked"
+    assert any(deliveries[patient.pk].block_reason == "revoked" for patient in revoking)
+    assert delivery_sent_without_coverage_count(campaign_id=campaign.pk) == 0
