@@ -7,12 +7,10 @@ approved campaign's content cannot change under it; a retired item can no longer
 still uses one cannot be submitted. Every write is audited with ids and codes only.
 """
 
-import secrets
 from dataclasses import replace
 from datetime import timedelta
 
 from allauth.account.models import EmailAddress
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -30,7 +28,7 @@ from campaigns.content import (
     css_problems,
     library_html_clean,
 )
-from campaigns.messages import CampaignRender
+from campaigns.messages import CampaignRender, message_id_for_test
 from campaigns.models import Campaign, ContentBlock, ContentStatus, EmailTemplate
 from campaigns.permissions_content import may_manage_content
 from campaigns.services import preview_message_send_unchecked
@@ -263,7 +261,7 @@ def campaign_test_send(*, actor, campaign_id: int) -> str:
         delivery_id=0,
         to_address=address.email,
         merge_values=SYNTHETIC_PATIENT,
-        message_id=f"<test-{secrets.token_hex(12)}@{settings.HIPAAMAIL_MESSAGE_ID_DOMAIN}>",
+        message_id=message_id_for_test(),
     )
     try:
         preview_message_send_unchecked(message=message)

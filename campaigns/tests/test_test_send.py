@@ -8,7 +8,8 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 
 from audit.models import AuditEvent
-from campaigns import services, services_content
+from campaigns import bounces, services, services_content
+from campaigns.messages import message_id_domain
 from campaigns.tests.factories import campaign_make
 from campaigns.tests.smtp_server import smtp_sink
 from consent.tests.factories import purpose_make
@@ -40,6 +41,10 @@ def test_r_send_covered_the_test_send_reaches_the_mail_server_through_the_sender
     assert [(record.recipients, record.subject) for record in records] == [((marketer.email,), "[TEST] News for you")]
     assert mail.outbox == []
     assert AuditEvent.objects.filter(action="campaign.test_sent", actor=marketer).count() == 1
+    # Its own Message-ID under the sending domain, never one the bounce reader takes for a delivery's.
+    (record,) = records
+    assert record.message_id.startswith("<test-") and record.message_id.endswith(f"@{message_id_domain()}>")
+    assert bounces.delivery_id_from_message_id(record.message_id) is None
 
 
 def test_r_sec_audit_a_test_send_the_mail_server_refuses_is_audited_and_sends_nothing():
