@@ -1,16 +1,20 @@
 """Sends without a covering authorization, computed from the stored evidence (R-SEND-COVERED, R-SEND-EVIDENCE).
 
 The number printed on every report as "must be zero" is counted here, from the delivery rows against the
-authorizations and everything that ends one — never asserted. A sent delivery is uncovered when the
-authorization it names was not, at the moment it was sent (`sent_at`, the database's clock):
+authorizations and everything that ends one — never asserted. Each sent delivery carries two instants of its own,
+in the database's clock (ADR 0010): `checked_at`, when the coverage check that allowed it ran, and `sent_at`,
+when the mail server accepted it. It is uncovered when the authorization it names
 
-- missing (the database refuses this; counted anyway, in case a constraint was ever dropped),
-- for another patient, or for another purpose than the campaign's,
-- not yet signed, expired (expiry date at or before the send), ended by an expiry event that had occurred,
-- revoked (the revocation committed at or before the send), or marked defective at or before the send.
+- is missing (the database refuses this; counted anyway, in case a constraint was ever dropped),
+- is for another patient, or for another purpose than the campaign's,
+- was not in force at `checked_at` (not yet signed then: the check cannot have found it),
+- expired (expiry date) or was ended by an expiry event that had occurred, at or before `sent_at` — the sender
+  checks time-based ends against the end of the window, so none may fall inside it,
+- was revoked (the revocation committed) or marked defective at or before `sent_at`.
 
-It works on any set of deliveries: a campaign (the campaign page's verdict, campaigns.selectors), a patient, a
-period (the reports).
+Each "at or before `sent_at`" also holds "at or before `checked_at`", which a true record keeps at or before
+`sent_at`; the evidence is not trusted to. It works on any set of deliveries: a campaign (the campaign page's
+verdict, campaigns.selectors), a patient, a period (the reports).
 """
 from functools import reduce
 from operator import or_
@@ -24,12 +28,34 @@ GROUNDS = {
     "no_authorization": "No authorization recorded",
     "other_patient": "Authorization of another patient",
     "other_purpose": "Authorization for another purpose",
-    "not_yet_signed": "Sent before the authorization was signed",
+    "not_yet_signed": "Checked or sent before the authorization was signed",
     "expired": "Sent on or after the expiry date",
     "expiry_event": "Sent after the expiry event occurred",
     "revoked": "Sent after the revocation",
     "defective": "Sent after a defect was recorded",
 }
+# The delivery's own instants an end is compared with: the check's and the send's.
+_INSTANTS = ("checked_at", "sent_at")
+
+
+def _at_or_before_either(field: str) -> Q:
+    """`field` (an instant that ends an authorization) at or before the check or the send."""
+    return reduce(or_, [Q(**{f"{field}__lte": F(instant)}) for instant in _INSTANTS])
+
+
+def _after_both(field: str) -> Q:
+    """The complement for a field that may be NULL (no end): none, or after the check and after the send."""
+    return Q(**{f"{field}__isnull": True}) | reduce(
+        lambda a, b: a & b, [Q(**{f"{field}__gt": F(instant)}) for instant in _INSTANTS]
+    )
+
+
+def _defect_before(instant: str) -> Exists:
+    return Exists(
+        AuthorizationDefect.objects.filter(
+            authorization_id=OuterRef("authorization_id"), recorded_at__lte=OuterRef(instant)
+        )
+    )
 
 
 def _ground_conditions() -> dict[str, Q | Exists]:
@@ -37,15 +63,12 @@ def _ground_conditions() -> dict[str, Q | Exists]:
         "no_authorization": Q(authorization__isnull=True),
         "other_patient": Q(authorization__isnull=False) & ~Q(authorization__patient_id=F("patient_id")),
         "other_purpose": Q(authorization__isnull=False) & ~Q(authorization__purpose_id=F("campaign__purpose_id")),
-        "not_yet_signed": Q(authorization__signed_at__gt=F("sent_at")),
-        "expired": Q(authorization__expires_at__lte=F("sent_at")),
-        "expiry_event": Q(authorization__expiry_record__occurred_at__lte=F("sent_at")),
-        "revoked": Q(authorization__revocation__revoked_at__lte=F("sent_at")),
-        "defective": Exists(
-            AuthorizationDefect.objects.filter(
-                authorization_id=OuterRef("authorization_id"), recorded_at__lte=OuterRef("sent_at")
-            )
-        ),
+        # Signed after the check (or after the send): the check that allowed the message cannot have found it.
+        "not_yet_signed": Q(authorization__signed_at__gt=F("checked_at")) | Q(authorization__signed_at__gt=F("sent_at")),
+        "expired": _at_or_before_either("authorization__expires_at"),
+        "expiry_event": _at_or_before_either("authorization__expiry_record__occurred_at"),
+        "revoked": _at_or_before_either("authorization__revocation__revoked_at"),
+        "defective": _defect_before("checked_at") | _defect_before("sent_at"),
     }
 
 
@@ -64,26 +87,23 @@ def sent_without_coverage_counts(deliveries: QuerySet[Delivery], *, also: dict |
 
 
 def covered_at_send(*, purpose_id: int) -> Case:
-    """Per delivery: True when it was sent under an authorization that covered it at `sent_at` (none of the
-    grounds above holds), False when it was sent without one, None when it was not sent. The complement of
-    the grounds, written as one expression so that a streamed report can carry the check on every row.
+    """Per delivery: True when it was sent under an authorization that covered it from its check to its send
+    (none of the grounds above holds), False when it was sent without one, None when it was not sent. The
+    complement of the grounds, written as one expression so that a streamed report can carry the check on every
+    row.
 
     Expiry events and defects are rare; when the purpose has none at all (in the caller's snapshot: call it
     inside campaigns.reports.exports.report_snapshot), their clauses cannot change the answer and are left
     out, which spares the database a join and a sub-query per row."""
     covered = (
         Q(authorization__patient_id=F("patient_id"), authorization__purpose_id=purpose_id)
+        & Q(authorization__signed_at__lte=F("checked_at"))
         & Q(authorization__signed_at__lte=F("sent_at"))
-        & (Q(authorization__expires_at__isnull=True) | Q(authorization__expires_at__gt=F("sent_at")))
-        & (
-            Q(authorization__revocation__revoked_at__isnull=True)
-            | Q(authorization__revocation__revoked_at__gt=F("sent_at"))
-        )
+        & _after_both("authorization__expires_at")
+        & _after_both("authorization__revocation__revoked_at")
     )
     if ExpiryEvent.objects.filter(authorization__purpose_id=purpose_id).exists():
-        covered &= Q(authorization__expiry_record__occurred_at__isnull=True) | Q(
-            authorization__expiry_record__occurred_at__gt=F("sent_at")
-        )
+        covered &= _after_both("authorization__expiry_record__occurred_at")
     if AuthorizationDefect.objects.filter(authorization__purpose_id=purpose_id).exists():
         covered &= ~Q(_ground_conditions()["defective"])
     return Case(

@@ -111,16 +111,18 @@ def _batch_key(delivery: Delivery) -> str:
 
 def _recording_event(delivery: Delivery) -> AuditEvent | None:
     """The audit event that records this delivery's outcome. The sender writes one `delivery.batch_dispatched`
-    event per batch, listing its delivery ids under the outcome, in the transaction that set `sent_at` (so not
-    before it); deliveries blocked at launch are counted by `campaign.launched`, and those left queued when a
+    event per sending transaction, listing its delivery ids under the outcome (and each sent one's authorization
+    and send time), in the transaction that checked coverage at `checked_at` (so not before it); deliveries blocked at launch are counted by `campaign.launched`, and those left queued when a
     campaign was cancelled by `campaign.cancelled`."""
     if delivery.status == Delivery.Status.QUEUED:
         return None
     campaign_events = audit_event_queryset(AuditFilters(campaign_id=delivery.campaign_id))
     batches = campaign_events.filter(action=BATCH_ACTION)
-    if delivery.sent_at is not None:
-        # Not before the send (a second's margin: SQLite keeps the two clocks at different precisions).
-        batches = batches.filter(occurred_at__gte=delivery.sent_at - timedelta(seconds=1))
+    checked = delivery.checked_at or delivery.sent_at
+    if checked is not None:
+        # Written in the sending transaction after its check (ADR 0010: checked_at, then each message's sent_at),
+        # so not before the check (a second's margin: SQLite keeps the two clocks at different precisions).
+        batches = batches.filter(occurred_at__gte=checked - timedelta(seconds=1))
     key = _batch_key(delivery)
     if connection.vendor == "postgresql":
         # details -> key @> '[id]': the campaign's batch events are one range of the object index, and the
@@ -139,8 +141,9 @@ def _recording_event(delivery: Delivery) -> AuditEvent | None:
 
 def delivery_history_list(*, patient_id: int) -> list[DeliveryHistoryRow]:
     """Every message prepared for this patient, newest first (one per campaign at most), each with the audit
-    event that recorded its outcome. For compliance officers: ids, codes and dates; the campaign's name and
-    purpose, which are not about the patient."""
+    event that recorded its outcome. For compliance officers: ids, codes and dates — a sent message's own
+    `checked_at` and `sent_at`, a refused one's SMTP code — and the campaign's name and purpose, which are not
+    about the patient."""
     deliveries = (
         Delivery.objects.filter(patient_id=patient_id)
         .select_related("campaign", "campaign__purpose", "authorization", "authorization__form_version")

@@ -1,7 +1,9 @@
 """Campaign evidence report: what a campaign said, who wrote, approved and scheduled it, and for each patient in
 its audience the decision and its evidence (R-SEND-EVIDENCE): the authorization (form version, signed date)
-that covered each sent message, the reason each excluded patient was left out, bounces, complaints and the
-one-click unsubscribes that followed.
+that covered each sent message, with the message's own times (`checked_at`, when the coverage check that allowed
+it ran; `sent_at`, when the mail server accepted it; ADR 0010), the reason each excluded patient was left out,
+the SMTP code of each message the server refused, bounces, complaints and the one-click unsubscribes that
+followed.
 
 Patients are named by their internal id only: the evidence of a campaign needs no identifier more
 (R-MIN-NECESSARY); the patient consent ledger identifies one patient fully.
@@ -26,7 +28,9 @@ HEADER = [
     "patient_id",
     "outcome",
     "block_reason",
+    "checked_at",
     "sent_at",
+    "smtp_code",
     "authorization_id",
     "form_version",
     "authorization_signed_at",
@@ -44,7 +48,9 @@ _COLUMNS = [
     "patient_id",
     "status",
     "block_reason",
+    "checked_at",
     "sent_at",
+    "smtp_code",
     "authorization_id",
     "authorization__form_version__version",
     "authorization__signed_at",
@@ -57,6 +63,7 @@ _COLUMNS = [
     "possible_duplicate",
 ]
 _TIME_COLUMNS = {
+    "checked_at",
     "sent_at",
     "authorization__signed_at",
     "authorization__expires_at",

@@ -44,6 +44,8 @@ HEADER = [
     "delivery_id",
     "delivery_status",
     "block_reason",
+    "checked_at",
+    "smtp_code",
 ]
 
 EVENT_LABELS = {
@@ -143,19 +145,20 @@ def _authorization_events(rows: list[AuthorizationRow]) -> list[dict]:
 
 
 def _delivery_events(patient_id: int) -> Iterator[dict]:
-    """Every delivery of every campaign to this patient, in time order, from a server-side cursor."""
+    """Every delivery of every campaign to this patient, in time order (a sent one at its send), from a
+    server-side cursor."""
     deliveries = (
         Delivery.objects.filter(patient_id=patient_id)
         .annotate(moment=Coalesce("sent_at", "created_at"))
         .order_by("moment", "id")
         .values_list(
             "moment", "id", "status", "block_reason", "authorization_id", "campaign_id", "campaign__name",
-            "campaign__purpose__code", "authorization__form_version__version",
+            "campaign__purpose__code", "authorization__form_version__version", "checked_at", "smtp_code",
         )
     )
-    for moment, pk, status, reason, authorization_id, campaign_id, name, purpose, version in deliveries.iterator(
-        chunk_size=exports.CURSOR_CHUNK_SIZE
-    ):
+    for (
+        moment, pk, status, reason, authorization_id, campaign_id, name, purpose, version, checked_at, smtp_code
+    ) in deliveries.iterator(chunk_size=exports.CURSOR_CHUNK_SIZE):
         yield {
             "occurred_at": moment,
             "event": _DELIVERY_EVENT.get(status, status),
@@ -168,6 +171,10 @@ def _delivery_events(patient_id: int) -> Iterator[dict]:
             "delivery_id": pk,
             "delivery_status": status,
             "block_reason": reason,
+            # A sent message's own times (ADR 0010): occurred_at is when the server accepted it, checked_at when
+            # the coverage check that allowed it ran. A refused one keeps the server's reply code.
+            "checked_at": checked_at,
+            "smtp_code": smtp_code if smtp_code is not None else "",
         }
 
 

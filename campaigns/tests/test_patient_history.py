@@ -193,3 +193,24 @@ def test_a_queued_message_waits_without_an_event():
 
     assert row.delivery.status == Delivery.Status.QUEUED and row.recorded_by is None
     assert row.delivery.created_at <= timezone.now()
+
+
+def test_r_send_evidence_the_history_shows_each_messages_check_and_send_times_and_a_refusals_code(
+    officer, four_campaigns
+):
+    """R-SEND-EVIDENCE (issue 11, item 4): a sent message shows when the server accepted it and when the check that
+    allowed it ran, both its own; a message the server refused shows the SMTP code."""
+    world = four_campaigns
+    sent = Delivery.objects.get(campaign=world["sent"], patient=world["patient"])
+    assert sent.checked_at is not None and sent.checked_at <= sent.sent_at
+    refused = Delivery.objects.get(campaign=world["sent"], patient=world["other"])
+    # The mail server refused the other patient's message (what leaves the project is simulated).
+    Delivery.objects.filter(pk=refused.pk).update(status="failed", smtp_code=550, error="smtp 550", sent_at=None)
+
+    html = officer.get(f"/audit/patients/{world['patient'].pk}/").content.decode()
+    other = officer.get(f"/audit/patients/{world['other'].pk}/").content.decode()
+
+    local = timezone.localtime
+    assert f"{local(sent.sent_at):%Y-%m-%d %H:%M:%S.%f}" in html
+    assert f"sent; checked {local(sent.checked_at):%Y-%m-%d %H:%M:%S.%f}" in html
+    assert "refused: SMTP 550" in other

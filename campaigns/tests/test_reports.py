@@ -7,7 +7,7 @@ import io
 import re
 import shutil
 import subprocess
-from datetime import timedelta
+from datetime import UTC, timedelta
 from types import GeneratorType
 from unittest import mock
 
@@ -24,7 +24,7 @@ from campaigns.reports.campaign_evidence import campaign_content_hash
 from campaigns.tests.factories import campaign_approved_make
 from conftest import totp_code
 from consent import documents
-from consent.models import Revocation
+from consent.models import Authorization, Revocation
 from consent.services import authorization_defect_record, authorization_grant, authorization_revoke
 from consent.tests.factories import form_published_make, patient_make, purpose_make
 from hipaamail.tests.factories import staff_make
@@ -675,3 +675,103 @@ def test_every_report_reads_in_one_read_only_snapshot_outside_a_test_transaction
         body = b"".join(response.streaming_content) if response.streaming else response.content
         assert body.startswith(b"# report," if fmt == "csv" else b"%PDF-"), report
     assert AuditEvent.objects.filter(action="report.exported").count() == 3
+
+
+# --- Per-message evidence (issue 11, item 4) ------------------------------------------------------------------
+
+
+def test_r_send_evidence_each_message_shows_its_own_check_and_send_times_and_a_refusals_smtp_code(
+    verified_client, world, tmp_path
+):
+    """R-SEND-EVIDENCE: the evidence CSV and PDF and the patient ledger carry each sent message's checked_at (the
+    coverage check that allowed it) and sent_at (the server's acceptance), and a refused message's SMTP code."""
+    officer = _officer(verified_client)
+    sent = Delivery.objects.get(pk=world["deliveries"]["covered"].pk)
+    assert sent.checked_at is not None and sent.checked_at <= sent.sent_at
+    # The mail server refused one recipient (what leaves the project is simulated, not the evidence).
+    refused = world["deliveries"]["never"]
+    Delivery.objects.filter(pk=refused.pk).update(status="failed", block_reason="", smtp_code=550, error="smtp 550")
+
+    _, rows = _table(_streamed_text(
+        _export(verified_client, officer, "campaign-evidence", fmt="csv", campaign=world["campaign"].pk)
+    ))
+    by_id = {int(row["delivery_id"]): row for row in rows}
+    assert (by_id[sent.pk]["checked_at"], by_id[sent.pk]["sent_at"]) == (
+        exports.iso_utc(sent.checked_at), exports.iso_utc(sent.sent_at)
+    )
+    assert by_id[sent.pk]["smtp_code"] == ""
+    assert (by_id[refused.pk]["outcome"], by_id[refused.pk]["smtp_code"], by_id[refused.pk]["checked_at"]) == (
+        "failed", "550", ""
+    )
+    _, ledger = _table(_streamed_text(
+        _export(verified_client, officer, "patient-ledger", fmt="csv", patient=world["patients"]["covered"].pk)
+    ))
+    (message,) = [row for row in ledger if row["event"] == "message_sent"]
+    assert (message["checked_at"], message["occurred_at"]) == (
+        exports.iso_utc(sent.checked_at), exports.iso_utc(sent.sent_at)
+    )
+    _, refused_ledger = _table(_streamed_text(
+        _export(verified_client, officer, "patient-ledger", fmt="csv", patient=world["patients"]["never"].pk)
+    ))
+    assert [(row["event"], row["smtp_code"]) for row in refused_ledger] == [("message_failed", "550")]
+    if PDFTOTEXT:
+        text = _pdf_text(
+            _export(verified_client, officer, "campaign-evidence", fmt="pdf", campaign=world["campaign"].pk).content,
+            tmp_path,
+        )
+        assert f"{sent.checked_at.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}" in text
+        assert f"{sent.sent_at.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}" in text
+        assert "failed · SMTP 550" in text
+        ledger_pdf = _pdf_text(
+            _export(verified_client, officer, "patient-ledger", fmt="pdf", patient=world["patients"]["never"].pk).content,
+            tmp_path,
+        )
+        assert "Refused: SMTP 550" in ledger_pdf
+
+
+def _times_around(instant, *, checked: float, sent: float) -> dict:
+    return {"checked_at": instant + timedelta(seconds=checked), "sent_at": instant + timedelta(seconds=sent)}
+
+
+@pytest.mark.parametrize(
+    "ground, times",
+    [
+        # Signed between the check and the send: the check that allowed the message cannot have found it.
+        ("not_yet_signed", lambda a: _times_around(a.signed_at, checked=-0.4, sent=0.3)),
+        # An expiry date inside the window: the sender checks against the window's end, so this is uncovered.
+        ("expired", lambda a: _times_around(a.expires_at, checked=-0.5, sent=0.0)),
+        # Evidence out of order (checked after sent), the expiry between the two: not in force at the check.
+        ("expired", lambda a: _times_around(a.expires_at, checked=0.2, sent=-0.2)),
+        # Revoked inside the window.
+        ("revoked", lambda a: _times_around(a.revocation.revoked_at, checked=-0.5, sent=0.1)),
+    ],
+    ids=["signed-inside-the-window", "expired-at-the-send", "expired-by-the-check", "revoked-inside-the-window"],
+)
+def test_r_send_covered_a_send_is_uncovered_when_its_authorization_was_not_in_force_from_check_to_send(
+    world, ground, times
+):
+    """R-SEND-COVERED, R-AUTH-DEFECTIVE: the coverage check uses both of a message's instants: the authorization
+    must be in force at checked_at, and no time-based end, revocation or defect may fall at or before sent_at."""
+    delivery = world["deliveries"]["unsubscriber"]  # sent; its authorization was revoked by one click afterwards
+    authorization = Authorization.objects.select_related("revocation").get(pk=delivery.authorization_id)
+    Delivery.objects.filter(pk=delivery.pk).update(**times(authorization))
+
+    facts = campaign_evidence.campaign_evidence_facts(campaign_id=world["campaign"].pk)
+    rows = {row[0]: row for row in campaign_evidence.campaign_evidence_rows(campaign_id=world["campaign"].pk)}
+
+    assert facts.uncovered["total"] == 1 and facts.uncovered[ground] == 1
+    assert rows[delivery.pk][campaign_evidence.HEADER.index("covered_at_send")] is False
+    assert rows[world["deliveries"]["covered"].pk][campaign_evidence.HEADER.index("covered_at_send")] is True
+
+
+def test_r_send_covered_a_send_just_inside_its_authorizations_life_is_covered(world):
+    """The boundary: checked just after signing and sent just before the revocation is covered."""
+    delivery = world["deliveries"]["unsubscriber"]
+    authorization = Authorization.objects.select_related("revocation").get(pk=delivery.authorization_id)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        checked_at=authorization.signed_at, sent_at=authorization.revocation.revoked_at - timedelta(microseconds=1)
+    )
+
+    facts = campaign_evidence.campaign_evidence_facts(campaign_id=world["campaign"].pk)
+
+    assert facts.uncovered["total"] == 0
