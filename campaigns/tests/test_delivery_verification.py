@@ -354,3 +354,16 @@ def test_the_summary_shows_a_clean_verify_with_its_time(sent_campaign, verified_
     assert not any(key[1] == "mismatch" for key in lines)
     assert lines[("delivery verification", "mismatches (must be 0)", "")] == "0"
     assert lines[("delivery verification", "deliveries compared with their sealed record", "")] == "3"
+
+
+def test_r_sec_audit_the_audit_pages_show_the_last_delivery_comparison(sent_campaign, verified_client):
+    verified_client.sign_in(role="compliance officer")
+    delivery = sent_campaign["deliveries"]["revoked"]
+    _forge(delivery.pk, status="sent", block_reason="", authorization_id=sent_campaign["authorizations"]["revoked"].pk,
+           checked_at=timezone.now(), sent_at=timezone.now())
+    _verify()
+
+    html = verified_client.get("/audit/").content.decode()
+
+    assert "Checked against the chain, deliveries: 3 compared, <strong>1 mismatch</strong>" in html
+    assert 'class="chain-status bad ok"' in html  # the chain is intact, the deliveries are not: shown as bad
