@@ -14,7 +14,8 @@ what happened:
   revocation (R-REVOKE-WRITTEN); the suppression already stops every marketing message to the address, for
   every purpose, and the patient can still revoke or sign in the portal.
 
-A report is applied only when its Message-ID is one of ours (`<delivery-ID@MESSAGE_ID_DOMAIN>`) for a sent
+A report is applied only when its Message-ID is one of ours (`<delivery-ID.TAG@DOMAIN>`, campaigns.messages; or the
+shape used before issue 11, `<delivery-ID@DOMAIN>`, when the row stored exactly that) for a sent
 delivery AND the address it names is that delivery's patient's address: delivery ids are sequential, so a
 forged report naming a guessed id alone must not suppress anybody. Reporting the same event twice (a provider's
 retry, a mailbox read twice) changes nothing. Nothing here logs or audits an address (R-NO-PHI-LEAK).
@@ -64,16 +65,36 @@ class BounceResult(StrEnum):
     RECIPIENT_MISMATCH = "recipient_mismatch"  # the report names another address than the delivery's patient's
 
 
-def delivery_id_from_message_id(message_id: str) -> int | None:
-    """The delivery id in one of our Message-IDs (`<delivery-42@domain>`, angle brackets optional), else None."""
-    before, after = message_id_parts()
+# Message-IDs of messages sent before the install tag (issue 11): `<delivery-42@domain>`. Their reports are
+# still applied, but only to a delivery whose stored Message-ID is exactly this one.
+_LEGACY_MESSAGE_ID = re.compile(r"^<delivery-([0-9]{1,18})@[^@<>\s]+>$")
+
+
+def _angled(message_id: str) -> str:
     value = (message_id or "").strip()
-    if not value.startswith("<"):
-        value = f"<{value}>"
+    return value if value.startswith("<") else f"<{value}>"
+
+
+def delivery_id_from_message_id(message_id: str) -> int | None:
+    """The delivery id in one of our Message-IDs (`<delivery-42.<tag>@domain>`, angle brackets optional), else
+    None."""
+    before, after = message_id_parts()
+    value = _angled(message_id)
     if not (value[: len(before)].lower() == before.lower() and value[-len(after) :].lower() == after.lower()):
         return None
     number = value[len(before) : -len(after)]
     return int(number) if number.isascii() and number.isdigit() and len(number) < 19 else None
+
+
+def _delivery_id_and_stored_message_id(message_id: str) -> tuple[int, str] | None:
+    """(delivery id, the Message-ID its row must have stored) for one of our Message-IDs, current or legacy."""
+    delivery_id = delivery_id_from_message_id(message_id)
+    if delivery_id is not None:
+        return delivery_id, message_id_for(delivery_id)
+    legacy = _LEGACY_MESSAGE_ID.match(_angled(message_id))
+    if legacy is None:
+        return None
+    return int(legacy.group(1)), _angled(message_id)
 
 
 def status_code_clean(status: str | None) -> str:
@@ -91,9 +112,10 @@ def delivery_bounce_record(
     Original-Recipient and Final-Recipient); one of them must be the delivery's patient's address.
     `status`: the RFC 3463 status code when the report gives one. `source`: "ses", "dsn" or "arf" (audit)."""
     kind = BounceKind(kind)
-    delivery_id = delivery_id_from_message_id(message_id)
-    if delivery_id is None:
+    ours = _delivery_id_and_stored_message_id(message_id)
+    if ours is None:
         return BounceResult.UNKNOWN_MESSAGE
+    delivery_id, stored_message_id = ours
     digests = {crypto.lookup_digest(address) for address in recipients if address and address.strip()}
     status = status_code_clean(status)
     with transaction.atomic(durable=True):
@@ -101,7 +123,7 @@ def delivery_bounce_record(
         delivery = (
             Delivery.objects.select_for_update(of=("self",))
             .select_related("patient")
-            .filter(pk=delivery_id, status=Delivery.Status.SENT, message_id=message_id_for(delivery_id))
+            .filter(pk=delivery_id, status=Delivery.Status.SENT, message_id__iexact=stored_message_id)
             .first()
         )
         if delivery is None:

@@ -778,9 +778,11 @@ def _dispatch_window(
                 break
             accepted = time.monotonic()
             longest = max(longest, accepted - before)
-            # The server's 250, on the database's clock: the check's timestamp plus the time elapsed since just
-            # before the check statement was sent (an upper bound of the real time since the check).
-            outcome.sent[pk] = (authorization_id, coverage.checked_at + timedelta(seconds=accepted - coverage.started))
+            # The server's 250 on the database's clock: the check's timestamp plus the time elapsed since the
+            # check's rows came back, a lower bound of the real time since the check. So sent_at is never later
+            # than the acceptance, and always before this transaction's commit and any revocation that waited
+            # for it; the window itself is enforced on the upper bound (since `started`), above.
+            outcome.sent[pk] = (authorization_id, coverage.checked_at + timedelta(seconds=accepted - coverage.returned))
         if any(sent_at - coverage.checked_at > lasting for _, sent_at in outcome.sent.values()):
             # The server stalled inside a message's DATA after it was started in time: recorded as it happened.
             logger.warning("campaign %s: a message was accepted after the check-to-send window", campaign.pk)

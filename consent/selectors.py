@@ -100,13 +100,15 @@ class LockedCoverage:
     """What `authorization_lock_covering` decided, and when.
 
     `by_patient`: {patient_id: covering authorization's id}. `checked_at`: the database's clock at the check
-    (the check statement's own timestamp). `started`: this process's time.monotonic() just before that
-    statement was sent, so the caller bounds the time elapsed since the check from above without comparing
-    clocks across hosts: real elapsed time since the check <= time.monotonic() - started."""
+    (the check statement's own timestamp). `started` and `returned`: this process's time.monotonic() just
+    before that statement was sent and just after its rows came back, which bracket the check, so the caller
+    bounds the time elapsed since it without comparing clocks across hosts:
+    time.monotonic() - returned <= real time since the check <= time.monotonic() - started."""
 
     by_patient: dict[int, int]
     checked_at: datetime | None
     started: float
+    returned: float
 
 
 def authorization_lock_covering(
@@ -128,7 +130,8 @@ def authorization_lock_covering(
         .values_list("id", flat=True)
     )
     if not candidate_ids:
-        return LockedCoverage(by_patient={}, checked_at=None, started=time.monotonic())
+        now = time.monotonic()
+        return LockedCoverage(by_patient={}, checked_at=None, started=now, returned=now)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
@@ -144,9 +147,13 @@ def authorization_lock_covering(
     # With several covering authorizations, the most recent is the evidence recorded. The check's instant comes
     # with its rows: Now() is this statement's own timestamp, the `at` of the predicate above.
     rows = list(covered.annotate(checked_at=Now()).order_by("id").values_list("patient_id", "id", "checked_at"))
+    returned = time.monotonic()
     checked_at = rows[0][2] if rows else None
     return LockedCoverage(
-        by_patient={patient_id: pk for patient_id, pk, _ in rows}, checked_at=checked_at, started=started
+        by_patient={patient_id: pk for patient_id, pk, _ in rows},
+        checked_at=checked_at,
+        started=started,
+        returned=returned,
     )
 
 

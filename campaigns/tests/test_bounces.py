@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 from audit.models import AuditEvent
 from campaigns import bounces, services
 from campaigns.bounces import BounceKind, BounceResult, bounce_message_apply, bounce_report_parse
+from campaigns.messages import message_id_for, message_id_parts
 from campaigns.models import Delivery
 from campaigns.tests.bounce_samples import arf_report, delivery_sent, exchange_dsn, postfix_dsn
 from campaigns.tests.factories import campaign_approved_make
@@ -105,13 +106,33 @@ def test_r_bounce_suppress_an_abuse_report_is_a_complaint_and_not_spam_is_nothin
 
 def test_message_ids_of_ours_are_recognised_and_others_are_not(settings):
     settings.HIPAAMAIL_MESSAGE_ID_DOMAIN = "mail.riverside-health.example"
+    ours = message_id_for(42)  # <delivery-42.<tag>@mail.riverside-health.example>
+    before, after = message_id_parts()
 
-    assert bounces.delivery_id_from_message_id("<delivery-42@mail.riverside-health.example>") == 42
-    assert bounces.delivery_id_from_message_id("delivery-42@MAIL.riverside-health.example") == 42
-    for other in ("<delivery-42@elsewhere.example>", "<delivery-x@mail.riverside-health.example>",
-                  "<delivery-@mail.riverside-health.example>", "", "<0000014644fe5ef6@email.amazonses.com>",
-                  "<delivery-99999999999999999999@mail.riverside-health.example>"):
+    assert bounces.delivery_id_from_message_id(ours) == 42
+    assert bounces.delivery_id_from_message_id(ours.strip("<>").replace("@mail.", "@MAIL.")) == 42
+    for other in ("<delivery-42@mail.riverside-health.example>", ours.replace("@mail.", "@elsewhere."),
+                  f"{before}x{after}", f"{before}{after}", "", "<0000014644fe5ef6@email.amazonses.com>",
+                  f"{before}99999999999999999999{after}"):
         assert bounces.delivery_id_from_message_id(other) is None, other
+
+
+def test_r_bounce_suppress_a_message_sent_before_the_install_tag_still_bounces():
+    """R-BOUNCE-SUPPRESS: a message sent before issue 11 carries `<delivery-ID@domain>`; its late DSN is still
+    applied to the delivery that stored exactly that Message-ID, and a guessed id of that shape is not."""
+    patient = patient_make(email="legacy.bounce@example.org")
+    delivery = delivery_sent(patient=patient)
+    legacy = f"<delivery-{delivery.pk}@hipaamail.invalid>"
+    Delivery.objects.filter(pk=delivery.pk).update(message_id=legacy)
+
+    guessed = postfix_dsn(recipient="legacy.bounce@example.org", message_id=f"<delivery-{delivery.pk}@other.example>")
+    assert bounce_message_apply(guessed) == [BounceResult.UNKNOWN_MESSAGE]
+    results = bounce_message_apply(postfix_dsn(recipient="legacy.bounce@example.org", message_id=legacy))
+
+    assert results == [BounceResult.RECORDED]
+    delivery.refresh_from_db()
+    assert delivery.bounce_type == "hard"
+    assert _suppression("legacy.bounce@example.org").reason == "hard_bounce"
 
 
 # --- Recording -------------------------------------------------------------------------------------------------
