@@ -10,7 +10,12 @@ Each record carries the wall-clock instant (time.time()) at which the server too
 can compare it with instants recorded in other threads or processes on the same machine. The optional delay
 is slept inside DATA, before the server answers 250, so the sender really waits on the mail server the way it
 would on a distant one: a race with the send then has a window wide enough to land in.
+
+By default the delay blocks the server's event loop, so connections are served one at a time. With
+`concurrent=True` it is awaited instead: several senders (worker processes) are then in DATA at once, each
+waiting on its own 250, as they would be against a real relay (the history checker, campaigns/tests/test_history.py).
 """
+import asyncio
 import contextlib
 import email
 import socket
@@ -38,8 +43,12 @@ class ReceivedMessage:
 class RecordingHandler:
     """An aiosmtpd handler that records each message; thread-safe for readers in other threads."""
 
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, *, concurrent: bool = False):
         self.delay = delay
+        self.concurrent = concurrent
+        # Called with each record as soon as it is recorded, before the delay and the 250, in the server's event
+        # loop thread (so it must not touch the database): a test's hook to act while a message is in flight.
+        self.on_data = None
         self._lock = threading.Lock()
         self._records: list[ReceivedMessage] = []
 
@@ -62,7 +71,11 @@ class RecordingHandler:
         )
         with self._lock:
             self._records.append(record)
-        if self.delay:
+        if self.on_data is not None:
+            self.on_data(record)
+        if self.delay and self.concurrent:
+            await asyncio.sleep(self.delay)  # other connections are served meanwhile
+        elif self.delay:
             # A blocking sleep on purpose: it holds the sender exactly like a slow server would, and the
             # controller's event loop serves one connection at a time anyway (Django's backend uses one).
             time.sleep(self.delay)
@@ -112,9 +125,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def smtp_sink(*, delay: float = 0.0, host: str = "127.0.0.1") -> Iterator[SmtpSink]:
-    """Run an SMTP server on a free port of `host` for the duration of the block."""
-    handler = RecordingHandler(delay=delay)
+def smtp_sink(*, delay: float = 0.0, host: str = "127.0.0.1", concurrent: bool = False) -> Iterator[SmtpSink]:
+    """Run an SMTP server on a free port of `host` for the duration of the block (`concurrent`: see above)."""
+    handler = RecordingHandler(delay=delay, concurrent=concurrent)
     # server_hostname: otherwise the banner needs the machine's FQDN, a lookup that can hang offline.
     controller = Controller(
         handler, hostname=host, port=free_port(host), server_hostname="sink.test", ready_timeout=10

@@ -88,3 +88,32 @@ def worker_kill(worker: subprocess.Popen) -> None:
     if worker.poll() is None:
         worker.send_signal(signal.SIGKILL)
     worker.wait(10)
+
+
+def worker_of_connection(workers, local_port: int):
+    """Which of `workers` (Popen objects) holds the TCP connection whose local end is 127.0.0.1:`local_port` — the
+    sender of a message an SMTP sink is receiving (ReceivedMessage.peer[1]) — or None. Linux only (/proc): the
+    connection's socket inode from /proc/net/tcp, then the process whose descriptors include that socket."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                rows = lines.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == local_port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for worker in workers:
+        try:
+            descriptors = os.listdir(f"/proc/{worker.pid}/fd")
+        except OSError:
+            continue
+        for descriptor in descriptors:
+            try:
+                if os.readlink(f"/proc/{worker.pid}/fd/{descriptor}") in inodes:
+                    return worker
+            except OSError:
+                continue
+    return None
