@@ -42,6 +42,7 @@ class Received:
     message_id: str
     recipient: str
     received_at: float  # time.time() at DATA
+    answered_at: float | None = None  # time.time() just before the server's 250 (after received_at)
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,11 @@ def history_check(history: History) -> list[Violation]:
        Message-ID of a delivery that is sent or flagged possible_duplicate, addressed to that delivery's patient;
        a Message-ID received twice or more belongs to a delivery flagged possible_duplicate.
     5. "window", "evidence" (R-SEND-COVERED, R-SEND-EVIDENCE): for every sent delivery,
-       checked_at <= sent_at <= checked_at + SEND_CHECK_WINDOW; one of its copies was received between
-       checked_at and sent_at (the times bracket a real hand-over); and the authorization it names is the patient's,
+       checked_at <= sent_at <= checked_at + SEND_CHECK_WINDOW, and the server's 250 for it (the sink's own clock,
+       whatever the sender estimated) went out by checked_at + SEND_CHECK_WINDOW; one of its copies reached the server (DATA)
+       between checked_at and checked_at + SEND_CHECK_WINDOW (the check it records is the one that let it go: a
+       copy's DATA follows its check; sent_at itself is the sender's estimate of the 250, a lower bound since
+       184ff30, so it is not compared with the DATA instant); and the authorization it names is the patient's,
        for the campaign's purpose, signed by checked_at, and covered it through sent_at: not expired, no expiry
        event known by then that had occurred, not revoked by then.
     "harness": an action of the run itself failed (reported, so a broken run never passes as clean).
@@ -291,9 +295,16 @@ def history_check(history: History) -> list[Violation]:
             add("window", f"delivery {delivery.id} sent_at {at(sent)} is {sent - checked:.4f}s after its check "
                 f"{at(checked)}: more than the {history.window}s window")
         received = copies.get(delivery.expected_message_id, [])
-        if received and not any(checked - SLACK <= r.received_at <= sent + SLACK for r in received):
-            add("evidence", f"delivery {delivery.id}: no copy was received between its check {at(checked)} and its "
-                f"sent_at {at(sent)} (copies at {', '.join(at(r.received_at) for r in received)})")
+        in_window = [r for r in received if checked - SLACK <= r.received_at <= checked + history.window + SLACK]
+        if received and not in_window:
+            add("evidence", f"delivery {delivery.id}: no copy reached the server within the window of its check "
+                f"{at(checked)} (copies at {', '.join(at(r.received_at) for r in received)})")
+        answered = [r.answered_at for r in in_window if r.answered_at is not None]
+        if answered and min(answered) > checked + history.window + SLACK:
+            # The sender holds a message handed over at its 250, which it cannot have had before the server sent it.
+            add("window", f"delivery {delivery.id}: the server answered 250 at {at(min(answered))}, "
+                f"{min(answered) - checked:.4f}s after its check {at(checked)}: more than the {history.window}s window "
+                f"(recorded sent_at {at(sent)})")
         authorization = authorizations.get(delivery.authorization_id)
         if authorization is None:
             add("evidence", f"delivery {delivery.id} is sent under authorization {delivery.authorization_id}, "
@@ -509,7 +520,7 @@ def history_collect(
     received = []
     for record in records:
         for recipient in record.recipients or ("",):
-            received.append(Received(message_id=record.message_id, recipient=recipient, received_at=record.received_at))
+            received.append(Received(record.message_id, recipient, record.received_at, record.answered_at))
     return History(
         window=window,
         received=received,

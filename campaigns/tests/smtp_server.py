@@ -17,6 +17,7 @@ waiting on its own 250, as they would be against a real relay (the history check
 """
 import asyncio
 import contextlib
+import dataclasses
 import email
 import socket
 import threading
@@ -38,6 +39,7 @@ class ReceivedMessage:
     subject: str
     raw: bytes
     peer: tuple  # the client's (host, port): one value per SMTP connection
+    answered_at: float | None = None  # time.time() just before the 250 went back (None until then)
 
 
 class RecordingHandler:
@@ -79,6 +81,11 @@ class RecordingHandler:
             # A blocking sleep on purpose: it holds the sender exactly like a slow server would, and the
             # controller's event loop serves one connection at a time anyway (Django's backend uses one).
             time.sleep(self.delay)
+        with self._lock:
+            for index in range(len(self._records) - 1, -1, -1):  # the newest first: it is almost always last
+                if self._records[index] is record:
+                    self._records[index] = dataclasses.replace(record, answered_at=time.time())
+                    break
         return "250 Message accepted for delivery"
 
     @property

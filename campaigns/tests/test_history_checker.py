@@ -168,11 +168,20 @@ def test_r_send_covered_a_send_outside_its_check_to_send_window_is_reported():
     assert any(v.rule == "window" and "before its check" in v.detail for v in history_check(history))
 
 
-def test_r_send_evidence_times_that_bracket_no_received_copy_are_reported():
-    """sent_at 0.07 is before the only copy arrived (0.08): the evidence does not describe a real hand-over."""
+def test_r_send_covered_a_250_after_the_window_is_reported_whatever_sent_at_says():
+    """The sender recorded sent_at 0.10, inside the window; the server's own clock says it answered 250 at 0.60."""
     history = _clean()
-    history.deliveries[0] = _delivery(11, 1, 101, checked=0.05, sent=0.07)
-    assert any(v.rule == "evidence" and "no copy was received" in v.detail for v in history_check(history))
+    history.received[0] = dataclasses.replace(history.received[0], answered_at=T + 0.05 + WINDOW + 0.05)
+    assert any(v.rule == "window" and "answered 250" in v.detail for v in history_check(history))
+    history.received[0] = dataclasses.replace(history.received[0], answered_at=T + 0.09)
+    assert history_check(history) == []
+
+
+def test_r_send_evidence_a_check_that_no_received_copy_followed_is_reported():
+    """checked_at 0.09 is after the only copy reached the server (0.08): that check did not let it go."""
+    history = _clean()
+    history.deliveries[0] = _delivery(11, 1, 101, checked=0.09, sent=0.10)
+    assert any(v.rule == "evidence" and "no copy reached the server" in v.detail for v in history_check(history))
 
 
 def test_a_failed_action_of_the_run_is_reported():
