@@ -28,7 +28,7 @@ from campaigns.permissions import may_control_sending
 from campaigns.scheduling import schedule_time_check, timezone_is_known
 from campaigns.segments import segment_patient_ids
 from campaigns.selectors import delivery_block_reason_list
-from campaigns.transport import rate_limiter, transport_for_settings
+from campaigns.transport import WindowClosed, rate_limiter, transport_for_settings
 from consent.models import Purpose, Revocation, Suppression
 from consent.selectors import (
     authorization_covering_list,
@@ -748,15 +748,32 @@ def _dispatch_window(
             if patient_id not in covered or patient_id in gaps:
                 outcome.blocked[pk] = gaps[patient_id]
         sendable = [(pk, covered[patient_id], address) for pk, patient_id, address in deliveries if pk not in outcome.blocked]
+        # The window closes `window` seconds after just before the check statement was sent: an upper bound, so
+        # a message accepted by then was accepted within the window of the check on any clock.
+        deadline = coverage.started + window
         longest = 0.0  # the longest hand-over of this window so far, in seconds
         for index, (pk, authorization_id, address) in enumerate(sendable):
             before = time.monotonic()
-            if before - coverage.started + longest > window:
+            # Start a message only when twice the longest hand-over so far still fits: the transport's deadline
+            # is the hard bound, this keeps it from being hit in the ordinary case.
+            if deadline - before < 2 * longest:
                 outcome.left = [(later, tokens[later]) for later, _, _ in sendable[index:]]
                 break
             message = render.assemble(delivery_id=pk, to_address=address)
             try:
-                transport.send(message)
+                transport.send(message, deadline=deadline)
+            except WindowClosed as error:
+                # The server had not answered when the window closed: the message may have arrived, so it is
+                # queued again marked possible_duplicate and re-checked before a second attempt; the rest go to
+                # the next window. A server slower than a whole window gets the retry's back-off instead.
+                outcome.released, outcome.in_flight = [pk], [pk]
+                outcome.left = [(later, tokens[later]) for later, _, _ in sendable[index + 1 :]]
+                if not outcome.sent:
+                    outcome.transient = error
+                    outcome.released += [later for later, _ in outcome.left]
+                    outcome.left = []
+                logger.warning("campaign %s: the mail server did not answer within the check-to-send window", campaign.pk)
+                break
             except smtplib.SMTPException as error:
                 if not _is_recipient_refusal(error):
                     outcome.transient = error
@@ -783,9 +800,6 @@ def _dispatch_window(
             # than the acceptance, and always before this transaction's commit and any revocation that waited
             # for it; the window itself is enforced on the upper bound (since `started`), above.
             outcome.sent[pk] = (authorization_id, coverage.checked_at + timedelta(seconds=accepted - coverage.returned))
-        if any(sent_at - coverage.checked_at > lasting for _, sent_at in outcome.sent.values()):
-            # The server stalled inside a message's DATA after it was started in time: recorded as it happened.
-            logger.warning("campaign %s: a message was accepted after the check-to-send window", campaign.pk)
         _deliveries_record(outcome=outcome)
         _window_audit(campaign_id=campaign.pk, outcome=outcome)
     return outcome

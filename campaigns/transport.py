@@ -16,11 +16,13 @@ Both sign each message with DKIM when a key is configured (campaigns.dkim): the 
 unsubscribe headers (R-RFC8058). The key is loaded when the transport is built, before anything is claimed, so a
 bad key stops the batch with ImproperlyConfigured rather than sending unsigned mail.
 """
+import contextlib
 import dataclasses
 import ipaddress
 import re
 import smtplib
 import ssl
+import time
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -34,6 +36,38 @@ _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
 class TlsUnavailable(smtplib.SMTPException):
     """The relay did not offer STARTTLS: nothing is sent in clear (R-SEC-TLS); the batch stays queued."""
+
+
+class WindowClosed(Exception):
+    """The check-to-send window closed while a message was being handed over (the server had not answered by the
+    deadline). The connection is dropped; the message may have reached the server, so its delivery is queued
+    again marked possible_duplicate and re-checked before any second attempt (ADR 0010). Not an SMTPException:
+    the sender must never mistake it for a refusal or a server that is away."""
+
+
+@contextlib.contextmanager
+def _deadline(sock, deadline: float | None):
+    """Bound every read and write on `sock` by the monotonic instant `deadline`; raise WindowClosed if it
+    passes (before anything is written, or while waiting for the server)."""
+    if deadline is None or sock is None:
+        yield
+        return
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise WindowClosed("the window closed before the message was started")
+    previous = sock.gettimeout()
+    sock.settimeout(remaining)
+    try:
+        yield
+    except (smtplib.SMTPServerDisconnected, OSError) as error:
+        if time.monotonic() >= deadline - 0.001:
+            raise WindowClosed("the server did not answer within the window") from error
+        raise
+    finally:
+        try:
+            sock.settimeout(previous)
+        except OSError:
+            pass
 
 
 _TLS_CONTEXT: ssl.SSLContext | None = None
@@ -107,11 +141,25 @@ class DjangoTransport:
             self._connection = get_connection(fail_silently=False)
             self._connection.open()
 
-    def send(self, message: AssembledMessage) -> None:
+    def send(self, message: AssembledMessage, *, deadline: float | None = None) -> None:
+        """Hand the message to Django's backend; with Django's SMTP backend, every read and write is bounded
+        by `deadline` (a time.monotonic() instant): WindowClosed when it passes (the connection is closed)."""
         if self._signer is not None:
             message = dataclasses.replace(message, raw=self._signer.sign(message.raw))
         self.open()
-        self._connection.send_messages([AssembledEmail(message)])
+        sock = getattr(getattr(self._connection, "connection", None), "sock", None)  # Django's SMTP backend
+        try:
+            with _deadline(sock, deadline):
+                self._connection.send_messages([AssembledEmail(message)])
+        except WindowClosed:
+            self._drop()
+            raise
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            with contextlib.suppress(Exception):
+                connection.close()
 
     def close(self) -> None:
         if self._connection is not None:
@@ -235,15 +283,21 @@ class SmtpTransport:
         if self._smtp is None:
             self._open()
 
-    def send(self, message: AssembledMessage) -> None:
+    def send(self, message: AssembledMessage, *, deadline: float | None = None) -> None:
+        """Send one message; every read and write is bounded by `deadline` (a time.monotonic() instant), and
+        WindowClosed is raised when it passes (the connection is dropped)."""
         self.open()
         raw = self._signer.sign(message.raw) if self._signer is not None else message.raw
         try:
-            # One recipient: a refusal raises SMTPRecipientsRefused, a refused DATA SMTPDataError.
-            if self._pipelining:
-                _pipelined_sendmail(self._smtp, message.from_address, message.to_address, raw)
-            else:
-                self._smtp.sendmail(message.from_address, [message.to_address], raw)
+            with _deadline(self._smtp.sock, deadline):
+                # One recipient: a refusal raises SMTPRecipientsRefused, a refused DATA SMTPDataError.
+                if self._pipelining:
+                    _pipelined_sendmail(self._smtp, message.from_address, message.to_address, raw)
+                else:
+                    self._smtp.sendmail(message.from_address, [message.to_address], raw)
+        except WindowClosed:
+            self._drop()
+            raise
         except (smtplib.SMTPServerDisconnected, OSError) as error:
             if not isinstance(error, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)):
                 self._drop()
