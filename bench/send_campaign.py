@@ -102,7 +102,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _worker(campaign_id: int, results) -> None:
+def _worker(campaign_id: int, results, profile_dir: str = "") -> None:
     from django.db import connection
 
     from campaigns import services
@@ -112,6 +112,12 @@ def _worker(campaign_id: int, results) -> None:
         cursor.execute("SELECT pg_backend_pid()")
         backend = cursor.fetchone()[0]  # PostgreSQL's process serving this worker (same host)
     backend_before, own_before = _cpu_seconds(backend), time.process_time()
+    profiler = None
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     claimed = 0
     while True:
         try:
@@ -122,6 +128,9 @@ def _worker(campaign_id: int, results) -> None:
         if not n:
             break
         claimed += n
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(Path(profile_dir) / f"worker-{campaign_id}-{os.getpid()}.prof"))
     results.put((claimed, time.process_time() - own_before, _cpu_seconds(backend) - backend_before))
 
 
@@ -145,6 +154,10 @@ def main() -> int:
     parser.add_argument(
         "--no-warmup", action="store_true",
         help="skip the untimed first pass (default window) that warms PostgreSQL's caches and the sink",
+    )
+    parser.add_argument(
+        "--profile", default="", metavar="DIR",
+        help="cProfile each worker of each counted pass into DIR/worker-CAMPAIGN-PID.prof (slows the workers)",
     )
     parser.add_argument("--min-ratio", type=float, default=0.5, help="target: pipeline / raw at the default window")
     parser.add_argument("--database", default="hipaamail_bench_send")
@@ -266,7 +279,10 @@ def main() -> int:
                 services.campaign_launch(actor=approver, campaign_id=campaign.pk)
             launched = time.perf_counter() - started
             connection.close()
-            workers = [context.Process(target=_worker, args=(campaign.pk, results)) for _ in range(args.workers)]
+            profile_dir = args.profile if window is not None else ""
+            workers = [
+                context.Process(target=_worker, args=(campaign.pk, results, profile_dir)) for _ in range(args.workers)
+            ]
             for worker in workers:
                 worker.start()
             done = [results.get() for _ in workers]
