@@ -117,6 +117,8 @@ ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key", "login": "30/m/ip"}
 OTP_TOTP_ISSUER = "hipaamail"
 OTP_TOTP_THROTTLE_FACTOR = 1
 OTP_STATIC_THROTTLE_FACTOR = 1
+# django-otp's own admins hide device secrets too (hipaamail/admin.py replaces them anyway).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # Passkeys (R-SEC-MFA): WebAuthn credentials are django-otp devices (django-otp-webauthn), a second factor only.
 # The relying party id is the domain passkeys are bound to (changing it orphans every registered passkey); the
 # allowed origins are the exact origins pages are served from. The demo defaults follow SITE_URL (localhost, where
