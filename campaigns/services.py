@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
-from django.db.models import Case, CharField, DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Value, When
-from django.db.models.functions import Cast, Concat, Now
+from django.db.models import Case, DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Value, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from audit.services import SYSTEM, audit_record
@@ -712,10 +712,11 @@ def _dispatch_window(
 
     Lock the claimed deliveries still ours, lock their covering authorizations FOR SHARE and check coverage
     through the end of the window (`authorization_lock_covering(lasting=window)`), then hand covered messages
-    to the server one by one while the window lasts: a message is started only when the time since the check,
-    plus the longest hand-over seen so far, stays within the window. What the window had no time for is
-    `left` for the next one (re-locked, re-checked). Record every outcome, audit, commit: the authorization
-    locks are held for about the window, so a revocation waits at most that long."""
+    to the server one by one while the window lasts: every exchange is bounded by the window's close (the
+    transport's deadline; WindowClosed when the server has not answered by then), and a message is started only
+    while twice the longest hand-over seen so far still fits. What the window had no time for is `left` for the
+    next one (re-locked, re-checked). Record every outcome, audit, commit: the authorization locks are held for
+    about the window, so a revocation waits at most that long."""
     outcome = _WindowOutcome()
     with transaction.atomic(durable=True):
         tokens = dict(claimed)

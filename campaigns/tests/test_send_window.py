@@ -7,7 +7,6 @@ sender in this process against a slow SMTP server; the last two are the issue's 
 worker, Redis and an SMTP server, throttled to 2 messages a second in batches of 200.
 """
 import tempfile
-import threading
 import time
 from datetime import UTC, timedelta
 from unittest import mock
@@ -281,7 +280,7 @@ def test_r_send_covered_a_server_that_answers_after_the_window_closes_is_not_rec
         async def handle_data(server, session, envelope):
             if envelope.rcpt_tos == [slow] and not answered:
                 answered.append(slow)
-                time.sleep(0.6)  # the first time only: the retry is answered at once
+                time.sleep(0.6)  # noqa: ASYNC251 - blocks the server like a stalled relay; the first time only
             return await original(server, session, envelope)
 
         sink.handler.handle_DATA = handle_data
