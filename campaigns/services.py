@@ -714,9 +714,9 @@ def _dispatch_window(
     through the end of the window (`authorization_lock_covering(lasting=window)`), then hand covered messages
     to the server one by one while the window lasts: every exchange is bounded by the window's close (the
     transport's deadline; WindowClosed when the server has not answered by then), and a message is started only
-    while twice the longest hand-over seen so far still fits. What the window had no time for is `left` for the
-    next one (re-locked, re-checked). Record every outcome, audit, commit: the authorization locks are held for
-    about the window, so a revocation waits at most that long."""
+    while twice the longest hand-over seen so far still fits, and not once the locks have been held for
+    SEND_LOCK_SECONDS. What the window had no time for is `left` for the next one (re-locked, re-checked).
+    Record every outcome, audit, commit: a revocation waits at most about SEND_LOCK_SECONDS plus one hand-over."""
     outcome = _WindowOutcome()
     with transaction.atomic(durable=True):
         tokens = dict(claimed)
@@ -752,12 +752,14 @@ def _dispatch_window(
         # The window closes `window` seconds after just before the check statement was sent: an upper bound, so
         # a message accepted by then was accepted within the window of the check on any clock.
         deadline = coverage.started + window
+        # After this, no new message is started: the locks a revocation waits for are held about this long.
+        lock_until = coverage.started + min(settings.HIPAAMAIL_SEND_LOCK_SECONDS, window)
         longest = 0.0  # the longest hand-over of this window so far, in seconds
         for index, (pk, authorization_id, address) in enumerate(sendable):
             before = time.monotonic()
             # Start a message only when twice the longest hand-over so far still fits: the transport's deadline
             # is the hard bound, this keeps it from being hit in the ordinary case.
-            if deadline - before < 2 * longest:
+            if deadline - before < 2 * longest or (index and before >= lock_until):
                 outcome.left = [(later, tokens[later]) for later, _, _ in sendable[index:]]
                 break
             message = render.assemble(delivery_id=pk, to_address=address)

@@ -7,6 +7,7 @@ sender in this process against a slow SMTP server; the last two are the issue's 
 worker, Redis and an SMTP server, throttled to 2 messages a second in batches of 200.
 """
 import tempfile
+import threading
 import time
 from datetime import UTC, timedelta
 from unittest import mock
@@ -135,6 +136,57 @@ def test_r_revoke_anytime_rate_limiting_never_sleeps_inside_a_sending_transactio
 
     assert waits == [(0.5, False), (1.0, False)]
     assert Delivery.objects.filter(campaign=campaign, status="sent").count() == 7
+
+
+@requires_postgresql  # a transactional test: SQLite's append-only triggers refuse the flush
+@pytest.mark.django_db(transaction=True)
+def test_r_revoke_anytime_a_slow_mail_server_keeps_a_revocation_waiting_no_longer_than_the_lock_budget(settings):
+    """R-REVOKE-ANYTIME, ADR 0010: behind a relay that takes 80 ms a message, a 1 s window would hold its
+    authorization locks for most of a second; a window stops starting messages after SEND_LOCK_SECONDS (0.25 s),
+    so each of five revocations made while the campaign goes out commits in under 500 ms, and no message to a
+    revoked patient reaches the server after the revocation committed."""
+    settings.HIPAAMAIL_SEND_CHECK_WINDOW, settings.HIPAAMAIL_SEND_LOCK_SECONDS = 1.0, 0.25
+    purpose = purpose_make()
+    patients = [patient_make() for _ in range(24)]
+    for patient in patients:
+        authorization_make(patient=patient, purpose=purpose)
+    campaign = _launched(purpose, patients)
+    latency, committed, errors = {}, {}, []
+
+    with smtp_sink(delay=0.08) as sink:
+        _route_to(settings, sink)
+
+        def send_everything():
+            try:
+                while services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
+                    pass
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+            finally:
+                connection.close()
+
+        sender = threading.Thread(target=send_everything)
+        sender.start()
+        try:
+            while not sink.records and sender.is_alive():
+                time.sleep(0.01)
+            for patient in patients[6:21:3]:
+                started = time.time()
+                authorization_revoke(
+                    actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel=Revocation.Channel.PORTAL
+                )
+                committed[patient.email] = time.time()
+                latency[patient.email] = committed[patient.email] - started
+                time.sleep(0.15)
+        finally:
+            sender.join(60)
+        received = sink.records
+
+    assert errors == [] and not sender.is_alive()
+    assert len(latency) == 5 and max(latency.values()) < 0.5, latency
+    assert all(r.received_at < committed[r.recipients[0]] for r in received if r.recipients[0] in committed)
+    events = AuditEvent.objects.filter(action="delivery.batch_dispatched", details__has_key="sent")
+    assert events.count() >= 4  # 24 x 80 ms of sending, about 0.25 s of it per window
 
 
 # --- With a real worker, Redis and an SMTP server: the issue's own cases ------------------------------------

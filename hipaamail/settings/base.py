@@ -242,10 +242,18 @@ HIPAAMAIL_SEND_LEASE_SECONDS = env.int("SEND_LEASE_SECONDS", default=300)
 # the coverage check that allowed it; time-based ends are checked against the window's end; a revocation waits at
 # most this long for a batch in flight. At most 5 s.
 HIPAAMAIL_SEND_CHECK_WINDOW = env.float("SEND_CHECK_WINDOW", default=1.0)
+# A window also stops starting messages once it has held its authorization locks this long (ADR 0010): the
+# window bounds check-to-send for the evidence, this bounds how long a patient's revocation can wait behind a slow
+# mail server. At most SEND_CHECK_WINDOW.
+HIPAAMAIL_SEND_LOCK_SECONDS = env.float("SEND_LOCK_SECONDS", default=0.25)
 if not 0 < HIPAAMAIL_SEND_CHECK_WINDOW <= 5:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured("SEND_CHECK_WINDOW must be more than 0 and at most 5 seconds.")
+if not 0 < HIPAAMAIL_SEND_LOCK_SECONDS <= HIPAAMAIL_SEND_CHECK_WINDOW:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("SEND_LOCK_SECONDS must be more than 0 and at most SEND_CHECK_WINDOW.")
 # Messages per second across all workers (shared through Redis when HIPAAMAIL_RATE_LIMIT_REDIS_URL is set,
 # else per process); 0: unlimited.
 HIPAAMAIL_RATE_LIMIT = env.int("SEND_RATE_LIMIT", default=0)
