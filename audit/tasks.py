@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 VERIFY_WORKERS = 1
 
 
-@shared_task
+@shared_task(name="audit.tasks.audit_checkpoint_task")
 def audit_checkpoint_task() -> None:
     """Seal what is committed and sign the chain head (what `manage.py audit_checkpoint` does). The checkpoint's
     line goes to the worker's log too: one more copy outside the database. It holds no PHI (sequence, head hash,
@@ -27,7 +27,7 @@ def audit_checkpoint_task() -> None:
     logger.info("audit: checkpoint %s", checkpoints.checkpoint_line(checkpoint))
 
 
-@shared_task
+@shared_task(name="audit.tasks.audit_verify_task")
 def audit_verify_task() -> bool:
     """Verify the whole chain and its signed checkpoints, then every registered check of other apps' records
     against the sealed trail (audit.verification: the deliveries, for one), record the outcome (what

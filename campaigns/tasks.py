@@ -9,6 +9,7 @@ from campaigns import bounces, selectors, services
 
 
 @shared_task(
+    name="campaigns.tasks.campaign_dispatch_task",
     autoretry_for=(services.TransientSendError,),
     retry_backoff=5,
     retry_backoff_max=300,
@@ -21,7 +22,7 @@ def campaign_dispatch_task(campaign_id: int) -> None:
     services.campaign_finish_if_done(campaign_id=campaign_id)
 
 
-@shared_task
+@shared_task(name="campaigns.tasks.campaign_launch_due_task")
 def campaign_launch_due_task() -> None:
     """Launch each scheduled campaign whose time has come. One that was launched meanwhile (the button) is
     skipped; one whose content no longer passes its checks goes back to its author (campaign_launch_refuse)."""
@@ -34,7 +35,7 @@ def campaign_launch_due_task() -> None:
             services.campaign_launch_refuse(campaign_id=campaign_id, codes=[e.code or "invalid" for e in error.error_list])
 
 
-@shared_task
+@shared_task(name="campaigns.tasks.campaign_rewake_task")
 def campaign_rewake_task() -> None:
     """The reconciler: a campaign with queued deliveries gets a worker again (killed worker, lost message); a
     campaign with nothing left queued that still reads "sending" is marked sent (campaign_finish_if_done checks
@@ -45,7 +46,7 @@ def campaign_rewake_task() -> None:
         services.campaign_finish_if_done(campaign_id=campaign_id)
 
 
-@shared_task
+@shared_task(name="campaigns.tasks.bounces_read_task")
 def bounces_read_task() -> None:
     """Every few minutes when BOUNCE_MAILBOX is set: apply the bounce mailbox's reports, then delete them."""
     if settings.HIPAAMAIL_BOUNCE_MAILBOX:

@@ -21,20 +21,20 @@ MAIL_RETRIES = 6
 MAIL_RETRY_FIRST_DELAY = 5
 
 
-@shared_task
+@shared_task(name="consent.tasks.patient_import_run_task")
 def patient_import_run_task(patient_import_id: int) -> None:
     """Write a started patient import whole or not at all; a finished import is left as it is."""
     imports.patient_import_run(patient_import_id=patient_import_id)
 
 
-@shared_task
+@shared_task(name="consent.tasks.patient_import_rewake_task")
 def patient_import_rewake_task() -> None:
     """Every few minutes: run again any started import whose task was lost (the run returns at once while
     another holds the import)."""
     imports.patient_import_rewake()
 
 
-@shared_task
+@shared_task(name="consent.tasks.authorization_renewals_invite_task")
 def authorization_renewals_invite_task() -> None:
     """Daily: invite patients whose authorization ran out by its date to sign again (never after a revocation)."""
     renewals.authorization_renewals_invite()
@@ -76,7 +76,7 @@ def _mail_with_retry(task, send) -> bool:
     )
 
 
-@shared_task(bind=True, max_retries=MAIL_RETRIES)
+@shared_task(name="consent.tasks.sign_in_code_send_task", bind=True, max_retries=MAIL_RETRIES)
 def sign_in_code_send_task(self, patient_id: int, sealed_code: str, minutes: int) -> bool:
     """Email a patient's sign-in code. The code travels sealed (consent.crypto) so the broker holds no usable
     secret; the message is queued with an expiry, so a code is never delivered after it stopped working."""
@@ -87,7 +87,7 @@ def sign_in_code_send_task(self, patient_id: int, sealed_code: str, minutes: int
     )
 
 
-@shared_task(bind=True, max_retries=MAIL_RETRIES)
+@shared_task(name="consent.tasks.invitation_send_task", bind=True, max_retries=MAIL_RETRIES)
 def invitation_send_task(self, invitation_id: int, sealed_url: str) -> bool:
     """Email an invitation to sign. Its link's token is stored nowhere but in the sealed URL this task gets."""
     invitation = Invitation.objects.select_related("patient", "purpose").get(pk=invitation_id)
@@ -97,7 +97,7 @@ def invitation_send_task(self, invitation_id: int, sealed_url: str) -> bool:
     )
 
 
-@shared_task(bind=True, max_retries=MAIL_RETRIES)
+@shared_task(name="consent.tasks.authorization_copy_send_task", bind=True, max_retries=MAIL_RETRIES)
 def authorization_copy_send_task(self, authorization_id: int) -> bool:
     """Email the patient the PDF of what they signed (R-AUTH-COPY) and audit whether it went. A failure does not
     undo the signature: the copy stays downloadable in the portal, and the audit trail says it was not sent."""
