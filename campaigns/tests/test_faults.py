@@ -63,6 +63,11 @@ WORKER_ENV = {
     "SEND_LEASE_SECONDS": str(LEASE_SECONDS),
     "HIPAAMAIL_TRANSPORT": "smtp",  # production's transport, one SMTP connection per batch
     "SEND_RATE_LIMIT": "0",
+    # One batch (10 x 0.1 s) is one check-to-send window here, so "the batch in flight at the kill" is exactly the
+    # uncommitted window these faults are about; windows split by time and killed mid-way are the history
+    # checker's (campaigns/tests/test_history.py, ADR 0010).
+    "SEND_CHECK_WINDOW": "5",
+    "SEND_LOCK_SECONDS": "5",
 }
 TERMINAL = {Delivery.Status.SENT, Delivery.Status.BLOCKED, Delivery.Status.FAILED}
 
