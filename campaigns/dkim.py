@@ -32,19 +32,6 @@ from dkim.canonicalization import CanonicalizationPolicy
 # verifier hashes the bottom-most copy first, so without oversigning a copy added above the original (where a
 # mail client may show it) would pass. Reply-To and Cc are in both: they decide who gets a patient's answer
 # (R-CANSPAM-HEADERS).
-SIGNED_HEADERS = (
-    b"from",
-    b"to",
-    b"cc",
-    b"reply-to",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"list-unsubscribe",
-    b"list-unsubscribe-post",
-    b"mime-version",
-    b"content-type",
-)
 OVERSIGNED_HEADERS = (
     b"from",
     b"to",
@@ -56,6 +43,7 @@ OVERSIGNED_HEADERS = (
     b"list-unsubscribe",
     b"list-unsubscribe-post",
 )
+SIGNED_HEADERS = (*OVERSIGNED_HEADERS, b"mime-version", b"content-type")
 MINIMUM_KEY_BITS = 1024  # RFC 8301 section 3.2; 2048 recommended
 
 _CANONICALIZATION = CanonicalizationPolicy.from_c_value(b"relaxed/simple")

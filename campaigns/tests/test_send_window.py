@@ -39,6 +39,17 @@ def _launched(purpose, patients):
     return campaign
 
 
+def _revoke_one_by_one(patients, purpose, *, pause: float, latency: dict, committed: dict) -> None:
+    """Revoke each patient in the portal, `pause` seconds apart; record each call's wall-clock latency and the
+    instant just after it returned (its commit happened before that)."""
+    for patient in patients:
+        started = time.time()
+        authorization_revoke(actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel=Revocation.Channel.PORTAL)
+        committed[patient.email] = time.time()
+        latency[patient.email] = committed[patient.email] - started
+        time.sleep(pause)
+
+
 def _route_to(settings, sink):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = sink.host, sink.port
@@ -170,14 +181,7 @@ def test_r_revoke_anytime_a_slow_mail_server_keeps_a_revocation_waiting_no_longe
         try:
             while not sink.records and sender.is_alive():
                 time.sleep(0.01)
-            for patient in patients[6:21:3]:
-                started = time.time()
-                authorization_revoke(
-                    actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel=Revocation.Channel.PORTAL
-                )
-                committed[patient.email] = time.time()
-                latency[patient.email] = committed[patient.email] - started
-                time.sleep(0.15)
+            _revoke_one_by_one(patients[6:21:3], purpose, pause=0.15, latency=latency, committed=committed)
         finally:
             sender.join(60)
         received = sink.records
@@ -282,14 +286,7 @@ def test_r_revoke_anytime_a_revocation_during_a_throttled_send_commits_at_once_a
         deadline = time.monotonic() + SEND_TIMEOUT
         while not sink.records and time.monotonic() < deadline:  # the campaign has started to go out
             time.sleep(0.02)
-        for patient in revoking:
-            started = time.time()
-            authorization_revoke(
-                actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel=Revocation.Channel.PORTAL
-            )
-            committed[patient.email] = time.time()
-            latency[patient.email] = committed[patient.email] - started
-            time.sleep(0.3)
+        _revoke_one_by_one(revoking, purpose, pause=0.3, latency=latency, committed=committed)
 
     with smtp_sink() as sink:
         _worker_run(sink, campaign, during=revoke_while_sending)
