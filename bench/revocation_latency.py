@@ -37,35 +37,21 @@ import argparse
 import multiprocessing
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
-from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNELS = ("portal", "one-click", "written")
+sys.path.insert(0, str(ROOT))
+from bench.send_campaign import covered_patients_make, free_port, recreate_database
+
 SCAN = b"%PDF-1.4\n% a scanned letter: please stop sending me marketing messages\n%%EOF\n"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def recreate_database(admin_url: str, database: str) -> str:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{database}"')
-    return admin_url.rsplit("/", 1)[0] + f"/{database}"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -171,7 +157,6 @@ def main() -> int:
     os.environ["DATABASE_URL"] = recreate_database(args.admin_url, args.database)
     os.environ["DJANGO_SETTINGS_MODULE"] = "hipaamail.settings.test"
     os.environ["CELERY_BROKER_URL"] = args.redis_url
-    sys.path.insert(0, str(ROOT))
     import logging
 
     logging.disable(logging.WARNING)
@@ -184,17 +169,14 @@ def main() -> int:
     from django.db import connection, transaction
     from django.test import Client
     from django.urls import reverse
-    from django.utils import timezone
 
     import consent.services
     import consent.services.written
-    from bench.import_patients import synthetic_csv
     from campaigns import services
     from campaigns.messages import unsubscribe_token
     from campaigns.models import Delivery
     from campaigns.transport import SmtpTransport, rate_limiter, transport_for_settings
-    from consent.models import Authorization, Patient, Purpose
-    from consent.services import imports
+    from consent.models import Authorization, Patient
     from consent.services.written import revocation_written_record
     from hipaamail.tests.factories import staff_make
 
@@ -210,18 +192,7 @@ def main() -> int:
     assert connection.vendor == "postgresql", connection.vendor
 
     started = time.time()
-    validation = imports.patient_csv_validate(text=synthetic_csv(args.patients))
-    with transaction.atomic():
-        imports.patient_rows_write(rows=validation.rows)
-    purpose = Purpose.objects.create(code="bench-marketing", name="Seasonal health news", kind="marketing")
-    now = timezone.now()
-    Authorization.objects.bulk_create(
-        [
-            Authorization(patient_id=pid, purpose=purpose, signed_at=now - timedelta(days=1), expires_at=now + timedelta(days=365))
-            for pid in Patient.objects.values_list("id", flat=True)
-        ],
-        batch_size=5000,
-    )
+    purpose = covered_patients_make(args.patients)
     author, approver = staff_make(role="marketer"), staff_make(role="compliance officer")
     clerk = staff_make(role="compliance officer")  # records the written revocations
     campaign = services.campaign_create(

@@ -56,6 +56,32 @@ def recreate_database(admin_url: str, database: str) -> str:
     return admin_url.rsplit("/", 1)[0] + f"/{database}"
 
 
+def covered_patients_make(count: int):
+    """`count` synthetic patients written by the real import, each covered for one marketing purpose for a year;
+    returns the purpose. Call after django.setup() (the revocation benchmark uses it too)."""
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from bench.import_patients import synthetic_csv
+    from consent.models import Authorization, Patient, Purpose
+    from consent.services import imports
+
+    validation = imports.patient_csv_validate(text=synthetic_csv(count))
+    with transaction.atomic():
+        imports.patient_rows_write(rows=validation.rows)
+    purpose = Purpose.objects.create(code="bench-marketing", name="Seasonal health news", kind="marketing")
+    now = timezone.now()
+    Authorization.objects.bulk_create(
+        [
+            Authorization(patient_id=pid, purpose=purpose, signed_at=now - timedelta(days=1), expires_at=now + timedelta(days=365))
+            for pid in Patient.objects.values_list("id", flat=True)
+        ],
+        batch_size=5000,
+    )
+    return purpose
+
+
 class Sink:
     """Debian postfix's smtp-sink on a free loopback port, started afresh for each pass, with its message
     counter (-c): the count it prints when stopped proves that the messages really reached an SMTP server."""
@@ -182,18 +208,14 @@ def main() -> int:
     django.setup()
     from django.conf import settings
     from django.core.management import call_command
-    from django.db import connection, transaction
+    from django.db import connection
     from django.db.models import F, Max
-    from django.utils import timezone
 
     from audit.models import AuditEvent
-    from bench.import_patients import synthetic_csv
     from campaigns import services
     from campaigns.messages import CampaignRender
     from campaigns.models import Campaign, Delivery
     from campaigns.transport import SmtpTransport, transport_for_settings
-    from consent.models import Authorization, Patient, Purpose
-    from consent.services import imports
     from hipaamail.tests.factories import staff_make
 
     call_command("migrate", verbosity=0)
@@ -208,18 +230,7 @@ def main() -> int:
     assert isinstance(transport_for_settings(), SmtpTransport)
 
     started = time.perf_counter()
-    validation = imports.patient_csv_validate(text=synthetic_csv(args.patients))
-    with transaction.atomic():
-        imports.patient_rows_write(rows=validation.rows)
-    purpose = Purpose.objects.create(code="bench-marketing", name="Seasonal health news", kind="marketing")
-    now = timezone.now()
-    Authorization.objects.bulk_create(
-        [
-            Authorization(patient_id=pid, purpose=purpose, signed_at=now - timedelta(days=1), expires_at=now + timedelta(days=365))
-            for pid in Patient.objects.values_list("id", flat=True)
-        ],
-        batch_size=5000,
-    )
+    purpose = covered_patients_make(args.patients)
     author, approver = staff_make(role="marketer"), staff_make(role="compliance officer")
     campaigns = []
     passes = ([] if args.no_warmup else [None]) + windows  # None: the warm-up pass, at the default window
