@@ -28,13 +28,14 @@ deliveries are compared in seconds (bench/delivery_verify.py, docs/benchmarks.md
 in Python. Registered with the audit app by campaigns.apps (the audit app imports no other app).
 """
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.db import connection, transaction
 
 from audit.models import AuditEvent
 from audit.verification import CheckResult, Scope
 from campaigns.models import Delivery
+from campaigns.services import batch_event_time
 
 NAME = "deliveries"
 BATCH_ACTION = "delivery.batch_dispatched"
@@ -57,7 +58,7 @@ def _time_text(moment: datetime | str | None) -> str | None:
     """As the batch event writes a time (UTC, microseconds, Z): an audit detail code."""
     if moment is None or isinstance(moment, str):
         return moment
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return batch_event_time(moment)
 
 
 def mismatch_describe(entry: dict) -> str:

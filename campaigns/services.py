@@ -582,8 +582,9 @@ def _deliveries_claim_postgresql(*, campaign_id: int, batch_size: int) -> list[t
         return sorted(cursor.fetchall())
 
 
-def _timestamp(instant: datetime) -> str:
-    """An instant as the batch event records it: UTC, microseconds, Z (exactly the stored value)."""
+def batch_event_time(instant: datetime) -> str:
+    """An instant as the batch event records it: UTC, microseconds, Z (exactly the stored value). The delivery
+    verification compares stored times in this form (campaigns.delivery_verification)."""
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -684,10 +685,10 @@ def _window_audit(*, campaign_id: int, outcome: _WindowOutcome) -> None:
     details: dict[str, object] = {}
     if outcome.sent:
         ordered = sorted(outcome.sent.items())
-        details["checked_at"] = _timestamp(outcome.checked_at)
+        details["checked_at"] = batch_event_time(outcome.checked_at)
         details["sent"] = [pk for pk, _ in ordered]
         details["sent_authorization"] = [authorization_id for _, (authorization_id, _) in ordered]
-        details["sent_at"] = [_timestamp(sent_at) for _, (_, sent_at) in ordered]
+        details["sent_at"] = [batch_event_time(sent_at) for _, (_, sent_at) in ordered]
     blocked: dict[str, list[int]] = defaultdict(list)
     for pk, reason in outcome.blocked.items():
         blocked[f"blocked_{reason}"].append(pk)

@@ -152,14 +152,9 @@ class DjangoTransport:
             with _deadline(sock, deadline):
                 self._connection.send_messages([AssembledEmail(message)])
         except WindowClosed:
-            self._drop()
+            with contextlib.suppress(Exception):  # the connection is in an unknown state: just let it go
+                self.close()
             raise
-
-    def _drop(self) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            with contextlib.suppress(Exception):
-                connection.close()
 
     def close(self) -> None:
         if self._connection is not None:
@@ -341,8 +336,6 @@ class RateLimiter:
     granted; what it could not use it gives back (`give_back`)."""
 
     def __init__(self, *, limit: int, redis_url: str = "", clock=None, sleep=None):
-        import time
-
         self.limit = limit
         self.redis_url = redis_url
         self._clock = clock or time.time
@@ -399,10 +392,6 @@ class RateLimiter:
         allowance is its own, so tokens of a past second are simply dropped."""
         if self.limit and n > 0 and int(self._clock()) == second:
             self._remove(second, n)
-
-    def acquire(self) -> None:
-        """One message's token (waits when this second's allowance is spent)."""
-        self.take(1)
 
 
 _limiter: RateLimiter | None = None

@@ -32,7 +32,16 @@ from consent.tests.factories import authorization_make, patient_make, purpose_ma
 WINDOW = timedelta(seconds=django_settings.HIPAAMAIL_SEND_CHECK_WINDOW)
 
 
-def _launched(purpose, patients):
+def _covered(count: int):
+    """A marketing purpose and `count` patients, each covered for it."""
+    purpose = purpose_make()
+    patients = [patient_make() for _ in range(count)]
+    for patient in patients:
+        authorization_make(patient=patient, purpose=purpose)
+    return purpose, patients
+
+
+def _launched(purpose):
     campaign = campaign_approved_make(purpose=purpose)
     with mock.patch("campaigns.services._wake_dispatch"):
         services.campaign_launch(actor=None, campaign_id=campaign.pk)
@@ -82,11 +91,8 @@ def test_r_send_evidence_a_batch_longer_than_the_window_is_sent_in_windows_each_
     delivery's sent_at is within the window after its checked_at; each sealed record names the delivery's
     authorization and send time exactly."""
     settings.HIPAAMAIL_SEND_CHECK_WINDOW = 1.0
-    purpose = purpose_make()
-    patients = [patient_make() for _ in range(20)]
-    for patient in patients:
-        authorization_make(patient=patient, purpose=purpose)
-    campaign = _launched(purpose, patients)
+    purpose, _ = _covered(20)
+    campaign = _launched(purpose)
 
     with smtp_sink(delay=0.12) as sink:
         _route_to(settings, sink)
@@ -127,11 +133,8 @@ def test_r_revoke_anytime_rate_limiting_never_sleeps_inside_a_sending_transactio
     wait happens outside any transaction (so with no delivery or authorization lock held)."""
     from campaigns import transport
 
-    purpose = purpose_make()
-    patients = [patient_make() for _ in range(7)]
-    for patient in patients:
-        authorization_make(patient=patient, purpose=purpose)
-    campaign = _launched(purpose, patients)
+    purpose, _ = _covered(7)
+    campaign = _launched(purpose)
     clock = {"now": 700.5}
     waits: list[tuple[float, bool]] = []
 
@@ -157,11 +160,8 @@ def test_r_revoke_anytime_a_slow_mail_server_keeps_a_revocation_waiting_no_longe
     so each of five revocations made while the campaign goes out commits in under 500 ms, and no message to a
     revoked patient reaches the server after the revocation committed."""
     settings.HIPAAMAIL_SEND_CHECK_WINDOW, settings.HIPAAMAIL_SEND_LOCK_SECONDS = 1.0, 0.25
-    purpose = purpose_make()
-    patients = [patient_make() for _ in range(24)]
-    for patient in patients:
-        authorization_make(patient=patient, purpose=purpose)
-    campaign = _launched(purpose, patients)
+    purpose, patients = _covered(24)
+    campaign = _launched(purpose)
     latency, committed, errors = {}, {}, []
 
     with smtp_sink(delay=0.08) as sink:
@@ -273,10 +273,7 @@ def test_r_revoke_anytime_a_revocation_during_a_throttled_send_commits_at_once_a
     six of its patients revoke one after another. Each revocation commits in under 500 ms (it never waits for
     the throttled batch), and no message to a patient reaches the server after their revocation committed;
     each of those still queued ends blocked "revoked"."""
-    purpose = purpose_make()
-    patients = [patient_make() for _ in range(12)]
-    for patient in patients:
-        authorization_make(patient=patient, purpose=purpose)
+    purpose, patients = _covered(12)
     campaign = campaign_approved_make(purpose=purpose)
     revoking = patients[3:9]
     latency: dict[str, float] = {}
@@ -314,11 +311,8 @@ def test_r_send_covered_a_server_that_answers_after_the_window_closes_is_not_rec
     again marked possible_duplicate and re-checked before it goes again; every delivery recorded sent was
     accepted within the window of its check."""
     settings.HIPAAMAIL_SEND_CHECK_WINDOW = 0.5
-    purpose = purpose_make()
-    patients = [patient_make() for _ in range(5)]
-    for patient in patients:
-        authorization_make(patient=patient, purpose=purpose)
-    campaign = _launched(purpose, patients)
+    purpose, patients = _covered(5)
+    campaign = _launched(purpose)
     slow = patients[2].email
     answered = []
 
