@@ -21,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from consent.patient_import.validate import patient_csv_validate
+from consent.patient_import.write import patient_rows_write
+
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "hipaamail_bench"
 CONDITIONS = ["E11", "E11.9", "G47.33", "I10", "J44.9", "M17.11", "E78.5", "N18.3", "F32.9", "K21.9"]
@@ -89,7 +92,6 @@ def main() -> None:
 
     from consent import crypto
     from consent.models import Patient, PatientCondition
-    from consent.services import imports
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
@@ -97,7 +99,7 @@ def main() -> None:
     print(f"generated {args.rows:,} rows ({len(text) / 1e6:.1f} MB) in {time.perf_counter() - started:.2f}s")
 
     # Baseline: the same rows, already encrypted, through COPY; rolled back so that the real import starts clean.
-    validation = imports.patient_csv_validate(text=text)
+    validation = patient_csv_validate(text=text)
     assert not validation.errors, validation.errors[:5]
     started = time.perf_counter()
     prepared = []
@@ -128,18 +130,18 @@ def main() -> None:
     # The fallback path (SQLite, or any database without COPY): bulk_create, also rolled back.
     with transaction.atomic():
         started = time.perf_counter()
-        imports.patient_rows_write(rows=validation.rows, method="bulk_create")
+        patient_rows_write(rows=validation.rows, method="bulk_create")
         bulk_seconds = time.perf_counter() - started
         transaction.set_rollback(True)
 
     # The real service: parse + validate, then write in one transaction.
     started = time.perf_counter()
-    validation = imports.patient_csv_validate(text=text)
+    validation = patient_csv_validate(text=text)
     validate_seconds = time.perf_counter() - started
     assert not validation.errors and validation.valid_rows == args.rows
     started = time.perf_counter()
     with transaction.atomic(durable=True):
-        written = imports.patient_rows_write(rows=validation.rows)
+        written = patient_rows_write(rows=validation.rows)
     write_seconds = time.perf_counter() - started
     assert written == args.rows == Patient.objects.count()
     conditions = PatientCondition.objects.count()

@@ -87,9 +87,9 @@ def populate(rows: int) -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from accounts.tests.factories import staff_make
     from campaigns.models import Campaign, Delivery
     from consent.models import Authorization, AuthorizationForm, Patient, Purpose, Revocation
-    from hipaamail.tests.factories import staff_make
 
     call_command("migrate", verbosity=0)
     now = timezone.now()

@@ -50,6 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CHANNELS = ("portal", "one-click", "written")
 sys.path.insert(0, str(ROOT))
 from bench.send_campaign import covered_patients_make, free_port, recreate_database
+from campaigns.sending.dispatch import TransientSendError, delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
+from campaigns.services.lifecycle import campaign_approve, campaign_create, campaign_submit
 
 SCAN = b"%PDF-1.4\n% a scanned letter: please stop sending me marketing messages\n%%EOF\n"
 
@@ -108,14 +111,13 @@ def _sender(campaign_id: int, stop, results) -> None:
     """A worker process: the one sender, batch after batch, until told to stop (or nothing is left)."""
     from django.db import connection
 
-    from campaigns import services
 
     connection.close()  # a fresh connection per process
     claimed = 0
     while not stop.is_set():
         try:
-            n = services.delivery_dispatch_batch(campaign_id=campaign_id)
-        except services.TransientSendError:
+            n = delivery_dispatch_batch(campaign_id=campaign_id)
+        except TransientSendError:
             time.sleep(0.05)
             continue
         if not n:
@@ -172,13 +174,12 @@ def main() -> int:
 
     import consent.services
     import consent.services.written
-    from campaigns import services
-    from campaigns.messages import unsubscribe_token
+    from accounts.tests.factories import staff_make
     from campaigns.models import Delivery
-    from campaigns.transport import SmtpTransport, rate_limiter, transport_for_settings
+    from campaigns.sending.messages import unsubscribe_token
+    from campaigns.sending.transport import SmtpTransport, rate_limiter, transport_for_settings
     from consent.models import Authorization, Patient
     from consent.services.written import revocation_written_record
-    from hipaamail.tests.factories import staff_make
 
     call_command("migrate", verbosity=0)
     media = tempfile.TemporaryDirectory(prefix="bench-revoke-media-")  # the written revocations' scans
@@ -195,15 +196,15 @@ def main() -> int:
     purpose = covered_patients_make(args.patients)
     author, approver = staff_make(role="marketer"), staff_make(role="compliance officer")
     clerk = staff_make(role="compliance officer")  # records the written revocations
-    campaign = services.campaign_create(
+    campaign = campaign_create(
         actor=author, name="Flu season", purpose=purpose, subject="Flu vaccination: longer hours this autumn",
         body_text="Dear patient,\n\nOur clinics offer longer opening hours for flu vaccination this autumn.\n\n"
         "Your care team",
     )
-    services.campaign_submit(actor=author, campaign_id=campaign.pk)
-    services.campaign_approve(actor=approver, campaign_id=campaign.pk)
-    with mock.patch("campaigns.services._wake_dispatch"):  # the senders are this script's processes
-        services.campaign_launch(actor=approver, campaign_id=campaign.pk)
+    campaign_submit(actor=author, campaign_id=campaign.pk)
+    campaign_approve(actor=approver, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):  # the senders are this script's processes
+        campaign_launch(actor=approver, campaign_id=campaign.pk)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     deliveries = list(Delivery.objects.filter(campaign=campaign).order_by("id").values_list("id", "patient_id"))
@@ -235,7 +236,7 @@ def main() -> int:
         return real_revoke_locked(**kwargs)
 
     patches = [
-        mock.patch("consent.services.authorizations_revoke_locked", revoke_locked_timed),
+        mock.patch("consent.services.authorizations.authorizations_revoke_locked", revoke_locked_timed),
         mock.patch("consent.services.written.authorizations_revoke_locked", revoke_locked_timed),
     ]
 

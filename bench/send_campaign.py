@@ -33,6 +33,12 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from campaigns.sending.dispatch import TransientSendError, campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
+from campaigns.services.lifecycle import campaign_approve, campaign_create, campaign_submit
+from consent.patient_import.validate import patient_csv_validate
+from consent.patient_import.write import patient_rows_write
+
 ROOT = Path(__file__).resolve().parent.parent
 BODY_PARAGRAPH = (
     "This autumn our clinics offer longer opening hours for flu vaccination, with walk-in sessions on Saturday "
@@ -65,11 +71,10 @@ def covered_patients_make(count: int):
 
     from bench.import_patients import synthetic_csv
     from consent.models import Authorization, Patient, Purpose
-    from consent.services import imports
 
-    validation = imports.patient_csv_validate(text=synthetic_csv(count))
+    validation = patient_csv_validate(text=synthetic_csv(count))
     with transaction.atomic():
-        imports.patient_rows_write(rows=validation.rows)
+        patient_rows_write(rows=validation.rows)
     purpose = Purpose.objects.create(code="bench-marketing", name="Seasonal health news", kind="marketing")
     now = timezone.now()
     Authorization.objects.bulk_create(
@@ -131,7 +136,6 @@ def _cpu_seconds(pid: int) -> float:
 def _worker(campaign_id: int, results, profile_dir: str = "") -> None:
     from django.db import connection
 
-    from campaigns import services
 
     connection.close()  # a fresh connection per process
     with connection.cursor() as cursor:
@@ -147,8 +151,8 @@ def _worker(campaign_id: int, results, profile_dir: str = "") -> None:
     claimed = 0
     while True:
         try:
-            n = services.delivery_dispatch_batch(campaign_id=campaign_id)
-        except services.TransientSendError:
+            n = delivery_dispatch_batch(campaign_id=campaign_id)
+        except TransientSendError:
             time.sleep(0.05)
             continue
         if not n:
@@ -211,12 +215,11 @@ def main() -> int:
     from django.db import connection
     from django.db.models import F, Max
 
+    from accounts.tests.factories import staff_make
     from audit.models import AuditEvent
-    from campaigns import services
-    from campaigns.messages import CampaignRender
     from campaigns.models import Campaign, Delivery
-    from campaigns.transport import SmtpTransport, transport_for_settings
-    from hipaamail.tests.factories import staff_make
+    from campaigns.sending.messages import CampaignRender
+    from campaigns.sending.transport import SmtpTransport, transport_for_settings
 
     call_command("migrate", verbosity=0)
     settings.HIPAAMAIL_TRANSPORT = "smtp"
@@ -235,13 +238,13 @@ def main() -> int:
     campaigns = []
     passes = ([] if args.no_warmup else [None]) + windows  # None: the warm-up pass, at the default window
     for window in passes:
-        campaign = services.campaign_create(
+        campaign = campaign_create(
             actor=author, name=f"Flu season (window {window or DEFAULT_WINDOW:g} s)", purpose=purpose,
             subject="Flu vaccination: longer hours this autumn",
             body_text="Dear patient,\n\n" + "\n\n".join([BODY_PARAGRAPH * 2] * 4) + "\n\nYour care team",
         )
-        services.campaign_submit(actor=author, campaign_id=campaign.pk)
-        services.campaign_approve(actor=approver, campaign_id=campaign.pk)
+        campaign_submit(actor=author, campaign_id=campaign.pk)
+        campaign_approve(actor=approver, campaign_id=campaign.pk)
         campaigns.append(campaign)
     # Planner statistics, as autovacuum would have them for tables this size: without them the planner guesses
     # a handful of authorizations per purpose and scans all of them for each batch's consent check.
@@ -286,8 +289,8 @@ def main() -> int:
             connection.close()
             settings.EMAIL_PORT = sink.start()
             started = time.perf_counter()
-            with mock.patch("campaigns.services._wake_dispatch"):  # these processes are the workers
-                services.campaign_launch(actor=approver, campaign_id=campaign.pk)
+            with mock.patch("campaigns.tasks._wake_dispatch"):  # these processes are the workers
+                campaign_launch(actor=approver, campaign_id=campaign.pk)
             launched = time.perf_counter() - started
             connection.close()
             profile_dir = args.profile if window is not None else ""
@@ -301,7 +304,7 @@ def main() -> int:
             for worker in workers:
                 worker.join()
             seconds = time.perf_counter() - started
-            services.campaign_finish_if_done(campaign_id=campaign.pk)
+            campaign_finish_if_done(campaign_id=campaign.pk)
             sent = Delivery.objects.filter(campaign=campaign, status="sent").count()
             assert sent == args.patients, f"only {sent} sent"
             received = sink.stop()

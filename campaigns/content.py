@@ -36,7 +36,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from campaigns.models import CampaignBlock, ContentBlock, ContentStatus, Delivery, EmailTemplate
 from consent.documents import PATIENT_FIELDS
 from consent.models import PatientCondition, Purpose
-from consent.selectors import form_version_current
+from consent.selectors.form_versions import form_version_current
 
 MERGE_FIELDS: tuple[str, ...] = tuple(PATIENT_FIELDS)
 MAX_BLOCKS = 8

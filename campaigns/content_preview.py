@@ -23,8 +23,8 @@ from campaigns.content import (
     content_render,
     merge_fields_allowed,
 )
-from campaigns.messages import CampaignRender, message_id_for_preview
 from campaigns.models import Campaign, ContentBlock, EmailTemplate
+from campaigns.sending.messages import CampaignRender, message_id_for_preview
 from consent.models import Purpose
 
 

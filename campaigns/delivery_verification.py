@@ -35,7 +35,7 @@ from django.db import connection, transaction
 from audit.models import AuditEvent
 from audit.verification import CheckResult, Scope
 from campaigns.models import Delivery
-from campaigns.services import batch_event_time
+from campaigns.sending.dispatch import batch_event_time
 
 NAME = "deliveries"
 BATCH_ACTION = "delivery.batch_dispatched"

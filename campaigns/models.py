@@ -5,7 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from consent.models import Authorization, Patient, Purpose
-from consent.selectors import CoverageGap
+from consent.selectors.coverage import CoverageGap
 
 
 class Segment(models.Model):

@@ -1,8 +1,11 @@
 """Who may see what of a campaign. One policy, used by every campaign view."""
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from campaigns.models import Campaign
-from hipaamail.roles import sees_patient_evidence
+from accounts.roles import ADMINISTRATOR, COMPLIANCE_OFFICER, is_staff_member, roles_of, sees_patient_evidence
+from campaigns.models import Campaign, ContentBlock, EmailTemplate, Segment
 
 # R-SMALL-CELL: counts from 1 to 10 read "fewer than 11" on a marketer's screen.
 SMALL_CELL_LIMIT = 10
@@ -34,3 +37,48 @@ def count_for_marketer(count: int) -> str:
     if 1 <= count <= SMALL_CELL_LIMIT:
         return "fewer than 11"
     return f"{count:,}"
+
+
+def _controller_check(actor) -> None:
+    """Scheduling, launching by hand, pausing, resuming and cancelling: compliance officers and administrators."""
+    if not may_control_sending(actor):
+        raise PermissionDenied("Only a compliance officer or an administrator may do that.")
+
+
+def may_manage_content(user) -> bool:
+    return bool(roles_of(user) & {COMPLIANCE_OFFICER, ADMINISTRATOR})
+
+
+def access_content_library(user) -> None:
+    if not may_manage_content(user):
+        raise Http404
+
+
+def access_email_template_by_id(user, template_id: int) -> EmailTemplate:
+    access_content_library(user)
+    try:
+        return EmailTemplate.objects.select_related("created_by", "approved_by").get(pk=template_id)
+    except EmailTemplate.DoesNotExist:
+        raise Http404 from None
+
+
+def access_content_block_by_id(user, block_id: int) -> ContentBlock:
+    access_content_library(user)
+    try:
+        return ContentBlock.objects.select_related("created_by", "approved_by").get(pk=block_id)
+    except ContentBlock.DoesNotExist:
+        raise Http404 from None
+
+
+def access_segments(user) -> None:
+    """Marketers, compliance officers and administrators work with segments; anyone else gets a 404."""
+    if not is_staff_member(user):
+        raise Http404
+
+
+def access_segment_by_id(user, segment_id: int) -> Segment:
+    access_segments(user)
+    segment = Segment.objects.select_related("created_by").filter(pk=segment_id).first()
+    if segment is None:
+        raise Http404
+    return segment

@@ -8,7 +8,7 @@ count: a suppressed count is a hatched range, so the picture tells a marketer no
 (R-SMALL-CELL)."""
 from dataclasses import dataclass
 
-from campaigns.results import Cell, ResultsView, Row
+from campaigns.selectors.results import Cell, ResultsView, Row
 
 WIDTH = 1120  # about the page's width, so that text is drawn near its CSS size
 LABEL_RIGHT = 400  # labels end here (text-anchor end)

@@ -40,29 +40,27 @@ consent.selectors.authorization_covering_list) and the uncovered split by reason
 from __future__ import annotations
 
 import re
-from collections import Counter
-from dataclasses import dataclass, field
 from datetime import date
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.http import Http404
 from django.utils import timezone
 
-from audit.services import audit_record
 from campaigns.models import Segment
-from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
-from campaigns.selectors import delivery_block_reason_list
 from consent.models import Patient, PatientCondition, ProgramEnrolment
-from consent.selectors import CoverageGap
-from hipaamail.roles import is_staff_member
 
 MAX_DEPTH = 4
+
+
 MAX_RULES = 50
+
+
 MAX_VALUES = 200  # items in one "in"/"any" list
 
+
 FIELDS = ("age", "sex", "postal_code", "state", "condition", "program", "last_visit")
+
+
 FIELD_LABELS = {
     "age": "Age",
     "sex": "Sex",
@@ -72,11 +70,23 @@ FIELD_LABELS = {
     "program": "Program enrolment",
     "last_visit": "Last visit",
 }
+
+
 SEXES = ("F", "M", "X")
+
+
 _STATE = re.compile(r"^[A-Z]{2}$")
+
+
 _POSTAL = re.compile(r"^[A-Za-z0-9 \-]{1,10}$")
+
+
 _CODE = re.compile(r"^[A-Z0-9.]{1,20}$")
+
+
 _PROGRAM = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,39}$")
+
+
 _LEAF_KEYS = {
     "age": ({"min", "max"}, set()),
     "sex": ({"in"}, {"in"}),
@@ -86,10 +96,6 @@ _LEAF_KEYS = {
     "program": ({"any"}, {"any"}),
     "last_visit": ({"after", "before"}, set()),
 }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Validation
 
 
 def segment_rules_validate(rules) -> list[str]:
@@ -244,10 +250,6 @@ def segment_rules_check(rules) -> None:
         raise ValidationError({"rules": errors})
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Compilation to one query
-
-
 def segment_queryset(rules, *, today: date | None = None) -> QuerySet[Patient]:
     """The patients a rule tree selects: one SELECT (conditions as EXISTS subqueries), nothing in Python.
 
@@ -323,152 +325,3 @@ _LEAF_COMPILERS = {
     "program": _program,
     "last_visit": _last_visit,
 }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Live counts
-
-
-# The order reasons are listed in, strongest first (as authorization_gap_list ranks them).
-EXCLUSION_REASONS = [
-    (CoverageGap.NO_AUTHORIZATION, "No authorization"),
-    (CoverageGap.WRONG_PURPOSE, "Authorization for another purpose only"),
-    (CoverageGap.REVOKED, "Revoked"),
-    (CoverageGap.EXPIRED, "Expired"),
-    (CoverageGap.EXPIRY_EVENT, "Ended by its expiry event"),
-    (CoverageGap.DEFECT_MISSING_ELEMENT, "Defective: lacks a required element"),
-    (CoverageGap.DEFECT_COMPOUND, "Defective: compound"),
-    (CoverageGap.DEFECT_CONDITIONED, "Defective: conditioned"),
-    (CoverageGap.DEFECT_FALSE_INFORMATION, "Defective: false information"),
-    (CoverageGap.BOUNCED, "Address bounced"),
-    (CoverageGap.SUPPRESSED, "Address suppressed"),
-]
-
-
-@dataclass(frozen=True)
-class SegmentCounts:
-    """Exact counts: matched = covered + sum(excluded.values()). For compliance officers and administrators,
-    and the input of `segment_counts_for_marketer`."""
-
-    matched: int
-    covered: int
-    excluded: dict[str, int] = field(default_factory=dict)
-
-
-def segment_counts(*, rules, purpose_id: int) -> SegmentCounts:
-    """Matched, covered for the purpose now, and the uncovered by reason. Advisory (DESIGN.md 3): the
-    sender checks again under lock. Coverage is decided by consent.selectors alone."""
-    return _counts(patient_ids=list(segment_queryset(rules).values_list("id", flat=True)), purpose_id=purpose_id)
-
-
-def audience_counts(*, segment_id: int | None, purpose_id: int) -> SegmentCounts:
-    """The same counts for a campaign's audience: its segment, or every patient when it has none."""
-    ids = segment_patient_ids(segment_id=segment_id).values_list("id", flat=True)
-    return _counts(patient_ids=list(ids), purpose_id=purpose_id)
-
-
-def _counts(*, patient_ids: list[int], purpose_id: int) -> SegmentCounts:
-    gaps = delivery_block_reason_list(purpose_id=purpose_id, patient_ids=patient_ids)
-    excluded = Counter(gaps.values())
-    return SegmentCounts(
-        matched=len(patient_ids),
-        covered=len(patient_ids) - len(gaps),
-        excluded={reason: excluded.get(reason, 0) for reason, _ in EXCLUSION_REASONS},
-    )
-
-
-WITHHELD = "withheld (11 or more)"  # a withheld total is at least 11: saying so reveals nothing
-
-
-@dataclass(frozen=True)
-class MarketerCounts:
-    """Counts as a marketer sees them: strings, with small cells suppressed (R-SMALL-CELL)."""
-
-    matched: str
-    covered: str
-    excluded: list[tuple[str, str, str]]  # (reason code, label, shown count)
-    complementary: bool  # the total was withheld so that a small cell cannot be subtracted back
-
-
-def segment_counts_for_marketer(counts: SegmentCounts) -> MarketerCounts:
-    """R-SMALL-CELL, with complementary suppression.
-
-    Primary: every cell from 1 to 10 reads "fewer than 11" (campaigns.permissions.count_for_marketer).
-    Complementary: the screen shows one sum, matched = covered + each exclusion reason. If any part (covered
-    or a reason) is suppressed while the total is shown, the total minus the shown parts would give it back.
-    So then the total is withheld too. Every shown part is 0 or at least 11, a suppressed part is from 1 to
-    10, and a withheld total is only known to be at least 11: the suppressed parts' sum is then bounded
-    below by nothing the screen shows, and no cell of 1 to 10 can be derived. (A total from 1 to 10 is
-    itself suppressed; then every non-zero part is too.)
-    """
-    parts = [counts.covered, *counts.excluded.values()]
-    part_suppressed = any(1 <= part <= SMALL_CELL_LIMIT for part in parts)
-    total_small = 1 <= counts.matched <= SMALL_CELL_LIMIT
-    complementary = part_suppressed and not total_small
-    labels = dict(EXCLUSION_REASONS)
-    return MarketerCounts(
-        matched=WITHHELD if complementary else count_for_marketer(counts.matched),
-        covered=count_for_marketer(counts.covered),
-        excluded=[(reason, labels.get(reason, reason), count_for_marketer(n)) for reason, n in counts.excluded.items()],
-        complementary=complementary,
-    )
-
-
-def segment_matched_for_marketer(matched: int) -> str:
-    return count_for_marketer(matched)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Access and saving
-
-
-def access_segments(user) -> None:
-    """Marketers, compliance officers and administrators work with segments; anyone else gets a 404."""
-    if not is_staff_member(user):
-        raise Http404
-
-
-def access_segment_by_id(user, segment_id: int) -> Segment:
-    access_segments(user)
-    segment = Segment.objects.select_related("created_by").filter(pk=segment_id).first()
-    if segment is None:
-        raise Http404
-    return segment
-
-
-def segment_list() -> QuerySet[Segment]:
-    return Segment.objects.select_related("created_by").order_by("name", "id")
-
-
-def segment_save(*, actor, name: str, rules: dict, segment_id: int | None = None) -> Segment:
-    """Create a segment, or change one (`segment_id`). Invalid rules raise a ValidationError naming each
-    problem. Audited as `segment.saved` with ids and counts only (a rule tree can name conditions)."""
-    segment_rules_check(rules)
-    with transaction.atomic(durable=True):
-        if segment_id is None:
-            segment = Segment(created_by=actor)
-        else:
-            segment = Segment.objects.select_for_update().get(pk=segment_id)
-        segment.name = name.strip()
-        segment.rules = rules
-        segment.full_clean()
-        if segment_id is None:
-            segment.save(force_insert=True)
-        else:
-            segment.save(update_fields=["name", "rules", "updated_at"])
-        audit_record(
-            actor=actor,
-            action="segment.saved",
-            object_type="segment",
-            object_id=segment.pk,
-            details={"created": segment_id is None, "rule_count": _leaf_count(rules)},
-        )
-    return segment
-
-
-def _leaf_count(node: dict) -> int:
-    if "op" in node:
-        return sum(_leaf_count(child) for child in node["rules"])
-    if "not" in node:
-        return _leaf_count(node["not"])
-    return 1

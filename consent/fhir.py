@@ -30,7 +30,7 @@ from fhir.resources.R4B.consent import Consent as ConsentR4
 from pydantic import ValidationError as PydanticValidationError
 
 from consent.models import Authorization
-from consent.selectors_patients import AuthorizationState, authorization_state
+from consent.selectors.patients import AuthorizationState, authorization_state
 
 BASE = "https://hipaamail.example"
 PURPOSE_SYSTEM = f"{BASE}/purpose"

@@ -13,31 +13,6 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
-from consent import crypto
-
-
-def _queue(task_name: str, *, args: list, expires: int | None = None) -> None:
-    from consent import tasks  # the tasks import this module
-
-    task = getattr(tasks, task_name)
-    if settings.HIPAAMAIL_TRANSACTIONAL_MAIL_EAGER:
-        task.apply(args=args).get()  # the test suite: in-process, retries included; errors raised here
-    else:
-        task.apply_async(args=args, expires=expires)  # routed to the "transactional" queue
-
-
-def sign_in_code_queue(*, patient_id: int, code: str, minutes: int) -> None:
-    """Queue the sign-in code's email; a worker that picks it up after the code expired drops it."""
-    _queue("sign_in_code_send_task", args=[patient_id, crypto.encrypt(code), minutes], expires=minutes * 60)
-
-
-def invitation_queue(*, invitation_id: int, url: str) -> None:
-    _queue("invitation_send_task", args=[invitation_id, crypto.encrypt(url)])
-
-
-def authorization_copy_queue(*, authorization_id: int) -> None:
-    _queue("authorization_copy_send_task", args=[authorization_id])
-
 
 def _send(*, name: str, to: str, context: dict, attachments: list[tuple[str, bytes, str]] = ()) -> None:
     context = {

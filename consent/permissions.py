@@ -3,8 +3,8 @@ patient-level evidence and manage purposes, forms and imports; everyone else get
 record (R-MIN-NECESSARY). Patient pages have their own check (consent.portal_session)."""
 from django.http import Http404
 
+from accounts.roles import sees_patient_evidence
 from consent.models import Authorization, AuthorizationForm, Patient, PatientImport, Purpose
-from hipaamail.roles import sees_patient_evidence
 
 
 def access_consent_staff(user) -> None:

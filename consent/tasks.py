@@ -4,43 +4,57 @@ The mail a patient is waiting for (a sign-in code, an invitation, the copy of a 
 at the end, which run on the "transactional" queue (settings.CELERY_TASK_ROUTES) so that no campaign delays them.
 They retry a mail server's temporary failure with exponential backoff and give up on a permanent refusal.
 """
+from __future__ import annotations
+
 import logging
 import smtplib
 
 from celery import shared_task
+from django.conf import settings
 
 from audit.services import PATIENT, audit_record
 from consent import crypto, notifications
 from consent.models import Authorization, Invitation, Patient
-from consent.services import imports, renewals
+from consent.patient_import.write import patient_import_run
+
+
+def _queue(task_name: str, *, args: list, expires: int | None = None) -> None:
+    from consent import tasks  # the tasks import this module
+
+    task = getattr(tasks, task_name)
+    if settings.HIPAAMAIL_TRANSACTIONAL_MAIL_EAGER:
+        task.apply(args=args).get()  # the test suite: in-process, retries included; errors raised here
+    else:
+        task.apply_async(args=args, expires=expires)  # routed to the "transactional" queue
+
+
+def sign_in_code_queue(*, patient_id: int, code: str, minutes: int) -> None:
+    """Queue the sign-in code's email; a worker that picks it up after the code expired drops it."""
+    _queue("sign_in_code_send_task", args=[patient_id, crypto.encrypt(code), minutes], expires=minutes * 60)
+
+
+def invitation_queue(*, invitation_id: int, url: str) -> None:
+    _queue("invitation_send_task", args=[invitation_id, crypto.encrypt(url)])
+
+
+def authorization_copy_queue(*, authorization_id: int) -> None:
+    _queue("authorization_copy_send_task", args=[authorization_id])
+
 
 logger = logging.getLogger(__name__)
 
+
 # 5 s, 10 s, 20 s ... 160 s: about five minutes in all, inside a sign-in code's ten-minute lifetime.
 MAIL_RETRIES = 6
+
+
 MAIL_RETRY_FIRST_DELAY = 5
 
 
 @shared_task(name="consent.tasks.patient_import_run_task")
 def patient_import_run_task(patient_import_id: int) -> None:
     """Write a started patient import whole or not at all; a finished import is left as it is."""
-    imports.patient_import_run(patient_import_id=patient_import_id)
-
-
-@shared_task(name="consent.tasks.patient_import_rewake_task")
-def patient_import_rewake_task() -> None:
-    """Every few minutes: run again any started import whose task was lost (the run returns at once while
-    another holds the import)."""
-    imports.patient_import_rewake()
-
-
-@shared_task(name="consent.tasks.authorization_renewals_invite_task")
-def authorization_renewals_invite_task() -> None:
-    """Daily: invite patients whose authorization ran out by its date to sign again (never after a revocation)."""
-    renewals.authorization_renewals_invite()
-
-
-# --- Transactional mail ----------------------------------------------------------------------------------------
+    patient_import_run(patient_import_id=patient_import_id)
 
 
 class MailDeferred(Exception):
@@ -115,3 +129,9 @@ def authorization_copy_send_task(self, authorization_id: int) -> bool:
         details={"patient_id": authorization.patient_id},
     )
     return sent
+
+
+def _enqueue_run(patient_import_id: int) -> None:
+    from consent.tasks import patient_import_run_task  # tasks import services; this breaks the cycle
+
+    patient_import_run_task.delay(patient_import_id)

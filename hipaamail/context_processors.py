@@ -1,6 +1,6 @@
 from django.conf import settings
 
-from hipaamail import roles
+from accounts import roles
 
 
 def staff_roles(request):

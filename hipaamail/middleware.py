@@ -7,9 +7,9 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.access import PATIENT, PUBLIC, SIGNED_IN, access_level
+from accounts.roles import is_staff_member
 from audit import context as audit_context
-from hipaamail.access import PATIENT, PUBLIC, SIGNED_IN, access_level
-from hipaamail.roles import is_staff_member
 
 
 class RequestIdMiddleware:

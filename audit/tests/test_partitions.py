@@ -33,6 +33,7 @@ from audit import chain
 from audit.models import AuditEvent
 from audit.selectors import AuditFilters, audit_chain_head, audit_chain_walk, audit_event_page
 from audit.services import audit_checkpoint_create, audit_record, audit_seal
+
 pytestmark = [
     pytest.mark.skipif(
         connection.vendor != "postgresql",

@@ -17,10 +17,10 @@ from datetime import datetime
 
 from django.db.models import Count, F, Q
 
-from campaigns.coverage import GROUNDS, covered_at_send, sent_without_coverage_counts
 from campaigns.models import Campaign, Delivery
 from campaigns.reports import exports
-from campaigns.selectors import delivery_outcome_counts
+from campaigns.selectors.campaigns import delivery_outcome_counts
+from campaigns.selectors.coverage import GROUNDS, covered_at_send, sent_without_coverage_counts
 from consent.models import Revocation
 
 HEADER = [

@@ -28,14 +28,14 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts import roles
 from audit.models import AuditEvent
 from audit.selectors import audit_verification_last
 from campaigns import delivery_verification
-from campaigns.coverage import GROUNDS, sent_without_coverage_counts
 from campaigns.models import Campaign, Delivery
 from campaigns.reports import exports
+from campaigns.selectors.coverage import GROUNDS, sent_without_coverage_counts
 from consent.models import Authorization, AuthorizationDefect, ExpiryEvent, Revocation
-from hipaamail import roles
 
 # Audit actions that are a staff member's access to patient-level data.
 PHI_ACCESS_ACTIONS = {

@@ -16,11 +16,11 @@ from django.db.models import Count
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from campaigns.coverage import sent_without_coverage_counts
 from campaigns.models import Delivery
 from campaigns.reports import exports
+from campaigns.selectors.coverage import sent_without_coverage_counts
 from consent.models import AuthorizationDefect, Patient
-from consent.selectors_patients import STATE_LABELS, AuthorizationRow, patient_authorization_rows
+from consent.selectors.patients import STATE_LABELS, AuthorizationRow, patient_authorization_rows
 
 HEADER = [
     "occurred_at",

@@ -3,8 +3,9 @@
 warning, and an RFC 5965 abuse report (the RFC's own example, addressed to one of our messages)."""
 from unittest import mock
 
-from campaigns import services
 from campaigns.models import Delivery
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
@@ -16,9 +17,9 @@ def delivery_sent(*, patient=None, purpose=None) -> Delivery:
     if not patient.authorizations.filter(purpose=purpose).exists():
         authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
-    services.delivery_dispatch_batch(campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
+    delivery_dispatch_batch(campaign_id=campaign.pk)
     delivery = Delivery.objects.get(campaign=campaign, patient=patient)
     assert delivery.status == "sent" and delivery.message_id
     return delivery

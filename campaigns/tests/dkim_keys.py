@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from campaigns import dkim as campaign_dkim
+from campaigns.sending import dkim as campaign_dkim
 
 SELECTOR, DOMAIN = "hm2026", "riverside-health.example"
 SENDER = f"Riverside Health <news@{DOMAIN}>"

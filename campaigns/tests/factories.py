@@ -3,8 +3,9 @@ library items written and approved by a compliance officer."""
 
 import itertools
 
-from campaigns import services, services_content
-from hipaamail.tests.factories import staff_make
+from accounts.tests.factories import staff_make
+from campaigns.services import library as services_content
+from campaigns.services.lifecycle import campaign_approve, campaign_create, campaign_submit
 
 _serial = itertools.count(1)
 
@@ -14,14 +15,14 @@ def campaign_make(*, purpose, author=None, **overrides):
     author = author or staff_make(role="marketer")
     fields = {"name": f"Campaign {n}", "subject": "News for you", "body_text": "Hello from Riverside Health."}
     fields |= overrides
-    return services.campaign_create(actor=author, purpose=purpose, **fields)
+    return campaign_create(actor=author, purpose=purpose, **fields)
 
 
 def campaign_approved_make(*, purpose, **overrides):
     campaign = campaign_make(purpose=purpose, **overrides)
-    services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+    campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
     approver = staff_make(role="compliance officer")
-    return services.campaign_approve(actor=approver, campaign_id=campaign.pk)
+    return campaign_approve(actor=approver, campaign_id=campaign.pk)
 
 
 def block_make(*, html="<p>Fresh CPAP cushions are in stock.</p>", name=None, approved=True, officer=None):

@@ -450,7 +450,7 @@ class Recorder:
     def expiry_event(self, *, authorization_id: int, occurred_at: datetime) -> None:
         from django.core.exceptions import ValidationError
 
-        from consent.services import expiry_event_record
+        from consent.services.authorizations import expiry_event_record
 
         before = time.time()
         try:
@@ -474,8 +474,8 @@ def history_collect(
 ) -> History:
     """Read what the database committed for these campaigns and patients, and what the sink received (`records`,
     campaigns.tests.smtp_server.ReceivedMessage), into a History."""
-    from campaigns.messages import message_id_for
     from campaigns.models import Campaign, Delivery
+    from campaigns.sending.messages import message_id_for
     from consent.models import Authorization
 
     deliveries = [
@@ -643,7 +643,7 @@ class Reconciler:
     def _run(self) -> None:
         from django.db import connection
 
-        from campaigns.tasks import campaign_rewake_task
+        from campaigns.periodic import campaign_rewake_task
 
         try:
             while not self._stop.wait(self.every):

@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from audit.models import AuditEvent
-from campaigns import views_webhooks
 from campaigns.models import Delivery
 from campaigns.tests.bounce_samples import delivery_sent
+from campaigns.views import webhooks as views_webhooks
 from consent import crypto
 from consent.models import Suppression
 from consent.tests.factories import patient_make
@@ -319,7 +319,7 @@ def test_subscription_confirmation_is_fetched_from_sns_only(client):
     """After the basic auth passed, the SubscribeURL is visited when it is an https SNS address, and never
     when it points anywhere else (the body is attacker-controlled text)."""
     good = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC + "&Token=abc"
-    with mock.patch("campaigns.views_webhooks.requests.get") as get:
+    with mock.patch("campaigns.views.webhooks.requests.get") as get:
         get.return_value.status_code = 200
         response = _post(client, _sns("confirm", kind="SubscriptionConfirmation", SubscribeURL=good, Token="abc"),
                          **_auth())
@@ -330,7 +330,7 @@ def test_subscription_confirmation_is_fetched_from_sns_only(client):
                 "https://sns.us-east-1.amazonaws.com.evil.example/confirm",
                 "https://169.254.169.254/latest/meta-data/",
                 "https://user@sns.us-east-1.amazonaws.com/"):
-        with mock.patch("campaigns.views_webhooks.requests.get") as get:
+        with mock.patch("campaigns.views.webhooks.requests.get") as get:
             response = _post(client, _sns("confirm", kind="SubscriptionConfirmation", SubscribeURL=bad, Token="abc"),
                              **_auth())
         assert response.status_code == 400, bad
@@ -401,7 +401,7 @@ def test_signature_version_1_sha1_is_accepted(client):
 def test_the_certificate_is_fetched_once_over_https_from_sns():
     fetch = REAL_SNS_CERTIFICATE  # the real function, not the autouse stand-in
     fetch.cache_clear()
-    with mock.patch("campaigns.views_webhooks.requests.get") as get:
+    with mock.patch("campaigns.views.webhooks.requests.get") as get:
         get.return_value.content = SNS_CERTIFICATE.public_bytes(serialization.Encoding.PEM)
         assert fetch(CERT_URL) == SNS_CERTIFICATE
         assert fetch(CERT_URL) == SNS_CERTIFICATE

@@ -12,15 +12,17 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
-from campaigns import bounces, services
-from campaigns.bounces import BounceKind, BounceResult, bounce_message_apply, bounce_report_parse
-from campaigns.messages import message_id_for, message_id_parts
 from campaigns.models import Delivery
+from campaigns.sending import bounces
+from campaigns.sending.bounces import BounceKind, BounceResult, bounce_message_apply, bounce_report_parse
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.sending.messages import message_id_for, message_id_parts
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.bounce_samples import arf_report, delivery_sent, exchange_dsn, postfix_dsn
 from campaigns.tests.factories import campaign_approved_make
 from consent import crypto
 from consent.models import Revocation, Suppression
-from consent.selectors import authorization_covering_list
+from consent.selectors.coverage import authorization_covering_list
 from consent.tests.factories import patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -33,9 +35,9 @@ def _suppression(email: str) -> Suppression | None:
 def _next_campaign_outcome(delivery: Delivery) -> tuple[str, str]:
     """Launch and dispatch another campaign of the same purpose to the same patient: its delivery's outcome."""
     campaign = campaign_approved_make(purpose=delivery.campaign.purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
-    services.delivery_dispatch_batch(campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
+    delivery_dispatch_batch(campaign_id=campaign.pk)
     later = Delivery.objects.get(campaign=campaign, patient=delivery.patient)
     return later.status, later.block_reason
 
@@ -255,8 +257,8 @@ def test_a_report_for_a_message_we_did_not_send_changes_nothing():
     delivery = delivery_sent(patient=patient_make(email="someone@example.org"))
     blocked_patient = patient_make(email="blocked@example.org")  # no authorization: blocked at launch
     campaign = campaign_approved_make(purpose=purpose_make())
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     blocked = Delivery.objects.get(campaign=campaign, patient=blocked_patient)
     assert blocked.status == "blocked"
 
@@ -351,7 +353,7 @@ def test_bounces_read_refuses_a_path_that_is_not_a_mailbox(tmp_path):
 
 def test_r_bounce_suppress_the_periodic_task_reads_the_configured_bounce_mailbox(settings, tmp_path):
     """With BOUNCE_MAILBOX set, beat's task applies the reports and deletes them; unset, it reads nothing."""
-    from campaigns.tasks import bounces_read_task
+    from campaigns.periodic import bounces_read_task
 
     hard = delivery_sent(patient=patient_make(email="hard@example.org"))
     complaint = delivery_sent(patient=patient_make(email="complaint@example.org"))

@@ -19,16 +19,18 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import services
 from campaigns.models import Delivery
+from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
+from campaigns.services.unsubscribe import delivery_unsubscribe
 from campaigns.tests.factories import campaign_approved_make
 from conftest import assert_accessible, browser_sign_in, screenshot, totp_code
 from consent import documents
 from consent.models import Authorization, Revocation
-from consent.services import authorization_grant, authorization_revoke
+from consent.services.authorizations import authorization_grant, authorization_revoke
 from consent.tests.factories import form_published_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -61,11 +63,11 @@ def _grant(patient, purpose, form, *, name: str, days_ago: int, **extra) -> Auth
 
 
 def _send(campaign) -> None:
-    with mock.patch("campaigns.services._wake_dispatch"):  # sent in-process here, not by a worker
-        services.campaign_launch(actor=campaign.approved_by, campaign_id=campaign.pk)
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    with mock.patch("campaigns.tasks._wake_dispatch"):  # sent in-process here, not by a worker
+        campaign_launch(actor=campaign.approved_by, campaign_id=campaign.pk)
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
-    services.campaign_finish_if_done(campaign_id=campaign.pk)
+    campaign_finish_if_done(campaign_id=campaign.pk)
 
 
 def _clinic():
@@ -93,7 +95,7 @@ def _clinic():
     spring = campaign_approved_make(purpose=cpap, name="Spring CPAP refill", subject="New masks are here")
     _send(spring)
     margaret_delivery = Delivery.objects.get(campaign=spring, patient=margaret)
-    services.delivery_unsubscribe(delivery_id=margaret_delivery.pk)
+    delivery_unsubscribe(delivery_id=margaret_delivery.pk)
     bounced = Delivery.objects.get(campaign=spring, patient=others[2])
     # The mail provider's report of a hard bounce (what comes from outside the project is simulated).
     Delivery.objects.filter(pk=bounced.pk).update(bounced_at=timezone.now(), bounce_type="hard")

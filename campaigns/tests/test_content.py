@@ -10,7 +10,6 @@ import pytest
 from django.core import mail
 
 from campaigns import content as content_module
-from campaigns import services
 from campaigns.content import (
     SYNTHETIC_PATIENT,
     CampaignContent,
@@ -23,8 +22,10 @@ from campaigns.content import (
     template_fields,
     template_render,
 )
-from campaigns.messages import CampaignRender
 from campaigns.models import Delivery
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.sending.messages import CampaignRender
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import block_make, campaign_approved_make, template_make
 from consent import crypto
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
@@ -215,8 +216,8 @@ def _launched_with_names(names: list[str], *, intro: str, merge_fields=("first_n
         authorization_make(patient=patient, purpose=purpose)
     block = block_make(html='<p>Hello {{ first_name }}, <a href="https://x.example/?who={{ first_name }}">see</a></p>')
     campaign = campaign_approved_make(purpose=purpose, body_text=intro, blocks=[block])
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     return campaign
 
 
@@ -233,11 +234,11 @@ def test_r_send_scope_each_recipient_gets_their_own_values_escaped_in_html_plain
 
     with (
         mock.patch(
-            "campaigns.messages.merge_values_for_deliveries", wraps=content_module.merge_values_for_deliveries
+            "campaigns.sending.messages.merge_values_for_deliveries", wraps=content_module.merge_values_for_deliveries
         ) as values,
-        mock.patch("campaigns.messages.content_render", wraps=content_render) as render,
+        mock.patch("campaigns.sending.messages.content_render", wraps=content_render) as render,
     ):
-        services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=10)
+        delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=10)
 
     assert render.call_count == 1  # rendered, sanitised and inlined once for the batch
     assert values.call_count == 1  # the recipients' values read once for the batch
@@ -290,11 +291,11 @@ def test_content_without_merge_fields_reads_no_patient_values():
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose, body_text="No fields here.")
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
 
-    with mock.patch("campaigns.messages.merge_values_for_deliveries") as values:
-        services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=10)
+    with mock.patch("campaigns.sending.messages.merge_values_for_deliveries") as values:
+        delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=10)
 
     values.assert_not_called()
     assert len(mail.outbox) == 1

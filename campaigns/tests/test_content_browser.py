@@ -6,12 +6,12 @@ passes axe-core (no serious or critical violation). Marked `browser`. Screenshot
 import pytest
 from django.core import mail
 
+from accounts.tests.factories import staff_make
 from campaigns.models import Campaign, ContentBlock
-from campaigns.services_content import library_item_retire
+from campaigns.services.library import library_item_retire
 from campaigns.tests.factories import block_make, template_make
 from conftest import assert_accessible, browser_sign_in, screenshot
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -5,11 +5,11 @@ write is audited with ids and codes only (R-NO-PHI-LEAK, R-MIN-NECESSARY)."""
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import services_content
 from campaigns.models import ContentBlock, EmailTemplate
+from campaigns.services import library as services_content
 from campaigns.tests.factories import block_make, template_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 

@@ -17,19 +17,21 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
 from audit.services import audit_record, audit_seal
 from audit.tasks import audit_verify_task
 from audit.verification import verifier_list
-from campaigns import delivery_verification, services
-from campaigns.coverage import sent_without_coverage_counts
+from campaigns import delivery_verification
 from campaigns.models import Delivery
 from campaigns.reports import exports
+from campaigns.selectors.coverage import sent_without_coverage_counts
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from conftest import totp_code
-from consent.services import authorization_revoke
+from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +45,7 @@ def checkpoint_key(settings):
 
 
 def _dispatch_all(campaign_id: int) -> None:
-    while services.delivery_dispatch_batch(campaign_id=campaign_id):
+    while delivery_dispatch_batch(campaign_id=campaign_id):
         pass
 
 
@@ -60,7 +62,7 @@ def sent_campaign():
         "revoked": authorization_make(patient=revoked, purpose=purpose, signed_ago=timedelta(days=3)),
     }
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
     authorization_revoke(actor=None, patient_id=revoked.pk, purpose_id=purpose.pk, channel="portal")
     _dispatch_all(campaign.pk)
     audit_seal()

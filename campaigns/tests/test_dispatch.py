@@ -9,11 +9,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
 from audit.models import AuditEvent
-from campaigns import services
 from campaigns.models import Campaign, Delivery
-from campaigns.selectors import delivery_sent_without_coverage_count
+from campaigns.selectors.campaigns import delivery_sent_without_coverage_count
+from campaigns.sending.dispatch import TransientSendError, campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
+from campaigns.services.lifecycle import campaign_approve, campaign_submit
 from campaigns.tests.factories import campaign_approved_make, campaign_make
-from consent.services import authorization_revoke
+from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +27,7 @@ def _queue_unchecked(campaign, patient) -> Delivery:
 
 
 def _dispatch_all(campaign) -> None:
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
 
 
@@ -78,7 +80,7 @@ def test_r_send_covered_matrix_only_a_covering_authorization_sends(arrange, expe
     arrange(patient, purpose, other_purpose)
     delivery = _queue_unchecked(campaign, patient)
 
-    decided = services.delivery_dispatch_batch(campaign_id=campaign.pk)
+    decided = delivery_dispatch_batch(campaign_id=campaign.pk)
 
     delivery.refresh_from_db()
     assert decided == 1
@@ -111,8 +113,8 @@ def test_r_send_evidence_launch_materialises_whole_audience_with_reasons():
     authorization_make(patient=wrong, purpose=other)
     campaign = campaign_approved_make(purpose=purpose)
 
-    with mock.patch("campaigns.services._wake_dispatch") as wake:
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
+        campaign_launch(actor=None, campaign_id=campaign.pk)
 
     rows = {d.patient_id: (d.status, d.block_reason) for d in Delivery.objects.filter(campaign=campaign)}
     assert rows == {
@@ -132,9 +134,9 @@ def test_r_send_evidence_launch_materialises_whole_audience_with_reasons():
 def test_launch_wakes_the_workers_after_commit(django_capture_on_commit_callbacks):
     campaign = campaign_approved_make(purpose=purpose_make())
 
-    with mock.patch("campaigns.services._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
         with django_capture_on_commit_callbacks(execute=True):
-            services.campaign_launch(actor=None, campaign_id=campaign.pk)
+            campaign_launch(actor=None, campaign_id=campaign.pk)
 
     wake.assert_called_once_with(campaign.pk)
 
@@ -143,10 +145,10 @@ def test_double_launch_is_refused_and_creates_no_second_delivery():
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
 
     with pytest.raises(ValidationError, match="cannot be launched"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+        campaign_launch(actor=None, campaign_id=campaign.pk)
 
     assert Delivery.objects.filter(campaign=campaign).count() == 1
     assert AuditEvent.objects.filter(action="campaign.launched").count() == 1
@@ -158,7 +160,7 @@ def test_revocation_after_launch_blocks_the_queued_delivery():
     patient = patient_make()
     authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
 
     authorization_revoke(actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel="one_click")
     _dispatch_all(campaign)
@@ -174,10 +176,10 @@ def test_campaign_is_sent_when_nothing_is_queued():
         authorization_make(patient=patient_make(), purpose=purpose)
     patient_make()
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
 
     _dispatch_all(campaign)
-    finished = services.campaign_finish_if_done(campaign_id=campaign.pk)
+    finished = campaign_finish_if_done(campaign_id=campaign.pk)
 
     campaign.refresh_from_db()
     assert finished is True
@@ -193,7 +195,7 @@ def test_r_rfc8058_every_message_has_one_click_unsubscribe_and_postal_address(se
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
 
     _dispatch_all(campaign)
 
@@ -226,10 +228,10 @@ def test_database_refuses_a_second_delivery_for_the_same_patient():
 
 def test_the_author_cannot_approve_their_own_campaign():
     campaign = campaign_make(purpose=purpose_make())
-    services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+    campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
 
     with pytest.raises(PermissionDenied):
-        services.campaign_approve(actor=campaign.created_by, campaign_id=campaign.pk)
+        campaign_approve(actor=campaign.created_by, campaign_id=campaign.pk)
 
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SUBMITTED
@@ -245,7 +247,7 @@ def test_a_transient_smtp_error_keeps_what_was_sent_and_leaves_the_rest_queued()
     for _ in range(3):
         authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
     from django.core.mail.backends.locmem import EmailBackend
 
     real_send = EmailBackend.send_messages
@@ -257,8 +259,8 @@ def test_a_transient_smtp_error_keeps_what_was_sent_and_leaves_the_rest_queued()
             raise smtplib.SMTPResponseException(421, b"try again later")
         return real_send(self, messages)
 
-    with mock.patch.object(EmailBackend, "send_messages", flaky), pytest.raises(services.TransientSendError):
-        services.delivery_dispatch_batch(campaign_id=campaign.pk)
+    with mock.patch.object(EmailBackend, "send_messages", flaky), pytest.raises(TransientSendError):
+        delivery_dispatch_batch(campaign_id=campaign.pk)
 
     statuses = sorted(Delivery.objects.filter(campaign=campaign).values_list("status", flat=True))
     assert statuses == ["queued", "queued", "sent"]
@@ -274,12 +276,12 @@ def test_a_batch_shares_one_smtp_session(settings):
     for _ in range(5):
         authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
 
     with smtp_sink() as sink:
         for name, value in sink.email_settings().items():
             setattr(settings, name, value)
-        decided = services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=5)
+        decided = delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=5)
         records = sink.records
 
     assert decided == 5
@@ -290,7 +292,7 @@ def test_a_batch_shares_one_smtp_session(settings):
 def test_launch_materialises_only_the_campaigns_segment():
     """The audience is the segment's patients; the uncovered among them are blocked with their reason."""
     from campaigns.models import Campaign
-    from campaigns.segments import segment_save
+    from campaigns.services.segments import segment_save
 
     purpose = purpose_make()
     in_covered = patient_make(postal_code="62701")
@@ -306,7 +308,7 @@ def test_launch_materialises_only_the_campaigns_segment():
     )
     Campaign.objects.filter(pk=campaign.pk).update(segment=segment)
 
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
 
     rows = {d.patient_id: (d.status, d.block_reason) for d in Delivery.objects.filter(campaign=campaign)}
     assert rows == {in_covered.pk: ("queued", ""), in_uncovered.pk: ("blocked", "no_authorization")}

@@ -11,10 +11,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 
-from campaigns import services
-from campaigns import dkim as campaign_dkim
-from campaigns.messages import CampaignRender
 from campaigns.models import Delivery
+from campaigns.sending import dkim as campaign_dkim
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.sending.messages import CampaignRender
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.dkim_keys import (
     DOMAIN,
     SELECTOR,
@@ -63,9 +64,9 @@ def _sent_raw(n: int = 1) -> list[bytes]:
     for _ in range(n):
         authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose, subject="Your CPAP supplies")
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
-    services.delivery_dispatch_batch(campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
+    delivery_dispatch_batch(campaign_id=campaign.pk)
     assert Delivery.objects.filter(campaign=campaign, status="sent").count() == n
     return [bytes(message.message()) for message in mail.outbox]
 
@@ -216,11 +217,11 @@ def test_a_bad_dkim_configuration_stops_the_batch_before_anything_is_claimed(dki
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
 
     with pytest.raises(ImproperlyConfigured):
-        services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        delivery_dispatch_batch(campaign_id=campaign.pk)
 
     assert mail.outbox == []
     delivery = Delivery.objects.get(campaign=campaign)
@@ -234,8 +235,8 @@ def test_r_canspam_headers_a_message_to_an_international_address_is_signed_over_
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     delivery = Delivery.objects.get(campaign=campaign)
     message = CampaignRender(campaign=campaign).assemble(delivery_id=delivery.pk, to_address=address)
 

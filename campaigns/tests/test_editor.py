@@ -9,15 +9,16 @@ from django.core.exceptions import ValidationError
 from django.test import TestCase
 from django.urls import reverse
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import services, services_content
 from campaigns.models import Campaign, Delivery
-from campaigns.segments import segment_save
-from campaigns.services_review import campaign_reject
+from campaigns.services import library as services_content
+from campaigns.services.launch import campaign_launch
+from campaigns.services.lifecycle import campaign_create, campaign_reject, campaign_submit
+from campaigns.services.segments import segment_save
 from campaigns.tests.factories import block_make, campaign_approved_make, campaign_make, template_make
 from conftest import totp_code
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -94,7 +95,7 @@ def test_missing_fields_are_reported_and_nothing_is_created(verified_client, pur
 def test_submitted_campaign_cannot_be_edited(verified_client, purpose):
     marketer = verified_client.sign_in(role="marketer")
     campaign = campaign_make(purpose=purpose, author=marketer)
-    services.campaign_submit(actor=marketer, campaign_id=campaign.pk)
+    campaign_submit(actor=marketer, campaign_id=campaign.pk)
 
     page = verified_client.get(f"/campaigns/{campaign.pk}/edit/").content.decode()
     response = verified_client.post(f"/campaigns/{campaign.pk}/edit/", _form(purpose, subject="Sneaky"))
@@ -119,7 +120,7 @@ def test_edit_after_approval_voids_the_approval(verified_client, purpose):
     assert AuditEvent.objects.get(action="campaign.approval_voided").details == {"from": "approved", "to": "draft"}
     assert (campaign.approved_by_id, campaign.approved_at) == (None, None)  # nobody approved this version
     with pytest.raises(ValidationError):
-        services.campaign_launch(actor=staff_make(role="compliance officer"), campaign_id=campaign.pk)
+        campaign_launch(actor=staff_make(role="compliance officer"), campaign_id=campaign.pk)
 
 
 def test_saving_an_approved_campaign_unchanged_keeps_the_approval(verified_client, purpose):
@@ -146,7 +147,7 @@ def submitted(purpose):
     authorization_make(patient=patient_make(state="WI"), purpose=purpose)
     campaign = campaign_make(purpose=purpose, author=author)
     Campaign.objects.filter(pk=campaign.pk).update(segment=segment)
-    services.campaign_submit(actor=author, campaign_id=campaign.pk)
+    campaign_submit(actor=author, campaign_id=campaign.pk)
     return campaign
 
 
@@ -200,7 +201,7 @@ def test_author_cannot_approve_their_own_campaign(verified_client, purpose):
     """DESIGN.md: the approver is never the author — a clear refusal, not a 500, and nothing approved."""
     officer = verified_client.sign_in(role="compliance officer")
     campaign = campaign_make(purpose=purpose, author=officer)
-    services.campaign_submit(actor=officer, campaign_id=campaign.pk)
+    campaign_submit(actor=officer, campaign_id=campaign.pk)
 
     page = verified_client.get(f"/campaigns/{campaign.pk}/review/").content.decode()
     response = verified_client.post(f"/campaigns/{campaign.pk}/review/", {"decision": "approve", "approve-code": totp_code(officer)})
@@ -250,7 +251,7 @@ def test_send_now_needs_the_code_then_launches_and_shows_progress(verified_clien
     officer = verified_client.sign_in(role="compliance officer")
     code = totp_code(officer)
 
-    with mock.patch("campaigns.services._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
         wrong = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": _wrong(code)})
         assert wrong.status_code == 200 and b"That code did not work" in wrong.content
         assert not Delivery.objects.exists()
@@ -271,7 +272,7 @@ def test_send_now_needs_the_code_then_launches_and_shows_progress(verified_clien
 def test_send_now_refuses_a_campaign_that_is_not_approved(verified_client, submitted):
     officer = verified_client.sign_in(role="administrator")
 
-    with mock.patch("campaigns.services._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
         response = verified_client.post(f"/campaigns/{submitted.pk}/launch/", {"launch-code": totp_code(officer)})
 
     assert response.status_code == 200 and b"cannot be launched" in response.content
@@ -374,7 +375,7 @@ def test_marketer_cannot_pick_a_draft_or_retired_block_or_template(verified_clie
     assert response.content.decode().count("not an approved item of the content library") == 2
     assert not Campaign.objects.exists()
     with pytest.raises(ValidationError, match="is not approved"):
-        services.campaign_create(actor=marketer, name="x", purpose=purpose, subject="s", body_text="b", blocks=[draft])
+        campaign_create(actor=marketer, name="x", purpose=purpose, subject="s", body_text="b", blocks=[draft])
 
 
 def test_subject_with_a_merge_field_is_refused_r_no_phi_leak(verified_client):
@@ -426,7 +427,7 @@ def test_r_send_scope_a_field_the_form_lists_can_be_submitted():
     purpose = _scoped_purpose(("first_name", "email"))
     campaign = campaign_make(purpose=purpose, body_text="Dear {{ first_name }}, write to us from {{ email }}.")
 
-    services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+    campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
 
     campaign.refresh_from_db()
     assert campaign.status == "submitted"
@@ -440,14 +441,14 @@ def test_r_send_scope_the_current_form_decides_not_an_older_one():
     campaign = campaign_make(purpose=purpose, body_text="Dear {{ last_name }}")
 
     with pytest.raises(ValidationError, match=r"\{\{ last_name \}\}.*version 2"):
-        services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+        campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
 
 
 def test_r_send_scope_without_a_published_form_no_field_may_be_used(purpose):
     campaign = campaign_make(purpose=purpose, body_text="Dear {{ first_name }}")
 
     with pytest.raises(ValidationError, match="has no published authorization form, so no merge field may be used"):
-        services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+        campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
     campaign.refresh_from_db()
     assert campaign.status == "draft"
 
@@ -460,9 +461,9 @@ def test_a_retired_block_or_empty_content_cannot_be_submitted():
     services_content.library_item_retire(actor=staff_make(role="compliance officer"), kind="block", item_id=block.pk)
 
     with pytest.raises(ValidationError, match="Block 1 \u201cWinter offer\u201d is retired"):
-        services.campaign_submit(actor=with_block.created_by, campaign_id=with_block.pk)
+        campaign_submit(actor=with_block.created_by, campaign_id=with_block.pk)
     with pytest.raises(ValidationError, match="There is nothing to send"):
-        services.campaign_submit(actor=empty.created_by, campaign_id=empty.pk)
+        campaign_submit(actor=empty.created_by, campaign_id=empty.pk)
     assert [event.details["problems"] for event in AuditEvent.objects.filter(action="campaign.submit_refused")] == [
         ["block_not_approved"], ["content_empty"]
     ]

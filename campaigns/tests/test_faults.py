@@ -25,21 +25,22 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from celery import current_app as celery_app
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.functions import Now
 
 from audit.models import AuditEvent
-from campaigns import services, tasks
 from campaigns.models import Campaign, Delivery
-from campaigns.selectors import delivery_sent_without_coverage_count
+from campaigns.periodic import campaign_launch_due_task, campaign_rewake_task
+from campaigns.selectors.campaigns import delivery_sent_without_coverage_count
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from campaigns.tests.worker import QUEUES, worker_kill, worker_start, worker_stop
 from conftest import requires_postgresql
-from consent.services import authorization_revoke
+from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.celery import app as celery_app
 
 pytestmark = [
     pytest.mark.faults,
@@ -191,7 +192,7 @@ def _send_until_records(workers: Workers, campaign: Campaign, count: int) -> Non
     """Launch (the launch's on_commit publishes the wake-up) with a worker running; return once `count` messages
     arrived, the last one still waiting for its 250."""
     workers.start()
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
     _wait_for(
         lambda: len(workers.sink.records) >= count or workers.current.poll() is not None,
         f"{count} messages at the sink",
@@ -216,7 +217,7 @@ def _recover(workers: Workers, campaign: Campaign, *, timeout: float = TIMEOUT) 
         if workers.current.poll() is not None:
             workers.start()
         if time.monotonic() >= next_wake:
-            wakes.append(tasks.campaign_rewake_task.delay().id)
+            wakes.append(campaign_rewake_task.delay().id)
             next_wake = time.monotonic() + REWAKE_EVERY
         return False
 
@@ -334,14 +335,14 @@ def test_r_send_covered_a_broker_that_lost_its_queue_is_recovered_by_the_reconci
     campaign, covered, uncovered = _campaign_with(20)
 
     # Given a launch whose wake-up the broker then loses
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
     with celery_app.connection_for_write() as broker:
         assert broker.default_channel.queue_purge("campaigns") == 1
     _broker_forget()
 
     # When a worker starts, nothing happens: a task published after it started is consumed, and still nothing.
     workers.start()
-    probe = tasks.campaign_launch_due_task.delay()  # no campaign is due: a no-op that shows in the log
+    probe = campaign_launch_due_task.delay()  # no campaign is due: a no-op that shows in the log
     _wait_for(lambda: f"[{probe.id}] succeeded" in workers.output(), "the worker to consume the probe task")
     assert workers.sink.records == []
     assert set(
@@ -351,7 +352,7 @@ def test_r_send_covered_a_broker_that_lost_its_queue_is_recovered_by_the_reconci
     ) == {(Delivery.Status.QUEUED, 0, None)}
 
     # When the reconciler wakes the campaign (once)
-    tasks.campaign_rewake_task.delay()
+    campaign_rewake_task.delay()
     _wait_for(
         lambda: Campaign.objects.filter(pk=campaign.pk, status=Campaign.Status.SENT).exists(),
         "the campaign to be sent",
@@ -474,7 +475,7 @@ def test_r_send_evidence_a_fault_after_the_last_batch_still_ends_with_the_campai
     and a worker must still bring the campaign to "sent", sending nothing again."""
     campaign, covered, uncovered = _campaign_with(2 * BATCH_SIZE)
     workers.start()
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
     _wait_for(lambda: workers.sink.records, "the first message at the sink")
 
     # Given the worker stopped on its way from the last batch to campaign_finish_if_done (the campaign's row is

@@ -9,11 +9,11 @@ from email.utils import parsedate_to_datetime
 import pytest
 from django.test import override_settings
 
-from campaigns.bounces import delivery_id_from_message_id
 from campaigns.content import content_of, content_problems, subject_problems
-from campaigns.messages import CampaignRender, message_id_for, message_id_for_test, message_id_parts
 from campaigns.models import Delivery
-from campaigns.services import campaign_launch
+from campaigns.sending.bounces import delivery_id_from_message_id
+from campaigns.sending.messages import CampaignRender, message_id_for, message_id_for_test, message_id_parts
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 

@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
 import pytest
+from celery import current_app as celery_app
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
@@ -45,11 +46,13 @@ from hypothesis import HealthCheck, Phase, assume, given, seed
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from campaigns import services
-from campaigns.messages import unsubscribe_token
+from accounts.tests.factories import staff_make
 from campaigns.models import Campaign, Delivery
-from campaigns.segments import segment_save
-from campaigns.services_review import campaign_create_draft
+from campaigns.sending.messages import unsubscribe_token
+from campaigns.services.launch import campaign_launch
+from campaigns.services.lifecycle import campaign_approve, campaign_create_draft, campaign_submit
+from campaigns.services.segments import segment_save
+from campaigns.services.unsubscribe import delivery_unsubscribe
 from campaigns.tests.history import (
     Reconciler,
     Recorder,
@@ -61,12 +64,10 @@ from campaigns.tests.history import (
 )
 from campaigns.tests.smtp_server import smtp_sink
 from conftest import requires_postgresql
-from consent.services import authorization_grant
+from consent.services.authorizations import authorization_grant
 from consent.services.portal import portal_authorization_revoke
 from consent.services.written import revocation_written_record
 from consent.tests.factories import patient_make, purpose_make
-from hipaamail.celery import app as celery_app
-from hipaamail.tests.factories import staff_make
 
 pytestmark = [
     pytest.mark.history,
@@ -256,8 +257,8 @@ def _build(scenario: Scenario, staff: dict) -> tuple[World, list]:
             actor=staff["marketer"], name=f"History {segment.pk}", purpose=purposes[plan.purpose], segment=segment,
             subject="News for you", body_text="Hello from Riverside Health.",
         )  # fmt: skip
-        services.campaign_submit(actor=staff["marketer"], campaign_id=campaign.pk)
-        services.campaign_approve(actor=staff["officer"], campaign_id=campaign.pk)
+        campaign_submit(actor=staff["marketer"], campaign_id=campaign.pk)
+        campaign_approve(actor=staff["officer"], campaign_id=campaign.pk)
         campaign_ids.append(campaign.pk)
     return World(purposes, patients, authorizations, campaign_ids), expiring
 
@@ -290,7 +291,7 @@ def _one_click_path(world: World, sink, patient, purpose) -> str | None:
         if patient.email in record.recipients and record.list_unsubscribe:
             path = urlparse(record.list_unsubscribe.strip("<>")).path
             # The campaign's purpose: the link revokes the purpose of the delivery it names.
-            from campaigns.messages import unsubscribe_token_read
+            from campaigns.sending.messages import unsubscribe_token_read
 
             named = unsubscribe_token_read(path.rstrip("/").rpartition("/")[2])
             if named in deliveries:
@@ -334,7 +335,7 @@ def _revoke(revoke: Revoke, world: World, recorder: Recorder, sink, staff: dict)
             return
 
         def call():
-            return ids(services.delivery_unsubscribe(delivery_id=delivery.pk))
+            return ids(delivery_unsubscribe(delivery_id=delivery.pk))
     else:
         _delivery_of(world, patient, purpose)  # waits for the launch
         path = _one_click_path(world, sink, patient, purpose)
@@ -353,7 +354,7 @@ def _revoke(revoke: Revoke, world: World, recorder: Recorder, sink, staff: dict)
 
 def _revoke_in_flight(revoke: Revoke, record, world: World, recorder: Recorder, sink, staff: dict) -> None:
     """The revocation of whoever's message the server is taking (`record`), through `revoke.channel`."""
-    from campaigns.messages import message_id_for
+    from campaigns.sending.messages import message_id_for
 
     rows = Delivery.objects.filter(campaign_id__in=world.campaign_ids).values_list("id", "patient_id", "campaign__purpose_id")
     for pk, patient_id, purpose_id in rows:
@@ -432,7 +433,7 @@ def _run(scenario: Scenario, *, sink, log_dir, staff: dict, label: str):
                 if isinstance(action, int):
                     campaign_id = action
                     _in_thread(threads, recorder, f"launch {campaign_id}",
-                               lambda campaign_id=campaign_id: services.campaign_launch(actor=None, campaign_id=campaign_id))  # fmt: skip
+                               lambda campaign_id=campaign_id: campaign_launch(actor=None, campaign_id=campaign_id))  # fmt: skip
                 elif isinstance(action, Kill) and action.how == "at":
                     senders.kill(action.slot)
                 elif isinstance(action, Kill) and action.how == "in_data":

@@ -15,17 +15,17 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 
-from campaigns.messages import unsubscribe_token_read
+from accounts.tests.factories import staff_make
 from campaigns.models import Campaign, Delivery
-from campaigns.selectors import delivery_sent_without_coverage_count
+from campaigns.selectors.campaigns import delivery_sent_without_coverage_count
+from campaigns.sending.messages import unsubscribe_token_read
 from campaigns.tests.factories import block_make, template_make
 from campaigns.tests.smtp_server import smtp_sink
 from campaigns.tests.worker import SEND_TIMEOUT, purge_broker, worker_start, worker_stop
 from conftest import assert_accessible, browser_sign_in, requires_postgresql, screenshot, totp_code
 from consent.models import Authorization, Revocation
-from consent.services import authorization_revoke
+from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = [
     pytest.mark.browser,

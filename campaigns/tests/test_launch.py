@@ -13,23 +13,28 @@ from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import services, tasks
+from campaigns import services
 from campaigns.models import Campaign, Delivery
-from campaigns.segments import segment_patient_ids, segment_save
-from campaigns.selectors import delivery_block_reason_list
+from campaigns.periodic import campaign_launch_due_task
+from campaigns.segments import segment_patient_ids
+from campaigns.selectors.campaigns import delivery_block_reason_list
+from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services.launch import CampaignAlreadyLaunched, campaign_launch
+from campaigns.services.lifecycle import campaign_schedule
+from campaigns.services.segments import segment_save
 from campaigns.tests.factories import campaign_approved_make
 from conftest import requires_postgresql, totp_code
 from consent.models import AuthorizationDefect, Suppression
-from consent.services import (
+from consent.services.authorizations import (
     authorization_defect_record,
     authorization_grant,
     authorization_revoke,
     expiry_event_record,
-    suppression_record,
 )
+from consent.services.suppressions import suppression_record
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -86,8 +91,8 @@ def test_r_send_evidence_launch_creates_the_segment_with_each_blocked_reason(bat
     cases = _mixed_audience(purpose)
     campaign = _segmented_campaign(purpose)
 
-    with mock.patch.object(services, "_LAUNCH_INSERT_BATCH", batch), mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch.object(services, "_LAUNCH_INSERT_BATCH", batch), mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
 
     rows = _rows(campaign)
     assert rows == {
@@ -129,9 +134,9 @@ def test_launch_on_postgresql_is_insert_select_in_batches_not_rows_from_python()
         authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
 
-    with mock.patch.object(services, "_LAUNCH_INSERT_BATCH", 3), mock.patch("campaigns.services._wake_dispatch"):
+    with mock.patch.object(services, "_LAUNCH_INSERT_BATCH", 3), mock.patch("campaigns.tasks._wake_dispatch"):
         with CaptureQueriesContext(connection) as queries:
-            services.campaign_launch(actor=None, campaign_id=campaign.pk)
+            campaign_launch(actor=None, campaign_id=campaign.pk)
 
     inserts = [q["sql"] for q in queries.captured_queries if 'INSERT INTO "campaigns_delivery"' in q["sql"]]
     assert len(inserts) == 3
@@ -144,12 +149,12 @@ def test_launch_of_an_empty_audience_creates_nothing_and_still_finishes():
     patient_make(state="WI")
     campaign = _segmented_campaign(purpose, state="AK")
 
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
 
     assert not Delivery.objects.filter(campaign=campaign).exists()
     assert AuditEvent.objects.get(action="campaign.launched").details == {"audience": 0, "queued": 0, "blocked": {}}
-    assert services.campaign_finish_if_done(campaign_id=campaign.pk) is True
+    assert campaign_finish_if_done(campaign_id=campaign.pk) is True
 
 
 def test_a_second_launch_is_refused_creates_nothing_and_sends_nothing_twice():
@@ -160,14 +165,14 @@ def test_a_second_launch_is_refused_creates_nothing_and_sends_nothing_twice():
         authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
     officer = staff_make(role="compliance officer")
-    services.campaign_launch(actor=officer, campaign_id=campaign.pk)
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    campaign_launch(actor=officer, campaign_id=campaign.pk)
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
-    services.campaign_finish_if_done(campaign_id=campaign.pk)
+    campaign_finish_if_done(campaign_id=campaign.pk)
 
     for actor in (officer, None):
-        with pytest.raises(services.CampaignAlreadyLaunched, match="cannot be launched"):
-            services.campaign_launch(actor=actor, campaign_id=campaign.pk)
+        with pytest.raises(CampaignAlreadyLaunched, match="cannot be launched"):
+            campaign_launch(actor=actor, campaign_id=campaign.pk)
 
     assert Delivery.objects.filter(campaign=campaign).count() == 3
     assert AuditEvent.objects.filter(action="campaign.launched").count() == 1
@@ -178,7 +183,7 @@ def test_marketer_cannot_launch_through_the_service():
     campaign = campaign_approved_make(purpose=purpose_make())
 
     with pytest.raises(services.PermissionDenied):
-        services.campaign_launch(actor=staff_make(role="marketer"), campaign_id=campaign.pk)
+        campaign_launch(actor=staff_make(role="marketer"), campaign_id=campaign.pk)
 
     campaign.refresh_from_db()
     assert campaign.status == "approved" and not Delivery.objects.exists()
@@ -194,7 +199,7 @@ def test_posting_the_launch_form_twice_launches_once(verified_client):
     campaign = campaign_approved_make(purpose=purpose)
     officer = verified_client.sign_in(role="compliance officer")
 
-    with mock.patch("campaigns.services._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
         with TestCase.captureOnCommitCallbacks(execute=True):
             first = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": totp_code(officer)})
         with TestCase.captureOnCommitCallbacks(execute=True):
@@ -217,12 +222,12 @@ def test_the_scheduler_after_the_button_launches_nothing(verified_client):
     campaign = campaign_approved_make(purpose=purpose)
     officer = staff_make(role="compliance officer")
     at = timezone.now() + timedelta(hours=2)
-    services.campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=officer, campaign_id=campaign.pk)
+    campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=officer, campaign_id=campaign.pk)
 
         with mock.patch("django.utils.timezone.now", return_value=at + timedelta(seconds=1)):
-            tasks.campaign_launch_due_task()
+            campaign_launch_due_task()
 
     assert Delivery.objects.filter(campaign=campaign).count() == 1
     assert AuditEvent.objects.filter(action="campaign.launched").count() == 1
@@ -236,10 +241,10 @@ def test_the_button_after_the_scheduler_is_refused_with_a_clear_message(verified
     campaign = campaign_approved_make(purpose=purpose)
     officer = verified_client.sign_in(role="compliance officer")
     at = timezone.now() + timedelta(hours=2)
-    services.campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
-    with mock.patch("campaigns.services._wake_dispatch"):
+    campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
+    with mock.patch("campaigns.tasks._wake_dispatch"):
         with mock.patch("django.utils.timezone.now", return_value=at):
-            tasks.campaign_launch_due_task()
+            campaign_launch_due_task()
         response = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": totp_code(officer)}, follow=True)
 
     assert "already launched" in response.content.decode()
@@ -269,16 +274,16 @@ def test_two_concurrent_launches_on_postgresql_make_one_set_of_deliveries_and_se
     def launch(who: str) -> None:
         try:
             start.wait()
-            services.campaign_launch(actor=officer if who == "officer" else None, campaign_id=campaign.pk)
+            campaign_launch(actor=officer if who == "officer" else None, campaign_id=campaign.pk)
             outcomes.append("launched")
-        except services.CampaignAlreadyLaunched:
+        except CampaignAlreadyLaunched:
             outcomes.append("refused")
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             errors.append(error)
         finally:
             connection.close()
 
-    with mock.patch("campaigns.services._wake_dispatch"):
+    with mock.patch("campaigns.tasks._wake_dispatch"):
         threads = [threading.Thread(target=launch, args=(who,)) for who in actors]
         for thread in threads:
             thread.start()
@@ -294,7 +299,7 @@ def test_two_concurrent_launches_on_postgresql_make_one_set_of_deliveries_and_se
     }
     assert AuditEvent.objects.filter(action="campaign.launched").count() == 1
 
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=7):
+    while delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=7):
         pass
     recipients = sorted(to for message in mail.outbox for to in message.to)
     assert recipients == sorted(p.email for p in covered)

@@ -8,13 +8,15 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import services, tasks
 from campaigns.models import CampaignBlock, Delivery
-from campaigns.services_content import library_item_retire
+from campaigns.periodic import campaign_launch_due_task
+from campaigns.services.launch import campaign_launch
+from campaigns.services.library import library_item_retire
+from campaigns.services.lifecycle import campaign_schedule
 from campaigns.tests.factories import block_make, campaign_approved_make
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +37,7 @@ def test_r_send_scope_a_launch_refuses_content_that_no_longer_passes_and_creates
     library_item_retire(actor=officer, kind="block", item_id=block.pk)
 
     with pytest.raises(ValidationError) as refused:
-        services.campaign_launch(actor=officer, campaign_id=campaign.pk)
+        campaign_launch(actor=officer, campaign_id=campaign.pk)
 
     assert [error.code for error in refused.value.error_list] == ["block_not_approved"]
     campaign.refresh_from_db()
@@ -51,7 +53,7 @@ def test_r_send_scope_a_merge_field_the_new_form_version_drops_stops_the_launch(
     form_published_make(purpose, merge_fields=["email"])  # a newer version no longer lists first_name
 
     with pytest.raises(ValidationError) as refused:
-        services.campaign_launch(actor=staff_make(role="compliance officer"), campaign_id=campaign.pk)
+        campaign_launch(actor=staff_make(role="compliance officer"), campaign_id=campaign.pk)
 
     assert "first_name" in " ".join(refused.value.messages)
     assert not Delivery.objects.filter(campaign=campaign).exists()
@@ -60,11 +62,11 @@ def test_r_send_scope_a_merge_field_the_new_form_version_drops_stops_the_launch(
 def test_the_scheduler_sends_a_scheduled_campaign_whose_content_fails_back_to_draft(approved_with_block):
     campaign, block, officer = approved_with_block
     at = timezone.now() + timedelta(hours=1)
-    services.campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
+    campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
     library_item_retire(actor=officer, kind="block", item_id=block.pk)
 
-    with mock.patch("campaigns.services._wake_dispatch"), mock.patch("django.utils.timezone.now", return_value=at):
-        tasks.campaign_launch_due_task()
+    with mock.patch("campaigns.tasks._wake_dispatch"), mock.patch("django.utils.timezone.now", return_value=at):
+        campaign_launch_due_task()
 
     campaign.refresh_from_db()
     assert campaign.status == "draft" and campaign.launched_at is None
@@ -78,13 +80,13 @@ def test_the_scheduler_skips_a_campaign_the_button_launched_first_and_goes_on(ap
     other = campaign_approved_make(purpose=campaign.purpose)
     at = timezone.now() + timedelta(hours=1)
     for each in (campaign, other):
-        services.campaign_schedule(actor=officer, campaign_id=each.pk, send_at=at, timezone_name="UTC")
-    with mock.patch("campaigns.services._wake_dispatch"):
+        campaign_schedule(actor=officer, campaign_id=each.pk, send_at=at, timezone_name="UTC")
+    with mock.patch("campaigns.tasks._wake_dispatch"):
         with mock.patch("django.utils.timezone.now", return_value=at):
             due = [campaign.pk, other.pk]
-            services.campaign_launch(actor=officer, campaign_id=campaign.pk)
-            with mock.patch("campaigns.selectors.campaign_due_list", return_value=due):
-                tasks.campaign_launch_due_task()
+            campaign_launch(actor=officer, campaign_id=campaign.pk)
+            with mock.patch("campaigns.selectors.campaigns.campaign_due_list", return_value=due):
+                campaign_launch_due_task()
 
     other.refresh_from_db()
     assert other.status == "sending"

@@ -15,9 +15,10 @@ from django.core import mail
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage, get_connection, send_mail
 
-from campaigns import dkim as campaign_dkim
-from campaigns import services
-from campaigns.mail_backend import DkimEmailBackend
+from campaigns.sending import dkim as campaign_dkim
+from campaigns.sending.backend import DkimEmailBackend
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.dkim_keys import (
     DOMAIN,
     SELECTOR,
@@ -37,7 +38,7 @@ from consent.tests.factories import authorization_make, patient_make, purpose_ma
 
 pytestmark = pytest.mark.django_db
 
-BACKEND = "campaigns.mail_backend.DkimEmailBackend"
+BACKEND = "campaigns.sending.backend.DkimEmailBackend"
 SMTP = "django.core.mail.backends.smtp.EmailBackend"
 COVERED = {"from", "to", "subject", "date", "message-id"}
 
@@ -245,13 +246,13 @@ def test_r_rfc8058_a_campaign_message_through_this_backend_keeps_its_one_signatu
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     sign = mock.patch.object(
         campaign_dkim.DkimSigner, "sign", autospec=True, side_effect=campaign_dkim.DkimSigner.sign
     )
     with sign as sign:
-        services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        delivery_dispatch_batch(campaign_id=campaign.pk)
 
     (stored,) = mail.outbox
     raw = bytes(stored.message())

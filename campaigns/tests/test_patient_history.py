@@ -7,21 +7,23 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
 from audit.services import audit_record, audit_seal
-from campaigns import services
 from campaigns.models import Delivery
-from campaigns.selectors import delivery_history_list
+from campaigns.selectors.campaigns import delivery_history_list
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
+from campaigns.services.lifecycle import campaign_cancel
 from campaigns.tests.factories import campaign_approved_make
-from consent.services import authorization_revoke
+from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
 
 def _dispatch_all(campaign) -> None:
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
 
 
@@ -47,20 +49,20 @@ def four_campaigns():
     officer = staff_make(role="compliance officer")
 
     sent = campaign_approved_make(purpose=cpap, name="Spring CPAP refill")
-    services.campaign_launch(actor=None, campaign_id=sent.pk)
+    campaign_launch(actor=None, campaign_id=sent.pk)
     _dispatch_all(sent)
 
     at_launch = campaign_approved_make(purpose=diabetes, name="Diabetes class")
-    services.campaign_launch(actor=None, campaign_id=at_launch.pk)
+    campaign_launch(actor=None, campaign_id=at_launch.pk)
 
     at_send = campaign_approved_make(purpose=refills, name="Refill reminder")
-    services.campaign_launch(actor=None, campaign_id=at_send.pk)
+    campaign_launch(actor=None, campaign_id=at_send.pk)
     authorization_revoke(actor=None, patient_id=patient.pk, purpose_id=refills.pk, channel="portal")
     _dispatch_all(at_send)
 
     cancelled = campaign_approved_make(purpose=events, name="Open day")
-    services.campaign_launch(actor=None, campaign_id=cancelled.pk)
-    services.campaign_cancel(actor=officer, campaign_id=cancelled.pk)
+    campaign_launch(actor=None, campaign_id=cancelled.pk)
+    campaign_cancel(actor=officer, campaign_id=cancelled.pk)
     audit_seal()
     return {"patient": patient, "other": other, "sent": sent, "at_launch": at_launch, "at_send": at_send,
             "cancelled": cancelled}
@@ -98,8 +100,8 @@ def test_the_batch_event_found_is_the_one_that_lists_the_delivery():
     for patient in patients:
         authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=1):
+    campaign_launch(actor=None, campaign_id=campaign.pk)
+    while delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=1):
         pass
 
     batches = AuditEvent.objects.filter(action="delivery.batch_dispatched")
@@ -187,7 +189,7 @@ def test_a_queued_message_waits_without_an_event():
     patient = patient_make()
     authorization_make(patient=patient, purpose=purpose, signed_ago=timedelta(days=2))
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
 
     (row,) = delivery_history_list(patient_id=patient.pk)
 

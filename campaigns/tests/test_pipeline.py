@@ -17,11 +17,14 @@ from django.template.loader import render_to_string
 
 from audit.models import AuditEvent
 from campaigns import services, tasks
-from campaigns.messages import CampaignRender, message_id_for, unsubscribe_token_read
 from campaigns.models import Delivery
+from campaigns.periodic import campaign_rewake_task
+from campaigns.sending.dispatch import TransientSendError, _deliveries_claim, delivery_dispatch_batch
+from campaigns.sending.messages import CampaignRender, message_id_for, unsubscribe_token_read
+from campaigns.sending.transport import RateLimiter, SmtpTransport
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import free_port, smtp_sink
-from campaigns.transport import RateLimiter, SmtpTransport
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -34,8 +37,8 @@ def _launched(n: int, *, emails: list[str] | None = None, **campaign_fields):
         patient = patient_make(email=address) if address else patient_make()
         authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose, **campaign_fields)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     return campaign
 
 
@@ -91,8 +94,8 @@ def test_r_rfc8058_r_canspam_address_assembled_message_is_valid_mime_with_per_re
 def test_campaign_is_rendered_once_per_batch_not_per_message():
     campaign = _launched(5)
 
-    with mock.patch("campaigns.messages.render_to_string", wraps=render_to_string) as render:
-        services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=5)
+    with mock.patch("campaigns.sending.messages.render_to_string", wraps=render_to_string) as render:
+        delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=5)
 
     assert render.call_count == 2  # the text and the HTML template, once each
     assert len(mail.outbox) == 5
@@ -114,7 +117,7 @@ def test_smtp_transport_sends_the_assembled_bytes_over_one_connection_reconnecti
     with smtp_sink() as sink:
         _use_smtp(settings, sink.host, sink.port)
         settings.HIPAAMAIL_SMTP_RECONNECT_EVERY = 4
-        decided = services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=10)
+        decided = delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=10)
         records = sink.records
 
     assert decided == 10
@@ -134,7 +137,7 @@ def test_r_sec_tls_smtp_transport_refuses_plaintext_to_a_remote_relay(settings):
     settings.EMAIL_HOST, settings.EMAIL_USE_TLS, settings.EMAIL_USE_SSL = "relay.example.org", False, False
 
     with pytest.raises(ImproperlyConfigured, match="R-SEC-TLS"):
-        services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        delivery_dispatch_batch(campaign_id=campaign.pk)
 
     settings.EMAIL_HOST, settings.HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = "127.0.0.1", False
     with pytest.raises(ImproperlyConfigured):
@@ -149,8 +152,8 @@ def test_r_sec_tls_a_relay_without_starttls_gets_nothing_and_the_batch_stays_que
     with smtp_sink() as sink:
         _use_smtp(settings, sink.host, sink.port)
         settings.EMAIL_USE_TLS = True
-        with pytest.raises(services.TransientSendError):
-            services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        with pytest.raises(TransientSendError):
+            delivery_dispatch_batch(campaign_id=campaign.pk)
         assert sink.records == []
     assert set(_statuses(campaign).values()) == {"queued"}
     assert not Delivery.objects.filter(campaign=campaign, lease_expires_at__isnull=False).exists()
@@ -170,17 +173,17 @@ def test_a_worker_killed_after_smtp_before_commit_resends_once_marked_possible_d
             mock.patch.object(services, "_deliveries_record", side_effect=SystemExit("worker killed")),
             pytest.raises(SystemExit),
         ):
-            services.delivery_dispatch_batch(campaign_id=campaign.pk)
+            delivery_dispatch_batch(campaign_id=campaign.pk)
         delivery = Delivery.objects.get(campaign=campaign)
         assert (delivery.status, delivery.attempts) == ("queued", 1)
         assert delivery.lease_expires_at is not None and not delivery.possible_duplicate
 
         # While the lease runs, nobody takes it (the worker might only be slow).
-        assert services.delivery_dispatch_batch(campaign_id=campaign.pk) == 0
+        assert delivery_dispatch_batch(campaign_id=campaign.pk) == 0
         Delivery.objects.filter(pk=delivery.pk).update(lease_expires_at=F("created_at"))  # the lease expires
 
         with mock.patch.object(tasks.campaign_dispatch_task, "delay", side_effect=tasks.campaign_dispatch_task):
-            tasks.campaign_rewake_task()
+            campaign_rewake_task()
         records = sink.records
 
     delivery.refresh_from_db()
@@ -197,13 +200,13 @@ def test_the_reconciler_marks_sent_a_campaign_whose_worker_stopped_after_the_las
     after the last batch): the reconciler finishes it, once, and wakes no worker for it. Found by the fault
     suite (campaigns/tests/test_faults.py), which kills a real worker in that window."""
     campaign = _launched(2)
-    services.delivery_dispatch_batch(campaign_id=campaign.pk)  # the last batch; campaign_finish_if_done never runs
+    delivery_dispatch_batch(campaign_id=campaign.pk)  # the last batch; campaign_finish_if_done never runs
     campaign.refresh_from_db()
     assert campaign.status == "sending"
 
     with mock.patch.object(tasks.campaign_dispatch_task, "delay") as delay:
-        tasks.campaign_rewake_task()
-        tasks.campaign_rewake_task()
+        campaign_rewake_task()
+        campaign_rewake_task()
 
     delay.assert_not_called()
     campaign.refresh_from_db()
@@ -216,10 +219,10 @@ def test_the_reconciler_finishes_a_campaign_whose_whole_audience_was_blocked_at_
     purpose = purpose_make()
     patient_make()
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):  # the wake-up is lost
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):  # the wake-up is lost
+        campaign_launch(actor=None, campaign_id=campaign.pk)
 
-    tasks.campaign_rewake_task()
+    campaign_rewake_task()
 
     campaign.refresh_from_db()
     assert campaign.status == "sent"
@@ -230,7 +233,7 @@ def test_a_delivery_reclaimed_by_another_worker_after_its_lease_expired_is_not_s
     """The lease is the claim's token: a worker whose lease expired (and was taken over) before its sending
     transaction sends nothing; the other worker's claim stands."""
     campaign = _launched(1)
-    real_claim = services._deliveries_claim
+    real_claim = _deliveries_claim
 
     def claim_then_lose_it(**kwargs):
         claimed = real_claim(**kwargs)
@@ -238,7 +241,7 @@ def test_a_delivery_reclaimed_by_another_worker_after_its_lease_expired_is_not_s
         return claimed
 
     with mock.patch.object(services, "_deliveries_claim", claim_then_lose_it):
-        assert services.delivery_dispatch_batch(campaign_id=campaign.pk) == 1
+        assert delivery_dispatch_batch(campaign_id=campaign.pk) == 1
 
     delivery = Delivery.objects.get(campaign=campaign)
     assert (delivery.status, delivery.attempts) == ("queued", 1)
@@ -251,11 +254,11 @@ def test_a_delivery_released_cleanly_is_not_marked_possible_duplicate(settings):
     is queued again marked possible_duplicate; the second was never started and is released clean."""
     campaign = _launched(2)
     with (
-        mock.patch("campaigns.transport.DjangoTransport.send", side_effect=smtplib.SMTPServerDisconnected("x")),
-        pytest.raises(services.TransientSendError),
+        mock.patch("campaigns.sending.transport.DjangoTransport.send", side_effect=smtplib.SMTPServerDisconnected("x")),
+        pytest.raises(TransientSendError),
     ):
-        services.delivery_dispatch_batch(campaign_id=campaign.pk)
-    services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        delivery_dispatch_batch(campaign_id=campaign.pk)
+    delivery_dispatch_batch(campaign_id=campaign.pk)
 
     first, second = Delivery.objects.filter(campaign=campaign).order_by("id")
     assert (first.status, first.attempts, first.possible_duplicate) == ("sent", 2, True)
@@ -317,13 +320,13 @@ def test_a_4xx_keeps_what_was_sent_leaves_the_rest_queued_and_the_retry_finishes
     campaign = _launched(4, emails=emails)
     handler = MisbehavingHandler(**{stage: {emails[1]: reply}})
     with misbehaving_server(settings, handler):
-        with pytest.raises(services.TransientSendError):
-            services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        with pytest.raises(TransientSendError):
+            delivery_dispatch_batch(campaign_id=campaign.pk)
         assert _statuses(campaign) == {emails[0]: "sent", emails[1]: "queued", emails[2]: "queued", emails[3]: "queued"}
         assert not Delivery.objects.filter(campaign=campaign, lease_expires_at__isnull=False).exists()
 
         handler.rcpt, handler.data = {}, {}  # the server recovers
-        services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        delivery_dispatch_batch(campaign_id=campaign.pk)
 
     assert set(_statuses(campaign).values()) == {"sent"}
     assert sorted(address for address, _ in handler.accepted) == sorted(emails)  # once each
@@ -331,7 +334,7 @@ def test_a_4xx_keeps_what_was_sent_leaves_the_rest_queued_and_the_retry_finishes
 
 
 def test_the_dispatch_task_retries_on_a_transient_error():
-    assert services.TransientSendError in tasks.campaign_dispatch_task.autoretry_for
+    assert TransientSendError in tasks.campaign_dispatch_task.autoretry_for
     assert tasks.campaign_dispatch_task.retry_backoff
 
 
@@ -343,7 +346,7 @@ def test_r_bounce_suppress_a_550_fails_that_delivery_with_its_code_and_the_batch
     campaign = _launched(3, emails=emails)
     handler = MisbehavingHandler(**{stage: {emails[1]: "550 5.1.1 no such user"}})
     with misbehaving_server(settings, handler):
-        assert services.delivery_dispatch_batch(campaign_id=campaign.pk) == 3
+        assert delivery_dispatch_batch(campaign_id=campaign.pk) == 3
 
     (failed,) = [d for d in Delivery.objects.filter(campaign=campaign).select_related("patient") if d.patient.email == emails[1]]
     assert (failed.status, failed.error, failed.sent_at) == ("failed", "smtp 550", None)
@@ -359,10 +362,10 @@ def test_a_connection_dropped_mid_batch_keeps_the_accepted_and_requeues_the_rest
     campaign = _launched(5, emails=emails)
     handler = MisbehavingHandler(drop={emails[2]})
     with misbehaving_server(settings, handler):
-        with pytest.raises(services.TransientSendError):
-            services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        with pytest.raises(TransientSendError):
+            delivery_dispatch_batch(campaign_id=campaign.pk)
         assert _statuses(campaign) == dict(zip(emails, ["sent", "sent", "queued", "queued", "queued"]))
-        services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        delivery_dispatch_batch(campaign_id=campaign.pk)
 
     assert set(_statuses(campaign).values()) == {"sent"}
     assert sorted(address for address, _ in handler.accepted) == sorted(emails)
@@ -395,7 +398,7 @@ def test_rate_limit_holds_senders_to_the_limit_per_second_across_limiters(settin
 
 def test_rate_limit_holds_a_real_dispatch_to_the_limit(settings):
     """HIPAAMAIL_RATE_LIMIT applies to the one sender: 6 messages at 3 per second wait twice for a new second."""
-    from campaigns import transport
+    from campaigns.sending import transport
 
     settings.HIPAAMAIL_RATE_LIMIT, settings.HIPAAMAIL_RATE_LIMIT_REDIS_URL = 3, ""
     clock = {"now": 500.5}
@@ -408,7 +411,7 @@ def test_rate_limit_holds_a_real_dispatch_to_the_limit(settings):
     limiter = RateLimiter(limit=3, clock=lambda: clock["now"], sleep=sleep)
     campaign = _launched(7)
     with mock.patch.object(transport, "_limiter", limiter):
-        while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+        while delivery_dispatch_batch(campaign_id=campaign.pk):
             pass
 
     assert len(mail.outbox) == 7
@@ -421,7 +424,7 @@ def test_the_demo_outbox_folder_receives_the_assembled_message(settings, tmp_pat
     settings.EMAIL_FILE_PATH = tmp_path
     campaign = _launched(1)
 
-    services.delivery_dispatch_batch(campaign_id=campaign.pk)
+    delivery_dispatch_batch(campaign_id=campaign.pk)
 
     (written,) = tmp_path.iterdir()
     parsed = email.message_from_bytes(written.read_bytes(), policy=email.policy.default)

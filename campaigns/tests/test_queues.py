@@ -9,6 +9,7 @@ import smtplib
 from unittest import mock
 
 import pytest
+from celery import current_app as celery_app
 from django.conf import settings
 from django.core import mail
 from kombu.exceptions import OperationalError
@@ -19,7 +20,6 @@ from consent import tasks as consent_tasks
 from consent.models import Invitation
 from consent.services import portal, signing
 from consent.tests.factories import form_published_make, patient_make, purpose_make
-from hipaamail.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
 

@@ -13,15 +13,16 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 
-from campaigns import services
-from campaigns.messages import unsubscribe_token_read
 from campaigns.models import Campaign, Delivery
-from campaigns.selectors import delivery_sent_without_coverage_count
+from campaigns.selectors.campaigns import delivery_sent_without_coverage_count
+from campaigns.sending.messages import unsubscribe_token_read
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from campaigns.tests.worker import SEND_TIMEOUT, purge_broker, wait_until_sent, worker_start, worker_stop
 from conftest import requires_postgresql
-from consent.services import authorization_revoke, portal
+from consent.services import portal
+from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = [
@@ -70,7 +71,7 @@ def test_r_send_covered_a_real_worker_sends_only_to_covered_patients_with_rfc805
         status = None
         try:
             # When the campaign is launched (its on_commit hook publishes the wake-up to Redis)
-            services.campaign_launch(actor=None, campaign_id=campaign.pk)
+            campaign_launch(actor=None, campaign_id=campaign.pk)
             status = wait_until_sent(campaign.pk, worker)
         finally:
             worker_stop(worker)
@@ -129,7 +130,7 @@ def test_a_sign_in_code_is_not_delayed_by_a_campaign_being_sent(settings):
         ]
         status = None
         try:
-            services.campaign_launch(actor=None, campaign_id=campaign.pk)
+            campaign_launch(actor=None, campaign_id=campaign.pk)
             deadline = time.monotonic() + SEND_TIMEOUT
             while not sink.records and time.monotonic() < deadline:  # the campaign has started to go out
                 time.sleep(0.05)

@@ -4,10 +4,10 @@ two minutes old). hipaamail/tests/test_passkeys.py drives the grant through the 
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
 
+from accounts import reentry
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import reentry
 from conftest import totp_code
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 

@@ -16,18 +16,20 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import services
 from campaigns.models import Campaign, Delivery
 from campaigns.reports import campaign_evidence, compliance_summary, exports
 from campaigns.reports.campaign_evidence import campaign_content_hash
+from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
+from campaigns.services.unsubscribe import delivery_unsubscribe
 from campaigns.tests.factories import campaign_approved_make
 from conftest import totp_code
 from consent import documents
 from consent.models import Authorization, Revocation
-from consent.services import authorization_defect_record, authorization_grant, authorization_revoke
+from consent.services.authorizations import authorization_defect_record, authorization_grant, authorization_revoke
 from consent.tests.factories import form_published_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -76,10 +78,10 @@ def world():
         actor=None, authorization_id=authorizations["defective"].pk, reason="defect_missing_element"
     )
     campaign = campaign_approved_make(purpose=purpose, name="Spring CPAP refill", subject="New masks are here")
-    services.campaign_launch(actor=campaign.approved_by, campaign_id=campaign.pk)
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    campaign_launch(actor=campaign.approved_by, campaign_id=campaign.pk)
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
-    services.campaign_finish_if_done(campaign_id=campaign.pk)
+    campaign_finish_if_done(campaign_id=campaign.pk)
     deliveries = {
         name: Delivery.objects.get(campaign=campaign, patient=patient)
         for name, patient in [
@@ -87,7 +89,7 @@ def world():
             ("defective", defective),
         ]
     }
-    services.delivery_unsubscribe(delivery_id=deliveries["unsubscriber"].pk)
+    delivery_unsubscribe(delivery_id=deliveries["unsubscriber"].pk)
     # The mail provider reports a hard bounce (what leaves the project is simulated, not the evidence).
     Delivery.objects.filter(pk=deliveries["covered"].pk).update(bounced_at=timezone.now(), bounce_type="hard")
     return {
@@ -659,9 +661,9 @@ def test_every_report_reads_in_one_read_only_snapshot_outside_a_test_transaction
     patient = patient_make(external_id="MRN-7")
     _grant(patient, purpose, form, name="Ann Lee")
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=campaign.approved_by, campaign_id=campaign.pk)
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=campaign.approved_by, campaign_id=campaign.pk)
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
     officer = _officer(verified_client)
 

@@ -8,23 +8,23 @@ from unittest import mock
 
 import pytest
 from django.core.mail.backends.locmem import EmailBackend
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
-from campaigns import services
-from campaigns.bounces import BounceKind, delivery_bounce_record
 from campaigns.models import Campaign, Delivery
-from campaigns.results import (
-    FEWER,
-    CampaignCounts,
-    campaign_counts,
-    results_view,
-)
 from campaigns.results_chart import results_charts
+from campaigns.selectors.results import FEWER, CampaignCounts, campaign_counts, results_view
+from campaigns.sending.bounces import BounceKind, delivery_bounce_record
+from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.sending.tracking import delivery_click_record, delivery_open_record
+from campaigns.services.launch import campaign_launch
+from campaigns.services.unsubscribe import delivery_unsubscribe
 from campaigns.tests.factories import campaign_approved_make
-from campaigns.tracking import delivery_click_record, delivery_open_record
 from consent.models import Revocation, Suppression
-from consent.services import authorization_revoke, suppression_record
-from consent.services.purpose_tracking import purpose_tracking_set
+from consent.services.authorizations import authorization_revoke
+from consent.services.form_versions import purpose_tracking_set
+from consent.services.suppressions import suppression_record
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -40,11 +40,11 @@ def _send(campaign, refuse: frozenset[str] = frozenset()):
                 raise smtplib.SMTPRecipientsRefused({message.to[0]: (550, b"no such user")})
         return real_send(self, messages)
 
-    with mock.patch("campaigns.services._wake_dispatch"), mock.patch.object(EmailBackend, "send_messages", send):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
-        while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    with mock.patch("campaigns.tasks._wake_dispatch"), mock.patch.object(EmailBackend, "send_messages", send):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
+        while delivery_dispatch_batch(campaign_id=campaign.pk):
             pass
-    services.campaign_finish_if_done(campaign_id=campaign.pk)
+    campaign_finish_if_done(campaign_id=campaign.pk)
     campaign.refresh_from_db()
     return campaign
 
@@ -128,7 +128,7 @@ def _random_campaign(seed: int, *, tracking: bool):
                     status="5.1.1" if action == "hard" else "4.2.2", source="dsn",
                 )
             elif action == "one_click":
-                services.delivery_unsubscribe(delivery_id=delivery.pk)
+                delivery_unsubscribe(delivery_id=delivery.pk)
             elif action == "portal":
                 authorization_revoke(actor=None, patient_id=delivery.patient_id, purpose_id=purpose.pk, channel="portal")
             if action in ("open", "open_click"):
@@ -161,10 +161,10 @@ def test_a_one_click_unsubscribe_is_credited_to_the_last_message_before_it():
     for patient in (early, late, portal):
         authorization_make(patient=patient, purpose=purpose)
     first = _send(campaign_approved_make(purpose=purpose))
-    services.delivery_unsubscribe(delivery_id=Delivery.objects.get(campaign=first, patient=early).pk)
+    delivery_unsubscribe(delivery_id=Delivery.objects.get(campaign=first, patient=early).pk)
     second = _send(campaign_approved_make(purpose=purpose))
     # `late` uses the first message's link after the second arrived: the second is credited (last touch).
-    services.delivery_unsubscribe(delivery_id=Delivery.objects.get(campaign=first, patient=late).pk)
+    delivery_unsubscribe(delivery_id=Delivery.objects.get(campaign=first, patient=late).pk)
     authorization_revoke(actor=None, patient_id=portal.pk, purpose_id=purpose.pk, channel="portal")
 
     assert campaign_counts(campaign=first).unsubscribed == 1

@@ -12,29 +12,33 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from campaigns import services
-from campaigns.bounces import BounceKind, delivery_bounce_record
+from accounts.tests.factories import staff_make
 from campaigns.models import Delivery
+from campaigns.sending.bounces import BounceKind, delivery_bounce_record
+from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.sending.tracking import delivery_click_record, delivery_open_record
+from campaigns.services.launch import campaign_launch
+from campaigns.services.lifecycle import campaign_cancel, campaign_pause, campaign_schedule, campaign_submit
+from campaigns.services.unsubscribe import delivery_unsubscribe
 from campaigns.tests.factories import campaign_approved_make, campaign_make
-from campaigns.tracking import delivery_click_record, delivery_open_record
 from conftest import assert_accessible, browser_sign_in, screenshot
-from consent.services import authorization_revoke, suppression_record
-from consent.services.purpose_tracking import purpose_tracking_set
+from consent.services.authorizations import authorization_revoke
+from consent.services.form_versions import purpose_tracking_set
+from consent.services.suppressions import suppression_record
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def _send(campaign, *, batch: int | None = None):
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     if batch is not None:
-        services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=batch)
+        delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=batch)
         return campaign
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
-    services.campaign_finish_if_done(campaign_id=campaign.pk)
+    campaign_finish_if_done(campaign_id=campaign.pk)
     return campaign
 
 
@@ -83,7 +87,7 @@ def sent_campaign():
         if index < 26:
             delivery_click_record(delivery_id=delivery.pk, campaign_id=campaign.pk)
         if 85 <= index < 89:
-            services.delivery_unsubscribe(delivery_id=delivery.pk)
+            delivery_unsubscribe(delivery_id=delivery.pk)
     return campaign
 
 
@@ -129,18 +133,18 @@ def test_campaign_list_shows_status_and_progress(page, live_server, axe_js):
     officer = staff_make(role="compliance officer", with_totp=True)
     _send(campaign_approved_make(purpose=other, name="Diabetes education, spring", author=marketer))
     cancelled = campaign_approved_make(purpose=purpose, name="Holiday hours notice", author=marketer)
-    services.campaign_cancel(actor=officer, campaign_id=cancelled.pk)
+    campaign_cancel(actor=officer, campaign_id=cancelled.pk)
     paused = _send(campaign_approved_make(purpose=other, name="Glucose meter trade-in", author=marketer), batch=3)
-    services.campaign_pause(actor=officer, campaign_id=paused.pk)
+    campaign_pause(actor=officer, campaign_id=paused.pk)
     _send(campaign_approved_make(purpose=purpose, name="Spring CPAP mask refresh", author=marketer), batch=5)
     scheduled = campaign_approved_make(purpose=purpose, name="Summer travel CPAP kit", author=marketer)
-    services.campaign_schedule(
+    campaign_schedule(
         actor=officer, campaign_id=scheduled.pk, send_at=timezone.now() + timedelta(days=9),
         timezone_name="America/Chicago",
     )
     campaign_approved_make(purpose=other, name="Foot care workshop", author=marketer)
     submitted = campaign_make(purpose=purpose, name="Cushion subscription offer", author=marketer)
-    services.campaign_submit(actor=marketer, campaign_id=submitted.pk)
+    campaign_submit(actor=marketer, campaign_id=submitted.pk)
     campaign_make(purpose=purpose, name="Humidifier filters reminder", author=marketer)
 
     browser_sign_in(page, live_server, marketer)

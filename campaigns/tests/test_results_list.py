@@ -3,7 +3,8 @@ from unittest import mock
 
 import pytest
 
-from campaigns import services
+from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make, campaign_make
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
@@ -11,14 +12,14 @@ pytestmark = pytest.mark.django_db
 
 
 def _launch(campaign, *, send: int | None = None):
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     if send is None:
-        while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+        while delivery_dispatch_batch(campaign_id=campaign.pk):
             pass
-        services.campaign_finish_if_done(campaign_id=campaign.pk)
+        campaign_finish_if_done(campaign_id=campaign.pk)
     else:
-        services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=send)
+        delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=send)
 
 
 def test_campaign_list_is_newest_first_with_status_and_progress(verified_client, django_assert_max_num_queries):

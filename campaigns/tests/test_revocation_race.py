@@ -21,14 +21,15 @@ from unittest import mock
 import pytest
 from django.db import connection
 
-from campaigns import services
 from campaigns.models import Delivery
-from campaigns.selectors import delivery_sent_without_coverage_count
+from campaigns.selectors.campaigns import delivery_sent_without_coverage_count
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from conftest import requires_postgresql
 from consent.models import Revocation
-from consent.services import authorization_revoke
+from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = [requires_postgresql, pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
@@ -54,8 +55,8 @@ def test_r_revoke_anytime_no_message_leaves_after_a_racing_revocation_commits(se
     for patient in patients:
         authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     assert Delivery.objects.filter(campaign=campaign, status=Delivery.Status.QUEUED).count() == PATIENTS
 
     patient_by_email = {patient.email: patient for patient in patients}
@@ -76,7 +77,7 @@ def test_r_revoke_anytime_no_message_leaves_after_a_racing_revocation_commits(se
         def send_everything():
             try:
                 start.wait()
-                while decided := services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=BATCH_SIZE):
+                while decided := delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=BATCH_SIZE):
                     batches.append(decided)
             except BaseException as error:  # noqa: BLE001 - reported by the main thread
                 errors.append(error)

@@ -10,15 +10,17 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import services, tasks
 from campaigns.models import Campaign, Delivery
+from campaigns.periodic import campaign_launch_due_task
 from campaigns.scheduling import schedule_display, schedule_local_to_utc
-from campaigns.selectors import campaign_due_list
+from campaigns.selectors.campaigns import campaign_due_list
+from campaigns.services.launch import campaign_launch
+from campaigns.services.lifecycle import campaign_pause, campaign_resume, campaign_schedule
 from campaigns.tests.factories import campaign_approved_make
 from conftest import totp_code
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -130,11 +132,11 @@ def test_the_service_refuses_a_time_in_the_past_and_a_naive_time(approved):
     officer = staff_make(role="compliance officer")
 
     with pytest.raises(ValidationError, match="already passed"):
-        services.campaign_schedule(
+        campaign_schedule(
             actor=officer, campaign_id=approved.pk, send_at=timezone.now() - timedelta(seconds=1), timezone_name="UTC"
         )
     with pytest.raises(ValueError):
-        services.campaign_schedule(
+        campaign_schedule(
             actor=officer, campaign_id=approved.pk, send_at=datetime(2099, 1, 1, 9, 0), timezone_name="UTC"
         )
 
@@ -151,7 +153,7 @@ def test_r_min_necessary_a_marketer_cannot_schedule(verified_client, approved):
         {"schedule-send_at": _local_in("UTC", timedelta(days=1)), "schedule-timezone": "UTC", "schedule-code": "123456"},
     )
     with pytest.raises(PermissionDenied):
-        services.campaign_schedule(
+        campaign_schedule(
             actor=marketer, campaign_id=approved.pk, send_at=timezone.now() + timedelta(days=1), timezone_name="UTC"
         )
 
@@ -162,18 +164,18 @@ def test_r_min_necessary_a_marketer_cannot_schedule(verified_client, approved):
 def test_only_an_approved_or_scheduled_campaign_can_be_scheduled(approved):
     officer = staff_make(role="compliance officer")
     later = timezone.now() + timedelta(days=2)
-    services.campaign_schedule(actor=officer, campaign_id=approved.pk, send_at=later, timezone_name="UTC")
-    moved = services.campaign_schedule(
+    campaign_schedule(actor=officer, campaign_id=approved.pk, send_at=later, timezone_name="UTC")
+    moved = campaign_schedule(
         actor=officer, campaign_id=approved.pk, send_at=later + timedelta(hours=1), timezone_name="Europe/Paris"
     )
     assert (moved.status, moved.scheduled_for, moved.schedule_timezone) == (
         "scheduled", later + timedelta(hours=1), "Europe/Paris"
     )
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=officer, campaign_id=approved.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=officer, campaign_id=approved.pk)
 
     with pytest.raises(ValidationError, match="A sending campaign cannot be scheduled"):
-        services.campaign_schedule(actor=officer, campaign_id=approved.pk, send_at=later, timezone_name="UTC")
+        campaign_schedule(actor=officer, campaign_id=approved.pk, send_at=later, timezone_name="UTC")
 
 
 def test_the_scheduler_launches_a_due_campaign_at_its_time_and_not_before(approved):
@@ -181,18 +183,18 @@ def test_the_scheduler_launches_a_due_campaign_at_its_time_and_not_before(approv
     it as the system: the deliveries are made then, and the workers are woken."""
     officer = staff_make(role="compliance officer")
     at = timezone.now() + timedelta(hours=6)
-    services.campaign_schedule(actor=officer, campaign_id=approved.pk, send_at=at, timezone_name="America/Denver")
+    campaign_schedule(actor=officer, campaign_id=approved.pk, send_at=at, timezone_name="America/Denver")
 
-    with mock.patch("campaigns.services._wake_dispatch"):
+    with mock.patch("campaigns.tasks._wake_dispatch"):
         with mock.patch("django.utils.timezone.now", return_value=at - timedelta(seconds=1)):
             assert campaign_due_list() == []
-            tasks.campaign_launch_due_task()
+            campaign_launch_due_task()
         approved.refresh_from_db()
         assert approved.status == "scheduled" and not Delivery.objects.exists()
 
         with mock.patch("django.utils.timezone.now", return_value=at):
             assert campaign_due_list() == [approved.pk]
-            tasks.campaign_launch_due_task()
+            campaign_launch_due_task()
 
     approved.refresh_from_db()
     assert approved.status == "sending"
@@ -204,17 +206,17 @@ def test_the_scheduler_launches_a_due_campaign_at_its_time_and_not_before(approv
 def test_a_paused_scheduled_campaign_is_not_launched_at_its_time_until_resumed(approved):
     officer = staff_make(role="compliance officer")
     at = timezone.now() + timedelta(hours=1)
-    services.campaign_schedule(actor=officer, campaign_id=approved.pk, send_at=at, timezone_name="UTC")
-    services.campaign_pause(actor=officer, campaign_id=approved.pk)
+    campaign_schedule(actor=officer, campaign_id=approved.pk, send_at=at, timezone_name="UTC")
+    campaign_pause(actor=officer, campaign_id=approved.pk)
 
-    with mock.patch("campaigns.services._wake_dispatch"), mock.patch(
+    with mock.patch("campaigns.tasks._wake_dispatch"), mock.patch(
         "django.utils.timezone.now", return_value=at + timedelta(minutes=5)
     ):
-        tasks.campaign_launch_due_task()
+        campaign_launch_due_task()
         assert Campaign.objects.get(pk=approved.pk).status == "paused" and not Delivery.objects.exists()
-        resumed = services.campaign_resume(actor=officer, campaign_id=approved.pk)
+        resumed = campaign_resume(actor=officer, campaign_id=approved.pk)
         assert resumed.status == "scheduled"
-        tasks.campaign_launch_due_task()
+        campaign_launch_due_task()
 
     assert Campaign.objects.get(pk=approved.pk).status == "sending"
     assert Delivery.objects.count() == 4

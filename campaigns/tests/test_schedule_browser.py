@@ -7,12 +7,12 @@ from unittest import mock
 
 import pytest
 
-from campaigns import services
+from accounts.tests.factories import staff_make
 from campaigns.models import Campaign, Delivery
+from campaigns.sending.dispatch import delivery_dispatch_batch
 from campaigns.tests.factories import campaign_approved_make
 from conftest import assert_accessible, browser_sign_in, screenshot, totp_code
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -61,10 +61,10 @@ def test_in_chromium_officer_schedules_pauses_resumes_and_cancels(page, live_ser
     # Send now; a worker (here: this test, in-process) sends the first batch while the page watches.
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/review/")
     page.fill("input[name=launch-code]", totp_code(officer))
-    with mock.patch("campaigns.services._wake_dispatch"):
+    with mock.patch("campaigns.tasks._wake_dispatch"):
         page.click("text=Send now >> xpath=ancestor::form//button")
         page.wait_for_url(f"**/campaigns/{campaign.pk}/")
-    services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=4)
+    delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=4)
     page.wait_for_function("document.getElementById('progress-percent').textContent === '45'")
 
     # Pause while sending: the bar stops where sending stopped, and the page says so.
@@ -73,11 +73,11 @@ def test_in_chromium_officer_schedules_pauses_resumes_and_cancels(page, live_ser
     assert "Paused at 45% of the audience decided" in page.inner_text("[data-paused]")
     assert page.get_attribute("[role=progressbar]", "aria-valuenow") == "45"
     assert page.inner_text("h1 .badge") == "Paused"
-    assert services.delivery_dispatch_batch(campaign_id=campaign.pk) == 0  # no claim while paused
+    assert delivery_dispatch_batch(campaign_id=campaign.pk) == 0  # no claim while paused
     screenshot(page, "73-campaign-paused")
     assert_accessible(page, axe_js)
 
-    with mock.patch("campaigns.services._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
         page.click("button:text-is('Resume')")
         page.wait_for_selector("text=Resumed: sending continues.")
     wake.assert_called_once_with(campaign.pk)

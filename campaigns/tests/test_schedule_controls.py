@@ -14,14 +14,18 @@ from django.db import connection
 from django.test import TestCase
 from django.utils import timezone
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
 from campaigns import services, tasks
 from campaigns.models import Campaign, Delivery
+from campaigns.periodic import campaign_launch_due_task, campaign_rewake_task
+from campaigns.sending.dispatch import _deliveries_claim, campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
+from campaigns.services.lifecycle import campaign_cancel, campaign_pause, campaign_resume, campaign_schedule
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from conftest import requires_postgresql, totp_code
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -39,8 +43,8 @@ def _launched(n: int, *, uncovered: int = 0) -> Campaign:
     for _ in range(uncovered):
         patient_make()
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     return campaign
 
 
@@ -68,21 +72,21 @@ def test_pause_stops_the_claims_and_resume_continues(officer, django_capture_on_
     """A paused campaign's queued deliveries are not claimed: the sender decides nothing and sends nothing.
     Resuming wakes the workers after commit; they send the rest, and the campaign ends sent."""
     campaign = _launched(6)
-    services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=2)
+    delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=2)
     assert len(mail.outbox) == 2
 
-    paused = services.campaign_pause(actor=officer, campaign_id=campaign.pk)
+    paused = campaign_pause(actor=officer, campaign_id=campaign.pk)
 
     assert paused.status == "paused"
-    assert services.delivery_dispatch_batch(campaign_id=campaign.pk) == 0
-    assert services.campaign_finish_if_done(campaign_id=campaign.pk) is False
+    assert delivery_dispatch_batch(campaign_id=campaign.pk) == 0
+    assert campaign_finish_if_done(campaign_id=campaign.pk) is False
     assert len(mail.outbox) == 2
     assert Delivery.objects.filter(campaign=campaign, status="queued").count() == 4
     assert Delivery.objects.filter(campaign=campaign, lease_expires_at__isnull=False).count() == 0
 
-    with mock.patch("campaigns.services._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
         with django_capture_on_commit_callbacks(execute=True):
-            resumed = services.campaign_resume(actor=officer, campaign_id=campaign.pk)
+            resumed = campaign_resume(actor=officer, campaign_id=campaign.pk)
     wake.assert_called_once_with(campaign.pk)
     assert resumed.status == "sending"
     tasks.campaign_dispatch_task(campaign.pk)  # what the woken worker runs
@@ -102,50 +106,50 @@ def test_a_batch_claimed_before_the_pause_finishes(officer):
     """In flight means claimed: a batch whose claim committed before the pause is still sent and recorded; the
     next claim finds the campaign paused."""
     campaign = _launched(5)
-    real_claim = services._deliveries_claim
+    real_claim = _deliveries_claim
 
     def claim_then_pause(**kwargs):
         claimed = real_claim(**kwargs)
-        services.campaign_pause(actor=officer, campaign_id=campaign.pk)
+        campaign_pause(actor=officer, campaign_id=campaign.pk)
         return claimed
 
     with mock.patch.object(services, "_deliveries_claim", claim_then_pause):
-        assert services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=3) == 3
+        assert delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=3) == 3
 
-    assert services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=3) == 0
+    assert delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=3) == 0
     assert _statuses(campaign) == [("queued", "")] * 2 + [("sent", "")] * 3
     assert len(mail.outbox) == 3
 
 
 def test_the_reconciler_leaves_a_paused_campaign_alone(officer):
     campaign = _launched(3)
-    services.campaign_pause(actor=officer, campaign_id=campaign.pk)
+    campaign_pause(actor=officer, campaign_id=campaign.pk)
 
     with mock.patch.object(tasks.campaign_dispatch_task, "delay") as delay:
-        tasks.campaign_rewake_task()
+        campaign_rewake_task()
 
     delay.assert_not_called()
 
 
 def test_pause_and_resume_are_refused_from_the_wrong_state(officer):
     campaign = _launched(1)
-    services.campaign_pause(actor=officer, campaign_id=campaign.pk)
+    campaign_pause(actor=officer, campaign_id=campaign.pk)
 
     with pytest.raises(ValidationError, match="A paused campaign cannot be paused"):
-        services.campaign_pause(actor=officer, campaign_id=campaign.pk)
-    services.campaign_resume(actor=officer, campaign_id=campaign.pk)
+        campaign_pause(actor=officer, campaign_id=campaign.pk)
+    campaign_resume(actor=officer, campaign_id=campaign.pk)
     with pytest.raises(ValidationError, match="A sending campaign cannot be resumed"):
-        services.campaign_resume(actor=officer, campaign_id=campaign.pk)
+        campaign_resume(actor=officer, campaign_id=campaign.pk)
     draft = campaign_approved_make(purpose=campaign.purpose)
     with pytest.raises(ValidationError, match="An? approved campaign cannot be paused"):
-        services.campaign_pause(actor=officer, campaign_id=draft.pk)
+        campaign_pause(actor=officer, campaign_id=draft.pk)
 
 
 def test_paused_state_is_on_the_progress_bar_and_the_campaign_page(verified_client):
     """The live progress bar's endpoint reports the pause (the page's script stops polling and reloads), and
     the page says where sending stopped; the buttons offer Resume and Cancel to a compliance officer."""
     campaign = _launched(4)
-    services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=1)
+    delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=1)
     officer = verified_client.sign_in(role="compliance officer")
 
     paused = verified_client.post(f"/campaigns/{campaign.pk}/pause/", follow=True)
@@ -159,7 +163,7 @@ def test_paused_state_is_on_the_progress_bar_and_the_campaign_page(verified_clie
     assert verified_client.get(f"/campaigns/{campaign.pk}/progress/").json() == {"percent": 25, "status": "paused"}
     assert AuditEvent.objects.get(action="campaign.paused").actor_id == officer.pk
 
-    with mock.patch("campaigns.services._wake_dispatch"):
+    with mock.patch("campaigns.tasks._wake_dispatch"):
         resumed = verified_client.post(f"/campaigns/{campaign.pk}/resume/", follow=True)
     assert "Resumed: sending continues." in resumed.content.decode()
     assert verified_client.get(f"/campaigns/{campaign.pk}/progress/").json() == {"percent": 25, "status": "sending"}
@@ -171,7 +175,7 @@ def test_r_min_necessary_marketers_see_the_status_but_cannot_pause_resume_or_can
     page shows the status without the buttons."""
     campaign = _launched(2)
     if action == "resume":
-        services.campaign_pause(actor=staff_make(role="administrator"), campaign_id=campaign.pk)
+        campaign_pause(actor=staff_make(role="administrator"), campaign_id=campaign.pk)
     before = Campaign.objects.get(pk=campaign.pk).status
     marketer = verified_client.sign_in(role="marketer")
 
@@ -195,7 +199,7 @@ def test_r_sec_mfa_cancel_needs_the_code_and_a_wrong_code_changes_nothing(verifi
     still queued, the campaign still sending, the failure audited); the right one blocks every queued delivery
     with the reason campaign_cancelled, keeps what was sent, and nothing is sent afterwards."""
     campaign = _launched(5, uncovered=1)
-    services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=2)
+    delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=2)
     officer = verified_client.sign_in(role="administrator")
 
     wrong = verified_client.post(f"/campaigns/{campaign.pk}/cancel/", {"cancel-code": _wrong(totp_code(officer))})
@@ -219,8 +223,8 @@ def test_r_sec_mfa_cancel_needs_the_code_and_a_wrong_code_changes_nothing(verifi
     event = AuditEvent.objects.get(action="campaign.cancelled")
     assert (event.actor_id, event.details) == (officer.pk, {"from": "sending", "to": "cancelled", "blocked": 3})
 
-    assert services.delivery_dispatch_batch(campaign_id=campaign.pk) == 0
-    assert services.campaign_finish_if_done(campaign_id=campaign.pk) is False
+    assert delivery_dispatch_batch(campaign_id=campaign.pk) == 0
+    assert campaign_finish_if_done(campaign_id=campaign.pk) is False
     assert len(mail.outbox) == 2
     assert Campaign.objects.get(pk=campaign.pk).status == "cancelled"
     page = verified_client.get(f"/campaigns/{campaign.pk}/").content.decode()
@@ -229,14 +233,14 @@ def test_r_sec_mfa_cancel_needs_the_code_and_a_wrong_code_changes_nothing(verifi
 
 def test_cancelling_a_paused_campaign_leaves_no_queued_delivery(officer):
     campaign = _launched(4)
-    services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=1)
-    services.campaign_pause(actor=officer, campaign_id=campaign.pk)
+    delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=1)
+    campaign_pause(actor=officer, campaign_id=campaign.pk)
 
-    services.campaign_cancel(actor=officer, campaign_id=campaign.pk)
+    campaign_cancel(actor=officer, campaign_id=campaign.pk)
 
     assert _statuses(campaign) == [("blocked", "campaign_cancelled")] * 3 + [("sent", "")]
     with pytest.raises(ValidationError, match="A cancelled campaign cannot be resumed"):
-        services.campaign_resume(actor=officer, campaign_id=campaign.pk)
+        campaign_resume(actor=officer, campaign_id=campaign.pk)
 
 
 def test_r_send_evidence_a_delivery_in_a_dead_workers_batch_is_cancelled_as_possibly_sent(officer):
@@ -245,9 +249,9 @@ def test_r_send_evidence_a_delivery_in_a_dead_workers_batch_is_cancelled_as_poss
     campaign is then cancelled. Those two read campaign_cancelled AND possible_duplicate; the never-claimed ones
     are plainly cancelled."""
     campaign = _launched(4)
-    claimed = {pk for pk, _ in services._deliveries_claim(campaign_id=campaign.pk, batch_size=2)}  # then dies
+    claimed = {pk for pk, _ in _deliveries_claim(campaign_id=campaign.pk, batch_size=2)}  # then dies
 
-    services.campaign_cancel(actor=officer, campaign_id=campaign.pk)
+    campaign_cancel(actor=officer, campaign_id=campaign.pk)
 
     rows = {d.pk: (d.status, d.block_reason, d.possible_duplicate, d.lease_expires_at) for d in
             Delivery.objects.filter(campaign=campaign)}
@@ -263,14 +267,14 @@ def test_a_scheduled_campaign_cancelled_before_its_time_is_never_launched(office
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
     at = timezone.now() + timedelta(hours=1)
-    services.campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
+    campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
 
-    services.campaign_cancel(actor=officer, campaign_id=campaign.pk)
+    campaign_cancel(actor=officer, campaign_id=campaign.pk)
 
-    with mock.patch("campaigns.services._wake_dispatch"), mock.patch("django.utils.timezone.now", return_value=at):
-        tasks.campaign_launch_due_task()
+    with mock.patch("campaigns.tasks._wake_dispatch"), mock.patch("django.utils.timezone.now", return_value=at):
+        campaign_launch_due_task()
         with pytest.raises(ValidationError, match="A cancelled campaign cannot be launched"):
-            services.campaign_launch(actor=officer, campaign_id=campaign.pk)
+            campaign_launch(actor=officer, campaign_id=campaign.pk)
     assert Campaign.objects.get(pk=campaign.pk).status == "cancelled"
     assert not Delivery.objects.exists()
     assert AuditEvent.objects.get(action="campaign.cancelled").details == {
@@ -284,15 +288,15 @@ def test_only_a_campaign_not_yet_finished_can_be_cancelled(officer, status):
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
     if status == "sent":
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
-        while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
+        while delivery_dispatch_batch(campaign_id=campaign.pk):
             pass
-        services.campaign_finish_if_done(campaign_id=campaign.pk)
+        campaign_finish_if_done(campaign_id=campaign.pk)
     else:
         Campaign.objects.filter(pk=campaign.pk).update(status=status)
 
     with pytest.raises(ValidationError, match="cannot be cancelled"):
-        services.campaign_cancel(actor=officer, campaign_id=campaign.pk)
+        campaign_cancel(actor=officer, campaign_id=campaign.pk)
 
     assert Campaign.objects.get(pk=campaign.pk).status == status
 
@@ -309,7 +313,7 @@ def _use_sink(settings, sink) -> None:
 def _send_in_thread(campaign, errors: list, batch_size: int) -> threading.Thread:
     def run():
         try:
-            while services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=batch_size):
+            while delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=batch_size):
                 pass
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             errors.append(error)
@@ -357,8 +361,8 @@ def test_stopping_while_a_batch_is_in_flight_lets_it_finish_and_loses_no_deliver
             assert Delivery.objects.filter(campaign=campaign, block_reason="campaign_cancelled").count() == 30 - len(sent)
             return
         assert Delivery.objects.filter(campaign=campaign, status="queued").count() == 30 - len(sent)
-        with mock.patch("campaigns.services._wake_dispatch"):
-            services.campaign_resume(actor=officer, campaign_id=campaign.pk)
+        with mock.patch("campaigns.tasks._wake_dispatch"):
+            campaign_resume(actor=officer, campaign_id=campaign.pk)
         tasks.campaign_dispatch_task(campaign.pk)
         received = [record.recipients[0] for record in sink.records]
 

@@ -3,11 +3,12 @@ marketers; saving audited."""
 import pytest
 from django.urls import reverse
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
 from campaigns.models import Segment
-from campaigns.segments import WITHHELD, segment_save
+from campaigns.selectors.segments import WITHHELD
+from campaigns.services.segments import segment_save
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 

@@ -7,23 +7,15 @@ from django.core.exceptions import ValidationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
 from campaigns.models import Segment
-from campaigns.segments import (
-    MAX_RULES,
-    WITHHELD,
-    SegmentCounts,
-    segment_counts,
-    segment_counts_for_marketer,
-    segment_patient_ids,
-    segment_queryset,
-    segment_rules_validate,
-    segment_save,
-)
-from consent import services as consent_services
+from campaigns.segments import MAX_RULES, segment_patient_ids, segment_queryset, segment_rules_validate
+from campaigns.selectors.segments import WITHHELD, SegmentCounts, segment_counts, segment_counts_for_marketer
+from campaigns.services.segments import segment_save
 from consent.models import AuthorizationDefect, Patient
+from consent.services.authorizations import authorization_defect_record, authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -315,9 +307,9 @@ def test_counts_split_the_uncovered_by_reason_using_the_predicate():
     )
     revoked = patient_make(state="IL")
     authorization_make(patient=revoked, purpose=purpose)
-    consent_services.authorization_revoke(actor=None, patient_id=revoked.pk, purpose_id=purpose.pk, channel="portal")
+    authorization_revoke(actor=None, patient_id=revoked.pk, purpose_id=purpose.pk, channel="portal")
     defective = authorization_make(patient=patient_make(state="IL"), purpose=purpose)
-    consent_services.authorization_defect_record(
+    authorization_defect_record(
         actor=None, authorization_id=defective.pk, reason=AuthorizationDefect.Reason.COMPOUND
     )
     patient_make(state="IL")

@@ -17,16 +17,17 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from audit.models import AuditEvent
-from campaigns import services
 from campaigns.models import Campaign, Delivery
-from campaigns.selectors import delivery_sent_without_coverage_count
+from campaigns.selectors.campaigns import delivery_sent_without_coverage_count
+from campaigns.sending.dispatch import TransientSendError, delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from campaigns.tests.worker import SEND_TIMEOUT, purge_broker, wait_until_sent, worker_start, worker_stop
 from conftest import requires_postgresql
 from consent.models import Revocation
-from consent.selectors import CoverageGap, authorization_covering_list, authorization_gap_list
-from consent.services import authorization_revoke
+from consent.selectors.coverage import CoverageGap, authorization_covering_list, authorization_gap_list
+from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 WINDOW = timedelta(seconds=django_settings.HIPAAMAIL_SEND_CHECK_WINDOW)
@@ -43,8 +44,8 @@ def _covered(count: int):
 
 def _launched(purpose):
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     return campaign
 
 
@@ -96,8 +97,8 @@ def test_r_send_evidence_a_batch_longer_than_the_window_is_sent_in_windows_each_
 
     with smtp_sink(delay=0.12) as sink:
         _route_to(settings, sink)
-        assert services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200) == 20
-        while services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
+        assert delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200) == 20
+        while delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
             pass  # a message whose answer missed its window is queued again (possible_duplicate)
         received = sink.records
 
@@ -131,7 +132,7 @@ def test_r_send_evidence_a_batch_longer_than_the_window_is_sent_in_windows_each_
 def test_r_revoke_anytime_rate_limiting_never_sleeps_inside_a_sending_transaction(settings):
     """R-REVOKE-ANYTIME, ADR 0010: at 3 messages a second, 7 messages make the limiter wait twice, and each
     wait happens outside any transaction (so with no delivery or authorization lock held)."""
-    from campaigns import transport
+    from campaigns.sending import transport
 
     purpose, _ = _covered(7)
     campaign = _launched(purpose)
@@ -145,7 +146,7 @@ def test_r_revoke_anytime_rate_limiting_never_sleeps_inside_a_sending_transactio
     limiter = transport.RateLimiter(limit=3, clock=lambda: clock["now"], sleep=sleep)
     with mock.patch.object(transport, "_limiter", limiter):
         settings.HIPAAMAIL_RATE_LIMIT, settings.HIPAAMAIL_RATE_LIMIT_REDIS_URL = 3, ""
-        while services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
+        while delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
             pass
 
     assert waits == [(0.5, False), (1.0, False)]
@@ -169,7 +170,7 @@ def test_r_revoke_anytime_a_slow_mail_server_keeps_a_revocation_waiting_no_longe
 
         def send_everything():
             try:
-                while services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
+                while delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
                     pass
             except BaseException as error:  # noqa: BLE001 - reported below
                 errors.append(error)
@@ -220,7 +221,7 @@ def _worker_run(sink, campaign, during=None):
         worker = worker_start(sink, log, extra_env=THROTTLED)
         status = None
         try:
-            services.campaign_launch(actor=None, campaign_id=campaign.pk)
+            campaign_launch(actor=None, campaign_id=campaign.pk)
             if during is not None:
                 during(worker)
             status = wait_until_sent(campaign.pk, worker)
@@ -328,10 +329,10 @@ def test_r_send_covered_a_server_that_answers_after_the_window_closes_is_not_rec
 
         sink.handler.handle_DATA = handle_data
         try:
-            services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200)
-        except services.TransientSendError:
+            delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200)
+        except TransientSendError:
             pass
-        while services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
+        while delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
             pass
         received = [record.recipients[0] for record in sink.records]
 

@@ -5,11 +5,12 @@ import pytest
 from django.core import mail
 
 from audit.models import AuditEvent
-from campaigns import services
 from campaigns.models import Delivery
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from consent.models import Suppression
-from consent.services import suppression_record
+from consent.services.suppressions import suppression_record
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -17,9 +18,9 @@ pytestmark = pytest.mark.django_db
 
 def _launch_and_send(purpose):
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
     return campaign
 
@@ -61,11 +62,11 @@ def test_r_bounce_suppress_the_sender_checks_suppression_at_send_time():
     patient = patient_make(email="complains@example.org")
     authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
 
     suppression_record(actor=None, email="Complains@Example.org", reason=Suppression.Reason.COMPLAINT)
-    services.delivery_dispatch_batch(campaign_id=campaign.pk)
+    delivery_dispatch_batch(campaign_id=campaign.pk)
 
     delivery = Delivery.objects.get(campaign=campaign)
     assert (delivery.status, delivery.block_reason) == ("blocked", "suppressed")

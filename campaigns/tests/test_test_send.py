@@ -7,13 +7,15 @@ import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import bounces, services, services_content
-from campaigns.messages import message_id_domain
+from campaigns.sending import bounces
+from campaigns.sending.dispatch import preview_message_send_unchecked
+from campaigns.sending.messages import message_id_domain
+from campaigns.services import library as services_content
 from campaigns.tests.factories import campaign_make
 from campaigns.tests.smtp_server import smtp_sink
 from consent.tests.factories import purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +33,7 @@ def test_r_send_covered_the_test_send_reaches_the_mail_server_through_the_sender
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
         settings.HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = True
         with mock.patch.object(
-            services_content, "preview_message_send_unchecked", wraps=services.preview_message_send_unchecked
+            services_content, "preview_message_send_unchecked", wraps=preview_message_send_unchecked
         ) as sender:
             address = services_content.campaign_test_send(actor=marketer, campaign_id=campaign.pk)
         records = sink.records
@@ -54,7 +56,7 @@ def test_r_sec_audit_a_test_send_the_mail_server_refuses_is_audited_and_sends_no
     campaign = campaign_make(purpose=purpose_make(), author=marketer)
 
     with (
-        mock.patch("campaigns.transport.DjangoTransport.send", side_effect=smtplib.SMTPServerDisconnected("gone")),
+        mock.patch("campaigns.sending.transport.DjangoTransport.send", side_effect=smtplib.SMTPServerDisconnected("gone")),
         pytest.raises(ValidationError, match="did not take it"),
     ):
         services_content.campaign_test_send(actor=marketer, campaign_id=campaign.pk)

@@ -7,11 +7,10 @@ from unittest import mock
 import pytest
 
 from audit.models import AuditEvent
-from campaigns import services
-from campaigns.messages import CampaignRender, unsubscribe_token
 from campaigns.models import Campaign, Delivery
-from campaigns.tests.factories import block_make, campaign_approved_make
-from campaigns.tracking import (
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.sending.messages import CampaignRender, unsubscribe_token
+from campaigns.sending.tracking import (
     TrackedHtml,
     delivery_click_record,
     delivery_open_record,
@@ -21,7 +20,9 @@ from campaigns.tracking import (
     tracking_token,
     tracking_token_read,
 )
-from consent.services.purpose_tracking import purpose_tracking_set
+from campaigns.services.launch import campaign_launch
+from campaigns.tests.factories import block_make, campaign_approved_make
+from consent.services.form_versions import purpose_tracking_set
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -57,9 +58,9 @@ def _sent(*, tracking: bool, patients: int = 2):
     campaign = _campaign(tracking=tracking)
     for _ in range(patients):
         authorization_make(patient=patient_make(), purpose=campaign.purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
     return campaign, list(Delivery.objects.filter(campaign=campaign).order_by("id"))
 
@@ -230,7 +231,7 @@ def test_a_forged_or_altered_link_is_refused_never_redirected(client):
 def test_a_signed_target_that_is_not_http_is_never_followed():
     from django.core import signing
 
-    token = signing.Signer(salt="campaigns.tracking.link").sign_object({"c": 1, "u": "javascript:alert(1)"})
+    token = signing.Signer(salt="campaigns.sending.tracking.link").sign_object({"c": 1, "u": "javascript:alert(1)"})
 
     assert link_token_read(token) is None
 
@@ -274,8 +275,8 @@ def test_a_delivery_that_was_not_sent_records_nothing():
     purpose_tracking_set(actor=None, purpose_id=purpose.pk, enabled=True)
     patient_make()  # no authorization: blocked
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    with mock.patch("campaigns.tasks._wake_dispatch"):
+        campaign_launch(actor=None, campaign_id=campaign.pk)
     blocked = Delivery.objects.get(campaign=campaign)
 
     assert blocked.status == "blocked"

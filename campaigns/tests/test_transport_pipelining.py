@@ -12,12 +12,13 @@ from unittest import mock
 import pytest
 from aiosmtpd.controller import Controller
 
-from campaigns import services, transport
-from campaigns.messages import AssembledMessage
 from campaigns.models import Delivery
+from campaigns.sending import transport
+from campaigns.sending.dispatch import TransientSendError, delivery_dispatch_batch
+from campaigns.sending.messages import AssembledMessage
+from campaigns.sending.transport import SmtpTransport
 from campaigns.tests.smtp_server import free_port
 from campaigns.tests.test_pipeline import MisbehavingHandler, _launched, _statuses, _use_smtp
-from campaigns.transport import SmtpTransport
 from consent import crypto
 from consent.models import Suppression
 
@@ -121,7 +122,7 @@ def test_r_bounce_suppress_pipelined_a_550_fails_only_that_delivery_on_the_same_
         return real_open(self)
 
     with pipelining_server(settings, handler), mock.patch.object(SmtpTransport, "_open", counting_open):
-        assert services.delivery_dispatch_batch(campaign_id=campaign.pk) == 4
+        assert delivery_dispatch_batch(campaign_id=campaign.pk) == 4
 
     assert _statuses(campaign) == {emails[0]: "sent", emails[1]: "failed", emails[2]: "sent", emails[3]: "sent"}
     failed = Delivery.objects.get(campaign=campaign, status="failed")
@@ -142,17 +143,17 @@ def test_pipelined_a_4xx_keeps_what_was_sent_and_leaves_the_rest_queued_for_the_
     campaign = _launched(4, emails=emails)
     handler = PipeliningHandler()
     with pipelining_server(settings, handler):
-        services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=1)  # the first goes through
+        delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=1)  # the first goes through
         if stage == "mail":
             handler.mail_reply = reply
         else:
             setattr(handler, stage, {emails[1]: reply})
-        with pytest.raises(services.TransientSendError):
-            services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        with pytest.raises(TransientSendError):
+            delivery_dispatch_batch(campaign_id=campaign.pk)
         assert _statuses(campaign) == {emails[0]: "sent", emails[1]: "queued", emails[2]: "queued", emails[3]: "queued"}
 
         handler.mail_reply, handler.rcpt, handler.data = None, {}, {}  # the server recovers
-        services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        delivery_dispatch_batch(campaign_id=campaign.pk)
 
     assert set(_statuses(campaign).values()) == {"sent"}
     assert sorted(address for address, _ in handler.accepted) == sorted(emails)  # once each
@@ -163,10 +164,10 @@ def test_pipelined_a_connection_dropped_mid_batch_requeues_the_rest_without_dupl
     campaign = _launched(5, emails=emails)
     handler = PipeliningHandler(drop={emails[2]})
     with pipelining_server(settings, handler):
-        with pytest.raises(services.TransientSendError):
-            services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        with pytest.raises(TransientSendError):
+            delivery_dispatch_batch(campaign_id=campaign.pk)
         assert _statuses(campaign) == dict(zip(emails, ["sent", "sent", "queued", "queued", "queued"]))
-        services.delivery_dispatch_batch(campaign_id=campaign.pk)
+        delivery_dispatch_batch(campaign_id=campaign.pk)
 
     assert set(_statuses(campaign).values()) == {"sent"}
     assert sorted(address for address, _ in handler.accepted) == sorted(emails)
@@ -186,7 +187,7 @@ def test_pipelined_through_postfix_smtp_sink(settings, tmp_path):
         _use_smtp(settings, "127.0.0.1", port)
         campaign = _launched(25)
         with mock.patch.object(transport, "_pipelined_sendmail", wraps=transport._pipelined_sendmail) as pipelined:
-            assert services.delivery_dispatch_batch(campaign_id=campaign.pk) == 25
+            assert delivery_dispatch_batch(campaign_id=campaign.pk) == 25
     finally:
         sink.terminate()
         sink.wait(5)

@@ -7,11 +7,12 @@ from unittest import mock
 import pytest
 from django.core import mail
 
-from campaigns import services
+from campaigns.sending.dispatch import delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from conftest import assert_accessible, screenshot
 from consent.models import Revocation
-from consent.selectors import authorization_covering_list
+from consent.selectors.coverage import authorization_covering_list
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -23,9 +24,9 @@ def test_one_click_link_from_a_received_message_stops_the_messages(page, live_se
     patient = patient_make(email="margaret@example.org")
     authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.services._wake_dispatch"):  # this test sends in-process, not via a worker
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    with mock.patch("campaigns.tasks._wake_dispatch"):  # this test sends in-process, not via a worker
+        campaign_launch(actor=None, campaign_id=campaign.pk)
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
     (message,) = mail.outbox
     link = message.extra_headers["List-Unsubscribe"].strip("<>")

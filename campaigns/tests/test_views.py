@@ -4,12 +4,13 @@ import pytest
 from django.core import mail
 
 from audit.models import AuditEvent
-from campaigns import services
-from campaigns.messages import unsubscribe_token
 from campaigns.models import Delivery
+from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.sending.messages import unsubscribe_token
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from consent.models import Revocation
-from consent.selectors import authorization_covering_list
+from consent.selectors.coverage import authorization_covering_list
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -23,10 +24,10 @@ def sent_campaign():
     for _ in range(3):
         patient_make()
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    campaign_launch(actor=None, campaign_id=campaign.pk)
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
-    services.campaign_finish_if_done(campaign_id=campaign.pk)
+    campaign_finish_if_done(campaign_id=campaign.pk)
     return campaign
 
 
@@ -125,11 +126,11 @@ def test_progress_endpoint_follows_the_deliveries(verified_client):
     for _ in range(4):
         authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    services.campaign_launch(actor=None, campaign_id=campaign.pk)
+    campaign_launch(actor=None, campaign_id=campaign.pk)
     verified_client.sign_in(role="marketer")
 
     before = verified_client.get(f"/campaigns/{campaign.pk}/progress/").json()
-    services.delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=2)
+    delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=2)
     halfway = verified_client.get(f"/campaigns/{campaign.pk}/progress/").json()
     page = verified_client.get(f"/campaigns/{campaign.pk}/").content.decode()
 

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from celery import current_app as celery_app
 from django.conf import settings
 
 from campaigns.models import Campaign
-from hipaamail.celery import app as celery_app
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 SEND_TIMEOUT = 60

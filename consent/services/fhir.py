@@ -30,8 +30,8 @@ from audit.services import audit_record
 from consent import crypto
 from consent.fhir import FhirRejected, consent_read, detect_version
 from consent.models import Authorization, Patient, Purpose, Revocation
-from consent.selectors import authorization_covering_list
-from consent.services import authorization_grant, authorizations_revoke_locked
+from consent.selectors.coverage import authorization_covering_list
+from consent.services.authorizations import authorization_grant, authorizations_revoke_locked
 
 MAX_ENTRIES = 10_000
 OUTCOME_LABELS = {

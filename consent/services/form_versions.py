@@ -349,3 +349,39 @@ def _refuse_published(form: AuthorizationForm) -> None:
             "Make a new version from it instead.",
             code="published",
         )
+
+
+def purpose_create(
+    *, actor, code: str, name: str, description: str, kind: str, third_party_paid: bool = False
+) -> Purpose:
+    purpose = Purpose(code=code, name=name, description=description, kind=kind, third_party_paid=third_party_paid)
+    purpose.full_clean()
+    with transaction.atomic():
+        purpose.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            action="purpose.created",
+            object_type="purpose",
+            object_id=purpose.pk,
+            details={"code": purpose.code, "kind": purpose.kind, "third_party_paid": purpose.third_party_paid},
+        )
+    return purpose
+
+
+def purpose_tracking_set(*, actor, purpose_id: int, enabled: bool) -> Purpose:
+    """Turn open and click tracking on or off for a purpose; setting it to what it is changes and audits nothing.
+    Messages already sent keep what they were sent with; the next batch of a campaign follows the switch."""
+    with transaction.atomic():
+        purpose = Purpose.objects.select_for_update().get(pk=purpose_id)
+        if purpose.tracking_enabled == enabled:
+            return purpose
+        purpose.tracking_enabled = enabled
+        purpose.save(update_fields=["tracking_enabled"])
+        audit_record(
+            actor=actor,
+            action="purpose.tracking_changed",
+            object_type="purpose",
+            object_id=purpose.pk,
+            details={"tracking_enabled": enabled},
+        )
+    return purpose

@@ -19,10 +19,11 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from audit.services import PATIENT, audit_record
-from consent import crypto, notifications
+from consent import crypto
 from consent.models import Authorization, AuthorizationForm, Patient, Purpose, Revocation
-from consent.selectors import authorization_covering_list
-from consent.services import authorization_revoke
+from consent.selectors.coverage import authorization_covering_list
+from consent.services.authorizations import authorization_revoke
+from consent.tasks import sign_in_code_queue
 
 CODE_LIFETIME_SECONDS = 10 * 60
 CODE_MAX_ATTEMPTS = 5
@@ -76,7 +77,7 @@ def patient_code_issue(*, store: MutableMapping, patient: Patient) -> bool:
     code = f"{secrets.randbelow(10**6):06d}"
     _pending_store(store, patient_id=patient.pk, code=code)
     # Queued on the transactional queue: sent by a worker within seconds, never behind a campaign.
-    notifications.sign_in_code_queue(patient_id=patient.pk, code=code, minutes=CODE_LIFETIME_SECONDS // 60)
+    sign_in_code_queue(patient_id=patient.pk, code=code, minutes=CODE_LIFETIME_SECONDS // 60)
     audit_record(
         actor_role=PATIENT, action="patient.code_sent", object_type="patient", object_id=patient.pk,
         patient_id=patient.pk,

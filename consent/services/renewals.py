@@ -19,7 +19,8 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from consent.models import Authorization, AuthorizationDefect, ExpiryEvent, Invitation, Revocation
-from consent.selectors import authorization_covering_list, form_version_current
+from consent.selectors.coverage import authorization_covering_list
+from consent.selectors.form_versions import form_version_current
 from consent.services.signing import invitation_create
 
 RENEWAL_WINDOW = timedelta(days=30)

@@ -22,12 +22,12 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from audit.services import PATIENT, audit_record
-from consent import notifications
 from consent.documents import form_text, text_hash
 from consent.models import Authorization, AuthorizationForm, Invitation, Patient, Purpose
 from consent.pdf import authorization_pdf_render
-from consent.selectors import form_version_current
-from consent.services import authorization_grant
+from consent.selectors.form_versions import form_version_current
+from consent.services.authorizations import authorization_grant
+from consent.tasks import authorization_copy_queue, invitation_queue
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def invitation_create(*, actor, patient_id: int, purpose_id: int, channel: str) 
     if channel in (Invitation.Channel.EMAIL, Invitation.Channel.RENEWAL):
         # After the commit: a link to an invitation that was rolled back would lead nowhere.
         transaction.on_commit(
-            lambda: notifications.invitation_queue(invitation_id=invitation.pk, url=invitation_url(token=token))
+            lambda: invitation_queue(invitation_id=invitation.pk, url=invitation_url(token=token))
         )
     return invitation, token
 
@@ -228,7 +228,7 @@ def authorization_copy_email(*, authorization: Authorization, patient: Patient) 
     after the signature committed; the task audits whether the copy went (authorization.pdf_emailed or
     authorization.pdf_email_failed). A mail failure does not undo the signature: the copy stays downloadable."""
     try:
-        notifications.authorization_copy_queue(authorization_id=authorization.pk)
+        authorization_copy_queue(authorization_id=authorization.pk)
     except (KombuOperationalError, OSError) as error:  # the broker is away: the signature stands all the same
         logger.error("The signed copy of authorization %s could not be queued (%s)", authorization.pk, type(error).__name__)
         audit_record(

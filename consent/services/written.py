@@ -13,7 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from consent.models import Authorization, AuthorizationForm, Patient, Purpose, Revocation
-from consent.services import authorization_grant, authorizations_revoke_locked
+from consent.services.authorizations import authorization_grant, authorizations_revoke_locked
 
 # What a scan may be, by its first bytes (never by the name or the type the browser claims).
 SCAN_MAX_BYTES = 10 * 1024 * 1024

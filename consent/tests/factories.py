@@ -4,8 +4,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from consent import services
 from consent.models import Purpose
+from consent.services.authorizations import authorization_grant
+from consent.services.form_versions import purpose_create
+from consent.services.patients import patient_create
 
 _serial = itertools.count(1)
 
@@ -14,7 +16,7 @@ def patient_make(**overrides):
     n = next(_serial)
     fields = {"email": f"patient{n}@example.org", "full_name": f"Test Patient {n}", "birth_year": 1950 + n % 50}
     fields |= overrides
-    return services.patient_create(actor=None, **fields)
+    return patient_create(actor=None, **fields)
 
 
 def purpose_make(**overrides):
@@ -26,12 +28,12 @@ def purpose_make(**overrides):
         "kind": Purpose.Kind.MARKETING,
     }
     fields |= overrides
-    return services.purpose_create(actor=None, **fields)
+    return purpose_create(actor=None, **fields)
 
 
 def authorization_make(*, patient, purpose, expires_in=timedelta(days=365), signed_ago=timedelta(days=1), **extra):
     now = timezone.now()
-    return services.authorization_grant(
+    return authorization_grant(
         actor=None, patient=patient, purpose=purpose, signed_at=now - signed_ago, expires_at=now + expires_in, **extra
     )
 

@@ -8,8 +8,13 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from consent.models import Authorization, AuthorizationDefect, Revocation
-from consent.selectors import CoverageGap, authorization_covering_list, authorization_gap_list
-from consent.services import authorization_defect_record, authorization_grant, authorization_revoke, expiry_event_record
+from consent.selectors.coverage import CoverageGap, authorization_covering_list, authorization_gap_list
+from consent.services.authorizations import (
+    authorization_defect_record,
+    authorization_grant,
+    authorization_revoke,
+    expiry_event_record,
+)
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db

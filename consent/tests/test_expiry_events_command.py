@@ -7,8 +7,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from consent.selectors import CoverageGap, authorization_covering_list, authorization_gap_list
-from consent.services import authorization_grant
+from consent.selectors.coverage import CoverageGap, authorization_covering_list, authorization_gap_list
+from consent.services.authorizations import authorization_grant
 from consent.tests.factories import patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db

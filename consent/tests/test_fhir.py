@@ -17,10 +17,14 @@ from fhir.resources.R4B.consent import Consent as ConsentR4
 from audit.models import AuditEvent
 from consent import fhir
 from consent.models import Authorization, AuthorizationDefect, Revocation
-from consent.selectors import authorization_covering_list
-from consent.services import authorization_defect_record, authorization_grant, authorization_revoke
+from consent.selectors.coverage import authorization_covering_list
+from consent.services.authorizations import (
+    authorization_defect_record,
+    authorization_grant,
+    authorization_revoke,
+    authorizations_revoke_locked,
+)
 from consent.services.fhir import fhir_bundle_import
-from consent.services import authorizations_revoke_locked
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db

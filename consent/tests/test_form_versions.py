@@ -8,16 +8,16 @@ from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
 from conftest import browser_sign_in, requires_postgresql, screenshot
 from consent.documents import PATIENT_FIELDS, form_sections, form_text, text_hash
-from consent.forms_authoring import AuthorizationFormDraftForm
+from consent.forms.authoring import AuthorizationFormDraftForm
 from consent.models import AuthorizationForm, Purpose
-from consent.selectors import authorization_covering_list
-from consent import selectors
+from consent.selectors.coverage import authorization_covering_list
+from consent.selectors.form_versions import form_version_current, form_version_history_list
 from consent.services import form_versions
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -276,18 +276,18 @@ def test_r_auth_immutable_old_version_stays_valid_after_a_new_one_is_published(o
 
     form_versions.form_version_publish(actor=officer, form_id=v2.pk)
 
-    assert selectors.form_version_current(purpose_id=paid_purpose.pk) == v2
+    assert form_version_current(purpose_id=paid_purpose.pk) == v2
     assert list(authorization_covering_list(purpose_id=paid_purpose.pk, patient_ids=[patient.pk])) == [signed_v1]
     v1.refresh_from_db()
     assert v1.status == AuthorizationForm.Status.PUBLISHED and v1.text_hash == text_hash(form_text(v1))
 
 
 def test_current_version_is_the_newest_published_not_a_newer_draft(officer, paid_purpose):
-    assert selectors.form_version_current(purpose_id=paid_purpose.pk) is None
+    assert form_version_current(purpose_id=paid_purpose.pk) is None
     v1 = _published(actor=officer, purpose=paid_purpose)
     form_versions.form_version_create(actor=officer, purpose_id=paid_purpose.pk, copy_from_id=v1.pk)
 
-    assert selectors.form_version_current(purpose_id=paid_purpose.pk) == v1
+    assert form_version_current(purpose_id=paid_purpose.pk) == v1
 
 
 # --- One purpose per form (R-AUTH-NO-COMPOUND) ------------------------------------------------------------
@@ -589,7 +589,7 @@ def test_history_counts_authorizations_signed_under_each_version(verified_client
     for _ in range(3):
         authorization_make(patient=patient_make(), purpose=paid_purpose, form_version=v1)
 
-    versions = list(selectors.form_version_history_list(purpose_id=paid_purpose.pk))
+    versions = list(form_version_history_list(purpose_id=paid_purpose.pk))
     page = verified_client.get(reverse("consent:purpose_detail", args=[paid_purpose.pk])).content.decode()
 
     assert [(v.version, v.authorization_count) for v in versions] == [(1, 3)]

@@ -12,14 +12,25 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection, connections, transaction
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
 from conftest import browser_sign_in, screenshot
 from consent import crypto
 from consent.models import Patient, PatientCondition, PatientImport
+from consent.patient_import.validate import COLUMNS, ImportRefused, patient_csv_read, patient_csv_validate
+from consent.patient_import.write import (
+    COPY_PATIENT_COLUMNS,
+    RUN_LOCK_CLASS,
+    _write_bulk_create,
+    _write_copy,
+    patient_import_run,
+    patient_rows_write,
+)
+from consent.periodic import patient_import_rewake_task
+from consent.selectors.patients import patient_import_unfinished_list
 from consent.services import imports
-from consent.tasks import patient_import_rewake_task, patient_import_run_task
+from consent.tasks import patient_import_run_task
 from consent.tests.factories import patient_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +57,7 @@ def good_row(**overrides) -> dict:
     return row | overrides
 
 
-def csv_text(*rows: dict, header=imports.COLUMNS) -> str:
+def csv_text(*rows: dict, header=COLUMNS) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
@@ -88,7 +99,7 @@ def codes(validation) -> list[tuple[int, str, str]]:
 def test_each_bad_cell_is_reported_by_row_column_and_code(column, value, code):
     text = csv_text(good_row(), good_row(**{column: value}))
 
-    validation = imports.patient_csv_validate(text=text)
+    validation = patient_csv_validate(text=text)
 
     assert codes(validation) == [(3, column, code)]
     assert (validation.total_rows, validation.valid_rows, validation.rows_with_errors) == (2, 1, 1)
@@ -98,7 +109,7 @@ def test_duplicates_within_the_file_are_found_case_insensitively_by_email_and_by
     first = good_row(email="Same@Example.org", external_id="MRN-X")
     text = csv_text(first, good_row(email="same@example.ORG"), good_row(external_id="MRN-X"))
 
-    validation = imports.patient_csv_validate(text=text)
+    validation = patient_csv_validate(text=text)
 
     assert codes(validation) == [(3, "email", "duplicate_in_file"), (4, "external_id", "duplicate_in_file")]
     assert [row.row for row in validation.rows] == [2]
@@ -108,17 +119,17 @@ def test_patients_already_here_are_found_by_email_digest_and_external_id_digest(
     patient_make(email="known@example.org", external_id="MRN-KNOWN")
     text = csv_text(good_row(email="KNOWN@example.org"), good_row(external_id="MRN-KNOWN"), good_row())
 
-    validation = imports.patient_csv_validate(text=text)
+    validation = patient_csv_validate(text=text)
 
     assert codes(validation) == [(2, "email", "already_exists"), (3, "external_id", "already_exists")]
     assert validation.valid_rows == 1
 
 
 def test_a_header_without_required_columns_and_an_unreadable_file_are_refused():
-    no_email = imports.patient_csv_validate(text=csv_text(good_row(), header=("external_id", "full_name")))
-    latin1, unreadable = imports.patient_csv_read(content="name,email\nJosé,a@b.org\n".encode("latin-1"))
-    empty = imports.patient_csv_validate(text="")
-    malformed = imports.patient_csv_validate(text="email,full_name\n" + "x" * 200_000 + ",A\n")
+    no_email = patient_csv_validate(text=csv_text(good_row(), header=("external_id", "full_name")))
+    latin1, unreadable = patient_csv_read(content="name,email\nJosé,a@b.org\n".encode("latin-1"))
+    empty = patient_csv_validate(text="")
+    malformed = patient_csv_validate(text="email,full_name\n" + "x" * 200_000 + ",A\n")
 
     assert codes(no_email) == [(1, "email", "missing_column")]
     assert latin1 is None and codes(unreadable) == [(1, "", "not_utf8")]
@@ -144,7 +155,7 @@ def test_header_aliases_and_extra_columns_are_accepted():
         "A9,a9@example.org,A Nine,1960-01-02,m,02139,blue\n"
     )
 
-    validation = imports.patient_csv_validate(text=text)
+    validation = patient_csv_validate(text=text)
 
     assert validation.errors == [] and validation.ignored_columns == 1
     (row,) = validation.rows
@@ -152,7 +163,7 @@ def test_header_aliases_and_extra_columns_are_accepted():
 
 
 def test_copy_writes_every_column_of_the_patient_table():
-    assert set(imports.COPY_PATIENT_COLUMNS) == {field.column for field in Patient._meta.concrete_fields}
+    assert set(COPY_PATIENT_COLUMNS) == {field.column for field in Patient._meta.concrete_fields}
 
 
 # --- the browser flow -------------------------------------------------------------------------------------
@@ -266,7 +277,7 @@ def test_a_failure_midway_leaves_no_patient_at_all(verified_client):
         return real(batch, now)
 
     with mock.patch.object(imports, name, side_effect=fail_on_second_batch):
-        result = imports.patient_import_run(patient_import_id=patient_import.pk, batch_size=2)
+        result = patient_import_run(patient_import_id=patient_import.pk, batch_size=2)
 
     assert calls == [2, 2]
     assert (result.status, result.created_count) == ("failed", 0)
@@ -285,7 +296,7 @@ def test_patients_added_after_the_preview_make_the_import_fail_whole():
     imports.patient_import_start(actor=officer, patient_import_id=patient_import.pk)
     patient_make(email="Late@example.org")
 
-    result = imports.patient_import_run(patient_import_id=patient_import.pk)
+    result = patient_import_run(patient_import_id=patient_import.pk)
 
     assert result.status == "failed"
     assert result.errors == [{"row": 3, "column": "email", "code": "already_exists"}]
@@ -302,7 +313,7 @@ def test_running_the_task_twice_imports_once():
 
     assert Patient.objects.count() == 2
     assert AuditEvent.objects.filter(action="patient_import.finished").count() == 1
-    with pytest.raises(imports.ImportRefused):
+    with pytest.raises(ImportRefused):
         imports.patient_import_start(actor=officer, patient_import_id=patient_import.pk)
 
 
@@ -312,7 +323,7 @@ def test_the_reconciler_runs_an_import_whose_task_was_lost():
     officer = staff_make(role="compliance officer")
     patient_import = imports.patient_import_upload(actor=officer, content=csv_text(good_row(), good_row()).encode())
     imports.patient_import_start(actor=officer, patient_import_id=patient_import.pk)
-    assert imports.patient_import_unfinished_list() == [patient_import.pk]
+    assert patient_import_unfinished_list() == [patient_import.pk]
 
     with mock.patch.object(patient_import_run_task, "delay", side_effect=patient_import_run_task) as enqueued:
         patient_import_rewake_task()
@@ -320,7 +331,7 @@ def test_the_reconciler_runs_an_import_whose_task_was_lost():
     enqueued.assert_called_once_with(patient_import.pk)
     assert PatientImport.objects.get(pk=patient_import.pk).status == "done"
     assert Patient.objects.count() == 2
-    assert imports.patient_import_unfinished_list() == []
+    assert patient_import_unfinished_list() == []
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the run lock is a PostgreSQL advisory lock")
@@ -333,9 +344,9 @@ def test_a_run_while_another_run_holds_the_import_returns_without_writing_or_fai
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:  # the run in progress, elsewhere
-            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [imports.RUN_LOCK_CLASS, patient_import.pk])
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [RUN_LOCK_CLASS, patient_import.pk])
 
-        result = imports.patient_import_run(patient_import_id=patient_import.pk)
+        result = patient_import_run(patient_import_id=patient_import.pk)
 
         assert result.status == "importing"
         assert Patient.objects.count() == 0
@@ -343,17 +354,17 @@ def test_a_run_while_another_run_holds_the_import_returns_without_writing_or_fai
     finally:
         other.close()  # the holder's connection ends: its lock is released
 
-    assert imports.patient_import_run(patient_import_id=patient_import.pk).status == "done"
+    assert patient_import_run(patient_import_id=patient_import.pk).status == "done"
     assert Patient.objects.count() == 1
 
 
 def test_bulk_create_path_writes_the_same_patients_as_copy():
     """The SQLite demo's path: bulk_create, with the fields' own encryption."""
-    validation = imports.patient_csv_validate(
+    validation = patient_csv_validate(
         text=csv_text(good_row(email="bulk@example.org", condition_codes="I10", program_codes="DPP"))
     )
     with transaction.atomic():
-        imports.patient_rows_write(rows=validation.rows, method="bulk_create")
+        patient_rows_write(rows=validation.rows, method="bulk_create")
 
     patient = Patient.objects.get(email_digest=crypto.lookup_digest("bulk@example.org"))
     assert (patient.email, patient.birth_year, patient.state) == ("bulk@example.org", 1950, "MA")
@@ -406,7 +417,7 @@ def test_progress_is_visible_to_other_connections_while_the_import_transaction_i
     patient_import = imports.patient_import_upload(actor=officer, content=content)
     imports.patient_import_start(actor=officer, patient_import_id=patient_import.pk)
     seen = []
-    real = imports._write_copy
+    real = _write_copy
     observer = connections.create_connection("default")
 
     def observe(batch, now):
@@ -421,7 +432,7 @@ def test_progress_is_visible_to_other_connections_while_the_import_transaction_i
 
     try:
         with mock.patch.object(imports, "_write_copy", side_effect=observe):
-            imports.patient_import_run(patient_import_id=patient_import.pk, batch_size=2)
+            patient_import_run(patient_import_id=patient_import.pk, batch_size=2)
     finally:
         observer.close()
 
@@ -487,7 +498,7 @@ def test_officer_previews_errors_then_imports_with_a_live_progress_bar(page, liv
         *[good_row() for _ in range(3)],
     )
     good = csv_text(*[good_row() for _ in range(600)])
-    real_write = imports._write_copy if connection.vendor == "postgresql" else imports._write_bulk_create
+    real_write = _write_copy if connection.vendor == "postgresql" else _write_bulk_create
 
     def slow_write(batch, now):
         time.sleep(0.4)  # so that the bar can be seen moving
@@ -498,7 +509,7 @@ def test_officer_previews_errors_then_imports_with_a_live_progress_bar(page, liv
     def run_in_background(patient_import_id):
         def work():
             try:
-                imports.patient_import_run(patient_import_id=patient_import_id, batch_size=50)
+                patient_import_run(patient_import_id=patient_import_id, batch_size=50)
             finally:
                 connections.close_all()
 

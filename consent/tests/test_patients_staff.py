@@ -11,8 +11,8 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from conftest import screenshot
 from consent.models import Authorization, AuthorizationDefect, ExpiryEvent, Revocation
-from consent.selectors import CoverageGap, authorization_covering_list, authorization_gap_list
-from consent.services import authorization_grant, authorization_revoke
+from consent.selectors.coverage import CoverageGap, authorization_covering_list, authorization_gap_list
+from consent.services.authorizations import authorization_grant, authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -273,8 +273,8 @@ def test_r_revoke_written_a_revocation_needs_its_scan_and_an_already_revoked_one
 def test_r_revoke_written_a_written_revocation_ends_every_authorization_for_that_purpose():
     """R-REVOKE-WRITTEN, R-REVOKE-ANYTIME: like the patient's own revocation, the letter ends every
     authorization the patient has for the purpose (and none for another), with one audit event."""
+    from accounts.tests.factories import staff_make
     from consent.services.written import revocation_written_record
-    from hipaamail.tests.factories import staff_make
 
     patient, purpose, other = patient_make(), purpose_make(), purpose_make()
     first = authorization_make(patient=patient, purpose=purpose, signed_ago=timedelta(days=9))

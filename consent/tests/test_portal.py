@@ -12,8 +12,8 @@ from audit.models import AuditEvent
 from consent.documents import form_text, text_hash
 from consent.models import Authorization, Revocation
 from consent.portal_session import PORTAL_IDLE_SECONDS
-from consent import selectors
-from consent.selectors import authorization_covering_list
+from consent.selectors.coverage import authorization_covering_list
+from consent.selectors.form_versions import form_version_current
 from consent.services import portal as portal_services
 from consent.services import signing
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
@@ -220,7 +220,7 @@ def test_portal_shows_only_the_session_patients_authorizations(client):
 
 
 def _signed(patient, purpose) -> Authorization:
-    form_version = selectors.form_version_current(purpose_id=purpose.pk)
+    form_version = form_version_current(purpose_id=purpose.pk)
     return signing.authorization_sign(
         patient_id=patient.pk, form_id=form_version.pk, shown_text_hash=text_hash(form_text(form_version)),
         signature_name="Test Signer", intent_confirmed=True, signed_by_representative=False,

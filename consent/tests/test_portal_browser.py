@@ -16,7 +16,7 @@ from django.core import mail
 
 from conftest import assert_accessible, screenshot
 from consent.models import Authorization, Invitation
-from consent.selectors import authorization_covering_list
+from consent.selectors.coverage import authorization_covering_list
 from consent.services import signing
 from consent.tests.factories import form_published_make, patient_make, purpose_make
 

@@ -7,9 +7,9 @@ from django.core import mail
 
 from audit.models import AuditEvent
 from consent.models import Invitation
-from consent.services import authorization_defect_record, authorization_revoke
+from consent.periodic import authorization_renewals_invite_task
+from consent.services.authorizations import authorization_defect_record, authorization_revoke
 from consent.services.renewals import authorization_renewals_invite
-from consent.tasks import authorization_renewals_invite_task
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db

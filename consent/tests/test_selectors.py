@@ -5,8 +5,8 @@ import pytest
 from django.utils import timezone
 
 from consent.models import Revocation
-from consent.selectors import CoverageGap, authorization_covering_list, authorization_gap_list
-from consent.services import authorization_revoke
+from consent.selectors.coverage import CoverageGap, authorization_covering_list, authorization_gap_list
+from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from consent.models import Authorization, Purpose, Revocation
-from consent.services import authorization_grant, authorization_revoke
+from consent.services.authorizations import authorization_grant, authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db

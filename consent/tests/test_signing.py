@@ -2,8 +2,8 @@
 the PDF copy (attached and emailed). R-AUTH-ESIGN, R-AUTH-CORE-6, R-AUTH-COPY, R-NO-PHI-LEAK."""
 import re
 import subprocess
-from urllib.parse import urlsplit
 from datetime import date, datetime, time, timedelta
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest

@@ -9,9 +9,9 @@ from django.views.decorators.http import require_http_methods
 
 from audit.services import audit_record
 from consent import fhir
-from consent.forms_patients import FhirImportForm
-from consent.services.fhir import fhir_bundle_import
+from consent.forms.patients import FhirImportForm
 from consent.permissions import access_any_authorization_by_id, access_consent_staff
+from consent.services.fhir import fhir_bundle_import
 
 
 def fhir_export(request, authorization_id: int, version: str):

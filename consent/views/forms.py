@@ -10,24 +10,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from consent import services as consent_services
 from consent.documents import form_sections
-from consent.forms_authoring import AuthorizationFormDraftForm, PurposeForm
+from consent.forms.authoring import AuthorizationFormDraftForm, PurposeForm
 from consent.models import AuthorizationForm, Purpose
-from consent.readability import PLAIN_LANGUAGE_GRADE_LIMIT
-from consent import selectors
-from consent.services import form_versions
-from consent.services.purpose_tracking import purpose_tracking_set
 from consent.permissions import access_consent_staff, access_form_version_by_id, access_purpose_by_id
-
-
-
-
-
-
-
-
-
+from consent.readability import PLAIN_LANGUAGE_GRADE_LIMIT
+from consent.selectors.form_versions import form_version_current, form_version_history_list
+from consent.services import form_versions
+from consent.services import form_versions as form_versions_services
+from consent.services.form_versions import purpose_tracking_set
 
 
 def _add_service_errors(form, error: ValidationError) -> None:
@@ -54,7 +45,7 @@ def purpose_list(request):
     access_consent_staff(request.user)
     purposes = list(Purpose.objects.order_by("name"))
     for purpose in purposes:
-        purpose.current_form = selectors.form_version_current(purpose_id=purpose.pk)
+        purpose.current_form = form_version_current(purpose_id=purpose.pk)
     return render(request, "consent/forms/purpose_list.html", {"purposes": purposes})
 
 
@@ -66,7 +57,7 @@ def purpose_create(request):
         try:
             fields = dict(form.cleaned_data)
             tracking = fields.pop("tracking_enabled", False)
-            purpose = consent_services.purpose_create(actor=request.user, **fields)
+            purpose = form_versions_services.purpose_create(actor=request.user, **fields)
             if tracking:
                 purpose_tracking_set(actor=request.user, purpose_id=purpose.pk, enabled=True)
         except ValidationError as error:
@@ -101,8 +92,8 @@ def purpose_detail(request, purpose_id: int):
     purpose = access_purpose_by_id(request.user, purpose_id)
     context = {
         "purpose": purpose,
-        "versions": selectors.form_version_history_list(purpose_id=purpose.pk),
-        "current": selectors.form_version_current(purpose_id=purpose.pk),
+        "versions": form_version_history_list(purpose_id=purpose.pk),
+        "current": form_version_current(purpose_id=purpose.pk),
     }
     return render(request, "consent/forms/purpose_detail.html", context)
 

@@ -7,10 +7,11 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from consent.forms_imports import PatientImportUploadForm
+from consent.forms.imports import PatientImportUploadForm
 from consent.models import PatientImport
-from consent.services import imports
+from consent.patient_import.validate import COLUMNS, HEADER_ALIASES, MAX_STORED_ERRORS, ImportRefused, error_message
 from consent.permissions import access_consent_staff, access_patient_import_by_id
+from consent.services import imports
 
 RECENT_IMPORTS = 10
 
@@ -42,20 +43,20 @@ def import_upload(request):
     return render(
         request,
         "consent/imports/upload.html",
-        {"form": form, "recent": recent, "columns": imports.COLUMNS, "aliases": sorted(imports.HEADER_ALIASES.items())},
+        {"form": form, "recent": recent, "columns": COLUMNS, "aliases": sorted(HEADER_ALIASES.items())},
     )
 
 
 def import_detail(request, import_id: int):
     patient_import = access_patient_import_by_id(request.user, import_id)
-    errors = [{**error, "message": imports.error_message(error)} for error in patient_import.errors]
+    errors = [{**error, "message": error_message(error)} for error in patient_import.errors]
     return render(
         request,
         "consent/imports/detail.html",
         {
             "patient_import": patient_import,
             "errors": errors,
-            "errors_truncated": len(patient_import.errors) >= imports.MAX_STORED_ERRORS,
+            "errors_truncated": len(patient_import.errors) >= MAX_STORED_ERRORS,
             "valid_rows": max(0, patient_import.total_rows - patient_import.error_count),
             "can_start": patient_import.status == PatientImport.Status.PREVIEWED
             and not patient_import.error_count
@@ -71,7 +72,7 @@ def import_start(request, import_id: int):
     patient_import = access_patient_import_by_id(request.user, import_id)
     try:
         imports.patient_import_start(actor=request.user, patient_import_id=patient_import.pk)
-    except imports.ImportRefused as refusal:
+    except ImportRefused as refusal:
         messages.error(request, refusal.message)
     return redirect("consent:import_detail", import_id=patient_import.pk)
 

@@ -10,9 +10,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.services import audit_record
-from consent import documents, selectors_patients
-from consent.models import AuthorizationDefect, ExpiryEvent
-from consent.forms_patients import (
+from consent import documents
+from consent.forms.patients import (
     DefectForm,
     ExpiryEventForm,
     InvitationForm,
@@ -21,8 +20,10 @@ from consent.forms_patients import (
     WrittenRevocationForm,
     start_of_day,
 )
+from consent.models import AuthorizationDefect, ExpiryEvent
 from consent.permissions import access_authorization_by_id, access_consent_staff, access_patient_by_id
-from consent.services import authorization_defect_record, expiry_event_record
+from consent.selectors import patients as selectors_patients
+from consent.services.authorizations import authorization_defect_record, expiry_event_record
 from consent.services.signing import invitation_create, invitation_link
 from consent.services.written import authorization_written_record, revocation_written_record
 

@@ -15,10 +15,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.services import PATIENT, audit_record
 from consent.documents import form_sections, form_text, text_hash
-from consent.forms_portal import CodeForm, EmailForm, SignForm
+from consent.forms.portal import CodeForm, EmailForm, SignForm
 from consent.models import Authorization, Purpose
-from consent import selectors
-from consent.selectors import authorization_covering_list
 from consent.portal_session import (
     patient_required,
     portal_next_pop,
@@ -27,6 +25,8 @@ from consent.portal_session import (
     portal_patient_sign_in,
     portal_patient_sign_out,
 )
+from consent.selectors.coverage import authorization_covering_list
+from consent.selectors.form_versions import form_version_current
 from consent.services import portal as portal_services
 from consent.services import signing
 
@@ -124,7 +124,7 @@ def sign(request, purpose_id: int):
         purpose = portal_services.portal_purpose_get(purpose_id=purpose_id)
     except Purpose.DoesNotExist:
         raise Http404 from None
-    form_version = selectors.form_version_current(purpose_id=purpose.pk)
+    form_version = form_version_current(purpose_id=purpose.pk)
     if form_version is None:
         raise Http404
     covering = authorization_covering_list(purpose_id=purpose.pk, patient_ids=[patient_id]).first()

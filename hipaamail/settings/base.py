@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django_otp_webauthn",
     "django_htmx",
     "hipaamail",
+    "accounts",
     "audit",
     "consent",
     "campaigns",
@@ -104,7 +105,7 @@ AUTHENTICATION_BACKENDS = [
 SITE_ID = 1
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "home"
-ACCOUNT_ADAPTER = "hipaamail.accounts.StaffAccountAdapter"
+ACCOUNT_ADAPTER = "accounts.adapters.StaffAccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"

@@ -54,7 +54,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 # Account and alert mail (sign-in codes, invitations, signed copies, allauth's mail, the audit alert) is DKIM-signed
 # with the campaign key when DKIM_PRIVATE_KEY_PATH is set, then sent by Django's SMTP backend (campaigns.mail_backend).
-EMAIL_BACKEND = "campaigns.mail_backend.DkimEmailBackend"
+EMAIL_BACKEND = "campaigns.sending.backend.DkimEmailBackend"
 HIPAAMAIL_DKIM_WRAPPED_EMAIL_BACKEND = env.str(
     "DKIM_WRAPPED_EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend"
 )

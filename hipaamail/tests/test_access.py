@@ -8,9 +8,9 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.tests.factories import PASSWORD, staff_make
 from audit.models import AuditEvent
 from hipaamail.middleware import StaffSessionLifetimeMiddleware
-from hipaamail.tests.factories import PASSWORD, staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -127,7 +127,7 @@ def test_r_sec_mfa_a_password_alone_cannot_enroll_another_device(client):
 
 def test_recovery_code_works_once(client):
     user = staff_make(role="marketer", with_totp=True)
-    from hipaamail import mfa
+    from accounts import mfa
 
     codes = mfa.recovery_codes_issue(user=user)
     client.force_login(user)

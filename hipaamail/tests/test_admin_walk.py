@@ -17,18 +17,25 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
 from audit.services import audit_checkpoint_create, audit_seal
-from campaigns import services as campaign_services
-from campaigns.segments import segment_save
+from campaigns.services.launch import campaign_launch
+from campaigns.services.segments import segment_save
 from campaigns.tests.factories import block_make, campaign_approved_make, template_make
 from consent import documents
-from consent import services as consent_services
 from consent.models import Authorization, AuthorizationDefect, Invitation, Patient, Revocation, Suppression
+from consent.patient_import.validate import COLUMNS
 from consent.services import imports
+from consent.services.authorizations import (
+    authorization_defect_record,
+    authorization_grant,
+    authorization_revoke,
+    expiry_event_record,
+)
 from consent.services.signing import invitation_create
+from consent.services.suppressions import suppression_record
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = pytest.mark.django_db
 
@@ -97,27 +104,27 @@ def world():
         signed_ip=SIGNED_IP,
     )
     ended = patient_make()
-    consent_services.expiry_event_record(
+    expiry_event_record(
         actor=officer,
-        authorization_id=consent_services.authorization_grant(
+        authorization_id=authorization_grant(
             actor=None, patient=ended, purpose=purpose, expires_at=None, expiry_event="End of the CPAP trial"
         ).pk,
         occurred_at=timezone.now() - timedelta(hours=1),
     )
     defective = patient_make()
-    consent_services.authorization_defect_record(
+    authorization_defect_record(
         actor=officer,
         authorization_id=authorization_make(patient=defective, purpose=purpose).pk,
         reason=AuthorizationDefect.Reason.COMPOUND,
     )
     revoked = patient_make()
     authorization_make(patient=revoked, purpose=purpose)
-    consent_services.authorization_revoke(
+    authorization_revoke(
         actor=None, patient_id=revoked.pk, purpose_id=purpose.pk, channel=Revocation.Channel.PORTAL
     )
-    consent_services.suppression_record(actor=officer, email=patient_make().email, reason=Suppression.Reason.COMPLAINT)
+    suppression_record(actor=officer, email=patient_make().email, reason=Suppression.Reason.COMPLAINT)
     invitation_create(actor=officer, patient_id=patient_make().pk, purpose_id=purpose.pk, channel=Invitation.Channel.QR)
-    header = ",".join(imports.COLUMNS)
+    header = ",".join(COLUMNS)
     imports.patient_import_upload(actor=officer, content=f"{header}\n".encode())
     segment_save(
         actor=officer, name="Springfield", rules={"op": "and", "rules": [{"field": "postal_code", "prefix": "627"}]}
@@ -125,7 +132,7 @@ def world():
     campaign = campaign_approved_make(
         purpose=purpose, template=template_make(officer=officer), blocks=[block_make(officer=officer)]
     )
-    campaign_services.campaign_launch(actor=None, campaign_id=campaign.pk)  # deliveries, sent by no worker here
+    campaign_launch(actor=None, campaign_id=campaign.pk)  # deliveries, sent by no worker here
     audit_seal()
     audit_checkpoint_create()
     return {"patient": patient, "authorization": signed, "campaign": campaign}

@@ -7,11 +7,12 @@ from unittest import mock
 
 import pytest
 
-from campaigns import services
+from accounts.tests.factories import staff_make
+from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make, campaign_make
 from conftest import browser_sign_in, screenshot
 from consent.tests.factories import authorization_make, patient_make, purpose_make
-from hipaamail.tests.factories import staff_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -37,11 +38,11 @@ def test_compliance_officer_sees_sends_went_only_to_covered_patients(page, live_
         authorization_make(patient=patient_make(), purpose=other)
     patient_make()
     campaign = campaign_approved_make(purpose=purpose, name="Diabetes education program")
-    with mock.patch("campaigns.services._wake_dispatch"):  # this test sends in-process, not via a worker
-        services.campaign_launch(actor=None, campaign_id=campaign.pk)
-    while services.delivery_dispatch_batch(campaign_id=campaign.pk):
+    with mock.patch("campaigns.tasks._wake_dispatch"):  # this test sends in-process, not via a worker
+        campaign_launch(actor=None, campaign_id=campaign.pk)
+    while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
-    services.campaign_finish_if_done(campaign_id=campaign.pk)
+    campaign_finish_if_done(campaign_id=campaign.pk)
     officer = staff_make(role="compliance officer", email="compliance@demo.hipaamail.test", with_totp=True)
 
     browser_sign_in(page, live_server, officer, screenshots=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from accounts.tests.factories import staff_make
 from conftest import browser_sign_in
-from hipaamail.tests.factories import staff_make
 
 POLICY = settings.HIPAAMAIL_CONTENT_SECURITY_POLICY
 TEMPLATES = Path(settings.BASE_DIR) / "templates"

@@ -11,13 +11,13 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.roles import roles_of
 from audit.models import AuditEvent
 from campaigns.models import Campaign, Delivery
-from campaigns.selectors import delivery_sent_without_coverage_count
+from campaigns.selectors.campaigns import delivery_sent_without_coverage_count
 from consent.models import Authorization, Patient, Purpose, Revocation
-from consent.selectors import CoverageGap, authorization_covering_list
+from consent.selectors.coverage import CoverageGap, authorization_covering_list
 from hipaamail.management.commands import demo_seed
-from hipaamail.roles import roles_of
 
 pytestmark = pytest.mark.django_db
 

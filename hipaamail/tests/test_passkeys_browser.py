@@ -9,12 +9,12 @@ passkey-stepup-review.
 import pytest
 from django_otp_webauthn.models import WebAuthnCredential
 
+from accounts.tests.factories import PASSWORD, staff_make
 from audit.models import AuditEvent
-from campaigns import services
+from campaigns.services.lifecycle import campaign_submit
 from campaigns.tests.factories import campaign_make
 from conftest import browser_sign_in, screenshot, totp_code
 from consent.tests.factories import purpose_make
-from hipaamail.tests.factories import PASSWORD, staff_make
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -159,7 +159,7 @@ def test_r_sec_mfa_compliance_officer_approves_and_exports_with_a_passkey_instea
     (no code typed) approves a submitted campaign, then downloads its evidence report as a PDF; the audit trail
     records the approval and the export by the officer, and no refused re-entry."""
     campaign = campaign_make(purpose=purpose_make(name="CPAP supplies"), name="Spring CPAP refill")
-    services.campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
+    campaign_submit(actor=campaign.created_by, campaign_id=campaign.pk)
     officer = staff_make(role="compliance officer", with_totp=True)
     _virtual_authenticator(page)
     browser_sign_in(page, live_server, officer)

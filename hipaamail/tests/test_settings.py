@@ -123,10 +123,10 @@ def test_production_signs_django_mail_with_dkim_over_the_smtp_backend():
     overridden = _manage("shell", "--verbosity", "0", "-c", code, env=PRODUCTION_ENV | console)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["campaigns.mail_backend.DkimEmailBackend", "django.core.mail.backends.smtp", "True"]
+    assert result.stdout.split() == ["campaigns.sending.backend.DkimEmailBackend", "django.core.mail.backends.smtp", "True"]
     assert overridden.returncode == 0, overridden.stderr
     assert overridden.stdout.split() == [
-        "campaigns.mail_backend.DkimEmailBackend",
+        "campaigns.sending.backend.DkimEmailBackend",
         "django.core.mail.backends.console",
         "None",
     ]

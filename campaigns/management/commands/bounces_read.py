@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from campaigns.bounces import BounceMailboxError, BounceResult, bounce_mailbox_read
+from campaigns.sending.bounces import BounceMailboxError, BounceResult, bounce_mailbox_read
 
 
 class Command(BaseCommand):

@@ -3,13 +3,14 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from consent.services import imports
+from consent.patient_import.validate import COLUMNS, ImportRefused, error_message, patient_csv_read
+from consent.patient_import.write import patient_csv_import
 
 
 class Command(BaseCommand):
     help = (
         "Import patients from a CSV export (columns: "
-        + ", ".join(imports.COLUMNS)
+        + ", ".join(COLUMNS)
         + "). Every row is checked first; a file with any error is refused whole and nothing is written "
         "(the report names row, column and problem, never a value). Otherwise every row is written in one "
         "transaction. Exits with status 1 when the file has errors."
@@ -24,17 +25,17 @@ class Command(BaseCommand):
             content = file.read_bytes()
         except OSError as error:
             raise CommandError(f"Cannot read {file}: {error.strerror}.") from None
-        text, unreadable = imports.patient_csv_read(content=content)
+        text, unreadable = patient_csv_read(content=content)
         try:
             if unreadable is not None:
-                raise imports.ImportRefused("The file cannot be read.", unreadable)
-            validation = imports.patient_csv_import(actor=None, text=text, dry_run=dry_run)
-        except imports.ImportRefused as refusal:
+                raise ImportRefused("The file cannot be read.", unreadable)
+            validation = patient_csv_import(actor=None, text=text, dry_run=dry_run)
+        except ImportRefused as refusal:
             validation = refusal.validation
             self.stdout.write("row\tcolumn\tcode\tproblem")
             for error in validation.errors:
                 self.stdout.write(
-                    f"{error['row']}\t{error['column'] or '-'}\t{error['code']}\t{imports.error_message(error)}"
+                    f"{error['row']}\t{error['column'] or '-'}\t{error['code']}\t{error_message(error)}"
                 )
             raise CommandError(
                 f"{validation.total_rows} rows, {validation.valid_rows} valid, "

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from consent import crypto
 from consent.models import Authorization, ExpiryEvent, Patient
-from consent.services import expiry_event_record
+from consent.services.authorizations import expiry_event_record
 
 COLUMNS = ("external_id", "purpose", "occurred_on")
 

@@ -36,15 +36,19 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from campaigns import selectors as campaign_selectors
-from campaigns import services as campaign_services
-from campaigns import services_content
+from accounts import roles
 from campaigns.models import Campaign
-from consent import services as consent_services
+from campaigns.selectors import campaigns as campaign_selectors
+from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services import library as services_content
+from campaigns.services.launch import campaign_launch
+from campaigns.services.lifecycle import campaign_approve, campaign_create, campaign_submit
 from consent.documents import form_text, text_hash
 from consent.models import Authorization, Patient, Purpose, Revocation
 from consent.services import form_versions
-from hipaamail import roles
+from consent.services.authorizations import authorization_grant, authorization_revoke
+from consent.services.form_versions import purpose_create
+from consent.services.patients import patient_create
 
 DEMO_URL = "http://127.0.0.1:8000/"
 DEMO_PASSWORD = "demo-password-2026"
@@ -251,7 +255,7 @@ class Command(BaseCommand):
         self._say(f"Staff: {', '.join(staff)}")
 
         purposes = {
-            code: consent_services.purpose_create(actor=admin, code=code, **fields)
+            code: purpose_create(actor=admin, code=code, **fields)
             for code, fields in PURPOSES.items()
         }
         self._say(f"Purposes: {', '.join(purposes)}")
@@ -265,7 +269,7 @@ class Command(BaseCommand):
             )
 
         template, blocks = self._library_make(compliance)
-        campaign_services.campaign_create(
+        campaign_create(
             actor=marketer,
             name=DRAFT_CAMPAIGN,
             purpose=purposes[CPAP],
@@ -277,7 +281,7 @@ class Command(BaseCommand):
             template=template,
             blocks=[blocks["cpap-supplies"], blocks["cpap-order"]],
         )
-        campaign = campaign_services.campaign_create(
+        campaign = campaign_create(
             actor=marketer,
             name=LAUNCHED_CAMPAIGN,
             purpose=purposes[DIABETES],
@@ -286,16 +290,16 @@ class Command(BaseCommand):
             template=template,
             blocks=[blocks["diabetes-program"]],
         )
-        campaign_services.campaign_submit(actor=marketer, campaign_id=campaign.pk)
-        campaign_services.campaign_approve(actor=compliance, campaign_id=campaign.pk)
+        campaign_submit(actor=marketer, campaign_id=campaign.pk)
+        campaign_approve(actor=compliance, campaign_id=campaign.pk)
         # The launch wakes the workers when it commits: a running `celery worker` sends the campaign.
-        campaign_services.campaign_launch(actor=compliance, campaign_id=campaign.pk)
+        campaign_launch(actor=compliance, campaign_id=campaign.pk)
         self._say(f'Campaigns: "{DRAFT_CAMPAIGN}" (draft), "{LAUNCHED_CAMPAIGN}" (submitted, approved, launched)')
 
         if send_now:
-            while campaign_services.delivery_dispatch_batch(campaign_id=campaign.pk):
+            while delivery_dispatch_batch(campaign_id=campaign.pk):
                 pass
-            campaign_services.campaign_finish_if_done(campaign_id=campaign.pk)
+            campaign_finish_if_done(campaign_id=campaign.pk)
         outcome = campaign_selectors.delivery_outcome_counts(campaign_id=campaign.pk)
         self._say(f'"{LAUNCHED_CAMPAIGN}": ' + ", ".join(f"{key} {n}" for key, n in sorted(outcome.items())))
         if not send_now:
@@ -368,7 +372,7 @@ class Command(BaseCommand):
                 profile = FIXED_PROFILES[n] if n < len(FIXED_PROFILES) else self._random_profile(rng)
                 first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
                 local = f"{first}.{last}".lower().replace("'", "")
-                patient = consent_services.patient_create(
+                patient = patient_create(
                     actor=admin,
                     email=f"{local}{n + 1}@example.{'org' if n % 3 else 'net'}",
                     full_name=f"{first} {last}",
@@ -393,7 +397,7 @@ class Command(BaseCommand):
                         to_revoke.append((patient.pk, purpose.pk))
         for patient_id, purpose_id in to_revoke:
             written = rng.random() < 0.4
-            consent_services.authorization_revoke(
+            authorization_revoke(
                 actor=compliance if written else None,
                 patient_id=patient_id,
                 purpose_id=purpose_id,
@@ -420,7 +424,7 @@ class Command(BaseCommand):
         written = rng.random() < 0.2  # a paper form, recorded by the compliance officer
         form = self.forms[purpose.code]
         text = form_text(form)
-        consent_services.authorization_grant(
+        authorization_grant(
             actor=compliance if written else None,
             patient=patient,
             purpose=purpose,

@@ -1,0 +1,26 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    """Staff accounts: roles, the deny-by-default access markers, the second factor and the step-up, allauth's
+    adapter, their pages. Below the domain apps (campaigns -> consent -> accounts -> audit)."""
+
+    name = "accounts"
+    verbose_name = "Staff accounts"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from accounts import signals  # noqa: F401  (audit of sign-in events)
+
+        # After every migrate and every test flush, as Django does for permissions.
+        post_migrate.connect(_create_roles, sender=self)
+
+
+def _create_roles(sender, using="default", **kwargs) -> None:
+    from django.contrib.auth.models import Group
+
+    from accounts.roles import ALL
+
+    for name in ALL:
+        Group.objects.using(using).get_or_create(name=name)

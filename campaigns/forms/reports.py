@@ -1,0 +1,115 @@
+"""Forms of the Reports page: input shape only. Each report asks for its subject, a format and the second factor;
+campaigns.views_reports checks the code and campaigns.reports does the rest."""
+from datetime import timedelta
+
+from django import forms
+from django.utils import timezone
+
+from campaigns.forms.review import SecondFactorFields, passkey_stepup_field
+from campaigns.models import Campaign
+from campaigns.reports.exports import CSV, PDF
+from consent.models import Patient
+
+# A summary over more than this is a job for the audit views and the CSV of each campaign, not one document.
+SUMMARY_MAX_DAYS = 3 * 366
+
+
+class _CampaignChoice(forms.ModelChoiceField):
+    def label_from_instance(self, campaign: Campaign) -> str:
+        return f"#{campaign.pk} · {campaign.name} ({campaign.get_status_display().lower()})"
+
+
+class _CodeInput(forms.TextInput):
+    """A one-time code is never shown back: after a wrong one the field is empty again."""
+
+    def format_value(self, value):
+        return None
+
+
+class _ExportForm(SecondFactorFields, forms.Form):
+    """What every export asks: the format and the second factor again (R-SEC-MFA): a code, or a passkey step-up
+    (campaigns.forms_review.SecondFactorFields)."""
+
+    format = forms.ChoiceField(
+        choices=[(PDF, "PDF document"), (CSV, "CSV spreadsheet (every row, streamed)")],
+        initial=PDF,
+        widget=forms.RadioSelect,
+        label="Format",
+    )
+    code = forms.CharField(
+        max_length=16,
+        required=False,
+        label="Code from your authenticator app",
+        help_text="Exports hold patient-level evidence: enter your second factor again to confirm.",
+        widget=_CodeInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+    passkey_stepup = passkey_stepup_field()
+
+    field_order = ["format", "code"]
+
+
+class CampaignEvidenceForm(_ExportForm):
+    campaign = _CampaignChoice(
+        queryset=Campaign.objects.order_by("-created_at", "-id"),
+        label="Campaign",
+        empty_label="Choose a campaign",
+        error_messages={
+            "required": "Choose the campaign to report on.",
+            "invalid_choice": "That campaign does not exist. Choose one from the list.",
+        },
+    )
+
+    field_order = ["campaign", "format", "code"]
+
+
+class PatientLedgerForm(_ExportForm):
+    patient = forms.IntegerField(
+        min_value=1,
+        label="Patient number",
+        help_text='The number on the staff patient record ("Patient #123": enter 123). Find a patient by '
+        "email or record number on the Patients page.",
+        widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
+        error_messages={
+            "required": "Enter the patient's number.",
+            "invalid": "Enter the patient's number as digits only, for example 123.",
+            "min_value": "Enter the patient's number as digits only, for example 123.",
+        },
+    )
+
+    field_order = ["patient", "format", "code"]
+
+    def clean_patient(self) -> int:
+        patient_id = self.cleaned_data["patient"]
+        if not Patient.objects.filter(pk=patient_id).exists():
+            raise forms.ValidationError(f"No patient has the number {patient_id}.")
+        return patient_id
+
+
+class ComplianceSummaryForm(_ExportForm):
+    date_from = forms.DateField(
+        label="From (first day)",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"required": "Enter the first day of the period.", "invalid": "Enter a date, as YYYY-MM-DD."},
+    )
+    date_to = forms.DateField(
+        label="To (last day, included)",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"required": "Enter the last day of the period.", "invalid": "Enter a date, as YYYY-MM-DD."},
+    )
+
+    field_order = ["date_from", "date_to", "format", "code"]
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end:
+            if end < start:
+                self.add_error("date_to", "The last day must be on or after the first day.")
+            elif end - start > timedelta(days=SUMMARY_MAX_DAYS):
+                self.add_error("date_to", "Choose a period of three years or less.")
+        return cleaned
+
+    @staticmethod
+    def initial_period() -> dict:
+        today = timezone.localdate()
+        return {"date_from": today.replace(day=1), "date_to": today}

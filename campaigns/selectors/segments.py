@@ -1,0 +1,106 @@
+"""Segment counts for the screen: patients matched, covered, and excluded by reason, with small counts suppressed for
+marketers (R-MIN-NECESSARY). Checks made here are for display only; the sender re-checks at send time."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.db.models import QuerySet
+
+from campaigns.models import Segment
+from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
+from campaigns.segments import segment_patient_ids, segment_queryset
+from campaigns.selectors.campaigns import delivery_block_reason_list
+from consent.selectors.coverage import CoverageGap
+
+# The order reasons are listed in, strongest first (as authorization_gap_list ranks them).
+EXCLUSION_REASONS = [
+    (CoverageGap.NO_AUTHORIZATION, "No authorization"),
+    (CoverageGap.WRONG_PURPOSE, "Authorization for another purpose only"),
+    (CoverageGap.REVOKED, "Revoked"),
+    (CoverageGap.EXPIRED, "Expired"),
+    (CoverageGap.EXPIRY_EVENT, "Ended by its expiry event"),
+    (CoverageGap.DEFECT_MISSING_ELEMENT, "Defective: lacks a required element"),
+    (CoverageGap.DEFECT_COMPOUND, "Defective: compound"),
+    (CoverageGap.DEFECT_CONDITIONED, "Defective: conditioned"),
+    (CoverageGap.DEFECT_FALSE_INFORMATION, "Defective: false information"),
+    (CoverageGap.BOUNCED, "Address bounced"),
+    (CoverageGap.SUPPRESSED, "Address suppressed"),
+]
+
+
+@dataclass(frozen=True)
+class SegmentCounts:
+    """Exact counts: matched = covered + sum(excluded.values()). For compliance officers and administrators,
+    and the input of `segment_counts_for_marketer`."""
+
+    matched: int
+    covered: int
+    excluded: dict[str, int] = field(default_factory=dict)
+
+
+def segment_counts(*, rules, purpose_id: int) -> SegmentCounts:
+    """Matched, covered for the purpose now, and the uncovered by reason. Advisory (DESIGN.md 3): the
+    sender checks again under lock. Coverage is decided by consent.selectors alone."""
+    return _counts(patient_ids=list(segment_queryset(rules).values_list("id", flat=True)), purpose_id=purpose_id)
+
+
+def audience_counts(*, segment_id: int | None, purpose_id: int) -> SegmentCounts:
+    """The same counts for a campaign's audience: its segment, or every patient when it has none."""
+    ids = segment_patient_ids(segment_id=segment_id).values_list("id", flat=True)
+    return _counts(patient_ids=list(ids), purpose_id=purpose_id)
+
+
+def _counts(*, patient_ids: list[int], purpose_id: int) -> SegmentCounts:
+    gaps = delivery_block_reason_list(purpose_id=purpose_id, patient_ids=patient_ids)
+    excluded = Counter(gaps.values())
+    return SegmentCounts(
+        matched=len(patient_ids),
+        covered=len(patient_ids) - len(gaps),
+        excluded={reason: excluded.get(reason, 0) for reason, _ in EXCLUSION_REASONS},
+    )
+
+
+WITHHELD = "withheld (11 or more)"  # a withheld total is at least 11: saying so reveals nothing
+
+
+@dataclass(frozen=True)
+class MarketerCounts:
+    """Counts as a marketer sees them: strings, with small cells suppressed (R-SMALL-CELL)."""
+
+    matched: str
+    covered: str
+    excluded: list[tuple[str, str, str]]  # (reason code, label, shown count)
+    complementary: bool  # the total was withheld so that a small cell cannot be subtracted back
+
+
+def segment_counts_for_marketer(counts: SegmentCounts) -> MarketerCounts:
+    """R-SMALL-CELL, with complementary suppression.
+
+    Primary: every cell from 1 to 10 reads "fewer than 11" (campaigns.permissions.count_for_marketer).
+    Complementary: the screen shows one sum, matched = covered + each exclusion reason. If any part (covered
+    or a reason) is suppressed while the total is shown, the total minus the shown parts would give it back.
+    So then the total is withheld too. Every shown part is 0 or at least 11, a suppressed part is from 1 to
+    10, and a withheld total is only known to be at least 11: the suppressed parts' sum is then bounded
+    below by nothing the screen shows, and no cell of 1 to 10 can be derived. (A total from 1 to 10 is
+    itself suppressed; then every non-zero part is too.)
+    """
+    parts = [counts.covered, *counts.excluded.values()]
+    part_suppressed = any(1 <= part <= SMALL_CELL_LIMIT for part in parts)
+    total_small = 1 <= counts.matched <= SMALL_CELL_LIMIT
+    complementary = part_suppressed and not total_small
+    labels = dict(EXCLUSION_REASONS)
+    return MarketerCounts(
+        matched=WITHHELD if complementary else count_for_marketer(counts.matched),
+        covered=count_for_marketer(counts.covered),
+        excluded=[(reason, labels.get(reason, reason), count_for_marketer(n)) for reason, n in counts.excluded.items()],
+        complementary=complementary,
+    )
+
+
+def segment_matched_for_marketer(matched: int) -> str:
+    return count_for_marketer(matched)
+
+
+def segment_list() -> QuerySet[Segment]:
+    return Segment.objects.select_related("created_by").order_by("name", "id")

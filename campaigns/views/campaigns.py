@@ -1,0 +1,114 @@
+
+from django.core.paginator import Paginator
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.roles import sees_patient_evidence
+from audit.services import audit_record
+from campaigns import permissions
+from campaigns.models import Campaign, Delivery
+from campaigns.results_chart import results_charts
+from campaigns.selectors import campaigns as selectors
+from campaigns.selectors import results
+from campaigns.selectors.results import campaign_list_filtered, campaign_progress_percents, campaign_status_counts
+from campaigns.sending.messages import unsubscribe_token_read
+from campaigns.services.lifecycle import EDITABLE
+from campaigns.services.unsubscribe import delivery_unsubscribe
+from campaigns.views.review import campaign_controls
+from consent.selectors.coverage import authorization_covering_list
+
+
+def _progress_percent(counts: dict[str, int]) -> int:
+    total = sum(counts.values())
+    return round(100 * (total - counts.get("queued", 0)) / total) if total else 0
+
+
+def campaign_progress(request, campaign_id: int):
+    """The live progress bar's data, polled while a campaign sends: a percentage and the status only."""
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    counts = selectors.delivery_outcome_counts(campaign_id=campaign.pk)
+    return JsonResponse({"percent": _progress_percent(counts), "status": campaign.status})
+
+
+def campaign_detail(request, campaign_id: int):
+    """A campaign: its state and controls, its results in aggregate with their charts (campaigns.results), and,
+    for compliance officers and administrators, the evidence for each patient (audited per page viewed)."""
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    counts = results.campaign_counts(campaign=campaign)
+    evidence = sees_patient_evidence(request.user)
+    view = results.results_view(counts, exact=evidence)
+    context = {
+        "campaign": campaign,
+        "progress_percent": counts.progress_percent,
+        "evidence": evidence,
+        "controls": campaign_controls(request.user, campaign),
+        "results": view,
+        "charts": results_charts(view),
+    }
+    if evidence:
+        page = Paginator(selectors.delivery_evidence_list(campaign_id=campaign.pk), 100).get_page(
+            request.GET.get("page")
+        )
+        audit_record(
+            actor=request.user,
+            action="campaign.evidence_viewed",
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={"page": page.number},
+        )
+        context |= {
+            "page": page,
+            "uncovered_sends": selectors.delivery_sent_without_coverage_count(campaign_id=campaign.pk),
+        }
+    return render(request, "campaigns/campaign_detail.html", context)
+
+
+@csrf_exempt  # mailbox providers POST here without a session (RFC 8058); the signed token is the credential
+def unsubscribe(request, token: str):
+    """One-click unsubscribe. GET asks for confirmation; POST revokes at once. Both are audited; a bad token
+    gets a clear page, not an error."""
+    delivery_id = unsubscribe_token_read(token)
+    delivery = Delivery.objects.select_related("campaign__purpose").filter(pk=delivery_id).first()
+    if delivery is None:
+        audit_record(actor=None, actor_role="anonymous", action="unsubscribe.bad_token")
+        return render(request, "campaigns/unsubscribe_invalid.html", status=404)
+    purpose = delivery.campaign.purpose
+    if request.method == "POST":
+        revoked = delivery_unsubscribe(delivery_id=delivery.pk)
+        # A second use of the link revokes nothing: say so plainly rather than pretend.
+        return render(request, "campaigns/unsubscribe_done.html", {"purpose": purpose, "already": not revoked})
+    audit_record(
+        actor=None,
+        actor_role="patient",
+        action="unsubscribe.viewed",
+        object_type="delivery",
+        object_id=delivery.pk,
+        patient_id=delivery.patient_id,
+    )
+    if not authorization_covering_list(purpose_id=purpose.pk, patient_ids=[delivery.patient_id]).exists():
+        return render(request, "campaigns/unsubscribe_done.html", {"purpose": purpose, "already": True})
+    return render(request, "campaigns/unsubscribe_confirm.html", {"purpose": purpose})
+
+
+def home(request):
+    """The campaign list: newest first, filtered by status, 25 a page; each with its status and, once launched,
+    how much of its audience is decided (one query for the page's campaigns still sending or paused)."""
+    status = request.GET.get("status", "")
+    if status not in Campaign.Status.values:
+        status = ""
+    page = Paginator(campaign_list_filtered(status=status), 25).get_page(request.GET.get("page"))
+    campaigns = list(page.object_list)
+    percents = campaign_progress_percents(campaigns=campaigns)
+    for campaign in campaigns:
+        campaign.progress_percent = percents.get(campaign.pk)
+    by_status = campaign_status_counts()
+    # The filter, in the order a campaign moves through its statuses; a status no campaign has is left out.
+    filters = [("", "All", sum(by_status.values()))] + [
+        (value, label, by_status[value]) for value, label in Campaign.Status.choices if by_status.get(value)
+    ]
+    return render(
+        request,
+        "home.html",
+        {"campaigns": campaigns, "page": page, "status": status, "filters": filters, "editable": EDITABLE},
+    )

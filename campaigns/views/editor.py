@@ -1,0 +1,159 @@
+"""Campaign editor pages (issue 5, items 1, 3 and 4): write a campaign and its content, preview it live with a
+synthetic patient, send a test to oneself, submit. Thin views: campaigns.services, campaigns.services_review and
+campaigns.services_content hold the rules (and audit); these pages only shape input and show results.
+
+Any staff member may write a draft; compliance officers and administrators review, approve, reject and send
+(marketers get a 404 there). Approving and sending ask for the second factor again.
+"""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts.roles import is_staff_member, sees_patient_evidence
+from campaigns import permissions
+from campaigns.content import SYNTHETIC_PATIENT, CampaignContent
+from campaigns.content_preview import content_preview_build, content_preview_context
+from campaigns.forms.editor import CampaignForm
+from campaigns.models import Campaign
+from campaigns.services import library as services_content
+from campaigns.services import lifecycle as lifecycle_services
+from campaigns.services.lifecycle import EDITABLE, campaign_create_draft, campaign_update
+from consent.models import Purpose
+
+
+def _access_editor(user) -> None:
+    if not is_staff_member(user):
+        raise Http404
+
+
+def _visible_block_count(form: CampaignForm) -> int:
+    """Block choices shown without script: those filled in, and one more."""
+    filled = [position for position, bound in enumerate(form.block_fields(), start=1) if bound.value()]
+    return min(len(form.block_fields()), (max(filled) if filled else 0) + 1)
+
+
+def _editor_context(request, form: CampaignForm, campaign: Campaign | None, editable: bool) -> dict:
+    context = {
+        "form": form,
+        "campaign": campaign,
+        "editable": editable,
+        "visible_blocks": _visible_block_count(form),
+        "synthetic": SYNTHETIC_PATIENT,
+    }
+    if campaign is not None:
+        address = services_content.staff_verified_address(user=request.user)
+        context |= content_preview_context(campaign=campaign)
+        context |= {
+            "can_submit": campaign.status in (Campaign.Status.DRAFT, Campaign.Status.REJECTED),
+            "reviewer": sees_patient_evidence(request.user),
+            "test_address": address.email if address else None,
+        }
+    return context
+
+
+@require_http_methods(["GET", "POST"])
+def campaign_new(request):
+    _access_editor(request.user)
+    form = CampaignForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            campaign = campaign_create_draft(actor=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error.messages)
+        else:
+            messages.success(request, "Draft saved. Submit it for approval when it is ready.")
+            return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
+    context = _editor_context(request, form, None, True)
+    context["preview"] = _preview_of_form(form) if request.method == "POST" else None
+    return render(request, "campaigns/editor/edit.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def campaign_edit(request, campaign_id: int):
+    _access_editor(request.user)
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    editable = campaign.status in EDITABLE
+    if request.method == "POST" and editable:
+        form = CampaignForm(request.POST)
+        if form.is_valid():
+            was_approved = campaign.status == Campaign.Status.APPROVED
+            try:
+                updated = campaign_update(
+                    actor=request.user, campaign_id=campaign.pk, **form.cleaned_data
+                )
+            except ValidationError as error:
+                form.add_error(None, error.messages)
+            else:
+                if was_approved and updated.status == Campaign.Status.DRAFT:
+                    messages.warning(request, "Saved. The edit voided the approval: submit it for approval again.")
+                else:
+                    messages.success(request, "Saved.")
+                return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
+    else:
+        form = CampaignForm(initial=CampaignForm.initial_for(campaign))
+    if not editable:
+        for field in form.fields.values():
+            field.disabled = True
+    context = _editor_context(request, form, campaign, editable)
+    if request.method == "POST" and editable:
+        context["preview"] = _preview_of_form(form)  # what was typed, not what is saved
+    return render(request, "campaigns/editor/edit.html", context)
+
+
+def _preview_of_form(form: CampaignForm):
+    """A preview of the editor's current, unsaved state: the fields that are valid so far."""
+    if not hasattr(form, "cleaned_data"):
+        form.is_valid()
+    data = form.cleaned_data
+    content = CampaignContent(
+        purpose=data.get("purpose") or Purpose(name="(no purpose chosen yet)"),
+        subject=data.get("subject") or "",
+        intro_text=data.get("body_text") or "",
+        template=data.get("template"),
+        blocks=tuple(data.get("blocks") or ()),
+    )
+    return content_preview_build(content=content)
+
+
+@require_POST
+def campaign_preview(request):
+    """The live preview: the editor posts its form as it changes; the answer is the preview fragment, made with
+    the synthetic patient. Blocks and templates come from the approved library only (the form's choices)."""
+    _access_editor(request.user)
+    return render(
+        request,
+        "campaigns/editor/_content_preview.html",
+        {"preview": _preview_of_form(CampaignForm(request.POST)), "live": True},
+    )
+
+
+@require_POST
+def campaign_test_send(request, campaign_id: int):
+    """Send the saved content to the signed-in user's own verified address (never another), [TEST] in the
+    subject, with the synthetic patient."""
+    _access_editor(request.user)
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    try:
+        address = services_content.campaign_test_send(actor=request.user, campaign_id=campaign.pk)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"A test of the saved version was sent to {address}.")
+    return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
+
+
+@require_POST
+def campaign_submit(request, campaign_id: int):
+    _access_editor(request.user)
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    try:
+        lifecycle_services.campaign_submit(actor=request.user, campaign_id=campaign.pk)
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, f"Not submitted: {message}")
+    else:
+        messages.success(request, "Submitted for approval. A compliance officer other than you will review it.")
+    return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)

@@ -1,0 +1,267 @@
+"""Campaign review and sending pages (issue 5, items 3 and 4): a compliance officer or administrator sees content,
+purpose, segment and exact coverage, approves or rejects with a comment, sends now or schedules, and pauses, resumes
+or cancels. Marketers get a 404 here and see the status (and a rejection's comment) on the campaign page.
+Approving, sending, scheduling and cancelling ask for the second factor again; campaigns.services and
+campaigns.services_review hold the rules and the audit."""
+import zoneinfo
+from collections.abc import Callable
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import reentry
+from accounts.roles import sees_patient_evidence
+from campaigns import permissions
+from campaigns.forms.review import RejectForm, ScheduleForm, SecondFactorForm
+from campaigns.models import Campaign
+from campaigns.scheduling import schedule_display
+from campaigns.selectors import campaigns as selectors
+from campaigns.selectors.segments import EXCLUSION_REASONS, audience_counts
+from campaigns.services import lifecycle as lifecycle_services
+from campaigns.services.launch import CampaignAlreadyLaunched, campaign_launch
+from campaigns.services.lifecycle import CANCELLABLE, campaign_approve, campaign_reject
+
+_APPROVAL_STANDS = {
+    Campaign.Status.APPROVED,
+    Campaign.Status.SCHEDULED,
+    Campaign.Status.SENDING,
+    Campaign.Status.PAUSED,
+    Campaign.Status.SENT,
+    Campaign.Status.CANCELLED,
+}
+
+
+def _decided_percent(campaign_id: int) -> int:
+    """How much of the audience is decided (sent, blocked or failed), as the progress bar counts it."""
+    counts = selectors.delivery_outcome_counts(campaign_id=campaign_id)
+    total = sum(counts.values())
+    return round(100 * (total - counts.get("queued", 0)) / total) if total else 0
+
+
+def campaign_controls(user, campaign: Campaign) -> dict:
+    """What the campaign page shows this staff member about the campaign's review and schedule, and which
+    actions it offers now (the views and services check again on use)."""
+    control = permissions.may_control_sending(user)
+    status = campaign.status
+    paused_sending = status == Campaign.Status.PAUSED and campaign.launched_at is not None
+    # The time it is scheduled for, while it is still to be launched (scheduled, or paused before its time).
+    waiting = campaign.scheduled_for and campaign.launched_at is None and status in (
+        Campaign.Status.SCHEDULED,
+        Campaign.Status.PAUSED,
+    )
+    return {
+        "review": sees_patient_evidence(user),
+        "rejection": status == Campaign.Status.REJECTED and bool(campaign.review_comment),
+        "approval": status in _APPROVAL_STANDS and campaign.approved_at is not None,
+        "schedule": schedule_display(campaign.scheduled_for, campaign.schedule_timezone) if waiting else "",
+        "paused_sending": paused_sending,
+        "paused_percent": _decided_percent(campaign.pk) if paused_sending else None,
+        "can_pause": control and status in (Campaign.Status.SENDING, Campaign.Status.SCHEDULED),
+        "can_resume": control and status == Campaign.Status.PAUSED,
+        "can_cancel": control and status in CANCELLABLE,
+    }
+
+
+def _audience_counts(campaign: Campaign) -> dict:
+    """Exact counts for the reviewer: matched, covered for the campaign's purpose now, uncovered by reason.
+    Coverage comes from consent.selectors alone (through campaigns.segments for a segment)."""
+    labels = dict(EXCLUSION_REASONS)
+    try:
+        counts = audience_counts(segment_id=campaign.segment_id, purpose_id=campaign.purpose_id)
+    except ValidationError as error:
+        return {"errors": error.messages}
+    return {
+        "matched": f"{counts.matched:,}",
+        "covered": f"{counts.covered:,}",
+        "excluded": [(reason, labels.get(reason, reason), f"{n:,}") for reason, n in counts.excluded.items() if n],
+    }
+
+
+def _schedule_form_unbound(campaign: Campaign) -> ScheduleForm:
+    """Rescheduling starts from the stored time in its zone; a first schedule from an empty time in the site's
+    zone, which the page's script replaces with the browser's own zone."""
+    if campaign.scheduled_for and campaign.schedule_timezone:
+        local = campaign.scheduled_for.astimezone(zoneinfo.ZoneInfo(campaign.schedule_timezone))
+        return ScheduleForm(initial={"timezone": campaign.schedule_timezone, "send_at": f"{local:%Y-%m-%dT%H:%M}"})
+    form = ScheduleForm()
+    form.fields["timezone"].widget.attrs["data-browser-timezone"] = "preselect"
+    return form
+
+
+def _review_page(
+    request,
+    campaign: Campaign,
+    *,
+    approve_form=None,
+    reject_form=None,
+    launch_form=None,
+    schedule_form=None,
+    cancel_form=None,
+    status=200,
+):
+    context = {
+        "campaign": campaign,
+        "counts": _audience_counts(campaign),
+        "is_author": campaign.created_by_id == request.user.pk,
+        "controls": campaign_controls(request.user, campaign),
+        "approve_form": approve_form or SecondFactorForm(prefix="approve"),
+        "reject_form": reject_form or RejectForm(),
+        "launch_form": launch_form or SecondFactorForm(prefix="launch"),
+        "schedule_form": schedule_form or _schedule_form_unbound(campaign),
+        "cancel_form": cancel_form or SecondFactorForm(prefix="cancel"),
+    }
+    return render(request, "campaigns/editor/review.html", context, status=status)
+
+
+def _with_second_factor(
+    request, campaign: Campaign, form, *, action: str, proceed: Callable[[], HttpResponse]
+) -> HttpResponse:
+    """Approving, sending now, scheduling and cancelling (R-SEC-MFA): once the form is valid and the second factor
+    re-entered (a code, or a passkey step-up: campaigns.reentry), `proceed()` calls the service and answers. A
+    refusal is marked on the form (and audited as `action` by campaigns.reentry); a refusal by the service
+    (ValidationError) goes on the form. Either way the review page is shown again with the form (named by its
+    prefix there)."""
+    if form.is_valid():
+        if reentry.second_factor_reentry_check(
+            user=request.user,
+            session=request.session,
+            code=form.cleaned_data["code"],
+            passkey_stepup=form.cleaned_data["passkey_stepup"],
+            object_type="campaign",
+            object_id=campaign.pk,
+            details={"for": action},
+        ):
+            try:
+                return proceed()
+            except ValidationError as error:
+                form.add_error(None, error.messages)
+        elif form.cleaned_data["passkey_stepup"] and not form.cleaned_data["code"]:
+            form.add_error("code", reentry.PASSKEY_STEPUP_REFUSED)
+        else:
+            form.add_error("code", reentry.WRONG_CODE)
+    return _review_page(request, campaign, **{f"{form.prefix}_form": form})
+
+
+@require_http_methods(["GET", "POST"])
+def campaign_review(request, campaign_id: int):
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
+    if request.method == "GET":
+        return _review_page(request, campaign)
+    decision = request.POST.get("decision")
+    if decision == "approve":
+        form = SecondFactorForm(request.POST, prefix="approve")
+
+        def approve():
+            try:
+                campaign_approve(actor=request.user, campaign_id=campaign.pk)
+            except PermissionDenied:
+                form.add_error(None, "You wrote this campaign, so you cannot approve it: another compliance "
+                                     "officer or an administrator must.")
+                return _review_page(request, campaign, approve_form=form, status=403)
+            messages.success(request, "Approved. It can be sent now. Or choose a time to send it at, below.")
+            return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
+
+        return _with_second_factor(request, campaign, form, action="campaign.approve", proceed=approve)
+    if decision == "reject":
+        form = RejectForm(request.POST)
+        if form.is_valid():
+            try:
+                campaign_reject(
+                    actor=request.user, campaign_id=campaign.pk, comment=form.cleaned_data["comment"]
+                )
+            except ValidationError as error:
+                form.add_error(None, error.messages)
+            else:
+                messages.success(request, "Rejected: it is back with its author, who sees your comment on the "
+                                          "campaign page.")
+                return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
+        return _review_page(request, campaign, reject_form=form)
+    messages.error(request, "Choose approve or reject.")
+    return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
+
+
+@require_POST
+def campaign_launch_now(request, campaign_id: int):
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
+    form = SecondFactorForm(request.POST, prefix="launch")
+
+    def launch():
+        try:
+            campaign_launch(actor=request.user, campaign_id=campaign.pk)
+        except CampaignAlreadyLaunched:
+            # A second click, or the scheduler got there first: nothing new was created or sent.
+            messages.info(request, "This campaign was already launched: nothing was sent twice.")
+        else:
+            messages.success(request, "Sending started.")
+        return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+    return _with_second_factor(request, campaign, form, action="campaign.launch", proceed=launch)
+
+
+@require_POST
+def campaign_schedule(request, campaign_id: int):
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
+    form = ScheduleForm(request.POST)
+
+    def schedule():
+        scheduled = lifecycle_services.campaign_schedule(
+            actor=request.user,
+            campaign_id=campaign.pk,
+            send_at=form.cleaned_data["send_at"],
+            timezone_name=form.cleaned_data["timezone"],
+        )
+        when = schedule_display(scheduled.scheduled_for, scheduled.schedule_timezone)
+        messages.success(request, f"Scheduled: it will be sent {when}.")
+        return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+    return _with_second_factor(request, campaign, form, action="campaign.schedule", proceed=schedule)
+
+
+@require_POST
+def campaign_pause(request, campaign_id: int):
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
+    try:
+        paused = lifecycle_services.campaign_pause(actor=request.user, campaign_id=campaign.pk)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        if paused.launched_at:
+            messages.success(request, "Paused. No more messages are handed to the mail server; a batch already "
+                                      "being sent finishes. Resume to continue.")
+        else:
+            messages.success(request, "Paused. It will not be launched at its time until you resume it.")
+    return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+
+@require_POST
+def campaign_resume(request, campaign_id: int):
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
+    try:
+        resumed = lifecycle_services.campaign_resume(actor=request.user, campaign_id=campaign.pk)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        if resumed.status == Campaign.Status.SENDING:
+            messages.success(request, "Resumed: sending continues.")
+        else:
+            when = schedule_display(resumed.scheduled_for, resumed.schedule_timezone)
+            messages.success(request, f"Resumed: scheduled again for {when}. If that time has passed, it is "
+                                      "launched within a minute.")
+    return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+
+@require_POST
+def campaign_cancel(request, campaign_id: int):
+    campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
+    form = SecondFactorForm(request.POST, prefix="cancel")
+
+    def cancel():
+        lifecycle_services.campaign_cancel(actor=request.user, campaign_id=campaign.pk)
+        messages.success(request, "Cancelled. Messages not yet sent will not be sent; the campaign page "
+                                  "counts them as blocked: campaign cancelled.")
+        return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+    return _with_second_factor(request, campaign, form, action="campaign.cancel", proceed=cancel)

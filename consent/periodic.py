@@ -1,0 +1,32 @@
+"""Beat jobs: renewal invitations, re-run lost imports. Run by Celery beat; nothing imports this module (import-
+linter)."""
+from __future__ import annotations
+
+from celery import shared_task
+
+from consent import periodic as periodic_consent
+from consent.selectors.patients import patient_import_unfinished_list
+from consent.services import renewals
+from consent.tasks import _enqueue_run
+
+
+@shared_task(name="consent.tasks.patient_import_rewake_task")
+def patient_import_rewake_task() -> None:
+    """Every few minutes: run again any started import whose task was lost (the run returns at once while
+    another holds the import)."""
+    periodic_consent.patient_import_rewake()
+
+
+@shared_task(name="consent.tasks.authorization_renewals_invite_task")
+def authorization_renewals_invite_task() -> None:
+    """Daily: invite patients whose authorization ran out by its date to sign again (never after a revocation)."""
+    renewals.authorization_renewals_invite()
+
+
+def patient_import_rewake() -> list[int]:
+    """The reconciler (Celery beat): enqueue a run for every unfinished import. A run finds the import locked
+    by one in progress and returns; otherwise it does the work the lost task did not. Returns the ids."""
+    unfinished = patient_import_unfinished_list()
+    for patient_import_id in unfinished:
+        _enqueue_run(patient_import_id)
+    return unfinished

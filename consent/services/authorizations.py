@@ -1,0 +1,191 @@
+"""Authorizations: grant (a signature on a published form version), revoke (the patient, one-click, or written), the
+expiry events and recorded defects. Append-only: nothing here updates a signed row."""
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from audit.services import PATIENT, audit_record
+from consent.models import (
+    Authorization,
+    AuthorizationDefect,
+    AuthorizationForm,
+    ExpiryEvent,
+    Patient,
+    Purpose,
+    Revocation,
+)
+
+
+def authorization_grant(
+    *,
+    actor,
+    patient: Patient,
+    purpose: Purpose,
+    expires_at: datetime | None,
+    expiry_event: str = "",
+    signed_at: datetime | None = None,
+    channel: str = Authorization.Channel.WEB,
+    form_version: AuthorizationForm | None = None,
+    document_text: str = "",
+    text_hash: str = "",
+    signature_name: str = "",
+    signed_by_representative: bool = False,
+    representative_authority: str = "",
+    signed_ip: str = "",
+    user_agent: str = "",
+    scan_name: str = "",
+    pdf_name: str = "",
+) -> Authorization:
+    """Store a signed authorization (or, for a treatment purpose, a consent to email). `actor` is the staff
+    user who records it, or None when the patient signs for themselves. Signing flows build the document
+    and its hash (consent.documents) and pass them here; this only stores what it is given, whole, with the
+    names of documents already stored (a scan of a paper form, a PDF copy). It runs inside the caller's
+    transaction when there is one (the FHIR import writes a whole bundle in one)."""
+    if form_version is not None and form_version.purpose_id != purpose.pk:
+        raise ValidationError("An authorization is for the purpose of its form (R-AUTH-NO-COMPOUND).")
+    if signed_by_representative and not representative_authority.strip():
+        raise ValidationError("A personal representative must describe their authority (R-AUTH-CORE-6).")
+    authorization = Authorization(
+        patient=patient,
+        purpose=purpose,
+        form_version=form_version,
+        signed_at=signed_at or timezone.now(),
+        expires_at=expires_at,
+        expiry_event=expiry_event.strip(),
+        channel=channel,
+        document_text=document_text,
+        text_hash=text_hash,
+        signature_name=signature_name.strip(),
+        signed_by_representative=signed_by_representative,
+        representative_authority=representative_authority.strip() if signed_by_representative else "",
+        signed_ip=signed_ip,
+        user_agent=user_agent[:300],
+        scan=scan_name,
+        pdf=pdf_name,
+        recorded_by=actor,
+    )
+    authorization.full_clean(exclude=["pdf", "scan"])
+    with transaction.atomic():
+        authorization.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            actor_role="" if actor else PATIENT,
+            action="authorization.granted",
+            object_type="authorization",
+            object_id=authorization.pk,
+            patient_id=patient.pk,
+            details={
+                "patient_id": patient.pk,
+                "purpose": purpose.code,
+                "channel": channel,
+                **({"has_scan": True} if scan_name else {}),
+                **({"representative": True} if signed_by_representative else {}),
+            },
+        )
+    return authorization
+
+
+def authorization_revoke(
+    *, actor, patient_id: int, purpose_id: int, channel: str, scan_name: str = ""
+) -> list[Revocation]:
+    """Revoke every active authorization of this patient for this purpose, effective when this commits:
+    one switch per purpose, whichever channel the patient used (portal, one-click link, a letter)."""
+    with transaction.atomic(durable=True):
+        active = Authorization.objects.filter(
+            patient_id=patient_id, purpose_id=purpose_id, revocation__isnull=True
+        ).values_list("id", flat=True)
+        return authorizations_revoke_locked(
+            actor=actor, authorization_ids=list(active), channel=channel, scan_name=scan_name
+        )
+
+
+def authorizations_revoke_locked(
+    *, actor, authorization_ids: list[int], channel: str, scan_name: str = ""
+) -> list[Revocation]:
+    """Revoke these authorizations inside the caller's transaction; returns the new revocations.
+
+    The rows are locked FOR UPDATE in primary-key order before anything is written: a sending transaction
+    holds them FOR SHARE while it checks and sends, so this waits for an in-flight batch to commit, and every
+    batch that starts after this commits sees the revocation (R-REVOKE-ANYTIME, ADR 0001). An authorization
+    already revoked is left as it is, so revoking twice is harmless. One audit event per patient and purpose.
+    """
+    locked = list(
+        Authorization.objects.select_for_update(of=("self",)).filter(id__in=authorization_ids).order_by("id")
+    )
+    already = set(Revocation.objects.filter(authorization__in=locked).values_list("authorization_id", flat=True))
+    revoked: dict[tuple[int, int], list[Revocation]] = {}
+    for authorization in locked:
+        if authorization.pk in already:
+            continue
+        revocation = Revocation(authorization=authorization, channel=channel, scan=scan_name, recorded_by=actor)
+        revocation.full_clean(exclude=["authorization", "revoked_at", "scan"])
+        revocation.save(force_insert=True)
+        revoked.setdefault((authorization.patient_id, authorization.purpose_id), []).append(revocation)
+    for (patient_id, purpose_id), revocations in sorted(revoked.items()):
+        details = {
+            "purpose_id": purpose_id,
+            "channel": channel,
+            "authorization_ids": [revocation.authorization_id for revocation in revocations],
+        }
+        if scan_name:
+            details["has_scan"] = True
+        audit_record(
+            actor=actor,
+            actor_role="" if actor else PATIENT,
+            action="authorization.revoked",
+            object_type="patient",
+            object_id=patient_id,
+            patient_id=patient_id,
+            details=details,
+        )
+    return [revocation for group in revoked.values() for revocation in group]
+
+
+def expiry_event_record(*, actor, authorization_id: int, occurred_at: datetime, source: str = "staff") -> ExpiryEvent:
+    """The expiration event of an event-based authorization happened: coverage ends at `occurred_at`.
+
+    Locks the authorization like a revocation does, so a batch in flight either saw the authorization
+    before this or waits for it (ADR 0001)."""
+    with transaction.atomic(durable=True):
+        authorization = Authorization.objects.select_for_update().get(pk=authorization_id)
+        if not authorization.expiry_event:
+            raise ValidationError("This authorization expires on a date, not on an event.")
+        if ExpiryEvent.objects.filter(authorization=authorization).exists():
+            raise ValidationError("The expiry event of this authorization is already recorded.")
+        event = ExpiryEvent(
+            authorization=authorization, occurred_at=occurred_at, source=source, recorded_by=actor
+        )
+        event.full_clean(exclude=["authorization"])
+        event.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            actor_role="" if actor else "integration",
+            action="authorization.expiry_event_recorded",
+            object_type="authorization",
+            object_id=authorization.pk,
+            patient_id=authorization.patient_id,
+            details={"patient_id": authorization.patient_id, "source": source},
+        )
+    return event
+
+
+def authorization_defect_record(*, actor, authorization_id: int, reason: str) -> AuthorizationDefect:
+    """Record that an authorization is defective (164.508(b)(2)); it stops covering when this commits."""
+    with transaction.atomic(durable=True):
+        authorization = Authorization.objects.select_for_update().get(pk=authorization_id)
+        if AuthorizationDefect.objects.filter(authorization=authorization, reason=reason).exists():
+            raise ValidationError("This defect of the authorization is already recorded.")
+        defect = AuthorizationDefect(authorization=authorization, reason=reason, recorded_by=actor)
+        defect.full_clean(exclude=["authorization"])
+        defect.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            action="authorization.defect_recorded",
+            object_type="authorization",
+            object_id=authorization.pk,
+            patient_id=authorization.patient_id,
+            details={"patient_id": authorization.patient_id, "reason": reason},
+        )
+    return defect
