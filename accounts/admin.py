@@ -5,7 +5,7 @@ django-otp's own admins show a TOTP device's key and its QR code (unless OTP_ADM
 add a device (the add form shows the new key) and list a recovery-code device's codes; whoever reads one can pass
 that staff member's second factor. These replace them, whatever the setting says. A device cannot be moved to
 another user either: with the user's password, that would be someone else's second factor. Staff members enrol
-their own devices on their own pages (hipaamail.views.otp_setup, passkeys)."""
+their own devices on their own pages (accounts.views.otp_setup, passkeys)."""
 import re
 
 from django.contrib import admin

@@ -3,7 +3,7 @@
 TOTP authenticators are enrolled with a QR code; ten static recovery codes are shown once. Passkeys (WebAuthn,
 django-otp-webauthn; py_webauthn checks the signatures) are added by a verified staff member and then stand in for
 the code at sign-in and at the step-up before approving, sending, scheduling, cancelling or exporting
-(campaigns.reentry). Every event is audited, failures included.
+(accounts.reentry). Every event is audited, failures included.
 """
 import re
 import secrets
@@ -186,7 +186,7 @@ def passkey_verification_failed(*, user, reason: str) -> None:
 
 def passkey_stepup_granted(*, session, user) -> str:
     """A passkey passed the step-up before approving, sending, scheduling, cancelling or exporting (R-SEC-MFA):
-    one step-up for this user in this session (campaigns.reentry); its nonce, for the page. The login and its
+    one step-up for this user in this session (accounts.reentry); its nonce, for the page. The login and its
     second factor are left as they were. Not audited here: the action it confirms is."""
     return reentry.passkey_stepup_grant(session, user)
 

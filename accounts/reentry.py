@@ -1,5 +1,5 @@
 """R-SEC-MFA step-up: the second factor asked again before approving, sending now, scheduling or cancelling a
-campaign and before exporting a report. One check for all of them (campaigns.views_review, campaigns.views_reports).
+campaign and before exporting a report. One check for all of them (campaigns.views.review, campaigns.views.reports).
 
 It accepts either a current code from one of the user's own django-otp devices (TOTP or a recovery code; the
 devices throttle repeated failures), or a passkey step-up: hipaamail's step-up endpoint verifies a WebAuthn

@@ -1,4 +1,4 @@
-"""Staff home and the second-factor pages. Thin: the work is in hipaamail.mfa."""
+"""Staff home and the second-factor pages. Thin: the work is in accounts.mfa."""
 import logging
 
 import segno
@@ -101,7 +101,7 @@ def otp_devices(request):
     )
 
 
-# Passkeys: django-otp-webauthn's JSON endpoints (static/js/passkeys.js drives them), with hipaamail.mfa's helper
+# Passkeys: django-otp-webauthn's JSON endpoints (static/js/passkeys.js drives them), with accounts.mfa's helper
 # and audit events. Their access rules are in urls.py: adding a passkey needs a verified staff member (the default),
 # using one as the second factor only a signed-in user (signed_in), like the code page.
 class PasskeyRegistrationBeginView(webauthn_views.BeginCredentialRegistrationView):
@@ -145,7 +145,7 @@ class PasskeyVerifyCompleteView(webauthn_views.CompleteCredentialAuthenticationV
 
 # The step-up by passkey (R-SEC-MFA): the same ceremony as the second factor at sign-in (the package's helper;
 # py_webauthn checks origin, relying party, challenge, signature and sign count; only the signed-in user's own
-# confirmed passkeys), but it leaves the login alone and grants one step-up instead (campaigns.reentry), which the
+# confirmed passkeys), but it leaves the login alone and grants one step-up instead (accounts.reentry), which the
 # approve, send, schedule, cancel and export forms spend. Verified staff only (the default access rule): it confirms
 # an action, not a sign-in.
 class PasskeyStepUpBeginView(webauthn_views.BeginCredentialAuthenticationView):

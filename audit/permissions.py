@@ -1,7 +1,7 @@
 """Who may read the audit trail: compliance officers and administrators; everyone else, marketers included,
 gets the same 404 as a page that does not exist (R-MIN-NECESSARY).
 
-The role names are hipaamail.roles'; the audit app imports no other package of the project (lint-imports), so
+The role names are accounts.roles'; the audit app imports no other package of the project (lint-imports), so
 they are repeated here, and audit/tests/test_views.py holds the two lists equal.
 """
 from django.http import Http404

@@ -2,7 +2,7 @@
 
 Viewing: the log itself is not audited page by page (it holds ids and codes, no PHI, and recording every
 page turn would bury the trail in its own reading), but any view of one patient's activity is: the log
-filtered by a patient here, and the patient history page (campaigns.views_history: it joins this trail with
+filtered by a patient here, and the patient history page (campaigns.views.history: it joins this trail with
 the messages the patient received, so it lives in the top layer). Exports are audited by the reports.
 """
 from django.http import QueryDict

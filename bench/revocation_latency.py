@@ -203,7 +203,7 @@ def main() -> int:
     )
     campaign_submit(actor=author, campaign_id=campaign.pk)
     campaign_approve(actor=approver, campaign_id=campaign.pk)
-    with mock.patch("campaigns.tasks._wake_dispatch"):  # the senders are this script's processes
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):  # the senders are this script's processes
         campaign_launch(actor=approver, campaign_id=campaign.pk)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
@@ -225,7 +225,7 @@ def main() -> int:
 
     # --- Instrumentation: when each revocation commits ------------------------------------------------
     local = threading.local()  # the revocation in progress on this thread: its record dict
-    real_revoke_locked = consent.services.authorizations_revoke_locked
+    real_revoke_locked = consent.services.authorizations.authorizations_revoke_locked
 
     def revoke_locked_timed(**kwargs):
         record = local.record

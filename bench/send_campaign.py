@@ -289,7 +289,7 @@ def main() -> int:
             connection.close()
             settings.EMAIL_PORT = sink.start()
             started = time.perf_counter()
-            with mock.patch("campaigns.tasks._wake_dispatch"):  # these processes are the workers
+            with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):  # these processes are the workers
                 campaign_launch(actor=approver, campaign_id=campaign.pk)
             launched = time.perf_counter() - started
             connection.close()

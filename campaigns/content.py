@@ -10,11 +10,11 @@ literals, no `{% %}` statements, no comments, no whitespace control. `template_f
 reading Jinja2's token stream, then checks the parsed tree has only text and plain names; rendering is done by
 Jinja2's `SandboxedEnvironment` on a template that has passed both checks. A campaign may only use the fields its
 purpose's current published authorization form lists; one that uses another cannot be submitted
-(`content_problems`, called by campaigns.services.campaign_submit).
+(`content_problems`, called by campaigns.services.lifecycle.campaign_submit).
 
 Render once, substitute per recipient. `content_render` renders a campaign's content once per batch with a
 random placeholder for each merge field it uses, sanitises the HTML with nh3 and inlines the template's CSS with
-css-inline once; campaigns.messages.CampaignRender then substitutes each recipient's values (HTML-escaped in the
+css-inline once; campaigns.sending.messages.CampaignRender then substitutes each recipient's values (HTML-escaped in the
 HTML part, plain in the text part), as it does the unsubscribe URL. Patient values are read and decrypted per batch,
 only for the fields the content uses (`merge_values_for_deliveries`). Previews and test sends use
 `SYNTHETIC_PATIENT`, made-up values, never a real patient's.
@@ -518,7 +518,7 @@ class RenderedContent:
 
     def fill(self, values: dict[str, str]) -> tuple[str, str]:
         """(html, text) with `values` in place of the placeholders: escaped in HTML, plain in text. The sender
-        does the same per recipient in campaigns.messages.CampaignRender.assemble."""
+        does the same per recipient in campaigns.sending.messages.CampaignRender.assemble."""
         html_out, text_out = self.html, self.text
         for name, placeholder in self.placeholders.items():
             value = " ".join(str(values.get(name, "")).split())

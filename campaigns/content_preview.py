@@ -1,7 +1,7 @@
 """Previews of campaign content with the synthetic patient (campaigns.content.SYNTHETIC_PATIENT): the editor's
 live preview, the review page's content section, and the content library's item pages.
 
-A preview is made by the same code as a patient's message (campaigns.messages.CampaignRender and `assemble`),
+A preview is made by the same code as a patient's message (campaigns.sending.messages.CampaignRender and `assemble`),
 so what staff see is what is sent, with made-up values in place of a patient's: no real patient's data is read.
 
 For a page that shows a saved campaign (the review page): `{% include "campaigns/editor/_content_preview.html" %}`

@@ -6,7 +6,7 @@ and anyone with the application's database access can). Each sending transaction
 `delivery.batch_dispatched` event listing its delivery ids by outcome and, for each sent one, the authorization
 and the send time it recorded (campaigns.services). So a delivery forged after the fact — a blocked one made
 `sent`, back-dated, under an old authorization that did cover it then — passes every check made from the rows
-alone (the constraint, campaigns.coverage), but not this one: each delivery row is compared with its sealed
+alone (the constraint, campaigns.selectors.coverage), but not this one: each delivery row is compared with its sealed
 record, and each difference is named, by ids and codes only:
 
 - outcome: the row's outcome is not the sealed one ("sent but sealed as blocked_revoked");

@@ -1,5 +1,5 @@
 """The charts of a campaign's results, drawn on the server as inline SVG (no JavaScript), from a
-campaigns.results.ResultsView: horizontal bars of the audience's outcome and of what happened after sending, and,
+campaigns.selectors.results.ResultsView: horizontal bars of the audience's outcome and of what happened after sending, and,
 when the purpose tracks, a funnel sent -> opened -> clicked.
 
 Geometry only; templates/campaigns/_chart_bars.html and _chart_funnel.html draw it. Every length comes from what

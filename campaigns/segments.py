@@ -34,8 +34,8 @@ per-patient query and no filtering in Python. `segment_queryset` is what the cam
 `segment_patient_ids`).
 
 Counts (R-SMALL-CELL, R-MIN-NECESSARY): `segment_counts` gives matched, covered for a purpose (THE predicate,
-consent.selectors.authorization_covering_list) and the uncovered split by reason
-(consent.selectors.authorization_gap_list); `segment_counts_for_marketer` suppresses small cells.
+consent.selectors.coverage.authorization_covering_list) and the uncovered split by reason
+(consent.selectors.coverage.authorization_gap_list); `segment_counts_for_marketer` suppresses small cells.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Authorizations and everything that ends one (revocations, expiry events, defects) are append-only evidence:
 an authorization is never edited to end it; a row of its own records why it ended. Whether an authorization
 covers a patient for a purpose at an instant is decided in one place only:
-consent.selectors.authorization_covering_list.
+consent.selectors.coverage.authorization_covering_list.
 """
 from django.conf import settings
 from django.db import models

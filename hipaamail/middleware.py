@@ -48,7 +48,7 @@ class StaffSessionLifetimeMiddleware:
 
 
 class DenyByDefaultMiddleware:
-    """Every view needs a verified staff member unless its URL declaration opted out (hipaamail.access)."""
+    """Every view needs a verified staff member unless its URL declaration opted out (accounts.access)."""
 
     def __init__(self, get_response):
         self.get_response = get_response

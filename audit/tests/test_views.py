@@ -33,7 +33,7 @@ def _shown_ids(response) -> list[int]:
 
 
 def test_the_audit_roles_are_hipaamail_roles():
-    """The audit app may not import hipaamail.roles (lint-imports); its copy of the names must not drift."""
+    """The audit app may not import accounts.roles (lint-imports); its copy of the names must not drift."""
     roles = importlib.import_module("accounts.roles")
 
     assert set(AUDIT_READERS) == {roles.COMPLIANCE_OFFICER, roles.ADMINISTRATOR}

@@ -1,4 +1,4 @@
-"""Campaign editor forms: input shape only. The rules live in campaigns.services_review and campaigns.content."""
+"""Campaign editor forms: input shape only. The rules live in campaigns.services.lifecycle and campaigns.content."""
 
 from django import forms
 

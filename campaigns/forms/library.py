@@ -1,4 +1,4 @@
-"""Content library forms: input shape only. campaigns.services_content sanitises and checks."""
+"""Content library forms: input shape only. campaigns.services.library sanitises and checks."""
 
 from django import forms
 

@@ -1,5 +1,5 @@
 """Forms of the Reports page: input shape only. Each report asks for its subject, a format and the second factor;
-campaigns.views_reports checks the code and campaigns.reports does the rest."""
+campaigns.views.reports checks the code and campaigns.reports does the rest."""
 from datetime import timedelta
 
 from django import forms
@@ -28,7 +28,7 @@ class _CodeInput(forms.TextInput):
 
 class _ExportForm(SecondFactorFields, forms.Form):
     """What every export asks: the format and the second factor again (R-SEC-MFA): a code, or a passkey step-up
-    (campaigns.forms_review.SecondFactorFields)."""
+    (campaigns.forms.review.SecondFactorFields)."""
 
     format = forms.ChoiceField(
         choices=[(PDF, "PDF document"), (CSV, "CSV spreadsheet (every row, streamed)")],

@@ -1,4 +1,4 @@
-"""Campaign review forms: input shape only. The rules live in campaigns.services and campaigns.services_review."""
+"""Campaign review forms: input shape only. The rules live in campaigns.services and campaigns.services.lifecycle."""
 from datetime import datetime
 
 from django import forms
@@ -13,7 +13,7 @@ _LOCAL_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M")
 
 
 class PasskeyStepUpInput(forms.HiddenInput):
-    """The nonce of a passkey step-up (campaigns.reentry), put here by static/js/passkey-stepup.js. The request
+    """The nonce of a passkey step-up (accounts.reentry), put here by static/js/passkey-stepup.js. The request
     that carries it spends it, so it is never rendered back."""
 
     def format_value(self, value):
@@ -27,7 +27,7 @@ def passkey_stepup_field() -> forms.CharField:
 class SecondFactorFields:
     """The second factor again (R-SEC-MFA): a code typed in `code`, or a passkey step-up in `passkey_stepup`;
     either one will do, so the code is optional when a step-up is sent. With neither, the code field says what a
-    wrong code does. Whether the code or the step-up is right is campaigns.reentry's to check (and audit)."""
+    wrong code does. Whether the code or the step-up is right is accounts.reentry's to check (and audit)."""
 
     def clean(self):
         cleaned = super().clean()

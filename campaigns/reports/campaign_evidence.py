@@ -177,7 +177,7 @@ def campaign_evidence_rows(
     """One tuple per delivery (HEADER's columns), in delivery order, from a server-side cursor: the whole
     audience, however large, in constant memory. Times come as text from the database (exports.IsoUtc,
     "2026-11-25T22:48:26.123456Z"), None for none. The last column is the coverage check of the row, made by
-    the database from the stored evidence (campaigns.coverage.covered_at_send). With `limit`, the first
+    the database from the stored evidence (campaigns.selectors.coverage.covered_at_send). With `limit`, the first
     rows only, by LIMIT (a PDF table), which lets the database stop early."""
     purpose_id = Campaign.objects.filter(pk=campaign_id).values_list("purpose_id", flat=True).get()
     deliveries = Delivery.objects.filter(campaign_id=campaign_id)

@@ -1,6 +1,6 @@
 """What every compliance report shares: the audit of the export, the provenance block printed on it (filters,
 generation time, who generated it, the audit chain head), and the two renderers: a CSV streamed in constant
-memory and a PDF made with WeasyPrint. The second factor asked again before an export is campaigns.reentry's.
+memory and a PDF made with WeasyPrint. The second factor asked again before an export is accounts.reentry's.
 
 The export is audited *before* the report is read (`report.exported`, ids and codes only: R-NO-PHI-LEAK), and
 the chain head printed on the report is read after that, so the report names a chain that already holds the

@@ -81,7 +81,7 @@ def delivery_outcome_counts(*, campaign_id: int) -> dict[str, int]:
 def delivery_sent_without_coverage_count(*, campaign_id: int) -> int:
     """Sent deliveries whose recorded authorization did not cover them when they were sent (another patient or
     purpose, not yet signed, expired, ended by an event, revoked, defective). Computed from the evidence by
-    campaigns.coverage, never asserted: it must be zero."""
+    campaigns.selectors.coverage, never asserted: it must be zero."""
     return sent_without_coverage_counts(Delivery.objects.filter(campaign_id=campaign_id))["total"]
 
 

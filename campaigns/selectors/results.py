@@ -14,7 +14,7 @@ whose link they most likely used, and never more than one campaign per revocatio
 portal or in writing are not counted here: the patient did not use this campaign's link.
 
 Opens and clicks are counted only when the purpose has tracking turned on (consent.Purpose.tracking_enabled, off
-by default; campaigns.tracking records them); otherwise they are neither computed for the screen nor shown.
+by default; campaigns.sending.tracking records them); otherwise they are neither computed for the screen nor shown.
 
 Small cells for marketers (R-SMALL-CELL, R-DEIDENTIFY): every count from 1 to 10 reads "fewer than 11", and no
 count on the screen lets one be worked out from the others:

@@ -1,4 +1,4 @@
-"""A Django email backend that DKIM-signs every message it sends, with the campaign key (campaigns.dkim).
+"""A Django email backend that DKIM-signs every message it sends, with the campaign key (campaigns.sending.dkim).
 
 Campaign mail is signed by its transports. Everything else the product sends goes through Django's
 `EMAIL_BACKEND`: a patient's sign-in code, invitations and signed copies (consent.notifications), the audit
@@ -6,7 +6,7 @@ chain-break alert (audit.services), allauth's staff mail (verification, password
 spam, and a sign-in code is the message a phisher most wants to imitate. Production sets
 `EMAIL_BACKEND = "campaigns.sending.backend.DkimEmailBackend"`; it hands each message to the backend that
 `HIPAAMAIL_DKIM_WRAPPED_EMAIL_BACKEND` names (Django's SMTP backend by default), signed when
-`campaigns.dkim.dkim_signer()` returns a signer, and as it is when no key is configured.
+`campaigns.sending.dkim.dkim_signer()` returns a signer, and as it is when no key is configured.
 
 Decision: one wrapper for every backend, signing a frozen serialisation, rather than a subclass per backend.
 Each of Django's backends (SMTP, locmem, filebased, console) gets its bytes from `email_message.message()`, and

@@ -1,6 +1,6 @@
 """Bounces and complaints reported after the mail server took a message (R-BOUNCE-SUPPRESS).
 
-Two ways in, one service: the Amazon SES webhook (campaigns.views_webhooks, through django-anymail) and
+Two ways in, one service: the Amazon SES webhook (campaigns.views.webhooks, through django-anymail) and
 delivery-status notifications read from a bounce mailbox (`manage.py bounces_read`, `bounce_report_parse`) both
 call `delivery_bounce_record` with the Message-ID of the message that bounced, the address the report names, and
 what happened:
@@ -14,7 +14,7 @@ what happened:
   revocation (R-REVOKE-WRITTEN); the suppression already stops every marketing message to the address, for
   every purpose, and the patient can still revoke or sign in the portal.
 
-A report is applied only when its Message-ID is one of ours (`<delivery-ID.TAG@DOMAIN>`, campaigns.messages; or the
+A report is applied only when its Message-ID is one of ours (`<delivery-ID.TAG@DOMAIN>`, campaigns.sending.messages; or the
 shape used before issue 11, `<delivery-ID@DOMAIN>`, when the row stored exactly that) for a sent
 delivery AND the address it names is that delivery's patient's address: delivery ids are sequential, so a
 forged report naming a guessed id alone must not suppress anybody. Reporting the same event twice (a provider's

@@ -433,7 +433,7 @@ def campaign_finish_if_done(*, campaign_id: int) -> bool:
 
 
 def preview_message_send_unchecked(*, message: AssembledMessage) -> None:
-    """A test send to a staff member's own address (campaigns.services_content.campaign_test_send): the same
+    """A test send to a staff member's own address (campaigns.services.library.campaign_test_send): the same
     assembled bytes through the same transport as a patient's message (TLS, DKIM), so what staff see is what
     patients get. It skips the coverage check because no patient is involved: the message goes to the staff
     member's verified address, never a patient's. Raises what the transport raises."""

@@ -1,6 +1,6 @@
 """Composing campaign messages: render a campaign once per batch, assemble each recipient's bytes from it.
 
-Composing sends nothing: campaigns.services holds the one sender and campaigns.transport the ways out.
+Composing sends nothing: campaigns.services holds the one sender and campaigns.sending.transport the ways out.
 
 Rendering a campaign through Django templates and `EmailMultiAlternatives` costs about 2.3 ms of CPU per message
 (NOTES.md, "Sending throughput"), too much for 1,000 messages per second on two cores. So `CampaignRender` renders
@@ -239,7 +239,7 @@ class CampaignRender:
 
     def _html_final(self, document: str) -> str:
         """The one place the message's final HTML is produced, once per batch: opt-in open and click tracking
-        (campaigns.tracking; unchanged unless the purpose turns it on) rewrites links here, with a placeholder of
+        (campaigns.sending.tracking; unchanged unless the purpose turns it on) rewrites links here, with a placeholder of
         its own for the recipient's token, substituted in `assemble` like the others."""
         self.tracking = tracking_apply(document, campaign=self.campaign, keep=[self.placeholder, *self.fields.values()])
         return self.tracking.html

@@ -3,9 +3,9 @@
 What it records: the first time a recipient's mail client loads the message's images (`Delivery.opened_at`) and
 the first time they follow a link in it (`Delivery.clicked_at`; a click counts as an open too, since many
 clients block images). Nothing else: no address, no user agent, no IP, no cookie, no count of repeats. Marketers
-see them only as aggregates (campaigns.results).
+see them only as aggregates (campaigns.selectors.results).
 
-Render once, substitute per recipient (campaigns.messages). `tracking_apply` rewrites a campaign's rendered HTML
+Render once, substitute per recipient (campaigns.sending.messages). `tracking_apply` rewrites a campaign's rendered HTML
 once per batch: each http(s) link of the content becomes `/t/c/<recipient>/<link>/` and a 1x1 image
 `/t/o/<recipient>.gif` is appended, where <recipient> is a per-batch placeholder that `TrackedHtml.token_for`
 replaces with each recipient's signed token (one HMAC per message, like the unsubscribe token), and <link> is
@@ -17,7 +17,7 @@ the target URL signed once per batch together with the campaign's id. So:
 - the tokens use salts of their own: a tracking token cannot unsubscribe anybody, nor the other way round;
 - links to this site (the one-click unsubscribe, the portal) and mailto:/tel: links are left alone.
 
-The endpoints (campaigns.views_tracking) record through `delivery_open_record` and `delivery_click_record`,
+The endpoints (campaigns.views.tracking) record through `delivery_open_record` and `delivery_click_record`,
 which change nothing unless the delivery was sent and its purpose tracks, and only the first time.
 """
 import html

@@ -1,4 +1,4 @@
-"""The ways a campaign message leaves the process. Only `campaigns.services.delivery_dispatch_batch` uses them.
+"""The ways a campaign message leaves the process. Only `campaigns.sending.dispatch.delivery_dispatch_batch` uses them.
 
 - `SmtpTransport` ("smtp"): smtplib over one connection per batch, reconnecting every
   `HIPAAMAIL_SMTP_RECONNECT_EVERY` messages, sending the assembled bytes as they are. STARTTLS is required
@@ -12,7 +12,7 @@
 
 `HIPAAMAIL_TRANSPORT` chooses. Errors are smtplib's own (SMTPException, OSError): the sender classifies them.
 
-Both sign each message with DKIM when a key is configured (campaigns.dkim): the signature covers the one-click
+Both sign each message with DKIM when a key is configured (campaigns.sending.dkim): the signature covers the one-click
 unsubscribe headers (R-RFC8058). The key is loaded when the transport is built, before anything is claimed, so a
 bad key stops the batch with ImproperlyConfigured rather than sending unsigned mail.
 """

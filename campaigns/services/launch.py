@@ -132,7 +132,7 @@ def _deliveries_materialise_postgresql(*, campaign: Campaign) -> tuple[int, int,
     Per batch of `_LAUNCH_INSERT_BATCH` patients of the segment:
     1. the batch's last patient id (the segment query, `id > previous`, ordered, limited);
     2. the patients of the batch that would not be sent to: not covered by THE predicate
-       (consent.selectors.authorization_covering_list, as a correlated EXISTS) or with a suppressed address;
+       (consent.selectors.coverage.authorization_covering_list, as a correlated EXISTS) or with a suppressed address;
     3. their reasons from `delivery_block_reason_list` — consent's own account of why, the function the
        screens use — usually a short list;
     4. one `INSERT … SELECT` of the batch's patients from the segment query, left-joined with those reasons: a

@@ -236,7 +236,7 @@ def staff_verified_address(*, user) -> EmailAddress | None:
 def campaign_test_send(*, actor, campaign_id: int) -> str:
     """Send the campaign's saved content once, with the synthetic patient, to the actor's own verified address,
     "[TEST]" before the subject; synchronously, through the one sender's transport
-    (campaigns.services.preview_message_send_unchecked), with the assembled bytes (the same bytes a patient's message
+    (campaigns.sending.dispatch.preview_message_send_unchecked), with the assembled bytes (the same bytes a patient's message
     has, over TLS and DKIM-signed like them), so what staff see is what patients get and no other code holds a mail
     transport. Never to any other address: there is no parameter for one. No patient is involved, so no
     authorization is either. Audited. Returns the address."""

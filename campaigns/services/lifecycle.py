@@ -289,7 +289,7 @@ def campaign_create_draft(
     template: EmailTemplate | None = None,
     blocks: list[ContentBlock] | tuple = (),
 ) -> Campaign:
-    """A new draft (campaigns.services.campaign_create), with its segment (None: every patient), its template
+    """A new draft (campaigns.services.lifecycle.campaign_create), with its segment (None: every patient), its template
     and its blocks in order (approved ones only)."""
     with transaction.atomic(durable=True):
         campaign = campaign_create(
@@ -325,7 +325,7 @@ def campaign_update(
     """Change a draft, rejected or approved campaign. Editing an approved campaign voids its approval: it is a
     draft again and must be submitted and approved anew. Submitted, scheduled, sending, sent and cancelled
     campaigns cannot be edited. Saving without any change changes nothing (and voids nothing). The content must
-    pass campaigns.services_content.campaign_content_validate (approved template and blocks, merge fields only)."""
+    pass campaigns.services.library.campaign_content_validate (approved template and blocks, merge fields only)."""
     blocks = list(blocks)
     with _campaign_locked(campaign_id, allowed=EDITABLE, cannot_be="edited") as campaign:
         new = {

@@ -17,7 +17,7 @@ def delivery_sent(*, patient=None, purpose=None) -> Delivery:
     if not patient.authorizations.filter(purpose=purpose).exists():
         authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     delivery_dispatch_batch(campaign_id=campaign.pk)
     delivery = Delivery.objects.get(campaign=campaign, patient=patient)

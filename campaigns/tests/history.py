@@ -58,7 +58,7 @@ class DeliveryRow:
     block_reason: str
     authorization_id: int | None
     message_id: str  # as recorded ("" until sent)
-    expected_message_id: str  # derived from the id (campaigns.messages.message_id_for): what every copy carries
+    expected_message_id: str  # derived from the id (campaigns.sending.messages.message_id_for): what every copy carries
     checked_at: float | None
     sent_at: float | None
     lease_expires_at: float | None
@@ -103,7 +103,7 @@ class RevocationCall:
 
 @dataclass(frozen=True)
 class ExpiryEventCall:
-    """consent.services.expiry_event_record, bracketed by the wall clock: recorded (committed) in [before, after],
+    """consent.services.authorizations.expiry_event_record, bracketed by the wall clock: recorded (committed) in [before, after],
     saying the event occurs (or occurred) at `occurred_at`."""
 
     authorization_id: int

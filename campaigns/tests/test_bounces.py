@@ -35,7 +35,7 @@ def _suppression(email: str) -> Suppression | None:
 def _next_campaign_outcome(delivery: Delivery) -> tuple[str, str]:
     """Launch and dispatch another campaign of the same purpose to the same patient: its delivery's outcome."""
     campaign = campaign_approved_make(purpose=delivery.campaign.purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     delivery_dispatch_batch(campaign_id=campaign.pk)
     later = Delivery.objects.get(campaign=campaign, patient=delivery.patient)
@@ -257,7 +257,7 @@ def test_a_report_for_a_message_we_did_not_send_changes_nothing():
     delivery = delivery_sent(patient=patient_make(email="someone@example.org"))
     blocked_patient = patient_make(email="blocked@example.org")  # no authorization: blocked at launch
     campaign = campaign_approved_make(purpose=purpose_make())
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     blocked = Delivery.objects.get(campaign=campaign, patient=blocked_patient)
     assert blocked.status == "blocked"

@@ -63,7 +63,7 @@ def _grant(patient, purpose, form, *, name: str, days_ago: int, **extra) -> Auth
 
 
 def _send(campaign) -> None:
-    with mock.patch("campaigns.tasks._wake_dispatch"):  # sent in-process here, not by a worker
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):  # sent in-process here, not by a worker
         campaign_launch(actor=campaign.approved_by, campaign_id=campaign.pk)
     while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass

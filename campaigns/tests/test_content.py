@@ -1,4 +1,4 @@
-"""Campaign content (campaigns.content, campaigns.messages): the merge-field sandbox refuses every template trick,
+"""Campaign content (campaigns.content, campaigns.sending.messages): the merge-field sandbox refuses every template trick,
 HTML is sanitised for email, CSS inlined, a text part derived; the content is rendered once per batch and each
 recipient's values substituted, escaped in HTML (R-SEND-SCOPE, ADR 0005)."""
 
@@ -216,7 +216,7 @@ def _launched_with_names(names: list[str], *, intro: str, merge_fields=("first_n
         authorization_make(patient=patient, purpose=purpose)
     block = block_make(html='<p>Hello {{ first_name }}, <a href="https://x.example/?who={{ first_name }}">see</a></p>')
     campaign = campaign_approved_make(purpose=purpose, body_text=intro, blocks=[block])
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     return campaign
 
@@ -291,7 +291,7 @@ def test_content_without_merge_fields_reads_no_patient_values():
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose, body_text="No fields here.")
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
 
     with mock.patch("campaigns.sending.messages.merge_values_for_deliveries") as values:

@@ -113,7 +113,7 @@ def test_r_send_evidence_launch_materialises_whole_audience_with_reasons():
     authorization_make(patient=wrong, purpose=other)
     campaign = campaign_approved_make(purpose=purpose)
 
-    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay") as wake:
         campaign_launch(actor=None, campaign_id=campaign.pk)
 
     rows = {d.patient_id: (d.status, d.block_reason) for d in Delivery.objects.filter(campaign=campaign)}
@@ -134,7 +134,7 @@ def test_r_send_evidence_launch_materialises_whole_audience_with_reasons():
 def test_launch_wakes_the_workers_after_commit(django_capture_on_commit_callbacks):
     campaign = campaign_approved_make(purpose=purpose_make())
 
-    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay") as wake:
         with django_capture_on_commit_callbacks(execute=True):
             campaign_launch(actor=None, campaign_id=campaign.pk)
 

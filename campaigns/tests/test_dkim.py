@@ -64,7 +64,7 @@ def _sent_raw(n: int = 1) -> list[bytes]:
     for _ in range(n):
         authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose, subject="Your CPAP supplies")
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     delivery_dispatch_batch(campaign_id=campaign.pk)
     assert Delivery.objects.filter(campaign=campaign, status="sent").count() == n
@@ -217,7 +217,7 @@ def test_a_bad_dkim_configuration_stops_the_batch_before_anything_is_claimed(dki
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
 
     with pytest.raises(ImproperlyConfigured):
@@ -235,7 +235,7 @@ def test_r_canspam_headers_a_message_to_an_international_address_is_signed_over_
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     delivery = Delivery.objects.get(campaign=campaign)
     message = CampaignRender(campaign=campaign).assemble(delivery_id=delivery.pk, to_address=address)

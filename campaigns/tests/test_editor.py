@@ -251,7 +251,7 @@ def test_send_now_needs_the_code_then_launches_and_shows_progress(verified_clien
     officer = verified_client.sign_in(role="compliance officer")
     code = totp_code(officer)
 
-    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay") as wake:
         wrong = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": _wrong(code)})
         assert wrong.status_code == 200 and b"That code did not work" in wrong.content
         assert not Delivery.objects.exists()
@@ -272,7 +272,7 @@ def test_send_now_needs_the_code_then_launches_and_shows_progress(verified_clien
 def test_send_now_refuses_a_campaign_that_is_not_approved(verified_client, submitted):
     officer = verified_client.sign_in(role="administrator")
 
-    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay") as wake:
         response = verified_client.post(f"/campaigns/{submitted.pk}/launch/", {"launch-code": totp_code(officer)})
 
     assert response.status_code == 200 and b"cannot be launched" in response.content

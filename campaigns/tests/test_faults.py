@@ -464,7 +464,7 @@ def test_r_revoke_anytime_a_revocation_while_a_killed_batch_is_leased_blocks_its
 # --- Found by this suite, then fixed ---------------------------------------------------------------------------
 # A fault between a campaign's last batch and the step that marks it sent left it "sending" for good: the
 # reconciler only woke campaigns with a queued delivery. It now also finishes a sending campaign with nothing
-# queued (campaigns.selectors.campaign_unmarked_sent_list; unit tests in test_pipeline.py).
+# queued (campaigns.selectors.campaigns.campaign_unmarked_sent_list; unit tests in test_pipeline.py).
 
 
 @pytest.mark.parametrize("fault", ["sigkill", "connection_cut"])

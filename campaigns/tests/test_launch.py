@@ -91,7 +91,7 @@ def test_r_send_evidence_launch_creates_the_segment_with_each_blocked_reason(bat
     cases = _mixed_audience(purpose)
     campaign = _segmented_campaign(purpose)
 
-    with mock.patch.object(services, "_LAUNCH_INSERT_BATCH", batch), mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch.object(services, "_LAUNCH_INSERT_BATCH", batch), mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
 
     rows = _rows(campaign)
@@ -134,7 +134,7 @@ def test_launch_on_postgresql_is_insert_select_in_batches_not_rows_from_python()
         authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
 
-    with mock.patch.object(services, "_LAUNCH_INSERT_BATCH", 3), mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch.object(services, "_LAUNCH_INSERT_BATCH", 3), mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         with CaptureQueriesContext(connection) as queries:
             campaign_launch(actor=None, campaign_id=campaign.pk)
 
@@ -149,7 +149,7 @@ def test_launch_of_an_empty_audience_creates_nothing_and_still_finishes():
     patient_make(state="WI")
     campaign = _segmented_campaign(purpose, state="AK")
 
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
 
     assert not Delivery.objects.filter(campaign=campaign).exists()
@@ -199,7 +199,7 @@ def test_posting_the_launch_form_twice_launches_once(verified_client):
     campaign = campaign_approved_make(purpose=purpose)
     officer = verified_client.sign_in(role="compliance officer")
 
-    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay") as wake:
         with TestCase.captureOnCommitCallbacks(execute=True):
             first = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": totp_code(officer)})
         with TestCase.captureOnCommitCallbacks(execute=True):
@@ -223,7 +223,7 @@ def test_the_scheduler_after_the_button_launches_nothing(verified_client):
     officer = staff_make(role="compliance officer")
     at = timezone.now() + timedelta(hours=2)
     campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=officer, campaign_id=campaign.pk)
 
         with mock.patch("django.utils.timezone.now", return_value=at + timedelta(seconds=1)):
@@ -242,7 +242,7 @@ def test_the_button_after_the_scheduler_is_refused_with_a_clear_message(verified
     officer = verified_client.sign_in(role="compliance officer")
     at = timezone.now() + timedelta(hours=2)
     campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         with mock.patch("django.utils.timezone.now", return_value=at):
             campaign_launch_due_task()
         response = verified_client.post(f"/campaigns/{campaign.pk}/launch/", {"launch-code": totp_code(officer)}, follow=True)
@@ -283,7 +283,7 @@ def test_two_concurrent_launches_on_postgresql_make_one_set_of_deliveries_and_se
         finally:
             connection.close()
 
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         threads = [threading.Thread(target=launch, args=(who,)) for who in actors]
         for thread in threads:
             thread.start()

@@ -65,7 +65,7 @@ def test_the_scheduler_sends_a_scheduled_campaign_whose_content_fails_back_to_dr
     campaign_schedule(actor=officer, campaign_id=campaign.pk, send_at=at, timezone_name="UTC")
     library_item_retire(actor=officer, kind="block", item_id=block.pk)
 
-    with mock.patch("campaigns.tasks._wake_dispatch"), mock.patch("django.utils.timezone.now", return_value=at):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"), mock.patch("django.utils.timezone.now", return_value=at):
         campaign_launch_due_task()
 
     campaign.refresh_from_db()
@@ -81,7 +81,7 @@ def test_the_scheduler_skips_a_campaign_the_button_launched_first_and_goes_on(ap
     at = timezone.now() + timedelta(hours=1)
     for each in (campaign, other):
         campaign_schedule(actor=officer, campaign_id=each.pk, send_at=at, timezone_name="UTC")
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         with mock.patch("django.utils.timezone.now", return_value=at):
             due = [campaign.pk, other.pk]
             campaign_launch(actor=officer, campaign_id=campaign.pk)

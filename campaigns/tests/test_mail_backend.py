@@ -1,4 +1,4 @@
-"""DKIM signatures on the mail Django's backend sends (campaigns.mail_backend): sign-in codes, invitations, signed
+"""DKIM signatures on the mail Django's backend sends (campaigns.sending.backend): sign-in codes, invitations, signed
 copies, allauth's mail, alerts. No rule of RULES.md names DKIM for account mail (R-RFC8058 asks it of marketing
 messages only); the one test here that names R-RFC8058 proves that a campaign message passing through this
 backend keeps its own signature, once.
@@ -246,7 +246,7 @@ def test_r_rfc8058_a_campaign_message_through_this_backend_keeps_its_one_signatu
     purpose = purpose_make()
     authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     sign = mock.patch.object(
         campaign_dkim.DkimSigner, "sign", autospec=True, side_effect=campaign_dkim.DkimSigner.sign

@@ -37,7 +37,7 @@ def _launched(n: int, *, emails: list[str] | None = None, **campaign_fields):
         patient = patient_make(email=address) if address else patient_make()
         authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose, **campaign_fields)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     return campaign
 
@@ -219,7 +219,7 @@ def test_the_reconciler_finishes_a_campaign_whose_whole_audience_was_blocked_at_
     purpose = purpose_make()
     patient_make()
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):  # the wake-up is lost
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):  # the wake-up is lost
         campaign_launch(actor=None, campaign_id=campaign.pk)
 
     campaign_rewake_task()

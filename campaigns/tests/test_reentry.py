@@ -1,6 +1,6 @@
-"""R-SEC-MFA step-up (campaigns.reentry): the one check before approving, sending now, scheduling, cancelling and
+"""R-SEC-MFA step-up (accounts.reentry): the one check before approving, sending now, scheduling, cancelling and
 exporting. It takes a current code, or a passkey step-up granted in the session (single use, same user, at most
-two minutes old). hipaamail/tests/test_passkeys.py drives the grant through the WebAuthn endpoints."""
+two minutes old). accounts/tests/test_passkeys.py drives the grant through the WebAuthn endpoints."""
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
 

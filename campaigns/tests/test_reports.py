@@ -661,7 +661,7 @@ def test_every_report_reads_in_one_read_only_snapshot_outside_a_test_transaction
     patient = patient_make(external_id="MRN-7")
     _grant(patient, purpose, form, name="Ann Lee")
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=campaign.approved_by, campaign_id=campaign.pk)
     while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass

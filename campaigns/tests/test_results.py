@@ -1,4 +1,4 @@
-"""Campaign results (campaigns.results): the aggregate query against a brute-force count of the same rows,
+"""Campaign results (campaigns.selectors.results): the aggregate query against a brute-force count of the same rows,
 unsubscribes credited to the right campaign, opens and clicks only where the purpose tracks, and small cells
 suppressed for marketers so that no count from 1 to 10 can be read or worked out (R-SMALL-CELL)."""
 import random
@@ -40,7 +40,7 @@ def _send(campaign, refuse: frozenset[str] = frozenset()):
                 raise smtplib.SMTPRecipientsRefused({message.to[0]: (550, b"no such user")})
         return real_send(self, messages)
 
-    with mock.patch("campaigns.tasks._wake_dispatch"), mock.patch.object(EmailBackend, "send_messages", send):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"), mock.patch.object(EmailBackend, "send_messages", send):
         campaign_launch(actor=None, campaign_id=campaign.pk)
         while delivery_dispatch_batch(campaign_id=campaign.pk):
             pass

@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def _send(campaign, *, batch: int | None = None):
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     if batch is not None:
         delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=batch)

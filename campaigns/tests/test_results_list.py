@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _launch(campaign, *, send: int | None = None):
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     if send is None:
         while delivery_dispatch_batch(campaign_id=campaign.pk):

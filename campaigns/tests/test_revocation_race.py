@@ -55,7 +55,7 @@ def test_r_revoke_anytime_no_message_leaves_after_a_racing_revocation_commits(se
     for patient in patients:
         authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     assert Delivery.objects.filter(campaign=campaign, status=Delivery.Status.QUEUED).count() == PATIENTS
 

@@ -171,7 +171,7 @@ def test_only_an_approved_or_scheduled_campaign_can_be_scheduled(approved):
     assert (moved.status, moved.scheduled_for, moved.schedule_timezone) == (
         "scheduled", later + timedelta(hours=1), "Europe/Paris"
     )
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=officer, campaign_id=approved.pk)
 
     with pytest.raises(ValidationError, match="A sending campaign cannot be scheduled"):
@@ -185,7 +185,7 @@ def test_the_scheduler_launches_a_due_campaign_at_its_time_and_not_before(approv
     at = timezone.now() + timedelta(hours=6)
     campaign_schedule(actor=officer, campaign_id=approved.pk, send_at=at, timezone_name="America/Denver")
 
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         with mock.patch("django.utils.timezone.now", return_value=at - timedelta(seconds=1)):
             assert campaign_due_list() == []
             campaign_launch_due_task()
@@ -209,7 +209,7 @@ def test_a_paused_scheduled_campaign_is_not_launched_at_its_time_until_resumed(a
     campaign_schedule(actor=officer, campaign_id=approved.pk, send_at=at, timezone_name="UTC")
     campaign_pause(actor=officer, campaign_id=approved.pk)
 
-    with mock.patch("campaigns.tasks._wake_dispatch"), mock.patch(
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"), mock.patch(
         "django.utils.timezone.now", return_value=at + timedelta(minutes=5)
     ):
         campaign_launch_due_task()

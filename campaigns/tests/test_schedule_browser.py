@@ -61,7 +61,7 @@ def test_in_chromium_officer_schedules_pauses_resumes_and_cancels(page, live_ser
     # Send now; a worker (here: this test, in-process) sends the first batch while the page watches.
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/review/")
     page.fill("input[name=launch-code]", totp_code(officer))
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         page.click("text=Send now >> xpath=ancestor::form//button")
         page.wait_for_url(f"**/campaigns/{campaign.pk}/")
     delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=4)
@@ -77,7 +77,7 @@ def test_in_chromium_officer_schedules_pauses_resumes_and_cancels(page, live_ser
     screenshot(page, "73-campaign-paused")
     assert_accessible(page, axe_js)
 
-    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay") as wake:
         page.click("button:text-is('Resume')")
         page.wait_for_selector("text=Resumed: sending continues.")
     wake.assert_called_once_with(campaign.pk)

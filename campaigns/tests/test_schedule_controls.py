@@ -43,7 +43,7 @@ def _launched(n: int, *, uncovered: int = 0) -> Campaign:
     for _ in range(uncovered):
         patient_make()
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     return campaign
 
@@ -84,7 +84,7 @@ def test_pause_stops_the_claims_and_resume_continues(officer, django_capture_on_
     assert Delivery.objects.filter(campaign=campaign, status="queued").count() == 4
     assert Delivery.objects.filter(campaign=campaign, lease_expires_at__isnull=False).count() == 0
 
-    with mock.patch("campaigns.tasks._wake_dispatch") as wake:
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay") as wake:
         with django_capture_on_commit_callbacks(execute=True):
             resumed = campaign_resume(actor=officer, campaign_id=campaign.pk)
     wake.assert_called_once_with(campaign.pk)
@@ -163,7 +163,7 @@ def test_paused_state_is_on_the_progress_bar_and_the_campaign_page(verified_clie
     assert verified_client.get(f"/campaigns/{campaign.pk}/progress/").json() == {"percent": 25, "status": "paused"}
     assert AuditEvent.objects.get(action="campaign.paused").actor_id == officer.pk
 
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         resumed = verified_client.post(f"/campaigns/{campaign.pk}/resume/", follow=True)
     assert "Resumed: sending continues." in resumed.content.decode()
     assert verified_client.get(f"/campaigns/{campaign.pk}/progress/").json() == {"percent": 25, "status": "sending"}
@@ -271,7 +271,7 @@ def test_a_scheduled_campaign_cancelled_before_its_time_is_never_launched(office
 
     campaign_cancel(actor=officer, campaign_id=campaign.pk)
 
-    with mock.patch("campaigns.tasks._wake_dispatch"), mock.patch("django.utils.timezone.now", return_value=at):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"), mock.patch("django.utils.timezone.now", return_value=at):
         campaign_launch_due_task()
         with pytest.raises(ValidationError, match="A cancelled campaign cannot be launched"):
             campaign_launch(actor=officer, campaign_id=campaign.pk)
@@ -361,7 +361,7 @@ def test_stopping_while_a_batch_is_in_flight_lets_it_finish_and_loses_no_deliver
             assert Delivery.objects.filter(campaign=campaign, block_reason="campaign_cancelled").count() == 30 - len(sent)
             return
         assert Delivery.objects.filter(campaign=campaign, status="queued").count() == 30 - len(sent)
-        with mock.patch("campaigns.tasks._wake_dispatch"):
+        with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
             campaign_resume(actor=officer, campaign_id=campaign.pk)
         tasks.campaign_dispatch_task(campaign.pk)
         received = [record.recipients[0] for record in sink.records]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def _launch_and_send(purpose):
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
@@ -62,7 +62,7 @@ def test_r_bounce_suppress_the_sender_checks_suppression_at_send_time():
     patient = patient_make(email="complains@example.org")
     authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
 
     suppression_record(actor=None, email="Complains@Example.org", reason=Suppression.Reason.COMPLAINT)

@@ -1,5 +1,5 @@
 """The test send goes through the one sender's path (issue 11, item 6): the transport that the sender uses
-(`campaigns.services.preview_message_send_unchecked`, HIPAAMAIL_TRANSPORT), not a mail backend of its own."""
+(`campaigns.sending.dispatch.preview_message_send_unchecked`, HIPAAMAIL_TRANSPORT), not a mail backend of its own."""
 import smtplib
 from unittest import mock
 

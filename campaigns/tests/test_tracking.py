@@ -1,4 +1,4 @@
-"""Opt-in open and click tracking (campaigns.tracking, campaigns.views_tracking): off by default, the rewrite of
+"""Opt-in open and click tracking (campaigns.sending.tracking, campaigns.views.tracking): off by default, the rewrite of
 a rendered message, the public endpoints (first open and first click only, no cookie), and no forged token or
 open redirect. R-NO-PHI-LEAK: the URLs carry a delivery id and a URL from approved content, nothing else."""
 import re
@@ -58,7 +58,7 @@ def _sent(*, tracking: bool, patients: int = 2):
     campaign = _campaign(tracking=tracking)
     for _ in range(patients):
         authorization_make(patient=patient_make(), purpose=campaign.purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass
@@ -131,7 +131,7 @@ def test_links_are_rewritten_and_a_pixel_appended_with_one_placeholder_per_recip
 
 
 def test_a_campaign_message_rendered_once_is_tracked_per_recipient_by_substitution(site):
-    """campaigns.messages.CampaignRender rewrites its HTML once per batch (keeping its placeholders); each
+    """campaigns.sending.messages.CampaignRender rewrites its HTML once per batch (keeping its placeholders); each
     recipient's message is then one substitution, and the unsubscribe link and merge fields still work."""
     campaign = _campaign(tracking=True)
     block = block_make(html='<p>Hello {{ first_name }}. <a href="https://shop.example.com/new">See the new masks</a></p>')
@@ -275,7 +275,7 @@ def test_a_delivery_that_was_not_sent_records_nothing():
     purpose_tracking_set(actor=None, purpose_id=purpose.pk, enabled=True)
     patient_make()  # no authorization: blocked
     campaign = campaign_approved_make(purpose=purpose)
-    with mock.patch("campaigns.tasks._wake_dispatch"):
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
         campaign_launch(actor=None, campaign_id=campaign.pk)
     blocked = Delivery.objects.get(campaign=campaign)
 

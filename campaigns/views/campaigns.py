@@ -32,7 +32,7 @@ def campaign_progress(request, campaign_id: int):
 
 
 def campaign_detail(request, campaign_id: int):
-    """A campaign: its state and controls, its results in aggregate with their charts (campaigns.results), and,
+    """A campaign: its state and controls, its results in aggregate with their charts (campaigns.selectors.results), and,
     for compliance officers and administrators, the evidence for each patient (audited per page viewed)."""
     campaign = permissions.access_campaign_by_id(request.user, campaign_id)
     counts = results.campaign_counts(campaign=campaign)

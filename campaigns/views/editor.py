@@ -1,6 +1,6 @@
 """Campaign editor pages (issue 5, items 1, 3 and 4): write a campaign and its content, preview it live with a
-synthetic patient, send a test to oneself, submit. Thin views: campaigns.services, campaigns.services_review and
-campaigns.services_content hold the rules (and audit); these pages only shape input and show results.
+synthetic patient, send a test to oneself, submit. Thin views: campaigns.services, campaigns.services.lifecycle and
+campaigns.services.library hold the rules (and audit); these pages only shape input and show results.
 
 Any staff member may write a draft; compliance officers and administrators review, approve, reject and send
 (marketers get a 404 there). Approving and sending ask for the second factor again.

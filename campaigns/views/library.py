@@ -1,6 +1,6 @@
 """The content library's pages: compliance officers and administrators write, approve, retire and copy email
 templates and content blocks. Marketers pick approved items in the campaign editor; to them these pages do not
-exist (404). Thin views: campaigns.services_content holds the rules and the audit trail."""
+exist (404). Thin views: campaigns.services.library holds the rules and the audit trail."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError

@@ -64,7 +64,7 @@ def report_index(request):
 
 
 def _confirmed(request, form, *, kind: str, object_type: str, object_id: object) -> bool:
-    """The second factor again before an export (R-SEC-MFA): a code or a passkey step-up (campaigns.reentry);
+    """The second factor again before an export (R-SEC-MFA): a code or a passkey step-up (accounts.reentry);
     a refusal is audited there, naming the report's object, and marked on the form."""
     if reentry.second_factor_reentry_check(
         user=request.user,

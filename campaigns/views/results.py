@@ -1,5 +1,5 @@
 """A campaign's results as a CSV file: the same aggregates, suppressed the same way, as the campaign page shows
-to the same person (campaigns.results). No patient appears in it; the download is audited."""
+to the same person (campaigns.selectors.results). No patient appears in it; the download is audited."""
 import csv
 import io
 

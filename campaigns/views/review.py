@@ -2,7 +2,7 @@
 purpose, segment and exact coverage, approves or rejects with a comment, sends now or schedules, and pauses, resumes
 or cancels. Marketers get a 404 here and see the status (and a rejection's comment) on the campaign page.
 Approving, sending, scheduling and cancelling ask for the second factor again; campaigns.services and
-campaigns.services_review hold the rules and the audit."""
+campaigns.services.lifecycle hold the rules and the audit."""
 import zoneinfo
 from collections.abc import Callable
 
@@ -120,8 +120,8 @@ def _with_second_factor(
     request, campaign: Campaign, form, *, action: str, proceed: Callable[[], HttpResponse]
 ) -> HttpResponse:
     """Approving, sending now, scheduling and cancelling (R-SEC-MFA): once the form is valid and the second factor
-    re-entered (a code, or a passkey step-up: campaigns.reentry), `proceed()` calls the service and answers. A
-    refusal is marked on the form (and audited as `action` by campaigns.reentry); a refusal by the service
+    re-entered (a code, or a passkey step-up: accounts.reentry), `proceed()` calls the service and answers. A
+    refusal is marked on the form (and audited as `action` by accounts.reentry); a refusal by the service
     (ValidationError) goes on the form. Either way the review page is shown again with the form (named by its
     prefix there)."""
     if form.is_valid():

@@ -1,4 +1,4 @@
-"""The public ends of opt-in tracking (campaigns.tracking): an open pixel and a click redirect.
+"""The public ends of opt-in tracking (campaigns.sending.tracking): an open pixel and a click redirect.
 
 No session is read or written, no cookie is set, nothing is logged or audited per open or click (the delivery
 row keeps the first of each; the audit trail records state changes of consent and sending, and a busy campaign's

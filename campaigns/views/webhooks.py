@@ -11,7 +11,7 @@ the SNS message checks, and parsing SES events into tracking events. What is our
 - notifications from a topic outside HIPAAMAIL_SES_TOPIC_ARNS (when set) are refused;
 - subscription confirmation without boto3: after the basic auth passed, the SubscribeURL is fetched, only when
   it is an https URL on an SNS host (sns.<region>.amazonaws.com), never anywhere else;
-- each bounce or complaint goes to campaigns.bounces.delivery_bounce_record, which finds the delivery by our
+- each bounce or complaint goes to campaigns.sending.bounces.delivery_bounce_record, which finds the delivery by our
   Message-ID in the SES event's copy of the headers;
 - malformed posts get a 400, never a 500; nothing logged holds an address or the body (R-NO-PHI-LEAK).
 """

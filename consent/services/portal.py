@@ -172,7 +172,7 @@ def _covering_ids(*, patient_id: int, purpose_ids) -> set[int]:
 
 def portal_authorization_list(*, patient_id: int) -> list[PortalAuthorization]:
     """Every authorization of this patient, newest first, with its status. Active means THE predicate
-    (consent.selectors.authorization_covering_list) covers it now; the other labels only explain why not."""
+    (consent.selectors.coverage.authorization_covering_list) covers it now; the other labels only explain why not."""
     authorizations = list(
         Authorization.objects.filter(patient_id=patient_id)
         .select_related("purpose", "revocation", "expiry_record")

@@ -90,7 +90,7 @@ def authorization_written_record(
 
 def revocation_written_record(*, actor, authorization_id: int, scan: File) -> list[Revocation]:
     """Record a revocation received in writing (R-REVOKE-WRITTEN) with the scan of the letter. Like the
-    patient's own revocation (consent.services.authorization_revoke), it ends every authorization the
+    patient's own revocation (consent.services.authorizations.authorization_revoke), it ends every authorization the
     patient has for that purpose, effective when this commits."""
     if actor is None:
         raise ValidationError("A written revocation is recorded by a staff member.")

@@ -1,6 +1,6 @@
 """The patient portal under /my/: invitation, emailed code, signing, the PDF copy, stopping and renewing.
 
-Patients are not staff users: these URLs are marked patient pages (hipaamail.access.patient_pages) and each
+Patients are not staff users: these URLs are marked patient pages (accounts.access.patient_pages) and each
 view that shows or changes a patient's data is wrapped in consent.portal_session.patient_required, which
 needs the emailed code to have been typed back in this session (ADR 0003). "Missing" and "not yours" are the
 same 404. No URL names a patient, an address or a name (R-NO-PHI-LEAK).

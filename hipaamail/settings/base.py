@@ -118,7 +118,7 @@ ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key", "login": "30/m/ip"}
 OTP_TOTP_ISSUER = "hipaamail"
 OTP_TOTP_THROTTLE_FACTOR = 1
 OTP_STATIC_THROTTLE_FACTOR = 1
-# django-otp's own admins hide device secrets too (hipaamail/admin.py replaces them anyway).
+# django-otp's own admins hide device secrets too (accounts/admin.py replaces them anyway).
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # Passkeys (R-SEC-MFA): WebAuthn credentials are django-otp devices (django-otp-webauthn), a second factor only.
 # The relying party id is the domain passkeys are bound to (changing it orphans every registered passkey); the
@@ -226,7 +226,7 @@ HIPAAMAIL_ORGANISATION_NAME = env.str("ORGANISATION_NAME", default="Riverside He
 HIPAAMAIL_POSTAL_ADDRESS = env.str("ORGANISATION_POSTAL_ADDRESS", default="100 River Road, Springfield, IL 62701")
 HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="")  # "": DEFAULT_FROM_EMAIL's domain
 HIPAAMAIL_SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=200)
-# The send pipeline (campaigns.services.delivery_dispatch_batch, campaigns.transport).
+# The send pipeline (campaigns.sending.dispatch.delivery_dispatch_batch, campaigns.sending.transport).
 # "django": Django's EMAIL_BACKEND above (locmem in tests, the demo's outbox folder); "smtp": smtplib straight to
 # EMAIL_HOST, one connection per batch, the fast path for production.
 HIPAAMAIL_TRANSPORT = env.str("HIPAAMAIL_TRANSPORT", default="django")
@@ -261,13 +261,13 @@ HIPAAMAIL_RATE_LIMIT = env.int("SEND_RATE_LIMIT", default=0)
 HIPAAMAIL_RATE_LIMIT_REDIS_URL = env.str(
     "SEND_RATE_LIMIT_REDIS_URL", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else ""
 )
-# DKIM (campaigns/dkim.py): with a key configured, every campaign message is signed so that the signature covers
+# DKIM (campaigns/sending/dkim.py): with a key configured, every campaign message is signed so that the signature covers
 # From, To, Subject, Date, Message-ID and both List-Unsubscribe headers (R-RFC8058). The key file holds a PEM RSA
 # private key (2048 bits recommended); publish its public half as TXT at <selector>._domainkey.<domain>.
 HIPAAMAIL_DKIM_PRIVATE_KEY_PATH = env.str("DKIM_PRIVATE_KEY_PATH", default="")
 HIPAAMAIL_DKIM_SELECTOR = env.str("DKIM_SELECTOR", default="")
 HIPAAMAIL_DKIM_DOMAIN = env.str("DKIM_DOMAIN", default="")
-# Bounces and complaints (campaigns/bounces.py, R-BOUNCE-SUPPRESS). Amazon SES through SNS: subscribe
+# Bounces and complaints (campaigns/sending/bounces.py, R-BOUNCE-SUPPRESS). Amazon SES through SNS: subscribe
 # https://USER:PASSWORD@<host>/webhooks/amazon-ses/tracking/ with ANYMAIL_WEBHOOK_SECRET="USER:PASSWORD"; without
 # the secret the webhook answers 404. SES_TOPIC_ARNS, when set, lists the only SNS topics accepted.
 ANYMAIL = {

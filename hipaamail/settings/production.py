@@ -53,14 +53,14 @@ CSRF_COOKIE_SECURE = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 # Account and alert mail (sign-in codes, invitations, signed copies, allauth's mail, the audit alert) is DKIM-signed
-# with the campaign key when DKIM_PRIVATE_KEY_PATH is set, then sent by Django's SMTP backend (campaigns.mail_backend).
+# with the campaign key when DKIM_PRIVATE_KEY_PATH is set, then sent by Django's SMTP backend (campaigns.sending.backend).
 EMAIL_BACKEND = "campaigns.sending.backend.DkimEmailBackend"
 HIPAAMAIL_DKIM_WRAPPED_EMAIL_BACKEND = env.str(
     "DKIM_WRAPPED_EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend"
 )
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
-# The campaign sender speaks SMTP itself in production, with STARTTLS required (campaigns.transport).
+# The campaign sender speaks SMTP itself in production, with STARTTLS required (campaigns.sending.transport).
 HIPAAMAIL_TRANSPORT = env.str("HIPAAMAIL_TRANSPORT", default="smtp")
 HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = False
 if not (EMAIL_USE_TLS or EMAIL_USE_SSL):
@@ -76,7 +76,7 @@ if _site.scheme != "https" or not _site.hostname:
     )
 
 # R-CANSPAM-HEADERS: Message-IDs name a domain of ours, MESSAGE_ID_DOMAIN or else DEFAULT_FROM_EMAIL's (the same
-# derivation as campaigns.messages.message_id_domain; settings do not import the apps). A reserved name (RFC 2606,
+# derivation as campaigns.sending.messages.message_id_domain; settings do not import the apps). A reserved name (RFC 2606,
 # RFC 6761), a name without a dot or an address makes them neither ours nor unique across the Internet.
 _RESERVED_TOP_LABELS = ("invalid", "test", "example", "localhost")
 _RESERVED_DOMAINS = ("example.com", "example.net", "example.org")

@@ -38,7 +38,7 @@ def test_compliance_officer_sees_sends_went_only_to_covered_patients(page, live_
         authorization_make(patient=patient_make(), purpose=other)
     patient_make()
     campaign = campaign_approved_make(purpose=purpose, name="Diabetes education program")
-    with mock.patch("campaigns.tasks._wake_dispatch"):  # this test sends in-process, not via a worker
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):  # this test sends in-process, not via a worker
         campaign_launch(actor=None, campaign_id=campaign.pk)
     while delivery_dispatch_batch(campaign_id=campaign.pk):
         pass

@@ -110,7 +110,7 @@ def test_r_sec_integrity_production_reads_the_audit_checkpoint_keys_and_file_fro
 
 
 def test_production_signs_django_mail_with_dkim_over_the_smtp_backend():
-    """Account and alert mail goes through the DKIM backend (campaigns.mail_backend), Django's SMTP backend with TLS
+    """Account and alert mail goes through the DKIM backend (campaigns.sending.backend), Django's SMTP backend with TLS
     under it unless DKIM_WRAPPED_EMAIL_BACKEND names another."""
     code = (
         "from django.conf import settings; from django.core.mail import get_connection; "
@@ -176,7 +176,7 @@ def test_r_canspam_headers_production_refuses_a_reserved_message_id_domain(env):
 def test_r_canspam_headers_production_message_ids_name_the_sending_domain_or_message_id_domain():
     """R-CANSPAM-HEADERS: unless MESSAGE_ID_DOMAIN is set, production's Message-IDs are under DEFAULT_FROM_EMAIL's
     domain, with the installation's tag."""
-    code = "from campaigns.messages import message_id_for; print(message_id_for(42))"
+    code = "from campaigns.sending.messages import message_id_for; print(message_id_for(42))"
 
     derived = _manage("shell", "--verbosity", "0", "-c", code, env=PRODUCTION_ENV)
     configured = _manage(

@@ -2,7 +2,7 @@
 
 PATH is a Maildir (a folder with cur/, new/, tmp/) or an mbox file: the mailbox the envelope sender
 (Return-Path) of campaign messages delivers to. Each message that is a delivery-status notification (RFC 3464)
-or an abuse report (RFC 5965) goes through campaigns.bounces, which records hard and soft bounces and
+or an abuse report (RFC 5965) goes through campaigns.sending.bounces, which records hard and soft bounces and
 complaints against the delivery its Message-ID names and suppresses the address when it must. Reading the same
 mailbox twice changes nothing; --remove deletes the reports once applied (other mail is left where it is).
 

@@ -6,7 +6,7 @@ authorization names ("when you no longer rent equipment from us") happened for t
 The CSV has the columns external_id, purpose (the purpose code) and occurred_on (YYYY-MM-DD). Identifiers come
 in a file, never on the command line (shell history and process lists are logs). Each row is reported by its
 number and a code, never by its values; the rows that match are recorded through the same service staff use
-(consent.services.expiry_event_record), so coverage ends as when an expiry date passes (R-AUTH-DEFECTIVE).
+(consent.services.authorizations.expiry_event_record), so coverage ends as when an expiry date passes (R-AUTH-DEFECTIVE).
 """
 import csv
 from datetime import date, datetime, time

@@ -4,7 +4,7 @@ a draft block), a draft campaign and a launched one, both built from the library
 
 Everything about consent and campaigns goes through the real services (consent.services, campaigns.services),
 so the demo data carries the same audit trail and evidence as real use. Only the staff accounts, their verified
-email addresses, group memberships and OTP devices are written directly, as hipaamail/tests/factories.py does.
+email addresses, group memberships and OTP devices are written directly, as accounts/tests/factories.py does.
 
 Idempotent: when the demo purposes exist, the command changes nothing (delete var/demo.sqlite3 to start over).
 
