@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 from django.core import mail
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
@@ -15,12 +16,12 @@ from django.utils import timezone
 
 from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import services
 from campaigns.models import Campaign, Delivery
 from campaigns.periodic import campaign_launch_due_task
 from campaigns.segments import segment_patient_ids
 from campaigns.selectors.campaigns import delivery_block_reason_list
 from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services import launch
 from campaigns.services.launch import CampaignAlreadyLaunched, campaign_launch
 from campaigns.services.lifecycle import campaign_schedule
 from campaigns.services.segments import segment_save
@@ -91,7 +92,10 @@ def test_r_send_evidence_launch_creates_the_segment_with_each_blocked_reason(bat
     cases = _mixed_audience(purpose)
     campaign = _segmented_campaign(purpose)
 
-    with mock.patch.object(services, "_LAUNCH_INSERT_BATCH", batch), mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
+    with (
+        mock.patch.object(launch, "_LAUNCH_INSERT_BATCH", batch),
+        mock.patch("campaigns.tasks.campaign_dispatch_task.delay"),
+    ):
         campaign_launch(actor=None, campaign_id=campaign.pk)
 
     rows = _rows(campaign)
@@ -134,7 +138,10 @@ def test_launch_on_postgresql_is_insert_select_in_batches_not_rows_from_python()
         authorization_make(patient=patient_make(), purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
 
-    with mock.patch.object(services, "_LAUNCH_INSERT_BATCH", 3), mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):
+    with (
+        mock.patch.object(launch, "_LAUNCH_INSERT_BATCH", 3),
+        mock.patch("campaigns.tasks.campaign_dispatch_task.delay"),
+    ):
         with CaptureQueriesContext(connection) as queries:
             campaign_launch(actor=None, campaign_id=campaign.pk)
 
@@ -182,7 +189,7 @@ def test_a_second_launch_is_refused_creates_nothing_and_sends_nothing_twice():
 def test_marketer_cannot_launch_through_the_service():
     campaign = campaign_approved_make(purpose=purpose_make())
 
-    with pytest.raises(services.PermissionDenied):
+    with pytest.raises(PermissionDenied):
         campaign_launch(actor=staff_make(role="marketer"), campaign_id=campaign.pk)
 
     campaign.refresh_from_db()

@@ -16,9 +16,10 @@ from django.db.models import F
 from django.template.loader import render_to_string
 
 from audit.models import AuditEvent
-from campaigns import services, tasks
+from campaigns import tasks
 from campaigns.models import Delivery
 from campaigns.periodic import campaign_rewake_task
+from campaigns.sending import dispatch
 from campaigns.sending.dispatch import TransientSendError, _deliveries_claim, delivery_dispatch_batch
 from campaigns.sending.messages import CampaignRender, message_id_for, unsubscribe_token_read
 from campaigns.sending.transport import RateLimiter, SmtpTransport
@@ -170,7 +171,7 @@ def test_a_worker_killed_after_smtp_before_commit_resends_once_marked_possible_d
     with smtp_sink() as sink:
         _use_smtp(settings, sink.host, sink.port)
         with (
-            mock.patch.object(services, "_deliveries_record", side_effect=SystemExit("worker killed")),
+            mock.patch.object(dispatch, "_deliveries_record", side_effect=SystemExit("worker killed")),
             pytest.raises(SystemExit),
         ):
             delivery_dispatch_batch(campaign_id=campaign.pk)
@@ -240,7 +241,7 @@ def test_a_delivery_reclaimed_by_another_worker_after_its_lease_expired_is_not_s
         Delivery.objects.filter(campaign=campaign).update(lease_expires_at=F("lease_expires_at") + timedelta(seconds=1))
         return claimed
 
-    with mock.patch.object(services, "_deliveries_claim", claim_then_lose_it):
+    with mock.patch.object(dispatch, "_deliveries_claim", claim_then_lose_it):
         assert delivery_dispatch_batch(campaign_id=campaign.pk) == 1
 
     delivery = Delivery.objects.get(campaign=campaign)

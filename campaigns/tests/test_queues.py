@@ -191,7 +191,7 @@ def test_a_signed_copy_that_cannot_be_queued_leaves_the_signature_standing(setti
     form_version = form_published_make(purpose_make())
     from consent.documents import form_text, text_hash
 
-    with mock.patch.object(notifications, "authorization_copy_queue", side_effect=OperationalError("broker away")):
+    with mock.patch.object(signing, "authorization_copy_queue", side_effect=OperationalError("broker away")):
         authorization = signing.authorization_sign(
             patient_id=patient.pk, form_id=form_version.pk, shown_text_hash=text_hash(form_text(form_version)),
             signature_name="Pat Doe", intent_confirmed=True, signed_by_representative=False,

@@ -16,10 +16,12 @@ from django.utils import timezone
 
 from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns import services, tasks
+from campaigns import tasks
 from campaigns.models import Campaign, Delivery
 from campaigns.periodic import campaign_launch_due_task, campaign_rewake_task
+from campaigns.sending import dispatch
 from campaigns.sending.dispatch import _deliveries_claim, campaign_finish_if_done, delivery_dispatch_batch
+from campaigns.services import lifecycle
 from campaigns.services.launch import campaign_launch
 from campaigns.services.lifecycle import campaign_cancel, campaign_pause, campaign_resume, campaign_schedule
 from campaigns.tests.factories import campaign_approved_make
@@ -113,7 +115,7 @@ def test_a_batch_claimed_before_the_pause_finishes(officer):
         campaign_pause(actor=officer, campaign_id=campaign.pk)
         return claimed
 
-    with mock.patch.object(services, "_deliveries_claim", claim_then_pause):
+    with mock.patch.object(dispatch, "_deliveries_claim", claim_then_pause):
         assert delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=3) == 3
 
     assert delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=3) == 0
@@ -181,7 +183,7 @@ def test_r_min_necessary_marketers_see_the_status_but_cannot_pause_resume_or_can
 
     response = verified_client.post(f"/campaigns/{campaign.pk}/{action}/", {"cancel-code": "123456"})
     with pytest.raises(PermissionDenied):
-        getattr(services, f"campaign_{action}")(actor=marketer, campaign_id=campaign.pk)
+        getattr(lifecycle, f"campaign_{action}")(actor=marketer, campaign_id=campaign.pk)
     page = verified_client.get(f"/campaigns/{campaign.pk}/").content.decode()
 
     assert response.status_code == 404
@@ -348,7 +350,7 @@ def test_stopping_while_a_batch_is_in_flight_lets_it_finish_and_loses_no_deliver
         sender = _send_in_thread(campaign, errors, batch_size=5)
         sender.start()
         _wait_for_first_message(sink)
-        getattr(services, f"campaign_{stop}")(actor=officer, campaign_id=campaign.pk)
+        getattr(lifecycle, f"campaign_{stop}")(actor=officer, campaign_id=campaign.pk)
         sender.join(THREAD_TIMEOUT)
         received = [record.recipients[0] for record in sink.records]
 

@@ -17,6 +17,7 @@ from audit.models import AuditEvent
 from conftest import browser_sign_in, screenshot
 from consent import crypto
 from consent.models import Patient, PatientCondition, PatientImport
+from consent.patient_import import write
 from consent.patient_import.validate import COLUMNS, ImportRefused, patient_csv_read, patient_csv_validate
 from consent.patient_import.write import (
     COPY_PATIENT_COLUMNS,
@@ -266,7 +267,7 @@ def test_a_failure_midway_leaves_no_patient_at_all(verified_client):
     patient_import = imports.patient_import_upload(actor=officer, content=content)
     imports.patient_import_start(actor=officer, patient_import_id=patient_import.pk)
     name = "_write_copy" if connection.vendor == "postgresql" else "_write_bulk_create"
-    real = getattr(imports, name)
+    real = getattr(write, name)
     calls = []
 
     def fail_on_second_batch(batch, now):
@@ -276,7 +277,7 @@ def test_a_failure_midway_leaves_no_patient_at_all(verified_client):
             raise RuntimeError("disk full")
         return real(batch, now)
 
-    with mock.patch.object(imports, name, side_effect=fail_on_second_batch):
+    with mock.patch.object(write, name, side_effect=fail_on_second_batch):
         result = patient_import_run(patient_import_id=patient_import.pk, batch_size=2)
 
     assert calls == [2, 2]
@@ -431,7 +432,7 @@ def test_progress_is_visible_to_other_connections_while_the_import_transaction_i
         return real(batch, now)
 
     try:
-        with mock.patch.object(imports, "_write_copy", side_effect=observe):
+        with mock.patch.object(write, "_write_copy", side_effect=observe):
             patient_import_run(patient_import_id=patient_import.pk, batch_size=2)
     finally:
         observer.close()
@@ -519,8 +520,8 @@ def test_officer_previews_errors_then_imports_with_a_live_progress_bar(page, liv
 
     with (
         mock.patch.object(imports, "_enqueue_run", side_effect=run_in_background),
-        mock.patch.object(imports, "_write_copy", side_effect=slow_write),
-        mock.patch.object(imports, "_write_bulk_create", side_effect=slow_write),
+        mock.patch.object(write, "_write_copy", side_effect=slow_write),
+        mock.patch.object(write, "_write_bulk_create", side_effect=slow_write),
     ):
         browser_sign_in(page, live_server, officer)
 
