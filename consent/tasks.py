@@ -18,10 +18,7 @@ from consent.models import Authorization, Invitation, Patient
 from consent.patient_import.write import patient_import_run
 
 
-def _queue(task_name: str, *, args: list, expires: int | None = None) -> None:
-    from consent import tasks  # the tasks import this module
-
-    task = getattr(tasks, task_name)
+def _queue(task, *, args: list, expires: int | None = None) -> None:
     if settings.HIPAAMAIL_TRANSACTIONAL_MAIL_EAGER:
         task.apply(args=args).get()  # the test suite: in-process, retries included; errors raised here
     else:
@@ -30,15 +27,15 @@ def _queue(task_name: str, *, args: list, expires: int | None = None) -> None:
 
 def sign_in_code_queue(*, patient_id: int, code: str, minutes: int) -> None:
     """Queue the sign-in code's email; a worker that picks it up after the code expired drops it."""
-    _queue("sign_in_code_send_task", args=[patient_id, crypto.encrypt(code), minutes], expires=minutes * 60)
+    _queue(sign_in_code_send_task, args=[patient_id, crypto.encrypt(code), minutes], expires=minutes * 60)
 
 
 def invitation_queue(*, invitation_id: int, url: str) -> None:
-    _queue("invitation_send_task", args=[invitation_id, crypto.encrypt(url)])
+    _queue(invitation_send_task, args=[invitation_id, crypto.encrypt(url)])
 
 
 def authorization_copy_queue(*, authorization_id: int) -> None:
-    _queue("authorization_copy_send_task", args=[authorization_id])
+    _queue(authorization_copy_send_task, args=[authorization_id])
 
 
 logger = logging.getLogger(__name__)
