@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 
+from accounts import urls as account_urls
 from accounts.access import patient_pages
 from audit import urls as audit_urls
 from campaigns import urls as campaign_urls
@@ -16,9 +17,9 @@ admin.site.__class__ = OTPAdminSite
 
 urlpatterns = [
     path("", home, name="home"),
-    path("", include("accounts.urls")),
-    path("campaigns/", include("campaigns.urls")),
-    path("consent/", include("consent.urls")),
+    path("", include(account_urls)),
+    path("campaigns/", include(campaign_urls)),
+    path("consent/", include(consent_urls)),
     path("audit/", include(([*audit_urls.urlpatterns, *campaign_urls.audit_patterns], audit_urls.app_name))),
     path("reports/", include((campaign_urls.report_patterns, "reports"))),
     # Patient pages: no staff account; consent checks the patient's emailed one-time code itself.

@@ -16,8 +16,9 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from audit.services import SYSTEM, audit_record
+from campaigns.content import MERGE_FIELDS, SYNTHETIC_PATIENT, CampaignContent
 from campaigns.models import Campaign, Delivery
-from campaigns.sending.messages import AssembledMessage, CampaignRender, message_id_parts
+from campaigns.sending.messages import AssembledMessage, CampaignRender, message_id_for_test, message_id_parts
 from campaigns.sending.transport import WindowClosed, rate_limiter, transport_for_settings
 from consent.models import Suppression
 from consent.selectors.coverage import authorization_gap_list, authorization_lock_covering, patient_suppression_list
@@ -442,3 +443,16 @@ def preview_message_send_unchecked(*, message: AssembledMessage) -> None:
         transport.send(message)
     finally:
         transport.close()
+
+
+def campaign_test_message_send_unchecked(*, campaign: Campaign, content: CampaignContent, to_address: str) -> None:
+    """The test send of a campaign (campaigns.services.library.campaign_test_send): its content rendered with the
+    synthetic patient (every merge field, made-up values, so the test shows what a patient would see), assembled
+    under a test Message-ID the bounce reader never takes for a delivery's, and sent to `to_address`, a staff
+    member's own verified address. Raises ContentError if the content does not render, else what the transport
+    raises."""
+    render = CampaignRender(campaign=campaign, content=content, allowed_fields=MERGE_FIELDS)
+    message = render.assemble(
+        delivery_id=0, to_address=to_address, merge_values=SYNTHETIC_PATIENT, message_id=message_id_for_test()
+    )
+    preview_message_send_unchecked(message=message)

@@ -19,8 +19,6 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from campaigns.content import (
     MAX_BLOCKS,
-    MERGE_FIELDS,
-    SYNTHETIC_PATIENT,
     CampaignContent,
     ContentError,
     content_fields,
@@ -30,8 +28,7 @@ from campaigns.content import (
 )
 from campaigns.models import Campaign, ContentBlock, ContentStatus, EmailTemplate
 from campaigns.permissions import may_manage_content
-from campaigns.sending.dispatch import preview_message_send_unchecked
-from campaigns.sending.messages import CampaignRender, message_id_for_test
+from campaigns.sending.dispatch import campaign_test_message_send_unchecked
 
 # A test send goes to its sender only; this many per user in the window is plenty, and stops a stuck button.
 TEST_SEND_LIMIT = 5
@@ -236,7 +233,7 @@ def staff_verified_address(*, user) -> EmailAddress | None:
 def campaign_test_send(*, actor, campaign_id: int) -> str:
     """Send the campaign's saved content once, with the synthetic patient, to the actor's own verified address,
     "[TEST]" before the subject; synchronously, through the one sender's transport
-    (campaigns.sending.dispatch.preview_message_send_unchecked), with the assembled bytes (the same bytes a patient's message
+    (campaigns.sending.dispatch.campaign_test_message_send_unchecked), with the assembled bytes (the same bytes a patient's message
     has, over TLS and DKIM-signed like them), so what staff see is what patients get and no other code holds a mail
     transport. Never to any other address: there is no parameter for one. No patient is involved, so no
     authorization is either. Audited. Returns the address."""
@@ -253,18 +250,9 @@ def campaign_test_send(*, actor, campaign_id: int) -> str:
     content = content_of(campaign)
     content = replace(content, subject=f"[TEST] {content.subject}"[:998])
     try:
-        # Every merge field renders (with made-up values): the test shows what a patient would see.
-        render = CampaignRender(campaign=campaign, content=content, allowed_fields=MERGE_FIELDS)
+        campaign_test_message_send_unchecked(campaign=campaign, content=content, to_address=address.email)
     except ContentError as error:
         raise ValidationError(error.messages) from None
-    message = render.assemble(
-        delivery_id=0,
-        to_address=address.email,
-        merge_values=SYNTHETIC_PATIENT,
-        message_id=message_id_for_test(),
-    )
-    try:
-        preview_message_send_unchecked(message=message)
     except Exception as error:  # the mail server refused or is away: say so, audit the failure's kind only
         audit_record(
             actor=actor,

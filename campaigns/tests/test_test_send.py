@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
-from campaigns.sending import bounces
+from campaigns.sending import bounces, dispatch
 from campaigns.sending.dispatch import preview_message_send_unchecked
 from campaigns.sending.messages import message_id_domain
 from campaigns.services import library as services_content
@@ -32,9 +32,7 @@ def test_r_send_covered_the_test_send_reaches_the_mail_server_through_the_sender
         settings.EMAIL_HOST, settings.EMAIL_PORT = sink.host, sink.port
         settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
         settings.HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = True
-        with mock.patch.object(
-            services_content, "preview_message_send_unchecked", wraps=preview_message_send_unchecked
-        ) as sender:
+        with mock.patch.object(dispatch, "preview_message_send_unchecked", wraps=preview_message_send_unchecked) as sender:
             address = services_content.campaign_test_send(actor=marketer, campaign_id=campaign.pk)
         records = sink.records
 
