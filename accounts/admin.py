@@ -15,6 +15,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from audit import actions
 from audit.services import audit_record
 
 _SECRETS = {"key", "qrcode_link"}
@@ -88,7 +89,7 @@ class AuditedAccountAdmin(admin.ModelAdmin):
     def _audit(self, request, obj_id, action: str, fields: list[str]) -> None:
         audit_record(
             actor=request.user,
-            action=f"account.admin_{action}",
+            action=actions.ACCOUNT_ADMIN_ACTIONS[action],
             object_type=self.model._meta.label_lower,
             object_id=obj_id,
             details={"fields": fields} if fields else {},

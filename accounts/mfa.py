@@ -16,6 +16,7 @@ from django_otp_webauthn.helpers import WebAuthnHelper
 from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts import reentry
+from audit import actions
 from audit.services import audit_record
 
 RECOVERY_CODE_COUNT = 10
@@ -43,7 +44,7 @@ def totp_device_confirm(*, user, device: TOTPDevice, token: str) -> bool:
             device.save(update_fields=["confirmed"])
         audit_record(
             actor=user,
-            action="mfa.device_enrolled" if ok else "mfa.enrollment_failed",
+            action=actions.MFA_DEVICE_ENROLLED if ok else actions.MFA_ENROLLMENT_FAILED,
             object_type="otp_device",
             object_id=device.persistent_id,
         )
@@ -55,7 +56,7 @@ def otp_verify(*, user, token: str):
     device = match_token(user, token.strip().replace(" ", ""))
     audit_record(
         actor=user,
-        action="mfa.verified" if device else "mfa.verification_failed",
+        action=actions.MFA_VERIFIED if device else actions.MFA_VERIFICATION_FAILED,
         object_type="otp_device" if device else "user",
         object_id=device_audit_id(device) if device else user.pk,
     )
@@ -70,7 +71,7 @@ def recovery_codes_issue(*, user) -> list[str]:
         codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODE_COUNT)]
         StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
         audit_record(
-            actor=user, action="mfa.recovery_codes_issued", object_type="otp_device", object_id=device.persistent_id
+            actor=user, action=actions.MFA_RECOVERY_CODES_ISSUED, object_type="otp_device", object_id=device.persistent_id
         )
     return codes
 
@@ -102,7 +103,7 @@ def device_remove(*, user, persistent_id: str) -> bool:
             audit_id = device_audit_id(device)  # before delete() clears the pk
             with transaction.atomic():
                 device.delete()
-                audit_record(actor=user, action="mfa.device_removed", object_type="otp_device", object_id=audit_id)
+                audit_record(actor=user, action=actions.MFA_DEVICE_REMOVED, object_type="otp_device", object_id=audit_id)
             return True
     return False
 
@@ -154,7 +155,7 @@ class PasskeyHelper(WebAuthnHelper):
             device = super().register_complete(user=user, state=state, data=data)
             audit_record(
                 actor=user,
-                action="mfa.device_enrolled",
+                action=actions.MFA_DEVICE_ENROLLED,
                 object_type="otp_device",
                 object_id=device_audit_id(device),
                 details={"kind": "passkey"},
@@ -166,7 +167,7 @@ def passkey_verified(*, user, device: WebAuthnCredential) -> None:
     """A passkey passed as the second factor (the package has checked it and marked the session verified)."""
     audit_record(
         actor=user,
-        action="mfa.verified",
+        action=actions.MFA_VERIFIED,
         object_type="otp_device",
         object_id=device_audit_id(device),
         details={"kind": "passkey"},
@@ -177,7 +178,7 @@ def passkey_verification_failed(*, user, reason: str) -> None:
     """A passkey was refused at the second factor; `reason` is django-otp-webauthn's error code."""
     audit_record(
         actor=user,
-        action="mfa.verification_failed",
+        action=actions.MFA_VERIFICATION_FAILED,
         object_type="user",
         object_id=user.pk,
         details={"kind": "passkey", "reason": re.sub(r"[^a-z0-9_]", "", str(reason).lower())[:64]},
@@ -194,5 +195,5 @@ def passkey_stepup_granted(*, session, user) -> str:
 def passkey_stepup_failed(*, user) -> None:
     """A passkey was refused at a step-up: audited as a wrong code is there (mfa.reentry_failed)."""
     audit_record(
-        actor=user, action="mfa.reentry_failed", object_type="user", object_id=user.pk, details={"for": "passkey"}
+        actor=user, action=actions.MFA_REENTRY_FAILED, object_type="user", object_id=user.pk, details={"for": "passkey"}
     )

@@ -15,6 +15,7 @@ import time
 from django.core.cache import cache
 from django_otp import match_token
 
+from audit import actions
 from audit.services import audit_record
 
 PASSKEY_STEPUP_SESSION_KEY = "reentry_passkey_stepup"
@@ -66,6 +67,6 @@ def second_factor_reentry_check(
     if code and match_token(user, code) is not None:
         return True
     audit_record(
-        actor=user, action="mfa.reentry_failed", object_type=object_type, object_id=object_id, details=details
+        actor=user, action=actions.MFA_REENTRY_FAILED, object_type=object_type, object_id=object_id, details=details
     )
     return False

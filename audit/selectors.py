@@ -15,12 +15,12 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
-from audit import chain, checkpoints
+from audit import actions, chain, checkpoints
 from audit.models import AuditCheckpoint, AuditEvent
 
 PAGE_SIZE = 50
-VERIFIED_ACTION = "audit.verified"
-CHECKPOINTED_ACTION = "audit.checkpointed"
+VERIFIED_ACTION = actions.AUDIT_VERIFIED
+CHECKPOINTED_ACTION = actions.AUDIT_CHECKPOINTED
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from audit import chain, checkpoints, context, permissions, selectors, verification
+from audit import actions, chain, checkpoints, context, permissions, selectors, verification
 from audit.models import AuditCheckpoint, AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -277,7 +277,7 @@ def audit_checkpoint_create() -> AuditCheckpoint:
     audit_seal()
     sequence, head_hash = _chain_head()
     return _checkpoint_store(
-        sequence=sequence, head_hash=head_hash, kind=checkpoints.HEAD, action="audit.checkpointed"
+        sequence=sequence, head_hash=head_hash, kind=checkpoints.HEAD, action=actions.AUDIT_CHECKPOINTED
     )
 
 
@@ -295,7 +295,7 @@ def audit_archive_floor_create(*, through_sequence: int) -> AuditCheckpoint:
     if through_sequence < 1 or row is None:
         raise ArchiveFloorRefused(f"No sealed audit event has sequence {through_sequence}.")
     return _checkpoint_store(
-        sequence=through_sequence, head_hash=row, kind=checkpoints.ARCHIVE_FLOOR, action="audit.archive_floor_signed"
+        sequence=through_sequence, head_hash=row, kind=checkpoints.ARCHIVE_FLOOR, action=actions.AUDIT_ARCHIVE_FLOOR_SIGNED
     )
 
 
@@ -316,7 +316,7 @@ def audit_verification_record(*, result, checks: Iterable[verification.CheckResu
     checks = list(checks)
     if checks:
         details["checks"] = {check.name: check.details() for check in checks}
-    return audit_record(actor=None, actor_role=SYSTEM, action="audit.verified", details=details)
+    return audit_record(actor=None, actor_role=SYSTEM, action=actions.AUDIT_VERIFIED, details=details)
 
 
 @dataclass(frozen=True)
@@ -393,7 +393,7 @@ def audit_chain_verify(
 
 # --- Telling people about a break -------------------------------------------------------------------------
 
-BREAK_ALERTED_ACTION = "audit.break_alerted"
+BREAK_ALERTED_ACTION = actions.AUDIT_BREAK_ALERTED
 
 
 def audit_alert_recipient_list() -> list[str]:

@@ -9,6 +9,7 @@ from django.http import QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from audit import actions
 from audit import selectors
 from audit.forms import AuditFilterForm
 from audit.permissions import access_audit_trail
@@ -40,7 +41,7 @@ def audit_log(request):
     if filters.patient_id is not None:
         audit_record(
             actor=request.user,
-            action="audit.log_viewed",
+            action=actions.AUDIT_LOG_VIEWED,
             object_type="patient",
             object_id=filters.patient_id,
             patient_id=filters.patient_id,

@@ -32,13 +32,14 @@ from datetime import datetime
 
 from django.db import connection, transaction
 
+from audit import actions
 from audit.models import AuditEvent
 from audit.verification import CheckResult, Scope
 from campaigns.models import Delivery
 from campaigns.sending.dispatch import batch_event_time
 
 NAME = "deliveries"
-BATCH_ACTION = "delivery.batch_dispatched"
+BATCH_ACTION = actions.DELIVERY_BATCH_DISPATCHED
 # How many mismatches a verify names (printed, kept in the audit.verified event, shown by the summary); all are
 # counted.
 NAMED_LIMIT = 50

@@ -12,6 +12,7 @@ import smtplib
 from celery import shared_task
 from django.conf import settings
 
+from audit import actions
 from audit.services import PATIENT, audit_record
 from consent import crypto, notifications
 from consent.models import Authorization, Invitation, Patient
@@ -119,7 +120,7 @@ def authorization_copy_send_task(self, authorization_id: int) -> bool:
     )
     audit_record(
         actor_role=PATIENT,
-        action="authorization.pdf_emailed" if sent else "authorization.pdf_email_failed",
+        action=actions.AUTHORIZATION_PDF_EMAILED if sent else actions.AUTHORIZATION_PDF_EMAIL_FAILED,
         object_type="authorization",
         object_id=authorization.pk,
         patient_id=authorization.patient_id,

@@ -29,6 +29,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import roles
+from audit import actions
 from audit.models import AuditEvent
 from audit.selectors import audit_verification_last
 from campaigns import delivery_verification
@@ -39,22 +40,22 @@ from consent.models import Authorization, AuthorizationDefect, ExpiryEvent, Revo
 
 # Audit actions that are a staff member's access to patient-level data.
 PHI_ACCESS_ACTIONS = {
-    "patient.searched": "Searched for a patient",
-    "patient.viewed": "Opened a patient record",
-    "patient.document_downloaded": "Downloaded a signed copy or scan",
-    "authorization.fhir_exported": "Exported a FHIR Consent",
-    "campaign.evidence_viewed": "Viewed a campaign's patient-level evidence",
-    "patient_import.previewed": "Previewed a patient import",
-    "patient_import.started": "Imported patients",
-    "fhir.imported": "Imported FHIR Consents",
-    "report.exported": "Exported a compliance report",
-    "audit.patient_history_viewed": "Opened a patient's audit history",
+    actions.PATIENT_SEARCHED: "Searched for a patient",
+    actions.PATIENT_VIEWED: "Opened a patient record",
+    actions.PATIENT_DOCUMENT_DOWNLOADED: "Downloaded a signed copy or scan",
+    actions.AUTHORIZATION_FHIR_EXPORTED: "Exported a FHIR Consent",
+    actions.CAMPAIGN_EVIDENCE_VIEWED: "Viewed a campaign's patient-level evidence",
+    actions.PATIENT_IMPORT_PREVIEWED: "Previewed a patient import",
+    actions.PATIENT_IMPORT_STARTED: "Imported patients",
+    actions.FHIR_IMPORTED: "Imported FHIR Consents",
+    actions.REPORT_EXPORTED: "Exported a compliance report",
+    actions.AUDIT_PATIENT_HISTORY_VIEWED: "Opened a patient's audit history",
 }
 # Audit actions that are a failed second factor of a staff account.
 MFA_FAILURE_ACTIONS = {
-    "mfa.verification_failed": "Wrong code or refused passkey at sign-in",
-    "mfa.reentry_failed": "Wrong code when re-entered to approve, send or export",
-    "mfa.enrollment_failed": "Wrong first code when enrolling an authenticator",
+    actions.MFA_VERIFICATION_FAILED: "Wrong code or refused passkey at sign-in",
+    actions.MFA_REENTRY_FAILED: "Wrong code when re-entered to approve, send or export",
+    actions.MFA_ENROLLMENT_FAILED: "Wrong first code when enrolling an authenticator",
 }
 LATENCY_BUCKETS = [
     ("at_commit", "Took effect at commit: nothing sent under it afterwards"),
@@ -243,9 +244,9 @@ def _second_factor(period: Period) -> Iterator[Line]:
         total += n
         yield Line(section, email or "unknown account", action, n)
     yield Line(section, "all staff", "all second-factor failures", total)
-    failed_sign_ins = AuditEvent.objects.filter(period.q("occurred_at"), action="account.sign_in_failed").count()
+    failed_sign_ins = AuditEvent.objects.filter(period.q("occurred_at"), action=actions.ACCOUNT_SIGN_IN_FAILED).count()
     yield Line("sign-in failures", "wrong password or unknown account (account.sign_in_failed)", "", failed_sign_ins)
-    for action in ("patient.code_throttled", "patient.code_locked"):
+    for action in (actions.PATIENT_CODE_THROTTLED, actions.PATIENT_CODE_LOCKED):
         n = AuditEvent.objects.filter(period.q("occurred_at"), action=action).count()
         yield Line("sign-in failures", f"patient emailed codes ({action})", "", n)
 

@@ -21,6 +21,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from audit import actions
 from audit import selectors as audit_selectors
 from audit.services import audit_record, audit_seal, role_of
 
@@ -157,7 +158,7 @@ def report_export_start(
         raise ValueError(f"Unknown report {kind!r} or format {format!r}.")
     event = audit_record(
         actor=actor,
-        action="report.exported",
+        action=actions.REPORT_EXPORTED,
         object_type=object_type,
         object_id=object_id,
         patient_id=patient_id,

@@ -8,6 +8,7 @@ from django.db.models import Count, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from audit import actions
 from audit.models import AuditEvent
 from audit.selectors import AuditFilters, audit_event_queryset
 from campaigns.models import Campaign, Delivery
@@ -15,9 +16,9 @@ from campaigns.selectors.coverage import sent_without_coverage_counts
 from consent.selectors.coverage import authorization_gap_list, patient_suppression_list
 
 # The audit actions that record deliveries' outcomes (campaigns.services writes them).
-BATCH_ACTION = "delivery.batch_dispatched"
-LAUNCH_ACTION = "campaign.launched"
-CANCEL_ACTION = "campaign.cancelled"
+BATCH_ACTION = actions.DELIVERY_BATCH_DISPATCHED
+LAUNCH_ACTION = actions.CAMPAIGN_LAUNCHED
+CANCEL_ACTION = actions.CAMPAIGN_CANCELLED
 
 
 def delivery_block_reason_list(*, purpose_id: int, patient_ids: Iterable[int]) -> dict[int, str]:

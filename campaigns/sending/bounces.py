@@ -37,6 +37,7 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
+from audit import actions
 from audit.services import SYSTEM, audit_record
 from campaigns.models import Delivery
 from campaigns.sending.messages import message_id_for, message_id_parts
@@ -147,7 +148,7 @@ def delivery_bounce_record(
         audit_record(
             actor=None,
             actor_role=SYSTEM,
-            action="delivery.complained" if kind == BounceKind.COMPLAINT else "delivery.bounced",
+            action=actions.DELIVERY_COMPLAINED if kind == BounceKind.COMPLAINT else actions.DELIVERY_BOUNCED,
             object_type="delivery",
             object_id=delivery.pk,
             patient_id=delivery.patient_id,

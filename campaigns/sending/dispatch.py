@@ -15,6 +15,7 @@ from django.db.models import Case, DateTimeField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from audit import actions
 from audit.services import SYSTEM, audit_record
 from campaigns.content import MERGE_FIELDS, SYNTHETIC_PATIENT, CampaignContent
 from campaigns.models import Campaign, Delivery
@@ -243,7 +244,7 @@ def _window_audit(*, campaign_id: int, outcome: _WindowOutcome) -> None:
         audit_record(
             actor=None,
             actor_role=SYSTEM,
-            action="delivery.batch_dispatched",
+            action=actions.DELIVERY_BATCH_DISPATCHED,
             object_type="campaign",
             object_id=campaign_id,
             details=details,
@@ -428,7 +429,7 @@ def campaign_finish_if_done(*, campaign_id: int) -> bool:
         campaign.finished_at = timezone.now()
         campaign.save(update_fields=["status", "finished_at"])
         audit_record(
-            actor=None, actor_role=SYSTEM, action="campaign.sent", object_type="campaign", object_id=campaign.pk
+            actor=None, actor_role=SYSTEM, action=actions.CAMPAIGN_SENT, object_type="campaign", object_id=campaign.pk
         )
     return True
 

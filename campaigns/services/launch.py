@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from audit import actions
 from audit.services import audit_record
 from campaigns.models import Campaign, Delivery
 from campaigns.permissions import _controller_check
@@ -71,7 +72,7 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
         campaign.save(update_fields=["status", "launched_at"])
         audit_record(
             actor=actor,
-            action="campaign.launched",
+            action=actions.CAMPAIGN_LAUNCHED,
             object_type="campaign",
             object_id=campaign.pk,
             details={"audience": audience, "queued": queued, "blocked": blocked_counts},
@@ -92,7 +93,7 @@ def campaign_launch_refuse(*, campaign_id: int, codes: list[str]) -> None:
             campaign,
             actor=None,
             to=Campaign.Status.DRAFT,
-            action="campaign.launch_refused",
+            action=actions.CAMPAIGN_LAUNCH_REFUSED,
             details={"codes": sorted(set(codes))[:10]},
         )
     logger.warning("scheduled campaign %s not launched: %s", campaign_id, ",".join(sorted(set(codes))))

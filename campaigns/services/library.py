@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit import actions
 from audit.models import AuditEvent
 from audit.services import audit_record
 from campaigns.content import (
@@ -54,7 +55,7 @@ def _item_audit(actor, item, action: str, **details) -> None:
     kind = "email_template" if isinstance(item, EmailTemplate) else "content_block"
     audit_record(
         actor=actor,
-        action=f"{kind}.{action}",
+        action=actions.LIBRARY_ITEM_ACTIONS[kind][action],
         object_type=kind,
         object_id=item.pk,
         details={"status": item.status, **details},
@@ -242,7 +243,7 @@ def campaign_test_send(*, actor, campaign_id: int) -> str:
         raise ValidationError("Your account has no verified email address, so a test cannot be sent. Verify one first.")
     since = timezone.now() - TEST_SEND_WINDOW
     if (
-        AuditEvent.objects.filter(actor=actor, action="campaign.test_sent", occurred_at__gte=since).count()
+        AuditEvent.objects.filter(actor=actor, action=actions.CAMPAIGN_TEST_SENT, occurred_at__gte=since).count()
         >= TEST_SEND_LIMIT
     ):
         raise ValidationError(f"You sent {TEST_SEND_LIMIT} tests in the last ten minutes. Wait a little and try again.")
@@ -256,7 +257,7 @@ def campaign_test_send(*, actor, campaign_id: int) -> str:
     except Exception as error:  # the mail server refused or is away: say so, audit the failure's kind only
         audit_record(
             actor=actor,
-            action="campaign.test_send_failed",
+            action=actions.CAMPAIGN_TEST_SEND_FAILED,
             object_type="campaign",
             object_id=campaign.pk,
             details={"email_address": address.pk, "error": type(error).__name__},
@@ -264,7 +265,7 @@ def campaign_test_send(*, actor, campaign_id: int) -> str:
         raise ValidationError("The test could not be sent: the mail server did not take it. Try again later.") from None
     audit_record(
         actor=actor,
-        action="campaign.test_sent",
+        action=actions.CAMPAIGN_TEST_SENT,
         object_type="campaign",
         object_id=campaign.pk,
         details={"email_address": address.pk},

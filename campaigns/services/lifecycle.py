@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from audit import actions
 from audit.services import audit_record
 from campaigns.content import CampaignContent
 from campaigns.models import Campaign, CampaignBlock, ContentBlock, Delivery, EmailTemplate, Segment
@@ -48,7 +49,7 @@ def campaign_create(
         )
         audit_record(
             actor=actor,
-            action="campaign.created",
+            action=actions.CAMPAIGN_CREATED,
             object_type="campaign",
             object_id=campaign.pk,
             details=details,
@@ -111,7 +112,7 @@ def campaign_submit(*, actor, campaign_id: int) -> Campaign:
         if refused:
             audit_record(
                 actor=actor,
-                action="campaign.submit_refused",
+                action=actions.CAMPAIGN_SUBMIT_REFUSED,
                 object_type="campaign",
                 object_id=campaign.pk,
                 details={
@@ -120,7 +121,7 @@ def campaign_submit(*, actor, campaign_id: int) -> Campaign:
                 },
             )
         else:
-            _campaign_move(campaign, actor=actor, to=Campaign.Status.SUBMITTED, action="campaign.submitted")
+            _campaign_move(campaign, actor=actor, to=Campaign.Status.SUBMITTED, action=actions.CAMPAIGN_SUBMITTED)
     if refused:  # raised after the commit, so that the refusal stays on the record
         raise ValidationError([problem.message for problem in refused], code="content")
     return campaign
@@ -134,7 +135,7 @@ def campaign_approve(*, actor, campaign_id: int) -> Campaign:
         if refused:
             audit_record(
                 actor=actor,
-                action="campaign.approve_refused",
+                action=actions.CAMPAIGN_APPROVE_REFUSED,
                 object_type="campaign",
                 object_id=campaign.pk,
                 details={"reason": "author"},
@@ -144,7 +145,7 @@ def campaign_approve(*, actor, campaign_id: int) -> Campaign:
                 campaign,
                 actor=actor,
                 to=Campaign.Status.APPROVED,
-                action="campaign.approved",
+                action=actions.CAMPAIGN_APPROVED,
                 approved_by=actor,
                 approved_at=timezone.now(),
             )
@@ -171,7 +172,7 @@ def campaign_schedule(*, actor, campaign_id: int, send_at: datetime, timezone_na
             campaign,
             actor=actor,
             to=Campaign.Status.SCHEDULED,
-            action="campaign.scheduled",
+            action=actions.CAMPAIGN_SCHEDULED,
             details={"scheduled_for": scheduled_for.strftime("%Y-%m-%dT%H:%M:%SZ"), "timezone": timezone_name},
             scheduled_for=scheduled_for,
             schedule_timezone=timezone_name,
@@ -186,7 +187,7 @@ def campaign_pause(*, actor, campaign_id: int) -> Campaign:
     with _campaign_locked(
         campaign_id, allowed=(Campaign.Status.SENDING, Campaign.Status.SCHEDULED), cannot_be="paused"
     ) as campaign:
-        _campaign_move(campaign, actor=actor, to=Campaign.Status.PAUSED, action="campaign.paused")
+        _campaign_move(campaign, actor=actor, to=Campaign.Status.PAUSED, action=actions.CAMPAIGN_PAUSED)
     return campaign
 
 
@@ -196,7 +197,7 @@ def campaign_resume(*, actor, campaign_id: int) -> Campaign:
     _controller_check(actor)
     with _campaign_locked(campaign_id, allowed=(Campaign.Status.PAUSED,), cannot_be="resumed") as campaign:
         to = Campaign.Status.SENDING if campaign.launched_at else Campaign.Status.SCHEDULED
-        _campaign_move(campaign, actor=actor, to=to, action="campaign.resumed")
+        _campaign_move(campaign, actor=actor, to=to, action=actions.CAMPAIGN_RESUMED)
         if campaign.status == Campaign.Status.SENDING:
             transaction.on_commit(lambda: campaign_dispatch_task.delay(campaign.pk))
     return campaign
@@ -221,7 +222,7 @@ def campaign_cancel(*, actor, campaign_id: int) -> Campaign:
             campaign,
             actor=actor,
             to=Campaign.Status.CANCELLED,
-            action="campaign.cancelled",
+            action=actions.CAMPAIGN_CANCELLED,
             details={"blocked": blocked},
         )
     return campaign
@@ -302,7 +303,7 @@ def campaign_create_draft(
             Campaign.objects.filter(pk=campaign.pk).update(segment=segment)
             audit_record(
                 actor=actor,
-                action="campaign.segment_set",
+                action=actions.CAMPAIGN_SEGMENT_SET,
                 object_type="campaign",
                 object_id=campaign.pk,
                 details={"segment": segment.pk},
@@ -363,7 +364,7 @@ def campaign_update(
             changed.append("blocks")
         audit_record(
             actor=actor,
-            action="campaign.updated",
+            action=actions.CAMPAIGN_UPDATED,
             object_type="campaign",
             object_id=campaign.pk,
             details={
@@ -377,7 +378,7 @@ def campaign_update(
         if previous == Campaign.Status.APPROVED:
             audit_record(
                 actor=actor,
-                action="campaign.approval_voided",
+                action=actions.CAMPAIGN_APPROVAL_VOIDED,
                 object_type="campaign",
                 object_id=campaign.pk,
                 details={"from": previous, "to": campaign.status},
@@ -399,7 +400,7 @@ def campaign_reject(*, actor, campaign_id: int, comment: str) -> Campaign:
             campaign,
             actor=actor,
             to=Campaign.Status.REJECTED,
-            action="campaign.rejected",
+            action=actions.CAMPAIGN_REJECTED,
             details={"comment_length": len(comment)},
             clean=True,
             review_comment=comment,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from audit import actions
 from audit.services import audit_record
 from campaigns.models import Segment
 from campaigns.segments import segment_rules_check
@@ -26,7 +27,7 @@ def segment_save(*, actor, name: str, rules: dict, segment_id: int | None = None
             segment.save(update_fields=["name", "rules", "updated_at"])
         audit_record(
             actor=actor,
-            action="segment.saved",
+            action=actions.SEGMENT_SAVED,
             object_type="segment",
             object_id=segment.pk,
             details={"created": segment_id is None, "rule_count": _leaf_count(rules)},

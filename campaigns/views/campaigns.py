@@ -5,6 +5,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.roles import sees_patient_evidence
+from audit import actions
 from audit.services import audit_record
 from campaigns import permissions
 from campaigns.models import Campaign, Delivery
@@ -52,7 +53,7 @@ def campaign_detail(request, campaign_id: int):
         )
         audit_record(
             actor=request.user,
-            action="campaign.evidence_viewed",
+            action=actions.CAMPAIGN_EVIDENCE_VIEWED,
             object_type="campaign",
             object_id=campaign.pk,
             details={"page": page.number},
@@ -71,7 +72,7 @@ def unsubscribe(request, token: str):
     delivery_id = unsubscribe_token_read(token)
     delivery = Delivery.objects.select_related("campaign__purpose").filter(pk=delivery_id).first()
     if delivery is None:
-        audit_record(actor=None, actor_role="anonymous", action="unsubscribe.bad_token")
+        audit_record(actor=None, actor_role="anonymous", action=actions.UNSUBSCRIBE_BAD_TOKEN)
         return render(request, "campaigns/unsubscribe_invalid.html", status=404)
     purpose = delivery.campaign.purpose
     if request.method == "POST":
@@ -81,7 +82,7 @@ def unsubscribe(request, token: str):
     audit_record(
         actor=None,
         actor_role="patient",
-        action="unsubscribe.viewed",
+        action=actions.UNSUBSCRIBE_VIEWED,
         object_type="delivery",
         object_id=delivery.pk,
         patient_id=delivery.patient_id,

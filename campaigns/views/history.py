@@ -8,6 +8,7 @@ from collections import Counter
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from audit import actions
 from audit import selectors as audit_selectors
 from audit.permissions import access_audit_trail
 from audit.presentation import cursor_param, event_rows
@@ -23,7 +24,7 @@ def patient_history(request, patient_id: int):
     page = audit_selectors.audit_patient_history(patient_id, before=older_page)
     audit_record(
         actor=request.user,
-        action="audit.patient_history_viewed",
+        action=actions.AUDIT_PATIENT_HISTORY_VIEWED,
         object_type="patient",
         object_id=patient_id,
         patient_id=patient_id,

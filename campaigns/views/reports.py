@@ -3,6 +3,7 @@ a patient's consent ledger and the compliance summary for a period, as PDF or CS
 404 as a page that does not exist (R-MIN-NECESSARY). Each export asks for the second factor again (R-SEC-MFA)
 and is audited before any data is read (R-SEC-AUDIT). No identifier travels in a URL: the forms are POSTs and
 name ids only (R-NO-PHI-LEAK). Thin: the reports are in campaigns.reports."""
+from audit import actions
 from django.conf import settings
 from django.http import Http404
 from django.shortcuts import render
@@ -73,7 +74,7 @@ def _confirmed(request, form, *, kind: str, object_type: str, object_id: object)
         passkey_stepup=form.cleaned_data["passkey_stepup"],
         object_type=object_type,
         object_id=object_id,
-        details={"for": "report.exported", "report": kind},
+        details={"for": actions.STEP_UP_EXPORT, "report": kind},
     ):
         return True
     if form.cleaned_data["passkey_stepup"] and not form.cleaned_data["code"]:

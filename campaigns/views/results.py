@@ -7,6 +7,7 @@ from django.http import HttpResponse
 from django.views.decorators.http import require_safe
 
 from accounts.roles import sees_patient_evidence
+from audit import actions
 from audit.services import audit_record
 from campaigns import permissions
 from campaigns.selectors import results
@@ -26,7 +27,7 @@ def campaign_results_csv(request, campaign_id: int):
         writer.writerow([campaign.pk, row.key, row.label, value, row.rate, row.of if row.rate else ""])
     audit_record(
         actor=request.user,
-        action="campaign.results_downloaded",
+        action=actions.CAMPAIGN_RESULTS_DOWNLOADED,
         object_type="campaign",
         object_id=campaign.pk,
         details={"exact": exact},

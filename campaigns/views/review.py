@@ -3,6 +3,7 @@ purpose, segment and exact coverage, approves or rejects with a comment, sends n
 or cancels. Marketers get a 404 here and see the status (and a rejection's comment) on the campaign page.
 Approving, sending, scheduling and cancelling ask for the second factor again; campaigns.services and
 campaigns.services.lifecycle hold the rules and the audit."""
+from audit import actions
 import zoneinfo
 from collections.abc import Callable
 
@@ -164,7 +165,7 @@ def campaign_review(request, campaign_id: int):
             messages.success(request, "Approved. It can be sent now. Or choose a time to send it at, below.")
             return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
 
-        return _with_second_factor(request, campaign, form, action="campaign.approve", proceed=approve)
+        return _with_second_factor(request, campaign, form, action=actions.STEP_UP_APPROVE, proceed=approve)
     if decision == "reject":
         form = RejectForm(request.POST)
         if form.is_valid():
@@ -198,7 +199,7 @@ def campaign_launch_now(request, campaign_id: int):
             messages.success(request, "Sending started.")
         return redirect("campaigns:detail", campaign_id=campaign.pk)
 
-    return _with_second_factor(request, campaign, form, action="campaign.launch", proceed=launch)
+    return _with_second_factor(request, campaign, form, action=actions.STEP_UP_LAUNCH, proceed=launch)
 
 
 @require_POST
@@ -217,7 +218,7 @@ def campaign_schedule(request, campaign_id: int):
         messages.success(request, f"Scheduled: it will be sent {when}.")
         return redirect("campaigns:detail", campaign_id=campaign.pk)
 
-    return _with_second_factor(request, campaign, form, action="campaign.schedule", proceed=schedule)
+    return _with_second_factor(request, campaign, form, action=actions.STEP_UP_SCHEDULE, proceed=schedule)
 
 
 @require_POST
@@ -264,4 +265,4 @@ def campaign_cancel(request, campaign_id: int):
                                   "counts them as blocked: campaign cancelled.")
         return redirect("campaigns:detail", campaign_id=campaign.pk)
 
-    return _with_second_factor(request, campaign, form, action="campaign.cancel", proceed=cancel)
+    return _with_second_factor(request, campaign, form, action=actions.STEP_UP_CANCEL, proceed=cancel)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.utils import timezone
 
+from audit import actions
 from audit.services import audit_record
 from consent import crypto
 from consent.models import Patient, PatientCondition, PatientImport, ProgramEnrolment
@@ -167,7 +168,7 @@ def patient_csv_import(*, actor, text: str, dry_run: bool = False, source: str =
         audit_record(
             actor=actor,
             actor_role="" if actor else "system",
-            action="patient_import.finished",
+            action=actions.PATIENT_IMPORT_FINISHED,
             object_type="patient_import",
             details={"source": source, "total_rows": validation.total_rows, "created": validation.valid_rows},
         )
@@ -262,7 +263,7 @@ def _patient_import_run_locked(*, patient_import_id: int, batch_size: int) -> Pa
             )
             audit_record(
                 actor=None,
-                action="patient_import.failed",
+                action=actions.PATIENT_IMPORT_FAILED,
                 object_type="patient_import",
                 object_id=patient_import_id,
                 details={"reason": "errors_at_import", **_details(validation)},
@@ -280,7 +281,7 @@ def _patient_import_run_locked(*, patient_import_id: int, batch_size: int) -> Pa
             )
             audit_record(
                 actor=None,
-                action="patient_import.finished",
+                action=actions.PATIENT_IMPORT_FINISHED,
                 object_type="patient_import",
                 object_id=patient_import_id,
                 details={"total_rows": validation.total_rows, "created": created},
@@ -293,7 +294,7 @@ def _patient_import_run_locked(*, patient_import_id: int, batch_size: int) -> Pa
             _finish(patient_import_id, status=PatientImport.Status.FAILED, processed_rows=0, created_count=0)
             audit_record(
                 actor=None,
-                action="patient_import.failed",
+                action=actions.PATIENT_IMPORT_FAILED,
                 object_type="patient_import",
                 object_id=patient_import_id,
                 details={"reason": "write_failed", "error": type(error).__name__},

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from audit import actions
 from audit.services import PATIENT, audit_record
 from consent.models import (
     Authorization,
@@ -72,7 +73,7 @@ def authorization_grant(
         audit_record(
             actor=actor,
             actor_role="" if actor else PATIENT,
-            action="authorization.granted",
+            action=actions.AUTHORIZATION_GRANTED,
             object_type="authorization",
             object_id=authorization.pk,
             patient_id=patient.pk,
@@ -134,7 +135,7 @@ def authorizations_revoke_locked(
         audit_record(
             actor=actor,
             actor_role="" if actor else PATIENT,
-            action="authorization.revoked",
+            action=actions.AUTHORIZATION_REVOKED,
             object_type="patient",
             object_id=patient_id,
             patient_id=patient_id,
@@ -162,7 +163,7 @@ def expiry_event_record(*, actor, authorization_id: int, occurred_at: datetime, 
         audit_record(
             actor=actor,
             actor_role="" if actor else "integration",
-            action="authorization.expiry_event_recorded",
+            action=actions.AUTHORIZATION_EXPIRY_EVENT_RECORDED,
             object_type="authorization",
             object_id=authorization.pk,
             patient_id=authorization.patient_id,
@@ -182,7 +183,7 @@ def authorization_defect_record(*, actor, authorization_id: int, reason: str) ->
         defect.save(force_insert=True)
         audit_record(
             actor=actor,
-            action="authorization.defect_recorded",
+            action=actions.AUTHORIZATION_DEFECT_RECORDED,
             object_type="authorization",
             object_id=authorization.pk,
             patient_id=authorization.patient_id,

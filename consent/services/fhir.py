@@ -26,6 +26,7 @@ from django.db import transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from audit import actions
 from audit.services import audit_record
 from consent import crypto
 from consent.fhir import FhirRejected, consent_read, detect_version
@@ -166,7 +167,7 @@ def fhir_bundle_import(*, actor, raw: bytes) -> ImportReport:
             report.entries.append(outcome)
         audit_record(
             actor=actor,
-            action="fhir.imported",
+            action=actions.FHIR_IMPORTED,
             object_type="fhir_bundle",
             details={
                 "entries": len(report.entries),

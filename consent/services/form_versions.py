@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit import actions
 from audit.services import audit_record
 from consent.documents import PATIENT_FIELDS, form_sections, form_text, text_hash
 from consent.models import AuthorizationForm, Purpose
@@ -80,7 +81,7 @@ def purpose_update(
         purpose.save(update_fields=["code", "name", "description", "kind", "third_party_paid"])
         audit_record(
             actor=actor,
-            action="purpose.updated",
+            action=actions.PURPOSE_UPDATED,
             object_type="purpose",
             object_id=purpose.pk,
             details={
@@ -216,7 +217,7 @@ def form_version_create(*, actor, purpose_id: int, copy_from_id: int | None = No
         form.save(force_insert=True)
         audit_record(
             actor=actor,
-            action="authorization_form.created",
+            action=actions.AUTHORIZATION_FORM_CREATED,
             object_type="authorization_form",
             object_id=form.pk,
             details={
@@ -292,7 +293,7 @@ def form_version_update(
             form.save(update_fields=changed)
             audit_record(
                 actor=actor,
-                action="authorization_form.updated",
+                action=actions.AUTHORIZATION_FORM_UPDATED,
                 object_type="authorization_form",
                 object_id=form.pk,
                 details={"purpose_id": form.purpose_id, "version": form.version, "fields": changed},
@@ -334,7 +335,7 @@ def form_version_publish(*, actor, form_id: int) -> AuthorizationForm:
             details["readability_warning"] = f"above_grade_{PLAIN_LANGUAGE_GRADE_LIMIT}"
         audit_record(
             actor=actor,
-            action="authorization_form.published",
+            action=actions.AUTHORIZATION_FORM_PUBLISHED,
             object_type="authorization_form",
             object_id=form.pk,
             details=details,
@@ -360,7 +361,7 @@ def purpose_create(
         purpose.save(force_insert=True)
         audit_record(
             actor=actor,
-            action="purpose.created",
+            action=actions.PURPOSE_CREATED,
             object_type="purpose",
             object_id=purpose.pk,
             details={"code": purpose.code, "kind": purpose.kind, "third_party_paid": purpose.third_party_paid},
@@ -379,7 +380,7 @@ def purpose_tracking_set(*, actor, purpose_id: int, enabled: bool) -> Purpose:
         purpose.save(update_fields=["tracking_enabled"])
         audit_record(
             actor=actor,
-            action="purpose.tracking_changed",
+            action=actions.PURPOSE_TRACKING_CHANGED,
             object_type="purpose",
             object_id=purpose.pk,
             details={"tracking_enabled": enabled},

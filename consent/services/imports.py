@@ -42,6 +42,7 @@ from __future__ import annotations
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from audit import actions
 from audit.services import audit_record
 from consent import crypto
 from consent.models import PatientImport
@@ -83,7 +84,7 @@ def patient_import_upload(*, actor, content: bytes) -> PatientImport:
         patient_import.save(force_insert=True)
         audit_record(
             actor=actor,
-            action="patient_import.previewed",
+            action=actions.PATIENT_IMPORT_PREVIEWED,
             object_type="patient_import",
             object_id=patient_import.pk,
             details=_details(validation),
@@ -104,7 +105,7 @@ def patient_import_start(*, actor, patient_import_id: int) -> PatientImport:
         patient_import.save(update_fields=["status", "processed_rows"])
         audit_record(
             actor=actor,
-            action="patient_import.started",
+            action=actions.PATIENT_IMPORT_STARTED,
             object_type="patient_import",
             object_id=patient_import.pk,
             details={"total_rows": patient_import.total_rows},

@@ -5,6 +5,7 @@ from datetime import date
 from django.core.validators import validate_email
 from django.db import transaction
 
+from audit import actions
 from audit.services import audit_record
 from consent import crypto
 from consent.models import Patient, PatientCondition, ProgramEnrolment
@@ -54,6 +55,6 @@ def patient_create(
             ProgramEnrolment(patient=patient, code=code.strip().upper()) for code in set(program_codes)
         )
         audit_record(
-            actor=actor, action="patient.created", object_type="patient", object_id=patient.pk, patient_id=patient.pk
+            actor=actor, action=actions.PATIENT_CREATED, object_type="patient", object_id=patient.pk, patient_id=patient.pk
         )
     return patient

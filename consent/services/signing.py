@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from audit import actions
 from audit.services import PATIENT, audit_record
 from consent.documents import form_text, text_hash
 from consent.models import Authorization, AuthorizationForm, Invitation, Patient, Purpose
@@ -85,7 +86,7 @@ def invitation_create(*, actor, patient_id: int, purpose_id: int, channel: str) 
         invitation.save(force_insert=True)
         audit_record(
             actor=actor,
-            action="invitation.created",
+            action=actions.INVITATION_CREATED,
             object_type="invitation",
             object_id=invitation.pk,
             patient_id=patient.pk,
@@ -233,7 +234,7 @@ def authorization_copy_email(*, authorization: Authorization, patient: Patient) 
         logger.error("The signed copy of authorization %s could not be queued (%s)", authorization.pk, type(error).__name__)
         audit_record(
             actor_role=PATIENT,
-            action="authorization.pdf_email_failed",
+            action=actions.AUTHORIZATION_PDF_EMAIL_FAILED,
             object_type="authorization",
             object_id=authorization.pk,
             patient_id=patient.pk,

@@ -1,4 +1,5 @@
 """Suppressions (hard bounce, complaint): an address that must not receive mail again, recorded once, audited."""
+from audit import actions
 from audit.services import SYSTEM, audit_record
 from consent import crypto
 from consent.models import Suppression
@@ -16,7 +17,7 @@ def suppression_record(*, actor, email: str, reason: str, smtp_code: str = "") -
         audit_record(
             actor=actor,
             actor_role="" if actor else SYSTEM,
-            action="suppression.recorded",
+            action=actions.SUPPRESSION_RECORDED,
             object_type="suppression",
             object_id=suppression.pk,
             details={"reason": reason, "smtp_code": smtp_code[:10]},

@@ -7,6 +7,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_http_methods
 
+from audit import actions
 from audit.services import audit_record
 from consent import fhir
 from consent.forms.patients import FhirImportForm
@@ -21,7 +22,7 @@ def fhir_export(request, authorization_id: int, version: str):
     resource = fhir.authorization_to_fhir(authorization, version=version)
     audit_record(
         actor=request.user,
-        action="authorization.fhir_exported",
+        action=actions.AUTHORIZATION_FHIR_EXPORTED,
         object_type="authorization",
         object_id=authorization.pk,
         patient_id=authorization.patient_id,

@@ -9,6 +9,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
+from audit import actions
 from audit.services import audit_record
 from consent import documents
 from consent.forms.patients import (
@@ -43,7 +44,7 @@ def patient_search(request):
         )
         audit_record(
             actor=request.user,
-            action="patient.searched",
+            action=actions.PATIENT_SEARCHED,
             object_type="patient",
             object_id=patient.pk if patient else "",
             patient_id=patient.pk if patient else None,
@@ -59,7 +60,7 @@ def _render_record(request, patient, *, written_form=None, status=200):
     rows = selectors_patients.patient_authorization_rows(patient_id=patient.pk)
     audit_record(
         actor=request.user,
-        action="patient.viewed",
+        action=actions.PATIENT_VIEWED,
         object_type="patient",
         object_id=patient.pk,
         patient_id=patient.pk,
@@ -127,7 +128,7 @@ def _confirm(request, patient_id, authorization_id, *, form_class, template, act
             return redirect("consent:patient_detail", patient_id=authorization.patient_id)
     audit_record(
         actor=request.user,
-        action="patient.viewed",
+        action=actions.PATIENT_VIEWED,
         object_type="patient",
         object_id=authorization.patient_id,
         patient_id=authorization.patient_id,
@@ -223,7 +224,7 @@ def patient_document(request, patient_id: int, authorization_id: int, kind: str)
         raise Http404 from None
     audit_record(
         actor=request.user,
-        action="patient.document_downloaded",
+        action=actions.PATIENT_DOCUMENT_DOWNLOADED,
         object_type="authorization",
         object_id=authorization.pk,
         patient_id=authorization.patient_id,

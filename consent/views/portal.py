@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from audit import actions
 from audit.services import PATIENT, audit_record
 from consent.documents import form_sections, form_text, text_hash
 from consent.forms.portal import CodeForm, EmailForm, SignForm
@@ -198,7 +199,7 @@ def authorization_pdf(request, authorization_id: int):
         raise Http404
     audit_record(
         actor_role=PATIENT,
-        action="authorization.pdf_downloaded",
+        action=actions.AUTHORIZATION_PDF_DOWNLOADED,
         object_type="authorization",
         object_id=authorization.pk,
         patient_id=authorization.patient_id,

@@ -10,6 +10,7 @@ from collections import Counter
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
+from audit import actions
 from audit.services import audit_record
 from consent import crypto
 from consent.fields import EncryptedTextField
@@ -112,7 +113,7 @@ class Command(BaseCommand):
             audit_record(
                 actor=None,
                 actor_role="system",
-                action="encryption.rotated",
+                action=actions.ENCRYPTION_ROTATED,
                 details={
                     "key_id": current,
                     "patients_rotated": rotated,
