@@ -21,9 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-from consent.patient_import.validate import patient_csv_validate
-from consent.patient_import.write import patient_rows_write
-
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "hipaamail_bench"
 CONDITIONS = ["E11", "E11.9", "G47.33", "I10", "J44.9", "M17.11", "E78.5", "N18.3", "F32.9", "K21.9"]
@@ -92,6 +89,8 @@ def main() -> None:
 
     from consent import crypto
     from consent.models import Patient, PatientCondition
+    from consent.patient_import.validate import patient_csv_validate
+    from consent.patient_import.write import patient_rows_write
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()

@@ -50,9 +50,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CHANNELS = ("portal", "one-click", "written")
 sys.path.insert(0, str(ROOT))
 from bench.send_campaign import covered_patients_make, free_port, recreate_database
-from campaigns.sending.dispatch import TransientSendError, delivery_dispatch_batch
-from campaigns.services.launch import campaign_launch
-from campaigns.services.lifecycle import campaign_approve, campaign_create, campaign_submit
 
 SCAN = b"%PDF-1.4\n% a scanned letter: please stop sending me marketing messages\n%%EOF\n"
 
@@ -111,7 +108,7 @@ def _sender(campaign_id: int, stop, results) -> None:
     """A worker process: the one sender, batch after batch, until told to stop (or nothing is left)."""
     from django.db import connection
 
-
+    from campaigns.sending.dispatch import TransientSendError, delivery_dispatch_batch
     connection.close()  # a fresh connection per process
     claimed = 0
     while not stop.is_set():
@@ -178,6 +175,8 @@ def main() -> int:
     from campaigns.models import Delivery
     from campaigns.sending.messages import unsubscribe_token
     from campaigns.sending.transport import SmtpTransport, rate_limiter, transport_for_settings
+    from campaigns.services.launch import campaign_launch
+    from campaigns.services.lifecycle import campaign_approve, campaign_create, campaign_submit
     from consent.models import Authorization, Patient
     from consent.services.written import revocation_written_record
 

@@ -33,12 +33,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from campaigns.sending.dispatch import TransientSendError, campaign_finish_if_done, delivery_dispatch_batch
-from campaigns.services.launch import campaign_launch
-from campaigns.services.lifecycle import campaign_approve, campaign_create, campaign_submit
-from consent.patient_import.validate import patient_csv_validate
-from consent.patient_import.write import patient_rows_write
-
 ROOT = Path(__file__).resolve().parent.parent
 BODY_PARAGRAPH = (
     "This autumn our clinics offer longer opening hours for flu vaccination, with walk-in sessions on Saturday "
@@ -65,12 +59,13 @@ def recreate_database(admin_url: str, database: str) -> str:
 def covered_patients_make(count: int):
     """`count` synthetic patients written by the real import, each covered for one marketing purpose for a year;
     returns the purpose. Call after django.setup() (the revocation benchmark uses it too)."""
-
     from django.db import transaction
     from django.utils import timezone
 
     from bench.import_patients import synthetic_csv
     from consent.models import Authorization, Patient, Purpose
+    from consent.patient_import.validate import patient_csv_validate
+    from consent.patient_import.write import patient_rows_write
 
     validation = patient_csv_validate(text=synthetic_csv(count))
     with transaction.atomic():
@@ -136,7 +131,7 @@ def _cpu_seconds(pid: int) -> float:
 def _worker(campaign_id: int, results, profile_dir: str = "") -> None:
     from django.db import connection
 
-
+    from campaigns.sending.dispatch import TransientSendError, delivery_dispatch_batch
     connection.close()  # a fresh connection per process
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
@@ -218,8 +213,11 @@ def main() -> int:
     from accounts.tests.factories import staff_make
     from audit.models import AuditEvent
     from campaigns.models import Campaign, Delivery
+    from campaigns.sending.dispatch import campaign_finish_if_done
     from campaigns.sending.messages import CampaignRender
     from campaigns.sending.transport import SmtpTransport, transport_for_settings
+    from campaigns.services.launch import campaign_launch
+    from campaigns.services.lifecycle import campaign_approve, campaign_create, campaign_submit
 
     call_command("migrate", verbosity=0)
     settings.HIPAAMAIL_TRANSPORT = "smtp"
