@@ -9,8 +9,7 @@ from django.http import QueryDict
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from audit import actions
-from audit import selectors
+from audit import actions, selectors
 from audit.forms import AuditFilterForm
 from audit.permissions import access_audit_trail
 from audit.presentation import cursor_param, event_rows

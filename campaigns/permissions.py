@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
 
 from accounts.roles import ADMINISTRATOR, COMPLIANCE_OFFICER, is_staff_member, roles_of, sees_patient_evidence
+from audit.exceptions import NotFound
 from campaigns.models import Campaign, ContentBlock, EmailTemplate, Segment
 
 # R-SMALL-CELL: counts from 1 to 10 read "fewer than 11" on a marketer's screen.
@@ -16,14 +16,14 @@ def access_campaign_by_id(user, campaign_id: int) -> Campaign:
     try:
         return Campaign.objects.select_related("purpose", "created_by").get(pk=campaign_id)
     except Campaign.DoesNotExist:
-        raise Http404 from None
+        raise NotFound from None
 
 
 def access_campaign_review_by_id(user, campaign_id: int) -> Campaign:
     """Reviewing, approving and sending: compliance officers and administrators only; to anyone else the
     page does not exist."""
     if not sees_patient_evidence(user):
-        raise Http404
+        raise NotFound
     return access_campaign_by_id(user, campaign_id)
 
 
@@ -51,7 +51,7 @@ def may_manage_content(user) -> bool:
 
 def access_content_library(user) -> None:
     if not may_manage_content(user):
-        raise Http404
+        raise NotFound
 
 
 def access_email_template_by_id(user, template_id: int) -> EmailTemplate:
@@ -59,7 +59,7 @@ def access_email_template_by_id(user, template_id: int) -> EmailTemplate:
     try:
         return EmailTemplate.objects.select_related("created_by", "approved_by").get(pk=template_id)
     except EmailTemplate.DoesNotExist:
-        raise Http404 from None
+        raise NotFound from None
 
 
 def access_content_block_by_id(user, block_id: int) -> ContentBlock:
@@ -67,18 +67,18 @@ def access_content_block_by_id(user, block_id: int) -> ContentBlock:
     try:
         return ContentBlock.objects.select_related("created_by", "approved_by").get(pk=block_id)
     except ContentBlock.DoesNotExist:
-        raise Http404 from None
+        raise NotFound from None
 
 
 def access_segments(user) -> None:
     """Marketers, compliance officers and administrators work with segments; anyone else gets a 404."""
     if not is_staff_member(user):
-        raise Http404
+        raise NotFound
 
 
 def access_segment_by_id(user, segment_id: int) -> Segment:
     access_segments(user)
     segment = Segment.objects.select_related("created_by").filter(pk=segment_id).first()
     if segment is None:
-        raise Http404
+        raise NotFound
     return segment

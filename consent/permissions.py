@@ -1,21 +1,20 @@
 """Who may see what of consent, for staff pages. One policy: compliance officers and administrators see
 patient-level evidence and manage purposes, forms and imports; everyone else gets the same 404 as a missing
 record (R-MIN-NECESSARY). Patient pages have their own check (consent.portal_session)."""
-from django.http import Http404
-
 from accounts.roles import sees_patient_evidence
+from audit.exceptions import NotFound
 from consent.models import Authorization, AuthorizationForm, Patient, PatientImport, Purpose
 
 
 def access_consent_staff(user) -> None:
     if not sees_patient_evidence(user):
-        raise Http404
+        raise NotFound
 
 
 def _get_or_404(queryset, **lookup):
     found = queryset.filter(**lookup).first()
     if found is None:
-        raise Http404
+        raise NotFound
     return found
 
 

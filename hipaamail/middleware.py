@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts.access import PATIENT, PUBLIC, SIGNED_IN, access_level
 from accounts.roles import is_staff_member
 from audit import context as audit_context
+from audit.exceptions import NotFound
 
 
 class RequestIdMiddleware:
@@ -70,6 +71,22 @@ class DenyByDefaultMiddleware:
             raise Http404
         if not user.is_verified():
             return redirect(f"{reverse('otp_verify')}?next={request.get_full_path()}")
+        return None
+
+
+class NotFoundMiddleware:
+    """Domain modules say "not found or not yours" with audit.exceptions.NotFound (they know nothing of HTTP); here,
+    the one place, it becomes Django's 404, the same page as a URL that does not exist."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, NotFound):
+            raise Http404 from exception
         return None
 
 

@@ -300,16 +300,17 @@ def bounce_report_parse(raw: bytes) -> list[BounceReport]:
 
 def bounce_message_apply(raw: bytes) -> list[BounceResult]:
     """Parse one report message and record what it states; one result per bounced recipient it names."""
-    return [
-        delivery_bounce_record(
-            message_id=report.message_id,
-            recipients=report.recipients,
-            kind=report.kind,
-            status=report.status,
-            source=report.source,
-        )
-        for report in bounce_report_parse(raw)
-    ]
+    return [_report_apply(report) for report in bounce_report_parse(raw)]
+
+
+def _report_apply(report: BounceReport) -> BounceResult:
+    return delivery_bounce_record(
+        message_id=report.message_id,
+        recipients=report.recipients,
+        kind=report.kind,
+        status=report.status,
+        source=report.source,
+    )
 
 
 class BounceMailboxError(ValueError):
@@ -342,15 +343,7 @@ def bounce_mailbox_read(*, path: Path, remove: bool = False) -> Counter:
                 continue
             counts["reports"] += 1
             for report in reports:
-                counts[
-                    delivery_bounce_record(
-                        message_id=report.message_id,
-                        recipients=report.recipients,
-                        kind=report.kind,
-                        status=report.status,
-                        source=report.source,
-                    )
-                ] += 1
+                counts[_report_apply(report)] += 1
             applied.append(key)
         if remove:
             for key in applied:

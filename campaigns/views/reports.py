@@ -3,7 +3,6 @@ a patient's consent ledger and the compliance summary for a period, as PDF or CS
 404 as a page that does not exist (R-MIN-NECESSARY). Each export asks for the second factor again (R-SEC-MFA)
 and is audited before any data is read (R-SEC-AUDIT). No identifier travels in a URL: the forms are POSTs and
 name ids only (R-NO-PHI-LEAK). Thin: the reports are in campaigns.reports."""
-from audit import actions
 from django.conf import settings
 from django.http import Http404
 from django.shortcuts import render
@@ -11,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import reentry
 from accounts.roles import sees_patient_evidence
+from audit import actions
 from campaigns.forms.reports import CampaignEvidenceForm, ComplianceSummaryForm, PatientLedgerForm
 from campaigns.reports import campaign_evidence, compliance_summary, exports, patient_ledger
 from campaigns.reports.exports import ReportKind

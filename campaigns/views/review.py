@@ -3,7 +3,6 @@ purpose, segment and exact coverage, approves or rejects with a comment, sends n
 or cancels. Marketers get a 404 here and see the status (and a rejection's comment) on the campaign page.
 Approving, sending, scheduling and cancelling ask for the second factor again; campaigns.services and
 campaigns.services.lifecycle hold the rules and the audit."""
-from audit import actions
 import zoneinfo
 from collections.abc import Callable
 
@@ -15,6 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import reentry
 from accounts.roles import sees_patient_evidence
+from audit import actions
 from campaigns import permissions
 from campaigns.forms.review import RejectForm, ScheduleForm, SecondFactorForm
 from campaigns.models import Campaign

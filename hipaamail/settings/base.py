@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "hipaamail.middleware.RequestIdMiddleware",
     "hipaamail.middleware.StaffSessionLifetimeMiddleware",
     "hipaamail.middleware.DenyByDefaultMiddleware",
+    "hipaamail.middleware.NotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "hipaamail.urls"
