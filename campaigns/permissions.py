@@ -1,6 +1,8 @@
 """Who may see what of a campaign. One policy, used by every campaign view."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.core.exceptions import PermissionDenied
 
 from accounts.roles import ADMINISTRATOR, COMPLIANCE_OFFICER, is_staff_member, roles_of, sees_patient_evidence
@@ -37,6 +39,25 @@ def count_for_marketer(count: int) -> str:
     if 1 <= count <= SMALL_CELL_LIMIT:
         return "fewer than 11"
     return f"{count:,}"
+
+
+@dataclass(frozen=True)
+class CountPolicy:
+    """How counts about patients are shown to one viewer (R-SMALL-CELL, R-MIN-NECESSARY). `exact`: every count as
+    it is; otherwise each cell from 1 to 10 reads "fewer than 11" and the selectors withhold a total that would give
+    a suppressed cell back (campaigns.selectors.segments, campaigns.selectors.results)."""
+
+    exact: bool
+
+    def count(self, count: int) -> str:
+        return f"{count:,}" if self.exact else count_for_marketer(count)
+
+
+def count_policy_for(user) -> CountPolicy:
+    """THE decision of who sees exact counts: compliance officers and administrators, who see patient-level evidence
+    anyway. Everyone else, marketers and any role added later, sees small cells suppressed (deny by default). Views
+    call this and hand the policy to the selectors; none decides by role itself."""
+    return CountPolicy(exact=user is not None and sees_patient_evidence(user))
 
 
 def _controller_check(actor) -> None:

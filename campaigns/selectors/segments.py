@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from django.db.models import QuerySet
 
 from campaigns.models import Segment
-from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
+from campaigns.permissions import SMALL_CELL_LIMIT, CountPolicy, count_for_marketer
 from campaigns.segments import segment_patient_ids, segment_queryset
 from campaigns.selectors.campaigns import delivery_block_reason_list
 from consent.selectors.coverage import CoverageGap
@@ -98,8 +98,30 @@ def segment_counts_for_marketer(counts: SegmentCounts) -> MarketerCounts:
     )
 
 
-def segment_matched_for_marketer(matched: int) -> str:
-    return count_for_marketer(matched)
+def segment_counts_shown(counts: SegmentCounts, *, policy: CountPolicy) -> dict:
+    """The counts panel as `policy` lets its viewer see it (campaigns.permissions.count_policy_for): exact, or with
+    small cells and complementary totals suppressed. Zero rows are left out: a hidden row is known to be 0, so nothing
+    is concealed by it."""
+    if policy.exact:
+        labels = dict(EXCLUSION_REASONS)
+        shown = {
+            "matched": policy.count(counts.matched),
+            "covered": policy.count(counts.covered),
+            "excluded": [(reason, labels[reason], policy.count(n)) for reason, n in counts.excluded.items()],
+            "complementary": False,
+            "suppressed": False,
+        }
+    else:
+        marketer = segment_counts_for_marketer(counts)
+        shown = {
+            "matched": marketer.matched,
+            "covered": marketer.covered,
+            "excluded": marketer.excluded,
+            "complementary": marketer.complementary,
+            "suppressed": True,
+        }
+    shown["excluded"] = [row for row in shown["excluded"] if row[2] != "0"]
+    return shown
 
 
 def segment_list() -> QuerySet[Segment]:

@@ -37,8 +37,8 @@ def campaign_detail(request, campaign_id: int):
     for compliance officers and administrators, the evidence for each patient (audited per page viewed)."""
     campaign = permissions.access_campaign_by_id(request.user, campaign_id)
     counts = results.campaign_counts(campaign=campaign)
-    evidence = sees_patient_evidence(request.user)
-    view = results.results_view(counts, exact=evidence)
+    evidence = sees_patient_evidence(request.user)  # the per-patient evidence below
+    view = results.results_view(counts, exact=permissions.count_policy_for(request.user).exact)
     context = {
         "campaign": campaign,
         "progress_percent": counts.progress_percent,

@@ -6,7 +6,6 @@ import io
 from django.http import HttpResponse
 from django.views.decorators.http import require_safe
 
-from accounts.roles import sees_patient_evidence
 from audit import actions
 from audit.services import audit_record
 from campaigns import permissions
@@ -16,7 +15,7 @@ from campaigns.selectors import results
 @require_safe
 def campaign_results_csv(request, campaign_id: int):
     campaign = permissions.access_campaign_by_id(request.user, campaign_id)
-    exact = sees_patient_evidence(request.user)
+    exact = permissions.count_policy_for(request.user).exact
     view = results.results_view(results.campaign_counts(campaign=campaign), exact=exact)
     out = io.StringIO()
     writer = csv.writer(out)

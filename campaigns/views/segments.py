@@ -9,12 +9,10 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts.roles import sees_patient_evidence
 from campaigns import segments
 from campaigns.forms.segments import SegmentForm, initial_from_rules
-from campaigns.permissions import access_segment_by_id, access_segments
+from campaigns.permissions import access_segment_by_id, access_segments, count_policy_for
 from campaigns.selectors import segments as segments_selectors
-from campaigns.selectors.segments import EXCLUSION_REASONS, segment_counts_for_marketer, segment_matched_for_marketer
 from campaigns.services.segments import segment_save
 from consent.models import Purpose
 
@@ -26,35 +24,16 @@ def _counts_context(user, *, rules, purpose) -> dict:
     if rules is None or purpose is None:
         return {"counts": None, "purpose": purpose}
     try:
-        exact = segments_selectors.segment_counts(rules=rules, purpose_id=purpose.pk)
+        counts = segments_selectors.segment_counts(rules=rules, purpose_id=purpose.pk)
     except ValidationError as error:  # a stored tree that is no longer valid (e.g. edited in the admin)
         return {"counts": None, "purpose": purpose, "errors": error.messages}
-    if sees_patient_evidence(user):
-        labels = dict(EXCLUSION_REASONS)
-        shown = {
-            "matched": f"{exact.matched:,}",
-            "covered": f"{exact.covered:,}",
-            "excluded": [(reason, labels[reason], f"{n:,}") for reason, n in exact.excluded.items()],
-            "complementary": False,
-            "suppressed": False,
-        }
-    else:
-        marketer = segment_counts_for_marketer(exact)
-        shown = {
-            "matched": marketer.matched,
-            "covered": marketer.covered,
-            "excluded": marketer.excluded,
-            "complementary": marketer.complementary,
-            "suppressed": True,
-        }
-    # Zero rows are left out: a hidden row is known to be 0, so nothing is concealed by it.
-    shown["excluded"] = [row for row in shown["excluded"] if row[2] != "0"]
+    shown = segments_selectors.segment_counts_shown(counts, policy=count_policy_for(user))
     return {"counts": shown, "purpose": purpose}
 
 
 def segment_list(request):
     access_segments(request.user)
-    exact = sees_patient_evidence(request.user)
+    policy = count_policy_for(request.user)
     rows = []
     for segment in segments_selectors.segment_list()[:LIST_LIMIT]:
         try:
@@ -62,7 +41,7 @@ def segment_list(request):
         except ValidationError:
             rows.append((segment, "rules need correcting"))
             continue
-        rows.append((segment, f"{matched:,}" if exact else segment_matched_for_marketer(matched)))
+        rows.append((segment, policy.count(matched)))
     return render(request, "campaigns/segments/list.html", {"rows": rows})
 
 
