@@ -1,5 +1,5 @@
-"""Beat jobs: launch what is due, re-wake the sender, read bounces. Run by Celery beat; nothing imports this module
-(import-linter)."""
+"""Beat jobs: launch what is due, re-wake the sender, read bounces. Run by Celery beat; nothing imports this
+module (import-linter)."""
 from pathlib import Path
 
 from celery import shared_task

@@ -60,7 +60,7 @@ def count_policy_for(user) -> CountPolicy:
     return CountPolicy(exact=user is not None and sees_patient_evidence(user))
 
 
-def _controller_check(actor) -> None:
+def sending_control_check(actor) -> None:
     """Scheduling, launching by hand, pausing, resuming and cancelling: compliance officers and administrators."""
     if not may_control_sending(actor):
         raise PermissionDenied("Only a compliance officer or an administrator may do that.")

@@ -1,20 +1,19 @@
-"""Beat jobs: renewal invitations, re-run lost imports. Run by Celery beat; nothing imports this module (import-
-linter)."""
+"""Beat jobs: renewal invitations, re-run lost imports. Run by Celery beat; nothing imports this module
+(import-linter)."""
 from __future__ import annotations
 
 from celery import shared_task
 
-from consent import periodic as periodic_consent
 from consent.selectors.patients import patient_import_unfinished_list
 from consent.services import renewals
-from consent.tasks import _enqueue_run
+from consent.tasks import patient_import_run_enqueue
 
 
 @shared_task(name="consent.tasks.patient_import_rewake_task")
 def patient_import_rewake_task() -> None:
     """Every few minutes: run again any started import whose task was lost (the run returns at once while
     another holds the import)."""
-    periodic_consent.patient_import_rewake()
+    patient_import_rewake()
 
 
 @shared_task(name="consent.tasks.authorization_renewals_invite_task")
@@ -28,5 +27,5 @@ def patient_import_rewake() -> list[int]:
     by one in progress and returns; otherwise it does the work the lost task did not. Returns the ids."""
     unfinished = patient_import_unfinished_list()
     for patient_import_id in unfinished:
-        _enqueue_run(patient_import_id)
+        patient_import_run_enqueue(patient_import_id)
     return unfinished

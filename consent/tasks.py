@@ -129,7 +129,6 @@ def authorization_copy_send_task(self, authorization_id: int) -> bool:
     return sent
 
 
-def _enqueue_run(patient_import_id: int) -> None:
-    from consent.tasks import patient_import_run_task  # tasks import services; this breaks the cycle
-
+def patient_import_run_enqueue(patient_import_id: int) -> None:
+    """Queue a run of a started import (called on commit by consent.services.imports and by the reconciler)."""
     patient_import_run_task.delay(patient_import_id)

@@ -12,10 +12,10 @@ from django.utils import timezone
 from audit import actions
 from audit.services import audit_record
 from campaigns.models import Campaign, Delivery
-from campaigns.permissions import _controller_check
+from campaigns.permissions import sending_control_check
 from campaigns.segments import segment_patient_ids
 from campaigns.selectors.campaigns import delivery_block_reason_list
-from campaigns.services.lifecycle import _campaign_move
+from campaigns.services.lifecycle import campaign_move
 from campaigns.tasks import campaign_dispatch_task
 from consent.models import Suppression
 from consent.selectors.coverage import authorization_covering_list
@@ -45,7 +45,7 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
     nothing; the unique (campaign, patient) constraint backs it.
     """
     if actor is not None:
-        _controller_check(actor)
+        sending_control_check(actor)
     with transaction.atomic(durable=True):
         # The campaign's row only (of self): locking its purpose too would serialise every launch for a purpose.
         campaign = Campaign.objects.select_for_update(of=("self",)).select_related("purpose").get(pk=campaign_id)
@@ -89,7 +89,7 @@ def campaign_launch_refuse(*, campaign_id: int, codes: list[str]) -> None:
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.status != Campaign.Status.SCHEDULED:
             return
-        _campaign_move(
+        campaign_move(
             campaign,
             actor=None,
             to=Campaign.Status.DRAFT,

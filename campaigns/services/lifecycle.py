@@ -13,7 +13,7 @@ from audit import actions
 from audit.services import audit_record
 from campaigns.content import CampaignContent
 from campaigns.models import Campaign, CampaignBlock, ContentBlock, Delivery, EmailTemplate, Segment
-from campaigns.permissions import _controller_check
+from campaigns.permissions import sending_control_check
 from campaigns.scheduling import schedule_time_check, timezone_is_known
 from campaigns.services.library import campaign_content_validate
 from campaigns.tasks import campaign_dispatch_task
@@ -63,7 +63,7 @@ def _campaign_locked(
 ) -> Iterator[Campaign]:
     """The frame of a lifecycle step: one durable transaction holding the campaign's row lock, entered only from
     one of the `allowed` statuses; any other raises ValidationError "A <status> campaign cannot be <cannot_be>.".
-    The step changes the campaign inside (`_campaign_move`), so the change and its audit row commit together.
+    The step changes the campaign inside (`campaign_move`), so the change and its audit row commit together.
     `with_purpose` reads the purpose along, locking the campaign's row only (of self): locking its purpose too
     would serialise every step of every campaign for that purpose."""
     with transaction.atomic(durable=True):
@@ -77,7 +77,7 @@ def _campaign_locked(
         yield campaign
 
 
-def _campaign_move(
+def campaign_move(
     campaign: Campaign, *, actor, to: str, action: str, details: dict | None = None, clean: bool = False, **fields
 ) -> None:
     """Move a locked campaign to status `to`, setting `fields` too, save just those, and audit `action` with
@@ -121,7 +121,7 @@ def campaign_submit(*, actor, campaign_id: int) -> Campaign:
                 },
             )
         else:
-            _campaign_move(campaign, actor=actor, to=Campaign.Status.SUBMITTED, action=actions.CAMPAIGN_SUBMITTED)
+            campaign_move(campaign, actor=actor, to=Campaign.Status.SUBMITTED, action=actions.CAMPAIGN_SUBMITTED)
     if refused:  # raised after the commit, so that the refusal stays on the record
         raise ValidationError([problem.message for problem in refused], code="content")
     return campaign
@@ -141,7 +141,7 @@ def campaign_approve(*, actor, campaign_id: int) -> Campaign:
                 details={"reason": "author"},
             )
         else:
-            _campaign_move(
+            campaign_move(
                 campaign,
                 actor=actor,
                 to=Campaign.Status.APPROVED,
@@ -158,7 +158,7 @@ def campaign_schedule(*, actor, campaign_id: int, send_at: datetime, timezone_na
     """Schedule an approved campaign (or move a scheduled one) to `send_at`, an aware instant in the future,
     entered in `timezone_name` (kept to show the time back as it was entered). The scheduler launches it then
     (campaigns.tasks.campaign_launch_due_task)."""
-    _controller_check(actor)
+    sending_control_check(actor)
     if send_at.tzinfo is None:
         raise ValueError("send_at must be an aware datetime")
     if not timezone_is_known(timezone_name):
@@ -168,7 +168,7 @@ def campaign_schedule(*, actor, campaign_id: int, send_at: datetime, timezone_na
     with _campaign_locked(
         campaign_id, allowed=(Campaign.Status.APPROVED, Campaign.Status.SCHEDULED), cannot_be="scheduled"
     ) as campaign:
-        _campaign_move(
+        campaign_move(
             campaign,
             actor=actor,
             to=Campaign.Status.SCHEDULED,
@@ -183,21 +183,21 @@ def campaign_schedule(*, actor, campaign_id: int, send_at: datetime, timezone_na
 def campaign_pause(*, actor, campaign_id: int) -> Campaign:
     """Pause a sending campaign: workers claim no more of its deliveries (a batch already claimed finishes and
     is recorded). A scheduled campaign can be paused too: the scheduler then leaves it alone until resumed."""
-    _controller_check(actor)
+    sending_control_check(actor)
     with _campaign_locked(
         campaign_id, allowed=(Campaign.Status.SENDING, Campaign.Status.SCHEDULED), cannot_be="paused"
     ) as campaign:
-        _campaign_move(campaign, actor=actor, to=Campaign.Status.PAUSED, action=actions.CAMPAIGN_PAUSED)
+        campaign_move(campaign, actor=actor, to=Campaign.Status.PAUSED, action=actions.CAMPAIGN_PAUSED)
     return campaign
 
 
 def campaign_resume(*, actor, campaign_id: int) -> Campaign:
     """Resume a paused campaign: sending again (the workers are woken) if it had been launched, else scheduled
     again (and launched by the scheduler at once if its time has passed meanwhile)."""
-    _controller_check(actor)
+    sending_control_check(actor)
     with _campaign_locked(campaign_id, allowed=(Campaign.Status.PAUSED,), cannot_be="resumed") as campaign:
         to = Campaign.Status.SENDING if campaign.launched_at else Campaign.Status.SCHEDULED
-        _campaign_move(campaign, actor=actor, to=to, action=actions.CAMPAIGN_RESUMED)
+        campaign_move(campaign, actor=actor, to=to, action=actions.CAMPAIGN_RESUMED)
         if campaign.status == Campaign.Status.SENDING:
             transaction.on_commit(lambda: campaign_dispatch_task.delay(campaign.pk))
     return campaign
@@ -215,10 +215,10 @@ def campaign_cancel(*, actor, campaign_id: int) -> Campaign:
     primary-key order, as the sender locks them, so the two cannot deadlock. Claimed-but-not-yet-locked rows
     are blocked here, and the sender, which sends only rows still queued, skips them.
     """
-    _controller_check(actor)
+    sending_control_check(actor)
     with _campaign_locked(campaign_id, allowed=CANCELLABLE, cannot_be="cancelled") as campaign:
         blocked = _deliveries_cancel(campaign_id=campaign.pk)
-        _campaign_move(
+        campaign_move(
             campaign,
             actor=actor,
             to=Campaign.Status.CANCELLED,
@@ -396,7 +396,7 @@ def campaign_reject(*, actor, campaign_id: int, comment: str) -> Campaign:
     if len(comment) > COMMENT_MAX_LENGTH:
         raise ValidationError(f"Keep the comment under {COMMENT_MAX_LENGTH} characters.")
     with _campaign_locked(campaign_id, allowed=(Campaign.Status.SUBMITTED,), cannot_be="rejected") as campaign:
-        _campaign_move(
+        campaign_move(
             campaign,
             actor=actor,
             to=Campaign.Status.REJECTED,

@@ -380,7 +380,7 @@ def patient_csv_read(*, content: bytes) -> tuple[str | None, Validation | None]:
     return text, None
 
 
-def _details(validation: Validation) -> dict:
+def validation_details(validation: Validation) -> dict:
     return {
         "total_rows": validation.total_rows,
         "valid_rows": validation.valid_rows,

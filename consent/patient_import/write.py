@@ -17,8 +17,8 @@ from consent.patient_import.validate import (
     ImportRefused,
     PatientRow,
     Validation,
-    _details,
     patient_csv_validate,
+    validation_details,
 )
 
 logger = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def _patient_import_run_locked(*, patient_import_id: int, batch_size: int) -> Pa
                 action=actions.PATIENT_IMPORT_FAILED,
                 object_type="patient_import",
                 object_id=patient_import_id,
-                details={"reason": "errors_at_import", **_details(validation)},
+                details={"reason": "errors_at_import", **validation_details(validation)},
             )
         _discard_file(patient_import)
         return PatientImport.objects.get(pk=patient_import_id)

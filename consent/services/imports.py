@@ -50,11 +50,11 @@ from consent.patient_import.validate import (
     MAX_STORED_ERRORS,
     ImportRefused,
     Validation,
-    _details,
     patient_csv_read,
     patient_csv_validate,
+    validation_details,
 )
-from consent.tasks import _enqueue_run
+from consent.tasks import patient_import_run_enqueue
 
 
 def _rows_with_errors(validation: Validation) -> int:
@@ -87,7 +87,7 @@ def patient_import_upload(*, actor, content: bytes) -> PatientImport:
             action=actions.PATIENT_IMPORT_PREVIEWED,
             object_type="patient_import",
             object_id=patient_import.pk,
-            details=_details(validation),
+            details=validation_details(validation),
         )
     return patient_import
 
@@ -110,5 +110,5 @@ def patient_import_start(*, actor, patient_import_id: int) -> PatientImport:
             object_id=patient_import.pk,
             details={"total_rows": patient_import.total_rows},
         )
-        transaction.on_commit(lambda: _enqueue_run(patient_import.pk))
+        transaction.on_commit(lambda: patient_import_run_enqueue(patient_import.pk))
     return patient_import

@@ -519,7 +519,7 @@ def test_officer_previews_errors_then_imports_with_a_live_progress_bar(page, liv
         thread.start()
 
     with (
-        mock.patch.object(imports, "_enqueue_run", side_effect=run_in_background),
+        mock.patch.object(imports, "patient_import_run_enqueue", side_effect=run_in_background),
         mock.patch.object(write, "_write_copy", side_effect=slow_write),
         mock.patch.object(write, "_write_bulk_create", side_effect=slow_write),
     ):
