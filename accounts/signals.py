@@ -4,7 +4,8 @@ from django.contrib.auth.signals import user_logged_out, user_login_failed
 from django.dispatch import receiver
 
 from audit import actions
-from audit.services import ANONYMOUS, audit_record
+from audit.actions import ANONYMOUS
+from audit.services import audit_record
 
 
 @receiver(user_logged_in)

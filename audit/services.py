@@ -28,9 +28,6 @@ from audit.models import AuditCheckpoint, AuditEvent
 
 logger = logging.getLogger(__name__)
 
-SYSTEM = "system"
-PATIENT = "patient"
-ANONYMOUS = "anonymous"
 
 # Details hold ids, counts and codes. Free text (names, addresses, emails) cannot pass this shape,
 # which keeps PHI out of the audit trail by construction (R-NO-PHI-LEAK).
@@ -62,11 +59,11 @@ def _check_details(details: dict[str, Any]) -> None:
 def role_of(user) -> str:
     """The role a user acts in: their group (marketer, compliance officer, administrator), else a kind."""
     if user is None or not getattr(user, "is_authenticated", False):
-        return SYSTEM if user is None else ANONYMOUS
+        return actions.SYSTEM if user is None else actions.ANONYMOUS
     names = sorted(user.groups.values_list("name", flat=True))
     if names:
         return ",".join(names)[:40]
-    return "superuser" if user.is_superuser else "user"
+    return actions.SUPERUSER if user.is_superuser else actions.USER
 
 
 def audit_record(
@@ -85,7 +82,11 @@ def audit_record(
 
     `patient_id` names the patient the event concerns, when it concerns exactly one (the id, never an
     identifier): the patient's history page reads it. The event is chained after the caller's commit."""
+    if action not in actions.ACTIONS:
+        raise ValueError(f"{action!r} is not an audit action: every action is a constant in audit/actions.py.")
     details = details or {}
+    if "patient" in details or "patient_id" in details:
+        raise ValueError("The patient an event concerns goes in patient_id, not in its details.")
     if not actor_role:
         actor_role = role_of(actor)
     if patient_id is not None and (isinstance(patient_id, bool) or not isinstance(patient_id, int)):
@@ -260,7 +261,7 @@ def _checkpoint_store(*, sequence: int, head_hash: str, kind: str, action: str) 
         checkpoint.save(force_insert=True)
         audit_record(
             actor=None,
-            actor_role=SYSTEM,
+            actor_role=actions.SYSTEM,
             action=action,
             object_type="audit_checkpoint",
             object_id=checkpoint.pk,
@@ -316,7 +317,7 @@ def audit_verification_record(*, result, checks: Iterable[verification.CheckResu
     checks = list(checks)
     if checks:
         details["checks"] = {check.name: check.details() for check in checks}
-    return audit_record(actor=None, actor_role=SYSTEM, action=actions.AUDIT_VERIFIED, details=details)
+    return audit_record(actor=None, actor_role=actions.SYSTEM, action=actions.AUDIT_VERIFIED, details=details)
 
 
 @dataclass(frozen=True)
@@ -463,5 +464,5 @@ def audit_chain_break_alert(*, result: chain.WalkResult, checks: Iterable[verifi
     }
     if failed:
         details["mismatches"] = {check.name: check.mismatches for check in failed}
-    audit_record(actor=None, actor_role=SYSTEM, action=BREAK_ALERTED_ACTION, details=details)
+    audit_record(actor=None, actor_role=actions.SYSTEM, action=BREAK_ALERTED_ACTION, details=details)
     return sent

@@ -74,7 +74,7 @@ def _writer(mode: str, transactions: int, hold: float, start, results) -> None:
     began = time.perf_counter()
     for n in range(transactions):
         with transaction.atomic():
-            services.audit_record(actor=None, actor_role="system", action="bench.event", details={"n": n})
+            services.audit_record(actor=None, actor_role="system", action="fhir.imported", details={"n": n})
             time.sleep(hold)
     results.put(time.perf_counter() - began)
 

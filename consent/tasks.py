@@ -13,7 +13,8 @@ from celery import shared_task
 from django.conf import settings
 
 from audit import actions
-from audit.services import PATIENT, audit_record
+from audit.actions import PATIENT
+from audit.services import audit_record
 from consent import crypto, notifications
 from consent.models import Authorization, Invitation, Patient
 from consent.patient_import.write import patient_import_run
@@ -124,7 +125,6 @@ def authorization_copy_send_task(self, authorization_id: int) -> bool:
         object_type="authorization",
         object_id=authorization.pk,
         patient_id=authorization.patient_id,
-        details={"patient_id": authorization.patient_id},
     )
     return sent
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _one_event() -> AuditEvent:
-    return audit_record(actor=None, actor_role="system", action="test.event", object_type="thing", object_id=1)
+    return audit_record(actor=None, actor_role="system", action="fhir.imported", object_type="thing", object_id=1)
 
 
 @requires_postgresql
@@ -23,7 +23,7 @@ def test_r_sec_audit_database_refuses_update():
         AuditEvent.objects.filter(pk=event.pk).update(action="tampered")
 
     event.refresh_from_db()
-    assert event.action == "test.event"
+    assert event.action == "fhir.imported"
 
 
 @requires_postgresql
@@ -64,7 +64,7 @@ def test_r_sec_audit_database_refuses_truncate_outside_tests():
 def test_r_no_phi_leak_audit_details_refuse_free_text(details):
     """R-NO-PHI-LEAK: details hold ids, counts and codes; free text cannot pass."""
     with pytest.raises(ValidationError):
-        audit_record(actor=None, actor_role="system", action="test.event", details=details)
+        audit_record(actor=None, actor_role="system", action="fhir.imported", details=details)
 
     assert AuditEvent.objects.count() == 0
 
@@ -73,7 +73,7 @@ def test_audit_details_accept_ids_counts_and_codes():
     event = audit_record(
         actor=None,
         actor_role="system",
-        action="test.event",
+        action="fhir.imported",
         details={"sent": [1, 2, 3], "purpose": "cpap-supplies", "blocked": {"revoked": 2}, "ok": True},
     )
 

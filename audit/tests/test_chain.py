@@ -38,7 +38,7 @@ def _events(n: int, **extra) -> list[AuditEvent]:
         audit_record(
             actor=None,
             actor_role="system",
-            action="test.event",
+            action="fhir.imported",
             object_type="thing",
             object_id=i,
             patient_id=100 + i,
@@ -91,7 +91,7 @@ def test_sealing_twice_changes_nothing_and_new_events_continue_the_chain():
     before = _sealed()
 
     assert audit_seal() == 0
-    audit_record(actor=None, actor_role="system", action="test.later")
+    audit_record(actor=None, actor_role="system", action="mfa.verified")
     assert audit_seal() == 1
 
     after = _sealed()
@@ -161,7 +161,7 @@ def test_r_sec_audit_a_sealed_event_can_never_be_updated():
 def test_r_sec_audit_the_seal_path_cannot_change_an_event_content():
     """The only UPDATE allowed is NULL to a value on the three chain columns, with every other column as it
     was: a tamperer cannot use the sealer's path to rewrite an unsealed event."""
-    event = audit_record(actor=None, actor_role="system", action="test.event")
+    event = audit_record(actor=None, actor_role="system", action="fhir.imported")
 
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         with connection.cursor() as cursor:
@@ -175,7 +175,7 @@ def test_r_sec_audit_the_seal_path_cannot_change_an_event_content():
             cursor.execute("UPDATE audit_auditevent SET sequence = 1 WHERE id = %s", [event.pk])
 
     assert audit_seal() == 1
-    assert AuditEvent.objects.get(pk=event.pk).action == "test.event"
+    assert AuditEvent.objects.get(pk=event.pk).action == "fhir.imported"
 
 
 @requires_postgresql
@@ -429,7 +429,7 @@ def test_jsonb_text_is_what_postgresql_writes(details):
 def test_content_text_is_what_copy_writes():
     for ip in ("10.0.0.7", "2001:db8::1", None):
         audit_record(
-            actor=None, actor_role="patient", action="test.event", object_type="patient", object_id="12",
+            actor=None, actor_role="patient", action="fhir.imported", object_type="patient", object_id="12",
             patient_id=12, ip=ip, request_id="tab\there back\\slash",  # escaped by COPY, and by content_text
             details={"bb": [1, "x"], "a": {"c": False}, "ccc": None},
         )
@@ -452,5 +452,5 @@ def test_content_text_is_what_copy_writes():
 
 def test_audit_record_refuses_a_patient_id_that_is_not_a_number():
     with pytest.raises(ValidationError):
-        audit_record(actor=None, actor_role="system", action="test.event", patient_id="12")
+        audit_record(actor=None, actor_role="system", action="fhir.imported", patient_id="12")
     assert not AuditEvent.objects.exists()

@@ -15,7 +15,7 @@ from conftest import requires_postgresql
 pytestmark = [requires_postgresql, pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
 
 
-def _record(action: str = "test.event", **extra) -> AuditEvent:
+def _record(action: str = "fhir.imported", **extra) -> AuditEvent:
     return audit_record(actor=None, actor_role="system", action=action, details={"ids": [1, 2]}, **extra)
 
 
@@ -33,12 +33,12 @@ def test_an_event_is_sealed_when_its_transaction_commits():
 def test_a_rolled_back_event_leaves_no_gap():
     _record()
     with pytest.raises(RuntimeError), transaction.atomic():
-        _record("test.rolled_back")
+        _record("purpose.created")
         raise RuntimeError
     _record()
 
     assert list(AuditEvent.objects.order_by("sequence").values_list("sequence", "action")) == [
-        (1, "test.event"), (2, "test.event"),
+        (1, "fhir.imported"), (2, "fhir.imported"),
     ]
     assert selectors.audit_chain_walk().ok
 
@@ -55,7 +55,7 @@ def test_r_sec_integrity_concurrent_writers_get_a_gap_free_chain_without_waiting
         try:
             for i in range(per_writer):
                 with transaction.atomic():
-                    audit_record(actor=None, actor_role="system", action="test.concurrent", details={"w": n, "i": i})
+                    audit_record(actor=None, actor_role="system", action="report.exported", details={"w": n, "i": i})
                     if i == 0:
                         inside.wait()  # all four hold an uncommitted event at the same time
                     time.sleep(0.005)

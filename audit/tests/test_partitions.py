@@ -206,10 +206,10 @@ def test_r_sec_audit_partitioning_as_documented_keeps_the_chain_and_the_guards(s
     assert audit_event_page(AuditFilters()).events[0].action == "audit.checkpointed"  # the audit pages read it
 
     # New events go into this month's partition and are sealed by the product's sealer; the chain verifies.
-    new = [audit_record(actor=None, actor_role="system", action="partition.test", object_type="thing", object_id=n)
+    new = [audit_record(actor=None, actor_role="system", action="segment.saved", object_type="thing", object_id=n)
            for n in range(3)]
     # Their ids continue after the moved rows' (the new identity column was set past them).
-    assert min(event.pk for event in new) > AuditEvent.objects.exclude(action="partition.test").order_by("-id")[0].pk
+    assert min(event.pk for event in new) > AuditEvent.objects.exclude(action="segment.saved").order_by("-id")[0].pk
     sealed = list(AuditEvent.objects.filter(pk__in=[event.pk for event in new]).order_by("sequence")
                   .values_list("sequence", flat=True))
     assert sealed == [before.last_sequence + 1, before.last_sequence + 2, before.last_sequence + 3]
@@ -335,7 +335,7 @@ def test_r_retain_6y_archiving_a_month_as_documented_keeps_a_checkable_chain(scr
     said = verify_command()
     assert f"Events through sequence {last} are archived" in said and "Chain intact" in said
     # New events are still sealed after the head, and the live chain checks from the archive head.
-    audit_record(actor=None, actor_role="system", action="partition.test", object_type="thing", object_id=1)
+    audit_record(actor=None, actor_role="system", action="segment.saved", object_type="thing", object_id=1)
     head_now = audit_chain_head()
     remainder = scratch.bash(doc_block("verify-after-archive"), tmp_path, **archive)
     assert remainder.returncode == 0, remainder.stderr

@@ -33,8 +33,8 @@ def test_event_iteration_streams_the_matching_events_oldest_first():
 
 def test_the_chain_head_is_the_newest_sealed_event():
     assert selectors.audit_chain_head() == selectors.ChainHead(sequence=0, hash=chain.GENESIS)
-    _event("test.one")
-    newest = _event("test.two")
+    _event("encryption.rotated")
+    newest = _event("purpose.updated")
     assert selectors.audit_chain_head().sequence == 0  # not sealed yet: inside this test's transaction
 
     audit_seal()
@@ -45,8 +45,8 @@ def test_the_chain_head_is_the_newest_sealed_event():
 
 
 def test_the_chain_status_counts_what_waits_for_the_sealer():
-    _event("test.one")
-    _event("test.two")
+    _event("encryption.rotated")
+    _event("purpose.updated")
 
     status = selectors.audit_chain_status()
 

@@ -56,7 +56,7 @@ def _insert_event(database: Path) -> int:
         cursor = db.execute(
             "INSERT INTO audit_auditevent "
             "(occurred_at, actor_role, action, object_type, object_id, details, ip, request_id, actor_id) "
-            "VALUES (CURRENT_TIMESTAMP, 'system', 'test.event', 'thing', '1', ?, NULL, '', NULL)",
+            "VALUES (CURRENT_TIMESTAMP, 'system', 'fhir.imported', 'thing', '1', ?, NULL, '', NULL)",
             [json.dumps({"ok": True})],
         )
         return cursor.lastrowid
@@ -95,7 +95,7 @@ def test_r_sec_audit_sqlite_refuses_update_and_delete(demo_database, statement):
         with _sqlite(demo_database) as db:
             db.execute(statement, [event_id])
 
-    assert _event(demo_database, event_id) == ("test.event", json.dumps({"ok": True}))
+    assert _event(demo_database, event_id) == ("fhir.imported", json.dumps({"ok": True}))
 
 
 def test_r_sec_audit_sqlite_refuses_deleting_every_row(demo_database):
@@ -185,7 +185,7 @@ def test_r_sec_integrity_sqlite_demo_seals_checkpoints_and_verifies(tmp_path_fac
         code=(
             "import django; django.setup()\n"
             "from audit.services import audit_record\n"
-            "for n in range(5): audit_record(actor=None, actor_role='system', action='demo.event', patient_id=n,"
+            "for n in range(5): audit_record(actor=None, actor_role='system', action='fhir.imported', patient_id=n,"
             " details={'n': n, 'ids': [2, 1]})\n"
         )
     )

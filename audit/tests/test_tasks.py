@@ -35,7 +35,7 @@ def checkpoint_key(settings):
 
 def _events(n: int) -> None:
     for i in range(1, n + 1):
-        audit_record(actor=None, actor_role="system", action="test.event", object_type="thing", object_id=i,
+        audit_record(actor=None, actor_role="system", action="fhir.imported", object_type="thing", object_id=i,
                      patient_id=500 + i, details={"n": i})
     audit_seal()
 

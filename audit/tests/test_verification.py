@@ -44,7 +44,7 @@ class Seen:
 
 def _events(n: int) -> None:
     for i in range(n):
-        audit_record(actor=None, actor_role="system", action="test.event", details={"n": i})
+        audit_record(actor=None, actor_role="system", action="fhir.imported", details={"n": i})
     audit_seal()
 
 

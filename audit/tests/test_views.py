@@ -18,7 +18,7 @@ from conftest import requires_postgresql
 pytestmark = pytest.mark.django_db
 
 
-def _event(action="test.event", **fields) -> AuditEvent:
+def _event(action="fhir.imported", **fields) -> AuditEvent:
     return audit_record(actor=fields.pop("actor", None), actor_role=fields.pop("actor_role", "system"),
                         action=action, **fields)
 
@@ -91,9 +91,9 @@ def test_each_filter_narrows_the_log(officer):
 
 def test_the_date_range_includes_both_days(officer):
     today = timezone.localdate()
-    _event("test.today")
+    _event("campaign.resumed")
 
-    assert _shown_actions(officer.get(f"/audit/?start={today}&end={today}")) == ["test.today"]
+    assert _shown_actions(officer.get(f"/audit/?start={today}&end={today}")) == ["campaign.resumed"]
     assert _shown_actions(officer.get(f"/audit/?end={today - timedelta(days=1)}")) == []
     assert _shown_actions(officer.get(f"/audit/?start={today + timedelta(days=1)}")) == []
 
@@ -111,19 +111,19 @@ def test_the_date_range_includes_both_days(officer):
     ],
 )
 def test_bad_filter_input_is_explained_not_a_server_error(officer, query, message):
-    _event("test.event")
+    _event("fhir.imported")
 
     response = officer.get(f"/audit/?{query}")
 
     assert response.status_code == 200
     if message:
         assert message in response.content.decode()
-    assert _shown_actions(response) == ["test.event"]  # the invalid filter is not applied
+    assert _shown_actions(response) == ["fhir.imported"]  # the invalid filter is not applied
 
 
 def test_keyset_pagination_walks_older_and_back(officer):
     for n in range(1, 121):
-        _event("test.event", object_type="thing", object_id=n)
+        _event("fhir.imported", object_type="thing", object_id=n)
 
     first = officer.get("/audit/")
     assert _shown_ids(first) == list(range(120, 70, -1))
@@ -139,17 +139,17 @@ def test_keyset_pagination_walks_older_and_back(officer):
 
 def test_pagination_keeps_the_filters(officer):
     for n in range(1, 61):
-        _event("test.kept" if n % 2 else "test.other", object_type="thing", object_id=n)
+        _event("campaign.paused" if n % 2 else "mfa.device_removed", object_type="thing", object_id=n)
 
-    first = officer.get("/audit/?action=test.kept").content.decode()
+    first = officer.get("/audit/?action=campaign.paused").content.decode()
     link = re.search(r'href="\?([^"]+)" rel="next"', first)
     assert link is None  # 30 events: one page
     for n in range(61, 181):
-        _event("test.kept", object_type="thing", object_id=n)
-    page = officer.get("/audit/?action=test.kept").content.decode()
+        _event("campaign.paused", object_type="thing", object_id=n)
+    page = officer.get("/audit/?action=campaign.paused").content.decode()
     query = re.search(r'href="\?([^"]+)" rel="next"', page).group(1).replace("&amp;", "&")
-    assert query.startswith("action=test.kept&before=")
-    assert set(_shown_actions(officer.get(f"/audit/?{query}"))) == {"test.kept"}
+    assert query.startswith("action=campaign.paused&before=")
+    assert set(_shown_actions(officer.get(f"/audit/?{query}"))) == {"campaign.paused"}
 
 
 def test_r_sec_audit_filtering_the_log_by_patient_is_recorded_browsing_is_not(officer):
@@ -166,7 +166,7 @@ def test_r_sec_audit_filtering_the_log_by_patient_is_recorded_browsing_is_not(of
 
 def test_r_sec_integrity_the_page_shows_the_chain_status(officer, settings):
     settings.AUDIT_CHECKPOINT_KEYS = "test-only-audit-checkpoint-key-0123456789abcdef"
-    _event("test.event")
+    _event("fhir.imported")
     page = officer.get("/audit/").content.decode()
     assert "Last verified:" in page and "never" in page and "none yet" in page
 
@@ -181,7 +181,7 @@ def test_r_sec_integrity_the_page_shows_the_chain_status(officer, settings):
 @requires_postgresql
 def test_r_sec_integrity_the_page_shows_a_broken_chain(officer):
     for _ in range(3):
-        _event("test.event")
+        _event("fhir.imported")
     audit_seal()
     with connection.cursor() as cursor:
         cursor.execute("SET session_replication_role = replica")

@@ -38,7 +38,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import actions
-from audit.services import SYSTEM, audit_record
+from audit.actions import SYSTEM
+from audit.services import audit_record
 from campaigns.models import Delivery
 from campaigns.sending.messages import message_id_for, message_id_parts
 from consent import crypto

@@ -16,7 +16,8 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from audit import actions
-from audit.services import SYSTEM, audit_record
+from audit.actions import SYSTEM
+from audit.services import audit_record
 from campaigns.content import MERGE_FIELDS, SYNTHETIC_PATIENT, CampaignContent
 from campaigns.models import Campaign, Delivery
 from campaigns.sending.messages import AssembledMessage, CampaignRender, message_id_for_test, message_id_parts

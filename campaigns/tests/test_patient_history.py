@@ -114,7 +114,7 @@ def test_the_batch_event_found_is_the_one_that_lists_the_delivery():
 def test_r_sec_audit_the_patient_history_page_shows_events_and_messages_and_is_recorded(officer, four_campaigns):
     world = four_campaigns
     patient = world["patient"]
-    audit_record(actor=None, actor_role="system", action="test.other_patient", patient_id=world["other"].pk)
+    audit_record(actor=None, actor_role="system", action="invitation.created", patient_id=world["other"].pk)
 
     response = officer.get(f"/audit/patients/{patient.pk}/")
 
@@ -130,7 +130,7 @@ def test_r_sec_audit_the_patient_history_page_shows_events_and_messages_and_is_r
     assert "no event found" not in messages
     assert "may have reached the mail server" not in messages
     events = _shown_actions(html[html.index("<h2>Events</h2>"):])
-    assert "authorization.revoked" in events and "test.other_patient" not in events
+    assert "authorization.revoked" in events and "invitation.created" not in events
     assert f'href="/consent/patients/{patient.pk}/"' in html
     viewed = AuditEvent.objects.get(action="audit.patient_history_viewed")
     assert (viewed.patient_id, viewed.object_type, viewed.object_id, viewed.details) == (

@@ -72,7 +72,7 @@ def unsubscribe(request, token: str):
     delivery_id = unsubscribe_token_read(token)
     delivery = Delivery.objects.select_related("campaign__purpose").filter(pk=delivery_id).first()
     if delivery is None:
-        audit_record(actor=None, actor_role="anonymous", action=actions.UNSUBSCRIBE_BAD_TOKEN)
+        audit_record(actor=None, actor_role=actions.ANONYMOUS, action=actions.UNSUBSCRIBE_BAD_TOKEN)
         return render(request, "campaigns/unsubscribe_invalid.html", status=404)
     purpose = delivery.campaign.purpose
     if request.method == "POST":
@@ -81,7 +81,7 @@ def unsubscribe(request, token: str):
         return render(request, "campaigns/unsubscribe_done.html", {"purpose": purpose, "already": not revoked})
     audit_record(
         actor=None,
-        actor_role="patient",
+        actor_role=actions.PATIENT,
         action=actions.UNSUBSCRIBE_VIEWED,
         object_type="delivery",
         object_id=delivery.pk,

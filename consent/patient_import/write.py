@@ -167,7 +167,7 @@ def patient_csv_import(*, actor, text: str, dry_run: bool = False, source: str =
         patient_rows_write(rows=validation.rows)
         audit_record(
             actor=actor,
-            actor_role="" if actor else "system",
+            actor_role="" if actor else actions.SYSTEM,
             action=actions.PATIENT_IMPORT_FINISHED,
             object_type="patient_import",
             details={"source": source, "total_rows": validation.total_rows, "created": validation.valid_rows},

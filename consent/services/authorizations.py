@@ -7,7 +7,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import actions
-from audit.services import PATIENT, audit_record
+from audit.actions import PATIENT
+from audit.services import audit_record
 from consent.models import (
     Authorization,
     AuthorizationDefect,
@@ -78,7 +79,6 @@ def authorization_grant(
             object_id=authorization.pk,
             patient_id=patient.pk,
             details={
-                "patient_id": patient.pk,
                 "purpose": purpose.code,
                 "channel": channel,
                 **({"has_scan": True} if scan_name else {}),
@@ -162,12 +162,12 @@ def expiry_event_record(*, actor, authorization_id: int, occurred_at: datetime, 
         event.save(force_insert=True)
         audit_record(
             actor=actor,
-            actor_role="" if actor else "integration",
+            actor_role="" if actor else actions.INTEGRATION,
             action=actions.AUTHORIZATION_EXPIRY_EVENT_RECORDED,
             object_type="authorization",
             object_id=authorization.pk,
             patient_id=authorization.patient_id,
-            details={"patient_id": authorization.patient_id, "source": source},
+            details={"source": source},
         )
     return event
 
@@ -187,6 +187,6 @@ def authorization_defect_record(*, actor, authorization_id: int, reason: str) ->
             object_type="authorization",
             object_id=authorization.pk,
             patient_id=authorization.patient_id,
-            details={"patient_id": authorization.patient_id, "reason": reason},
+            details={"reason": reason},
         )
     return defect

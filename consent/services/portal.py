@@ -19,7 +19,8 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from audit import actions
-from audit.services import PATIENT, audit_record
+from audit.actions import PATIENT
+from audit.services import audit_record
 from consent import crypto
 from consent.models import Authorization, AuthorizationForm, Patient, Purpose, Revocation
 from consent.selectors.coverage import authorization_covering_list

@@ -22,7 +22,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from audit import actions
-from audit.services import PATIENT, audit_record
+from audit.actions import PATIENT
+from audit.services import audit_record
 from consent.documents import form_text, text_hash
 from consent.models import Authorization, AuthorizationForm, Invitation, Patient, Purpose
 from consent.pdf import authorization_pdf_render
@@ -90,7 +91,7 @@ def invitation_create(*, actor, patient_id: int, purpose_id: int, channel: str) 
             object_type="invitation",
             object_id=invitation.pk,
             patient_id=patient.pk,
-            details={"patient_id": patient.pk, "purpose_id": purpose.pk, "channel": channel},
+            details={"purpose_id": purpose.pk, "channel": channel},
         )
     if channel in (Invitation.Channel.EMAIL, Invitation.Channel.RENEWAL):
         # After the commit: a link to an invitation that was rolled back would lead nowhere.
@@ -238,5 +239,4 @@ def authorization_copy_email(*, authorization: Authorization, patient: Patient) 
             object_type="authorization",
             object_id=authorization.pk,
             patient_id=patient.pk,
-            details={"patient_id": patient.pk},
         )

@@ -1,6 +1,7 @@
 """Suppressions (hard bounce, complaint): an address that must not receive mail again, recorded once, audited."""
 from audit import actions
-from audit.services import SYSTEM, audit_record
+from audit.actions import SYSTEM
+from audit.services import audit_record
 from consent import crypto
 from consent.models import Suppression
 

@@ -161,7 +161,7 @@ def test_r_min_necessary_export_view_is_for_compliance_and_audited(verified_clie
     assert json.loads(response.content)["decision"] == "permit"
     assert unknown_version.status_code == 404
     event = AuditEvent.objects.get(action="authorization.fhir_exported")
-    assert event.actor == officer and event.details == {"patient_id": patient.pk, "version": "r5"}
+    assert event.actor == officer and event.details == {"version": "r5"} and event.patient_id == patient.pk
 
 
 # --- import -----------------------------------------------------------------------------------------------

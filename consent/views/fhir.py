@@ -26,7 +26,7 @@ def fhir_export(request, authorization_id: int, version: str):
         object_type="authorization",
         object_id=authorization.pk,
         patient_id=authorization.patient_id,
-        details={"patient_id": authorization.patient_id, "version": version},
+        details={"version": version},
     )
     response = HttpResponse(json.dumps(resource, indent=2), content_type="application/fhir+json")
     response["Content-Disposition"] = f'attachment; filename="consent-{authorization.pk}-{version}.json"'

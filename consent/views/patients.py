@@ -228,7 +228,7 @@ def patient_document(request, patient_id: int, authorization_id: int, kind: str)
         object_type="authorization",
         object_id=authorization.pk,
         patient_id=authorization.patient_id,
-        details={"patient_id": authorization.patient_id, "kind": kind},
+        details={"kind": kind},
     )
     extension = stored.name.rsplit(".", 1)[-1].lower() if "." in stored.name else "bin"
     # A name of our own: the stored name says nothing about the patient, and neither does this.

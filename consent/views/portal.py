@@ -14,7 +14,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit import actions
-from audit.services import PATIENT, audit_record
+from audit.actions import PATIENT
+from audit.services import audit_record
 from consent.documents import form_sections, form_text, text_hash
 from consent.forms.portal import CodeForm, EmailForm, SignForm
 from consent.models import Authorization, Purpose
@@ -203,7 +204,6 @@ def authorization_pdf(request, authorization_id: int):
         object_type="authorization",
         object_id=authorization.pk,
         patient_id=authorization.patient_id,
-        details={"patient_id": authorization.patient_id},
     )
     response = FileResponse(
         authorization.pdf.open("rb"), content_type="application/pdf", as_attachment=True,

@@ -112,7 +112,7 @@ class Command(BaseCommand):
         with transaction.atomic(durable=True):
             audit_record(
                 actor=None,
-                actor_role="system",
+                actor_role=actions.SYSTEM,
                 action=actions.ENCRYPTION_ROTATED,
                 details={
                     "key_id": current,
