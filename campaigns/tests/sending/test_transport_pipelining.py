@@ -18,7 +18,7 @@ from campaigns.sending.dispatch import TransientSendError, delivery_dispatch_bat
 from campaigns.sending.messages import AssembledMessage
 from campaigns.sending.transport import SmtpTransport
 from campaigns.tests.smtp_server import free_port
-from campaigns.tests.test_pipeline import MisbehavingHandler, _launched, _statuses, _use_smtp, misbehaving_server
+from campaigns.tests.sending.test_pipeline import MisbehavingHandler, _launched, _statuses, _use_smtp, misbehaving_server
 from consent import crypto
 from consent.models import Suppression
 
