@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import totp
@@ -14,6 +15,10 @@ from accounts.tests.factories import PASSWORD, staff_make
 
 requires_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL (set DATABASE_URL; make test does)"
+)
+# The suites that need a real broker (a worker process, the shared send-rate limit, the queue checks).
+requires_redis = pytest.mark.skipif(
+    not settings.CELERY_BROKER_URL.startswith("redis://"), reason="needs Redis (set CELERY_BROKER_URL)"
 )
 
 

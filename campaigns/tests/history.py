@@ -15,7 +15,7 @@ Two halves:
 Clocks. The sink stamps each message with time.time() when its DATA command arrives (campaigns.tests.smtp_server),
 before it answers 250; the recorder brackets each call with time.time() just before and just after; the database
 stamps checked_at, sent_at, revoked_at and recorded_at with its own clock. All of them run on this one machine and
-read the same system clock, so they are compared directly (as campaigns/tests/test_revocation_race.py does).
+read the same system clock, so they are compared directly (as campaigns/tests/sending/test_revocation_race.py does).
 """
 from __future__ import annotations
 

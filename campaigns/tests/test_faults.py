@@ -26,7 +26,6 @@ from pathlib import Path
 
 import pytest
 from celery import current_app as celery_app
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.functions import Now
 
@@ -38,16 +37,14 @@ from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from campaigns.tests.worker import QUEUES, worker_kill, worker_start, worker_stop
-from conftest import requires_postgresql
+from conftest import requires_postgresql, requires_redis
 from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = [
     pytest.mark.faults,
     requires_postgresql,
-    pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL.startswith("redis://"), reason="needs Redis (set CELERY_BROKER_URL)"
-    ),
+    requires_redis,
     pytest.mark.django_db(transaction=True),
 ]
 

@@ -63,7 +63,7 @@ from campaigns.tests.history import (
     history_report,
 )
 from campaigns.tests.smtp_server import smtp_sink
-from conftest import requires_postgresql
+from conftest import requires_postgresql, requires_redis
 from consent.services.authorizations import authorization_grant
 from consent.services.portal import portal_authorization_revoke
 from consent.services.written import revocation_written_record
@@ -73,9 +73,7 @@ pytestmark = [
     pytest.mark.history,
     pytest.mark.postgresql,
     requires_postgresql,
-    pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL.startswith("redis://"), reason="needs Redis (set CELERY_BROKER_URL)"
-    ),
+    requires_redis,
     pytest.mark.django_db(transaction=True),
 ]
 

@@ -13,7 +13,6 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 
 from accounts.tests.factories import staff_make
 from campaigns.models import Campaign, Delivery
@@ -22,7 +21,7 @@ from campaigns.sending.messages import unsubscribe_token_read
 from campaigns.tests.factories import block_make, template_make
 from campaigns.tests.smtp_server import smtp_sink
 from campaigns.tests.worker import SEND_TIMEOUT, purge_broker, worker_start, worker_stop
-from conftest import assert_accessible, browser_sign_in, requires_postgresql, screenshot, totp_code
+from conftest import assert_accessible, browser_sign_in, requires_postgresql, requires_redis, screenshot, totp_code
 from consent.models import Authorization, Revocation
 from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
@@ -31,9 +30,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.worker,
     requires_postgresql,
-    pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL.startswith("redis://"), reason="needs Redis (set CELERY_BROKER_URL)"
-    ),
+    requires_redis,
     pytest.mark.django_db(transaction=True),
 ]
 

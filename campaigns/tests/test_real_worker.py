@@ -11,7 +11,6 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 
 from campaigns.models import Campaign, Delivery
 from campaigns.selectors.campaigns import delivery_sent_without_coverage_count
@@ -20,7 +19,7 @@ from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from campaigns.tests.worker import SEND_TIMEOUT, purge_broker, wait_until_sent, worker_start, worker_stop
-from conftest import requires_postgresql
+from conftest import requires_postgresql, requires_redis
 from consent.services import portal
 from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
@@ -28,9 +27,7 @@ from consent.tests.factories import authorization_make, patient_make, purpose_ma
 pytestmark = [
     pytest.mark.worker,
     requires_postgresql,
-    pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL.startswith("redis://"), reason="needs Redis (set CELERY_BROKER_URL)"
-    ),
+    requires_redis,
     pytest.mark.django_db(transaction=True),
 ]
 

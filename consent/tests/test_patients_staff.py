@@ -548,7 +548,7 @@ def test_staff_invites_a_patient_by_email_and_by_qr_code(verified_client, django
     from django.core import mail
 
     from consent.models import Invitation
-    from consent.tests.test_signing import form_published_make
+    from consent.tests.services.test_signing import form_published_make
 
     verified_client.sign_in(role="compliance officer")
     patient = patient_make(email="invitee@example.org")

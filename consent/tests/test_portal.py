@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.core.cache import cache
 
 from audit.models import AuditEvent
 from consent.documents import form_text, text_hash
@@ -18,15 +17,7 @@ from consent.services import portal as portal_services
 from consent.services import signing
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_and_media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"  # signed copies written by tests stay out of var/
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle_and_media")]
 
 
 def _last_code() -> str:

@@ -26,5 +26,5 @@ FIELD_ENCRYPTION_KEYS = ["test1:dGVzdC1vbmx5LWVuY3J5cHRpb24ta2V5LTMyYnl0ZSE"]
 IDENTIFIER_HASH_KEY = "test-only-identifier-hash-key"
 # Sign-in codes, invitations and signed copies are Celery tasks on the "transactional" queue; the suite runs them
 # in-process (the locmem outbox) rather than eagerly running every task, which would also run campaign dispatch
-# and imports inside tests that publish to the broker on purpose. campaigns/tests/test_queues.py covers routing.
+# and imports inside tests that publish to the broker on purpose. campaigns/tests/sending/test_queues.py covers routing.
 HIPAAMAIL_TRANSACTIONAL_MAIL_EAGER = True

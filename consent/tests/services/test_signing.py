@@ -8,7 +8,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core import mail
-from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
@@ -18,17 +17,9 @@ from consent.models import Authorization, AuthorizationForm, Invitation
 from consent.services import signing
 from consent.tests.factories import form_published_make, patient_make, purpose_make
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle_and_media")]
 
 PDFTOTEXT = "/usr/bin/pdftotext"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle_and_media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"  # signed copies written by tests stay out of var/
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def prove_email(client, invitation_token: str) -> None:

@@ -18,7 +18,7 @@ from campaigns.sending.dispatch import TransientSendError, delivery_dispatch_bat
 from campaigns.sending.messages import AssembledMessage
 from campaigns.sending.transport import SmtpTransport
 from campaigns.tests.smtp_server import free_port
-from campaigns.tests.test_pipeline import MisbehavingHandler, _launched, _statuses, _use_smtp
+from campaigns.tests.sending.test_pipeline import MisbehavingHandler, _launched, _statuses, _use_smtp, misbehaving_server
 from consent import crypto
 from consent.models import Suppression
 
@@ -159,11 +159,20 @@ def test_pipelined_a_4xx_keeps_what_was_sent_and_leaves_the_rest_queued_for_the_
     assert sorted(address for address, _ in handler.accepted) == sorted(emails)  # once each
 
 
-def test_pipelined_a_connection_dropped_mid_batch_requeues_the_rest_without_duplicate(settings):
+@pytest.mark.parametrize(
+    ("handler_class", "server"),
+    [(MisbehavingHandler, misbehaving_server), (PipeliningHandler, pipelining_server)],
+    ids=["one-command-at-a-time", "pipelined"],
+)
+def test_a_connection_dropped_mid_batch_keeps_the_accepted_and_requeues_the_rest_without_duplicate(
+    settings, handler_class, server
+):
+    """With or without PIPELINING, a connection dropped at the third recipient keeps the two accepted, leaves the
+    rest queued, and the next batch sends each remaining message once."""
     emails = [f"r{i}@example.org" for i in range(5)]
     campaign = _launched(5, emails=emails)
-    handler = PipeliningHandler(drop={emails[2]})
-    with pipelining_server(settings, handler):
+    handler = handler_class(drop={emails[2]})
+    with server(settings, handler):
         with pytest.raises(TransientSendError):
             delivery_dispatch_batch(campaign_id=campaign.pk)
         assert _statuses(campaign) == dict(zip(emails, ["sent", "sent", "queued", "queued", "queued"]))

@@ -24,7 +24,7 @@ from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
 from campaigns.tests.smtp_server import smtp_sink
 from campaigns.tests.worker import SEND_TIMEOUT, purge_broker, wait_until_sent, worker_start, worker_stop
-from conftest import requires_postgresql
+from conftest import requires_postgresql, requires_redis
 from consent.models import Revocation
 from consent.selectors.coverage import CoverageGap, authorization_covering_list, authorization_gap_list
 from consent.services.authorizations import authorization_revoke
@@ -200,9 +200,7 @@ real_worker = [
     pytest.mark.worker,
     pytest.mark.postgresql,
     requires_postgresql,
-    pytest.mark.skipif(
-        not django_settings.CELERY_BROKER_URL.startswith("redis://"), reason="needs Redis (set CELERY_BROKER_URL)"
-    ),
+    requires_redis,
     pytest.mark.django_db(transaction=True),
 ]
 THROTTLED = {"SEND_RATE_LIMIT": "2", "SEND_BATCH_SIZE": "200"}

@@ -358,20 +358,6 @@ def test_r_bounce_suppress_a_550_fails_that_delivery_with_its_code_and_the_batch
     assert batch.details["failed"] == [failed.pk]
 
 
-def test_a_connection_dropped_mid_batch_keeps_the_accepted_and_requeues_the_rest_without_duplicate(settings):
-    emails = [f"r{i}@example.org" for i in range(5)]
-    campaign = _launched(5, emails=emails)
-    handler = MisbehavingHandler(drop={emails[2]})
-    with misbehaving_server(settings, handler):
-        with pytest.raises(TransientSendError):
-            delivery_dispatch_batch(campaign_id=campaign.pk)
-        assert _statuses(campaign) == dict(zip(emails, ["sent", "sent", "queued", "queued", "queued"]))
-        delivery_dispatch_batch(campaign_id=campaign.pk)
-
-    assert set(_statuses(campaign).values()) == {"sent"}
-    assert sorted(address for address, _ in handler.accepted) == sorted(emails)
-
-
 # --- The global rate limit ----------------------------------------------------------------------------------
 
 
