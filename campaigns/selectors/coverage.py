@@ -9,7 +9,9 @@ when the mail server accepted it. It is uncovered when the authorization it name
 - is for another patient, or for another purpose than the campaign's,
 - was not in force at `checked_at` (not yet signed then: the check cannot have found it),
 - expired (expiry date) or was ended by an expiry event that had occurred, at or before `sent_at` — the sender
-  checks time-based ends against the end of the window, so none may fall inside it,
+  checks time-based ends against the end of the window, so none may fall inside it; an expiry event counts from
+  when it was recorded (R-AUTH-DEFECTIVE: "known to have occurred"), as the predicate sees it: an event recorded
+  after the send, dated before it, does not make the send uncovered,
 - was revoked (the revocation committed) or marked defective at or before `sent_at`.
 
 Each "at or before `sent_at`" also holds "at or before `checked_at`", which a true record keeps at or before
@@ -50,6 +52,24 @@ def _after_both(field: str) -> Q:
     )
 
 
+def _event_known_before_either() -> Q:
+    """The expiry event had occurred and was recorded at or before the check or the send."""
+    field = "authorization__expiry_record"
+    return reduce(
+        or_,
+        [Q(**{f"{field}__occurred_at__lte": F(i), f"{field}__recorded_at__lte": F(i)}) for i in _INSTANTS],
+    )
+
+
+def _event_unknown_at_both() -> Q:
+    """The complement: no event, or at the check and at the send, not yet occurred or not yet recorded."""
+    field = "authorization__expiry_record"
+    return Q(**{f"{field}__isnull": True}) | reduce(
+        lambda a, b: a & b,
+        [Q(**{f"{field}__occurred_at__gt": F(i)}) | Q(**{f"{field}__recorded_at__gt": F(i)}) for i in _INSTANTS],
+    )
+
+
 def _defect_before(instant: str) -> Exists:
     return Exists(
         AuthorizationDefect.objects.filter(
@@ -66,7 +86,7 @@ def _ground_conditions() -> dict[str, Q | Exists]:
         # Signed after the check (or after the send): the check that allowed the message cannot have found it.
         "not_yet_signed": Q(authorization__signed_at__gt=F("checked_at")) | Q(authorization__signed_at__gt=F("sent_at")),
         "expired": _at_or_before_either("authorization__expires_at"),
-        "expiry_event": _at_or_before_either("authorization__expiry_record__occurred_at"),
+        "expiry_event": _event_known_before_either(),
         "revoked": _at_or_before_either("authorization__revocation__revoked_at"),
         "defective": _defect_before("checked_at") | _defect_before("sent_at"),
     }
@@ -103,7 +123,7 @@ def covered_at_send(*, purpose_id: int) -> Case:
         & _after_both("authorization__revocation__revoked_at")
     )
     if ExpiryEvent.objects.filter(authorization__purpose_id=purpose_id).exists():
-        covered &= _after_both("authorization__expiry_record__occurred_at")
+        covered &= _event_unknown_at_both()
     if AuthorizationDefect.objects.filter(authorization__purpose_id=purpose_id).exists():
         covered &= ~Q(_ground_conditions()["defective"])
     return Case(

@@ -178,13 +178,12 @@ def authorization_gap_list(
         )
         .values_list("id", "patient_id", "purpose_id", "is_revoked", "is_event", "is_expired")
     )
-    defects = dict(
-        AuthorizationDefect.objects.filter(
-            authorization__patient_id__in=uncovered, authorization__purpose_id=purpose_id
-        )
-        .order_by("reason")
-        .values_list("authorization_id", "reason")
-    )
+    # Every defect of each authorization: one may have several, and the strongest is reported.
+    defects: dict[int, set[str]] = {}
+    for authorization_id, reason in AuthorizationDefect.objects.filter(
+        authorization__patient_id__in=uncovered, authorization__purpose_id=purpose_id
+    ).values_list("authorization_id", "reason"):
+        defects.setdefault(authorization_id, set()).add(reason)
     rank = [
         CoverageGap.REVOKED,
         *sorted(AuthorizationDefect.Reason.values),
@@ -200,8 +199,7 @@ def authorization_gap_list(
         found = marks.setdefault(patient_id, set())
         if is_revoked:
             found.add(CoverageGap.REVOKED)
-        if authorization_id in defects:
-            found.add(defects[authorization_id])
+        found |= defects.get(authorization_id, set())
         if is_event:
             found.add(CoverageGap.EXPIRY_EVENT)
         if is_expired:
