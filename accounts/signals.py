@@ -4,7 +4,6 @@ from django.contrib.auth.signals import user_logged_out, user_login_failed
 from django.dispatch import receiver
 
 from audit import actions
-from audit.actions import ANONYMOUS
 from audit.services import audit_record
 
 
@@ -22,7 +21,7 @@ def _signed_out(sender, request, user, **kwargs):
 @receiver(user_login_failed)
 def _sign_in_failed(sender, credentials, request=None, **kwargs):
     # The attempted login name is not recorded: it may be a mistyped password or someone else's address.
-    audit_record(actor=None, actor_role=ANONYMOUS, action=actions.ACCOUNT_SIGN_IN_FAILED)
+    audit_record(actor=None, actor_role=actions.ANONYMOUS, action=actions.ACCOUNT_SIGN_IN_FAILED)
 
 
 @receiver(password_reset)

@@ -13,7 +13,6 @@ from celery import shared_task
 from django.conf import settings
 
 from audit import actions
-from audit.actions import PATIENT
 from audit.services import audit_record
 from consent import crypto, notifications
 from consent.models import Authorization, Invitation, Patient
@@ -120,7 +119,7 @@ def authorization_copy_send_task(self, authorization_id: int) -> bool:
         lambda: notifications.authorization_copy_send(authorization=authorization, patient=authorization.patient),
     )
     audit_record(
-        actor_role=PATIENT,
+        actor_role=actions.PATIENT,
         action=actions.AUTHORIZATION_PDF_EMAILED if sent else actions.AUTHORIZATION_PDF_EMAIL_FAILED,
         object_type="authorization",
         object_id=authorization.pk,

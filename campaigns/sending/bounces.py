@@ -38,7 +38,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import actions
-from audit.actions import SYSTEM
 from audit.services import audit_record
 from campaigns.models import Delivery
 from campaigns.sending.messages import message_id_for, message_id_parts
@@ -148,7 +147,7 @@ def delivery_bounce_record(
             reason = Suppression.Reason.HARD_BOUNCE if kind == BounceKind.HARD else None
         audit_record(
             actor=None,
-            actor_role=SYSTEM,
+            actor_role=actions.SYSTEM,
             action=actions.DELIVERY_COMPLAINED if kind == BounceKind.COMPLAINT else actions.DELIVERY_BOUNCED,
             object_type="delivery",
             object_id=delivery.pk,

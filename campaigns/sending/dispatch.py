@@ -16,7 +16,6 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from audit import actions
-from audit.actions import SYSTEM
 from audit.services import audit_record
 from campaigns.content import MERGE_FIELDS, SYNTHETIC_PATIENT, CampaignContent
 from campaigns.models import Campaign, Delivery
@@ -244,7 +243,7 @@ def _window_audit(*, campaign_id: int, outcome: _WindowOutcome) -> None:
     if details:
         audit_record(
             actor=None,
-            actor_role=SYSTEM,
+            actor_role=actions.SYSTEM,
             action=actions.DELIVERY_BATCH_DISPATCHED,
             object_type="campaign",
             object_id=campaign_id,
@@ -430,7 +429,8 @@ def campaign_finish_if_done(*, campaign_id: int) -> bool:
         campaign.finished_at = timezone.now()
         campaign.save(update_fields=["status", "finished_at"])
         audit_record(
-            actor=None, actor_role=SYSTEM, action=actions.CAMPAIGN_SENT, object_type="campaign", object_id=campaign.pk
+            actor=None, actor_role=actions.SYSTEM, action=actions.CAMPAIGN_SENT,
+            object_type="campaign", object_id=campaign.pk
         )
     return True
 

@@ -32,8 +32,12 @@ from campaigns.selectors.coverage import covered_at_send, sent_without_coverage_
 from campaigns.tests.factories import campaign_make
 from consent.models import AuthorizationDefect, ExpiryEvent, Revocation
 from consent.selectors.coverage import authorization_covering_list
-from consent.services.authorizations import authorization_defect_record, authorization_grant, authorization_revoke
-from consent.services.authorizations import expiry_event_record
+from consent.services.authorizations import (
+    authorization_defect_record,
+    authorization_grant,
+    authorization_revoke,
+    expiry_event_record,
+)
 from consent.tests.factories import form_published_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db

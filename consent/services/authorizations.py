@@ -7,7 +7,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import actions
-from audit.actions import PATIENT
 from audit.services import audit_record
 from consent.models import (
     Authorization,
@@ -73,7 +72,7 @@ def authorization_grant(
         authorization.save(force_insert=True)
         audit_record(
             actor=actor,
-            actor_role="" if actor else PATIENT,
+            actor_role="" if actor else actions.PATIENT,
             action=actions.AUTHORIZATION_GRANTED,
             object_type="authorization",
             object_id=authorization.pk,
@@ -134,7 +133,7 @@ def authorizations_revoke_locked(
             details["has_scan"] = True
         audit_record(
             actor=actor,
-            actor_role="" if actor else PATIENT,
+            actor_role="" if actor else actions.PATIENT,
             action=actions.AUTHORIZATION_REVOKED,
             object_type="patient",
             object_id=patient_id,

@@ -19,7 +19,6 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from audit import actions
-from audit.actions import PATIENT
 from audit.services import audit_record
 from consent import crypto
 from consent.models import Authorization, AuthorizationForm, Patient, Purpose, Revocation
@@ -72,7 +71,8 @@ def patient_code_issue(*, store: MutableMapping, patient: Patient) -> bool:
     Returns False, sending nothing, when this patient asked for too many codes in the last hour."""
     if _throttled(patient.pk):
         audit_record(
-            actor_role=PATIENT, action=actions.PATIENT_CODE_THROTTLED, object_type="patient", object_id=patient.pk,
+            actor_role=actions.PATIENT, action=actions.PATIENT_CODE_THROTTLED,
+            object_type="patient", object_id=patient.pk,
             patient_id=patient.pk,
         )
         return False
@@ -81,7 +81,7 @@ def patient_code_issue(*, store: MutableMapping, patient: Patient) -> bool:
     # Queued on the transactional queue: sent by a worker within seconds, never behind a campaign.
     sign_in_code_queue(patient_id=patient.pk, code=code, minutes=CODE_LIFETIME_SECONDS // 60)
     audit_record(
-        actor_role=PATIENT, action=actions.PATIENT_CODE_SENT, object_type="patient", object_id=patient.pk,
+        actor_role=actions.PATIENT, action=actions.PATIENT_CODE_SENT, object_type="patient", object_id=patient.pk,
         patient_id=patient.pk,
     )
     return True
@@ -115,7 +115,8 @@ def patient_code_verify(*, store: MutableMapping, code: str) -> tuple[CodeOutcom
     if patient_id is not None and hmac.compare_digest(_code_digest(typed, pending["salt"]), pending["digest"]):
         store.pop(_PENDING)
         audit_record(
-            actor_role=PATIENT, action=actions.PATIENT_EMAIL_PROVEN, object_type="patient", object_id=patient_id,
+            actor_role=actions.PATIENT, action=actions.PATIENT_EMAIL_PROVEN,
+            object_type="patient", object_id=patient_id,
             patient_id=patient_id,
         )
         return CodeOutcome.VERIFIED, patient_id
@@ -124,7 +125,8 @@ def patient_code_verify(*, store: MutableMapping, code: str) -> tuple[CodeOutcom
         store.pop(_PENDING)
         if patient_id is not None:
             audit_record(
-                actor_role=PATIENT, action=actions.PATIENT_CODE_LOCKED, object_type="patient", object_id=patient_id,
+                actor_role=actions.PATIENT, action=actions.PATIENT_CODE_LOCKED,
+                object_type="patient", object_id=patient_id,
                 patient_id=patient_id,
             )
         return CodeOutcome.LOCKED, None

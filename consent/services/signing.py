@@ -22,7 +22,6 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from audit import actions
-from audit.actions import PATIENT
 from audit.services import audit_record
 from consent.documents import form_text, text_hash
 from consent.models import Authorization, AuthorizationForm, Invitation, Patient, Purpose
@@ -234,7 +233,7 @@ def authorization_copy_email(*, authorization: Authorization, patient: Patient) 
     except (KombuOperationalError, OSError) as error:  # the broker is away: the signature stands all the same
         logger.error("The signed copy of authorization %s could not be queued (%s)", authorization.pk, type(error).__name__)
         audit_record(
-            actor_role=PATIENT,
+            actor_role=actions.PATIENT,
             action=actions.AUTHORIZATION_PDF_EMAIL_FAILED,
             object_type="authorization",
             object_id=authorization.pk,

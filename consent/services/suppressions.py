@@ -1,6 +1,5 @@
 """Suppressions (hard bounce, complaint): an address that must not receive mail again, recorded once, audited."""
 from audit import actions
-from audit.actions import SYSTEM
 from audit.services import audit_record
 from consent import crypto
 from consent.models import Suppression
@@ -17,7 +16,7 @@ def suppression_record(*, actor, email: str, reason: str, smtp_code: str = "") -
     if created:
         audit_record(
             actor=actor,
-            actor_role="" if actor else SYSTEM,
+            actor_role="" if actor else actions.SYSTEM,
             action=actions.SUPPRESSION_RECORDED,
             object_type="suppression",
             object_id=suppression.pk,

@@ -26,9 +26,17 @@ from accounts.tests.factories import staff_make
 from consent.models import AuthorizationDefect, ExpiryEvent, Invitation, Revocation
 from consent.selectors.coverage import CoverageGap, authorization_covering_list, authorization_gap_list
 from consent.selectors.patients import AuthorizationState, authorization_state, patient_authorization_rows
-from consent.services.authorizations import authorization_defect_record, authorization_grant, authorization_revoke
-from consent.services.authorizations import expiry_event_record
-from consent.services.renewals import RENEWAL_WINDOW, authorization_renewal_candidate_list, authorization_renewals_invite
+from consent.services.authorizations import (
+    authorization_defect_record,
+    authorization_grant,
+    authorization_revoke,
+    expiry_event_record,
+)
+from consent.services.renewals import (
+    RENEWAL_WINDOW,
+    authorization_renewal_candidate_list,
+    authorization_renewals_invite,
+)
 from consent.tests.factories import form_published_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,6 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit import actions
-from audit.actions import PATIENT
 from audit.services import audit_record
 from consent.documents import form_sections, form_text, text_hash
 from consent.forms.portal import CodeForm, EmailForm, SignForm
@@ -199,7 +198,7 @@ def authorization_pdf(request, authorization_id: int):
     if not authorization.pdf:
         raise Http404
     audit_record(
-        actor_role=PATIENT,
+        actor_role=actions.PATIENT,
         action=actions.AUTHORIZATION_PDF_DOWNLOADED,
         object_type="authorization",
         object_id=authorization.pk,

@@ -17,8 +17,14 @@ from campaigns.sending import transport
 from campaigns.sending.dispatch import TransientSendError, delivery_dispatch_batch
 from campaigns.sending.messages import AssembledMessage
 from campaigns.sending.transport import SmtpTransport
+from campaigns.tests.sending.test_pipeline import (
+    MisbehavingHandler,
+    _launched,
+    _statuses,
+    _use_smtp,
+    misbehaving_server,
+)
 from campaigns.tests.smtp_server import free_port
-from campaigns.tests.sending.test_pipeline import MisbehavingHandler, _launched, _statuses, _use_smtp, misbehaving_server
 from consent import crypto
 from consent.models import Suppression
 
