@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from audit import actions
 from audit.services import audit_record
-from campaigns.content import CampaignContent
+from campaigns.content import CampaignContent, content_of, content_problems
 from campaigns.models import Campaign, CampaignBlock, ContentBlock, Delivery, EmailTemplate, Segment
 from campaigns.permissions import sending_control_check
 from campaigns.scheduling import schedule_time_check, timezone_is_known
@@ -25,10 +25,6 @@ def campaign_create(
 ) -> Campaign:
     """A draft. Its content: the subject, the marketer's introduction (`body_text`, plain text with merge fields),
     an approved email template (None: the plain layout) and approved content blocks in order (ADR 0005)."""
-    from campaigns.content import CampaignContent
-    from campaigns.models import CampaignBlock
-    from campaigns.services.library import campaign_content_validate
-
     blocks = list(blocks)
     campaign = Campaign(
         name=name, purpose=purpose, subject=subject, body_text=body_text, template=template, created_by=actor
@@ -102,8 +98,6 @@ def campaign_submit(*, actor, campaign_id: int) -> Campaign:
     """Submit a draft or rejected campaign for approval, once its content passes campaigns.content's checks:
     merge fields only those the purpose's current form lists (R-SEND-SCOPE), an approved template and approved
     blocks, something to send. A refusal names each problem and is audited (codes and field names only)."""
-    from campaigns.content import content_of, content_problems
-
     refused = []
     with _campaign_locked(
         campaign_id, allowed=(Campaign.Status.DRAFT, Campaign.Status.REJECTED), cannot_be="submitted", with_purpose=True
