@@ -79,6 +79,16 @@ def delivery_outcome_counts(*, campaign_id: int) -> dict[str, int]:
     return counts
 
 
+def decided_percent(*, audience: int, queued: int) -> int:
+    """How much of an audience is decided (sent, blocked or failed), in percent: what the progress bar shows."""
+    return round(100 * (audience - queued) / audience) if audience else 0
+
+
+def campaign_progress_percent(*, campaign_id: int) -> int:
+    counts = delivery_outcome_counts(campaign_id=campaign_id)
+    return decided_percent(audience=sum(counts.values()), queued=counts.get("queued", 0))
+
+
 def delivery_sent_without_coverage_count(*, campaign_id: int) -> int:
     """Sent deliveries whose recorded authorization did not cover them when they were sent (another patient or
     purpose, not yet signed, expired, ended by an event, revoked, defective). Computed from the evidence by

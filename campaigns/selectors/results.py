@@ -34,6 +34,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 
 from campaigns.models import Campaign, Delivery
 from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
+from campaigns.selectors.campaigns import decided_percent
 from consent.models import Revocation
 
 FEWER = count_for_marketer(1)  # "fewer than 11"
@@ -86,7 +87,7 @@ class CampaignCounts:
     @property
     def progress_percent(self) -> int:
         """How much of the audience is decided (sent, blocked or failed), as the progress bar shows it."""
-        return round(100 * (self.audience - self.queued) / self.audience) if self.audience else 0
+        return decided_percent(audience=self.audience, queued=self.queued)
 
 
 def campaign_counts(*, campaign: Campaign) -> CampaignCounts:
@@ -318,9 +319,7 @@ def campaign_progress_percents(*, campaigns: Iterable[Campaign]) -> dict[int, in
             .order_by()
         )
         for row in rows:
-            percents[row["campaign_id"]] = (
-                round(100 * (row["total"] - row["queued"]) / row["total"]) if row["total"] else 0
-            )
+            percents[row["campaign_id"]] = decided_percent(audience=row["total"], queued=row["queued"])
         for pk in open_ids:
             percents.setdefault(pk, 0)
     return percents

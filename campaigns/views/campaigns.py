@@ -20,21 +20,17 @@ from campaigns.views.review import campaign_controls
 from consent.selectors.coverage import authorization_covering_list
 
 
-def _progress_percent(counts: dict[str, int]) -> int:
-    total = sum(counts.values())
-    return round(100 * (total - counts.get("queued", 0)) / total) if total else 0
-
-
 def campaign_progress(request, campaign_id: int):
     """The live progress bar's data, polled while a campaign sends: a percentage and the status only."""
     campaign = permissions.access_campaign_by_id(request.user, campaign_id)
-    counts = selectors.delivery_outcome_counts(campaign_id=campaign.pk)
-    return JsonResponse({"percent": _progress_percent(counts), "status": campaign.status})
+    percent = selectors.campaign_progress_percent(campaign_id=campaign.pk)
+    return JsonResponse({"percent": percent, "status": campaign.status})
 
 
 def campaign_detail(request, campaign_id: int):
-    """A campaign: its state and controls, its results in aggregate with their charts (campaigns.selectors.results), and,
-    for compliance officers and administrators, the evidence for each patient (audited per page viewed)."""
+    """A campaign: its state and controls, its results in aggregate with their charts
+    (campaigns.selectors.results), and, for compliance officers and administrators, the evidence for each patient
+    (audited per page viewed)."""
     campaign = permissions.access_campaign_by_id(request.user, campaign_id)
     counts = results.campaign_counts(campaign=campaign)
     evidence = sees_patient_evidence(request.user)  # the per-patient evidence below

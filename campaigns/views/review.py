@@ -1,8 +1,8 @@
 """Campaign review and sending pages (issue 5, items 3 and 4): a compliance officer or administrator sees content,
 purpose, segment and exact coverage, approves or rejects with a comment, sends now or schedules, and pauses, resumes
 or cancels. Marketers get a 404 here and see the status (and a rejection's comment) on the campaign page.
-Approving, sending, scheduling and cancelling ask for the second factor again; campaigns.services and
-campaigns.services.lifecycle hold the rules and the audit."""
+Approving, sending, scheduling and cancelling ask for the second factor again; campaigns.services.lifecycle and
+campaigns.services.launch hold the rules and the audit."""
 import zoneinfo
 from collections.abc import Callable
 
@@ -35,13 +35,6 @@ _APPROVAL_STANDS = {
 }
 
 
-def _decided_percent(campaign_id: int) -> int:
-    """How much of the audience is decided (sent, blocked or failed), as the progress bar counts it."""
-    counts = selectors.delivery_outcome_counts(campaign_id=campaign_id)
-    total = sum(counts.values())
-    return round(100 * (total - counts.get("queued", 0)) / total) if total else 0
-
-
 def campaign_controls(user, campaign: Campaign) -> dict:
     """What the campaign page shows this staff member about the campaign's review and schedule, and which
     actions it offers now (the views and services check again on use)."""
@@ -59,7 +52,7 @@ def campaign_controls(user, campaign: Campaign) -> dict:
         "approval": status in _APPROVAL_STANDS and campaign.approved_at is not None,
         "schedule": schedule_display(campaign.scheduled_for, campaign.schedule_timezone) if waiting else "",
         "paused_sending": paused_sending,
-        "paused_percent": _decided_percent(campaign.pk) if paused_sending else None,
+        "paused_percent": selectors.campaign_progress_percent(campaign_id=campaign.pk) if paused_sending else None,
         "can_pause": control and status in (Campaign.Status.SENDING, Campaign.Status.SCHEDULED),
         "can_resume": control and status == Campaign.Status.PAUSED,
         "can_cancel": control and status in CANCELLABLE,
