@@ -4,7 +4,13 @@ accounts/tests/test_passkeys.py."""
 import pytest
 
 from accounts.tests.factories import staff_make
-from accounts.tests.test_passkeys import Authenticator, _reentry_failures, _stepup, _verified_with
+from accounts.tests.test_passkeys import (  # noqa: F401  (relying_party: the same autouse fixture)
+    Authenticator,
+    _reentry_failures,
+    _stepup,
+    _verified_with,
+    relying_party,
+)
 from audit.models import AuditEvent
 from campaigns.services.lifecycle import campaign_submit
 from campaigns.tests.factories import campaign_make
@@ -12,12 +18,6 @@ from consent.tests.factories import purpose_make
 from hipaamail.tests.test_settings import PRODUCTION_ENV, _manage
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def relying_party(settings):
-    settings.OTP_WEBAUTHN_RP_ID = "testserver"
-    settings.OTP_WEBAUTHN_ALLOWED_ORIGINS = ["http://testserver"]
 
 
 def _production_check(**env: str):
