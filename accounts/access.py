@@ -9,6 +9,7 @@ from django.urls import URLPattern, URLResolver
 
 PUBLIC = "public"  # anyone: one-click unsubscribe, webhooks, sign-in pages
 PATIENT = "patient"  # patient pages: no staff account; the consent app checks the patient's emailed code
+INTEGRATION = "integration"  # the integration API: an API key, checked by the api app (never a session)
 SIGNED_IN = "signed-in"  # any signed-in user before the second factor: enrolling or entering it
 STAFF = "staff"  # the default: a staff member verified with a second factor
 
@@ -37,6 +38,11 @@ def signed_in(view):
 def patient_pages(patterns) -> list:
     """Mark every pattern of a patient-facing URL list: the staff check does not apply to them."""
     return _mark_patterns(patterns, level=PATIENT, names=None)
+
+
+def integration_patterns(patterns) -> list:
+    """Mark every pattern of the integration API: no session; each operation checks its API key and scope."""
+    return _mark_patterns(patterns, level=INTEGRATION, names=None)
 
 
 def public_patterns(patterns, *, names: set[str]) -> list:

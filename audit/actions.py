@@ -12,6 +12,8 @@ SYSTEM = "system"
 PATIENT = "patient"
 ANONYMOUS = "anonymous"
 INTEGRATION = "integration"  # an EHR or CRM feed reporting an event (an authorization's expiry event)
+# An integration API key acting (audit.context binds it for the request): the actor role is "api_key:<id>".
+API_KEY_PREFIX = "api_key:"
 SUPERUSER = "superuser"  # a superuser in no group
 USER = "user"  # a signed-in user in no group
 
@@ -53,6 +55,8 @@ AUDIT_BREAK_ALERTED = "audit.break_alerted"
 
 # Patients: records created, looked up and opened by staff, and the portal's emailed sign-in codes.
 PATIENT_CREATED = "patient.created"
+PATIENT_UPDATED = "patient.updated"
+PATIENTS_UPSERTED = "patient.batch_upserted"
 PATIENT_SEARCHED = "patient.searched"
 PATIENT_VIEWED = "patient.viewed"
 PATIENT_DOCUMENT_DOWNLOADED = "patient.document_downloaded"
@@ -67,6 +71,17 @@ PATIENT_IMPORT_STARTED = "patient_import.started"
 PATIENT_IMPORT_FINISHED = "patient_import.finished"
 PATIENT_IMPORT_FAILED = "patient_import.failed"
 FHIR_IMPORTED = "fhir.imported"
+
+# Care events reported by an EHR, CRM or practice-management system (consent.events).
+PATIENT_EVENT_RECORDED = "patient_event.recorded"
+
+# The integration API: keys, each call made with one, and outgoing webhooks.
+API_KEY_CREATED = "api_key.created"
+API_KEY_REVOKED = "api_key.revoked"
+API_CALLED = "api.called"
+WEBHOOK_SUBSCRIPTION_CREATED = "webhook.subscription_created"
+WEBHOOK_SUBSCRIPTION_DELETED = "webhook.subscription_deleted"
+WEBHOOK_DELIVERY_FAILED = "webhook.delivery_failed"
 
 # Authorizations: signed, revoked, ended by their event, found defective, and their copies.
 AUTHORIZATION_GRANTED = "authorization.granted"
@@ -160,7 +175,7 @@ ACTION_PATTERN = re.compile(r"^[a-z_]+\.[a-z_]+$")
 ACTIONS = frozenset(
     value
     for name, value in list(globals().items())
-    if name.isupper() and isinstance(value, str) and value not in ACTOR_KINDS and name != "ACTION_PATTERN"
+    if name.isupper() and isinstance(value, str) and value not in ACTOR_KINDS and name not in ("ACTION_PATTERN", "API_KEY_PREFIX")
 )
 
 # --- What a step-up re-entry was for ------------------------------------------------------------------------

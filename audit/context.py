@@ -1,13 +1,14 @@
 """Who is asking, for the audit trail: the web layer binds the client IP and request id for one request."""
 import contextvars
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
 class RequestContext:
     ip: str | None = None
     request_id: str = ""
+    api_key_id: int | None = None  # the integration API key this request authenticated with
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("audit_request", default=RequestContext())
@@ -24,3 +25,9 @@ def bound(*, ip: str | None, request_id: str):
         yield
     finally:
         _current.reset(token)
+
+
+def api_key_bind(api_key_id: int) -> None:
+    """Name the API key acting for the rest of this request (the request's own binding ends it): events recorded
+    without a user are attributed to the key."""
+    _current.set(replace(_current.get(), api_key_id=api_key_id))

@@ -87,11 +87,14 @@ def audit_record(
     details = details or {}
     if "patient" in details or "patient_id" in details:
         raise ValueError("The patient an event concerns goes in patient_id, not in its details.")
+    request = context.current()
+    if request.api_key_id is not None and actor is None:
+        # A change made through the integration API is the key's, whatever kind the service would name.
+        actor_role = f"{actions.API_KEY_PREFIX}{request.api_key_id}"
     if not actor_role:
         actor_role = role_of(actor)
     if patient_id is not None and (isinstance(patient_id, bool) or not isinstance(patient_id, int)):
         raise ValidationError("An audit event's patient_id is a patient's numeric id.")
-    request = context.current()
     _check_details(details)
     event = AuditEvent(
         actor=actor if actor is not None and getattr(actor, "pk", None) else None,

@@ -162,6 +162,7 @@ class Authorization(models.Model):
         WEB = "web", "Signed on the web"
         WRITTEN = "written", "Written, recorded by staff"
         IMPORT = "import", "Imported"
+        EXTERNAL = "external", "Captured elsewhere, recorded through the API"
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="authorizations")
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="authorizations")
@@ -214,6 +215,7 @@ class Revocation(models.Model):
         ONE_CLICK = "one_click", "One-click unsubscribe"
         WRITTEN = "written", "Written, recorded by staff"
         IMPORT = "import", "Imported"
+        EXTERNAL = "external", "Received elsewhere, recorded through the API"
 
     authorization = models.OneToOneField(Authorization, on_delete=models.PROTECT, related_name="revocation")
     revoked_at = models.DateTimeField(db_default=models.functions.Now())
@@ -294,13 +296,19 @@ class PatientImport(models.Model):
         DONE = "done", "Imported"
         FAILED = "failed", "Failed"
 
+    class Mode(models.TextChoices):
+        CREATE = "create", "New patients only (a patient already here is an error)"
+        UPDATE = "update", "Create or update by record number (a nightly export)"
+
     file = models.FileField(upload_to="imports/")
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.CREATE)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UPLOADED)
     total_rows = models.PositiveIntegerField(default=0)
     processed_rows = models.PositiveIntegerField(default=0)
     error_count = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)  # [{"row": 7, "column": "email", "code": "bad_email"}]
     created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -324,3 +332,29 @@ class Suppression(models.Model):
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+
+
+class PatientEvent(models.Model):
+    """Something that happened in a patient's care, reported by an EHR, CRM or practice-management system
+    (consent.events holds the vocabulary). Stored once per (source, source_event_id): a system that sends the same
+    event twice stores it once. Attributes are codes (an equipment type, a CPT or RxNorm code), never free text."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="events")
+    type = models.CharField(max_length=40)
+    occurred_at = models.DateTimeField()
+    attributes = models.JSONField(default=dict, blank=True)
+    source = models.SlugField(max_length=50)
+    source_event_id = models.CharField(max_length=100)
+    received_at = models.DateTimeField(db_default=models.functions.Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "source_event_id"], name="patient_event_unique_per_source")
+        ]
+        indexes = [
+            models.Index(fields=["patient", "-occurred_at"], name="patient_event_by_patient"),
+            models.Index(fields=["type", "occurred_at"], name="patient_event_by_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Event #{self.pk} ({self.type})"

@@ -7,7 +7,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.access import PATIENT, PUBLIC, SIGNED_IN, access_level
+from accounts.access import INTEGRATION, PATIENT, PUBLIC, SIGNED_IN, access_level
 from accounts.roles import is_staff_member
 from audit import context as audit_context
 from audit.exceptions import NotFound
@@ -59,7 +59,7 @@ class DenyByDefaultMiddleware:
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         level = access_level(view_func)
-        if level in (PUBLIC, PATIENT):
+        if level in (PUBLIC, PATIENT, INTEGRATION):
             return None
         user = request.user
         if not user.is_authenticated:

@@ -6,7 +6,8 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 
 from accounts import urls as account_urls
-from accounts.access import patient_pages
+from accounts.access import integration_patterns, patient_pages
+from api import urls as api_urls
 from audit import urls as audit_urls
 from campaigns import urls as campaign_urls
 from campaigns.views.campaigns import home
@@ -28,5 +29,8 @@ urlpatterns = [
     # Provider webhooks and opt-in tracking: public views, each checks its own signature or signed token.
     path("webhooks/", include((campaign_urls.webhook_patterns, "webhooks"))),
     path("t/", include((campaign_urls.tracking_patterns, "tracking"))),
+    # The integration API: each operation checks its API key and scope (api.auth); no session, no CSRF.
+    path("api/v1/", include((integration_patterns(api_urls.api_patterns[0]), "ninja"), namespace="api-v1")),
+    path("integrations/", include(api_urls)),
     path("admin/", admin.site.urls),
 ]

@@ -40,6 +40,8 @@ INSTALLED_APPS = [
     "audit",
     "consent",
     "campaigns",
+    "ninja",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -56,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "hipaamail.middleware.RequestIdMiddleware",
+    # The integration API: Idempotency-Key on every POST, one audit event per call (after the request id).
+    "api.middleware.ApiMiddleware",
     "hipaamail.middleware.StaffSessionLifetimeMiddleware",
     "hipaamail.middleware.DenyByDefaultMiddleware",
     "hipaamail.middleware.NotFoundMiddleware",

@@ -1,0 +1,4 @@
+"""The authorizations operations of the integration API."""
+from ninja import Router
+
+router = Router(tags=["authorizations"])

@@ -1,0 +1,4 @@
+"""The patients operations of the integration API."""
+from ninja import Router
+
+router = Router(tags=["patients"])
