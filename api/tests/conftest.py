@@ -68,3 +68,21 @@ def api_client(client, make_key):
         return api
 
     return make
+
+
+@pytest.fixture
+def api_data(db):
+    """A little of everything the API reads, so that fuzzed ids sometimes hit a row: patients 1..3 with
+    authorizations, a purpose with a published form, a campaign with deliveries."""
+    from campaigns.models import Delivery
+    from campaigns.tests.factories import campaign_make
+    from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
+
+    purpose = purpose_make(code="cpap-supplies")
+    form_published_make(purpose)
+    patients = [patient_make() for _ in range(3)]
+    for patient in patients:
+        authorization_make(patient=patient, purpose=purpose)
+    campaign = campaign_make(purpose=purpose)
+    Delivery.objects.bulk_create(Delivery(campaign=campaign, patient=patient) for patient in patients)
+    return {"purpose": purpose, "patients": patients, "campaign": campaign}
