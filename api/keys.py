@@ -31,7 +31,7 @@ class IssuedKey:
     token: str  # shown once, never stored
 
 
-def _digest(secret: str) -> str:
+def api_key_secret_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -61,7 +61,7 @@ def api_key_create(
         name=name,
         source=slugify(source or name)[:50] or "integration",
         prefix=prefix,
-        secret_hash=_digest(secret),
+        secret_hash=api_key_secret_digest(secret),
         scopes=sorted(set(scopes)),
         expires_at=expires_at,
         rate_limit_per_minute=rate_limit_per_minute,
@@ -99,7 +99,7 @@ def api_key_for_token(token: str) -> ApiKey | None:
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1] or not parts[2]:
         return None
     key = ApiKey.objects.filter(prefix=parts[1]).first()
-    if key is None or not hmac.compare_digest(key.secret_hash, _digest(parts[2])):
+    if key is None or not hmac.compare_digest(key.secret_hash, api_key_secret_digest(parts[2])):
         return None
     now = timezone.now()
     if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):

@@ -1,8 +1,10 @@
 """The demo data (`manage.py demo_seed`, run by `make run`): made through the real services, every consent state
 present, the launched campaign sent only to covered patients, and idempotent. Also `demo_totp`."""
 from io import StringIO
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.management import CommandError, call_command
@@ -159,3 +161,12 @@ def test_demo_totp_unknown_user(settings):
     settings.DEBUG = True
     with pytest.raises(CommandError, match="No user"):
         call_command("demo_totp", "nobody@demo.hipaamail.test", stdout=StringIO())
+
+
+def test_the_demo_prints_an_api_key_that_the_readme_examples_use(seeded, client):
+    assert demo_seed.DEMO_API_TOKEN in seeded
+    response = client.get("/api/v1/purposes", headers={"Authorization": f"Bearer {demo_seed.DEMO_API_TOKEN}"})
+    assert response.status_code == 200
+    assert {item["code"] for item in response.json()["items"]} == set(demo_seed.PURPOSES)
+    readme = (Path(settings.BASE_DIR) / "README.md").read_text()
+    assert demo_seed.DEMO_API_TOKEN in readme

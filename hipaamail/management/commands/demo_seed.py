@@ -37,6 +37,9 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import roles
+from api.keys import api_key_create, api_key_secret_digest
+from api.models import ApiKey
+from api.scopes import SCOPES
 from campaigns.models import Campaign
 from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
@@ -52,6 +55,11 @@ from consent.services.patients import patient_create
 
 DEMO_URL = "http://127.0.0.1:8000/"
 DEMO_PASSWORD = "demo-password-2026"
+# The demo's integration key: fixed so that the README's curl examples run against `make run` as printed. Demo
+# data only: a real key's secret is random and shown once.
+DEMO_API_PREFIX = "demo2026"
+DEMO_API_SECRET = "riverside-demo-integration-key"
+DEMO_API_TOKEN = f"hm_{DEMO_API_PREFIX}_{DEMO_API_SECRET}"
 RECOVERY_CODES = [f"demo-recovery-{n:02d}" for n in range(1, 11)]
 SEED = 2026
 PATIENT_COUNT = 300
@@ -290,6 +298,7 @@ class Command(BaseCommand):
             template=template,
             blocks=[blocks["diabetes-program"]],
         )
+        self._api_key_make(admin)
         campaign_submit(actor=marketer, campaign_id=campaign.pk)
         campaign_approve(actor=compliance, campaign_id=campaign.pk)
         # The launch wakes the workers when it commits: a running `celery worker` sends the campaign.
@@ -305,6 +314,15 @@ class Command(BaseCommand):
         if not send_now:
             self._say("  (queued deliveries are sent by the Celery worker; messages go to var/outbox/)")
         self._print_summary()
+
+    # --- integration API --------------------------------------------------------------------------------
+
+    def _api_key_make(self, admin) -> None:
+        issued = api_key_create(actor=admin, name="Demo EHR", source="demo-ehr", scopes=list(SCOPES))
+        ApiKey.objects.filter(pk=issued.key.pk).update(
+            prefix=DEMO_API_PREFIX, secret_hash=api_key_secret_digest(DEMO_API_SECRET)
+        )
+        self._say("Integration API: one key with every scope (printed below)")
 
     # --- content library ---------------------------------------------------------------------------------
 
@@ -459,6 +477,12 @@ class Command(BaseCommand):
             "    (or add the TOTP secret above to an authenticator app);",
             f"    recovery codes, each usable once: {RECOVERY_CODES[0]} ... {RECOVERY_CODES[-1]}",
         ]
+        if ApiKey.objects.filter(prefix=DEMO_API_PREFIX, revoked_at__isnull=True).exists():
+            lines += [
+                f"  integration API key (every scope): {DEMO_API_TOKEN}",
+                f"    curl -H 'Authorization: Bearer {DEMO_API_TOKEN}' {DEMO_URL}api/v1/purposes",
+                f"    reference: {DEMO_URL}api/v1/docs",
+            ]
         if launched is not None:
             lines.append(f'  "{LAUNCHED_CAMPAIGN}" is {launched.get_status_display().lower()}')
         patient = Patient.objects.order_by("id").first()
