@@ -56,7 +56,8 @@ def test_revoked_and_expired_keys_are_refused(api_client, admin_user):
     assert expiring.get("/api/v1/purposes").status_code == 401
 
 
-def test_every_call_is_audited_with_the_key_and_no_phi(api_client):
+def test_r_sec_audit_every_call_is_audited_with_the_key_and_no_phi(api_client):
+    """R-SEC-AUDIT, R-NO-PHI-LEAK: one api.called event per call naming the key; method, operation and status only."""
     api = api_client([PURPOSES_READ])
     api.get("/api/v1/purposes")
     event = AuditEvent.objects.filter(action=actions.API_CALLED).latest("id")
