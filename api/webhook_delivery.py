@@ -156,7 +156,9 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
     "failed", or "skipped" (not pending, not due, or claimed by another worker). Safe to run twice."""
     if not webhook_delivery_claim(delivery_id=delivery_id):
         return "skipped"
-    delivery = WebhookDelivery.objects.select_related("subscription__api_key").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("subscription__api_key").filter(pk=delivery_id).first()
+    if delivery is None:  # its subscription was deleted meanwhile
+        return "skipped"
     subscription = delivery.subscription
     key = subscription.api_key
     refusal = ""

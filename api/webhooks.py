@@ -153,7 +153,9 @@ def webhook_deliveries_create(*, event: AuditEvent) -> list[WebhookDelivery]:
     if not subscription_ids:
         return []
     payload = payload_build(event_type, event)
-    with transaction.atomic():  # a savepoint inside the caller's transaction; its own when there is none
+    # The caller's transaction (no savepoint: if the outbox cannot be written, the change fails with it); a
+    # transaction of its own when the caller has none.
+    with transaction.atomic(savepoint=False):
         deliveries = WebhookDelivery.objects.bulk_create(
             [
                 WebhookDelivery(
