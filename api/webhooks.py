@@ -262,7 +262,7 @@ def webhook_delivery_retry(*, actor, delivery_id: int) -> WebhookDelivery:
         if not delivery.subscription.active:
             raise ValidationError("The subscription is no longer active.", code="inactive")
         delivery.status = WebhookDelivery.Status.PENDING
-        delivery.next_attempt_at = timezone.now()
+        delivery.next_attempt_at = Now()  # the database's clock, which the claim compares with
         delivery.claimed_until = None
         delivery.save(update_fields=["status", "next_attempt_at", "claimed_until"])
         audit_record(

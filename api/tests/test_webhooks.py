@@ -287,7 +287,7 @@ def test_a_2xx_answer_delivers_a_signed_post_with_a_stable_webhook_id(subscribe)
         delivery, secret = _one_revocation_delivery(subscribe, receiver.url)
 
         assert webhook_delivery_attempt(delivery_id=delivery.pk) == "retry"
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
         assert webhook_delivery_attempt(delivery_id=delivery.pk) == "delivered"
 
     first, second = receiver.requests
@@ -318,7 +318,7 @@ def test_failures_back_off_by_the_schedule_then_fail_with_an_audit_event_and_no_
             waits.append(delivery.next_attempt_at - before)
             # Not due yet: a wake-up now does nothing.
             assert webhook_delivery_attempt(delivery_id=delivery.pk) == "skipped"
-            WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
         assert webhook_delivery_attempt(delivery_id=delivery.pk) == "failed"
 
     assert [round(wait.total_seconds()) for wait in waits] == [b.total_seconds() for b in BACKOFF]
@@ -346,7 +346,7 @@ def test_a_redirect_is_not_followed_and_a_refused_connection_is_a_short_error(su
     assert (delivery.last_status_code, delivery.last_error) == (302, "HTTP 302: redirects are not followed")
 
     # The receiver is gone now: nothing listens on its port.
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert webhook_delivery_attempt(delivery_id=delivery.pk) == "retry"
     delivery.refresh_from_db()
     assert (delivery.attempts, delivery.last_status_code, delivery.last_error) == (2, None, "no answer: ConnectionError")
