@@ -10,7 +10,8 @@ class WebhookSubscriptionForm(forms.Form):
         max_length=500,
         label="Receiver URL",
         help_text="Where we POST each event, e.g. https://crm.example.org/hooks/hipaamail. https:// only.",
-        widget=forms.URLInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        # A text input (the stylesheet styles those) that phones still type as an address.
+        widget=forms.TextInput(attrs={"inputmode": "url", "autocomplete": "off", "spellcheck": "false"}),
     )
     event_types = forms.MultipleChoiceField(
         choices=list(EVENT_TYPES.items()),
