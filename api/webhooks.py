@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timezone as dt_timezone
+from datetime import UTC
 from functools import partial
 
 from django.core.exceptions import ValidationError
@@ -122,7 +122,7 @@ def payload_build(event_type: str, event: AuditEvent) -> dict:
     occurred_at = event.occurred_at if hasattr(event.occurred_at, "isoformat") else timezone.now()
     return {
         "type": event_type,
-        "timestamp": occurred_at.astimezone(dt_timezone.utc).isoformat().replace("+00:00", "Z"),
+        "timestamp": occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "data": _data_of(event_type, event),
     }
 

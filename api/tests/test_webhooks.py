@@ -7,13 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from datetime import timedelta
+from datetime import UTC, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.exceptions import ValidationError
-from datetime import timezone as dt_timezone
-
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -71,7 +69,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
+            def do_POST(self):  # http.server's name
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 receiver.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
@@ -181,7 +179,7 @@ def test_a_revocation_creates_one_delivery_per_subscribed_usable_key_and_none_fo
     event = AuditEvent.objects.get(action=actions.AUTHORIZATION_REVOKED)
     assert deliveries[0].payload == deliveries[1].payload == {
         "type": "authorization.revoked",
-        "timestamp": event.occurred_at.astimezone(dt_timezone.utc).isoformat().replace("+00:00", "Z"),
+        "timestamp": event.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "data": {
             "patient_id": patient.pk,
             "purpose": purpose.code,
@@ -203,11 +201,14 @@ def test_a_rolled_back_revocation_leaves_no_delivery_and_wakes_no_worker(
     patient, purpose = patient_make(), purpose_make()
     authorization = authorization_make(patient=patient, purpose=purpose)
 
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        with pytest.raises(RuntimeError), transaction.atomic():
-            authorizations_revoke_locked(actor=None, authorization_ids=[authorization.pk], channel="portal")
-            assert WebhookDelivery.objects.count() == 1  # written in the revocation's transaction...
-            raise RuntimeError("the caller's transaction fails after the revocation")
+    with (
+        django_capture_on_commit_callbacks(execute=False) as callbacks,
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        authorizations_revoke_locked(actor=None, authorization_ids=[authorization.pk], channel="portal")
+        assert WebhookDelivery.objects.count() == 1  # written in the revocation's transaction...
+        raise RuntimeError("the caller's transaction fails after the revocation")
 
     assert WebhookDelivery.objects.count() == 0  # ... and gone with it
     assert AuditEvent.objects.filter(action=actions.AUTHORIZATION_REVOKED).count() == 0
@@ -443,7 +444,7 @@ def test_r_sec_tls_a_receiver_must_be_https_unless_plain_http_is_allowed(subscri
     for bad in ("ftp://crm.example.org/x", "https://user:pw@crm.example.org/x", "not a url"):
         with pytest.raises(ValidationError):
             subscribe(url=bad)
-    subscription, _ = subscribe(url="https://crm.example.org/hooks")
+    subscribe(url="https://crm.example.org/hooks")
     # A subscription made while http was allowed is not posted to once it is not.
     delivery, _ = _one_revocation_delivery(subscribe, "https://crm.example.org/ok")
     WebhookSubscription.objects.filter(pk=delivery.subscription_id).update(url="http://crm.example.org/hooks")
@@ -539,7 +540,7 @@ def test_an_administrator_adds_a_webhook_sees_the_secret_once_and_reads_its_deli
         patient, purpose = patient_make(), purpose_make()
         authorization_make(patient=patient, purpose=purpose)
         _revoke(patient, purpose)
-    first, second, third = WebhookDelivery.objects.order_by("id")
+    first, _, third = WebhookDelivery.objects.order_by("id")
     WebhookDelivery.objects.filter(pk=first.pk).update(status="delivered", attempts=1, last_status_code=200,
                                                        delivered_at=timezone.now())
     WebhookDelivery.objects.filter(pk=third.pk).update(status="failed", attempts=9, last_status_code=500,
@@ -610,3 +611,14 @@ def test_retry_is_refused_for_a_delivery_that_has_not_failed(subscribe, admin_us
     delivery, _ = _one_revocation_delivery(subscribe, "https://crm.example.org/x")
     with pytest.raises(ValidationError):
         webhook_delivery_retry(actor=admin_user, delivery_id=delivery.pk)
+
+
+def test_the_webhook_tasks_run_on_the_transactional_queue_and_the_beat_job_every_10_seconds(settings):
+    from celery import current_app as celery_app
+
+    for name in ("api.tasks.webhook_deliver_task", "api.tasks.webhook_deliveries_due_task"):
+        assert name in celery_app.tasks
+        assert celery_app.amqp.router.route({}, name, args=(), kwargs={})["queue"].name == "transactional"
+    assert settings.CELERY_BEAT_SCHEDULE["webhook-deliveries-due"] == {
+        "task": "api.tasks.webhook_deliveries_due_task", "schedule": 10.0
+    }
