@@ -82,6 +82,7 @@ API_CALLED = "api.called"
 WEBHOOK_SUBSCRIPTION_CREATED = "webhook.subscription_created"
 WEBHOOK_SUBSCRIPTION_DELETED = "webhook.subscription_deleted"
 WEBHOOK_DELIVERY_FAILED = "webhook.delivery_failed"
+WEBHOOK_DELIVERY_RETRIED = "webhook.delivery_retried"
 
 # Authorizations: signed, revoked, ended by their event, found defective, and their copies.
 AUTHORIZATION_GRANTED = "authorization.granted"

@@ -195,6 +195,9 @@ HIPAAMAIL_TRANSACTIONAL_TASKS = (
 CELERY_TASK_ROUTES = {
     "campaigns.tasks.campaign_dispatch_task": {"queue": "campaigns"},
     **{name: {"queue": "transactional"} for name in HIPAAMAIL_TRANSACTIONAL_TASKS},
+    # Outgoing webhooks (api.tasks): a CRM waiting to hear what a patient decided never waits behind a blast.
+    "api.tasks.webhook_deliver_task": {"queue": "transactional"},
+    "api.tasks.webhook_deliveries_due_task": {"queue": "transactional"},
 }
 # Transactional mail tasks run in the calling process instead of a worker when set: the test suite only (its
 # locmem outbox), never production.
@@ -205,12 +208,16 @@ CELERY_BEAT_SCHEDULE = {
     "rewake-unfinished-campaigns": {"task": "campaigns.tasks.campaign_rewake_task", "schedule": 60.0},
     "invite-renewals": {"task": "consent.tasks.authorization_renewals_invite_task", "schedule": 24 * 3600.0},
     "rewake-unfinished-imports": {"task": "consent.tasks.patient_import_rewake_task", "schedule": 300.0},
+    # The webhook outbox (api.periodic): first attempts whose task was lost, and retries whose back-off has passed.
+    "webhook-deliveries-due": {"task": "api.tasks.webhook_deliveries_due_task", "schedule": 10.0},
     # R-SEC-INTEGRITY (docs/backups.md, "The audit chain on a schedule"): sign the audit chain's head every hour,
     # verify the whole chain every night (alerting compliance officers and administrators at a break).
     "audit-checkpoint": {"task": "audit.tasks.audit_checkpoint_task", "schedule": crontab(minute=0)},
     "audit-verify": {"task": "audit.tasks.audit_verify_task", "schedule": crontab(hour=2, minute=30)},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Webhook receivers must be https:// (R-SEC-TLS); local development and the test suite allow plain http.
+HIPAAMAIL_WEBHOOK_ALLOW_HTTP = False
 
 # --- Mail -----------------------------------------------------------------------------------------------
 # The demo writes every message to a local outbox folder; production sends over SMTP with TLS required.

@@ -10,3 +10,6 @@ for _folder in ("outbox", "broker/data", "broker/control"):
 
 FIELD_ENCRYPTION_KEYS = FIELD_ENCRYPTION_KEYS or ["demo1:ZGVtby1vbmx5LWtleS1ub3QtZm9yLXJlYWwtZGF0YSE"]
 IDENTIFIER_HASH_KEY = IDENTIFIER_HASH_KEY or "demo-only-identifier-hash-key"
+
+# Webhook receivers on plain http:// (a local receiver in development and in the tests); production: https only.
+HIPAAMAIL_WEBHOOK_ALLOW_HTTP = True

@@ -28,3 +28,6 @@ IDENTIFIER_HASH_KEY = "test-only-identifier-hash-key"
 # in-process (the locmem outbox) rather than eagerly running every task, which would also run campaign dispatch
 # and imports inside tests that publish to the broker on purpose. campaigns/tests/sending/test_queues.py covers routing.
 HIPAAMAIL_TRANSACTIONAL_MAIL_EAGER = True
+
+# Webhook receivers on plain http:// (a local receiver in development and in the tests); production: https only.
+HIPAAMAIL_WEBHOOK_ALLOW_HTTP = True
