@@ -170,10 +170,16 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
         refusal = "the address is not allowed"
     if refusal:
         return _outcome_record(delivery, status_code=None, error=refusal, final=True)
+    try:
+        secret = crypto.decrypt(subscription.secret)
+    except (KeyError, ValueError):
+        # Encrypted under a key that was retired: nothing can sign it any more; retrying would not help.
+        return _outcome_record(
+            delivery, status_code=None, error="the signing secret can no longer be read; add the webhook again",
+            final=True,
+        )
     body = body_of(delivery.payload)
-    headers = signed_headers(
-        secret=crypto.decrypt(subscription.secret), message_id=delivery.message_id, body=body
-    )
+    headers = signed_headers(secret=secret, message_id=delivery.message_id, body=body)
     status_code, error = webhook_post(url=subscription.url, body=body, headers=headers)
     return _outcome_record(delivery, status_code=status_code, error=error, final=False)
 

@@ -433,6 +433,15 @@ def test_a_delivery_whose_subscription_was_switched_off_fails_without_a_post(sub
     assert AuditEvent.objects.filter(action=actions.WEBHOOK_DELIVERY_FAILED, object_id=str(delivery.pk)).exists()
 
 
+def test_a_secret_under_a_retired_encryption_key_fails_the_delivery_without_a_post(subscribe):
+    with Receiver() as receiver:
+        delivery, _ = _one_revocation_delivery(subscribe, receiver.url)
+        WebhookSubscription.objects.filter(pk=delivery.subscription_id).update(secret="hm1.retired-key.AAAA")
+        assert webhook_delivery_attempt(delivery_id=delivery.pk) == "failed"
+    assert receiver.requests == []
+    assert WebhookDelivery.objects.get(pk=delivery.pk).last_error.startswith("the signing secret can no longer")
+
+
 # --- Subscriptions: services ----------------------------------------------------------------------------------
 
 
