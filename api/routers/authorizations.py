@@ -21,6 +21,7 @@ from django.utils import timezone
 from fhir.resources.bundle import Bundle as BundleR5
 from fhir.resources.R4B.bundle import Bundle as BundleR4
 from ninja import Field, Query, Router, Schema
+from ninja.responses import Status
 from pydantic import AwareDatetime
 
 from api.auth import KeyAuth
@@ -251,7 +252,7 @@ def authorization_record(request, payload: AuthorizationIn):
     except ValidationError as error:
         raise problem_from(error) from None
     authorization = _queryset().get(pk=authorization.pk)
-    return 201, authorization_out(authorization, _states([authorization])[authorization.pk])
+    return Status(201, authorization_out(authorization, _states([authorization])[authorization.pk]))
 
 
 @router.post(
@@ -272,12 +273,12 @@ def authorization_revocation_record(request, payload: RevocationIn):
         )
     except ValidationError as error:
         raise problem_from(error) from None
-    return 201, {
+    return Status(201, {
         "patient_id": patient.pk,
         "purpose": purpose.code,
         "authorization_ids": sorted(revocation.authorization_id for revocation in revocations),
         "revoked_at": max(revocation.revoked_at for revocation in revocations),
-    }
+    })
 
 
 @router.get(

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from django.core.exceptions import ValidationError
 from ninja import Field, Query, Router, Schema
+from ninja.responses import Status
 from pydantic import AwareDatetime, StrictInt, StringConstraints
 
 from api.auth import KeyAuth
@@ -186,7 +187,7 @@ def event_record(request, payload: EventIn):
         event, created = _record(request, payload)
     except ValidationError as error:
         raise problem_from(error) from None
-    return (201 if created else 200), event_out(event) | {"duplicate": not created}
+    return Status(201 if created else 200, event_out(event) | {"duplicate": not created})
 
 
 @router.post(
@@ -216,7 +217,7 @@ def event_record_batch(request, payload: BatchIn):
         counts[status] += 1
         results.append({"index": index, "event_id": item.event_id, "status": status, "event": event_out(event),
                         "error": None})
-    return 200, {
+    return {
         "created": counts["created"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
         "results": results,
     }
