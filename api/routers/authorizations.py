@@ -42,8 +42,14 @@ router = Router(tags=["authorizations"])
 
 FHIR_CONTENT_TYPE = "application/fhir+json"
 EVIDENCE_TYPES = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}
-# Base64 of the largest evidence the service takes (10 MB), with its padding.
-EVIDENCE_BASE64_MAX = (SCAN_MAX_BYTES + 2) // 3 * 4
+# Base64 of the largest evidence the service takes (10 MB), with its padding, but no more than a request body may
+# carry here: Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default, so about 1.8 MB of
+# evidence) before the API sees it, and the schema must not promise more. Raising that setting raises this.
+_BODY_ROOM = 64 * 1024  # for the other fields of the request
+EVIDENCE_BASE64_MAX = min(
+    (SCAN_MAX_BYTES + 2) // 3 * 4,
+    max(4, (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2**62) - _BODY_ROOM) // 4 * 4,
+)
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 _PURPOSE_CODE = r"^[-a-zA-Z0-9_]+$"
 
@@ -56,8 +62,8 @@ class EvidenceIn(Schema):
     data: str = Field(
         min_length=1,
         max_length=EVIDENCE_BASE64_MAX,
-        description="The file, base64-encoded (RFC 4648, with padding); at most 10 MB once decoded. Checked by its "
-        "first bytes, never by the declared type alone.",
+        description="The file, base64-encoded (RFC 4648, with padding): a PDF, PNG or JPEG of at most 10 MB once "
+        "decoded, and no longer than maxLength here. Checked by its first bytes, never by the declared type alone.",
         json_schema_extra={"contentEncoding": "base64"},
     )
 

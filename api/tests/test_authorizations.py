@@ -367,3 +367,18 @@ def test_openapi_declares_the_fhir_content_type_and_the_operations(client):
     assert "post" in paths["/api/v1/events/batch"] and "get" in paths["/api/v1/events/types"]
     created = paths["/api/v1/authorizations"]["post"]["responses"]
     assert "201" in created and "application/problem+json" in created["422"]["content"]
+
+
+def test_the_largest_evidence_the_schema_allows_fits_in_a_request_body(api_client, world):
+    """The schema's maxLength for evidence is what a request body can carry here (DATA_UPLOAD_MAX_MEMORY_SIZE):
+    a body at that size is answered by the API, not refused by Django before it."""
+    from api.routers.authorizations import EVIDENCE_BASE64_MAX
+
+    patient, purpose, form = world
+    data = base64.b64encode(b"%PDF-" + b"0" * (EVIDENCE_BASE64_MAX * 3 // 4 - 5)).decode()
+    assert len(data) == EVIDENCE_BASE64_MAX
+    body = _body(patient, purpose, form, evidence={"content_type": "application/pdf", "data": data},
+                 signer_name="\u00e9" * 200, representative_authority="\u00e9" * 500, signed_by_representative=True)
+    response = api_client([AUTHORIZATIONS_WRITE]).post("/api/v1/authorizations", body)
+    assert response.status_code == 201, response.content[:300]
+    assert Authorization.objects.get().scan.size == EVIDENCE_BASE64_MAX * 3 // 4
