@@ -320,7 +320,7 @@ def authorization_list(
 def authorization_fhir_bundle(
     request,
     patient_id: int = Query(..., ge=1, le=MAX_ID),
-    version: FhirVersion = Query("R5"),
+    version: FhirVersion = "R5",
     cursor: str | None = Query(None, max_length=500),
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
 ):
@@ -389,7 +389,7 @@ def authorization_get(request, authorization_id: int):
     summary="An authorization as FHIR Consent",
     openapi_extra=_fhir_responses("Consent", "A FHIR Consent resource"),
 )
-def authorization_fhir(request, authorization_id: int, version: FhirVersion = Query("R5")):
+def authorization_fhir(request, authorization_id: int, version: FhirVersion = "R5"):
     """The authorization as a FHIR Consent in R4 form (as R4B, which has the same Consent) or R5 form."""
     authorization = _authorization_or_404(authorization_id)
     form = _fhir_version(version)

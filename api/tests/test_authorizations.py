@@ -225,7 +225,7 @@ def test_revoking_when_nothing_is_active_answers_409_nothing_to_revoke(api_clien
 
 
 def test_list_a_patients_authorizations_with_their_state_in_pages(api_client, world):
-    patient, purpose, form = world
+    patient, purpose, _ = world
     active = authorization_make(patient=patient, purpose=purpose, signed_ago=timedelta(days=30))
     expired = authorization_make(
         patient=patient, purpose=purpose, signed_ago=timedelta(days=400), expires_in=-timedelta(days=1)

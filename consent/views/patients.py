@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from audit import actions
 from audit.services import audit_record
 from consent import documents
+from consent.events import attribute_label, event_type_label
 from consent.forms.patients import (
     DefectForm,
     ExpiryEventForm,
@@ -22,7 +23,6 @@ from consent.forms.patients import (
     start_of_day,
 )
 from consent.models import AuthorizationDefect, ExpiryEvent
-from consent.events import attribute_label, event_type_label
 from consent.permissions import access_authorization_by_id, access_consent_staff, access_patient_by_id
 from consent.selectors import patients as selectors_patients
 from consent.selectors.events import patient_event_list

@@ -12,8 +12,8 @@ from django.db import connection
 from django.utils import timezone
 
 from audit import actions
-from conftest import requires_postgresql
 from audit.models import AuditEvent
+from conftest import requires_postgresql
 from consent.events import ATTRIBUTES, CODE_PATTERN, EVENT_TYPES, MAX_ATTRIBUTES, TYPE_PATTERN, vocabulary
 from consent.models import PatientEvent
 from consent.selectors.events import patient_event_list
@@ -232,7 +232,7 @@ def test_two_senders_racing_with_the_same_event_store_it_once():
     def run():
         try:
             results.append(_record(patient, occurred_at=occurred_at))
-        except Exception as error:  # reported below
+        except Exception as error:  # noqa: BLE001 - reported below
             errors.append(error)
         finally:
             connection.close()

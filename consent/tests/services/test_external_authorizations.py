@@ -136,9 +136,8 @@ def test_a_form_version_that_had_ended_when_signed_is_refused(media):
     end = timezone.localdate() + timedelta(days=2)
     form = form_published_make(purpose, expiry_kind="date", expiry_months=None, expiry_date=end)
     later = timezone.now() + timedelta(days=10)
-    with mock.patch("django.utils.timezone.now", return_value=later):
-        with pytest.raises(ValidationError) as refused:
-            _record(patient, purpose, form, signed_at=later - timedelta(days=1))
+    with mock.patch("django.utils.timezone.now", return_value=later), pytest.raises(ValidationError) as refused:
+        _record(patient, purpose, form, signed_at=later - timedelta(days=1))
     assert _code(refused) == "form_version_ended"
     assert not Authorization.objects.exists()
     assert _stored_files(media) == []
