@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from ninja import Field, Query, Router, Schema
 from ninja.responses import Status
 from pydantic import AwareDatetime, StrictInt, StringConstraints
@@ -18,6 +19,8 @@ from api.auth import KeyAuth
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, page
 from api.problems import ApiProblem, error_responses
 from api.scopes import EVENTS_READ, EVENTS_WRITE
+from audit import actions
+from audit.services import audit_record
 from consent.events import CODE_PATTERN, EVENT_ID_PATTERN, MAX_ATTRIBUTES, TYPE_PATTERN, vocabulary
 from consent.models import PatientEvent
 from consent.selectors.events import patient_event_list
@@ -161,6 +164,22 @@ def event_out(event: PatientEvent) -> dict:
     }
 
 
+def _viewed(events: list[PatientEvent]) -> None:
+    by_patient: dict[int, list[int]] = {}
+    for event in events:
+        by_patient.setdefault(event.patient_id, []).append(event.pk)
+    with transaction.atomic():
+        for patient_id, event_ids in sorted(by_patient.items()):
+            audit_record(
+                actor=None,
+                action=actions.PATIENT_VIEWED,
+                object_type="patient",
+                object_id=patient_id,
+                patient_id=patient_id,
+                details={"event_ids": event_ids, "via": "api"},
+            )
+
+
 def _record(request, item: EventIn) -> tuple[PatientEvent, bool]:
     return patient_event_record(
         source=request.api_key.source,
@@ -236,10 +255,12 @@ def event_list(
     cursor: str | None = Query(None, max_length=500),
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
 ):
-    """Events of every source, most recently received first; filter by patient and by type."""
+    """Events of every source, most recently received first; filter by patient and by type. Each patient whose
+    events a page shows gets an audit event naming them (R-SEC-AUDIT)."""
     rows, next_cursor = page(
         patient_event_list(patient_id=patient_id, type=type), cursor=cursor, limit=limit, descending=True
     )
+    _viewed(rows)
     return {"items": [event_out(event) for event in rows], "next_cursor": next_cursor}
 
 

@@ -172,6 +172,11 @@ def test_list_events_filtered_newest_first_in_cursor_pages(api_client, patient):
     assert [item["patient_id"] for item in by_type["items"]] == [other.pk]
     assert "duplicate" not in by_type["items"][0]
     assert api.get("/api/v1/events", cursor="forged").status_code == 400
+    # R-SEC-AUDIT: each patient a page showed is named in an audit event of the key, with the event ids only.
+    viewed = AuditEvent.objects.filter(action=actions.PATIENT_VIEWED, patient_id=other.pk).get()
+    assert viewed.actor_role == f"api_key:{api.key.pk}"
+    assert viewed.details == {"event_ids": [by_type["items"][0]["id"]], "via": "api"}
+    assert AuditEvent.objects.filter(action=actions.PATIENT_VIEWED, patient_id=patient.pk).count() == 2
 
 
 def test_event_types_lists_the_vocabulary_for_senders(api_client):
