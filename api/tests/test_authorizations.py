@@ -73,7 +73,8 @@ def _covering(patient, purpose) -> set[int]:
     )
 
 
-def test_record_an_external_authorization_201_without_the_signers_name(api_client, world):
+def test_r_no_phi_leak_record_an_external_authorization_201_without_the_signers_name(api_client, world):
+    """R-NO-PHI-LEAK, R-AUTH-CORE-6: the signer's name is stored (encrypted) and never comes back."""
     patient, purpose, form = world
     api = api_client([AUTHORIZATIONS_WRITE])
     response = api.post("/api/v1/authorizations", _body(patient, purpose, form))
@@ -113,7 +114,7 @@ def test_a_representative_signature_is_recorded_and_the_authority_not_returned(a
     assert "Daughter" not in response.content.decode()
 
 
-def test_an_unpublished_form_version_is_refused_and_nothing_is_stored(api_client, world):
+def test_r_auth_immutable_an_unpublished_form_version_is_refused_and_nothing_is_stored(api_client, world):
     patient, purpose, form = world
     draft = form_versions.form_version_create(actor=None, purpose_id=purpose.pk)
     response = api_client([AUTHORIZATIONS_WRITE]).post(

@@ -100,7 +100,8 @@ def patient_event_record(
     existing = PatientEvent.objects.filter(source=source, source_event_id=source_event_id).first()
     if existing is not None:
         return _replay(existing, **body)
-    if not (isinstance(patient_id, int) and 0 < patient_id < 2**63) or not Patient.objects.filter(pk=patient_id).exists():
+    known = isinstance(patient_id, int) and not isinstance(patient_id, bool) and 0 < patient_id < 2**63
+    if not known or not Patient.objects.filter(pk=patient_id).exists():
         raise _error("unknown_patient", "No patient has this id.", "patient_id")
     event = PatientEvent(
         patient_id=patient_id,

@@ -178,6 +178,7 @@ def test_the_same_event_id_with_another_body_is_refused_and_stores_nothing(chang
         ({"occurred_at": timezone.now() + timedelta(hours=1)}, "occurred_in_future"),
         ({"occurred_at": timezone.now().replace(tzinfo=None)}, "bad_occurred_at"),
         ({"patient_id": 2**40}, "unknown_patient"),
+        ({"patient_id": True}, "unknown_patient"),
         ({"source_event_id": "has spaces in it"}, "bad_event_id"),
         ({"source_event_id": ""}, "bad_event_id"),
     ],
