@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from audit import actions
 from audit.services import audit_record
 from consent import documents
+from consent.events import attribute_label, event_type_label
 from consent.forms.patients import (
     DefectForm,
     ExpiryEventForm,
@@ -24,6 +25,7 @@ from consent.forms.patients import (
 from consent.models import AuthorizationDefect, ExpiryEvent
 from consent.permissions import access_authorization_by_id, access_consent_staff, access_patient_by_id
 from consent.selectors import patients as selectors_patients
+from consent.selectors.events import patient_event_list
 from consent.services.authorizations import authorization_defect_record, expiry_event_record
 from consent.services.signing import invitation_create, invitation_link
 from consent.services.written import authorization_written_record, revocation_written_record
@@ -56,20 +58,41 @@ def patient_search(request):
     return render(request, "consent/patients/search.html", {"form": form, "not_found": not_found})
 
 
+# The care events the record shows, newest first; older ones are in the audit history and the API.
+EVENTS_SHOWN = 50
+
+
+def _care_events(patient_id: int) -> list[dict]:
+    return [
+        {
+            "event": event,
+            "label": event_type_label(event.type),
+            "attributes": [(attribute_label(name), value) for name, value in sorted(event.attributes.items())],
+        }
+        for event in patient_event_list(patient_id=patient_id)[:EVENTS_SHOWN]
+    ]
+
+
 def _render_record(request, patient, *, written_form=None, status=200):
     rows = selectors_patients.patient_authorization_rows(patient_id=patient.pk)
+    care_events = _care_events(patient.pk)
+    details = {"authorization_ids": [row.authorization.pk for row in rows]}
+    if care_events:
+        details["event_ids"] = [item["event"].pk for item in care_events]
     audit_record(
         actor=request.user,
         action=actions.PATIENT_VIEWED,
         object_type="patient",
         object_id=patient.pk,
         patient_id=patient.pk,
-        details={"authorization_ids": [row.authorization.pk for row in rows]},
+        details=details,
     )
     context = {
         "patient": patient,
         "conditions": sorted(patient.conditions.values_list("code", flat=True)),
         "rows": rows,
+        "care_events": care_events,
+        "events_shown": EVENTS_SHOWN,
         "written_form": written_form or WrittenAuthorizationForm(),
         "invitation_form": InvitationForm(prefix="invite"),
     }

@@ -33,6 +33,7 @@ from consent.services.authorizations import (
     authorization_revoke,
     expiry_event_record,
 )
+from consent.services.events import patient_event_record
 from consent.services.signing import invitation_create
 from consent.services.suppressions import suppression_record
 from consent.tests.factories import authorization_make, form_published_make, patient_make, purpose_make
@@ -116,6 +117,10 @@ def world():
         actor=officer,
         authorization_id=authorization_make(patient=defective, purpose=purpose).pk,
         reason=AuthorizationDefect.Reason.COMPOUND,
+    )
+    patient_event_record(
+        source="ehr", source_event_id="walk-1", patient_id=patient.pk, type="equipment.delivered",
+        occurred_at=timezone.now() - timedelta(days=1), attributes={"equipment_type": "CPAP"},
     )
     revoked = patient_make()
     authorization_make(patient=revoked, purpose=purpose)
