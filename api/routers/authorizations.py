@@ -25,6 +25,7 @@ from ninja.responses import Status
 from pydantic import AwareDatetime
 
 from api.auth import KeyAuth
+from api.middleware import API_MAX_BODY_BYTES
 from api.pagination import DEFAULT_LIMIT, MAX_LIMIT, page
 from api.problems import ApiProblem, error_responses
 from api.routers.events import MAX_ID, problem_from
@@ -43,13 +44,9 @@ router = Router(tags=["authorizations"])
 FHIR_CONTENT_TYPE = "application/fhir+json"
 EVIDENCE_TYPES = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}
 # Base64 of the largest evidence the service takes (10 MB), with its padding, but no more than a request body may
-# carry here: Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB by default, so about 1.8 MB of
-# evidence) before the API sees it, and the schema must not promise more. Raising that setting raises this.
-_BODY_ROOM = 64 * 1024  # for the other fields of the request
-EVIDENCE_BASE64_MAX = min(
-    (SCAN_MAX_BYTES + 2) // 3 * 4,
-    max(4, (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2**62) - _BODY_ROOM) // 4 * 4,
-)
+# carry (api.middleware.API_MAX_BODY_BYTES, which the API reads its bodies against) less room for the other fields.
+_BODY_ROOM = 64 * 1024
+EVIDENCE_BASE64_MAX = min((SCAN_MAX_BYTES + 2) // 3 * 4, (API_MAX_BODY_BYTES - _BODY_ROOM) // 4 * 4)
 _NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 _PURPOSE_CODE = r"^[-a-zA-Z0-9_]+$"
 

@@ -80,3 +80,30 @@ def test_a_key_never_reaches_the_staff_pages(api_client):
     api = api_client()
     response = api.get("/consent/patients/")
     assert response.status_code == 302  # the sign-in page: a key is not a session
+
+
+def test_a_post_to_a_path_without_a_post_operation_gets_405_not_an_idempotency_problem(api_client):
+    response = api_client().post("/api/v1/purposes", {}, idempotency_key=None)
+    assert response.status_code == 405
+
+
+def test_a_post_without_an_idempotency_key_is_refused_before_anything_runs(api_client):
+    response = api_client().post("/api/v1/events", {"event_id": "1"}, idempotency_key=None)
+    assert response.status_code == 400 and response.json()["code"] == "idempotency_key_missing"
+
+
+def test_a_body_over_the_api_limit_is_a_413_problem_and_one_under_djangos_limit_is_read(api_client, settings):
+    from api import middleware
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000  # the API reads its bodies against its own limit, not this one
+    api = api_client()
+    big = b'{"event_id": "' + b"x" * 5000 + b'"}'
+    assert api.post("/api/v1/events", raw=big).status_code == 422  # read and validated, not refused as too big
+    old = middleware.API_MAX_BODY_BYTES
+    middleware.API_MAX_BODY_BYTES = 4000
+    try:
+        refused = api.post("/api/v1/events", raw=big)
+    finally:
+        middleware.API_MAX_BODY_BYTES = old
+    assert refused.status_code == 413 and refused["Content-Type"] == "application/problem+json"
+    assert refused.json()["code"] == "body_too_large"
