@@ -31,9 +31,53 @@ The integration API of hipaamail: for EHR, CRM and practice-management systems.
 """
 
 
+# OpenAPI links (what one answer lets a client call next): documentation for integrators, and the paths
+# Schemathesis's stateful run follows (api/tests/test_schemathesis.py). (path, method, status) -> link name ->
+# (target operationId, {target parameter: runtime expression}).
+LINKS = {
+    ("/api/v1/patients/upsert", "post", "200"): {
+        "GetPatient": ("patient_get", {"path.patient_id": "$response.body#/items/0/patient_id"}),
+        "ListAuthorizations": ("authorization_list", {"query.patient_id": "$response.body#/items/0/patient_id"}),
+        "ListEvents": ("event_list", {"query.patient_id": "$response.body#/items/0/patient_id"}),
+    },
+    ("/api/v1/authorizations", "post", "201"): {
+        "GetAuthorization": ("authorization_get", {"path.authorization_id": "$response.body#/id"}),
+        "GetAuthorizationFhir": ("authorization_fhir", {"path.authorization_id": "$response.body#/id"}),
+        "GetPatientBundle": ("authorization_fhir_bundle", {"query.patient_id": "$response.body#/patient_id"}),
+    },
+    ("/api/v1/authorizations", "get", "200"): {
+        "GetFirstAuthorization": ("authorization_get", {"path.authorization_id": "$response.body#/items/0/id"}),
+    },
+    ("/api/v1/events", "post", "201"): {
+        "ListPatientEvents": ("event_list", {"query.patient_id": "$response.body#/patient_id"}),
+    },
+    ("/api/v1/campaigns", "get", "200"): {
+        "GetCampaignResults": ("campaign_results", {"path.campaign_id": "$response.body#/items/0/id"}),
+    },
+}
+
+
 class HipaamailApi(NinjaAPI):
+    def get_openapi_operation_id(self, operation) -> str:
+        # The function's name: unique across the routers (<entity>_<verb>), and readable in clients and links.
+        return operation.view_func.__name__
+
     def get_openapi_schema(self, *args, **kwargs):
         schema = super().get_openapi_schema(*args, **kwargs)
+        operation_ids = {
+            operation["operationId"] for operations in schema.get("paths", {}).values() for operation in operations.values()
+        }
+        for (path, method, status), links in LINKS.items():
+            response = schema.get("paths", {}).get(path, {}).get(method, {}).get("responses", {}).get(int(status))
+            if response is None:
+                response = schema.get("paths", {}).get(path, {}).get(method, {}).get("responses", {}).get(status)
+            if response is None:
+                continue
+            response["links"] = {
+                name: {"operationId": target, "parameters": parameters}
+                for name, (target, parameters) in links.items()
+                if target in operation_ids
+            }
         # Error answers are problem+json (RFC 9457), not plain JSON: say so, or clients and Schemathesis would
         # expect application/json.
         for operations in schema.get("paths", {}).values():

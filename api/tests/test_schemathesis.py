@@ -58,3 +58,36 @@ def full_key_token(db):
 )
 def test_every_operation_answers_within_its_schema(case, _keep_the_test_connection, full_key_token, api_data):
     case.call_and_validate(headers={"Authorization": f"Bearer {full_key_token}"}, checks=CHECKS)
+
+
+def test_stateful_sequences_follow_the_schemas_links(_keep_the_test_connection, full_key_token, api_data):
+    """Schemathesis's stateful run: sequences of calls that follow the OpenAPI links (an upserted patient read back,
+    a recorded authorization read as FHIR, a campaign's results from the list), each answer checked as above."""
+    import uuid
+
+    links = sum(
+        len(response.get("links", {}))
+        for operations in schema.raw_schema["paths"].values()
+        for operation in operations.values()
+        for response in operation["responses"].values()
+    )
+    assert links >= 5
+
+    class Workflow(schema.as_state_machine()):
+        def get_call_kwargs(self, case):
+            headers = {"Authorization": f"Bearer {full_key_token}"}
+            if case.method == "POST":
+                headers["Idempotency-Key"] = uuid.uuid4().hex
+            return {"headers": headers}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            case.validate_response(response, checks=CHECKS)
+
+    Workflow.run(
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
