@@ -51,6 +51,12 @@ def _post_paths() -> re.Pattern:
     return re.compile("^(?:" + "|".join(patterns) + ")/?$")
 
 
+def idempotency_records_prune() -> int:
+    """Delete the answers kept longer than IDEMPOTENCY_TTL; returns how many."""
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=timezone.now() - IDEMPOTENCY_TTL).delete()
+    return deleted
+
+
 def _bearer_key(request):
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

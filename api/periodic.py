@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from api.middleware import idempotency_records_prune
 from api.tasks import webhook_delivery_enqueue
 from api.webhook_delivery import webhook_deliveries_due
 
@@ -22,3 +23,9 @@ def webhook_deliveries_due_enqueue() -> list[int]:
     for delivery_id in due:
         webhook_delivery_enqueue(delivery_id)
     return due
+
+
+@shared_task(name="api.tasks.idempotency_records_prune_task")
+def idempotency_records_prune_task() -> int:
+    """Every hour: forget the answers kept for Idempotency-Keys older than a day."""
+    return idempotency_records_prune()

@@ -198,6 +198,7 @@ CELERY_TASK_ROUTES = {
     # Outgoing webhooks (api.tasks): a CRM waiting to hear what a patient decided never waits behind a blast.
     "api.tasks.webhook_deliver_task": {"queue": "transactional"},
     "api.tasks.webhook_deliveries_due_task": {"queue": "transactional"},
+    "api.tasks.idempotency_records_prune_task": {"queue": "transactional"},
 }
 # Transactional mail tasks run in the calling process instead of a worker when set: the test suite only (its
 # locmem outbox), never production.
@@ -210,6 +211,8 @@ CELERY_BEAT_SCHEDULE = {
     "rewake-unfinished-imports": {"task": "consent.tasks.patient_import_rewake_task", "schedule": 300.0},
     # The webhook outbox (api.periodic): first attempts whose task was lost, and retries whose back-off has passed.
     "webhook-deliveries-due": {"task": "api.tasks.webhook_deliveries_due_task", "schedule": 10.0},
+    # Idempotency-Key answers are kept a day (api.middleware).
+    "idempotency-records-prune": {"task": "api.tasks.idempotency_records_prune_task", "schedule": crontab(minute=17)},
     # R-SEC-INTEGRITY (docs/backups.md, "The audit chain on a schedule"): sign the audit chain's head every hour,
     # verify the whole chain every night (alerting compliance officers and administrators at a break).
     "audit-checkpoint": {"task": "audit.tasks.audit_checkpoint_task", "schedule": crontab(minute=0)},
