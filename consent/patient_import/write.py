@@ -1,6 +1,7 @@
 """Write a validated import whole or not at all, one run at a time: new patients with COPY (bulk_create on
 SQLite), updated ones with COPY into a temporary table and one UPDATE ... FROM per batch (bulk_update on SQLite).
 The API's upsert (consent.services.patients.patients_upsert) writes through the same functions."""
+
 from __future__ import annotations
 
 import logging
@@ -159,24 +160,25 @@ _UPDATE_TABLE_DDL = (
 )
 
 
-def _update_values(row: PatientRow, encrypt) -> dict:
-    """The table's values for one row, encrypted and digested as EncryptedTextField and patient_create would."""
-    birth_date = row.birth_date.isoformat() if row.birth_date else ""
-    return {
-        "external_id": encrypt(row.external_id) if row.external_id else "",
-        "external_id_digest": row.external_id_digest,
-        "email": encrypt(row.email),
-        "email_digest": row.email_digest,
-        "full_name": encrypt(row.full_name),
-        "phone": encrypt(row.phone) if row.phone else "",
-        "street_address": encrypt(row.street_address) if row.street_address else "",
-        "birth_date": encrypt(birth_date) if birth_date else "",
-        "birth_year": row.birth_date.year if row.birth_date else None,
-        "sex": row.sex,
-        "postal_code": row.postal_code,
-        "state": row.state,
-        "last_visit": row.last_visit,
-    }
+def _update_values(row: PatientRow, fields: Sequence[str], encrypt) -> list:
+    """The table's values of `fields` for one row, encrypted and digested as EncryptedTextField and
+    patient_create would (empty stays empty); only the fields written are encrypted."""
+    values = []
+    for name in fields:
+        if name == "birth_date":
+            birth_date = row.birth_date.isoformat() if row.birth_date else ""
+            values.append(encrypt(birth_date) if birth_date else "")
+        elif name == "birth_year":
+            values.append(row.birth_date.year if row.birth_date else None)
+        elif name in _ENCRYPTED:
+            value = getattr(row, name)
+            values.append(encrypt(value) if value else "")
+        else:
+            values.append(getattr(row, name))
+    return values
+
+
+_ENCRYPTED = frozenset({"external_id", "email", "full_name", "phone", "street_address"})
 
 
 def _update_fields(columns: Sequence[str]) -> list[str]:
@@ -197,8 +199,7 @@ def _update_copy(batch: Sequence[PatientRow], columns: Sequence[str]) -> list[in
             cursor.execute(f"TRUNCATE {_UPDATE_TABLE}")
             with raw.copy(f"COPY {_UPDATE_TABLE} (id, {', '.join(fields)}) FROM STDIN") as copy:
                 for row in batch:
-                    values = _update_values(row, encrypt)
-                    copy.write_row((row.patient_id, *(values[name] for name in fields)))
+                    copy.write_row((row.patient_id, *_update_values(row, fields, encrypt)))
             assignments = ", ".join(f"{name} = t.{name}" for name in fields)
             cursor.execute(f"UPDATE consent_patient AS p SET {assignments} FROM {_UPDATE_TABLE} AS t WHERE p.id = t.id")
         for column, table, attribute in (
@@ -224,7 +225,7 @@ def _update_bulk(batch: Sequence[PatientRow], columns: Sequence[str]) -> list[in
         patients = []
         for row in batch:
             patient = Patient(pk=row.patient_id)
-            for name, value in _update_values(row, lambda text: text).items():
+            for name, value in zip(fields, _update_values(row, fields, lambda text: text), strict=True):
                 setattr(patient, name, value)
             patients.append(patient)
         Patient.objects.bulk_update(patients, fields)
