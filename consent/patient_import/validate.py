@@ -344,8 +344,12 @@ def _existing_ids(digests: Sequence[str], column: str) -> dict[str, tuple[int, s
         if connection.vendor == "postgresql":
             # One array parameter instead of 5,000: the same query, without composing 5,000 placeholders.
             with connection.cursor() as cursor:
+                # NOT (... = ''): the partial unique index on external_id_digest is usable only when the query says
+                # so (PostgreSQL cannot prove it from a list of more than 100 values).
                 cursor.execute(
-                    f"SELECT {column}, id, email_digest FROM consent_patient WHERE {column} = ANY(%s)", [list(chunk)]
+                    f"SELECT {column}, id, email_digest FROM consent_patient "
+                    f"WHERE {column} = ANY(%s) AND NOT ({column} = '')",
+                    [list(chunk)],
                 )
                 found.update((value, (pk, email)) for value, pk, email in cursor.fetchall())
         else:

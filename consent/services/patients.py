@@ -8,7 +8,7 @@ from datetime import date
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -148,6 +148,29 @@ def _row(values: dict, *, email_digest: str, external_digest: str, patient_id: i
     )
 
 
+def _patients_locked(externals: list[str], emails: list[str]) -> list[Patient]:
+    """The patients whose external id or email digest is among these, locked in id order (the lock order).
+    One digest lookup (a UNION of two index scans: an OR of two 1,000-value lists makes PostgreSQL scan the
+    whole table, and `NOT (external_id_digest = '')` lets it use the partial unique index), then the lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM consent_patient WHERE external_id_digest = ANY(%s) AND NOT (external_id_digest = '') "
+                "UNION SELECT id FROM consent_patient WHERE email_digest = ANY(%s)",
+                [externals, emails],
+            )
+            ids = [pk for (pk,) in cursor.fetchall()]
+    else:
+        ids = list(
+            Patient.objects.filter(Q(external_id_digest__in=externals) | Q(email_digest__in=emails)).values_list(
+                "pk", flat=True
+            )
+        )
+    if not ids:
+        return []
+    return list(Patient.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+
+
 def patients_upsert(*, items: list[dict], source: str = "api", actor=None) -> list[ItemResult]:
     """Create or update up to MAX_UPSERT_ITEMS patients, each keyed by its `external_id` (the clinic's record
     number), with the rules of the CSV import (consent.patient_import.validate.patient_fields_check: the same
@@ -199,15 +222,7 @@ def patients_upsert(*, items: list[dict], source: str = "api", actor=None) -> li
     with transaction.atomic(durable=True):
         externals = [external for _, _, _, external in checked]
         emails = [email for _, _, email, _ in checked if email]
-        found = (
-            list(
-                Patient.objects.select_for_update()
-                .filter(Q(external_id_digest__in=externals) | Q(email_digest__in=emails))
-                .order_by("pk")
-            )
-            if checked
-            else []
-        )
+        found = _patients_locked(externals, emails) if checked else []
         by_external = {patient.external_id_digest: patient for patient in found if patient.external_id_digest}
         by_email = {patient.email_digest: patient for patient in found}
         matched = [by_external[external] for _, _, _, external in checked if external in by_external]
