@@ -1,12 +1,13 @@
-"""Parse and validate an EHR/CRM CSV export; no writes."""
+"""Parse and validate an EHR/CRM CSV export, and check one patient's fields (a CSV row or an API item) with the
+same rules and the same error codes; no writes."""
 from __future__ import annotations
 
 import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 from django.core.exceptions import ValidationError
@@ -43,6 +44,27 @@ COLUMNS = (
 
 
 REQUIRED = ("email", "full_name")
+
+
+class Mode:
+    """What a CSV import does with a row whose patient is already here (PatientImport.Mode holds the same
+    values): CREATE refuses it (already_exists); UPDATE matches rows by external_id, updates the patients found
+    and creates the others."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    ALL = (CREATE, UPDATE)
+
+
+# Columns every row must fill, by mode: updates are keyed by the clinic's record number.
+REQUIRED_BY_MODE = {Mode.CREATE: REQUIRED, Mode.UPDATE: ("external_id", *REQUIRED)}
+
+
+# The free-text identifiers' longest accepted values (the API's schema declares the same limits).
+MAX_LENGTHS = {"external_id": 64, "email": 254, "full_name": 200, "phone": 40, "street_address": 300}
+MAX_CODES = 50  # condition codes, and program codes, per patient
+CONDITION_CODE_MAX_LENGTH = PatientCondition._meta.get_field("code").max_length
+PROGRAM_CODE_MAX_LENGTH = 40
 
 
 # Header names some EHR and CRM exports use, lower-cased with spaces, dashes and dots turned into "_".
@@ -93,6 +115,9 @@ ERROR_MESSAGES = {
     "empty_file": "the file has no header row",
     "too_large": "the file is larger than 50 MB",
     "too_long": "is longer than allowed",
+    "bad_text": "contains control characters (such as a NUL or a line break) that are not allowed",
+    "email_in_use": "belongs to another patient (matched by a different external id)",
+    "duplicate_in_batch": "appears on an earlier item of this batch",
 }
 
 
@@ -137,10 +162,13 @@ class PatientRow:
     email_digest: str
     external_id_digest: str
     program_codes: tuple[str, ...] = ()
+    patient_id: int | None = None  # the patient this row updates; None: a patient to create
 
 
 @dataclass
 class Validation:
+    mode: str = Mode.CREATE
+    columns: tuple[str, ...] = COLUMNS  # the recognised columns of the header: what an update sets
     total_rows: int = 0
     rows: list[PatientRow] = field(default_factory=list)  # the valid rows, in file order
     errors: list[dict] = field(default_factory=list)  # {"row", "column", "code"}, in file order
@@ -150,6 +178,14 @@ class Validation:
     @property
     def valid_rows(self) -> int:
         return len(self.rows)
+
+    @property
+    def create_rows(self) -> int:
+        return sum(1 for row in self.rows if row.patient_id is None)
+
+    @property
+    def update_rows(self) -> int:
+        return len(self.rows) - self.create_rows
 
     def error_codes(self) -> dict[str, int]:
         return dict(sorted(Counter(error["code"] for error in self.errors).items()))
@@ -184,20 +220,28 @@ def _strict_date(value: str, today: date) -> date | None:
 _PROGRAM = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,39}$")
 
 
-def _program_codes(value: str) -> tuple[str, ...]:
+# Control characters have no place in a name, an address or an id, and PostgreSQL refuses NUL outright.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _code_list(value: object) -> list[str]:
+    """Codes as a CSV cell holds them ("E11; G47.33") or as an API item lists them (["E11", "G47.33"])."""
+    if isinstance(value, str):
+        return [raw.strip().upper() for raw in value.split(";") if raw.strip()]
+    return [str(raw).strip().upper() for raw in value or () if str(raw).strip()]
+
+
+def _program_codes(value: object) -> tuple[str, ...]:
     """Program codes, semicolon-separated (DPP; CPAP-RESUPPLY): letters, digits, dash and underscore."""
-    codes = [raw.strip().upper() for raw in value.split(";") if raw.strip()]
+    codes = _code_list(value)
     if not all(_PROGRAM.match(code) for code in codes):
         raise ValueError
     return tuple(dict.fromkeys(codes))
 
 
-def _condition_codes(value: str) -> tuple[str, ...]:
+def _condition_codes(value: object) -> tuple[str, ...]:
     codes = []
-    for raw in value.split(";"):
-        code = raw.strip().upper()
-        if not code:
-            continue
+    for code in _code_list(value):
         if not _ICD10.match(code):
             raise ValueError
         if "." not in code and len(code) > 3:
@@ -206,31 +250,132 @@ def _condition_codes(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(codes))
 
 
+_TEXT_COLUMNS = ("external_id", "full_name", "phone", "street_address")
+
+
+def patient_fields_check(
+    raw: Mapping[str, object], *, today: date, required: Iterable[str] = ()
+) -> tuple[dict, list[tuple[str, str]]]:
+    """Check and normalise the given fields of one patient: a CSV row's cells or an API item's fields, with the
+    same rules and error codes for both. `raw` maps column names (COLUMNS) to what was sent: strings, and for
+    condition and program codes a semicolon-separated string or a list of strings. Only the columns in `raw` are
+    checked and returned; a column of `required` that is absent or empty is `missing_required`, and so is an
+    email or a full name given empty (neither can be cleared). Returns (values, errors): values normalised as
+    they are stored (email lower-cased, dates parsed, codes upper-cased and de-duplicated) for the columns
+    without error, errors as (column, code) in COLUMNS order. No value is ever part of an error."""
+    values: dict = {}
+    errors: list[tuple[str, str]] = []
+    required = set(required)
+    for column in COLUMNS:
+        if column not in raw:
+            if column in required:
+                errors.append((column, "missing_required"))
+            continue
+        value = raw[column]
+        if column in ("condition_codes", "program_codes"):
+            try:
+                codes = _condition_codes(value) if column == "condition_codes" else _program_codes(value)
+            except ValueError:
+                errors.append((column, "bad_condition_code" if column == "condition_codes" else "bad_program_code"))
+                continue
+            longest = CONDITION_CODE_MAX_LENGTH if column == "condition_codes" else PROGRAM_CODE_MAX_LENGTH
+            if len(codes) > MAX_CODES or any(len(code) > longest for code in codes):
+                errors.append((column, "too_long"))
+                continue
+            values[column] = codes
+            continue
+        text = "" if value is None else str(value).strip()
+        if not text:
+            if column in required or column in ("email", "full_name"):
+                errors.append((column, "missing_required"))
+                continue
+            values[column] = None if column in ("birth_date", "last_visit") else ""
+            continue
+        if column == "email":
+            text = text.lower()
+            if len(text) > MAX_LENGTHS["email"]:
+                errors.append((column, "too_long"))
+                continue
+            try:
+                validate_email(text)
+            except ValidationError:
+                errors.append((column, "bad_email"))
+                continue
+        elif column in _TEXT_COLUMNS:
+            if _CONTROL.search(text):
+                errors.append((column, "bad_text"))
+                continue
+            if len(text) > MAX_LENGTHS[column]:
+                errors.append((column, "too_long"))
+                continue
+        elif column in ("birth_date", "last_visit"):
+            try:
+                text = _strict_date(text, today)
+            except ValueError:
+                errors.append((column, "bad_date"))
+                continue
+        elif column == "sex":
+            text = text.upper()
+            if text not in _SEXES:
+                errors.append((column, "unknown_sex"))
+                continue
+        elif column == "postal_code":
+            if not _ZIP.match(text):
+                errors.append((column, "bad_postal_code"))
+                continue
+        elif column == "state":
+            text = text.upper()
+            if not _STATE.match(text):
+                errors.append((column, "bad_state"))
+                continue
+        values[column] = text
+    return values, errors
+
+
 def _existing(digests: Sequence[str], column: str) -> set[str]:
-    found: set[str] = set()
+    return set(_existing_ids(digests, column))
+
+
+def _existing_ids(digests: Sequence[str], column: str) -> dict[str, tuple[int, str]]:
+    """{digest: (patient id, its email digest)} of the patients whose `column` digest is among `digests`."""
+    found: dict[str, tuple[int, str]] = {}
     for start in range(0, len(digests), DIGEST_QUERY_CHUNK):
         chunk = digests[start : start + DIGEST_QUERY_CHUNK]
         if connection.vendor == "postgresql":
             # One array parameter instead of 5,000: the same query, without composing 5,000 placeholders.
             with connection.cursor() as cursor:
-                cursor.execute(f"SELECT {column} FROM consent_patient WHERE {column} = ANY(%s)", [list(chunk)])
-                found.update(value for (value,) in cursor.fetchall())
+                # NOT (... = ''): the partial unique index on external_id_digest is usable only when the query says
+                # so (PostgreSQL cannot prove it from a list of more than 100 values).
+                cursor.execute(
+                    f"SELECT {column}, id, email_digest FROM consent_patient "
+                    f"WHERE {column} = ANY(%s) AND NOT ({column} = '')",
+                    [list(chunk)],
+                )
+                found.update((value, (pk, email)) for value, pk, email in cursor.fetchall())
         else:
-            found.update(Patient.objects.filter(**{f"{column}__in": chunk}).values_list(column, flat=True))
+            rows = Patient.objects.filter(**{f"{column}__in": chunk}).values_list(column, "id", "email_digest")
+            found.update((value, (pk, email)) for value, pk, email in rows)
     return found
 
 
-def patient_csv_validate(*, text: str) -> Validation:
-    """Parse and check a whole CSV text; reads the database only to find patients that already exist."""
+def patient_csv_validate(*, text: str, mode: str = Mode.CREATE) -> Validation:
+    """Parse and check a whole CSV text; reads the database only to find the patients that already exist.
+
+    mode "create": a row whose email or external id belongs to a patient already here is `already_exists`.
+    mode "update": external_id is required on every row; a row whose external id is a patient's updates that
+    patient (`PatientRow.patient_id`), any other row creates one; an email that belongs to a patient other than
+    the row's is `email_in_use`."""
+    if mode not in Mode.ALL:
+        raise ValueError(f"unknown import mode {mode!r}")
     try:
-        return _validate(text)
+        return _validate(text, mode)
     except csv.Error:
         # The csv module's message can quote the line it choked on: say only that the file is malformed.
-        return _file_error("bad_csv")
+        return _file_error("bad_csv", mode)
 
 
-def _validate(text: str) -> Validation:
-    result = Validation()
+def _validate(text: str, mode: str) -> Validation:
+    result = Validation(mode=mode)
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if not header or not any(cell.strip() for cell in header):
@@ -239,7 +384,9 @@ def _validate(text: str) -> Validation:
     keys = [_header_key(name) for name in header]
     positions = {key: index for index, key in reversed(list(enumerate(keys))) if key in COLUMNS}
     result.ignored_columns = sum(1 for key in keys if key not in COLUMNS)
-    missing = [column for column in REQUIRED if column not in positions]
+    result.columns = tuple(column for column in COLUMNS if column in positions)
+    required = REQUIRED_BY_MODE[mode]
+    missing = [column for column in required if column not in positions]
     if missing:
         result.errors.extend({"row": 1, "column": column, "code": "missing_column"} for column in missing)
         result.total_rows = sum(1 for cells in reader if any(cell.strip() for cell in cells))
@@ -247,7 +394,7 @@ def _validate(text: str) -> Validation:
 
     today = timezone.localdate()
     digest = crypto.lookup_digest
-    getters = {column: positions.get(column) for column in COLUMNS}
+    getters = [(column, positions.get(column)) for column in COLUMNS]
     candidates: list[tuple[int, PatientRow | None, str, str]] = []  # every row: its digests, and it if valid
     seen_email: set[str] = set()
     seen_external: set[str] = set()
@@ -261,89 +408,69 @@ def _validate(text: str) -> Validation:
         if not any(cell.strip() for cell in cells):
             continue  # blank lines are not rows
         result.total_rows += 1
-
-        def cell(column: str) -> str:
-            index = getters[column]
-            return cells[index].strip() if index is not None and index < len(cells) else ""
-
-        errors_before = len(result.errors)
-        email = cell("email").lower()
-        if not email:
-            fail(line, "email", "missing_required")
-        else:
-            try:
-                validate_email(email)
-            except ValidationError:
-                fail(line, "email", "bad_email")
-        full_name = cell("full_name")
-        if not full_name:
-            fail(line, "full_name", "missing_required")
-        dates: dict[str, date | None] = {}
-        for column in ("birth_date", "last_visit"):
-            value = cell(column)
-            try:
-                dates[column] = _strict_date(value, today) if value else None
-            except ValueError:
-                fail(line, column, "bad_date")
-        sex = cell("sex").upper()
-        if sex and sex not in _SEXES:
-            fail(line, "sex", "unknown_sex")
-        postal_code = cell("postal_code")
-        if postal_code and not _ZIP.match(postal_code):
-            fail(line, "postal_code", "bad_postal_code")
-        state = cell("state").upper()
-        if state and not _STATE.match(state):
-            fail(line, "state", "bad_state")
-        try:
-            codes = _condition_codes(cell("condition_codes"))
-        except ValueError:
-            fail(line, "condition_codes", "bad_condition_code")
-            codes = ()
-        if any(len(code) > PatientCondition._meta.get_field("code").max_length for code in codes):
-            fail(line, "condition_codes", "too_long")
-        try:
-            programs = _program_codes(cell("program_codes"))
-        except ValueError:
-            fail(line, "program_codes", "bad_program_code")
-            programs = ()
-        external_id = cell("external_id")
-        email_ok = bool(email) and not any(
-            error["column"] == "email" for error in result.errors[errors_before:]
-        )
+        width = len(cells)
+        raw = {
+            column: (cells[index].strip() if index is not None and index < width else "")
+            for column, index in getters
+        }
+        values, errors = patient_fields_check(raw, today=today, required=required)
+        for column, code in errors:
+            fail(line, column, code)
+        email = values.get("email", "")
+        external_id = raw["external_id"]
         # Duplicates are looked for even on rows with other errors, so that one upload reports everything.
-        email_digest = digest(email) if email_ok else ""
+        email_digest = digest(email) if email else ""
         external_digest = digest(external_id) if external_id else ""
+        duplicate = False
         if email_digest and email_digest in seen_email:
             fail(line, "email", "duplicate_in_file")
+            duplicate = True
         if external_digest and external_digest in seen_external:
             fail(line, "external_id", "duplicate_in_file")
+            duplicate = True
         if email_digest:
             seen_email.add(email_digest)
         if external_digest:
             seen_external.add(external_digest)
         patient_row = None
-        if len(result.errors) == errors_before:
-            patient_row = PatientRow(
-                row=line,
-                external_id=external_id,
-                email=email,
-                full_name=full_name,
-                phone=cell("phone"),
-                street_address=cell("street_address"),
-                birth_date=dates["birth_date"],
-                sex=sex,
-                postal_code=postal_code,
-                state=state,
-                last_visit=dates["last_visit"],
-                condition_codes=codes,
-                email_digest=email_digest,
-                external_id_digest=external_digest,
-                program_codes=programs,
-            )
+        if not errors and not duplicate:
+            patient_row = _patient_row(line, values, email_digest, external_digest)
         candidates.append((line, patient_row, email_digest, external_digest))
 
-    existing_email = _existing([digest for _, _, digest, _ in candidates if digest], "email_digest")
-    existing_external = _existing([digest for _, _, _, digest in candidates if digest], "external_id_digest")
+    emails = [email for _, _, email, _ in candidates if email]
+    externals = [external for _, _, _, external in candidates if external]
+    if mode == Mode.CREATE:
+        _resolve_create(result, candidates, emails, externals, fail, bad_rows)
+    else:
+        _resolve_update(result, candidates, emails, externals, fail, bad_rows)
+    result.errors.sort(key=lambda error: (error["row"], COLUMNS.index(error["column"]) if error["column"] else -1))
+    result.rows_with_errors = len(bad_rows)
+    return result
+
+
+def _patient_row(line: int, values: dict, email_digest: str, external_digest: str) -> PatientRow:
+    return PatientRow(
+        row=line,
+        external_id=values.get("external_id", ""),
+        email=values.get("email", ""),
+        full_name=values.get("full_name", ""),
+        phone=values.get("phone", ""),
+        street_address=values.get("street_address", ""),
+        birth_date=values.get("birth_date"),
+        sex=values.get("sex", ""),
+        postal_code=values.get("postal_code", ""),
+        state=values.get("state", ""),
+        last_visit=values.get("last_visit"),
+        condition_codes=values.get("condition_codes", ()),
+        email_digest=email_digest,
+        external_id_digest=external_digest,
+        program_codes=values.get("program_codes", ()),
+    )
+
+
+def _resolve_create(result, candidates, emails, externals, fail, bad_rows) -> None:
+    existing_email = _existing(emails, "email_digest")
+    existing_external = _existing(externals, "external_id_digest")
     for line, patient_row, email_digest, external_digest in candidates:
         exists = False
         if email_digest and email_digest in existing_email:
@@ -354,9 +481,22 @@ def _validate(text: str) -> Validation:
             exists = True
         if patient_row is not None and not exists and line not in bad_rows:
             result.rows.append(patient_row)
-    result.errors.sort(key=lambda error: (error["row"], COLUMNS.index(error["column"]) if error["column"] else -1))
-    result.rows_with_errors = len(bad_rows)
-    return result
+
+
+def _resolve_update(result, candidates, emails, externals, fail, bad_rows) -> None:
+    by_external = _existing_ids(externals, "external_id_digest")
+    by_email = _existing_ids(emails, "email_digest")
+    for line, patient_row, email_digest, external_digest in candidates:
+        patient_id = by_external[external_digest][0] if external_digest in by_external else None
+        holder = by_email.get(email_digest) if email_digest else None
+        if holder is not None and holder[0] != patient_id:
+            # Another patient has this address: updating or creating would take it from them.
+            fail(line, "email", "email_in_use")
+            continue
+        if patient_row is not None and line not in bad_rows:
+            if patient_id is not None:
+                patient_row = replace(patient_row, patient_id=patient_id)
+            result.rows.append(patient_row)
 
 
 def _decode(content: bytes) -> str | None:
@@ -366,8 +506,8 @@ def _decode(content: bytes) -> str | None:
         return None
 
 
-def _file_error(code: str) -> Validation:
-    return Validation(errors=[{"row": 1, "column": "", "code": code}])
+def _file_error(code: str, mode: str = Mode.CREATE) -> Validation:
+    return Validation(mode=mode, errors=[{"row": 1, "column": "", "code": code}])
 
 
 def patient_csv_read(*, content: bytes) -> tuple[str | None, Validation | None]:
@@ -381,7 +521,13 @@ def patient_csv_read(*, content: bytes) -> tuple[str | None, Validation | None]:
 
 
 def validation_details(validation: Validation) -> dict:
+    """Counts and error codes for the audit trail, never a value. An update-mode file also says how many rows
+    would create a patient and how many would update one."""
+    extra = {}
+    if validation.mode == Mode.UPDATE:
+        extra = {"mode": validation.mode, "new_rows": validation.create_rows, "update_rows": validation.update_rows}
     return {
+        **extra,
         "total_rows": validation.total_rows,
         "valid_rows": validation.valid_rows,
         "rows_with_errors": validation.rows_with_errors,

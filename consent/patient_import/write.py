@@ -1,4 +1,7 @@
-"""Write a validated import whole or not at all (COPY / bulk_create), one run at a time."""
+"""Write a validated import whole or not at all, one run at a time: new patients with COPY (bulk_create on
+SQLite), updated ones with COPY into a temporary table and one UPDATE ... FROM per batch (bulk_update on SQLite).
+The API's upsert (consent.services.patients.patients_upsert) writes through the same functions."""
+
 from __future__ import annotations
 
 import logging
@@ -13,8 +16,10 @@ from audit.services import audit_record
 from consent import crypto
 from consent.models import Patient, PatientCondition, PatientImport, ProgramEnrolment
 from consent.patient_import.validate import (
+    COLUMNS,
     MAX_STORED_ERRORS,
     ImportRefused,
+    Mode,
     PatientRow,
     Validation,
     patient_csv_validate,
@@ -47,7 +52,7 @@ def _patient(row: PatientRow, now) -> Patient:
     )
 
 
-def _write_bulk_create(batch: Sequence[PatientRow], now) -> None:
+def _write_bulk_create(batch: Sequence[PatientRow], now) -> list[int]:
     patients = Patient.objects.bulk_create([_patient(row, now) for row in batch])
     PatientCondition.objects.bulk_create(
         [
@@ -63,6 +68,7 @@ def _write_bulk_create(batch: Sequence[PatientRow], now) -> None:
             for code in row.program_codes
         ]
     )
+    return [patient.pk for patient in patients]
 
 
 # The columns COPY writes, which must be every column of the table: a test compares them with the model.
@@ -85,7 +91,7 @@ COPY_PATIENT_COLUMNS = (
 )
 
 
-def _write_copy(batch: Sequence[PatientRow], now) -> None:
+def _write_copy(batch: Sequence[PatientRow], now) -> list[int]:
     """PostgreSQL's COPY: ids reserved from the table's sequence first so that conditions can name them. The
     values are encrypted and digested exactly as EncryptedTextField and patient_create would (empty stays
     empty); the table's constraints check COPY rows like any insert."""
@@ -128,49 +134,194 @@ def _write_copy(batch: Sequence[PatientRow], now) -> None:
                 for pk, row in zip(ids, batch, strict=True):
                     for code in row.program_codes:
                         copy.write_row((pk, code))
+    return ids
+
+
+# What an update sets for each CSV column given: the patient's table columns it decides.
+UPDATE_FIELDS = {
+    "external_id": ("external_id", "external_id_digest"),
+    "email": ("email", "email_digest"),
+    "full_name": ("full_name",),
+    "phone": ("phone",),
+    "street_address": ("street_address",),
+    "birth_date": ("birth_date", "birth_year"),
+    "sex": ("sex",),
+    "postal_code": ("postal_code",),
+    "state": ("state",),
+    "last_visit": ("last_visit",),
+}
+
+# The temporary table an update batch is copied into (dropped when the import's transaction commits).
+_UPDATE_TABLE = "hm_patient_update"
+_UPDATE_TABLE_DDL = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_UPDATE_TABLE} (id bigint PRIMARY KEY, external_id text, "
+    "external_id_digest text, email text, email_digest text, full_name text, phone text, street_address text, "
+    "birth_date text, birth_year smallint, sex text, postal_code text, state text, last_visit date) ON COMMIT DROP"
+)
+
+
+def _update_values(row: PatientRow, fields: Sequence[str], encrypt) -> list:
+    """The table's values of `fields` for one row, encrypted and digested as EncryptedTextField and
+    patient_create would (empty stays empty); only the fields written are encrypted."""
+    values = []
+    for name in fields:
+        if name == "birth_date":
+            birth_date = row.birth_date.isoformat() if row.birth_date else ""
+            values.append(encrypt(birth_date) if birth_date else "")
+        elif name == "birth_year":
+            values.append(row.birth_date.year if row.birth_date else None)
+        elif name in _ENCRYPTED:
+            value = getattr(row, name)
+            values.append(encrypt(value) if value else "")
+        else:
+            values.append(getattr(row, name))
+    return values
+
+
+_ENCRYPTED = frozenset({"external_id", "email", "full_name", "phone", "street_address"})
+
+
+def _update_fields(columns: Sequence[str]) -> list[str]:
+    return [name for column in COLUMNS if column in columns for name in UPDATE_FIELDS.get(column, ())]
+
+
+def _update_copy(batch: Sequence[PatientRow], columns: Sequence[str]) -> list[int]:
+    """COPY the batch's new values into a temporary table, then one UPDATE ... FROM sets the given columns of
+    every patient in it; condition and program codes given are replaced (one DELETE, one COPY each). Set-based:
+    four or five statements per batch whatever its size (bulk_update's CASE per column and row grows with it)."""
+    fields = _update_fields(columns)
+    ids = [row.patient_id for row in batch]
+    encrypt = crypto.encrypt
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        if fields:
+            cursor.execute(_UPDATE_TABLE_DDL)
+            cursor.execute(f"TRUNCATE {_UPDATE_TABLE}")
+            with raw.copy(f"COPY {_UPDATE_TABLE} (id, {', '.join(fields)}) FROM STDIN") as copy:
+                for row in batch:
+                    copy.write_row((row.patient_id, *_update_values(row, fields, encrypt)))
+            assignments = ", ".join(f"{name} = t.{name}" for name in fields)
+            cursor.execute(f"UPDATE consent_patient AS p SET {assignments} FROM {_UPDATE_TABLE} AS t WHERE p.id = t.id")
+        for column, table, attribute in (
+            ("condition_codes", "consent_patientcondition", "condition_codes"),
+            ("program_codes", "consent_programenrolment", "program_codes"),
+        ):
+            if column not in columns:
+                continue
+            cursor.execute(f"DELETE FROM {table} WHERE patient_id = ANY(%s)", [ids])
+            if any(getattr(row, attribute) for row in batch):
+                with raw.copy(f"COPY {table} (patient_id, code) FROM STDIN") as copy:
+                    for row in batch:
+                        for code in getattr(row, attribute):
+                            copy.write_row((row.patient_id, code))
+    return ids
+
+
+def _update_bulk(batch: Sequence[PatientRow], columns: Sequence[str]) -> list[int]:
+    """The SQLite demo's path: bulk_update (the fields encrypt their values), codes deleted and re-created."""
+    fields = _update_fields(columns)
+    ids = [row.patient_id for row in batch]
+    if fields:
+        patients = []
+        for row in batch:
+            patient = Patient(pk=row.patient_id)
+            for name, value in zip(fields, _update_values(row, fields, lambda text: text), strict=True):
+                setattr(patient, name, value)
+            patients.append(patient)
+        Patient.objects.bulk_update(patients, fields)
+    if "condition_codes" in columns:
+        PatientCondition.objects.filter(patient_id__in=ids).delete()
+        PatientCondition.objects.bulk_create(
+            PatientCondition(patient_id=row.patient_id, code=code) for row in batch for code in row.condition_codes
+        )
+    if "program_codes" in columns:
+        ProgramEnrolment.objects.filter(patient_id__in=ids).delete()
+        ProgramEnrolment.objects.bulk_create(
+            ProgramEnrolment(patient_id=row.patient_id, code=code) for row in batch for code in row.program_codes
+        )
+    return ids
+
+
+def patient_rows_save(
+    *,
+    rows: Sequence[PatientRow],
+    columns: Sequence[str] = COLUMNS,
+    batch_size: int = BATCH_SIZE,
+    on_batch: Callable[[int], None] | None = None,
+    method: str = "",
+) -> list[int]:
+    """Create the patients of validated rows without a patient_id and update those with one (setting
+    `columns`: the file's columns, or every column for the API's merged items), in batches, inside the caller's
+    transaction. Returns the patients' ids in the order of `rows`. Creates go first, then updates, in
+    patient-id order (the lock order). Unchecked: callers validate first and hold one transaction around the
+    whole write."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("patient_rows_write runs inside the import's transaction")
+    method = method or ("copy" if connection.vendor == "postgresql" else "bulk_create")
+    write_batch = _write_copy if method == "copy" else _write_bulk_create
+    update_batch = _update_copy if method == "copy" else _update_bulk
+    now = timezone.now()
+    written = 0
+    ids: dict[int, int] = {}
+    creates = [(index, row) for index, row in enumerate(rows) if row.patient_id is None]
+    updates = sorted(
+        ((index, row) for index, row in enumerate(rows) if row.patient_id is not None),
+        key=lambda pair: pair[1].patient_id,
+    )
+    steps = ((creates, lambda batch: write_batch(batch, now)), (updates, lambda batch: update_batch(batch, columns)))
+    for pairs, write in steps:
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            batch_ids = write([row for _, row in chunk])
+            ids.update((index, pk) for (index, _), pk in zip(chunk, batch_ids or (), strict=False))
+            written += len(chunk)
+            if on_batch is not None:
+                on_batch(written)
+    return [ids.get(index) for index in range(len(rows))]
 
 
 def patient_rows_write(
     *,
     rows: Sequence[PatientRow],
+    columns: Sequence[str] = COLUMNS,
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
     method: str = "",
 ) -> int:
-    """Create the patients of validated rows, in batches, inside the caller's transaction: COPY on PostgreSQL,
-    bulk_create elsewhere (or when `method` says so). Unchecked: callers validate first
+    """Write validated rows (patient_rows_save) and return how many: COPY on PostgreSQL, bulk_create and
+    bulk_update elsewhere (or when `method` says so). Unchecked: callers validate first
     (patient_csv_validate) and hold one transaction around the whole write."""
-    if not connection.in_atomic_block:
-        raise RuntimeError("patient_rows_write runs inside the import's transaction")
-    method = method or ("copy" if connection.vendor == "postgresql" else "bulk_create")
-    write_batch = _write_copy if method == "copy" else _write_bulk_create
-    now = timezone.now()
-    written = 0
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        write_batch(batch, now)
-        written += len(batch)
-        if on_batch is not None:
-            on_batch(written)
-    return written
+    return len(patient_rows_save(rows=rows, columns=columns, batch_size=batch_size, on_batch=on_batch, method=method))
 
 
-def patient_csv_import(*, actor, text: str, dry_run: bool = False, source: str = "command") -> Validation:
+def _finished_details(validation: Validation, created: int, updated: int) -> dict:
+    details = {"total_rows": validation.total_rows, "created": created}
+    if validation.mode == Mode.UPDATE:
+        details |= {"mode": validation.mode, "updated": updated}
+    return details
+
+
+def patient_csv_import(
+    *, actor, text: str, dry_run: bool = False, source: str = "command", mode: str = Mode.CREATE
+) -> Validation:
     """Validate and, when there is no error and this is no dry run, write every row in one transaction with one
-    audit event. Raises ImportRefused (holding the Validation) when the file has errors."""
-    validation = patient_csv_validate(text=text)
+    audit event (counts only). Raises ImportRefused (holding the Validation) when the file has errors."""
+    validation = patient_csv_validate(text=text, mode=mode)
     if validation.errors:
         raise ImportRefused("The file has errors; nothing was imported.", validation)
     if dry_run:
         return validation
     with transaction.atomic(durable=True):
-        patient_rows_write(rows=validation.rows)
+        patient_rows_write(rows=validation.rows, columns=validation.columns)
         audit_record(
             actor=actor,
             actor_role="" if actor else actions.SYSTEM,
             action=actions.PATIENT_IMPORT_FINISHED,
             object_type="patient_import",
-            details={"source": source, "total_rows": validation.total_rows, "created": validation.valid_rows},
+            details={
+                "source": source,
+                **_finished_details(validation, validation.create_rows, validation.update_rows),
+            },
         )
     return validation
 
@@ -250,7 +401,7 @@ def _patient_import_run_locked(*, patient_import_id: int, batch_size: int) -> Pa
     PatientImport.objects.filter(pk=patient_import_id).update(processed_rows=0)
     text = crypto.decrypt(patient_import.file.read().decode())
     patient_import.file.close()
-    validation = patient_csv_validate(text=text)
+    validation = patient_csv_validate(text=text, mode=patient_import.mode)
     del text
     if validation.errors:
         # Patients created since the preview: refuse now, with the reasons, and write nothing.
@@ -260,6 +411,8 @@ def _patient_import_run_locked(*, patient_import_id: int, batch_size: int) -> Pa
                 status=PatientImport.Status.FAILED,
                 errors=validation.errors[:MAX_STORED_ERRORS],
                 error_count=validation.rows_with_errors,
+                created_count=0,
+                updated_count=0,
             )
             audit_record(
                 actor=None,
@@ -272,26 +425,36 @@ def _patient_import_run_locked(*, patient_import_id: int, batch_size: int) -> Pa
         return PatientImport.objects.get(pk=patient_import_id)
     try:
         with _progress(patient_import_id) as report, transaction.atomic(durable=True):
-            created = patient_rows_write(rows=validation.rows, batch_size=batch_size, on_batch=report)
+            written = patient_rows_write(
+                rows=validation.rows, columns=validation.columns, batch_size=batch_size, on_batch=report
+            )
+            created, updated = validation.create_rows, validation.update_rows
             _finish(
                 patient_import_id,
                 status=PatientImport.Status.DONE,
-                processed_rows=created,
+                processed_rows=written,
                 created_count=created,
+                updated_count=updated,
             )
             audit_record(
                 actor=None,
                 action=actions.PATIENT_IMPORT_FINISHED,
                 object_type="patient_import",
                 object_id=patient_import_id,
-                details={"total_rows": validation.total_rows, "created": created},
+                details=_finished_details(validation, created, updated),
             )
     except Exception as error:
         # Nothing was written (the transaction rolled back). Log the kind of error only: database messages
         # can quote the values they refused (R-NO-PHI-LEAK).
         logger.error("patient import %s failed: %s", patient_import_id, type(error).__name__)
         with transaction.atomic(durable=True):
-            _finish(patient_import_id, status=PatientImport.Status.FAILED, processed_rows=0, created_count=0)
+            _finish(
+                patient_import_id,
+                status=PatientImport.Status.FAILED,
+                processed_rows=0,
+                created_count=0,
+                updated_count=0,
+            )
             audit_record(
                 actor=None,
                 action=actions.PATIENT_IMPORT_FAILED,

@@ -34,7 +34,15 @@ How it runs:
    reconciler (`patient_import_rewake`, every five minutes from Celery beat), so a started import is never left
    "importing" for good.
 
-The management command `import_patients` uses `patient_csv_validate` and `patient_csv_import` with the same rules.
+Update mode (issue 13: the EHR's nightly export must be re-importable). An import is uploaded in one of two modes
+(`PatientImport.mode`): *create* refuses a patient already here, as above; *update* requires external_id on every
+row, updates the patient whose record number it is (the file's columns are set, identifiers re-encrypted, digests
+recomputed, condition and program codes replaced by the file's) and creates the others; an email that belongs to
+another patient is an error (`email_in_use`). The same whole-file-or-nothing rule, transaction and progress. The
+preview stores the counts it found in `created_count` and `updated_count` ("N new, M updated"); the run writes
+the counts it wrote there.
+
+The management command `import_patients` (`--update` for update mode) uses `patient_csv_validate` and `patient_csv_import` with the same rules.
 Audit: one event per step (previewed, started, finished or failed) holding counts and error codes, never a value.
 """
 from __future__ import annotations
@@ -49,6 +57,7 @@ from consent.models import PatientImport
 from consent.patient_import.validate import (
     MAX_STORED_ERRORS,
     ImportRefused,
+    Mode,
     Validation,
     patient_csv_read,
     patient_csv_validate,
@@ -64,14 +73,23 @@ def _rows_with_errors(validation: Validation) -> int:
     return validation.rows_with_errors
 
 
-def patient_import_upload(*, actor, content: bytes) -> PatientImport:
-    """Validate an uploaded file and store its preview. A file without errors is kept, encrypted, for the
-    import; a file with errors is refused and not kept."""
+def patient_import_upload(*, actor, content: bytes, mode: str = Mode.CREATE) -> PatientImport:
+    """Validate an uploaded file in `mode` ("create" or "update") and store its preview. A file without errors
+    is kept, encrypted, for the import; a file with errors is refused and not kept."""
+    if mode not in Mode.ALL:
+        raise ImportRefused("Choose whether the file adds new patients only or also updates patients.")
     text, unreadable = patient_csv_read(content=content)
-    validation = unreadable or patient_csv_validate(text=text)
+    validation = unreadable or patient_csv_validate(text=text, mode=mode)
+    if unreadable:
+        validation.mode = mode
+    clean = not validation.errors
     patient_import = PatientImport(
         uploaded_by=actor,
+        mode=mode,
         status=PatientImport.Status.PREVIEWED,
+        # What the import would do, for the preview; the run overwrites them with what it wrote.
+        created_count=validation.create_rows if clean else 0,
+        updated_count=validation.update_rows if clean else 0,
         total_rows=validation.total_rows,
         error_count=_rows_with_errors(validation),
         errors=validation.errors[:MAX_STORED_ERRORS],
@@ -108,7 +126,7 @@ def patient_import_start(*, actor, patient_import_id: int) -> PatientImport:
             action=actions.PATIENT_IMPORT_STARTED,
             object_type="patient_import",
             object_id=patient_import.pk,
-            details={"total_rows": patient_import.total_rows},
+            details={"total_rows": patient_import.total_rows, "mode": patient_import.mode},
         )
         transaction.on_commit(lambda: patient_import_run_enqueue(patient_import.pk))
     return patient_import

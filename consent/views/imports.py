@@ -16,12 +16,6 @@ from consent.services import imports
 RECENT_IMPORTS = 10
 
 
-
-
-
-
-
-
 def _percent(patient_import: PatientImport) -> int:
     if patient_import.status == PatientImport.Status.DONE:
         return 100
@@ -33,11 +27,15 @@ def _percent(patient_import: PatientImport) -> int:
 def import_upload(request):
     access_consent_staff(request.user)
     if request.method == "POST":
-        form = PatientImportUploadForm(request.POST, request.FILES)
+        data = request.POST.copy()
+        data.setdefault("mode", PatientImport.Mode.CREATE)  # an upload that names no mode adds new patients only
+        form = PatientImportUploadForm(data, request.FILES)
     else:
         form = PatientImportUploadForm()
     if request.method == "POST" and form.is_valid():
-        patient_import = imports.patient_import_upload(actor=request.user, content=form.cleaned_data["file"].read())
+        patient_import = imports.patient_import_upload(
+            actor=request.user, content=form.cleaned_data["file"].read(), mode=form.cleaned_data["mode"]
+        )
         return redirect("consent:import_detail", import_id=patient_import.pk)
     recent = PatientImport.objects.select_related("uploaded_by").order_by("-created_at")[:RECENT_IMPORTS]
     return render(
@@ -63,6 +61,7 @@ def import_detail(request, import_id: int):
             and patient_import.total_rows > 0
             and bool(patient_import.file),
             "percent": _percent(patient_import),
+            "is_update": patient_import.mode == PatientImport.Mode.UPDATE,
         },
     )
 
