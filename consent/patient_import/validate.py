@@ -434,7 +434,7 @@ def _validate(text: str, mode: str) -> Validation:
             seen_external.add(external_digest)
         patient_row = None
         if not errors and not duplicate:
-            patient_row = _patient_row(line, values, email_digest, external_digest)
+            patient_row = patient_row_make(values, row=line, email_digest=email_digest, external_digest=external_digest)
         candidates.append((line, patient_row, email_digest, external_digest))
 
     emails = [email for _, _, email, _ in candidates if email]
@@ -448,9 +448,12 @@ def _validate(text: str, mode: str) -> Validation:
     return result
 
 
-def _patient_row(line: int, values: dict, email_digest: str, external_digest: str) -> PatientRow:
+def patient_row_make(
+    values: dict, *, row: int, email_digest: str, external_digest: str, patient_id: int | None = None
+) -> PatientRow:
+    """The row of checked values (patient_fields_check) the writer takes: a CSV line, or an API item (row 0)."""
     return PatientRow(
-        row=line,
+        row=row,
         external_id=values.get("external_id", ""),
         email=values.get("email", ""),
         full_name=values.get("full_name", ""),
@@ -461,10 +464,11 @@ def _patient_row(line: int, values: dict, email_digest: str, external_digest: st
         postal_code=values.get("postal_code", ""),
         state=values.get("state", ""),
         last_visit=values.get("last_visit"),
-        condition_codes=values.get("condition_codes", ()),
+        condition_codes=tuple(values.get("condition_codes", ())),
+        program_codes=tuple(values.get("program_codes", ())),
         email_digest=email_digest,
         external_id_digest=external_digest,
-        program_codes=values.get("program_codes", ()),
+        patient_id=patient_id,
     )
 
 

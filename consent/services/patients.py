@@ -16,7 +16,13 @@ from audit import actions
 from audit.services import audit_record
 from consent import crypto
 from consent.models import Patient, PatientCondition, ProgramEnrolment
-from consent.patient_import.validate import COLUMNS, ERROR_MESSAGES, PatientRow, patient_fields_check
+from consent.patient_import.validate import (
+    COLUMNS,
+    ERROR_MESSAGES,
+    PatientRow,
+    patient_fields_check,
+    patient_row_make,
+)
 from consent.patient_import.write import patient_rows_save
 
 
@@ -127,27 +133,6 @@ def _changed(values: dict, current: dict) -> bool:
     return False
 
 
-def _row(values: dict, *, email_digest: str, external_digest: str, patient_id: int | None) -> PatientRow:
-    return PatientRow(
-        row=0,
-        external_id=values.get("external_id", ""),
-        email=values.get("email", ""),
-        full_name=values.get("full_name", ""),
-        phone=values.get("phone", ""),
-        street_address=values.get("street_address", ""),
-        birth_date=values.get("birth_date"),
-        sex=values.get("sex", ""),
-        postal_code=values.get("postal_code", ""),
-        state=values.get("state", ""),
-        last_visit=values.get("last_visit"),
-        condition_codes=tuple(values.get("condition_codes", ())),
-        program_codes=tuple(values.get("program_codes", ())),
-        email_digest=email_digest,
-        external_id_digest=external_digest,
-        patient_id=patient_id,
-    )
-
-
 def _patients_locked(externals: list[str], emails: list[str]) -> list[Patient]:
     """The patients whose external id or email digest is among these, locked in id order (the lock order).
     One digest lookup (a UNION of two index scans: an OR of two 1,000-value lists makes PostgreSQL scan the
@@ -255,7 +240,7 @@ def patients_upsert(*, items: list[dict], source: str = "api", actor=None) -> li
                     results[index].errors = [_field_error(column, "missing_required") for column in missing]
                     continue
                 creates.append(
-                    (index, _row(values, email_digest=email_digest, external_digest=external_digest, patient_id=None))
+                    (index, patient_row_make(values, row=0, email_digest=email_digest, external_digest=external_digest))
                 )
                 continue
             results[index].patient_id = patient.pk
@@ -266,8 +251,9 @@ def patients_upsert(*, items: list[dict], source: str = "api", actor=None) -> li
             updates[columns].append(
                 (
                     index,
-                    _row(
+                    patient_row_make(
                         values,
+                        row=0,
                         email_digest=email_digest or patient.email_digest,
                         external_digest=external_digest,
                         patient_id=patient.pk,
