@@ -165,6 +165,24 @@ DELIVERY_BATCH_DISPATCHED = "delivery.batch_dispatched"
 DELIVERY_BOUNCED = "delivery.bounced"
 DELIVERY_COMPLAINED = "delivery.complained"
 
+# Journeys (journeys/): versions and their review, pause, resume and stop; enrolments (one event per intake or
+# trigger pass, listing enrolment ids), each scanner pass's steps by outcome, and exits.
+JOURNEY_CREATED = "journey.created"
+JOURNEY_VERSION_CREATED = "journey.version_created"
+JOURNEY_VERSION_UPDATED = "journey.version_updated"
+JOURNEY_SUBMITTED = "journey.submitted"
+JOURNEY_SUBMIT_REFUSED = "journey.submit_refused"
+JOURNEY_APPROVED = "journey.approved"
+JOURNEY_APPROVE_REFUSED = "journey.approve_refused"
+JOURNEY_REJECTED = "journey.rejected"
+JOURNEY_PAUSED = "journey.paused"
+JOURNEY_RESUMED = "journey.resumed"
+JOURNEY_STOPPED = "journey.stopped"
+JOURNEY_ENROLLED = "journey.enrolled"
+JOURNEY_STEPS_RUN = "journey.steps_run"
+JOURNEY_ENROLMENTS_EXITED = "journey.enrolments_exited"
+JOURNEY_RESULTS_VIEWED = "journey.results_viewed"
+
 # Compliance reports and operations on the stored data.
 REPORT_EXPORTED = "report.exported"
 ENCRYPTION_ROTATED = "encryption.rotated"
@@ -186,4 +204,7 @@ STEP_UP_LAUNCH = "campaign.launch"
 STEP_UP_SCHEDULE = "campaign.schedule"
 STEP_UP_CANCEL = "campaign.cancel"
 STEP_UP_EXPORT = REPORT_EXPORTED
-STEP_UP_PURPOSES = frozenset({STEP_UP_APPROVE, STEP_UP_LAUNCH, STEP_UP_SCHEDULE, STEP_UP_CANCEL, STEP_UP_EXPORT})
+STEP_UP_JOURNEY_APPROVE = "journey.approve"
+STEP_UP_PURPOSES = frozenset(
+    {STEP_UP_APPROVE, STEP_UP_LAUNCH, STEP_UP_SCHEDULE, STEP_UP_CANCEL, STEP_UP_EXPORT, STEP_UP_JOURNEY_APPROVE}
+)

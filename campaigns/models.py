@@ -87,6 +87,14 @@ class ContentBlock(_LibraryItem):
 
 
 class Campaign(models.Model):
+    class Kind(models.TextChoices):
+        # A one-off campaign, launched once to its audience.
+        CAMPAIGN = "campaign", "Campaign"
+        # The content and deliveries of one send step of a journey version (journeys.models.JourneyStep): its
+        # deliveries are created one by one as enrolments reach the step, and it stays "sending" while the
+        # journey runs. Approved with its journey version; never listed among campaigns.
+        JOURNEY_STEP = "journey_step", "Journey step"
+
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         SUBMITTED = "submitted", "Submitted for approval"
@@ -99,6 +107,7 @@ class Campaign(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.CAMPAIGN)
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="campaigns")
     # None: every patient (the launch still blocks the uncovered).
     segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns")
@@ -172,10 +181,15 @@ class Delivery(models.Model):
         SUPPRESSED = CoverageGap.SUPPRESSED, "Address suppressed"
         BOUNCED = CoverageGap.BOUNCED, "Address bounced"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-        CAMPAIGN_CANCELLED = "campaign_cancelled", "Campaign cancelled before sending"
+        CAMPAIGN_CANCELLED = "campaign_cancelled", "Cancelled before sending"
+        # The organisation's frequency cap (HIPAAMAIL_FREQUENCY_CAP): this patient had enough marketing messages.
+        FREQUENCY_CAP = "frequency_cap", "Frequency cap reached"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="deliveries")
+    # 0 for a campaign's; a journey step's: the patient's enrolment number in that journey (one message per step
+    # and enrolment, and a patient may enter a journey again).
+    sequence = models.PositiveIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     authorization = models.ForeignKey(
         Authorization, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"
@@ -212,7 +226,9 @@ class Delivery(models.Model):
     class Meta:
         verbose_name_plural = "deliveries"
         constraints = [
-            models.UniqueConstraint(fields=["campaign", "patient"], name="delivery_one_per_campaign_and_patient"),
+            models.UniqueConstraint(
+                fields=["campaign", "patient", "sequence"], name="delivery_one_per_campaign_patient_and_sequence"
+            ),
             # R-SEND-COVERED / R-SEND-EVIDENCE, in the database: a sent delivery names its authorization,
             # a blocked one its reason.
             models.CheckConstraint(
@@ -224,7 +240,11 @@ class Delivery(models.Model):
                 condition=~Q(status="blocked") | ~Q(block_reason=""), name="delivery_blocked_has_reason"
             ),
         ]
-        indexes = [models.Index(fields=["campaign", "status"])]
+        indexes = [
+            models.Index(fields=["campaign", "status"]),
+            # The frequency cap counts a patient's recent messages.
+            models.Index(fields=["patient", "created_at"], name="delivery_by_patient_and_time"),
+        ]
 
     def __str__(self) -> str:
         return f"Delivery #{self.pk}"

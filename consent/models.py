@@ -29,6 +29,10 @@ class Patient(models.Model):
     postal_code = models.CharField(max_length=10, blank=True, db_index=True)
     state = models.CharField(max_length=2, blank=True)
     last_visit = models.DateField(null=True, blank=True)
+    # When the next refill or supply replacement is due (journeys trigger on it, ADR 0016).
+    refill_due = models.DateField(null=True, blank=True)
+    # The patient's IANA time zone, for journey send times and quiet hours; "" is the organisation's (TIME_ZONE).
+    time_zone = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -346,12 +350,16 @@ class PatientEvent(models.Model):
     source = models.SlugField(max_length=50)
     source_event_id = models.CharField(max_length=100)
     received_at = models.DateTimeField(db_default=models.functions.Now())
+    # Set by the journeys' intake once it has routed the event (enrolments, branches, conversions): the intake
+    # takes events where this is null, so an event committed late is never skipped (ADR 0016).
+    journeys_seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["source", "source_event_id"], name="patient_event_unique_per_source")
         ]
         indexes = [
+            models.Index(fields=["id"], condition=Q(journeys_seen_at__isnull=True), name="patient_event_unrouted"),
             models.Index(fields=["patient", "-occurred_at"], name="patient_event_by_patient"),
             models.Index(fields=["type", "occurred_at"], name="patient_event_by_type"),
         ]

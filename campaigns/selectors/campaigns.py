@@ -32,7 +32,12 @@ def delivery_block_reason_list(*, purpose_id: int, patient_ids: Iterable[int]) -
 
 
 def campaign_list() -> QuerySet[Campaign]:
-    return Campaign.objects.select_related("purpose", "created_by").order_by("-created_at")
+    """Campaigns, newest first; a journey's step campaigns are listed with their journey, not here."""
+    return (
+        Campaign.objects.filter(kind=Campaign.Kind.CAMPAIGN)
+        .select_related("purpose", "created_by")
+        .order_by("-created_at")
+    )
 
 
 def campaign_due_list(*, now: datetime | None = None) -> list[int]:
@@ -56,9 +61,10 @@ def campaign_unfinished_list() -> list[int]:
 def campaign_unmarked_sent_list() -> list[int]:
     """Campaigns still "sending" with nothing queued: every delivery reached its end, but the step that marks the
     campaign sent did not run (its worker stopped after the last batch, or the whole audience was blocked at
-    launch and the wake-up was lost). The reconciler finishes each."""
+    launch and the wake-up was lost). The reconciler finishes each. A journey's step campaign is never finished:
+    it stays open while its journey runs."""
     return list(
-        Campaign.objects.filter(status=Campaign.Status.SENDING)
+        Campaign.objects.filter(status=Campaign.Status.SENDING, kind=Campaign.Kind.CAMPAIGN)
         .exclude(deliveries__status=Delivery.Status.QUEUED)
         .values_list("id", flat=True)
     )

@@ -423,6 +423,8 @@ def campaign_finish_if_done(*, campaign_id: int) -> bool:
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if campaign.status != Campaign.Status.SENDING:
             return campaign.status == Campaign.Status.SENT
+        if campaign.kind == Campaign.Kind.JOURNEY_STEP:  # open while its journey runs (ADR 0016)
+            return False
         if campaign.deliveries.filter(status=Delivery.Status.QUEUED).exists():
             return False
         campaign.status = Campaign.Status.SENT

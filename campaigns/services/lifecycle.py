@@ -211,7 +211,7 @@ def campaign_cancel(*, actor, campaign_id: int) -> Campaign:
     """
     sending_control_check(actor)
     with _campaign_locked(campaign_id, allowed=CANCELLABLE, cannot_be="cancelled") as campaign:
-        blocked = _deliveries_cancel(campaign_id=campaign.pk)
+        blocked = campaign_deliveries_cancel(campaign_id=campaign.pk)
         campaign_move(
             campaign,
             actor=actor,
@@ -222,7 +222,7 @@ def campaign_cancel(*, actor, campaign_id: int) -> Campaign:
     return campaign
 
 
-def _deliveries_cancel(*, campaign_id: int) -> int:
+def campaign_deliveries_cancel(*, campaign_id: int) -> int:
     """Block every queued delivery of a campaign with the reason campaign_cancelled; returns how many.
 
     A queued delivery still under a claim (its lease set and never released) was in a worker's batch: a worker

@@ -1,10 +1,13 @@
 """Authorizations: grant (a signature on a published form version), revoke (the patient, one-click, or written), the
 expiry events and recorded defects. Append-only: nothing here updates a signed row."""
+import functools
 from datetime import datetime
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from audit import actions
 from audit.services import audit_record
@@ -140,7 +143,16 @@ def authorizations_revoke_locked(
             patient_id=patient_id,
             details=details,
         )
+        for hook in _revocation_hooks():
+            hook(patient_id=patient_id, purpose_id=purpose_id)
     return [revocation for group in revoked.values() for revocation in group]
+
+
+@functools.cache
+def _revocation_hooks() -> tuple:
+    """What else ends at a revocation's commit, in its transaction (HIPAAMAIL_REVOCATION_HOOKS): the journey
+    enrolments of that purpose (ADR 0016). Named in settings because consent imports no app above it."""
+    return tuple(import_string(path) for path in settings.HIPAAMAIL_REVOCATION_HOOKS)
 
 
 def expiry_event_record(*, actor, authorization_id: int, occurred_at: datetime, source: str = "staff") -> ExpiryEvent:

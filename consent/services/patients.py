@@ -3,6 +3,7 @@ identifiers encrypted, coded attributes kept queryable, audited without PHI."""
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -26,6 +27,12 @@ from consent.patient_import.validate import (
 from consent.patient_import.write import patient_rows_save
 
 
+def time_zone_check(name: str) -> None:
+    """A patient's time zone is an IANA name ("America/New_York") or empty (the organisation's)."""
+    if name and name not in zoneinfo.available_timezones():
+        raise ValidationError({"time_zone": ValidationError("Use an IANA time zone such as America/New_York.", code="bad_time_zone")})
+
+
 def patient_create(
     *,
     actor,
@@ -40,11 +47,14 @@ def patient_create(
     birth_date: date | None = None,
     external_id: str = "",
     last_visit: date | None = None,
+    refill_due: date | None = None,
+    time_zone: str = "",
     condition_codes: Iterable[str] = (),
     program_codes: Iterable[str] = (),
 ) -> Patient:
     email = email.strip().lower()
     validate_email(email)
+    time_zone_check(time_zone)
     patient = Patient(
         email=email,
         email_digest=crypto.lookup_digest(email),
@@ -59,6 +69,8 @@ def patient_create(
         external_id=external_id,
         external_id_digest=crypto.lookup_digest(external_id) if external_id else "",
         last_visit=last_visit,
+        refill_due=refill_due,
+        time_zone=time_zone,
     )
     patient.full_clean(exclude=["email"])  # the address was validated above; the field holds ciphertext
     with transaction.atomic():

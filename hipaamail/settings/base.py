@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "consent",
     "campaigns",
     "ninja",
+    "journeys",
     "api",
 ]
 
@@ -199,6 +200,10 @@ CELERY_TASK_ROUTES = {
     "api.tasks.webhook_deliver_task": {"queue": "transactional"},
     "api.tasks.webhook_deliveries_due_task": {"queue": "transactional"},
     "api.tasks.idempotency_records_prune_task": {"queue": "transactional"},
+    # Journeys (ADR 0016): triggered messages and the scans that queue them never wait behind a blast.
+    "journeys.tasks.journey_advance_task": {"queue": "transactional"},
+    "journeys.tasks.journey_step_dispatch_task": {"queue": "transactional"},
+    "journeys.tasks.journey_triggers_scan_task": {"queue": "transactional"},
 }
 # Transactional mail tasks run in the calling process instead of a worker when set: the test suite only (its
 # locmem outbox), never production.
@@ -211,6 +216,10 @@ CELERY_BEAT_SCHEDULE = {
     "rewake-unfinished-imports": {"task": "consent.tasks.patient_import_rewake_task", "schedule": 300.0},
     # The webhook outbox (api.periodic): first attempts whose task was lost, and retries whose back-off has passed.
     "webhook-deliveries-due": {"task": "api.tasks.webhook_deliveries_due_task", "schedule": 10.0},
+    # Journeys (journeys.periodic): route new events, run the steps that are due (an indexed scan of the due time,
+    # never one ETA task per step), and enrol on dates, segment entries and nearing expiries.
+    "journeys-advance": {"task": "journeys.tasks.journey_advance_task", "schedule": env.float("JOURNEY_SCAN_SECONDS", default=5.0)},
+    "journeys-triggers": {"task": "journeys.tasks.journey_triggers_scan_task", "schedule": 600.0},
     # Idempotency-Key answers are kept a day (api.middleware).
     "idempotency-records-prune": {"task": "api.tasks.idempotency_records_prune_task", "schedule": crontab(minute=17)},
     # R-SEC-INTEGRITY (docs/backups.md, "The audit chain on a schedule"): sign the audit chain's head every hour,
@@ -241,6 +250,24 @@ HIPAAMAIL_ORGANISATION_NAME = env.str("ORGANISATION_NAME", default="Riverside He
 HIPAAMAIL_POSTAL_ADDRESS = env.str("ORGANISATION_POSTAL_ADDRESS", default="100 River Road, Springfield, IL 62701")
 HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="")  # "": DEFAULT_FROM_EMAIL's domain
 HIPAAMAIL_SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=200)
+
+# --- Journeys and fatigue (ADR 0016) ---
+# At most FREQUENCY_CAP marketing messages per patient in FREQUENCY_CAP_DAYS days, campaigns and journeys together
+# (0: no cap). Treatment and operations messages (a refill reminder) are neither counted nor capped.
+HIPAAMAIL_FREQUENCY_CAP = env.int("FREQUENCY_CAP", default=0)
+HIPAAMAIL_FREQUENCY_CAP_DAYS = env.int("FREQUENCY_CAP_DAYS", default=7)
+# No journey message starts in these local hours of the patient (their Patient.time_zone, else TIME_ZONE): a step
+# due then is held to the end of the quiet hours. "" for none.
+HIPAAMAIL_QUIET_HOURS = env.str("QUIET_HOURS", default="21:00-08:00")
+# How many real seconds a journey's "minute" lasts: 60, but for the tests that run a journey in seconds.
+HIPAAMAIL_JOURNEY_MINUTE_SECONDS = env.float("JOURNEY_MINUTE_SECONDS", default=60.0)
+# Events older than this enrol no one (a backfilled year of history must not start a year of follow-ups).
+HIPAAMAIL_JOURNEY_EVENT_MAX_AGE_DAYS = env.int("JOURNEY_EVENT_MAX_AGE_DAYS", default=7)
+# Enrolments one scanner pass takes (one transaction).
+HIPAAMAIL_JOURNEY_BATCH_SIZE = env.int("JOURNEY_BATCH_SIZE", default=500)
+# Called inside every revocation's transaction with (patient_id=, purpose_id=): a journey enrolment of that purpose
+# ends at the revocation's commit (R-REVOKE-ANYTIME). Dotted paths: consent never imports the apps above it.
+HIPAAMAIL_REVOCATION_HOOKS = ["journeys.services.enrolments.enrolments_end_on_revocation"]
 # The send pipeline (campaigns.sending.dispatch.delivery_dispatch_batch, campaigns.sending.transport).
 # "django": Django's EMAIL_BACKEND above (locmem in tests, the demo's outbox folder); "smtp": smtplib straight to
 # EMAIL_HOST, one connection per batch, the fast path for production.
