@@ -107,7 +107,7 @@ class Campaign(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     name = models.CharField(max_length=200)
-    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.CAMPAIGN)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.CAMPAIGN, db_default=Kind.CAMPAIGN)
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="campaigns")
     # None: every patient (the launch still blocks the uncovered).
     segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns")
@@ -181,7 +181,7 @@ class Delivery(models.Model):
         SUPPRESSED = CoverageGap.SUPPRESSED, "Address suppressed"
         BOUNCED = CoverageGap.BOUNCED, "Address bounced"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-        CAMPAIGN_CANCELLED = "campaign_cancelled", "Cancelled before sending"
+        CAMPAIGN_CANCELLED = "campaign_cancelled", "Campaign cancelled before sending"
         # The organisation's frequency cap (HIPAAMAIL_FREQUENCY_CAP): this patient had enough marketing messages.
         FREQUENCY_CAP = "frequency_cap", "Frequency cap reached"
 
@@ -189,7 +189,7 @@ class Delivery(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="deliveries")
     # 0 for a campaign's; a journey step's: the patient's enrolment number in that journey (one message per step
     # and enrolment, and a patient may enter a journey again).
-    sequence = models.PositiveIntegerField(default=0)
+    sequence = models.PositiveIntegerField(default=0, db_default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     authorization = models.ForeignKey(
         Authorization, null=True, blank=True, on_delete=models.PROTECT, related_name="deliveries"

@@ -32,7 +32,7 @@ class Patient(models.Model):
     # When the next refill or supply replacement is due (journeys trigger on it, ADR 0016).
     refill_due = models.DateField(null=True, blank=True)
     # The patient's IANA time zone, for journey send times and quiet hours; "" is the organisation's (TIME_ZONE).
-    time_zone = models.CharField(max_length=64, blank=True)
+    time_zone = models.CharField(max_length=64, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

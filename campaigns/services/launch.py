@@ -6,7 +6,8 @@ from collections import defaultdict
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from audit import actions
@@ -15,6 +16,7 @@ from campaigns.models import Campaign, Delivery
 from campaigns.permissions import sending_control_check
 from campaigns.segments import segment_patient_ids
 from campaigns.selectors.campaigns import delivery_block_reason_list
+from campaigns.selectors.fatigue import frequency_cap_applies, recent_marketing_count, recent_marketing_counts
 from campaigns.services.lifecycle import campaign_move
 from campaigns.tasks import campaign_dispatch_task
 from consent.models import Suppression
@@ -42,7 +44,7 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
     Launching twice is impossible: the status check is made under the campaign's row lock, so of two
     concurrent launches (two clicks, two workers, the scheduler and the button) the second waits for the
     first to commit, then finds the campaign launched and raises CampaignAlreadyLaunched, having created
-    nothing; the unique (campaign, patient) constraint backs it.
+    nothing; the unique (campaign, patient, sequence) constraint backs it.
     """
     if actor is not None:
         sending_control_check(actor)
@@ -99,11 +101,25 @@ def campaign_launch_refuse(*, campaign_id: int, codes: list[str]) -> None:
     logger.warning("scheduled campaign %s not launched: %s", campaign_id, ",".join(sorted(set(codes))))
 
 
+def _capped(campaign: Campaign, patient_ids: list[int]) -> dict[int, str]:
+    """Of these covered patients, those the organisation's frequency cap withholds this marketing message from
+    (campaigns.selectors.fatigue, ADR 0016), with the reason `frequency_cap`."""
+    if not patient_ids or not frequency_cap_applies(campaign.purpose):
+        return {}
+    counts = recent_marketing_counts(patient_ids=patient_ids)
+    return {
+        pid: Delivery.BlockReason.FREQUENCY_CAP
+        for pid in patient_ids
+        if counts.get(pid, 0) >= settings.HIPAAMAIL_FREQUENCY_CAP
+    }
+
+
 def _deliveries_materialise_python(*, campaign: Campaign) -> tuple[int, int, dict[str, int]]:
     """The launch on SQLite (the demo): the audience's ids in Python, reasons for the uncovered, bulk insert."""
     # The campaign's segment (every patient without one), decided now: later joiners are not added.
     audience = list(segment_patient_ids(segment_id=campaign.segment_id).values_list("id", flat=True))
     gaps = delivery_block_reason_list(purpose_id=campaign.purpose_id, patient_ids=audience)
+    gaps |= _capped(campaign, [pid for pid in audience if pid not in gaps])
     rows = [
         Delivery(campaign_id=campaign.pk, patient_id=patient_id)
         if patient_id not in gaps
@@ -165,10 +181,15 @@ def _deliveries_materialise_postgresql(*, campaign: Campaign) -> tuple[int, int,
                 patient_id=OuterRef("id"), patient_id__gt=last, patient_id__lte=batch_last
             )
             suppressed = Suppression.objects.filter(email_digest=OuterRef("email_digest"))
-            uncovered = list(
-                batch.filter(~Exists(covering) | Exists(suppressed)).values_list("id", flat=True)
-            )
+            withheld = ~Exists(covering) | Exists(suppressed)
+            if frequency_cap_applies(campaign.purpose):
+                candidates = batch.annotate(recent=recent_marketing_count())
+                withheld |= Q(recent__gte=settings.HIPAAMAIL_FREQUENCY_CAP)
+            else:
+                candidates = batch
+            uncovered = list(candidates.filter(withheld).values_list("id", flat=True))
             reasons = delivery_block_reason_list(purpose_id=campaign.purpose_id, patient_ids=uncovered) if uncovered else {}
+            reasons |= _capped(campaign, [pid for pid in uncovered if pid not in reasons])
             batch_sql, batch_params = batch.query.sql_with_params()
             cursor.execute(
                 f"""
