@@ -11,7 +11,7 @@ from django.db import transaction
 
 from audit import actions
 from campaigns.models import Campaign, ContentBlock, Delivery, EmailTemplate
-from campaigns.services.lifecycle import campaign_deliveries_cancel, campaign_create, campaign_move
+from campaigns.services.lifecycle import campaign_create, campaign_deliveries_cancel, campaign_move
 from campaigns.tasks import campaign_dispatch_task
 from consent.models import Purpose
 

@@ -25,7 +25,7 @@ The launched campaign is handed to the workers when its launch commits (a runnin
 import random
 from base64 import b32encode
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
@@ -50,8 +50,12 @@ from consent.documents import form_text, text_hash
 from consent.models import Authorization, Patient, Purpose, Revocation
 from consent.services import form_versions
 from consent.services.authorizations import authorization_grant, authorization_revoke
+from consent.services.events import patient_event_record
 from consent.services.form_versions import purpose_create
 from consent.services.patients import patient_create
+from journeys.models import StepKind, Trigger
+from journeys.services.journeys import StepSpec, journey_approve, journey_create, journey_submit
+from journeys.validation import TriggerSpec
 
 DEMO_URL = "http://127.0.0.1:8000/"
 DEMO_PASSWORD = "demo-password-2026"
@@ -112,6 +116,9 @@ PURPOSES = {
     },
 }
 DRAFT_CAMPAIGN = "Spring CPAP supplies refresh"
+WELCOME_JOURNEY = "CPAP welcome after delivery"
+REFILL_JOURNEY = "Refill reminder a week ahead"
+DRAFT_JOURNEY = "Diabetes program first weeks"
 LAUNCHED_CAMPAIGN = "Diabetes education program"
 
 # The content library: one template and a few blocks, written and approved by the compliance officer.
@@ -299,6 +306,7 @@ class Command(BaseCommand):
             blocks=[blocks["diabetes-program"]],
         )
         self._api_key_make(admin)
+        self._journeys_make(purposes=purposes, marketer=marketer, compliance=compliance, template=template, blocks=blocks)
         campaign_submit(actor=marketer, campaign_id=campaign.pk)
         campaign_approve(actor=compliance, campaign_id=campaign.pk)
         # The launch wakes the workers when it commits: a running `celery worker` sends the campaign.
@@ -398,6 +406,7 @@ class Command(BaseCommand):
                     sex=rng.choices(["F", "M", "X"], weights=[50, 47, 3])[0],
                     postal_code=rng.choice(POSTAL_CODES),
                     **self._coded_attributes(random.Random(SEED * 1000 + n)),
+                    **self._journey_dates(random.Random(SEED * 7000 + n), today=now.date()),
                 )
                 for code, purpose in purposes.items():
                     state = profile.get(code, NONE)
@@ -423,6 +432,107 @@ class Command(BaseCommand):
             )
         self._say(f"Patients: {count} (authorizations {Authorization.objects.count()}, revoked {len(to_revoke)})")
         return counts
+
+    @staticmethod
+    def _journey_dates(rng: random.Random, *, today) -> dict:
+        """A refill date for about a quarter of the patients (the refill journey triggers a week before it), and a
+        time zone of their own for some (journey messages keep to their quiet hours)."""
+        dates: dict = {}
+        if rng.random() < 0.25:
+            dates["refill_due"] = today + timedelta(days=rng.randint(3, 30))
+        if rng.random() < 0.2:
+            dates["time_zone"] = rng.choice(["America/New_York", "America/Denver", "America/Los_Angeles"])
+        return dates
+
+    # --- journeys ----------------------------------------------------------------------------------------
+
+    def _journeys_make(self, *, purposes, marketer, compliance, template, blocks) -> None:
+        """A live CPAP welcome journey on equipment deliveries (with a branch, a goal and a 10 % control group) and
+        care events for some CPAP patients; a live refill reminder a week before refill_due; a draft journey."""
+        welcome = journey_create(
+            actor=marketer,
+            name=WELCOME_JOURNEY,
+            purpose=purposes[CPAP],
+            trigger=TriggerSpec(
+                kind=Trigger.EVENT,
+                event_type="equipment.delivered",
+                event_conditions={"equipment_type": "CPAP"},
+                conversion_event_type="appointment.booked",
+                conversion_days=30,
+                holdout_percent=10,
+            ),
+            steps=[
+                StepSpec(
+                    kind=StepKind.SEND,
+                    subject="Welcome to your new CPAP",
+                    body_text="Dear {{ first_name }},\n\nYour CPAP has arrived. Here is what to replace, and when.",
+                    template=template,
+                    blocks=(blocks["cpap-supplies"],),
+                ),
+                StepSpec(kind=StepKind.WAIT, wait_minutes=3 * 1440, until_local_time=time(10, 0)),
+                StepSpec(
+                    kind=StepKind.BRANCH,
+                    branch_event_type="appointment.booked",
+                    wait_minutes=7 * 1440,
+                    yes_position=5,
+                    no_position=4,
+                ),
+                StepSpec(
+                    kind=StepKind.SEND,
+                    subject="Book your CPAP check-up",
+                    body_text="Dear {{ first_name }},\n\nA short check-up helps you sleep better with your CPAP.",
+                    template=template,
+                    blocks=(blocks["cpap-order"],),
+                ),
+                StepSpec(kind=StepKind.EXIT),
+            ],
+        )
+        refill = journey_create(
+            actor=marketer,
+            name=REFILL_JOURNEY,
+            purpose=purposes[REFILLS],
+            trigger=TriggerSpec(kind=Trigger.DATE, date_field="refill_due", offset_days=-7),
+            steps=[
+                StepSpec(
+                    kind=StepKind.SEND,
+                    subject="Your refill is due next week",
+                    body_text="Dear {{ first_name }},\n\nYour next refill is due in a week. Reply or call to order it.",
+                    template=template,
+                )
+            ],
+        )
+        for journey in (welcome, refill):
+            journey_submit(actor=marketer, journey_id=journey.pk)
+            journey_approve(actor=compliance, journey_id=journey.pk)
+        journey_create(
+            actor=marketer,
+            name=DRAFT_JOURNEY,
+            purpose=purposes[DIABETES],
+            trigger=TriggerSpec(kind=Trigger.EVENT, event_type="program.enrolled", event_conditions={"program_code": "DPP"}),
+            steps=[
+                StepSpec(kind=StepKind.SEND, subject="Welcome to the program", body_text="Dear {{ first_name }},"),
+                StepSpec(kind=StepKind.WAIT, wait_minutes=7 * 1440),
+                StepSpec(kind=StepKind.SEND, subject="Your first week", body_text="How did your first week go?"),
+            ],
+        )
+        # Care events from the demo EHR: CPAP deliveries for some patients with a CPAP authorization.
+        cpap_patients = list(
+            Authorization.objects.filter(purpose=purposes[CPAP]).order_by("patient_id").values_list("patient_id", flat=True).distinct()[:40]
+        )
+        now = timezone.now()
+        for n, patient_id in enumerate(cpap_patients):
+            patient_event_record(
+                source="demo-ehr",
+                source_event_id=f"delivery-{patient_id}",
+                patient_id=patient_id,
+                type="equipment.delivered",
+                occurred_at=now - timedelta(hours=2 + n),
+                attributes={"equipment_type": "CPAP"},
+            )
+        self._say(
+            f'Journeys: "{WELCOME_JOURNEY}" and "{REFILL_JOURNEY}" (approved, live), "{DRAFT_JOURNEY}" (draft); '
+            f"{len(cpap_patients)} CPAP delivery events (the worker enrols and sends; quiet hours apply)"
+        )
 
     @staticmethod
     def _random_profile(rng: random.Random) -> dict[str, str]:
