@@ -1,6 +1,6 @@
 """The journey engine in process: events enrol once, steps run at their times, the invariant per step
 (R-SEND-COVERED, R-REVOKE-ANYTIME, R-SEND-EVIDENCE), fatigue and timing (issue 14)."""
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.utils import timezone
@@ -14,7 +14,8 @@ from consent.services.events import patient_event_record
 from consent.tests.factories import authorization_make, patient_make
 from journeys.engine.intake import events_route
 from journeys.engine.steps import journey_steps_advance
-from journeys.models import Enrolment, ExitReason, StepOutcome, StepRun
+from journeys.models import Enrolment, ExitReason, StepKind, StepOutcome, StepRun
+from journeys.services.journeys import StepSpec
 from journeys.tests.factories import event_trigger, journey_live_make, journey_purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -209,3 +210,133 @@ def test_conditions_pick_the_events_that_enrol(fast):
     events_route()
 
     assert list(Enrolment.objects.filter(journey=journey).values_list("patient_id", flat=True)) == [cpap.pk]
+
+
+BRANCHING = [
+    StepSpec(kind=StepKind.SEND, subject="Book your check-up", body_text="Hello {{ first_name }}."),
+    StepSpec(kind=StepKind.BRANCH, branch_event_type="appointment.booked", wait_minutes=5000, yes_position=4),
+    StepSpec(kind=StepKind.SEND, subject="A reminder to book", body_text="Still time to book."),
+    StepSpec(kind=StepKind.EXIT),
+]
+
+
+def test_a_branch_takes_the_yes_way_as_soon_as_its_event_arrives_and_the_no_way_at_its_deadline(fast):
+    purpose = journey_purpose_make()
+    journey = journey_live_make(purpose=purpose, steps=BRANCHING)
+    booked, silent = patient_make(), patient_make()
+    for patient in (booked, silent):
+        authorization_make(patient=patient, purpose=purpose)
+        _event(patient, event_id=f"d-{patient.pk}")
+    _run_until_quiet()
+    # When one patient books, long before the branch's deadline (5000 "minutes", 5 s here)
+    patient_event_record(
+        source="ehr", source_event_id="booked", patient_id=booked.pk, type="appointment.booked",
+        occurred_at=timezone.now(), attributes={},
+    )  # fmt: skip
+    _run_until_quiet()
+
+    yes = Enrolment.objects.get(journey=journey, patient=booked)
+    assert (yes.status, yes.exit_reason) == ("ended", ExitReason.EXIT_STEP)
+    assert Enrolment.objects.get(journey=journey, patient=silent).status == "active"
+    _wait_past(Enrolment.objects.get(journey=journey, patient=silent).pk)
+    _run_until_quiet()
+
+    assert Delivery.objects.filter(patient=booked).count() == 1
+    assert Delivery.objects.filter(patient=silent).count() == 2  # the reminder on the "no" way
+    outcomes = set(StepRun.objects.filter(enrolment__journey=journey).values_list("outcome", flat=True))
+    assert {StepOutcome.BRANCH_YES, StepOutcome.BRANCH_NO} <= outcomes
+
+
+def test_a_control_group_gets_nothing_and_converts_like_the_others(fast, monkeypatch):
+    purpose = journey_purpose_make()
+    trigger = event_trigger(conversion_event_type="appointment.booked", conversion_days=30, holdout_percent=50)
+    journey = journey_live_make(purpose=purpose, trigger=trigger)
+    patients = [patient_make() for _ in range(20)]
+    for patient in patients:
+        authorization_make(patient=patient, purpose=purpose)
+        _event(patient, event_id=f"d-{patient.pk}")
+
+    events_route()
+    journey_steps_advance()
+    for patient in patients:
+        patient_event_record(
+            source="ehr", source_event_id=f"b-{patient.pk}", patient_id=patient.pk, type="appointment.booked",
+            occurred_at=timezone.now(), attributes={},
+        )  # fmt: skip
+    events_route()
+
+    control = Enrolment.objects.filter(journey=journey, control=True)
+    treated = Enrolment.objects.filter(journey=journey, control=False)
+    assert 0 < control.count() < 20  # about half, chosen by a hash
+    assert not Delivery.objects.filter(patient__in=control.values("patient")).exists()
+    assert Delivery.objects.filter(patient__in=treated.values("patient")).count() == treated.count()
+    # Everyone booked: both groups converted, and the running enrolments ended as converted.
+    assert set(Enrolment.objects.filter(journey=journey).values_list("exit_reason", flat=True)) == {"converted"}
+    assert Enrolment.objects.filter(journey=journey, converted_at__isnull=True).count() == 0
+
+
+def test_re_entry_never_enrols_a_patient_a_second_time(fast):
+    purpose = journey_purpose_make()
+    steps = [StepSpec(kind=StepKind.SEND, subject="Once", body_text="Hello.")]
+    journey = journey_live_make(purpose=purpose, steps=steps, trigger=event_trigger(reentry="never"))
+    patient = patient_make()
+    authorization_make(patient=patient, purpose=purpose)
+    _event(patient, event_id="first")
+    _run_until_quiet()
+    _event(patient, event_id="second")
+    _run_until_quiet()
+
+    assert Enrolment.objects.filter(journey=journey).count() == 1
+
+
+def test_re_entry_after_exit_enrols_again_with_the_next_sequence(fast):
+    purpose = journey_purpose_make()
+    steps = [StepSpec(kind=StepKind.SEND, subject="Each time", body_text="Hello.")]
+    journey = journey_live_make(purpose=purpose, steps=steps)
+    patient = patient_make()
+    authorization_make(patient=patient, purpose=purpose)
+    _event(patient, event_id="first")
+    _run_until_quiet()
+    _event(patient, event_id="second")
+    _run_until_quiet()
+
+    assert list(Enrolment.objects.filter(journey=journey).order_by("sequence").values_list("sequence", "status")) == [
+        (1, "ended"),
+        (2, "ended"),
+    ]
+    assert list(Delivery.objects.filter(patient=patient).order_by("sequence").values_list("sequence", "status")) == [
+        (1, "sent"),
+        (2, "sent"),
+    ]
+
+
+def test_an_event_older_than_a_week_enrols_nobody(fast):
+    purpose = journey_purpose_make()
+    journey = journey_live_make(purpose=purpose)
+    patient = patient_make()
+    patient_event_record(
+        source="ehr", source_event_id="old", patient_id=patient.pk, type="equipment.delivered",
+        occurred_at=timezone.now() - timedelta(days=8), attributes={"equipment_type": "CPAP"},
+    )  # fmt: skip
+
+    assert events_route()[0] == 1
+    assert not Enrolment.objects.filter(journey=journey).exists()
+
+
+def test_a_wait_until_a_local_time_ends_at_that_time_in_the_patients_zone(fast, monkeypatch):
+    purpose = journey_purpose_make()
+    steps = [
+        StepSpec(kind=StepKind.WAIT, wait_minutes=0, until_local_time=time(10, 0)),
+        StepSpec(kind=StepKind.SEND, subject="Good morning", body_text="Hello."),
+    ]
+    journey = journey_live_make(purpose=purpose, steps=steps)
+    patient = patient_make(time_zone="America/Los_Angeles")
+    authorization_make(patient=patient, purpose=purpose)
+    _event(patient, event_id="e1")
+    at = datetime(2026, 12, 3, 20, 0, tzinfo=UTC)  # 12:00 in Los Angeles: 10:00 has passed today
+    monkeypatch.setattr("journeys.engine.steps.timezone.now", lambda: at)
+
+    events_route()
+    journey_steps_advance()
+
+    assert Enrolment.objects.get(journey=journey).due_at == datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
