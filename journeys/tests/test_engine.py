@@ -340,3 +340,46 @@ def test_a_wait_until_a_local_time_ends_at_that_time_in_the_patients_zone(fast, 
     journey_steps_advance()
 
     assert Enrolment.objects.get(journey=journey).due_at == datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
+
+
+def _values(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _values(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _values(value)
+    else:
+        yield node
+
+
+def test_r_no_phi_leak_journey_audit_events_hold_ids_and_codes_only(fast):
+    """R-NO-PHI-LEAK, R-SEC-AUDIT: enrolments, steps, exits and revocation exits are on the audit trail, with
+    enrolment ids, counts and codes; never a name, an address or an event's attributes."""
+    purpose = journey_purpose_make()
+    journey = journey_live_make(purpose=purpose)
+    patient = patient_make(email="rosa.diaz@example.org", full_name="Rosa Diaz")
+    authorization_make(patient=patient, purpose=purpose)
+    _event(patient, event_id="e1")
+    _run_until_quiet()
+    authorization_revoke(actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel="portal")
+
+    events = AuditEvent.objects.filter(object_type="journey", object_id=str(journey.pk))
+    assert {e.action for e in events} >= {
+        actions.JOURNEY_CREATED,
+        actions.JOURNEY_SUBMITTED,
+        actions.JOURNEY_APPROVED,
+        actions.JOURNEY_ENROLLED,
+        actions.JOURNEY_STEPS_RUN,
+        actions.JOURNEY_ENROLMENTS_EXITED,
+    }
+    enrolment = Enrolment.objects.get(journey=journey)
+    assert events.get(action=actions.JOURNEY_ENROLLED).details == {
+        "version": 1, "trigger": "event", "enrolments": [enrolment.pk], "held_out": []
+    }  # fmt: skip
+    for event in events:
+        for value in _values(event.details):
+            assert isinstance(value, (int, type(None))) or (
+                isinstance(value, str) and "@" not in value and "Rosa" not in value and "CPAP" not in value
+            ), (event.action, value)
