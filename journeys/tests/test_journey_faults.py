@@ -15,12 +15,13 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from celery import current_app as celery_app
 from django.utils import timezone
 
 from campaigns import periodic as campaign_beat
 from campaigns.models import Delivery
 from campaigns.tests.smtp_server import smtp_sink
-from campaigns.tests.worker import purge_broker, worker_start, worker_stop
+from campaigns.tests.worker import QUEUES, purge_broker, worker_start, worker_stop
 from conftest import requires_postgresql, requires_redis
 from consent.services.events import patient_event_record
 from consent.tests.factories import authorization_make, patient_make
@@ -55,8 +56,23 @@ STEPS = [
 ]
 
 
-@pytest.mark.parametrize("kill_after", [1, 9, 23, 41])
-def test_a_worker_killed_mid_journey_loses_no_step_and_flags_any_duplicate(kill_after):
+def _broker_forget() -> None:
+    """What a Redis restarted without persistence holds: no queued wake-up, no unacknowledged task."""
+    with celery_app.connection_for_write() as broker:
+        channel = broker.default_channel
+        for queue in QUEUES:
+            channel.queue_purge(queue)
+        channel.client.delete(channel.unacked_key, channel.unacked_index_key, channel.unacked_mutex_key)
+
+
+@pytest.mark.parametrize(
+    ("kill_after", "lose_broker"),
+    [(1, False), (9, False), (23, False), (41, False), (12, True)],
+    ids=["kill-at-1", "kill-at-9", "kill-at-23", "kill-at-41", "kill-and-lose-the-broker-at-12"],
+)
+def test_a_worker_killed_mid_journey_loses_no_step_and_flags_any_duplicate(kill_after, lose_broker):
+    """With `lose_broker`, the broker's queues are emptied at the kill too: the scanner's beat and the reconciler
+    find the work again in the database."""
     purpose = journey_purpose_make()
     journey = journey_live_make(purpose=purpose, steps=STEPS)
     patients = [patient_make() for _ in range(PATIENTS)]
@@ -82,6 +98,8 @@ def test_a_worker_killed_mid_journey_loses_no_step_and_flags_any_duplicate(kill_
                 if not killed and len(sink.records) >= kill_after:
                     os.kill(workers[-1].pid, signal.SIGKILL)
                     workers[-1].wait(10)
+                    if lose_broker:
+                        _broker_forget()
                     killed = True
                     workers.append(worker_start(sink, log, extra_env=ENV, name="faults2"))
                 if time.monotonic() >= next_wake:  # beat, compressed: the scanner and the reconciler
