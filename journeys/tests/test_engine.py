@@ -383,3 +383,20 @@ def test_r_no_phi_leak_journey_audit_events_hold_ids_and_codes_only(fast):
             assert isinstance(value, (int, type(None))) or (
                 isinstance(value, str) and "@" not in value and "Rosa" not in value and "CPAP" not in value
             ), (event.action, value)
+
+
+def test_r_purpose_kind_a_treatment_journey_needs_a_stored_consent_like_its_campaigns(fast):
+    """R-PURPOSE-KIND (policy): a refill or visit reminder still needs a stored consent to be emailed, and honours
+    opt-out, through the same predicate."""
+    purpose = journey_purpose_make(kind="treatment")
+    journey = journey_live_make(purpose=purpose)
+    consenting, never_asked = patient_make(), patient_make()
+    authorization_make(patient=consenting, purpose=purpose)
+    for patient in (consenting, never_asked):
+        _event(patient, event_id=f"d-{patient.pk}")
+
+    _run_until_quiet()
+
+    outcome = dict(Delivery.objects.filter(campaign__journey_step__version__journey=journey).values_list("patient_id", "status"))
+    assert outcome == {consenting.pk: "sent", never_asked.pk: "blocked"}
+    assert Delivery.objects.get(patient=never_asked).block_reason == "no_authorization"
