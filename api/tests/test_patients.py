@@ -18,8 +18,8 @@ SEARCH = "/api/v1/patients/search"
 PROBLEM = "application/problem+json"
 PHI = ("Ada Synthetic", "ada.synthetic@example.org", "555-0142", "12 Hidden Lane", "1961-07-08")
 ANSWER_KEYS = {
-    "id", "external_id", "birth_year", "sex", "postal_code", "state", "last_visit", "condition_codes",
-    "program_codes", "created_at",
+    "id", "external_id", "birth_year", "sex", "postal_code", "state", "last_visit", "refill_due", "time_zone",
+    "condition_codes", "program_codes", "created_at",
 }
 
 
