@@ -2,8 +2,8 @@
 new event and 200 `duplicate` for the same one again, 409 for the same id with another body, stable refusal codes
 that never repeat a value (R-NO-PHI-LEAK), Idempotency-Key replays, the batch, and cursor pages."""
 import json
-from unittest import mock
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.utils import timezone
