@@ -74,6 +74,10 @@ FHIR_IMPORTED = "fhir.imported"
 
 # Care events reported by an EHR, CRM or practice-management system (consent.events).
 PATIENT_EVENT_RECORDED = "patient_event.recorded"
+# A CSV file of care events (consent.services.event_import): checked (a dry run, or refused for its errors), or
+# imported whole in one transaction.
+PATIENT_EVENT_IMPORT_CHECKED = "patient_event.import_checked"
+PATIENT_EVENTS_IMPORTED = "patient_event.imported"
 
 # The integration API: keys, each call made with one, and outgoing webhooks.
 API_KEY_CREATED = "api_key.created"

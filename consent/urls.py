@@ -4,7 +4,7 @@ only; the patient search is a POST (R-NO-PHI-LEAK). `portal_patterns` are the pa
 "portal" namespace by hipaamail.urls."""
 from django.urls import path
 
-from consent.views import fhir, forms, imports, patients, portal
+from consent.views import event_imports, fhir, forms, imports, patients, portal
 
 app_name = "consent"
 
@@ -52,6 +52,8 @@ urlpatterns = [
     path("imports/<int:import_id>/", imports.import_detail, name="import_detail"),
     path("imports/<int:import_id>/start/", imports.import_start, name="import_start"),
     path("imports/<int:import_id>/progress/", imports.import_progress, name="import_progress"),
+    # Care events from a CSV file (checked and recorded in the request; the file is not kept).
+    path("imports/events/", event_imports.event_import, name="event_import"),
     # FHIR Consent export and import.
     path("fhir/import/", fhir.fhir_import, name="fhir_import"),
     path("fhir/authorizations/<int:authorization_id>/<str:version>.json", fhir.fhir_export, name="fhir_export"),

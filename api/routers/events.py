@@ -3,7 +3,8 @@ deliveries, refills, programs), in the vocabulary of consent.events, for journey
 
 The sending system is the key's `source`: an event is stored once per (source, event_id), so a retry or a replayed
 feed stores nothing twice (200 with `duplicate: true`), and the same event_id with another body is refused (409
-event_id_conflict). Attributes are codes, never free text."""
+event_id_conflict). Attributes are codes, never free text. A new event wakes the journeys (issue 14) once it has
+committed: journey_advance_task routes it (enrolments, branches, conversions) and runs the steps that are due."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -25,6 +26,7 @@ from consent.events import CODE_PATTERN, EVENT_ID_PATTERN, MAX_ATTRIBUTES, TYPE_
 from consent.models import PatientEvent
 from consent.selectors.events import patient_event_list
 from consent.services.events import patient_event_record
+from journeys.tasks import journey_advance_task
 
 router = Router(tags=["events"])
 
@@ -180,6 +182,12 @@ def _viewed(events: list[PatientEvent]) -> None:
             )
 
 
+def _journeys_wake() -> None:
+    """After commit (the event must be visible to the worker); beat wakes the journeys too, so a lost message only
+    delays them."""
+    transaction.on_commit(journey_advance_task.delay)
+
+
 def _record(request, item: EventIn) -> tuple[PatientEvent, bool]:
     return patient_event_record(
         source=request.api_key.source,
@@ -206,6 +214,8 @@ def event_record(request, payload: EventIn):
         event, created = _record(request, payload)
     except ValidationError as error:
         raise problem_from(error) from None
+    if created:
+        _journeys_wake()
     return Status(201 if created else 200, event_out(event) | {"duplicate": not created})
 
 
@@ -236,6 +246,8 @@ def event_record_batch(request, payload: BatchIn):
         counts[status] += 1
         results.append({"index": index, "event_id": item.event_id, "status": status, "event": event_out(event),
                         "error": None})
+    if counts["created"]:
+        _journeys_wake()  # once for the batch: one wake routes every new event
     return {
         "created": counts["created"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
         "results": results,

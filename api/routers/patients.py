@@ -69,6 +69,20 @@ class PatientIn(BaseModel):
     last_visit: str | None = Field(
         None, max_length=10, pattern=r"^(|[0-9]{4}-[0-9]{2}-[0-9]{2})$", description="YYYY-MM-DD, or empty to clear"
     )
+    refill_due: str | None = Field(
+        None,
+        max_length=10,
+        pattern=r"^(|[0-9]{4}-[0-9]{2}-[0-9]{2})$",
+        description="When the next refill or supply replacement is due, YYYY-MM-DD (future dates allowed, up to ten "
+        "years ahead), or empty to clear",
+    )
+    time_zone: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_+/-]*$",
+        description="The patient's IANA time zone (America/Chicago), for journey send times and quiet hours; empty: "
+        "the organisation's",
+    )
     condition_codes: list[Code] | None = Field(
         None, max_length=MAX_CODES, description="ICD-10 codes such as E11 or G47.33; given = replaced"
     )
@@ -135,6 +149,8 @@ class PatientOut(Schema):
     postal_code: str
     state: str
     last_visit: date | None
+    refill_due: date | None
+    time_zone: str = Field(description="The patient's IANA time zone name; empty: the organisation's")
     condition_codes: list[str]
     program_codes: list[str]
     created_at: datetime
@@ -149,6 +165,8 @@ def patient_out(patient: Patient) -> dict:
         "postal_code": patient.postal_code,
         "state": patient.state,
         "last_visit": patient.last_visit,
+        "refill_due": patient.refill_due,
+        "time_zone": patient.time_zone,
         "condition_codes": sorted(patient.conditions.values_list("code", flat=True)),
         "program_codes": sorted(patient.programs.values_list("code", flat=True)),
         "created_at": patient.created_at,

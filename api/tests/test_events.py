@@ -3,6 +3,7 @@ new event and 200 `duplicate` for the same one again, 409 for the same id with a
 that never repeat a value (R-NO-PHI-LEAK), Idempotency-Key replays, the batch, and cursor pages."""
 import json
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -232,3 +233,38 @@ def test_r_no_phi_leak_event_answers_carry_no_identifiers(api_client, patient):
     for answer in answers:
         text = json.dumps(answer.json()).lower()
         assert "jane" not in text and "example.org" not in text
+
+
+def test_a_new_event_wakes_the_journeys_after_commit_and_a_duplicate_does_not(
+    api_client, patient, django_capture_on_commit_callbacks
+):
+    """Issue 14: the journeys' intake routes a new event as soon as it has committed (beat is the fallback)."""
+    api = _writer(api_client)
+    body = _body(patient)
+    with mock.patch("journeys.tasks.journey_advance_task.delay") as delay:
+        with django_capture_on_commit_callbacks(execute=True) as first:
+            created = api.post("/api/v1/events", body)
+        assert created.status_code == 201 and delay.call_count == 1
+        with django_capture_on_commit_callbacks(execute=True) as again:
+            duplicate = api.post("/api/v1/events", body)
+        with django_capture_on_commit_callbacks(execute=True) as refused:
+            api.post("/api/v1/events", _body(patient, event_id="other-1", type="equipment.exploded"))
+
+    assert duplicate.status_code == 200 and delay.call_count == 1
+    assert delay in first  # enqueued by on_commit, never from inside the transaction
+    assert delay not in again and delay not in refused
+
+
+def test_a_batch_wakes_the_journeys_once_when_it_recorded_something(
+    api_client, patient, django_capture_on_commit_callbacks
+):
+    api = _writer(api_client)
+    events = [_body(patient, event_id=f"batch-wake-{n}") for n in range(3)]
+    with mock.patch("journeys.tasks.journey_advance_task.delay") as delay:
+        with django_capture_on_commit_callbacks(execute=True):
+            recorded = api.post("/api/v1/events/batch", {"events": events})
+        with django_capture_on_commit_callbacks(execute=True):
+            replayed = api.post("/api/v1/events/batch", {"events": events})
+
+    assert (recorded.json()["created"], replayed.json()["duplicates"]) == (3, 3)
+    assert delay.call_count == 1

@@ -18,8 +18,8 @@ SEARCH = "/api/v1/patients/search"
 PROBLEM = "application/problem+json"
 PHI = ("Ada Synthetic", "ada.synthetic@example.org", "555-0142", "12 Hidden Lane", "1961-07-08")
 ANSWER_KEYS = {
-    "id", "external_id", "birth_year", "sex", "postal_code", "state", "last_visit", "condition_codes",
-    "program_codes", "created_at",
+    "id", "external_id", "birth_year", "sex", "postal_code", "state", "last_visit", "refill_due", "time_zone",
+    "condition_codes", "program_codes", "created_at",
 }
 
 
@@ -193,3 +193,33 @@ def test_the_schema_declares_the_patients_operations_with_their_limits(client):
     patient_out = schema["components"]["schemas"]["PatientOut"]["properties"]
     assert set(patient_out) == ANSWER_KEYS
     assert "422" in schema["paths"]["/api/v1/patients/upsert"]["post"]["responses"]
+
+
+def test_upsert_sets_refill_due_and_time_zone_and_get_answers_them(api_client):
+    """Journeys read both (issue 14): the refill date (future allowed) and the patient's IANA time zone."""
+    write, read = api_client([PATIENTS_WRITE]), api_client([PATIENTS_READ])
+
+    created = write.post(UPSERT, {"items": [ada(refill_due="2027-01-15", time_zone="america/chicago")]})
+    patient = Patient.objects.get()
+    first = read.get(f"/api/v1/patients/{patient.pk}").json()
+    cleared = write.post(UPSERT, {"items": [{"external_id": "MRN-ADA", "refill_due": "", "time_zone": ""}]})
+    second = read.get(f"/api/v1/patients/{patient.pk}").json()
+
+    assert created.json()["created"] == 1 and cleared.json()["updated"] == 1
+    assert (first["refill_due"], first["time_zone"]) == ("2027-01-15", "America/Chicago")
+    assert (second["refill_due"], second["time_zone"]) == (None, "")
+
+
+def test_r_no_phi_leak_a_bad_time_zone_or_refill_due_is_rejected_with_codes_only(api_client):
+    response = api_client([PATIENTS_WRITE]).post(
+        UPSERT, {"items": [ada(time_zone="Atlantis/Capital"), ada(external_id="MRN-2", email="two@example.org",
+                                                                  refill_due="2027-02-30")]}
+    )
+
+    body = response.json()
+    assert response.status_code == 200 and body["rejected"] == 2
+    assert [(e["field"], e["code"]) for item in body["items"] for e in item["errors"]] == [
+        ("time_zone", "bad_time_zone"), ("refill_due", "bad_due_date")
+    ]
+    assert "Atlantis" not in response.content.decode() and "2027-02-30" not in response.content.decode()
+    assert Patient.objects.count() == 0

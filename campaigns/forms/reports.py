@@ -8,6 +8,7 @@ from django.utils import timezone
 from campaigns.forms.review import SecondFactorFields, passkey_stepup_field
 from campaigns.models import Campaign
 from campaigns.reports.exports import CSV, PDF
+from campaigns.selectors.campaigns import journey_message_of
 from consent.models import Patient
 
 # A summary over more than this is a job for the audit views and the CSV of each campaign, not one document.
@@ -15,7 +16,14 @@ SUMMARY_MAX_DAYS = 3 * 366
 
 
 class _CampaignChoice(forms.ModelChoiceField):
+    """Campaigns and journeys' step campaigns alike (a journey message has the same evidence), each labelled as
+    what it is."""
+
     def label_from_instance(self, campaign: Campaign) -> str:
+        journey = journey_message_of(campaign)
+        if journey is not None:
+            version = f"version {journey.version}, " if journey.version is not None else ""
+            return f"#{campaign.pk} · {journey.label} ({version}{campaign.get_status_display().lower()})"
         return f"#{campaign.pk} · {campaign.name} ({campaign.get_status_display().lower()})"
 
 
@@ -52,7 +60,8 @@ class CampaignEvidenceForm(_ExportForm):
     campaign = _CampaignChoice(
         queryset=Campaign.objects.order_by("-created_at", "-id"),
         label="Campaign",
-        empty_label="Choose a campaign",
+        help_text="A journey's send steps are listed too, as \"Journey message: <journey> · step N\".",
+        empty_label="Choose a campaign or a journey message",
         error_messages={
             "required": "Choose the campaign to report on.",
             "invalid_choice": "That campaign does not exist. Choose one from the list.",

@@ -7,6 +7,12 @@ followed.
 
 Patients are named by their internal id only: the evidence of a campaign needs no identifier more
 (R-MIN-NECESSARY); the patient consent ledger identifies one patient fully.
+
+A journey's send step is a campaign of kind `journey_step` (ADR 0016) and has the same report, labelled as a
+journey message: it is never launched (it opens for deliveries when its journey version is approved, which is its
+`launched_at`) and has no audience fixed at a launch: a delivery is created each time an enrolment reaches the step
+(`created_at`, and the enrolment's `sequence`: a patient may pass the step once per enrolment), queued for the one
+sender or blocked at once (not covered, or over the frequency cap) by the journey's scanner pass.
 """
 import hashlib
 import json
@@ -19,7 +25,7 @@ from django.db.models import Count, F, Q
 
 from campaigns.models import Campaign, Delivery
 from campaigns.reports import exports
-from campaigns.selectors.campaigns import delivery_outcome_counts
+from campaigns.selectors.campaigns import JourneyMessage, delivery_outcome_counts, journey_message_of
 from campaigns.selectors.coverage import GROUNDS, covered_at_send, sent_without_coverage_counts
 from consent.models import Revocation
 
@@ -41,6 +47,8 @@ HEADER = [
     "authorization_revoked_at",
     "revocation_channel",
     "possible_duplicate",
+    "created_at",
+    "sequence",
     "covered_at_send",
 ]
 _COLUMNS = [
@@ -61,6 +69,8 @@ _COLUMNS = [
     "authorization__revocation__revoked_at",
     "authorization__revocation__channel",
     "possible_duplicate",
+    "created_at",
+    "sequence",
 ]
 _TIME_COLUMNS = {
     "checked_at",
@@ -70,6 +80,7 @@ _TIME_COLUMNS = {
     "bounced_at",
     "complained_at",
     "authorization__revocation__revoked_at",
+    "created_at",
 }
 BLOCK_REASON_LABELS = dict(Delivery.BlockReason.choices)
 
@@ -108,6 +119,7 @@ class CampaignFacts:
     complaints: int
     unsubscribes: int
     uncovered: dict[str, int]
+    journey: JourneyMessage | None = None  # a journey's step campaign: which journey, version and step
 
     @property
     def audience(self) -> int:
@@ -159,6 +171,7 @@ def campaign_evidence_facts(*, campaign_id: int) -> CampaignFacts:
         complaints=after["complaints"],
         unsubscribes=after["unsubscribes"],
         uncovered={name: after[name] for name in ["total", *GROUNDS]},
+        journey=journey_message_of(campaign),
     )
 
 
@@ -217,9 +230,20 @@ def _csv_rows(campaign_id: int, totals: Counter) -> Iterator[tuple]:
 def _csv_preamble_facts(campaign: Campaign) -> list[tuple[str, object]]:
     safe = exports.spreadsheet_safe
     content = campaign_content(campaign)
+    journey = journey_message_of(campaign)
+    kind = [("message_kind", campaign.kind)]
+    if journey is not None:
+        kind += [
+            ("journey_message", safe(journey.label)),
+            ("journey", safe(journey.journey)),
+            ("journey_version", journey.version if journey.version is not None else ""),
+            ("journey_step", journey.step if journey.step is not None else ""),
+            ("deliveries_created", "one by one, as each enrolment reaches the step (created_at); never launched"),
+        ]
     return [
         ("campaign_id", campaign.pk),
         ("campaign_name", safe(campaign.name)),
+        *kind,
         ("campaign_status", campaign.status),
         ("purpose", f"{campaign.purpose.code} ({campaign.purpose.kind})"),
         ("content_sha256", campaign_content_hash(campaign)),
@@ -230,6 +254,7 @@ def _csv_preamble_facts(campaign: Campaign) -> list[tuple[str, object]]:
         ("approved_at", exports.iso_utc(campaign.approved_at)),
         ("scheduled_for", exports.iso_utc(campaign.scheduled_for)),
         ("schedule_timezone", campaign.schedule_timezone),
+        # A journey's step campaign: when it opened for deliveries (its journey version's approval).
         ("launched_at", exports.iso_utc(campaign.launched_at)),
         ("finished_at", exports.iso_utc(campaign.finished_at)),
     ]

@@ -1,5 +1,5 @@
 """Compliance summary for a period: authorizations signed, revoked and expired; how fast revocations took
-effect; sends blocked by reason; sends without a covering authorization (computed, R-SEND-COVERED); staff
+effect; sends blocked by reason, campaign and journey messages apart; sends without a covering authorization (computed, R-SEND-COVERED); staff
 access to patient data by user (R-MIN-NECESSARY, R-SEC-AUDIT); second-factor failures and locked accounts
 (R-SEC-MFA); and what the last audit verify found when it held every delivery row against the sealed batch event
 that recorded it (R-SEC-INTEGRITY, campaigns.delivery_verification).
@@ -47,6 +47,8 @@ PHI_ACCESS_ACTIONS = {
     actions.CAMPAIGN_EVIDENCE_VIEWED: "Viewed a campaign's patient-level evidence",
     actions.PATIENT_IMPORT_PREVIEWED: "Previewed a patient import",
     actions.PATIENT_IMPORT_STARTED: "Imported patients",
+    actions.PATIENT_EVENT_IMPORT_CHECKED: "Checked a file of care events",
+    actions.PATIENT_EVENTS_IMPORTED: "Imported care events",
     actions.FHIR_IMPORTED: "Imported FHIR Consents",
     actions.REPORT_EXPORTED: "Exported a compliance report",
     actions.AUDIT_PATIENT_HISTORY_VIEWED: "Opened a patient's audit history",
@@ -196,21 +198,49 @@ def _revocation_effect(period: Period) -> Iterator[Line]:
     yield Line(section, "revocations followed by a send attempt blocked as revoked", "", blocked_later)
 
 
+# Messages by what sent them: a campaign's, or a journey's send step (Campaign.Kind.JOURNEY_STEP).
+MESSAGE_KINDS = [
+    (Campaign.Kind.CAMPAIGN, "campaign messages"),
+    (Campaign.Kind.JOURNEY_STEP, "journey messages"),
+]
+
+
 def _sends(period: Period) -> Iterator[Line]:
+    """Every message counted once in the totals, then split by kind (campaign or journey message): the kinds'
+    figures add up to the totals."""
     section = "sends"
-    yield Line(section, "campaigns launched", "", Campaign.objects.filter(period.q("launched_at")).count())
+    yield Line(
+        section,
+        "campaigns launched",
+        "",
+        Campaign.objects.filter(period.q("launched_at"), kind=Campaign.Kind.CAMPAIGN).count(),
+    )
     sent = Delivery.objects.filter(period.q("sent_at"), status=Delivery.Status.SENT)
-    yield Line(section, "messages sent", "", sent.count())
+    sent_by_kind = dict(sent.values_list("campaign__kind").annotate(n=Count("id")).order_by())
+    yield Line(section, "messages sent", "", sum(sent_by_kind.values()))
+    for kind, label in MESSAGE_KINDS:
+        yield Line(section, f"{label} sent", "", sent_by_kind.get(kind, 0))
     uncovered = sent_without_coverage_counts(Delivery.objects.filter(period.q("sent_at")))
     yield Line(section, "sent without a covering authorization (must be 0)", "", uncovered["total"])
     for name, label in GROUNDS.items():
         yield Line(section, "sent without a covering authorization by ground", label, uncovered[name])
-    # A blocked delivery is dated by its creation, the launch that tried it (a delivery blocked at send time
-    # keeps no time of its own).
+    # A blocked delivery is dated by its creation: the launch that tried it, or for a journey message the scanner
+    # pass that reached its step (a delivery blocked at send time keeps no time of its own).
     blocked = Delivery.objects.filter(period.q("created_at"), status=Delivery.Status.BLOCKED)
-    yield Line(section, "sends blocked", "", blocked.count())
-    for reason, n in blocked.values_list("block_reason").annotate(n=Count("id")).order_by("-n", "block_reason"):
+    by_kind_and_reason = list(
+        blocked.values_list("campaign__kind", "block_reason").annotate(n=Count("id")).order_by()
+    )
+    reasons: Counter = Counter()
+    for _, reason, n in by_kind_and_reason:
+        reasons[reason] += n
+    yield Line(section, "sends blocked", "", sum(reasons.values()))
+    for reason, n in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
         yield Line(section, "sends blocked by reason", reason, n)
+    for kind, label in MESSAGE_KINDS:
+        of_kind = Counter({reason: n for k, reason, n in by_kind_and_reason if k == kind})
+        yield Line(section, f"{label} blocked", "", sum(of_kind.values()))
+        for reason, n in sorted(of_kind.items(), key=lambda item: (-item[1], item[0])):
+            yield Line(section, f"{label} blocked by reason", reason, n)
     failed = Delivery.objects.filter(period.q("created_at"), status=Delivery.Status.FAILED).count()
     yield Line(section, "refused by the mail server", "", failed)
     bounces = Delivery.objects.filter(period.q("bounced_at"))
@@ -447,6 +477,18 @@ def compliance_summary_pdf(meta: exports.ReportMeta, *, period: Period):
                 for reason, n in breakdown("sends", "sends blocked by reason")
             ],
             "failed": value("sends", "refused by the mail server"),
+            "by_kind": [
+                {
+                    "label": label,
+                    "sent": value("sends", f"{label} sent"),
+                    "blocked": value("sends", f"{label} blocked"),
+                    "blocked_by_reason": [
+                        (dict(Delivery.BlockReason.choices).get(reason, reason), n)
+                        for reason, n in breakdown("sends", f"{label} blocked by reason")
+                    ],
+                }
+                for _, label in MESSAGE_KINDS
+            ],
             "bounces": breakdown("sends", "bounces by type"),
             "complaints": value("sends", "spam complaints"),
         },

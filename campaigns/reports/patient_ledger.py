@@ -1,7 +1,7 @@
 """Patient consent ledger: for one patient, every authorization with its form version and signature evidence
 (R-AUTH-ESIGN, R-AUTH-CORE-6), everything that ended one (revocations with their channel, expiry events,
-expiry dates passed, defects: R-AUTH-DEFECTIVE), and every message of every campaign that was sent to them or
-blocked (R-SEND-EVIDENCE), in time order.
+expiry dates passed, defects: R-AUTH-DEFECTIVE), and every message of every campaign and every journey that was
+sent to them or blocked (R-SEND-EVIDENCE), in time order.
 
 The signature evidence is stored encrypted (R-SEC-ENCRYPT-REST); it is decrypted here as on the staff patient
 record, for compliance officers and administrators only, and the export that reads it is audited
@@ -16,8 +16,9 @@ from django.db.models import Count
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from campaigns.models import Delivery
+from campaigns.models import Campaign, Delivery
 from campaigns.reports import exports
+from campaigns.selectors.campaigns import journey_message_of
 from campaigns.selectors.coverage import sent_without_coverage_counts
 from consent.models import AuthorizationDefect, Patient
 from consent.selectors.patients import STATE_LABELS, AuthorizationRow, patient_authorization_rows
@@ -46,6 +47,8 @@ HEADER = [
     "block_reason",
     "checked_at",
     "smtp_code",
+    "message_kind",
+    "journey_message",
 ]
 
 EVENT_LABELS = {
@@ -144,9 +147,15 @@ def _authorization_events(rows: list[AuthorizationRow]) -> list[dict]:
     return events
 
 
+def _journey_label(kind: str, name: str) -> str:
+    journey = journey_message_of(Campaign(kind=kind, name=name))
+    return journey.label if journey is not None else ""
+
+
 def _delivery_events(patient_id: int) -> Iterator[dict]:
-    """Every delivery of every campaign to this patient, in time order (a sent one at its send), from a
-    server-side cursor."""
+    """Every delivery of every campaign and every journey message to this patient, in time order (a sent one at
+    its send), from a server-side cursor. A journey's message is labelled as one ("Journey message: <journey> ·
+    step N", message_kind journey_step)."""
     deliveries = (
         Delivery.objects.filter(patient_id=patient_id)
         .annotate(moment=Coalesce("sent_at", "created_at"))
@@ -154,10 +163,12 @@ def _delivery_events(patient_id: int) -> Iterator[dict]:
         .values_list(
             "moment", "id", "status", "block_reason", "authorization_id", "campaign_id", "campaign__name",
             "campaign__purpose__code", "authorization__form_version__version", "checked_at", "smtp_code",
+            "campaign__kind",
         )
     )
     for (
-        moment, pk, status, reason, authorization_id, campaign_id, name, purpose, version, checked_at, smtp_code
+        moment, pk, status, reason, authorization_id, campaign_id, name, purpose, version, checked_at, smtp_code,
+        kind,
     ) in deliveries.iterator(chunk_size=exports.CURSOR_CHUNK_SIZE):
         yield {
             "occurred_at": moment,
@@ -175,6 +186,8 @@ def _delivery_events(patient_id: int) -> Iterator[dict]:
             # the coverage check that allowed it ran. A refused one keeps the server's reply code.
             "checked_at": checked_at,
             "smtp_code": smtp_code if smtp_code is not None else "",
+            "message_kind": kind,
+            "journey_message": exports.spreadsheet_safe(_journey_label(kind, name)),
         }
 
 

@@ -1,4 +1,5 @@
 """Reads about campaigns."""
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,48 @@ from consent.selectors.coverage import authorization_gap_list, patient_suppressi
 BATCH_ACTION = actions.DELIVERY_BATCH_DISPATCHED
 LAUNCH_ACTION = actions.CAMPAIGN_LAUNCHED
 CANCEL_ACTION = actions.CAMPAIGN_CANCELLED
+# A journey's scanner pass: it prepares the step messages that came due, and records the ones it did not send
+# (not covered, frequency cap) by outcome, one event per journey and pass (object: the journey).
+JOURNEY_PASS_ACTION = actions.JOURNEY_STEPS_RUN
+
+
+# --- Journey messages ----------------------------------------------------------------------------------------
+
+# How the journeys app names a send step's campaign ("<journey> · v<version> · step <position>", ADR 0016).
+_STEP_NAME = re.compile(r"^(?P<journey>.+) · v(?P<version>[0-9]+) · step (?P<step>[0-9]+)$")
+
+
+@dataclass(frozen=True)
+class JourneyMessage:
+    """What a journey step campaign is, for the reports and the patient history: its journey's name, version and
+    step, read from the campaign's name (campaigns never import journeys)."""
+
+    journey: str
+    version: int | None = None
+    step: int | None = None
+
+    @property
+    def label(self) -> str:
+        if self.step is None:
+            return f"Journey message: {self.journey}"
+        return f"Journey message: {self.journey} · step {self.step}"
+
+
+def journey_message_of(campaign: Campaign) -> JourneyMessage | None:
+    """The journey message a campaign is, or None for a campaign. A step campaign whose name is not in the
+    journeys' pattern (truncated at 200 characters) is labelled by its whole name."""
+    if campaign.kind != Campaign.Kind.JOURNEY_STEP:
+        return None
+    match = _STEP_NAME.match(campaign.name)
+    if match is None:
+        return JourneyMessage(journey=campaign.name)
+    return JourneyMessage(journey=match["journey"], version=int(match["version"]), step=int(match["step"]))
+
+
+def message_label(campaign: Campaign) -> str:
+    """A campaign's name, or "Journey message: <journey> · step N" for a journey's step campaign."""
+    journey = journey_message_of(campaign)
+    return journey.label if journey is not None else campaign.name
 
 
 def delivery_block_reason_list(*, purpose_id: int, patient_ids: Iterable[int]) -> dict[int, str]:
@@ -119,6 +162,12 @@ class DeliveryHistoryRow:
     delivery: Delivery
     recorded_by: AuditEvent | None
 
+    @property
+    def journey_message(self) -> str:
+        """"Journey message: <journey> · step N" for a journey's message, "" for a campaign's."""
+        journey = journey_message_of(self.delivery.campaign)
+        return journey.label if journey is not None else ""
+
 
 def _batch_key(delivery: Delivery) -> str:
     if delivery.status == Delivery.Status.BLOCKED:
@@ -152,13 +201,45 @@ def _recording_event(delivery: Delivery) -> AuditEvent | None:
         )
     if found is not None or delivery.status != Delivery.Status.BLOCKED:
         return found
-    action = CANCEL_ACTION if delivery.block_reason == Delivery.BlockReason.CAMPAIGN_CANCELLED else LAUNCH_ACTION
-    return campaign_events.filter(action=action).order_by("occurred_at", "id").first()
+    if delivery.block_reason == Delivery.BlockReason.CAMPAIGN_CANCELLED:
+        return campaign_events.filter(action=CANCEL_ACTION).order_by("occurred_at", "id").first()
+    if delivery.campaign.kind == Campaign.Kind.JOURNEY_STEP:
+        return _journey_pass_event(delivery)
+    return campaign_events.filter(action=LAUNCH_ACTION).order_by("occurred_at", "id").first()
+
+
+# How long before a delivery's creation the journey pass that created it may have started (its event is dated
+# by its transaction's start on PostgreSQL, the delivery by the row's creation in that transaction).
+_PASS_WINDOW = timedelta(minutes=1)
+
+
+def _journey_pass_event(delivery: Delivery) -> AuditEvent | None:
+    """A journey message is never launched: one not sent when its step came due (not covered, or over the
+    frequency cap) was created blocked by a journey scanner pass, whose `journey.steps_run` event (one per
+    journey and pass, in the transaction that created the delivery) lists the enrolments by outcome. The event is
+    the latest pass event up to the delivery's creation, within _PASS_WINDOW, that has this outcome. (The event
+    names enrolments, not deliveries, and campaigns do not read journeys: a pass that gave two journeys the same
+    outcome at once is told apart by neither; the journey's step runs name the delivery exactly.)"""
+    reason = delivery.block_reason
+    key = "dropped_frequency_cap" if reason == Delivery.BlockReason.FREQUENCY_CAP else f"blocked_{reason}"
+    created = delivery.created_at
+    return (
+        AuditEvent.objects.filter(
+            action=JOURNEY_PASS_ACTION,
+            object_type="journey",
+            occurred_at__gte=created - _PASS_WINDOW,
+            occurred_at__lte=created + timedelta(seconds=1),
+            details__has_key=key,
+        )
+        .order_by("-occurred_at", "-id")
+        .first()
+    )
 
 
 def delivery_history_list(*, patient_id: int) -> list[DeliveryHistoryRow]:
-    """Every message prepared for this patient, newest first (one per campaign at most), each with the audit
-    event that recorded its outcome. For compliance officers: ids, codes and dates — a sent message's own
+    """Every message prepared for this patient, newest first (one per campaign at most, one per step and
+    enrolment for a journey's), each with the audit event that recorded its outcome; a journey's message says so
+    (DeliveryHistoryRow.journey_message). For compliance officers: ids, codes and dates — a sent message's own
     `checked_at` and `sent_at`, a refused one's SMTP code — and the campaign's name and purpose, which are not
     about the patient."""
     deliveries = (

@@ -298,8 +298,13 @@ _WITH_PROGRESS = (Campaign.Status.SENDING, Campaign.Status.PAUSED)
 
 
 def campaign_list_filtered(*, status: str = "") -> QuerySet[Campaign]:
-    """Campaigns, newest first; only those in `status` when it is one of Campaign.Status."""
-    campaigns = Campaign.objects.select_related("purpose", "created_by").order_by("-created_at", "-id")
+    """Campaigns, newest first; only those in `status` when it is one of Campaign.Status. A journey's step
+    campaigns are not among them: their results are the journey's (per step, on its own results page)."""
+    campaigns = (
+        Campaign.objects.filter(kind=Campaign.Kind.CAMPAIGN)
+        .select_related("purpose", "created_by")
+        .order_by("-created_at", "-id")
+    )
     if status in Campaign.Status.values:
         campaigns = campaigns.filter(status=status)
     return campaigns
@@ -326,5 +331,6 @@ def campaign_progress_percents(*, campaigns: Iterable[Campaign]) -> dict[int, in
 
 
 def campaign_status_counts() -> dict[str, int]:
-    """How many campaigns are in each status (the list's filter shows them); counts of campaigns, not patients."""
-    return dict(Campaign.objects.values_list("status").annotate(n=Count("id")).order_by())
+    """How many campaigns are in each status (the list's filter shows them); counts of campaigns, not patients.
+    Journey step campaigns are not counted, as they are not listed."""
+    return dict(Campaign.objects.filter(kind=Campaign.Kind.CAMPAIGN).values_list("status").annotate(n=Count("id")).order_by())

@@ -1,7 +1,9 @@
-"""The shape of a patient import upload. The rules are in consent.services.imports."""
+"""The shape of the import uploads (patients, care events). The rules are in consent.services.imports and
+consent.services.event_import."""
 from django import forms
 
 from consent.patient_import.validate import MAX_FILE_BYTES, Mode
+from consent.services.event_import import MAX_FILE_BYTES as EVENT_MAX_FILE_BYTES
 
 # Each mode with the one line that says what it does to a patient already here.
 MODE_CHOICES = [
@@ -33,4 +35,36 @@ class PatientImportUploadForm(forms.Form):
         upload = self.cleaned_data["file"]
         if upload.size > MAX_FILE_BYTES:
             raise forms.ValidationError("The file is larger than 50 MB. Split it into smaller files.")
+        return upload
+
+
+class EventImportForm(forms.Form):
+    """A CSV file of care events (consent.services.event_import): checked only, or checked and recorded."""
+
+    CHECK = "check"
+    RECORD = "record"
+
+    action = forms.ChoiceField(
+        label="What to do",
+        choices=[
+            (CHECK, "Check the file only — nothing is written; you see every problem and the counts."),
+            (RECORD, "Check and record the events — a file with any problem records nothing."),
+        ],
+        initial=CHECK,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose what to do with the file.", "invalid_choice": "Choose one of the two."},
+    )
+    file = forms.FileField(
+        label="CSV file of care events",
+        help_text="A CSV file (UTF-8) with a header row, one event per row. The file itself is not kept.",
+        error_messages={"required": "Choose a CSV file to upload.", "empty": "The file is empty."},
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > EVENT_MAX_FILE_BYTES:
+            raise forms.ValidationError(
+                f"The file is larger than {EVENT_MAX_FILE_BYTES // (1024 * 1024)} MB. Split it into smaller files."
+            )
         return upload

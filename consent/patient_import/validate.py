@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zoneinfo
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
+from functools import lru_cache
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -40,6 +42,8 @@ COLUMNS = (
     "last_visit",
     "condition_codes",
     "program_codes",
+    "refill_due",
+    "time_zone",
 )
 
 
@@ -89,6 +93,11 @@ HEADER_ALIASES = {
     "zip_code": "postal_code",
     "postcode": "postal_code",
     "last_visit_date": "last_visit",
+    "refill_due_date": "refill_due",
+    "next_refill": "refill_due",
+    "next_refill_date": "refill_due",
+    "timezone": "time_zone",
+    "tz": "time_zone",
     "conditions": "condition_codes",
     "diagnosis_codes": "condition_codes",
     "icd10_codes": "condition_codes",
@@ -101,6 +110,8 @@ HEADER_ALIASES = {
 ERROR_MESSAGES = {
     "bad_email": "is not a valid email address",
     "bad_date": "is not a real date written YYYY-MM-DD, or is in the future",
+    "bad_due_date": "is not a real date written YYYY-MM-DD, from 1900 to ten years from today",
+    "bad_time_zone": "is not an IANA time zone name such as America/New_York (or left empty)",
     "unknown_sex": "must be F, M or X (or left empty)",
     "bad_condition_code": "has a code that is not an ICD-10 code such as E11 or G47.33",
     "bad_program_code": "has a program code that is not letters, digits, dashes or underscores (e.g. DPP; CPAP-RESUPPLY)",
@@ -163,6 +174,8 @@ class PatientRow:
     external_id_digest: str
     program_codes: tuple[str, ...] = ()
     patient_id: int | None = None  # the patient this row updates; None: a patient to create
+    refill_due: date | None = None
+    time_zone: str = ""  # an IANA name; "" is the organisation's
 
 
 @dataclass
@@ -217,6 +230,30 @@ def _strict_date(value: str, today: date) -> date | None:
     return parsed
 
 
+# A refill or supply date is in the future more often than not; further ahead than this it is a typing error.
+DUE_DATE_HORIZON = timedelta(days=3653)
+
+
+def _due_date(value: str, today: date) -> date:
+    if not _DATE.match(value):
+        raise ValueError
+    parsed = date.fromisoformat(value)
+    if parsed > today + DUE_DATE_HORIZON or parsed.year < 1900:
+        raise ValueError
+    return parsed
+
+
+@lru_cache(maxsize=1)
+def _time_zones() -> dict[str, str]:
+    # available_timezones() walks the tz database on disk: once per process, not once per row.
+    return {name.lower(): name for name in zoneinfo.available_timezones()}
+
+
+def time_zone_name(value: str) -> str | None:
+    """The IANA name of a time zone as written ("America/New_York", any letter case), or None when it is not one."""
+    return _time_zones().get(value.strip().lower()) if value else None
+
+
 _PROGRAM = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,39}$")
 
 
@@ -251,6 +288,7 @@ def _condition_codes(value: object) -> tuple[str, ...]:
 
 
 _TEXT_COLUMNS = ("external_id", "full_name", "phone", "street_address")
+_DATE_COLUMNS = ("birth_date", "last_visit", "refill_due")
 
 
 def patient_fields_check(
@@ -289,7 +327,7 @@ def patient_fields_check(
             if column in required or column in ("email", "full_name"):
                 errors.append((column, "missing_required"))
                 continue
-            values[column] = None if column in ("birth_date", "last_visit") else ""
+            values[column] = None if column in _DATE_COLUMNS else ""
             continue
         if column == "email":
             text = text.lower()
@@ -314,6 +352,18 @@ def patient_fields_check(
             except ValueError:
                 errors.append((column, "bad_date"))
                 continue
+        elif column == "refill_due":
+            try:
+                text = _due_date(text, today)
+            except ValueError:
+                errors.append((column, "bad_due_date"))
+                continue
+        elif column == "time_zone":
+            name = time_zone_name(text)
+            if name is None:
+                errors.append((column, "bad_time_zone"))
+                continue
+            text = name
         elif column == "sex":
             text = text.upper()
             if text not in _SEXES:
@@ -466,6 +516,8 @@ def patient_row_make(
         last_visit=values.get("last_visit"),
         condition_codes=tuple(values.get("condition_codes", ())),
         program_codes=tuple(values.get("program_codes", ())),
+        refill_due=values.get("refill_due"),
+        time_zone=values.get("time_zone", ""),
         email_digest=email_digest,
         external_id_digest=external_digest,
         patient_id=patient_id,

@@ -48,6 +48,8 @@ def _patient(row: PatientRow, now) -> Patient:
         postal_code=row.postal_code,
         state=row.state,
         last_visit=row.last_visit,
+        refill_due=row.refill_due,
+        time_zone=row.time_zone,
         created_at=now,
     )
 
@@ -87,6 +89,8 @@ COPY_PATIENT_COLUMNS = (
     "postal_code",
     "state",
     "last_visit",
+    "refill_due",
+    "time_zone",
     "created_at",
 )
 
@@ -122,6 +126,8 @@ def _write_copy(batch: Sequence[PatientRow], now) -> list[int]:
                         row.postal_code,
                         row.state,
                         row.last_visit,
+                        row.refill_due,
+                        row.time_zone,
                         now,
                     )
                 )
@@ -149,6 +155,8 @@ UPDATE_FIELDS = {
     "postal_code": ("postal_code",),
     "state": ("state",),
     "last_visit": ("last_visit",),
+    "refill_due": ("refill_due",),
+    "time_zone": ("time_zone",),
 }
 
 # The temporary table an update batch is copied into (dropped when the import's transaction commits).
@@ -156,7 +164,7 @@ _UPDATE_TABLE = "hm_patient_update"
 _UPDATE_TABLE_DDL = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_UPDATE_TABLE} (id bigint PRIMARY KEY, external_id text, "
     "external_id_digest text, email text, email_digest text, full_name text, phone text, street_address text, "
-    "birth_date text, birth_year smallint, sex text, postal_code text, state text, last_visit date) ON COMMIT DROP"
+    "birth_date text, birth_year smallint, sex text, postal_code text, state text, last_visit date, refill_due date, time_zone text) ON COMMIT DROP"
 )
 
 

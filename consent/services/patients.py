@@ -3,7 +3,6 @@ identifiers encrypted, coded attributes kept queryable, audited without PHI."""
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-import zoneinfo
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -23,13 +22,14 @@ from consent.patient_import.validate import (
     PatientRow,
     patient_fields_check,
     patient_row_make,
+    time_zone_name,
 )
 from consent.patient_import.write import patient_rows_save
 
 
 def time_zone_check(name: str) -> None:
     """A patient's time zone is an IANA name ("America/New_York") or empty (the organisation's)."""
-    if name and name not in zoneinfo.available_timezones():
+    if name and time_zone_name(name) != name:
         raise ValidationError({"time_zone": ValidationError("Use an IANA time zone such as America/New_York.", code="bad_time_zone")})
 
 
@@ -130,6 +130,8 @@ def _current(patient: Patient, codes: dict, programs: dict) -> dict:
         "postal_code": patient.postal_code,
         "state": patient.state,
         "last_visit": patient.last_visit,
+        "refill_due": patient.refill_due,
+        "time_zone": patient.time_zone,
         "condition_codes": codes.get(patient.pk, frozenset()),
         "program_codes": programs.get(patient.pk, frozenset()),
     }
