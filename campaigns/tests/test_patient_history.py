@@ -124,7 +124,7 @@ def test_r_sec_audit_the_patient_history_page_shows_events_and_messages_and_is_r
     for key in ("sent", "at_launch", "at_send", "cancelled"):
         assert f'href="/campaigns/{world[key].pk}/"' in messages
     assert "Spring CPAP refill" in messages and "Authorization revoked" in messages
-    assert "Cancelled before sending" in messages and "Authorization for another purpose only" in messages
+    assert "Campaign cancelled before sending" in messages and "Authorization for another purpose only" in messages
     assert messages.count("delivery.batch_dispatched") == 2
     assert "campaign.launched" in messages and "campaign.cancelled" in messages
     assert "no event found" not in messages

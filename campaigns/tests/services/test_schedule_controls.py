@@ -230,7 +230,7 @@ def test_r_sec_mfa_cancel_needs_the_code_and_a_wrong_code_changes_nothing(verifi
     assert len(mail.outbox) == 2
     assert Campaign.objects.get(pk=campaign.pk).status == "cancelled"
     page = verified_client.get(f"/campaigns/{campaign.pk}/").content.decode()
-    assert "Blocked: cancelled before sending" in page
+    assert "Blocked: campaign cancelled before sending" in page
 
 
 def test_cancelling_a_paused_campaign_leaves_no_queued_delivery(officer):
