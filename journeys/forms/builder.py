@@ -117,7 +117,7 @@ class JourneyForm(forms.Form):
     trigger = forms.ChoiceField(
         choices=Trigger.choices,
         widget=forms.RadioSelect,
-        label="What starts the journey",
+        label="Choose one",
         initial=Trigger.EVENT,
         error_messages={"required": "Choose what starts the journey."},
     )

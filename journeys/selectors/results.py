@@ -86,12 +86,13 @@ class VersionCounts:
 
 def _version_counts(version: JourneyVersion, steps: list[JourneyStep]) -> VersionCounts:
     treated_enrolments = Enrolment.objects.filter(version=version, control=False)
-    totals = Enrolment.objects.filter(version=version).aggregate(
-        treated=Count("id", filter=Q(control=False)),
-        control=Count("id", filter=Q(control=True)),
-        converted_treated=Count("id", filter=Q(control=False, converted_at__isnull=False)),
-        converted_control=Count("id", filter=Q(control=True, converted_at__isnull=False)),
+    row = Enrolment.objects.filter(version=version).aggregate(
+        n_treated=Count("id", filter=Q(control=False)),
+        n_control=Count("id", filter=Q(control=True)),
+        n_converted_treated=Count("id", filter=Q(control=False, converted_at__isnull=False)),
+        n_converted_control=Count("id", filter=Q(control=True, converted_at__isnull=False)),
     )
+    totals = {name.removeprefix("n_"): value for name, value in row.items()}
     by_step = {step.pk: StepCounts(step=step) for step in steps}
     by_position = {step.position: by_step[step.pk] for step in steps}
     runs = (
@@ -152,6 +153,10 @@ def _version_counts(version: JourneyVersion, steps: list[JourneyStep]) -> Versio
 # --- What a viewer may read ------------------------------------------------------------------------------------
 
 
+def _exact_cell(n: int) -> Cell:
+    return cell_for(n, exact=True)
+
+
 def _band(n: int) -> Cell:
     """A count shown as the band of ten it lies in (complementary suppression)."""
     if n <= SMALL_CELL_LIMIT:
@@ -180,49 +185,53 @@ class _Sheet:
     def total(self, key: str, parts: list[str]) -> None:
         self.sums.append((key, parts))
 
-    def _pinned(self) -> tuple[set[str], dict[str, tuple[str, list[str]]]]:
+    def _pinned(self) -> set[str]:
         """Terms the screen gives away exactly: shown exactly, or the one unknown of a sum of known terms."""
         pinned = {key for key, cell in self.cells.items() if cell is not None and cell.exact is not None}
-        how: dict[str, tuple[str, list[str]]] = {}
         changed = True
         while changed:
             changed = False
             for total, parts in self.sums:
-                terms = [total, *parts]
-                unknown = [term for term in terms if term not in pinned]
+                unknown = [term for term in (total, *parts) if term not in pinned]
                 if len(unknown) == 1:
                     pinned.add(unknown[0])
-                    how[unknown[0]] = (total, parts)
                     changed = True
-        return pinned, how
+        return pinned
+
+    def _leaks(self) -> set[str]:
+        """Counts from 1 to 10 that are hidden (or not shown) and yet pinned down by the counts shown."""
+        return {
+            key for key in self._pinned()
+            if 1 <= self.true[key] <= SMALL_CELL_LIMIT and (self.cells[key] is None or self.cells[key].exact is None)
+        }
 
     def suppress(self) -> None:
+        """Band counts shown exactly until no small count can be worked out. For each count that leaks, band the
+        largest exact counts one by one until it no longer does, then show again those it did not need. Banding
+        a count above ten never makes another leak, so the leaks only go down."""
         if self.exact:
             return
-        while True:
-            pinned, how = self._pinned()
-            leaks = [
-                key for key in pinned
-                if 1 <= self.true[key] <= SMALL_CELL_LIMIT
-                and (self.cells[key] is None or self.cells[key].exact is None)
-            ]
-            if not leaks:
-                return
-            total, parts = how[leaks[0]]
-            # Band the largest count of the sum that is shown exactly (a total first): it then pins nothing.
-            candidates = [
-                term for term in [total, *parts]
-                if self.cells[term] is not None and self.cells[term].exact is not None and self.true[term] > 0
-            ]
-            if not candidates:
-                # Pinned through other sums only: band every non-zero count shown exactly. Then a sum's one unknown
-                # is a sum of zeros, so nothing small can be worked out.
-                for key, cell in self.cells.items():
-                    if cell is not None and cell.exact and self.true[key] > 0:
-                        self.cells[key] = _band(self.true[key])
-                return
-            chosen = max(candidates, key=lambda term: (term == total, self.true[term]))
-            self.cells[chosen] = _band(self.true[chosen])
+        leaks = self._leaks()
+        while leaks:
+            leak = min(leaks)
+            candidates = sorted(
+                (key for key, cell in self.cells.items() if cell is not None and cell.exact and self.true[key] > 0),
+                key=lambda key: (-self.true[key], key),
+            )
+            banded = []
+            for key in candidates:
+                self.cells[key] = _band(self.true[key])
+                banded.append(key)
+                if leak not in self._pinned():
+                    break
+            else:
+                return  # every count shown is banded: a sum's one unknown is then a sum of zeros
+            for key in banded:
+                band = self.cells[key]
+                self.cells[key] = _exact_cell(self.true[key])
+                if not self._leaks() <= leaks - {leak}:
+                    self.cells[key] = band
+            leaks = self._leaks()
 
     def cell(self, key: str) -> Cell:
         cell = self.cells[key]

@@ -37,10 +37,12 @@ def _review_page(request, journey: Journey, *, approve_form=None, reject_form=No
     flow = version_flow(version, purpose_name=journey.purpose.name) if version else None
     messages_ = []
     if flow is not None:
+        boxes = {box.position: box for box in flow.boxes}
         for step in flow.steps:
             if step.kind == StepKind.SEND and step.campaign_id:
                 messages_.append({
                     "position": step.position,
+                    "words": boxes[step.position].text,
                     "title": f"Step {step.position}: email preview (HTML part)",
                     "preview": content_preview_build(content=content_of(step.campaign)),
                 })
