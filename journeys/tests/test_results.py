@@ -5,7 +5,9 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from audit.models import AuditEvent
 from campaigns.sending.dispatch import delivery_dispatch_batch
@@ -121,7 +123,7 @@ def _counts(step_counts, **totals) -> results.VersionCounts:
     return results.VersionCounts(version=version, steps=step_counts, **totals)
 
 
-@hypothesis_settings(max_examples=150, deadline=None)
+@hypothesis_settings(max_examples=300, deadline=None)
 @given(
     entered=st.integers(0, 60),
     blocked=st.integers(0, 15),
@@ -136,7 +138,7 @@ def _counts(step_counts, **totals) -> results.VersionCounts:
 def test_no_hidden_count_can_be_worked_out_from_those_shown(
     entered, blocked, capped, held, here, yes, converted, control, control_converted
 ):
-    """Send (some blocked, some capped and going on), branch (yes -> 4, no -> 3), send, exit; random counts that
+    """Send (some blocked, some capped and going on), branch (yes -> 4, no -> 3), send (then the end), exit; random counts that
     add up. Whatever they are, the suppressed sheet pins no count from 1 to 10 that it hides."""
     blocked = min(blocked, entered)
     capped = min(capped, entered - blocked)
@@ -151,7 +153,7 @@ def test_no_hidden_count_can_be_worked_out_from_those_shown(
                            held=min(held, entered), exited={"not_covered": blocked} if blocked else {}),
         results.StepCounts(step=_step(2, StepKind.BRANCH, yes_position=4), entered=at_branch, branch_yes=yes,
                            branch_no=no, here=here),
-        results.StepCounts(step=_step(3, StepKind.SEND), entered=no, sent=no),
+        results.StepCounts(step=_step(3, StepKind.SEND, next_position=5), entered=no, sent=no),
         results.StepCounts(step=_step(4, StepKind.EXIT), entered=yes, exited={"exit_step": yes} if yes else {}),
     ]
     counts = _counts(steps, treated=entered, control=control, converted_treated=min(converted, entered),

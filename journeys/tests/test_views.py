@@ -492,3 +492,23 @@ def test_nav_links_to_journeys_for_every_staff_role(verified_client):
     for role in ("marketer", "compliance officer", "administrator"):
         verified_client.sign_in(role=role)
         assert 'href="/journeys/">Journeys</a>' in verified_client.get("/journeys/").content.decode()
+
+
+def test_the_flow_is_drawn_in_words_with_branches_and_jumps(verified_client, purpose):
+    from journeys.services.journeys import StepSpec
+
+    verified_client.sign_in(role="marketer")
+    journey = journey_draft_make(purpose=purpose, steps=[
+        StepSpec(kind="send", subject="How is your CPAP?", body_text="Checking in."),
+        StepSpec(kind="wait", wait_minutes=3 * 1440),
+        StepSpec(kind="branch", branch_event_type="appointment.booked", wait_minutes=7 * 1440, yes_position=5),
+        StepSpec(kind="send", subject="Book a fitting", body_text="Call us.", next_position=6),
+        StepSpec(kind="exit"),
+    ])
+
+    page = verified_client.get(f"/journeys/{journey.pk}/").content.decode()
+
+    assert "Send “How is your CPAP?”" in page and "Wait 3 days" in page
+    assert "Branch: Appointment booked within 7 days? yes → 5 / no → 4" in page
+    assert "then → end" in page
+    assert ">Exit<" in page
