@@ -12,6 +12,7 @@ from audit import urls as audit_urls
 from campaigns import urls as campaign_urls
 from campaigns.views.campaigns import home
 from consent import urls as consent_urls
+from journeys import urls as journey_urls
 
 # Defence in depth: the admin site itself also refuses a user who has not passed the second factor.
 admin.site.__class__ = OTPAdminSite
@@ -21,6 +22,7 @@ urlpatterns = [
     path("", include(account_urls)),
     path("campaigns/", include(campaign_urls)),
     path("consent/", include(consent_urls)),
+    path("journeys/", include(journey_urls)),
     path("audit/", include(([*audit_urls.urlpatterns, *campaign_urls.audit_patterns], audit_urls.app_name))),
     path("reports/", include((campaign_urls.report_patterns, "reports"))),
     # Patient pages: no staff account; consent checks the patient's emailed one-time code itself.
