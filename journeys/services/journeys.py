@@ -198,6 +198,8 @@ def journey_version_save(
         for name_, value in _trigger_fields(trigger).items():
             setattr(version, name_, value)
         version.status = JourneyVersion.Status.DRAFT
+        # Whoever rewrites a version is its author: a reviewer who edits a draft can no longer approve it.
+        version.created_by = actor
         version.full_clean(exclude=["journey"])
         version.save()
         _steps_write(actor=actor, journey=journey, version=version, steps=steps)

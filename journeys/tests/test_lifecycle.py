@@ -209,3 +209,15 @@ def test_marketers_cannot_pause_resume_or_stop():
         with pytest.raises(PermissionDenied):
             control(actor=marketer, journey_id=journey.pk)
     assert Journey.objects.get(pk=journey.pk).status == Journey.Status.ACTIVE
+
+
+def test_a_reviewer_who_rewrites_a_draft_becomes_its_author_and_cannot_approve_it():
+    journey = journey_draft_make(purpose=journey_purpose_make())
+    officer = staff_make(role="compliance officer")
+    journey_version_save(actor=officer, journey_id=journey.pk, name=journey.name, trigger=event_trigger(),
+                         steps=FOLLOW_UP)  # fmt: skip
+    journey_submit(actor=officer, journey_id=journey.pk)
+
+    with pytest.raises(PermissionDenied):
+        journey_approve(actor=officer, journey_id=journey.pk)
+    assert JourneyVersion.objects.get(journey=journey).created_by == officer
