@@ -26,6 +26,7 @@ journey also one step record per enrolment and every enrolment moved on to the w
 steps, campaign and raw, the ratios, and CPU per message. Exits 1 if the median journey rate is under
 `--min-rate` (1,000 msgs/s).
 """
+
 import argparse
 import multiprocessing
 import os
@@ -38,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.send_campaign import (  # noqa: E402 (the path above first)
+from bench.send_campaign import (
     BODY_PARAGRAPH,
     Sink,
     _cpu_seconds,
@@ -78,8 +79,9 @@ def _scanner(results, profile_dir: str) -> None:
         passes += 1
     finished = time.perf_counter()
     _profile_dump(profiler, profile_dir, "scanner")
-    results.put(("scanner", taken, passes, finished, time.process_time() - own_before,
-                 _cpu_seconds(backend) - backend_before))
+    results.put(
+        ("scanner", taken, passes, finished, time.process_time() - own_before, _cpu_seconds(backend) - backend_before)
+    )
 
 
 def _step_sender(campaign_id: int, scanning_done, results, profile_dir: str) -> None:
@@ -107,8 +109,9 @@ def _step_sender(campaign_id: int, scanning_done, results, profile_dir: str) -> 
         time.sleep(0.005)
     done = time.perf_counter()
     _profile_dump(profiler, profile_dir, "sender")
-    results.put(("sender", claimed, idle, done, time.process_time() - own_before,
-                 _cpu_seconds(backend) - backend_before))
+    results.put(
+        ("sender", claimed, idle, done, time.process_time() - own_before, _cpu_seconds(backend) - backend_before)
+    )
 
 
 def _profiler(profile_dir: str):
@@ -147,7 +150,9 @@ def main() -> int:
     parser.add_argument("--raw-messages", type=int, default=0, help="messages for the raw pass (0: --patients)")
     parser.add_argument("--no-campaign", action="store_true", help="skip the campaign and raw passes")
     parser.add_argument(
-        "--profile", default="", metavar="DIR",
+        "--profile",
+        default="",
+        metavar="DIR",
         help="cProfile every scanner and sender of the journey passes into DIR/*.prof (slows them)",
     )
     parser.add_argument("--min-rate", type=float, default=1000.0, help="target: journey steps msgs/s (median)")
@@ -214,9 +219,11 @@ def main() -> int:
     form_published_make(purpose)  # a journey's purpose needs a published form
     author, approver = staff_make(role="marketer"), staff_make(role="compliance officer")
     patient_ids = list(Patient.objects.order_by("id").values_list("id", flat=True))
-    print(f"setup: {args.patients:,} covered patients in {time.perf_counter() - started:.1f}s; "
-          f"quiet hours {settings.HIPAAMAIL_QUIET_HOURS} ({settings.TIME_ZONE}), frequency cap "
-          f"{settings.HIPAAMAIL_FREQUENCY_CAP or 'off'}")
+    print(
+        f"setup: {args.patients:,} covered patients in {time.perf_counter() - started:.1f}s; "
+        f"quiet hours {settings.HIPAAMAIL_QUIET_HOURS} ({settings.TIME_ZONE}), frequency cap "
+        f"{settings.HIPAAMAIL_FREQUENCY_CAP or 'off'}"
+    )
 
     context = multiprocessing.get_context("fork")
     from django.urls import reverse
@@ -231,17 +238,28 @@ def main() -> int:
         """A new live journey and one enrolment per patient due now, through the event intake."""
         code = f"BENCH-{repeat}"
         journey = journey_live_make(
-            purpose=purpose, author=author, approver=approver, name=f"CPAP follow-up (run {repeat})",
+            purpose=purpose,
+            author=author,
+            approver=approver,
+            name=f"CPAP follow-up (run {repeat})",
             trigger=event_trigger(EVENT_TYPE, {"equipment_type": code}),
-            steps=[StepSpec(kind=StepKind.SEND, subject=SUBJECT, body_text=BODY),
-                   StepSpec(kind=StepKind.WAIT, wait_minutes=3 * 1440)],
+            steps=[
+                StepSpec(kind=StepKind.SEND, subject=SUBJECT, body_text=BODY),
+                StepSpec(kind=StepKind.WAIT, wait_minutes=3 * 1440),
+            ],
         )
         step = JourneyStep.objects.get(version_id=journey.live_version_id, position=1)
         occurred = timezone.now() - timedelta(minutes=1)
         PatientEvent.objects.bulk_create(
             [
-                PatientEvent(patient_id=pid, type=EVENT_TYPE, occurred_at=occurred, source="bench",
-                             source_event_id=f"run{repeat}-{pid}", attributes={"equipment_type": code})
+                PatientEvent(
+                    patient_id=pid,
+                    type=EVENT_TYPE,
+                    occurred_at=occurred,
+                    source="bench",
+                    source_event_id=f"run{repeat}-{pid}",
+                    attributes={"equipment_type": code},
+                )
                 for pid in patient_ids
             ],
             batch_size=5000,
@@ -289,8 +307,11 @@ def main() -> int:
         statuses = dict(Delivery.objects.filter(campaign_id=campaign_id).values_list("status").annotate(Count("id")))
         assert statuses == {"sent": args.patients}, statuses
         per_patient = (
-            Delivery.objects.filter(campaign_id=campaign_id).values("patient_id").annotate(n=Count("id"))
-            .filter(n__gt=1).count()
+            Delivery.objects.filter(campaign_id=campaign_id)
+            .values("patient_id")
+            .annotate(n=Count("id"))
+            .filter(n__gt=1)
+            .count()
         )
         assert per_patient == 0, f"{per_patient} patients got the step twice"
         assert Delivery.objects.filter(campaign_id=campaign_id).values("patient_id").distinct().count() == args.patients
@@ -298,22 +319,31 @@ def main() -> int:
         runs_ = StepRun.objects.filter(enrolment__journey=journey)
         assert runs_.filter(outcome=StepOutcome.QUEUED).count() == args.patients == runs_.count()
         waiting = Enrolment.objects.filter(
-            journey=journey, status="active", step_position=2, step_started_at__isnull=False,
+            journey=journey,
+            status="active",
+            step_position=2,
+            step_started_at__isnull=False,
             due_at__gt=timezone.now(),
         ).count()
         assert waiting == args.patients, f"{waiting} enrolments at the wait"
         duplicates = Delivery.objects.filter(campaign_id=campaign_id, possible_duplicate=True).count()
         assert duplicates == 0, duplicates
         return {
-            "seconds": seconds, "scanned": scanned_at, "sent": args.patients,
-            "passes": sum(r[2] for r in reports["scanner"]), "idle": sum(r[2] for r in reports["sender"]),
-            "scanner_cpu": sum(r[4] for r in reports["scanner"]), "scanner_pg": sum(r[5] for r in reports["scanner"]),
-            "sender_cpu": sum(r[4] for r in reports["sender"]), "sender_pg": sum(r[5] for r in reports["sender"]),
+            "seconds": seconds,
+            "scanned": scanned_at,
+            "sent": args.patients,
+            "passes": sum(r[2] for r in reports["scanner"]),
+            "idle": sum(r[2] for r in reports["sender"]),
+            "scanner_cpu": sum(r[4] for r in reports["scanner"]),
+            "scanner_pg": sum(r[5] for r in reports["scanner"]),
+            "sender_cpu": sum(r[4] for r in reports["sender"]),
+            "sender_pg": sum(r[5] for r in reports["sender"]),
         }
 
     def campaign_pass(repeat: int) -> dict:
-        campaign = campaign_create(actor=author, name=f"Flu season (run {repeat})", purpose=purpose,
-                                   subject=SUBJECT, body_text=BODY)
+        campaign = campaign_create(
+            actor=author, name=f"Flu season (run {repeat})", purpose=purpose, subject=SUBJECT, body_text=BODY
+        )
         campaign_submit(actor=author, campaign_id=campaign.pk)
         campaign_approve(actor=approver, campaign_id=campaign.pk)
         connection.close()
@@ -335,8 +365,13 @@ def main() -> int:
         sent = Delivery.objects.filter(campaign=campaign, status="sent").count()
         assert sent == args.patients, f"only {sent} sent"
         assert received == sent, f"the sink received {received}, the database says {sent} sent"
-        return {"seconds": seconds, "launch": launched, "sent": sent,
-                "cpu": sum(c for _, c, _ in done), "pg": sum(p for _, _, p in done)}
+        return {
+            "seconds": seconds,
+            "launch": launched,
+            "sent": sent,
+            "cpu": sum(c for _, c, _ in done),
+            "pg": sum(p for _, _, p in done),
+        }
 
     def raw_pass(messages) -> dict:
         connection.close()
@@ -366,9 +401,11 @@ def main() -> int:
                 from campaigns.models import Campaign
 
                 render = CampaignRender(campaign=Campaign.objects.get(pk=campaign_id))
-                rows = Delivery.objects.filter(campaign_id=campaign_id).order_by("id").values_list(
-                    "id", "patient__email"
-                )[: args.raw_messages or args.patients]
+                rows = (
+                    Delivery.objects.filter(campaign_id=campaign_id)
+                    .order_by("id")
+                    .values_list("id", "patient__email")[: args.raw_messages or args.patients]
+                )
                 messages = []
                 for delivery_id, address in rows:
                     assembled = render.assemble(delivery_id=delivery_id, to_address=address)
@@ -382,10 +419,12 @@ def main() -> int:
         sink.stop()
 
     print()
-    print(f"{args.patients:,} due steps per run, {args.scanners} scanner(s), {args.workers} sender processes, "
-          f"sender batches of {args.batch_size}, scanner passes of {args.journey_batch}; "
-          f"PostgreSQL, smtp transport, smtp-sink counted every message"
-          + (f"; messages {sum(len(m[2]) for m in messages) / len(messages) / 1024:.1f} KB" if messages else ""))
+    print(
+        f"{args.patients:,} due steps per run, {args.scanners} scanner(s), {args.workers} sender processes, "
+        f"sender batches of {args.batch_size}, scanner passes of {args.journey_batch}; "
+        f"PostgreSQL, smtp transport, smtp-sink counted every message"
+        + (f"; messages {sum(len(m[2]) for m in messages) / len(messages) / 1024:.1f} KB" if messages else "")
+    )
     journey_rates = [r["journey"]["sent"] / r["journey"]["seconds"] for r in runs]
     _summary("journey steps, end to end", journey_rates)
     if not args.no_campaign:
@@ -394,35 +433,45 @@ def main() -> int:
         _summary("campaign, launch + send", campaign_rates)
         _summary(f"raw smtplib, {args.workers} connections", raw_rates)
         ratios = [j / c for j, c in zip(journey_rates, campaign_rates)]
-        print(f"journey / campaign, per run: {' · '.join(f'{x:.2f}' for x in ratios)}; "
-              f"journey / raw: {' · '.join(f'{j / r:.2f}' for j, r in zip(journey_rates, raw_rates))}")
+        print(
+            f"journey / campaign, per run: {' · '.join(f'{x:.2f}' for x in ratios)}; "
+            f"journey / raw: {' · '.join(f'{j / r:.2f}' for j, r in zip(journey_rates, raw_rates))}"
+        )
     median = statistics.median(journey_rates)
     met = median >= args.min_rate
-    print(f"target: journey steps {median:,.0f} msgs/s (median) {'>=' if met else '<'} {args.min_rate:,.0f}: "
-          f"{'MET' if met else 'NOT MET'}")
+    print(
+        f"target: journey steps {median:,.0f} msgs/s (median) {'>=' if met else '<'} {args.min_rate:,.0f}: "
+        f"{'MET' if met else 'NOT MET'}"
+    )
     return 0 if met else 1
 
 
 def _print_run(repeat: int, run: dict) -> None:
     j = run["journey"]
     n = j["sent"]
-    line = (f"run {repeat}: journey steps {j['seconds']:.2f} s, {n / j['seconds']:,.0f} msgs/s "
-            f"(scanners done at {j['scanned']:.2f} s, {j['passes']} passes; senders idle {j['idle']}x; "
-            f"CPU µs/msg scanner {j['scanner_cpu'] / n * 1e6:,.0f} + its postgres {j['scanner_pg'] / n * 1e6:,.0f}, "
-            f"sender {j['sender_cpu'] / n * 1e6:,.0f} + its postgres {j['sender_pg'] / n * 1e6:,.0f}); "
-            f"enrolment (set-up) {run['enrol']:.1f} s")
+    line = (
+        f"run {repeat}: journey steps {j['seconds']:.2f} s, {n / j['seconds']:,.0f} msgs/s "
+        f"(scanners done at {j['scanned']:.2f} s, {j['passes']} passes; senders idle {j['idle']}x; "
+        f"CPU µs/msg scanner {j['scanner_cpu'] / n * 1e6:,.0f} + its postgres {j['scanner_pg'] / n * 1e6:,.0f}, "
+        f"sender {j['sender_cpu'] / n * 1e6:,.0f} + its postgres {j['sender_pg'] / n * 1e6:,.0f}); "
+        f"enrolment (set-up) {run['enrol']:.1f} s"
+    )
     if "campaign" in run:
         c, r = run["campaign"], run["raw"]
-        line += (f"\n       campaign {c['seconds']:.2f} s, {c['sent'] / c['seconds']:,.0f} msgs/s (launch "
-                 f"{c['launch']:.2f} s; CPU µs/msg sender {c['cpu'] / c['sent'] * 1e6:,.0f} + its postgres "
-                 f"{c['pg'] / c['sent'] * 1e6:,.0f}); raw {r['sent'] / r['seconds']:,.0f} msgs/s; "
-                 f"journey / campaign {(n / j['seconds']) / (c['sent'] / c['seconds']):.2f}")
+        line += (
+            f"\n       campaign {c['seconds']:.2f} s, {c['sent'] / c['seconds']:,.0f} msgs/s (launch "
+            f"{c['launch']:.2f} s; CPU µs/msg sender {c['cpu'] / c['sent'] * 1e6:,.0f} + its postgres "
+            f"{c['pg'] / c['sent'] * 1e6:,.0f}); raw {r['sent'] / r['seconds']:,.0f} msgs/s; "
+            f"journey / campaign {(n / j['seconds']) / (c['sent'] / c['seconds']):.2f}"
+        )
     print(line, flush=True)
 
 
 def _summary(label: str, rates: list[float]) -> None:
-    print(f"{label}: {' · '.join(f'{x:,.0f}' for x in rates)} msgs/s; median {statistics.median(rates):,.0f}, "
-          f"spread {min(rates):,.0f}–{max(rates):,.0f} ({(max(rates) - min(rates)) / statistics.median(rates):.0%})")
+    print(
+        f"{label}: {' · '.join(f'{x:,.0f}' for x in rates)} msgs/s; median {statistics.median(rates):,.0f}, "
+        f"spread {min(rates):,.0f}–{max(rates):,.0f} ({(max(rates) - min(rates)) / statistics.median(rates):.0%})"
+    )
 
 
 if __name__ == "__main__":

@@ -18,14 +18,17 @@ At each step, for an enrolment that is due:
 - exit, or past the last step: the enrolment ends.
 Each pass writes one audit event per journey: its enrolments by outcome (ids and codes only).
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from audit import actions
@@ -33,7 +36,7 @@ from audit.services import audit_record
 from campaigns.models import Delivery
 from campaigns.selectors.campaigns import delivery_block_reason_list
 from campaigns.selectors.fatigue import frequency_cap_applies, recent_marketing_counts
-from consent.models import Patient, PatientEvent, Purpose
+from consent.models import PatientEvent, Purpose
 from consent.selectors.coverage import CoverageGap
 from journeys.engine.intake import conditions_match
 from journeys.models import (
@@ -70,6 +73,16 @@ def _plans_read(version_ids: set[int]) -> dict[int, _Version]:
     }
 
 
+class _NewDelivery(NamedTuple):
+    """A step's delivery, to be inserted with the pass's writes (a tuple: a pass makes hundreds)."""
+
+    campaign_id: int
+    patient_id: int
+    sequence: int
+    status: str = Delivery.Status.QUEUED
+    block_reason: str = ""
+
+
 def _exit_reason_for(gap: str) -> str:
     return ExitReason.REVOKED if gap == CoverageGap.REVOKED else ExitReason.NOT_COVERED
 
@@ -80,7 +93,7 @@ class _Pass:
     plans: dict[int, _Version]
     # Marketing messages each patient had in the cap's period, this pass's own included as they are queued.
     recent: dict[int, int]
-    deliveries: list[Delivery] = field(default_factory=list)
+    deliveries: list[_NewDelivery] = field(default_factory=list)
     # (enrolment id, step id, outcome, reason, index into deliveries or None)
     runs: list[tuple[int, int | None, str, str, int | None]] = field(default_factory=list)
     outcomes: dict[int, dict[str, list[int]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
@@ -121,17 +134,19 @@ def journey_steps_advance(*, batch_size: int | None = None) -> tuple[int, set[in
         enrolments = list(
             Enrolment.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status=Enrolment.Status.ACTIVE, due_at__lte=now, journey__status=Journey.Status.ACTIVE)
+            # The patient's time zone in the same statement (its row is joined, not locked).
+            .annotate(patient_time_zone=F("patient__time_zone"))
             .order_by("due_at")[:batch_size]
         )
         if not enrolments:
             return 0, set()
         plans = _plans_read({e.version_id for e in enrolments})
-        patient_ids = {e.patient_id for e in enrolments}
-        zones = dict(Patient.objects.filter(pk__in=patient_ids).values_list("id", "time_zone"))
         by_purpose: dict[int, list[int]] = defaultdict(list)
         for enrolment in enrolments:
             by_purpose[plans[enrolment.version_id].purpose.pk].append(enrolment.patient_id)
         # Advisory (the sender decides again at the moment of sending): why each patient is not covered now.
+        # Asked for the pass's patients by id, not as an EXISTS in the statement above: PostgreSQL would hash
+        # every authorization of the purpose for it (it plans for all the due rows, not the batch's).
         gaps = {
             purpose_id: delivery_block_reason_list(purpose_id=purpose_id, patient_ids=ids)
             for purpose_id, ids in by_purpose.items()
@@ -144,7 +159,7 @@ def journey_steps_advance(*, batch_size: int | None = None) -> tuple[int, set[in
             _run(
                 enrolment,
                 work=work,
-                zone=patient_zone(zones.get(enrolment.patient_id, "")),
+                zone=patient_zone(enrolment.patient_time_zone),
                 hours=hours,
                 gaps=gaps,
                 capped=capped_purposes,
@@ -218,12 +233,8 @@ def _run(enrolment: Enrolment, *, work: _Pass, zone, hours, gaps, capped, branch
             return
         if step.kind == StepKind.SEND:
             if gap:
-                delivery = Delivery(
-                    campaign_id=step.campaign_id,
-                    patient_id=enrolment.patient_id,
-                    sequence=enrolment.sequence,
-                    status=Delivery.Status.BLOCKED,
-                    block_reason=gap,
+                delivery = _NewDelivery(
+                    step.campaign_id, enrolment.patient_id, enrolment.sequence, Delivery.Status.BLOCKED, gap
                 )
                 work.record(enrolment, step, StepOutcome.BLOCKED, gap, delivery)
                 reason = _exit_reason_for(gap)
@@ -238,18 +249,16 @@ def _run(enrolment: Enrolment, *, work: _Pass, zone, hours, gaps, capped, branch
                 enrolment.due_at = until
                 return
             if purpose_id in capped and work.recent.get(enrolment.patient_id, 0) >= settings.HIPAAMAIL_FREQUENCY_CAP:
-                delivery = Delivery(
-                    campaign_id=step.campaign_id,
-                    patient_id=enrolment.patient_id,
-                    sequence=enrolment.sequence,
-                    status=Delivery.Status.BLOCKED,
-                    block_reason=Delivery.BlockReason.FREQUENCY_CAP,
+                delivery = _NewDelivery(
+                    step.campaign_id,
+                    enrolment.patient_id,
+                    enrolment.sequence,
+                    Delivery.Status.BLOCKED,
+                    Delivery.BlockReason.FREQUENCY_CAP,
                 )
                 work.record(enrolment, step, StepOutcome.DROPPED, Delivery.BlockReason.FREQUENCY_CAP, delivery)
             else:
-                delivery = Delivery(
-                    campaign_id=step.campaign_id, patient_id=enrolment.patient_id, sequence=enrolment.sequence
-                )
+                delivery = _NewDelivery(step.campaign_id, enrolment.patient_id, enrolment.sequence)
                 work.record(enrolment, step, StepOutcome.QUEUED, "", delivery)
                 if purpose_id in capped:  # counted at once, for a later step of this same pass
                     work.recent[enrolment.patient_id] = work.recent.get(enrolment.patient_id, 0) + 1
@@ -294,23 +303,10 @@ _ENROLMENT_FIELDS = ("status", "step_position", "step_started_at", "due_at", "he
 
 def _write(work: _Pass, enrolments: list[Enrolment]) -> None:
     """The pass's writes: deliveries, step records, enrolments, one audit event per journey."""
-    if work.deliveries:
-        Delivery.objects.bulk_create(work.deliveries)
-    if work.runs:
-        StepRun.objects.bulk_create(
-            [
-                StepRun(
-                    enrolment_id=enrolment_id,
-                    step_id=step_id,
-                    outcome=outcome,
-                    reason=reason,
-                    delivery_id=work.deliveries[index].pk if index is not None else None,
-                    at=work.now,
-                )
-                for enrolment_id, step_id, outcome, reason, index in work.runs
-            ]
-        )
-    _enrolments_update(enrolments)
+    if connection.vendor == "postgresql":
+        _write_postgresql(work, enrolments)
+    else:
+        _write_orm(work, enrolments)
     for journey_id, outcomes in sorted(work.outcomes.items()):
         audit_record(
             actor=None,
@@ -322,32 +318,95 @@ def _write(work: _Pass, enrolments: list[Enrolment]) -> None:
         )
 
 
-def _enrolments_update(enrolments: list[Enrolment]) -> None:
-    if connection.vendor != "postgresql":
-        Enrolment.objects.bulk_update(enrolments, _ENROLMENT_FIELDS)
-        return
-    # One statement for the pass (Django's CASE WHEN per row and field costs more than the rest of the pass).
-    table = connection.ops.quote_name(Enrolment._meta.db_table)
+def _write_orm(work: _Pass, enrolments: list[Enrolment]) -> None:
+    """SQLite (the demo): bulk_create and bulk_update."""
+    deliveries = Delivery.objects.bulk_create([Delivery(**d._asdict()) for d in work.deliveries])
+    StepRun.objects.bulk_create(
+        [
+            StepRun(
+                enrolment_id=enrolment_id,
+                step_id=step_id,
+                outcome=outcome,
+                reason=reason,
+                delivery_id=deliveries[index].pk if index is not None else None,
+                at=work.now,
+            )
+            for enrolment_id, step_id, outcome, reason, index in work.runs
+        ]
+    )
+    Enrolment.objects.bulk_update(enrolments, _ENROLMENT_FIELDS)
+
+
+# Delivery columns a step's insert fills with the model's defaults (every one but these), as the launch does.
+_DELIVERY_SET_COLUMNS = {"id", "campaign", "patient", "sequence", "status", "block_reason", "created_at"}
+_ENROLMENT_PASS_TABLE = "hm_journey_pass"
+
+
+def _write_postgresql(work: _Pass, enrolments: list[Enrolment]) -> None:
+    """The pass's rows in five statements whatever its size: the deliveries' ids reserved from their sequence
+    (so that the step records can name them), COPY of the deliveries, COPY of the step records, COPY of the
+    enrolments' new state into a temporary table and one UPDATE … FROM it. Building a model instance and
+    preparing each field of each row for bulk_create, and quoting an array parameter per column for an
+    UPDATE … FROM unnest, cost more than the database's own work at hundreds of rows a pass (ADR 0016)."""
+    quote = connection.ops.quote_name
+    deliveries_table = quote(Delivery._meta.db_table)
+    defaults = [field for field in Delivery._meta.concrete_fields if field.name not in _DELIVERY_SET_COLUMNS]
+    default_columns = "".join(f", {quote(field.column)}" for field in defaults)
+    default_values = tuple(field.get_db_prep_save(field.get_default(), connection) for field in defaults)
     with connection.cursor() as cursor:
+        raw = cursor.cursor
+        delivery_ids: list[int] = []
+        if work.deliveries:
+            # Ids in ascending order: they follow the pass's order, as bulk_create's would. The sequence's name
+            # is looked up once (MATERIALIZED), not for each id.
+            cursor.execute(
+                "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence(%s, 'id')::regclass AS sequence) "
+                "SELECT nextval(s.sequence) FROM s, generate_series(1, %s) ORDER BY 1",
+                [Delivery._meta.db_table, len(work.deliveries)],
+            )
+            delivery_ids = [pk for (pk,) in cursor.fetchall()]
+            created_at = timezone.now()
+            with raw.copy(
+                f"COPY {deliveries_table} (id, campaign_id, patient_id, sequence, status, block_reason, created_at"
+                f"{default_columns}) FROM STDIN"
+            ) as copy:
+                for pk, delivery in zip(delivery_ids, work.deliveries, strict=True):
+                    copy.write_row((pk, *delivery, created_at, *default_values))
+        if work.runs:
+            with raw.copy(
+                f"COPY {quote(StepRun._meta.db_table)} (enrolment_id, step_id, outcome, reason, delivery_id, at) "
+                "FROM STDIN"
+            ) as copy:
+                for enrolment_id, step_id, outcome, reason, index in work.runs:
+                    delivery_id = delivery_ids[index] if index is not None else None
+                    copy.write_row((enrolment_id, step_id, outcome, reason, delivery_id, work.now))
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_ENROLMENT_PASS_TABLE} (id bigint PRIMARY KEY, status text, "
+            "step_position smallint, step_started_at timestamptz, due_at timestamptz, held_reason text, "
+            "ended_at timestamptz, exit_reason text) ON COMMIT DROP"
+        )
+        # Empty unless an outer transaction (a test's) ran an earlier pass: the table lives until the commit.
+        cursor.execute(f"TRUNCATE {_ENROLMENT_PASS_TABLE}")
+        with raw.copy(f"COPY {_ENROLMENT_PASS_TABLE} (id, {', '.join(_ENROLMENT_FIELDS)}) FROM STDIN") as copy:
+            for e in enrolments:
+                copy.write_row(
+                    (
+                        e.pk,
+                        e.status,
+                        e.step_position,
+                        e.step_started_at,
+                        e.due_at,
+                        e.held_reason,
+                        e.ended_at,
+                        e.exit_reason,
+                    )
+                )
         cursor.execute(
             f"""
-            UPDATE {table} AS e
+            UPDATE {quote(Enrolment._meta.db_table)} AS e
                SET status = v.status, step_position = v.step_position, step_started_at = v.step_started_at,
                    due_at = v.due_at, held_reason = v.held_reason, ended_at = v.ended_at, exit_reason = v.exit_reason
-              FROM unnest(%s::bigint[], %s::text[], %s::smallint[], %s::timestamptz[], %s::timestamptz[], %s::text[],
-                          %s::timestamptz[], %s::text[])
-                   AS v(id, status, step_position, step_started_at, due_at, held_reason, ended_at, exit_reason)
+              FROM {_ENROLMENT_PASS_TABLE} AS v
              WHERE e.id = v.id
-            """,
-            [
-                [e.pk for e in enrolments],
-                [e.status for e in enrolments],
-                [e.step_position for e in enrolments],
-                [e.step_started_at for e in enrolments],
-                [e.due_at for e in enrolments],
-                [e.held_reason for e in enrolments],
-                [e.ended_at for e in enrolments],
-                [e.exit_reason for e in enrolments],
-            ],
+            """
         )
-
