@@ -29,6 +29,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from audit import actions
@@ -36,8 +37,8 @@ from audit.services import audit_record
 from campaigns.models import Delivery
 from campaigns.selectors.campaigns import delivery_block_reason_list
 from campaigns.selectors.fatigue import frequency_cap_applies, recent_marketing_counts
-from consent.models import PatientEvent, Purpose
-from consent.selectors.coverage import CoverageGap
+from consent.models import Patient, PatientEvent, Purpose, Suppression
+from consent.selectors.coverage import CoverageGap, authorization_covering_list
 from journeys.engine.intake import conditions_match
 from journeys.models import (
     Enrolment,
@@ -145,12 +146,7 @@ def journey_steps_advance(*, batch_size: int | None = None) -> tuple[int, set[in
         for enrolment in enrolments:
             by_purpose[plans[enrolment.version_id].purpose.pk].append(enrolment.patient_id)
         # Advisory (the sender decides again at the moment of sending): why each patient is not covered now.
-        # Asked for the pass's patients by id, not as an EXISTS in the statement above: PostgreSQL would hash
-        # every authorization of the purpose for it (it plans for all the due rows, not the batch's).
-        gaps = {
-            purpose_id: delivery_block_reason_list(purpose_id=purpose_id, patient_ids=ids)
-            for purpose_id, ids in by_purpose.items()
-        }
+        gaps = {purpose_id: _gaps(purpose_id=purpose_id, patient_ids=ids) for purpose_id, ids in by_purpose.items()}
         capped_purposes = {plan.purpose.pk for plan in plans.values() if frequency_cap_applies(plan.purpose)}
         capped_patients = [pid for purpose_id in capped_purposes for pid in by_purpose[purpose_id]]
         work = _Pass(now=now, plans=plans, recent=recent_marketing_counts(patient_ids=capped_patients))
@@ -167,6 +163,33 @@ def journey_steps_advance(*, batch_size: int | None = None) -> tuple[int, set[in
             )
         _write(work, enrolments)
     return len(enrolments), {d.campaign_id for d in work.deliveries if d.status == Delivery.Status.QUEUED}
+
+
+def _gaps(*, purpose_id: int, patient_ids: list[int]) -> dict[int, str]:
+    """{patient id: why a message for this purpose would be blocked now} for the pass's patients (absent: it
+    would be sent), as delivery_block_reason_list answers it.
+
+    On PostgreSQL the pass's patients travel as one array parameter to THE predicate
+    (authorization_covering_list) and to the suppression list, and only those these leave out (usually none)
+    go to delivery_block_reason_list for their reasons, as the launch does: a `patient_id IN (…)` of hundreds
+    of placeholders, twice, cost a quarter of a pass in Python. Not an EXISTS in the statement that takes
+    the enrolments: PostgreSQL plans that for every due row, not the batch's, and hashes every authorization
+    of the purpose instead."""
+    if connection.vendor != "postgresql":
+        return delivery_block_reason_list(purpose_id=purpose_id, patient_ids=patient_ids)
+    these = RawSQL("SELECT unnest(%s::bigint[])", [patient_ids])
+    covered = set(
+        authorization_covering_list(purpose_id=purpose_id)
+        .filter(patient_id__in=these)
+        .values_list("patient_id", flat=True)
+    )
+    suppressed = set(
+        Patient.objects.filter(pk__in=these, email_digest__in=Suppression.objects.values("email_digest")).values_list(
+            "pk", flat=True
+        )
+    )
+    suspects = [pid for pid in patient_ids if pid not in covered or pid in suppressed]
+    return delivery_block_reason_list(purpose_id=purpose_id, patient_ids=suspects) if suspects else {}
 
 
 def _branch_facts(enrolments: list[Enrolment], plans: dict[int, _Version]) -> dict[tuple[int, int], bool]:
