@@ -130,6 +130,16 @@ def _profile_dump(profiler, profile_dir: str, name: str) -> None:
         profiler.dump_stats(str(Path(profile_dir) / f"{name}-{os.getpid()}.prof"))
 
 
+def _windows(campaign_id: int) -> int:
+    """The sender's check-to-send windows (one transaction and one `delivery.batch_dispatched` event each)."""
+    from audit import actions
+    from audit.models import AuditEvent
+
+    return AuditEvent.objects.filter(
+        action=actions.DELIVERY_BATCH_DISPATCHED, object_type="campaign", object_id=str(campaign_id)
+    ).count()
+
+
 def _quiet_hours_away(tz_name: str) -> str:
     """Quiet hours that are real (every step checks them) but start 8 hours from now and end 8 hours before, in
     the patients' zone, so that a run never falls into them."""
@@ -147,13 +157,22 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=200, help="SEND_BATCH_SIZE")
     parser.add_argument("--journey-batch", type=int, default=500, help="JOURNEY_BATCH_SIZE (enrolments per pass)")
-    parser.add_argument("--raw-messages", type=int, default=0, help="messages for the raw pass (0: --patients)")
+    parser.add_argument("--raw-messages", type=int, default=20_000, help="messages for the raw pass (0: --patients)")
+    parser.add_argument(
+        "--no-warmup", action="store_true", help="skip the untimed journey pass over 2,000 patients that comes first"
+    )
     parser.add_argument("--no-campaign", action="store_true", help="skip the campaign and raw passes")
     parser.add_argument(
         "--profile",
         default="",
         metavar="DIR",
         help="cProfile every scanner and sender of the journey passes into DIR/*.prof (slows them)",
+    )
+    parser.add_argument(
+        "--claim-index",
+        action="store_true",
+        help="experiment, not the product: add an index on deliveries (campaign_id, id) WHERE status = 'queued' "
+        "to this database, for the sender's claim (ORDER BY id LIMIT n) to read only what it takes",
     )
     parser.add_argument("--min-rate", type=float, default=1000.0, help="target: journey steps msgs/s (median)")
     parser.add_argument("--database", default="hipaamail_bench_journeys")
@@ -214,6 +233,11 @@ def main() -> int:
         # NOT NULL without a database default), so every COPY import fails on PostgreSQL until write.py names it.
         with connection.cursor() as cursor:
             cursor.execute("ALTER TABLE consent_patient ALTER COLUMN time_zone SET DEFAULT ''")
+    if args.claim_index:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE INDEX bench_delivery_queued ON campaigns_delivery (campaign_id, id) WHERE status = 'queued'"
+            )
     started = time.perf_counter()
     purpose = covered_patients_make(args.patients)
     form_published_make(purpose)  # a journey's purpose needs a published form
@@ -223,6 +247,7 @@ def main() -> int:
         f"setup: {args.patients:,} covered patients in {time.perf_counter() - started:.1f}s; "
         f"quiet hours {settings.HIPAAMAIL_QUIET_HOURS} ({settings.TIME_ZONE}), frequency cap "
         f"{settings.HIPAAMAIL_FREQUENCY_CAP or 'off'}"
+        + ("; EXPERIMENT: the claim index bench_delivery_queued" if args.claim_index else "")
     )
 
     context = multiprocessing.get_context("fork")
@@ -234,7 +259,7 @@ def main() -> int:
     results = context.Queue()
     runs = []
 
-    def enrol(repeat: int):
+    def enrol(repeat: int, patients: list[int]):
         """A new live journey and one enrolment per patient due now, through the event intake."""
         code = f"BENCH-{repeat}"
         journey = journey_live_make(
@@ -260,7 +285,7 @@ def main() -> int:
                     source_event_id=f"run{repeat}-{pid}",
                     attributes={"equipment_type": code},
                 )
-                for pid in patient_ids
+                for pid in patients
             ],
             batch_size=5000,
         )
@@ -272,12 +297,12 @@ def main() -> int:
                 break
             enrolled += len(due)
         seconds = time.perf_counter() - begun
-        assert enrolled == args.patients, f"{enrolled} enrolled of {args.patients}"
+        assert enrolled == len(patients), f"{enrolled} enrolled of {len(patients)}"
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
-        return journey, step.campaign_id, seconds
+        return journey, step.campaign_id, len(patients), seconds
 
-    def journey_pass(journey, campaign_id: int) -> dict:
+    def journey_pass(journey, campaign_id: int, count: int) -> dict:
         connection.close()
         settings.EMAIL_PORT = sink.start()
         scanning_done = context.Event()
@@ -305,7 +330,7 @@ def main() -> int:
         scanned_at = max(r[3] for r in reports["scanner"]) - started
         # Every delivery sent, one per patient; one step record per enrolment; every enrolment now waiting.
         statuses = dict(Delivery.objects.filter(campaign_id=campaign_id).values_list("status").annotate(Count("id")))
-        assert statuses == {"sent": args.patients}, statuses
+        assert statuses == {"sent": count}, statuses
         per_patient = (
             Delivery.objects.filter(campaign_id=campaign_id)
             .values("patient_id")
@@ -314,10 +339,10 @@ def main() -> int:
             .count()
         )
         assert per_patient == 0, f"{per_patient} patients got the step twice"
-        assert Delivery.objects.filter(campaign_id=campaign_id).values("patient_id").distinct().count() == args.patients
-        assert received == args.patients, f"the sink received {received}, the database says {args.patients} sent"
+        assert Delivery.objects.filter(campaign_id=campaign_id).values("patient_id").distinct().count() == count
+        assert received == count, f"the sink received {received}, the database says {count} sent"
         runs_ = StepRun.objects.filter(enrolment__journey=journey)
-        assert runs_.filter(outcome=StepOutcome.QUEUED).count() == args.patients == runs_.count()
+        assert runs_.filter(outcome=StepOutcome.QUEUED).count() == count == runs_.count()
         waiting = Enrolment.objects.filter(
             journey=journey,
             status="active",
@@ -325,13 +350,14 @@ def main() -> int:
             step_started_at__isnull=False,
             due_at__gt=timezone.now(),
         ).count()
-        assert waiting == args.patients, f"{waiting} enrolments at the wait"
+        assert waiting == count, f"{waiting} enrolments at the wait"
         duplicates = Delivery.objects.filter(campaign_id=campaign_id, possible_duplicate=True).count()
         assert duplicates == 0, duplicates
         return {
+            "windows": _windows(campaign_id),
             "seconds": seconds,
             "scanned": scanned_at,
-            "sent": args.patients,
+            "sent": count,
             "passes": sum(r[2] for r in reports["scanner"]),
             "idle": sum(r[2] for r in reports["sender"]),
             "scanner_cpu": sum(r[4] for r in reports["scanner"]),
@@ -361,11 +387,13 @@ def main() -> int:
             worker.join()
         seconds = time.perf_counter() - started
         campaign_finish_if_done(campaign_id=campaign.pk)
+        windows = _windows(campaign.pk)
         received = sink.stop()
         sent = Delivery.objects.filter(campaign=campaign, status="sent").count()
         assert sent == args.patients, f"only {sent} sent"
         assert received == sent, f"the sink received {received}, the database says {sent} sent"
         return {
+            "windows": windows,
             "seconds": seconds,
             "launch": launched,
             "sent": sent,
@@ -394,9 +422,16 @@ def main() -> int:
 
     messages = None
     try:
+        if not args.no_warmup:
+            # PostgreSQL's caches, planner statistics that know deliveries and step records, the sink.
+            journey, campaign_id, count, _ = enrol(0, patient_ids[:2000])
+            warm = journey_pass(journey, campaign_id, count)
+            with connection.cursor() as cursor:
+                cursor.execute("ANALYZE")
+            print(f"warm-up (not counted): {count:,} journey steps, {count / warm['seconds']:,.0f} msgs/s", flush=True)
         for repeat in range(1, args.repeats + 1):
-            journey, campaign_id, enrol_seconds = enrol(repeat)
-            run = {"enrol": enrol_seconds, "journey": journey_pass(journey, campaign_id)}
+            journey, campaign_id, count, enrol_seconds = enrol(repeat, patient_ids)
+            run = {"enrol": enrol_seconds, "journey": journey_pass(journey, campaign_id, count)}
             if messages is None and not args.no_campaign:
                 from campaigns.models import Campaign
 
@@ -453,7 +488,8 @@ def _print_run(repeat: int, run: dict) -> None:
         f"run {repeat}: journey steps {j['seconds']:.2f} s, {n / j['seconds']:,.0f} msgs/s "
         f"(scanners done at {j['scanned']:.2f} s, {j['passes']} passes; senders idle {j['idle']}x; "
         f"CPU µs/msg scanner {j['scanner_cpu'] / n * 1e6:,.0f} + its postgres {j['scanner_pg'] / n * 1e6:,.0f}, "
-        f"sender {j['sender_cpu'] / n * 1e6:,.0f} + its postgres {j['sender_pg'] / n * 1e6:,.0f}); "
+        f"sender {j['sender_cpu'] / n * 1e6:,.0f} + its postgres {j['sender_pg'] / n * 1e6:,.0f}; "
+        f"{n / j['windows']:.0f} msgs/window); "
         f"enrolment (set-up) {run['enrol']:.1f} s"
     )
     if "campaign" in run:
@@ -461,7 +497,7 @@ def _print_run(repeat: int, run: dict) -> None:
         line += (
             f"\n       campaign {c['seconds']:.2f} s, {c['sent'] / c['seconds']:,.0f} msgs/s (launch "
             f"{c['launch']:.2f} s; CPU µs/msg sender {c['cpu'] / c['sent'] * 1e6:,.0f} + its postgres "
-            f"{c['pg'] / c['sent'] * 1e6:,.0f}); raw {r['sent'] / r['seconds']:,.0f} msgs/s; "
+            f"{c['pg'] / c['sent'] * 1e6:,.0f}; {c['sent'] / c['windows']:.0f} msgs/window); raw {r['sent'] / r['seconds']:,.0f} msgs/s; "
             f"journey / campaign {(n / j['seconds']) / (c['sent'] / c['seconds']):.2f}"
         )
     print(line, flush=True)
