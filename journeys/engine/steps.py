@@ -18,7 +18,6 @@ At each step, for an enrolment that is due:
 - exit, or past the last step: the enrolment ends.
 Each pass writes one audit event per journey: its enrolments by outcome (ids and codes only).
 """
-
 from __future__ import annotations
 
 from collections import defaultdict
@@ -368,9 +367,10 @@ _ENROLMENT_PASS_TABLE = "hm_journey_pass"
 def _write_postgresql(work: _Pass, enrolments: list[Enrolment]) -> None:
     """The pass's rows in five statements whatever its size: the deliveries' ids reserved from their sequence
     (so that the step records can name them), COPY of the deliveries, COPY of the step records, COPY of the
-    enrolments' new state into a temporary table and one UPDATE … FROM it. Building a model instance and
-    preparing each field of each row for bulk_create, and quoting an array parameter per column for an
-    UPDATE … FROM unnest, cost more than the database's own work at hundreds of rows a pass (ADR 0016)."""
+    enrolments' new state into a temporary table and one UPDATE … FROM it (as the patient import's updates).
+    bulk_create's model instances and per-field preparation of every row cost more Python than the rest of the
+    pass, and the eight array parameters of an UPDATE … FROM unnest were quoted in Python (Django's client-side
+    binding) for every pass."""
     quote = connection.ops.quote_name
     deliveries_table = quote(Delivery._meta.db_table)
     defaults = [field for field in Delivery._meta.concrete_fields if field.name not in _DELIVERY_SET_COLUMNS]
