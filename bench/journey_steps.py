@@ -226,13 +226,6 @@ def main() -> int:
     assert connection.vendor == "postgresql", connection.vendor
     assert isinstance(transport_for_settings(), SmtpTransport)
 
-    from consent.patient_import.write import COPY_PATIENT_COLUMNS
-
-    if "time_zone" not in COPY_PATIENT_COLUMNS:
-        # Workaround, this database only: the import's COPY does not name Patient.time_zone (added by issue 14,
-        # NOT NULL without a database default), so every COPY import fails on PostgreSQL until write.py names it.
-        with connection.cursor() as cursor:
-            cursor.execute("ALTER TABLE consent_patient ALTER COLUMN time_zone SET DEFAULT ''")
     if args.claim_index:
         with connection.cursor() as cursor:
             cursor.execute(
