@@ -2,7 +2,7 @@
 run twice, at once on several workers (the engine takes its rows FOR UPDATE SKIP LOCKED)."""
 from celery import shared_task
 
-from campaigns.sending.dispatch import TransientSendError, delivery_dispatch_batch
+from campaigns.tasks import campaign_dispatch_task
 from journeys.engine.intake import events_route
 from journeys.engine.steps import journey_steps_advance
 
@@ -20,22 +20,10 @@ def journey_advance_task() -> None:
     for _ in range(_PASSES_PER_TASK):
         taken, campaigns = journey_steps_advance()
         for campaign_id in campaigns - woken:
-            journey_step_dispatch_task.delay(campaign_id)
+            # The campaigns' own dispatch task (it never marks a step campaign sent), on the transactional queue:
+            # triggered mail never waits behind a blast.
+            campaign_dispatch_task.apply_async(args=[campaign_id], queue="transactional")
         woken |= campaigns
         if not taken:
             break
-
-
-@shared_task(
-    name="journeys.tasks.journey_step_dispatch_task",
-    autoretry_for=(TransientSendError,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=None,
-)
-def journey_step_dispatch_task(campaign_id: int) -> None:
-    """Send a step campaign's queued messages through the one sender (campaigns.sending.dispatch)."""
-    while delivery_dispatch_batch(campaign_id=campaign_id):
-        pass
 

@@ -6,7 +6,21 @@ from campaigns.content import MAX_BLOCKS
 from campaigns.models import Campaign, ContentBlock, ContentStatus, EmailTemplate, Segment
 from consent.models import Purpose
 
-_NOT_APPROVED = "That one is not an approved item of the content library (any more): choose another."
+NOT_APPROVED = "That one is not an approved item of the content library (any more): choose another."
+
+
+def approved_block_fields_add(form: forms.Form) -> None:
+    """Add `block_1` … `block_<MAX_BLOCKS>`: each an optional choice among the approved content blocks. A campaign's
+    form and a journey's send step both use them."""
+    approved = ContentBlock.objects.filter(status=ContentStatus.APPROVED).order_by("name", "id")
+    for position in range(1, MAX_BLOCKS + 1):
+        form.fields[f"block_{position}"] = forms.ModelChoiceField(
+            queryset=approved,
+            required=False,
+            empty_label="(none)",
+            label=f"Block {position}",
+            error_messages={"invalid_choice": NOT_APPROVED},
+        )
 
 
 class CampaignForm(forms.Form):
@@ -36,7 +50,7 @@ class CampaignForm(forms.Form):
         required=False,
         empty_label="Plain layout (no template)",
         label="Email template",
-        error_messages={"invalid_choice": _NOT_APPROVED},
+        error_messages={"invalid_choice": NOT_APPROVED},
     )
     body_text = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 6}),
@@ -47,15 +61,7 @@ class CampaignForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        approved = ContentBlock.objects.filter(status=ContentStatus.APPROVED).order_by("name", "id")
-        for position in range(1, MAX_BLOCKS + 1):
-            self.fields[f"block_{position}"] = forms.ModelChoiceField(
-                queryset=approved,
-                required=False,
-                empty_label="(none)",
-                label=f"Block {position}",
-                error_messages={"invalid_choice": _NOT_APPROVED},
-            )
+        approved_block_fields_add(self)
 
     def block_fields(self):
         return [self[f"block_{position}"] for position in range(1, MAX_BLOCKS + 1)]

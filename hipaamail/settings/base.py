@@ -202,7 +202,6 @@ CELERY_TASK_ROUTES = {
     "api.tasks.idempotency_records_prune_task": {"queue": "transactional"},
     # Journeys (ADR 0016): triggered messages and the scans that queue them never wait behind a blast.
     "journeys.tasks.journey_advance_task": {"queue": "transactional"},
-    "journeys.tasks.journey_step_dispatch_task": {"queue": "transactional"},
     "journeys.tasks.journey_triggers_scan_task": {"queue": "transactional"},
 }
 # Transactional mail tasks run in the calling process instead of a worker when set: the test suite only (its

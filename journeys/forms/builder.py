@@ -12,7 +12,8 @@ from django import forms
 from django.forms import formset_factory
 
 from campaigns.content import MAX_BLOCKS
-from campaigns.models import Campaign, ContentBlock, ContentStatus, EmailTemplate, Segment
+from campaigns.forms.editor import NOT_APPROVED, approved_block_fields_add
+from campaigns.models import Campaign, ContentStatus, EmailTemplate, Segment
 from consent.events import ATTRIBUTES, EVENT_TYPES, AttributeKind
 from consent.models import AuthorizationForm, Purpose
 from journeys.dates import DATE_FIELDS
@@ -24,7 +25,6 @@ TARGET_NEXT = ""
 TARGET_END = "end"
 TRIGGER_CONDITIONS = 2  # coded conditions on the trigger event's attributes
 BRANCH_CONDITIONS = 1
-_NOT_APPROVED = "That one is not an approved item of the content library (any more): choose another."
 _WHOLE = "Enter a whole number."
 
 
@@ -256,7 +256,7 @@ class StepForm(forms.Form):
         required=False,
         empty_label="Plain layout (no template)",
         label="Email template",
-        error_messages={"invalid_choice": _NOT_APPROVED},
+        error_messages={"invalid_choice": NOT_APPROVED},
     )
     # WAIT: a duration, then optionally a time of day. BRANCH: how long to wait for it to happen.
     wait_days = _number("Days", minimum=0, maximum=365, initial=0)
@@ -283,15 +283,7 @@ class StepForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        approved = ContentBlock.objects.filter(status=ContentStatus.APPROVED).order_by("name", "id")
-        for position in range(1, MAX_BLOCKS + 1):
-            self.fields[f"block_{position}"] = forms.ModelChoiceField(
-                queryset=approved,
-                required=False,
-                empty_label="(none)",
-                label=f"Block {position}",
-                error_messages={"invalid_choice": _NOT_APPROVED},
-            )
+        approved_block_fields_add(self)
         _Conditions.add_fields(self, "branch_condition", BRANCH_CONDITIONS, "Condition")
 
     def block_fields(self):

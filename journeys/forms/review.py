@@ -3,7 +3,7 @@
 from django import forms
 
 from campaigns.forms.review import SecondFactorForm
-from journeys.services.journeys import COMMENT_MAX_LENGTH
+from campaigns.services.lifecycle import COMMENT_MAX_LENGTH
 
 __all__ = ["RejectForm", "SecondFactorForm", "StopForm"]
 

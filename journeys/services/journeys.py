@@ -27,6 +27,7 @@ from campaigns.services.journey_steps import (
     journey_step_campaigns_pause,
     journey_step_campaigns_resume,
 )
+from campaigns.services.lifecycle import COMMENT_MAX_LENGTH
 from consent.models import Purpose
 from journeys.models import (
     Enrolment,
@@ -39,8 +40,6 @@ from journeys.models import (
 from journeys.selectors.journeys import journey_step_campaign_ids
 from journeys.tasks import journey_advance_task
 from journeys.validation import TriggerSpec, version_problems
-
-COMMENT_MAX_LENGTH = 2000
 
 
 @dataclass(frozen=True)
