@@ -168,12 +168,6 @@ def main() -> int:
         metavar="DIR",
         help="cProfile every scanner and sender of the journey passes into DIR/*.prof (slows them)",
     )
-    parser.add_argument(
-        "--claim-index",
-        action="store_true",
-        help="experiment, not the product: add an index on deliveries (campaign_id, id) WHERE status = 'queued' "
-        "to this database, for the sender's claim (ORDER BY id LIMIT n) to read only what it takes",
-    )
     parser.add_argument("--min-rate", type=float, default=1000.0, help="target: journey steps msgs/s (median)")
     parser.add_argument("--database", default="hipaamail_bench_journeys")
     parser.add_argument(
@@ -226,11 +220,6 @@ def main() -> int:
     assert connection.vendor == "postgresql", connection.vendor
     assert isinstance(transport_for_settings(), SmtpTransport)
 
-    if args.claim_index:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "CREATE INDEX bench_delivery_queued ON campaigns_delivery (campaign_id, id) WHERE status = 'queued'"
-            )
     started = time.perf_counter()
     purpose = covered_patients_make(args.patients)
     form_published_make(purpose)  # a journey's purpose needs a published form
@@ -240,7 +229,6 @@ def main() -> int:
         f"setup: {args.patients:,} covered patients in {time.perf_counter() - started:.1f}s; "
         f"quiet hours {settings.HIPAAMAIL_QUIET_HOURS} ({settings.TIME_ZONE}), frequency cap "
         f"{settings.HIPAAMAIL_FREQUENCY_CAP or 'off'}"
-        + ("; EXPERIMENT: the claim index bench_delivery_queued" if args.claim_index else "")
     )
 
     context = multiprocessing.get_context("fork")

@@ -185,8 +185,10 @@ class Delivery(models.Model):
         # The organisation's frequency cap (HIPAAMAIL_FREQUENCY_CAP): this patient had enough marketing messages.
         FREQUENCY_CAP = "frequency_cap", "Frequency cap reached"
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries")
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="deliveries")
+    # No single-column indexes on these two: the unique (campaign, patient, sequence) and (patient, created_at)
+    # lead with them, and every index is one more write per delivery.
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries", db_index=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="deliveries", db_index=False)
     # 0 for a campaign's; a journey step's: the patient's enrolment number in that journey (one message per step
     # and enrolment, and a patient may enter a journey again).
     sequence = models.PositiveIntegerField(default=0, db_default=0)
@@ -242,6 +244,9 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["campaign", "status"]),
+            # The sender's claim (queued rows of one campaign, lowest ids first, FOR UPDATE SKIP LOCKED) reads only
+            # the rows it takes, whatever the campaign's size (docs/benchmarks.md, issue 14).
+            models.Index(fields=["campaign", "id"], condition=Q(status="queued"), name="delivery_queued_claim"),
             # The frequency cap counts a patient's recent messages.
             models.Index(fields=["patient", "created_at"], name="delivery_by_patient_and_time"),
         ]

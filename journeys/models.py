@@ -176,9 +176,13 @@ class Enrolment(models.Model):
         ACTIVE = "active", "In the journey"
         ENDED = "ended", "Ended"
 
-    journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="enrolments")
+    # journey and patient lead the unique (journey, trigger_key) and the index (patient, journey): no index of
+    # their own (the scanner updates every enrolment it moves, and each index is one more write).
+    journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="enrolments", db_index=False)
     version = models.ForeignKey(JourneyVersion, on_delete=models.PROTECT, related_name="enrolments")
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="journey_enrolments")
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="journey_enrolments", db_index=False
+    )
     # What enrolled the patient, once per journey: "event:<id>", "date:<field>:<patient>:<date>",
     # "segment:<segment>:<patient>", "expiry:<authorization>". The same event delivered twice enrols once.
     trigger_key = models.CharField(max_length=100)
@@ -236,7 +240,10 @@ class StepRun(models.Model):
     served, a branch taken, an exit."""
 
     enrolment = models.ForeignKey(Enrolment, on_delete=models.PROTECT, related_name="step_runs")
-    step = models.ForeignKey(JourneyStep, null=True, blank=True, on_delete=models.PROTECT, related_name="runs")
+    # (step, outcome) below leads with it.
+    step = models.ForeignKey(
+        JourneyStep, null=True, blank=True, on_delete=models.PROTECT, related_name="runs", db_index=False
+    )
     outcome = models.CharField(max_length=12, choices=StepOutcome.choices)
     reason = models.CharField(max_length=32, blank=True)
     delivery = models.OneToOneField(

@@ -23,6 +23,7 @@ CANCEL_ACTION = actions.CAMPAIGN_CANCELLED
 # A journey's scanner pass: it prepares the step messages that came due, and records the ones it did not send
 # (not covered, frequency cap) by outcome, one event per journey and pass (object: the journey).
 JOURNEY_PASS_ACTION = actions.JOURNEY_STEPS_RUN
+JOURNEY_PASS_BLOCKED = actions.JOURNEY_STEPS_RUN_BLOCKED
 
 
 # --- Journey messages ----------------------------------------------------------------------------------------
@@ -208,31 +209,28 @@ def _recording_event(delivery: Delivery) -> AuditEvent | None:
     return campaign_events.filter(action=LAUNCH_ACTION).order_by("occurred_at", "id").first()
 
 
-# How long before a delivery's creation the journey pass that created it may have started (its event is dated
-# by its transaction's start on PostgreSQL, the delivery by the row's creation in that transaction).
-_PASS_WINDOW = timedelta(minutes=1)
+# How long before a delivery's creation the pass that created it may have begun: far longer than a pass holds its
+# transaction open (a pass of 500 takes well under a second).
+_PASS_WINDOW = timedelta(minutes=10)
 
 
 def _journey_pass_event(delivery: Delivery) -> AuditEvent | None:
     """A journey message is never launched: one not sent when its step came due (not covered, or over the
-    frequency cap) was created blocked by a journey scanner pass, whose `journey.steps_run` event (one per
-    journey and pass, in the transaction that created the delivery) lists the enrolments by outcome. The event is
-    the latest pass event up to the delivery's creation, within _PASS_WINDOW, that has this outcome. (The event
-    names enrolments, not deliveries, and campaigns do not read journeys: a pass that gave two journeys the same
-    outcome at once is told apart by neither; the journey's step runs name the delivery exactly.)"""
-    reason = delivery.block_reason
-    key = "dropped_frequency_cap" if reason == Delivery.BlockReason.FREQUENCY_CAP else f"blocked_{reason}"
+    frequency cap) was created blocked by a journey scanner pass, in the transaction of that pass's
+    `journey.steps_run` event, which names it among its blocked deliveries. On PostgreSQL the event is dated by
+    its transaction's start, before the delivery's creation; the window only narrows the search."""
     created = delivery.created_at
-    return (
-        AuditEvent.objects.filter(
-            action=JOURNEY_PASS_ACTION,
-            object_type="journey",
-            occurred_at__gte=created - _PASS_WINDOW,
-            occurred_at__lte=created + timedelta(seconds=1),
-            details__has_key=key,
-        )
-        .order_by("-occurred_at", "-id")
-        .first()
+    passes = AuditEvent.objects.filter(
+        action=JOURNEY_PASS_ACTION,
+        object_type="journey",
+        occurred_at__gte=created - _PASS_WINDOW,
+        occurred_at__lte=created + timedelta(seconds=1),
+    ).order_by("occurred_at", "id")
+    if connection.vendor == "postgresql":
+        return passes.filter(**{f"details__{JOURNEY_PASS_BLOCKED}__contains": [delivery.pk]}).first()
+    return next(
+        (event for event in passes if delivery.pk in event.details.get(JOURNEY_PASS_BLOCKED, ())),
+        None,
     )
 
 

@@ -45,9 +45,10 @@ def _step_campaign(purpose, name=STEP_NAME) -> Campaign:
     return Campaign.objects.get(pk=campaign.pk)
 
 
-def _pass(campaign, *, queued=(), blocked=(), sequence=1) -> list[Delivery]:
+def _pass(campaign, *, queued=(), blocked=(), sequence=1, journey_id=JOURNEY_ID) -> list[Delivery]:
     """One journey scanner pass reaching this step: a queued delivery per covered enrolment, a blocked one (with
-    its reason) per uncovered one, and the pass's audit event listing the enrolments by outcome."""
+    its reason) per uncovered one, and the pass's audit event listing the enrolments by outcome and the blocked
+    deliveries' ids."""
     with transaction.atomic():
         deliveries = Delivery.objects.bulk_create(
             [Delivery(campaign=campaign, patient=patient, sequence=sequence) for patient in queued]
@@ -63,9 +64,12 @@ def _pass(campaign, *, queued=(), blocked=(), sequence=1) -> list[Delivery]:
                 "dropped_frequency_cap" if delivery.block_reason == "frequency_cap" else f"blocked_{delivery.block_reason}"
             )
             outcomes.setdefault(key, []).append(900 + index)  # enrolment ids
+        blocked_ids = [d.pk for d in deliveries if d.status == Delivery.Status.BLOCKED]
+        if blocked_ids:
+            outcomes[actions.JOURNEY_STEPS_RUN_BLOCKED] = blocked_ids
         audit_record(
             actor=None, actor_role=actions.SYSTEM, action=actions.JOURNEY_STEPS_RUN, object_type="journey",
-            object_id=JOURNEY_ID, details=outcomes,
+            object_id=journey_id, details=outcomes,
         )
     return deliveries
 
@@ -136,6 +140,24 @@ def test_r_sec_audit_patient_history_shows_journey_messages_with_the_event_that_
     assert "dropped_frequency_cap" in capped.recorded_by.details
     assert "blocked_no_authorization" in blocked_row.recorded_by.details
     assert not AuditEvent.objects.filter(action=actions.CAMPAIGN_LAUNCHED, object_id=str(step.pk)).exists()
+    assert blocked_row.delivery.pk in blocked_row.recorded_by.details[actions.JOURNEY_STEPS_RUN_BLOCKED]
+
+
+def test_r_sec_audit_two_journeys_blocking_at_the_same_moment_each_delivery_names_its_own_pass():
+    """Two journeys' passes at once, the same outcome (no authorization): each blocked message is tied to the
+    event that names its id, not to the latest event with that outcome."""
+    purpose = purpose_make()
+    first, second = _step_campaign(purpose, name="A · v1 · step 1"), _step_campaign(purpose, name="B · v1 · step 1")
+    patient_a, patient_b = patient_make(), patient_make()
+    (delivery_a,) = _pass(first, blocked=[(patient_a, Delivery.BlockReason.NO_AUTHORIZATION)], journey_id=1)
+    (delivery_b,) = _pass(second, blocked=[(patient_b, Delivery.BlockReason.NO_AUTHORIZATION)], journey_id=2)
+
+    (row_a,) = delivery_history_list(patient_id=patient_a.pk)
+    (row_b,) = delivery_history_list(patient_id=patient_b.pk)
+
+    assert row_a.recorded_by.object_id == "1" and row_b.recorded_by.object_id == "2"
+    assert row_a.recorded_by.details[actions.JOURNEY_STEPS_RUN_BLOCKED] == [delivery_a.pk]
+    assert row_b.recorded_by.details[actions.JOURNEY_STEPS_RUN_BLOCKED] == [delivery_b.pk]
 
 
 def test_the_patient_history_page_labels_journey_messages(verified_client, journey_world):

@@ -97,6 +97,9 @@ class _Pass:
     # (enrolment id, step id, outcome, reason, index into deliveries or None)
     runs: list[tuple[int, int | None, str, str, int | None]] = field(default_factory=list)
     outcomes: dict[int, dict[str, list[int]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    # Per journey, the indexes (into deliveries) of those created blocked: the pass event names their ids, the
+    # audit record of each (campaigns' delivery evidence finds it by id).
+    blocked: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
     changed: list[Enrolment] = field(default_factory=list)
 
     def record(self, enrolment: Enrolment, step: JourneyStep | None, outcome: str, reason: str = "", delivery=None):
@@ -104,6 +107,8 @@ class _Pass:
         if delivery is not None:
             self.deliveries.append(delivery)
             index = len(self.deliveries) - 1
+            if delivery.status == Delivery.Status.BLOCKED:
+                self.blocked[enrolment.journey_id].append(index)
         self.runs.append((enrolment.pk, step.pk if step else None, outcome, reason, index))
         key = f"{outcome}_{reason}" if reason else outcome
         self.outcomes[enrolment.journey_id][key].append(enrolment.pk)
@@ -324,24 +329,28 @@ _ENROLMENT_FIELDS = ("status", "step_position", "step_started_at", "due_at", "he
 
 
 def _write(work: _Pass, enrolments: list[Enrolment]) -> None:
-    """The pass's writes: deliveries, step records, enrolments, one audit event per journey."""
+    """The pass's writes: deliveries, step records, enrolments, one audit event per journey. The event lists the
+    enrolments by outcome and, under actions.JOURNEY_STEPS_RUN_BLOCKED, the ids of the deliveries it created blocked."""
     if connection.vendor == "postgresql":
-        _write_postgresql(work, enrolments)
+        delivery_ids = _write_postgresql(work, enrolments)
     else:
-        _write_orm(work, enrolments)
+        delivery_ids = _write_orm(work, enrolments)
     for journey_id, outcomes in sorted(work.outcomes.items()):
+        details = {key: sorted(ids) for key, ids in sorted(outcomes.items())}
+        if work.blocked.get(journey_id):
+            details[actions.JOURNEY_STEPS_RUN_BLOCKED] = sorted(delivery_ids[index] for index in work.blocked[journey_id])
         audit_record(
             actor=None,
             actor_role=actions.SYSTEM,
             action=actions.JOURNEY_STEPS_RUN,
             object_type="journey",
             object_id=journey_id,
-            details={key: sorted(ids) for key, ids in sorted(outcomes.items())},
+            details=details,
         )
 
 
-def _write_orm(work: _Pass, enrolments: list[Enrolment]) -> None:
-    """SQLite (the demo): bulk_create and bulk_update."""
+def _write_orm(work: _Pass, enrolments: list[Enrolment]) -> list[int]:
+    """SQLite (the demo): bulk_create and bulk_update. Returns the deliveries' ids, in work.deliveries' order."""
     deliveries = Delivery.objects.bulk_create([Delivery(**d._asdict()) for d in work.deliveries])
     StepRun.objects.bulk_create(
         [
@@ -357,6 +366,7 @@ def _write_orm(work: _Pass, enrolments: list[Enrolment]) -> None:
         ]
     )
     Enrolment.objects.bulk_update(enrolments, _ENROLMENT_FIELDS)
+    return [delivery.pk for delivery in deliveries]
 
 
 # Delivery columns a step's insert fills with the model's defaults (every one but these), as the launch does.
@@ -364,9 +374,9 @@ _DELIVERY_SET_COLUMNS = {"id", "campaign", "patient", "sequence", "status", "blo
 _ENROLMENT_PASS_TABLE = "hm_journey_pass"
 
 
-def _write_postgresql(work: _Pass, enrolments: list[Enrolment]) -> None:
+def _write_postgresql(work: _Pass, enrolments: list[Enrolment]) -> list[int]:
     """The pass's rows in five statements whatever its size: the deliveries' ids reserved from their sequence
-    (so that the step records can name them), COPY of the deliveries, COPY of the step records, COPY of the
+    (so that the step records and the pass event can name them; returned, in work.deliveries' order), COPY of the deliveries, COPY of the step records, COPY of the
     enrolments' new state into a temporary table and one UPDATE … FROM it (as the patient import's updates).
     bulk_create's model instances and per-field preparation of every row cost more Python than the rest of the
     pass, and the eight array parameters of an UPDATE … FROM unnest were quoted in Python (Django's client-side
@@ -433,3 +443,4 @@ def _write_postgresql(work: _Pass, enrolments: list[Enrolment]) -> None:
              WHERE e.id = v.id
             """
         )
+    return delivery_ids
