@@ -22,6 +22,16 @@ requires_redis = pytest.mark.skipif(
 )
 
 
+def pdf_text(content: bytes) -> str:
+    """The text of a PDF in reading order (pdfminer.six: pure Python, so every machine reads the PDFs back, as
+    poppler's pdftotext did; the tests compare words, not layout)."""
+    import io
+
+    from pdfminer.high_level import extract_text
+
+    return extract_text(io.BytesIO(content))
+
+
 @pytest.fixture
 def verified_client(client):
     """A test client signed in as a staff member of the given role who passed the second factor."""

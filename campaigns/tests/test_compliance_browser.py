@@ -3,7 +3,7 @@ campaigns: signs in with a password and an authenticator code, opens a patient's
 from the menu (the hash chain's status on top), filters it by action and by patient, opens that patient's
 full history (the events, and each message with the audit event that recorded it), then Reports, and
 downloads each report as a PDF after typing a code again (a wrong code first: no file, an error on the
-page). Each PDF is read back (pdftotext) and, with SCREENSHOT_DIR set, its pages are kept as PNGs for
+page). Each PDF is read back (pypdf) and, with SCREENSHOT_DIR set, its pages are kept as PNGs for
 docs/screenshots (pdftoppm -png -r 80). Every page passes axe-core. Marked `browser`.
 R-SEC-MFA, R-SEC-AUDIT, R-SEC-INTEGRITY, R-SEND-EVIDENCE, R-MIN-NECESSARY.
 
@@ -26,7 +26,7 @@ from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatc
 from campaigns.services.launch import campaign_launch
 from campaigns.services.unsubscribe import delivery_unsubscribe
 from campaigns.tests.factories import campaign_approved_make
-from conftest import assert_accessible, browser_sign_in, screenshot, totp_code
+from conftest import assert_accessible, browser_sign_in, pdf_text, screenshot, totp_code
 from consent import documents
 from consent.models import Authorization, Revocation
 from consent.services.authorizations import authorization_grant, authorization_revoke
@@ -105,10 +105,7 @@ def _clinic():
 
 
 def _pdf_text(path: Path) -> str:
-    if not shutil.which("pdftotext"):
-        return ""
-    out = subprocess.run(["pdftotext", str(path), "-"], capture_output=True, text=True, check=True).stdout
-    return " ".join(out.split())
+    return " ".join(pdf_text(path.read_bytes()).split())
 
 
 def _keep_pages(path: Path, name: str) -> None:

@@ -26,7 +26,7 @@ from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatc
 from campaigns.services.journey_steps import journey_step_campaign_create, journey_step_campaigns_open
 from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
-from campaigns.tests.test_reports import _export, _officer, _streamed_text, _table
+from campaigns.tests.test_reports import _export, _officer, _pdf_text, _streamed_text, _table
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
@@ -253,12 +253,9 @@ def test_journey_message_evidence_pdf_renders(verified_client, journey_world, tm
     response = _export(verified_client, officer, "campaign-evidence", fmt="pdf", campaign=journey_world["step"].pk)
 
     assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
-    from campaigns.tests.test_reports import PDFTOTEXT, _pdf_text
-
-    if PDFTOTEXT:
-        text = _pdf_text(response.content, tmp_path)
-        assert "Journey message: CPAP follow-up · step 2" in text
-        assert "Opened for deliveries" in text and "Messages prepared" in text
+    text = _pdf_text(response.content, tmp_path)
+    assert "Journey message: CPAP follow-up · step 2" in text
+    assert "Opened for deliveries" in text and "Messages prepared" in text
 
 
 # --- compliance summary ------------------------------------------------------------------------------------------
@@ -297,12 +294,9 @@ def test_compliance_summary_pdf_has_the_split_by_kind(verified_client, journey_w
     response = _export(verified_client, officer, "compliance-summary", fmt="pdf", date_from=today, date_to=today)
 
     assert response.status_code == 200
-    from campaigns.tests.test_reports import PDFTOTEXT, _pdf_text
-
-    if PDFTOTEXT:
-        text = _pdf_text(response.content, tmp_path)
-        sends = text[text.find("By kind of message"):]
-        assert "Campaign messages" in sends and "Journey messages" in sends and "All messages" in sends
+    text = _pdf_text(response.content, tmp_path)
+    sends = text[text.find("By kind of message"):]
+    assert "Campaign messages" in sends and "Journey messages" in sends and "All messages" in sends
 
 
 # --- the results list --------------------------------------------------------------------------------------------

@@ -5,8 +5,6 @@ R-NO-PHI-LEAK."""
 import csv
 import io
 import re
-import shutil
-import subprocess
 from datetime import UTC, timedelta
 from types import GeneratorType
 from unittest import mock
@@ -25,16 +23,13 @@ from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatc
 from campaigns.services.launch import campaign_launch
 from campaigns.services.unsubscribe import delivery_unsubscribe
 from campaigns.tests.factories import campaign_approved_make
-from conftest import totp_code
+from conftest import pdf_text, totp_code
 from consent import documents
 from consent.models import Authorization, Revocation
 from consent.services.authorizations import authorization_defect_record, authorization_grant, authorization_revoke
 from consent.tests.factories import form_published_make, patient_make, purpose_make
 
 pytestmark = pytest.mark.django_db
-
-PDFTOTEXT = shutil.which("pdftotext")
-
 
 def _grant(patient, purpose, form, *, name: str, signed_ago=timedelta(days=3), **extra):
     text = documents.form_text(form)
@@ -254,13 +249,9 @@ def test_free_text_that_a_spreadsheet_would_run_is_quoted(verified_client, world
 
 
 def _pdf_text(pdf: bytes, tmp_path) -> str:
-    path = tmp_path / "report.pdf"
-    path.write_bytes(pdf)
-    text = subprocess.run([PDFTOTEXT, str(path), "-"], capture_output=True, text=True, check=True).stdout
-    return " ".join(text.split())
+    return " ".join(pdf_text(pdf).split())
 
 
-@pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
 def test_campaign_evidence_pdf_has_headings_provenance_and_page_numbers(verified_client, world, tmp_path):
     officer = _officer(verified_client)
     campaign = world["campaign"]
@@ -284,7 +275,6 @@ def test_campaign_evidence_pdf_has_headings_provenance_and_page_numbers(verified
     assert f"#{world['authorizations']['covered'].pk}" in text
 
 
-@pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
 def test_r_send_evidence_the_pdf_says_which_messages_may_have_reached_the_server_unrecorded(
     verified_client, world, tmp_path
 ):
@@ -360,7 +350,6 @@ def test_patient_ledger_shows_blocked_messages_with_their_reason_and_defects(ver
     assert [row["occurred_at"] for row in rows] == sorted(row["occurred_at"] for row in rows)
 
 
-@pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
 def test_patient_ledger_pdf_prints_the_decrypted_evidence_and_page_numbers(verified_client, world, tmp_path):
     officer = _officer(verified_client)
     patient = world["patients"]["covered"]
@@ -461,11 +450,8 @@ def test_r_send_covered_sends_without_coverage_are_computed_not_asserted(verifie
     forged = next(row for row in rows if row["delivery_id"] == str(world["deliveries"]["revoked"].pk))
     assert forged["covered_at_send"] == "False"
     assert preamble["total: sent_without_covering_authorization"] == "1"
-    if PDFTOTEXT:
-        pdf = _export(verified_client, officer, "compliance-summary", fmt="pdf", **_today_period())
-        assert "Messages sent without a covering authorization in the period: 1 of 3" in _pdf_text(
-            pdf.content, tmp_path
-        )
+    pdf = _export(verified_client, officer, "compliance-summary", fmt="pdf", **_today_period())
+    assert "Messages sent without a covering authorization in the period: 1 of 3" in _pdf_text(pdf.content, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -515,7 +501,6 @@ def test_period_is_whole_days_in_the_organisations_zone(settings):
     assert exports.utc_text(period.end) == "2026-12-01 06:00:00 UTC"  # CST, UTC-6
 
 
-@pytest.mark.skipif(PDFTOTEXT is None, reason="poppler-utils (pdftotext) is not installed")
 def test_compliance_summary_pdf_has_its_sections_and_page_numbers(verified_client, world, tmp_path):
     officer = _officer(verified_client, role="administrator")
 
@@ -716,19 +701,18 @@ def test_r_send_evidence_each_message_shows_its_own_check_and_send_times_and_a_r
         _export(verified_client, officer, "patient-ledger", fmt="csv", patient=world["patients"]["never"].pk)
     ))
     assert [(row["event"], row["smtp_code"]) for row in refused_ledger] == [("message_failed", "550")]
-    if PDFTOTEXT:
-        text = _pdf_text(
-            _export(verified_client, officer, "campaign-evidence", fmt="pdf", campaign=world["campaign"].pk).content,
-            tmp_path,
-        )
-        assert f"{sent.checked_at.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}" in text
-        assert f"{sent.sent_at.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}" in text
-        assert "failed · SMTP 550" in text
-        ledger_pdf = _pdf_text(
-            _export(verified_client, officer, "patient-ledger", fmt="pdf", patient=world["patients"]["never"].pk).content,
-            tmp_path,
-        )
-        assert "Refused: SMTP 550" in ledger_pdf
+    text = _pdf_text(
+        _export(verified_client, officer, "campaign-evidence", fmt="pdf", campaign=world["campaign"].pk).content,
+        tmp_path,
+    )
+    assert f"{sent.checked_at.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}" in text
+    assert f"{sent.sent_at.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}" in text
+    assert "failed · SMTP 550" in text
+    ledger_pdf = _pdf_text(
+        _export(verified_client, officer, "patient-ledger", fmt="pdf", patient=world["patients"]["never"].pk).content,
+        tmp_path,
+    )
+    assert "Refused: SMTP 550" in ledger_pdf
 
 
 def _times_around(instant, *, checked: float, sent: float) -> dict:

@@ -34,7 +34,6 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "django_otp_webauthn",
-    "django_htmx",
     "hipaamail",
     "accounts",
     "audit",
@@ -57,7 +56,6 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
     "hipaamail.middleware.RequestIdMiddleware",
     # The integration API: Idempotency-Key on every POST, one audit event per call (after the request id).
     "api.middleware.ApiMiddleware",
