@@ -11,7 +11,10 @@ class RequestContext:
     api_key_id: int | None = None  # the integration API key this request authenticated with
 
 
-_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("audit_request", default=RequestContext())
+# The default is frozen (immutable), so sharing it between contexts is safe.
+_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
+    "audit_request", default=RequestContext()  # noqa: B039
+)
 
 
 def current() -> RequestContext:

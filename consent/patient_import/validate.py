@@ -150,7 +150,7 @@ _SEXES = {"F", "M", "X"}
 class ImportRefused(Exception):
     """The file has errors (then `validation` holds them), or the import is not in a state that can start."""
 
-    def __init__(self, message: str, validation: "Validation | None" = None):
+    def __init__(self, message: str, validation: Validation | None = None):
         super().__init__(message)
         self.message = message
         self.validation = validation
