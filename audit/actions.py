@@ -184,9 +184,6 @@ JOURNEY_RESUMED = "journey.resumed"
 JOURNEY_STOPPED = "journey.stopped"
 JOURNEY_ENROLLED = "journey.enrolled"
 JOURNEY_STEPS_RUN = "journey.steps_run"
-# The key of a journey.steps_run event's details that lists the ids of the deliveries the pass created blocked
-# (not covered, over the frequency cap): the audit record of each, as a campaign batch event's "blocked".
-JOURNEY_STEPS_RUN_BLOCKED = "blocked_deliveries"
 JOURNEY_ENROLMENTS_EXITED = "journey.enrolments_exited"
 JOURNEY_RESULTS_VIEWED = "journey.results_viewed"
 

@@ -23,7 +23,10 @@ CANCEL_ACTION = actions.CAMPAIGN_CANCELLED
 # A journey's scanner pass: it prepares the step messages that came due, and records the ones it did not send
 # (not covered, frequency cap) by outcome, one event per journey and pass (object: the journey).
 JOURNEY_PASS_ACTION = actions.JOURNEY_STEPS_RUN
-JOURNEY_PASS_BLOCKED = actions.JOURNEY_STEPS_RUN_BLOCKED
+# The key of a journey.steps_run event's details that lists the ids of the deliveries its pass created blocked
+# (not covered, over the frequency cap): the audit record of each, as a batch event's "blocked" is. The journey
+# engine writes it.
+JOURNEY_PASS_BLOCKED = "blocked_deliveries"
 
 
 # --- Journey messages ----------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from campaigns.forms.reports import CampaignEvidenceForm
 from campaigns.models import Campaign, Delivery
-from campaigns.selectors.campaigns import delivery_history_list, journey_message_of, message_label
+from campaigns.selectors.campaigns import JOURNEY_PASS_BLOCKED, delivery_history_list, journey_message_of, message_label
 from campaigns.selectors.results import campaign_list_filtered, campaign_status_counts
 from campaigns.sending.dispatch import campaign_finish_if_done, delivery_dispatch_batch
 from campaigns.services.journey_steps import journey_step_campaign_create, journey_step_campaigns_open
@@ -66,7 +66,7 @@ def _pass(campaign, *, queued=(), blocked=(), sequence=1, journey_id=JOURNEY_ID)
             outcomes.setdefault(key, []).append(900 + index)  # enrolment ids
         blocked_ids = [d.pk for d in deliveries if d.status == Delivery.Status.BLOCKED]
         if blocked_ids:
-            outcomes[actions.JOURNEY_STEPS_RUN_BLOCKED] = blocked_ids
+            outcomes[JOURNEY_PASS_BLOCKED] = blocked_ids
         audit_record(
             actor=None, actor_role=actions.SYSTEM, action=actions.JOURNEY_STEPS_RUN, object_type="journey",
             object_id=journey_id, details=outcomes,
@@ -140,7 +140,7 @@ def test_r_sec_audit_patient_history_shows_journey_messages_with_the_event_that_
     assert "dropped_frequency_cap" in capped.recorded_by.details
     assert "blocked_no_authorization" in blocked_row.recorded_by.details
     assert not AuditEvent.objects.filter(action=actions.CAMPAIGN_LAUNCHED, object_id=str(step.pk)).exists()
-    assert blocked_row.delivery.pk in blocked_row.recorded_by.details[actions.JOURNEY_STEPS_RUN_BLOCKED]
+    assert blocked_row.delivery.pk in blocked_row.recorded_by.details[JOURNEY_PASS_BLOCKED]
 
 
 def test_r_sec_audit_two_journeys_blocking_at_the_same_moment_each_delivery_names_its_own_pass():
@@ -156,8 +156,8 @@ def test_r_sec_audit_two_journeys_blocking_at_the_same_moment_each_delivery_name
     (row_b,) = delivery_history_list(patient_id=patient_b.pk)
 
     assert row_a.recorded_by.object_id == "1" and row_b.recorded_by.object_id == "2"
-    assert row_a.recorded_by.details[actions.JOURNEY_STEPS_RUN_BLOCKED] == [delivery_a.pk]
-    assert row_b.recorded_by.details[actions.JOURNEY_STEPS_RUN_BLOCKED] == [delivery_b.pk]
+    assert row_a.recorded_by.details[JOURNEY_PASS_BLOCKED] == [delivery_a.pk]
+    assert row_b.recorded_by.details[JOURNEY_PASS_BLOCKED] == [delivery_b.pk]
 
 
 def test_the_patient_history_page_labels_journey_messages(verified_client, journey_world):

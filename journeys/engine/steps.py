@@ -34,7 +34,7 @@ from django.utils import timezone
 from audit import actions
 from audit.services import audit_record
 from campaigns.models import Delivery
-from campaigns.selectors.campaigns import delivery_block_reason_list
+from campaigns.selectors.campaigns import JOURNEY_PASS_BLOCKED, delivery_block_reason_list
 from campaigns.selectors.fatigue import frequency_cap_applies, recent_marketing_counts
 from consent.models import Patient, PatientEvent, Purpose, Suppression
 from consent.selectors.coverage import CoverageGap, authorization_covering_list
@@ -330,7 +330,7 @@ _ENROLMENT_FIELDS = ("status", "step_position", "step_started_at", "due_at", "he
 
 def _write(work: _Pass, enrolments: list[Enrolment]) -> None:
     """The pass's writes: deliveries, step records, enrolments, one audit event per journey. The event lists the
-    enrolments by outcome and, under actions.JOURNEY_STEPS_RUN_BLOCKED, the ids of the deliveries it created blocked."""
+    enrolments by outcome and, under JOURNEY_PASS_BLOCKED, the ids of the deliveries it created blocked."""
     if connection.vendor == "postgresql":
         delivery_ids = _write_postgresql(work, enrolments)
     else:
@@ -338,7 +338,7 @@ def _write(work: _Pass, enrolments: list[Enrolment]) -> None:
     for journey_id, outcomes in sorted(work.outcomes.items()):
         details = {key: sorted(ids) for key, ids in sorted(outcomes.items())}
         if work.blocked.get(journey_id):
-            details[actions.JOURNEY_STEPS_RUN_BLOCKED] = sorted(delivery_ids[index] for index in work.blocked[journey_id])
+            details[JOURNEY_PASS_BLOCKED] = sorted(delivery_ids[index] for index in work.blocked[journey_id])
         audit_record(
             actor=None,
             actor_role=actions.SYSTEM,

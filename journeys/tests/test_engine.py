@@ -8,7 +8,7 @@ from django.utils import timezone
 from audit import actions
 from audit.models import AuditEvent
 from campaigns.models import Delivery
-from campaigns.selectors.campaigns import delivery_history_list
+from campaigns.selectors.campaigns import JOURNEY_PASS_BLOCKED, delivery_history_list
 from campaigns.sending.dispatch import delivery_dispatch_batch
 from consent.services.authorizations import authorization_revoke
 from consent.services.events import patient_event_record
@@ -150,7 +150,7 @@ def test_r_send_evidence_an_uncovered_patient_is_not_sent_the_step_and_the_step_
     # R-SEC-AUDIT: the pass's event names the blocked delivery; the patient history finds it by that id.
     (row,) = delivery_history_list(patient_id=patient.pk)
     assert (row.recorded_by.action, row.recorded_by.object_id) == (actions.JOURNEY_STEPS_RUN, str(journey.pk))
-    assert row.recorded_by.details[actions.JOURNEY_STEPS_RUN_BLOCKED] == [delivery.pk]
+    assert row.recorded_by.details[JOURNEY_PASS_BLOCKED] == [delivery.pk]
 
 
 def test_quiet_hours_hold_a_message_to_the_patients_morning(fast, monkeypatch):
@@ -190,7 +190,7 @@ def test_frequency_cap_drops_a_marketing_message_and_records_why(fast):
     assert StepRun.objects.filter(outcome=StepOutcome.DROPPED, reason="frequency_cap").count() == 1
     capped = Delivery.objects.get(patient=patient, status="blocked")
     (event,) = AuditEvent.objects.filter(action=actions.JOURNEY_STEPS_RUN, details__has_key="dropped_frequency_cap")
-    assert event.details[actions.JOURNEY_STEPS_RUN_BLOCKED] == [capped.pk]
+    assert event.details[JOURNEY_PASS_BLOCKED] == [capped.pk]
 
 
 def test_treatment_messages_are_not_capped(fast):
