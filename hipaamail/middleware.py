@@ -14,7 +14,6 @@ from audit import context as audit_context
 from audit.exceptions import NotFound
 from observability import context as log_context
 
-
 # A caller's own request id is kept when it looks like one (a proxy's, a client's), so that it is the same in both
 # logs; anything else (spaces, newlines, quotes: a forged log line) gets an id of ours.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,36}")

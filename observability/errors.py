@@ -161,9 +161,8 @@ def sentry_init(*, dsn: str, environment: str = "", release: str = "", traces_sa
     `transport`: for the tests, which capture the envelopes instead of sending them."""
     if not dsn:
         return False
-    from django.core.exceptions import ImproperlyConfigured
-
     import sentry_sdk
+    from django.core.exceptions import ImproperlyConfigured
     from sentry_sdk.utils import BadDsn, Dsn
 
     try:
@@ -185,8 +184,18 @@ def sentry_init(*, dsn: str, environment: str = "", release: str = "", traces_sa
         "dsn": dsn,
         "environment": environment or None,
         "release": release or None,
-        "send_default_pii": False,
-        "include_local_variables": False,
+        # Collect as little as the SDK can, before the scrubber (`send_default_pii=False`, spelled the way this
+        # SDK version wants it: it deprecates that flag for `data_collection`). Headers: the same safe list.
+        "data_collection": {
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "allowlist", "terms": sorted(SAFE_HEADERS)}},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "database_query_data": False,
+            "queues": False,
+            "stack_frame_variables": False,
+        },
         "max_request_body_size": "never",
         "traces_sample_rate": traces_sample_rate,
         "before_send": event_scrub,

@@ -126,7 +126,7 @@ class ScrapeTimeCollector:
         )
         try:
             depths = broker_queue_depths()
-        except Exception as error:  # a scrape must answer even when the broker is away
+        except Exception as error:  # noqa: BLE001 - a scrape must answer even when the broker is away
             logger.warning("metrics: broker queue depth not read (%s)", type(error).__name__)
             up.add_metric(["broker"], 0)
         else:
@@ -141,7 +141,7 @@ class ScrapeTimeCollector:
             )
             try:
                 values = source()
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - nor does a failing source stop the scrape
                 logger.warning("metrics: %s not read (%s)", name, type(error).__name__)
                 up.add_metric([name], 0)
             else:

@@ -31,7 +31,7 @@ def broker_queue_depths() -> dict[str, int]:
             finally:
                 try:
                     channel.close()
-                except Exception:  # a channel RabbitMQ closed for the 404 above
+                except Exception:  # noqa: BLE001, S110 - a channel RabbitMQ closed for the 404 above
                     pass
             depths[queue] = int(messages)
     return depths

@@ -345,7 +345,7 @@ STATIC_ROOT = VAR_DIR / "static"
 
 # Logs (docs/operations.md): every line carries the request id or the Celery task's id and name; LOG_FORMAT=json
 # writes one JSON object a line (production's default), plain a text line (the demo and the tests).
-from observability.logs import logging_config  # noqa: E402 - standard library only, no app is loaded by it
+from observability.logs import logging_config  # standard library only: it loads no app
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))

@@ -122,13 +122,13 @@ for _origin in OTP_WEBAUTHN_ALLOWED_ORIGINS:
         )
 
 # --- Observability (ADR 0018, docs/operations.md): JSON logs, error reports, metrics ------------------------------
-from observability.errors import sentry_init  # noqa: E402 - neither module loads an app
-from observability.logs import logging_config  # noqa: E402
+from observability.errors import sentry_init  # neither module loads an app
+from observability.logs import logging_config
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
 LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
 _METRICS_TOKEN_MIN_LENGTH = 32
-if HIPAAMAIL_METRICS_TOKEN and len(HIPAAMAIL_METRICS_TOKEN) < _METRICS_TOKEN_MIN_LENGTH:  # noqa: F405
+if HIPAAMAIL_METRICS_TOKEN and len(HIPAAMAIL_METRICS_TOKEN) < _METRICS_TOKEN_MIN_LENGTH:
     raise ImproperlyConfigured(
         f"METRICS_TOKEN needs at least {_METRICS_TOKEN_MIN_LENGTH} characters (it guards /metrics); make one with: "
         'python -c "import secrets; print(secrets.token_urlsafe(32))", or unset it to turn /metrics off.'
