@@ -13,7 +13,8 @@ Then launches three campaigns some seconds apart, revokes some patients while th
 what /metrics serves (`observability.metrics.metrics_render`, the multiprocess samples and the scrape-time queue
 depths) every half second until everything is sent. The samples are drawn into an SVG (rates from the counters,
 quantiles from the histograms' buckets, as PromQL's rate() and histogram_quantile() compute them) and Chromium
-(Playwright, /usr/bin/chromium) renders it to the PNG. The raw samples go beside it as JSON (`--samples`).
+(Playwright, /usr/bin/chromium) renders it to the PNG. The raw scrapes are kept as JSON (`--samples`, default
+var/metrics-dashboard.json); `--from-samples FILE` draws them again without a run.
 """
 import argparse
 import html
@@ -420,10 +421,11 @@ def main() -> None:
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/4")
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs/screenshots/metrics-dashboard.png")
-    parser.add_argument("--samples", type=Path, default=None, help="default: beside --out, .json")
+    parser.add_argument("--samples", type=Path, default=ROOT / "var/metrics-dashboard.json")
     parser.add_argument("--from-samples", type=Path, default=None, help="draw these samples again, no run")
     args = parser.parse_args()
-    samples_path = args.samples or args.out.with_suffix(".json")
+    samples_path = args.samples
+    samples_path.parent.mkdir(parents=True, exist_ok=True)
     window = 1.0
     if args.from_samples:
         samples = json.loads(args.from_samples.read_text())
