@@ -20,6 +20,22 @@ logger = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
+
+def _multiprocess_dir_check() -> None:
+    """Before the first metric is made: in multiprocess mode, making one opens its file in the folder, and a
+    missing folder would be a bare FileNotFoundError from inside prometheus_client."""
+    folder = os.environ.get(MULTIPROCESS_DIR_VARIABLE, "")
+    if folder and not os.path.isdir(folder):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"{MULTIPROCESS_DIR_VARIABLE} is {folder!r}, which is not a folder: create it (empty, writable, one per "
+            "host, emptied before the processes start) or unset it for one-process metrics."
+        )
+
+
+_multiprocess_dir_check()
+
 DELIVERIES_SENT = Counter(
     "hipaamail_deliveries_sent", "Messages the mail server accepted from THE sender (committed as sent)."
 )
