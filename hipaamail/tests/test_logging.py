@@ -8,7 +8,7 @@ import logging.config
 import sys
 
 import pytest
-from celery import shared_task
+from celery import Celery
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
@@ -19,7 +19,12 @@ pytestmark = pytest.mark.urls("hipaamail.tests.observability_urls")
 task_logger = logging.getLogger("hipaamail.tests.observability.task")
 
 
-@shared_task(name="hipaamail.tests.observability_log_task")
+# A Celery app of the test's own: the task runs through Celery's real tracer and signals (task_prerun binds its
+# id), and the product's app keeps exactly its frozen task names (hipaamail/tests/test_task_names.py).
+test_app = Celery("observability-tests", set_as_current=False)
+
+
+@test_app.task(name="hipaamail.tests.observability_log_task", shared=False)
 def observability_log_task(delivery_id: int) -> None:
     task_logger.info("a line logged in a task for delivery %s", delivery_id)
 
