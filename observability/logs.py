@@ -29,13 +29,16 @@ class LogContextFilter(logging.Filter):
         record.task_id = context.task_id
         record.task_name = context.task_name
         if record.name == _CELERY_TRACE_LOGGER and isinstance(record.args, dict) and "exc" in record.args:
+            # Celery passes the exception's repr (its message inside) and the task's arguments, and the same
+            # again as `record.data`: keep the names, the ids and the exception's type.
             args = dict(record.args)
-            exc = args["exc"]
-            args["exc"] = type(exc).__name__ if isinstance(exc, BaseException) else "error"
-            for key in ("args", "kwargs", "description"):
+            exc_type = record.exc_info[0] if record.exc_info else None
+            args["exc"] = exc_type.__name__ if exc_type is not None else "(see the task's log lines)"
+            for key in ("args", "kwargs", "traceback"):
                 if key in args:
                     args[key] = "-"
             record.args = args
+            record.data = {key: args[key] for key in ("id", "name", "hostname", "description") if key in args}
         return True
 
 

@@ -101,17 +101,23 @@ def test_r_no_phi_leak_an_exception_is_logged_by_type_and_stack_never_its_text()
 
 
 def test_r_no_phi_leak_celerys_task_failure_line_names_the_exception_type_only():
-    """R-NO-PHI-LEAK: Celery logs a failed task as "raised unexpected: %(exc)r" with its arguments; the filter
-    leaves the type of the exception and no argument."""
-    record = logging.LogRecord(
-        "celery.app.trace", logging.ERROR, __file__, 1, "Task %(name)s[%(id)s] raised unexpected: %(exc)s",
-        None, None,
-    )
-    record.args = {"name": "t", "id": "i", "exc": ValueError("zelda.qm@example.org"), "args": "['MRN-1']",
-                   "kwargs": "{}", "description": "raised unexpected"}
+    """R-NO-PHI-LEAK: Celery logs a failed task as "raised unexpected: %(exc)s" with the exception's repr, its
+    arguments and its traceback text beside it (and again in `record.data`); the filter leaves the exception's
+    type, the task's name and id."""
+    address = "zelda.qm@example.org"
+    try:
+        raise ValueError(f"no patient {address}")
+    except ValueError as error:
+        context = {"hostname": "w1", "id": "i", "name": "t", "exc": repr(error), "traceback": f"ValueError: {address}",
+                   "args": "['MRN-1']", "kwargs": "{}", "description": "raised unexpected"}
+        record = logging.LogRecord("celery.app.trace", logging.ERROR, __file__, 1,
+                                   "Task %(name)s[%(id)s] %(description)s: %(exc)s", None, sys.exc_info())
+    record.args, record.data = context, context
     LogContextFilter().filter(record)
 
     assert record.getMessage() == "Task t[i] raised unexpected: ValueError"
+    assert record.data == {"id": "i", "name": "t", "hostname": "w1", "description": "raised unexpected"}
+    assert address not in JsonFormatter().format(record)
 
 
 def test_log_format_accepts_json_or_plain_and_names_them_otherwise():
