@@ -14,7 +14,8 @@ class LogContext:
     task_name: str = ""
 
 
-_current: contextvars.ContextVar[LogContext] = contextvars.ContextVar("observability_log", default=LogContext())
+# A frozen dataclass: the default is never mutated, only replaced.
+_current: contextvars.ContextVar[LogContext] = contextvars.ContextVar("observability_log", default=LogContext())  # noqa: B039
 
 
 def current() -> LogContext:

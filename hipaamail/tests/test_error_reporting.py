@@ -6,8 +6,8 @@ from urllib.parse import urlencode
 
 import pytest
 import sentry_sdk
-from django.core.exceptions import ImproperlyConfigured
 from django.core import signals
+from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from sentry_sdk.transport import Transport
