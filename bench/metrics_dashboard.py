@@ -449,7 +449,8 @@ def main() -> None:
         samples_path.write_text(json.dumps(samples))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     png_render(dashboard_svg(samples, window=window), args.out)
-    print(f"wrote {args.out} ({len(samples)} scrapes) and {samples_path}")
+    kept = f", the scrapes in {samples_path}" if not args.from_samples else ""
+    print(f"wrote {args.out} ({len(samples)} scrapes){kept}")
 
 
 if __name__ == "__main__":
