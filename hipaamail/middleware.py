@@ -1,3 +1,4 @@
+import re
 import uuid
 
 from django.conf import settings
@@ -11,17 +12,27 @@ from accounts.access import INTEGRATION, PATIENT, PUBLIC, SIGNED_IN, access_leve
 from accounts.roles import is_staff_member
 from audit import context as audit_context
 from audit.exceptions import NotFound
+from observability import context as log_context
+
+# A caller's own request id is kept when it looks like one (a proxy's, a client's), so that it is the same in both
+# logs; anything else (spaces, newlines, quotes: a forged log line) gets an id of ours.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,36}")
 
 
 class RequestIdMiddleware:
-    """Bind a request id and the client address for the audit trail of this request."""
+    """Bind a request id and the client address for the audit trail of this request, and the request id for every
+    line it logs (observability.context)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        request.request_id = request.headers.get("X-Request-ID", "")[:36] or str(uuid.uuid4())
-        with audit_context.bound(ip=request.META.get("REMOTE_ADDR"), request_id=request.request_id):
+        given = request.headers.get("X-Request-ID", "")
+        request.request_id = given if _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
+        with (
+            audit_context.bound(ip=request.META.get("REMOTE_ADDR"), request_id=request.request_id),
+            log_context.request_bound(request_id=request.request_id),
+        ):
             response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response

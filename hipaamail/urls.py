@@ -6,13 +6,14 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 
 from accounts import urls as account_urls
-from accounts.access import integration_patterns, patient_pages
+from accounts.access import integration_patterns, patient_pages, public
 from api import urls as api_urls
 from audit import urls as audit_urls
 from campaigns import urls as campaign_urls
 from campaigns.views.campaigns import home
 from consent import urls as consent_urls
 from journeys import urls as journey_urls
+from observability.views import metrics_view
 
 # Defence in depth: the admin site itself also refuses a user who has not passed the second factor.
 admin.site.__class__ = OTPAdminSite
@@ -35,4 +36,6 @@ urlpatterns = [
     path("api/v1/", include((integration_patterns(api_urls.api_patterns[0]), "ninja"), namespace="api-v1")),
     path("integrations/", include(api_urls)),
     path("admin/", admin.site.urls),
+    # Prometheus: no session; it checks its own bearer token (METRICS_TOKEN) and does not exist without one.
+    path("metrics", public(metrics_view), name="metrics"),
 ]

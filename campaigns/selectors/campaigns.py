@@ -132,6 +132,15 @@ def delivery_outcome_counts(*, campaign_id: int) -> dict[str, int]:
     return counts
 
 
+def delivery_queued_counts() -> dict[str, int]:
+    """Deliveries waiting for the sender, per campaign kind (campaign, journey_step), every kind present even at 0:
+    the metrics' database queue depth (observability.metrics, read at scrape time through the queued-claim index)."""
+    counts = dict.fromkeys(Campaign.Kind.values, 0)
+    rows = Delivery.objects.filter(status=Delivery.Status.QUEUED).values_list("campaign__kind").annotate(n=Count("id"))
+    counts.update({kind: n for kind, n in rows.order_by()})
+    return counts
+
+
 def decided_percent(*, audience: int, queued: int) -> int:
     """How much of an audience is decided (sent, blocked or failed), in percent: what the progress bar shows."""
     return round(100 * (audience - queued) / audience) if audience else 0

@@ -44,6 +44,7 @@ from campaigns.sending.messages import message_id_for, message_id_parts
 from consent import crypto
 from consent.models import Suppression
 from consent.services.suppressions import suppression_record
+from observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ def delivery_bounce_record(
         if reason is not None:
             # The patient's address as stored: the report's spelling of it may differ in case.
             suppression_record(actor=None, email=delivery.patient.email, reason=reason, smtp_code=status)
+    metrics.delivery_bounce_count(kind=kind.value, source=source)  # committed
     return BounceResult.RECORDED
 
 

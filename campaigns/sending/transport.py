@@ -30,6 +30,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 
 from campaigns.sending.dkim import dkim_signer
 from campaigns.sending.messages import AssembledMessage
+from observability import metrics
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
 
@@ -385,6 +386,7 @@ class RateLimiter:
                 self._remove(second, wanted - granted)
                 return granted, second
             self._remove(second, wanted)
+            metrics.send_rate_limit_waited()
             self._sleep(max(0.0, second + 1 - now))
 
     def give_back(self, second: int, n: int) -> None:

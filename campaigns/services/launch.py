@@ -21,6 +21,7 @@ from campaigns.services.lifecycle import campaign_move
 from campaigns.tasks import campaign_dispatch_task
 from consent.models import Suppression
 from consent.selectors.coverage import authorization_covering_list
+from observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
             object_id=campaign.pk,
             details={"audience": audience, "queued": queued, "blocked": blocked_counts},
         )
+        transaction.on_commit(lambda: metrics.deliveries_blocked_count(stage="launch", by_reason=blocked_counts))
         transaction.on_commit(lambda: campaign_dispatch_task.delay(campaign.pk))
     return campaign
 

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "ninja",
     "journeys",
     "api",
+    "observability",
 ]
 
 MIDDLEWARE = [
@@ -340,12 +341,17 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # WeasyPrint and fontTools narrate every PDF at INFO.
-    "loggers": {name: {"level": "WARNING"} for name in ("weasyprint", "fontTools")},
-}
+# Logs (docs/operations.md): every line carries the request id or the Celery task's id and name; LOG_FORMAT=json
+# writes one JSON object a line (production's default), plain a text line (the demo and the tests).
+from observability.logs import logging_config  # standard library only: it loads no app
+
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
+# The worker logs through LOGGING too (the same format, the task's ids), not through a handler of Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Prometheus metrics (ADR 0018): GET /metrics answers only with `Authorization: Bearer <METRICS_TOKEN>`, and does
+# not exist without it. A worker serves its host's samples on METRICS_WORKER_PORT (0: none) with the same token.
+HIPAAMAIL_METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+HIPAAMAIL_METRICS_WORKER_PORT = env.int("METRICS_WORKER_PORT", default=0)
+HIPAAMAIL_METRICS_WORKER_ADDRESS = env.str("METRICS_WORKER_ADDRESS", default="0.0.0.0")

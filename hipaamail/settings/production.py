@@ -120,3 +120,23 @@ for _origin in OTP_WEBAUTHN_ALLOWED_ORIGINS:
         raise ImproperlyConfigured(
             f"WEBAUTHN_ALLOWED_ORIGINS: {_origin!r} must be https:// on WEBAUTHN_RP_ID or a subdomain of it."
         )
+
+# --- Observability (ADR 0018, docs/operations.md): JSON logs, error reports, metrics ------------------------------
+from observability.errors import sentry_init  # neither module loads an app
+from observability.logs import logging_config
+
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))
+_METRICS_TOKEN_MIN_LENGTH = 32
+if HIPAAMAIL_METRICS_TOKEN and len(HIPAAMAIL_METRICS_TOKEN) < _METRICS_TOKEN_MIN_LENGTH:
+    raise ImproperlyConfigured(
+        f"METRICS_TOKEN needs at least {_METRICS_TOKEN_MIN_LENGTH} characters (it guards /metrics); make one with: "
+        'python -c "import secrets; print(secrets.token_urlsafe(32))", or unset it to turn /metrics off.'
+    )
+# Error reports go to Sentry only when SENTRY_DSN is set, scrubbed of PHI (observability.errors).
+SENTRY_ENABLED = sentry_init(
+    dsn=env.str("SENTRY_DSN", default=""),
+    environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+    release=env.str("SENTRY_RELEASE", default=""),
+    traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+)

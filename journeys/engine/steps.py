@@ -50,6 +50,7 @@ from journeys.models import (
     StepRun,
 )
 from journeys.timing import next_local_time, patient_zone, quiet_hours, quiet_until, wait_duration
+from observability import metrics
 
 # An enrolment goes through at most this many steps in one pass (steps only go forward, so this is a bound on
 # the work of one pass, never a loop guard that cuts a journey).
@@ -166,6 +167,8 @@ def journey_steps_advance(*, batch_size: int | None = None) -> tuple[int, set[in
                 branch_facts=branch_facts,
             )
         _write(work, enrolments)
+        blocked_reasons = [d.block_reason for d in work.deliveries if d.status == Delivery.Status.BLOCKED]
+        transaction.on_commit(lambda: metrics.deliveries_blocked_count(stage="journey", reasons=blocked_reasons))
     return len(enrolments), {d.campaign_id for d in work.deliveries if d.status == Delivery.Status.QUEUED}
 
 
