@@ -249,6 +249,10 @@ HIPAAMAIL_ORGANISATION_NAME = env.str("ORGANISATION_NAME", default="Riverside He
 HIPAAMAIL_POSTAL_ADDRESS = env.str("ORGANISATION_POSTAL_ADDRESS", default="100 River Road, Springfield, IL 62701")
 HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="")  # "": DEFAULT_FROM_EMAIL's domain
 HIPAAMAIL_SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=200)
+# How many senders a launch wakes at once (each claims its own batches): the campaigns-worker processes of every
+# host together, so a big campaign uses them all from the start (docs/scaling.md). 1: one, and the reconciler
+# wakes one more each minute.
+HIPAAMAIL_SEND_DISPATCHERS = env.int("SEND_DISPATCHERS", default=1)
 
 # --- Journeys and fatigue (ADR 0016) ---
 # At most FREQUENCY_CAP marketing messages per patient in FREQUENCY_CAP_DAYS days, campaigns and journeys together

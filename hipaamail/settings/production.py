@@ -139,8 +139,8 @@ _rate_limit_refuse_without_shared_store(
 # lends them per request or task; 0 turns it off (then CONN_MAX_AGE applies). The pool replaces persistent
 # connections, so CONN_MAX_AGE must be 0 with it. The per-connection options (OPTIONS["options"] and the rest) are
 # passed to every pooled connection as they are. Size it against max_connections: docs/scaling.md.
-DATABASE_POOL_MIN_SIZE = env.int("DATABASE_POOL_MIN_SIZE", default=2)
-DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
+DATABASE_POOL_MIN_SIZE = env.int("DATABASE_POOL_MIN_SIZE", default=1)
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=4)
 DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", default=10.0)
 if DATABASE_POOL_MAX_SIZE:
     if not 0 <= DATABASE_POOL_MIN_SIZE <= DATABASE_POOL_MAX_SIZE:
