@@ -2,11 +2,11 @@
 own, joined to this machine by a veth pair, running one real `celery worker` process group (campaigns.tests.worker);
 or, where namespaces are unavailable (not root, no `ip`), plain process groups on this machine's loopback.
 
-In a namespace, a worker reaches nothing on 127.0.0.1 but its own loopback: PostgreSQL and Redis keep listening on
+In a namespace, a worker reaches nothing on 127.0.0.1 but its own loopback. PostgreSQL and Redis keep listening on
 this machine's loopback only (their configuration is not ours to change), so a `socat` on the host end of each veth
-pair forwards their ports there; the SMTP sink listens on every address, and each host reaches it through a relay on
-its own loopback (a `socat` inside the namespace), as a machine's local MTA would relay. Each host's traffic then comes from its
-own address (10.231.N.2): the sink's records tell which host sent what.
+pair forwards their ports there. The SMTP sink listens on every address, and each host reaches it through a relay on
+its own loopback (a `socat` inside the namespace), as a machine's local MTA would relay. Each host's traffic then
+comes from its own address (10.231.N.2): the sink's records tell which host sent what.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ FORWARDED_PORTS = (5432, 6379)  # PostgreSQL, Redis (both on 127.0.0.1 here)
 
 
 def _run(*command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=30)
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
 
 
 def namespaces_available() -> tuple[bool, str]:
@@ -116,8 +116,9 @@ class Hosts:
             host.forwarders.append(
                 subprocess.Popen(
                     ["socat", f"TCP-LISTEN:{port},bind={host.gateway},fork,reuseaddr", f"TCP:127.0.0.1:{port}"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             )
         for port in FORWARDED_PORTS:
             _wait_for_port(host.gateway, port)
@@ -130,8 +131,9 @@ class Hosts:
             subprocess.Popen(
                 ["ip", "netns", "exec", host.namespace, "socat",
                  f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr", f"TCP:{host.gateway}:{port}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         )
         deadline = time.monotonic() + 10
         while _run("ip", "netns", "exec", host.namespace, "ss", "-ltn", f"sport = :{port}").stdout.count("LISTEN") < 1:
@@ -168,7 +170,7 @@ class Hosts:
                 pool=("--concurrency", str(concurrency), "-P", "prefork"),
                 prefix=("ip", "netns", "exec", host.namespace) if host.namespace else (),
                 own_group=True,
-            )  # fmt: skip
+            )
             log.close()  # the worker holds its own descriptor
 
     def wait_ready(self, timeout: float = 90) -> None:

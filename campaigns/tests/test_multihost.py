@@ -32,7 +32,14 @@ from bench.send_campaign import covered_patients_make
 from campaigns.models import Campaign, Delivery
 from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
-from campaigns.tests.history import Reconciler, Recorder, history_check, history_collect, history_figures, history_report
+from campaigns.tests.history import (
+    Reconciler,
+    Recorder,
+    history_check,
+    history_collect,
+    history_figures,
+    history_report,
+)
 from campaigns.tests.hosts import Hosts, namespaces_available
 from campaigns.tests.smtp_server import smtp_sink
 from campaigns.tests.worker import QUEUES

@@ -124,7 +124,7 @@ for _origin in OTP_WEBAUTHN_ALLOWED_ORIGINS:
 # --- Many machines (docs/scaling.md, ADR 0019) ---------------------------------------------------------
 # The send rate limit and beat's lock live in the shared Redis (base.py: SHARED_REDIS_URL, else CACHE_URL's Redis,
 # else the broker's). A limit with no shared Redis refuses to start here whatever the broker.
-from .base import (  # noqa: E402
+from .base import (
     DATABASES,
     HIPAAMAIL_RATE_LIMIT,
     HIPAAMAIL_RATE_LIMIT_REDIS_URL,
