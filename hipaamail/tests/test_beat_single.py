@@ -92,7 +92,7 @@ def test_two_beats_schedule_once_and_the_standby_takes_over_within_the_lease(tmp
         _wait_for(lambda: _sent(second_log) >= 3, "the new leader to schedule", 10)
         assert _sent(first_log) == killed_after  # a dead beat sends nothing
         with capsys.disabled():
-            print(f"\nbeat: the leader sent {led} in 6 s, the standby {stood_by}; after SIGKILL the standby took the "
+            print(f"\nbeat: the leader had sent {led}, the standby {stood_by}; after SIGKILL the standby took the "
                   f"lock in {took_over_in:.1f} s (lease {LOCK_SECONDS} s)")
     finally:
         _kill(first)
