@@ -81,8 +81,18 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
             details={"audience": audience, "queued": queued, "blocked": blocked_counts},
         )
         transaction.on_commit(lambda: metrics.deliveries_blocked_count(stage="launch", by_reason=blocked_counts))
-        transaction.on_commit(lambda: campaign_dispatch_task.delay(campaign.pk))
+        # One wake-up per sender that should work on it at once (SEND_DISPATCHERS, docs/scaling.md): each claims
+        # its own batches (SKIP LOCKED), so several hosts share one campaign from its first second, rather than
+        # one more joining at each reconciler run.
+        # With nothing queued, one wake-up still finishes the campaign.
+        wake_ups = max(1, settings.HIPAAMAIL_SEND_DISPATCHERS) if queued else 1
+        transaction.on_commit(lambda: _dispatchers_wake(campaign_id=campaign.pk, count=wake_ups))
     return campaign
+
+
+def _dispatchers_wake(*, campaign_id: int, count: int) -> None:
+    for _ in range(count):
+        campaign_dispatch_task.delay(campaign_id)
 
 
 def campaign_launch_refuse(*, campaign_id: int, codes: list[str]) -> None:

@@ -39,9 +39,19 @@ def purge_broker() -> None:
 
 
 def worker_start(
-    sink, log, *, queues: str = "campaigns,transactional", name: str = "both", extra_env: dict | None = None
+    sink,
+    log,
+    *,
+    queues: str = "campaigns,transactional",
+    name: str = "both",
+    extra_env: dict | None = None,
+    pool: tuple[str, ...] = ("--concurrency", "1", "-P", "solo"),
+    prefix: tuple[str, ...] = (),
+    own_group: bool = False,
 ) -> subprocess.Popen:
-    """A solo worker consuming `queues`, its output to `log`; `extra_env` adds settings (SITE_URL, say)."""
+    """A solo worker consuming `queues`, its output to `log`; `extra_env` adds settings (SITE_URL, say). `pool`:
+    another pool (prefork children, say); `prefix`: run it under a command (`ip netns exec HOST`); `own_group`: the worker
+    leads a process group of its own, so a test can SIGKILL it with its children, as a lost host would lose them."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("EMAIL_")}
     env |= {
         "DJANGO_SETTINGS_MODULE": "hipaamail.settings.test",
@@ -54,10 +64,12 @@ def worker_start(
         **(extra_env or {}),
     }
     command = [
-        sys.executable, "-m", "celery", "-A", "hipaamail", "worker", "-l", "info", "-Q", queues, "-n", f"{name}@%h",
-        "--concurrency", "1", "--without-heartbeat", "--without-gossip", "--without-mingle", "-P", "solo",
+        *prefix, sys.executable, "-m", "celery", "-A", "hipaamail", "worker", "-l", "info", "-Q", queues,
+        "-n", f"{name}@%h", *pool, "--without-heartbeat", "--without-gossip", "--without-mingle",
     ]  # fmt: skip
-    return subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_group
+    )
 
 
 def worker_stop(worker: subprocess.Popen) -> None:

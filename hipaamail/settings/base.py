@@ -248,6 +248,10 @@ HIPAAMAIL_ORGANISATION_NAME = env.str("ORGANISATION_NAME", default="Riverside He
 HIPAAMAIL_POSTAL_ADDRESS = env.str("ORGANISATION_POSTAL_ADDRESS", default="100 River Road, Springfield, IL 62701")
 HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="")  # "": DEFAULT_FROM_EMAIL's domain
 HIPAAMAIL_SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=200)
+# How many senders a launch wakes at once (each claims its own batches): the campaigns-worker processes of every
+# host together, so a big campaign uses them all from the start (docs/scaling.md). 1: one, and the reconciler
+# wakes one more each minute.
+HIPAAMAIL_SEND_DISPATCHERS = env.int("SEND_DISPATCHERS", default=1)
 
 # --- Journeys and fatigue (ADR 0016) ---
 # At most FREQUENCY_CAP marketing messages per patient in FREQUENCY_CAP_DAYS days, campaigns and journeys together
@@ -295,12 +299,9 @@ if not 0 < HIPAAMAIL_SEND_LOCK_SECONDS <= HIPAAMAIL_SEND_CHECK_WINDOW:
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured("SEND_LOCK_SECONDS must be more than 0 and at most SEND_CHECK_WINDOW.")
-# Messages per second across all workers (shared through Redis when HIPAAMAIL_RATE_LIMIT_REDIS_URL is set,
-# else per process); 0: unlimited.
+# Messages per second across all workers, counted in Redis (HIPAAMAIL_RATE_LIMIT_REDIS_URL, "Many machines" below);
+# 0: unlimited.
 HIPAAMAIL_RATE_LIMIT = env.int("SEND_RATE_LIMIT", default=0)
-HIPAAMAIL_RATE_LIMIT_REDIS_URL = env.str(
-    "SEND_RATE_LIMIT_REDIS_URL", default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith("redis") else ""
-)
 # DKIM (campaigns/sending/dkim.py): with a key configured, every campaign message is signed so that the signature covers
 # From, To, Subject, Date, Message-ID and both List-Unsubscribe headers (R-RFC8058). The key file holds a PEM RSA
 # private key (2048 bits recommended); publish its public half as TXT at <selector>._domainkey.<domain>.
@@ -330,6 +331,110 @@ FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 IDENTIFIER_HASH_KEY = env.str("IDENTIFIER_HASH_KEY", default="")
 MEDIA_ROOT = VAR_DIR / "media"
 MEDIA_URL = "media/"  # never served directly: signed PDFs and scans go through permission-checked views
+
+# --- Many machines (docs/scaling.md, ADR 0019) ---------------------------------------------------------
+# What must be one across every host lives in Redis: the send rate limit's counters and beat's schedule with its
+# leader lock. SHARED_REDIS_URL defaults to the cache's Redis (CACHE_URL), else the broker's when it is Redis; with
+# RabbitMQ as the broker and no Redis cache, set it (or SEND_RATE_LIMIT_REDIS_URL) or the limit cannot be global.
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _redis_url_or_empty(url: str) -> str:
+    return url if url.startswith(_REDIS_SCHEMES) else ""
+
+
+HIPAAMAIL_SHARED_REDIS_URL = env.str(
+    "SHARED_REDIS_URL",
+    default=_redis_url_or_empty(env.str("CACHE_URL", default="")) or _redis_url_or_empty(CELERY_BROKER_URL),
+)
+HIPAAMAIL_RATE_LIMIT_REDIS_URL = env.str("SEND_RATE_LIMIT_REDIS_URL", default=HIPAAMAIL_SHARED_REDIS_URL)
+for _name, _url in (("SHARED_REDIS_URL", HIPAAMAIL_SHARED_REDIS_URL), ("SEND_RATE_LIMIT_REDIS_URL", HIPAAMAIL_RATE_LIMIT_REDIS_URL)):
+    if _url and not _url.startswith(_REDIS_SCHEMES):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{_name} must be a Redis URL (redis://, rediss:// or unix://), not {_url.split(':')[0]}:…")
+
+
+def _rate_limit_refuse_without_shared_store(*, limit: int, redis_url: str, broker_url: str, always: bool) -> None:
+    """SEND_RATE_LIMIT counted per process would multiply by the number of workers: refuse to start instead. The
+    zero-service demo (one worker, the filesystem broker) may count in-process; production never (`always`).
+    Settings-time ImproperlyConfigured rather than a system check: Celery workers, which apply the limit, never
+    run Django's checks."""
+    if not limit or redis_url:
+        return
+    if always or not broker_url.startswith(("filesystem://", "memory://")):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"SEND_RATE_LIMIT={limit} needs a Redis that every worker shares, or each worker would "
+            "send that many messages per second on its own: set SHARED_REDIS_URL (or CACHE_URL, or "
+            "SEND_RATE_LIMIT_REDIS_URL) to a redis:// URL, or SEND_RATE_LIMIT=0 (docs/scaling.md)."
+        )
+
+
+_rate_limit_refuse_without_shared_store(
+    limit=HIPAAMAIL_RATE_LIMIT, redis_url=HIPAAMAIL_RATE_LIMIT_REDIS_URL, broker_url=CELERY_BROKER_URL, always=False
+)
+
+# Beat runs once however many hosts start it: with a shared Redis, celery-redbeat keeps the schedule there and
+# only the beat holding its lock sends anything; another beat waits as a hot standby and takes the lock once the
+# holder has not renewed it for BEAT_LOCK_SECONDS (ADR 0019). Without Redis (the demo), Celery's file scheduler.
+HIPAAMAIL_BEAT_REDIS_URL = env.str("BEAT_REDIS_URL", default=HIPAAMAIL_SHARED_REDIS_URL)
+if HIPAAMAIL_BEAT_REDIS_URL:
+    CELERY_BEAT_SCHEDULER = "redbeat.RedBeatScheduler"
+    CELERY_REDBEAT_REDIS_URL = HIPAAMAIL_BEAT_REDIS_URL
+    CELERY_REDBEAT_KEY_PREFIX = env.str("BEAT_KEY_PREFIX", default="hipaamail:redbeat")
+    # The leader renews its lock every tick (at most CELERY_BEAT_MAX_LOOP_INTERVAL apart); a standby takes over at
+    # most BEAT_LOCK_SECONDS after the leader's last renewal.
+    CELERY_REDBEAT_LOCK_TIMEOUT = env.int("BEAT_LOCK_SECONDS", default=30)
+    CELERY_BEAT_MAX_LOOP_INTERVAL = max(1, CELERY_REDBEAT_LOCK_TIMEOUT // 5)
+
+# Media (signed PDFs, scans, encrypted import files): the local MEDIA_ROOT, or with MEDIA_STORAGE=s3 a private,
+# server-side encrypted S3-compatible bucket. Files are never served from the bucket: the permission-checked views
+# read them and stream them (no public or signed bucket URLs ever reach a browser).
+HIPAAMAIL_MEDIA_STORAGE = env.str("MEDIA_STORAGE", default="filesystem")
+if HIPAAMAIL_MEDIA_STORAGE == "s3":
+    _bucket = env.str("MEDIA_S3_BUCKET", default="")
+    if not _bucket:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("MEDIA_STORAGE=s3 needs MEDIA_S3_BUCKET, the bucket signed PDFs and scans go to.")
+    _kms_key = env.str("MEDIA_S3_KMS_KEY_ID", default="")
+    _MEDIA_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _bucket,
+            "endpoint_url": env.str("MEDIA_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("MEDIA_S3_REGION", default="") or None,
+            # MEDIA_S3_ACCESS_KEY_ID / MEDIA_S3_SECRET_ACCESS_KEY, else boto3's own chain (the instance's role,
+            # AWS_* variables): never in a settings file.
+            "access_key": env.str("MEDIA_S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("MEDIA_S3_SECRET_ACCESS_KEY", default="") or None,
+            "location": env.str("MEDIA_S3_PREFIX", default=""),
+            "default_acl": "private",
+            # .url() is never called by the product; were it called, a signed URL valid for a minute, never public.
+            "querystring_auth": True,
+            "querystring_expire": 60,
+            "file_overwrite": False,
+            # R-SEC-ENCRYPT-REST: the bucket encrypts every object (AES256, or aws:kms with MEDIA_S3_KMS_KEY_ID).
+            "object_parameters": (
+                {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": _kms_key}
+                if _kms_key
+                else {"ServerSideEncryption": "AES256"}
+            ),
+        },
+    }
+elif HIPAAMAIL_MEDIA_STORAGE == "filesystem":
+    _MEDIA_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+else:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"MEDIA_STORAGE must be 'filesystem' or 's3', not {HIPAAMAIL_MEDIA_STORAGE!r}.")
+# Other settings modules change STORAGES["staticfiles"] only (production: whitenoise); "default" is the media's.
+STORAGES = {
+    "default": _MEDIA_STORAGE,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 # --- Everything else ------------------------------------------------------------------------------------
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

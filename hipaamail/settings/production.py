@@ -121,6 +121,42 @@ for _origin in OTP_WEBAUTHN_ALLOWED_ORIGINS:
             f"WEBAUTHN_ALLOWED_ORIGINS: {_origin!r} must be https:// on WEBAUTHN_RP_ID or a subdomain of it."
         )
 
+# --- Many machines (docs/scaling.md, ADR 0019) ---------------------------------------------------------
+# The send rate limit and beat's lock live in the shared Redis (base.py: SHARED_REDIS_URL, else CACHE_URL's Redis,
+# else the broker's). A limit with no shared Redis refuses to start here whatever the broker.
+from .base import (
+    DATABASES,
+    HIPAAMAIL_RATE_LIMIT,
+    HIPAAMAIL_RATE_LIMIT_REDIS_URL,
+    _rate_limit_refuse_without_shared_store,
+)
+
+_rate_limit_refuse_without_shared_store(
+    limit=HIPAAMAIL_RATE_LIMIT, redis_url=HIPAAMAIL_RATE_LIMIT_REDIS_URL, broker_url=CELERY_BROKER_URL, always=True
+)
+
+# psycopg's connection pool (Django 5.1+): each process keeps DATABASE_POOL_MIN_SIZE..MAX_SIZE connections open and
+# lends them per request or task; 0 turns it off (then CONN_MAX_AGE applies). The pool replaces persistent
+# connections, so CONN_MAX_AGE must be 0 with it. The per-connection options (OPTIONS["options"] and the rest) are
+# passed to every pooled connection as they are. Size it against max_connections: docs/scaling.md.
+DATABASE_POOL_MIN_SIZE = env.int("DATABASE_POOL_MIN_SIZE", default=1)
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=4)
+DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", default=10.0)
+if DATABASE_POOL_MAX_SIZE:
+    if not 0 <= DATABASE_POOL_MIN_SIZE <= DATABASE_POOL_MAX_SIZE:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_MIN_SIZE ({DATABASE_POOL_MIN_SIZE}) must be between 0 and DATABASE_POOL_MAX_SIZE "
+            f"({DATABASE_POOL_MAX_SIZE}); DATABASE_POOL_MAX_SIZE=0 turns the pool off."
+        )
+    if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        raise ImproperlyConfigured("The connection pool needs PostgreSQL (DATABASE_URL=postgres://…).")
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": DATABASE_POOL_MIN_SIZE,
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": DATABASE_POOL_TIMEOUT,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
 # --- Observability (ADR 0018, docs/operations.md): JSON logs, error reports, metrics ------------------------------
 from observability.errors import sentry_init  # neither module loads an app
 from observability.logs import logging_config

@@ -310,3 +310,21 @@ def test_two_concurrent_launches_on_postgresql_make_one_set_of_deliveries_and_se
         pass
     recipients = sorted(to for message in mail.outbox for to in message.to)
     assert recipients == sorted(p.email for p in covered)
+
+
+@pytest.mark.parametrize(("dispatchers", "covered", "wake_ups"), [(1, 3, 1), (6, 3, 6), (6, 0, 1)])
+def test_a_launch_wakes_send_dispatchers_senders_and_one_when_nothing_is_queued(settings, dispatchers, covered, wake_ups):
+    """SEND_DISPATCHERS (docs/scaling.md): every host's senders share a big campaign from its first second; a
+    campaign with nothing queued still gets the one wake-up that finishes it."""
+    settings.HIPAAMAIL_SEND_DISPATCHERS = dispatchers
+    purpose = purpose_make()
+    for _ in range(covered):
+        authorization_make(patient=patient_make(), purpose=purpose)
+    patient_make()
+    campaign = campaign_approved_make(purpose=purpose)
+
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay") as wake:
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            campaign_launch(actor=None, campaign_id=campaign.pk)
+
+    assert wake.call_args_list == [mock.call(campaign.pk)] * wake_ups
