@@ -6,12 +6,13 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 
 from accounts import urls as account_urls
-from accounts.access import integration_patterns, patient_pages
+from accounts.access import integration_patterns, patient_pages, public
 from api import urls as api_urls
 from audit import urls as audit_urls
 from campaigns import urls as campaign_urls
 from campaigns.views.campaigns import home
 from consent import urls as consent_urls
+from hipaamail import health
 from journeys import urls as journey_urls
 
 # Defence in depth: the admin site itself also refuses a user who has not passed the second factor.
@@ -35,4 +36,7 @@ urlpatterns = [
     path("api/v1/", include((integration_patterns(api_urls.api_patterns[0]), "ninja"), namespace="api-v1")),
     path("integrations/", include(api_urls)),
     path("admin/", admin.site.urls),
+    # Probes for load balancers and orchestrators: no sign-in, no data but which check is down (hipaamail/health.py).
+    path("health/live", public(health.live), name="health-live"),
+    path("health/ready", public(health.ready), name="health-ready"),
 ]
