@@ -1,5 +1,5 @@
 # hipaamail. Extra pytest arguments: make test ARGS="-k unsubscribe -x"
-.PHONY: run test test-browser test-faults test-history venv
+.PHONY: run test test-browser test-faults test-history test-production venv
 
 # The zero-service demo: web on http://127.0.0.1:8000/, a Celery worker and beat; SQLite, filesystem broker,
 # messages in var/outbox/; demo data and logins printed. Ctrl-C stops everything.
@@ -23,6 +23,12 @@ test-faults:
 # SMTP server; each run's recorded history is checked (no send after a revocation or expiry; ADR 0010).
 test-history:
 	TEST_MARKERS=history scripts/test $(ARGS)
+
+# The production smoke test (docs/deployment.md's native steps): the production settings with secrets made for the
+# run, gunicorn over HTTPS, both workers and beat, mail over STARTTLS verified against a CA made for the run, a
+# campaign sent, a patient signing in Chromium (about two minutes).
+test-production:
+	TEST_MARKERS=production scripts/test $(ARGS)
 
 # .venv with requirements-dev.txt, reinstalled when a requirements file changes.
 venv:
