@@ -87,7 +87,7 @@ def setup(*, administrator: str, password: str) -> None:
     _say(step="setup", totp_keys=keys, totp_step=int(time.time() // 30), purpose_id=purpose.pk, marketer=marketer.email)
 
 
-def campaign_send(*, name: str) -> None:
+def campaign_send(*, name: str, subject: str) -> None:
     """A campaign from the content library, written by the marketer, approved and launched by the compliance
     officer (never its author); the campaigns worker sends it."""
     User = get_user_model()
@@ -100,7 +100,7 @@ def campaign_send(*, name: str) -> None:
     block = library.library_item_approve(actor=compliance, kind="block", item_id=block.pk)
     campaign = campaign_create(
         actor=marketer, name=name, purpose=Purpose.objects.get(code=PURPOSE_CODE),
-        subject="Time to refresh your CPAP supplies",
+        subject=subject,
         body_text="Dear {{ first_name }},\n\nOrder fresh CPAP supplies from Riverside Health.",
         template=template, blocks=[block],
     )  # fmt: skip

@@ -54,6 +54,7 @@ BIN = Path(sys.executable).parent
 HOST = "clinic.localhost"  # RFC 6761: resolves to loopback; Chromium does so itself, the test connects to 127.0.0.1
 ADMINISTRATOR = "admin@riverside-health.org"
 CAMPAIGN = "Spring CPAP supplies"
+SUBJECT = "Time to refresh your CPAP supplies"
 PATIENTS = ("ana.lopez@example.org", "ben.okafor@example.org", "chen.wei@example.org", "dana.reyes@example.org")
 STARTUP_TIMEOUT = 60
 
@@ -256,6 +257,12 @@ class Installation:
         self.processes[name] = subprocess.Popen(shlex.split(command), cwd=ROOT, env=self.env, stdout=log,
                                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
+    def stop(self, name: str) -> None:
+        """SIGTERM, as systemd stops a unit: a worker finishes what it holds (warm shutdown) and exits."""
+        process = self.processes.pop(name)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+
     def log(self, name: str) -> str:
         return (self.folder / f"{name}.log").read_text(errors="replace")[-4000:]
 
@@ -432,12 +439,20 @@ def test_production_install_serves_https_sends_a_campaign_over_verified_tls_and_
         phase("patient signed")
 
         # The campaign: written, approved by another person, launched; the campaigns worker sends it.
-        campaign = installation.shell(steps + f"steps.campaign_send(name={CAMPAIGN!r})")
+        campaign = installation.shell(steps + f"steps.campaign_send(name={CAMPAIGN!r}, subject={SUBJECT!r})")
         sent = _wait("the campaign's messages", lambda: (
-            marketing := [m for m in smtp.received() if m["message"]["Subject"] == "Time to refresh your CPAP supplies"]
+            marketing := [m for m in smtp.received() if m["message"]["Subject"] == SUBJECT]
         ) and len(marketing) >= len(PATIENTS) and marketing, installation)  # fmt: skip
-
+        final = _wait("the campaign's end", lambda: (s := installation.shell(
+            steps + f"steps.campaign_status(campaign_id={campaign['campaign_id']})"))["status"] == "sent" and s,
+            installation)  # fmt: skip
         phase("campaign received")
+
+        # A second campaign launched while the campaigns worker is stopped: it stays "sending", so its page runs
+        # the progress script (the page loads it only while a campaign sends or is paused).
+        installation.stop("campaigns")
+        watched = installation.shell(steps + "steps.campaign_send(name='Summer CPAP check', subject='Summer CPAP check')")
+
         # The staff pages whose scripts matter, signed in as the marketer with password and authenticator code.
         from django_otp.oath import totp
 
@@ -452,7 +467,7 @@ def test_production_install_serves_https_sends_a_campaign_over_verified_tls_and_
         page.fill("input[name=token]", f"{totp(key):06d}")
         page.click("main button[type=submit]")
         page.wait_for_url(installation.origin + "/")
-        for path, name in ((f"/campaigns/{campaign['campaign_id']}/", "production-campaign-progress"),
+        for path, name in ((f"/campaigns/{watched['campaign_id']}/", "production-campaign-progress"),
                            ("/campaigns/new/", "production-campaign-editor"),
                            ("/campaigns/segments/new/", "production-segment-builder"),
                            ("/account/two-factor/devices/", "production-passkeys")):  # fmt: skip
@@ -466,9 +481,6 @@ def test_production_install_serves_https_sends_a_campaign_over_verified_tls_and_
     assert all(message["tls"] for message in smtp.received())
     assert sorted(recipient for message in sent for recipient in message["to"]) == sorted(PATIENTS)
     assert all(message["message"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" for message in sent)
-    final = _wait("the campaign's end", lambda: (s := installation.shell(
-        steps + f"steps.campaign_status(campaign_id={campaign['campaign_id']})"))["status"] == "sent" and s,
-        installation)  # fmt: skip
     assert final["outcomes"] == {"sent": len(PATIENTS)}
     # The static files: loaded under their hashed names (the manifest), none failed, no CSP violation.
     assert violations == []
