@@ -15,12 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _production_constant(name: str) -> str:
     source = (ROOT / "hipaamail" / "settings" / "production.py").read_text()
-    return re.search(rf"^{name} = [({{](.*?)^[)}}]", source, re.S | re.M).group(1)
+    return re.search(rf"^{name} = [({{](.*?)^[)}}]", source, re.DOTALL | re.MULTILINE).group(1)
 
 
 def test_env_example_requires_exactly_what_production_requires_with_production_s_recipes():
     required, optional = env_example()
-    recipes = dict(re.findall(r'^\s+"([A-Z_]+)": \(?\s*(.+?),?$', _production_constant("SECRET_RECIPES"), re.M))
+    recipes = dict(re.findall(r'^\s+"([A-Z_]+)": \(?\s*(.+?),?$', _production_constant("SECRET_RECIPES"), re.MULTILINE))
 
     assert list(required) == re.findall(r'"([A-Z_]+)"', _production_constant("REQUIRED_ENVIRONMENT"))
     assert {name: recipe for name, recipe in required.items() if recipe} == {
@@ -65,6 +65,6 @@ def test_the_dockerfile_builds_on_python_3_11_slim_bookworm_installs_requirement
     assert "pip install -r requirements.txt" in dockerfile
     assert "libpango-1.0-0" in dockerfile and "libpangoft2-1.0-0" in dockerfile  # WeasyPrint
     assert "manage.py collectstatic --noinput" in dockerfile
-    assert re.search(r"^USER hipaamail$", dockerfile, re.M)
+    assert re.search(r"^USER hipaamail$", dockerfile, re.MULTILINE)
     assert dockerfile.index("collectstatic") < dockerfile.index("USER hipaamail")
     assert "DJANGO_SETTINGS_MODULE=hipaamail.settings.production" in dockerfile

@@ -19,11 +19,7 @@ commands. No container engine runs here, so the same processes run natively, fro
 
 Screenshots go to $SCREENSHOT_DIR when set (docs/screenshots/production-*.png were made so).
 """
-import base64
-import datetime
-import email
 import http.client
-import ipaddress
 import json
 import os
 import re
@@ -33,18 +29,13 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from aiosmtpd.controller import Controller
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from campaigns.tests.tls_relay import pki_make, tls_relay
 from conftest import CHROMIUM, CHROMIUM_ARGS, csp_violations_collect, csp_violations_watch, screenshot
 
 pytestmark = pytest.mark.production
@@ -94,70 +85,7 @@ def procfile() -> dict[str, str]:
     return processes
 
 
-# --- a CA for the run, the SMTP server, HTTPS ------------------------------------------------------------------
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def pki_make(folder: Path) -> dict[str, Path]:
-    """A CA made for this run and one server certificate it signed, for clinic.localhost, localhost and 127.0.0.1
-    (gunicorn's HTTPS and the SMTP server's STARTTLS)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder().subject_name(_name("hipaamail smoke-test CA")).issuer_name(_name("hipaamail smoke-test CA"))
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName(HOST), x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    server = (
-        x509.CertificateBuilder().subject_name(_name(HOST)).issuer_name(ca.subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    paths = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server-key.pem"}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))  # fmt: skip
-    spki = server.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(spki)
-    paths["spki"] = base64.b64encode(digest.finalize()).decode()
-    return paths
-
-
-class TlsOnlyHandler:
-    """Records each message and whether its session had switched to TLS (the server refuses MAIL before STARTTLS)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.messages: list[dict] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        raw = envelope.original_content or envelope.content
-        with self.lock:
-            self.messages.append({"tls": session.ssl is not None, "to": [r.lower() for r in envelope.rcpt_tos],
-                                  "message": email.message_from_bytes(raw)})  # fmt: skip
-        return "250 accepted"
-
-    def received(self) -> list[dict]:
-        with self.lock:
-            return list(self.messages)
+# --- the SMTP server's and gunicorn's certificates come from campaigns.tests.tls_relay; HTTPS to gunicorn -------
 
 
 def _free_port() -> int:
@@ -312,23 +240,16 @@ def _wait(what: str, condition, installation: Installation, *, timeout: float = 
 
 @pytest.fixture
 def installation(tmp_path):
-    pki = pki_make(tmp_path)
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(pki["cert"], pki["key"])
-    handler = TlsOnlyHandler()
-    smtp_port = _free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=smtp_port, server_hostname="localhost",
-                            tls_context=server_context, require_starttls=True, ready_timeout=10)  # fmt: skip
-    controller.start()
-    installed = Installation(tmp_path, pki, smtp_port, _free_port())
-    installed.smtp = handler
-    installed.fresh_services()
-    try:
-        yield installed
-    finally:
-        installed.stop_all()
-        controller.stop()
-        installed.drop_services()
+    pki = pki_make(tmp_path, host=HOST)
+    with tls_relay(pki) as (handler, smtp_port):
+        installed = Installation(tmp_path, pki, smtp_port, _free_port())
+        installed.smtp = handler
+        installed.fresh_services()
+        try:
+            yield installed
+        finally:
+            installed.stop_all()
+            installed.drop_services()
 
 
 # --- the test ---------------------------------------------------------------------------------------------------
@@ -352,7 +273,7 @@ def test_production_install_serves_https_sends_a_campaign_over_verified_tls_and_
     collect = subprocess.Popen([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT,
                                env=installation.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     migrated = installation.run(processes["release"])
-    collected_out, collected_err = collect.communicate(timeout=240)
+    _, collected_err = collect.communicate(timeout=240)
     assert migrated.returncode == 0, migrated.stderr[-3000:]
     assert collect.returncode == 0, collected_err[-3000:]
     checked = installation.run("python manage.py check --deploy --fail-level WARNING")
