@@ -17,7 +17,8 @@ commands. No container engine runs here, so the same processes run natively, fro
    builder, passkeys): no Content-Security-Policy violation, no failed request, every static file served by
    whitenoise under its hashed name.
 
-Screenshots go to $SCREENSHOT_DIR when set (docs/screenshots/production-*.png were made so).
+Screenshots go to $SCREENSHOT_DIR when set (docs/screenshots/production-campaign-progress.png and
+production-patient-sign.png were made so: pages served by gunicorn and whitenoise under the production settings).
 """
 import http.client
 import json
