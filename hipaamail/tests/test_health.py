@@ -3,6 +3,7 @@ cache, the broker and a worker on each queue, each shown up and down by stopping
 port. Both are public and say nothing but which check is down (R-NO-PHI-LEAK: no host, no version, no error text)."""
 import json
 import socket
+import threading
 import time
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ from celery import current_app as celery_app
 from django.db import connections
 
 from campaigns.tests.worker import purge_broker, worker_start, worker_stop
-from conftest import requires_redis
+from conftest import requires_postgresql, requires_redis
 from hipaamail import health
 
 pytestmark = pytest.mark.django_db
@@ -88,9 +89,8 @@ class Workers:
                                     name=f"health-{queues.replace(',', '-')}")  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            answers = celery_app.control.inspect(timeout=0.5).active_queues() or {}
-            names = {queue["name"] for queues in answers.values() for queue in queues}
-            if set(queues.split(",")) <= names:
+            # Asked as the probe asks (never through the app's pool: the fork test below needs it unused).
+            if set(queues.split(",")) <= health.worker_queues_answering(timeout=0.5):
                 return
             assert self.process.poll() is None, self.log_path.read_text()[-3000:]
         raise AssertionError(f"the worker did not answer within 60 s: {self.log_path.read_text()[-3000:]}")
@@ -102,7 +102,7 @@ class Workers:
             self.process = None
         # A stopped worker stops answering pings at once; wait until no worker of ours is left listed.
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and celery_app.control.ping(timeout=0.3):
+        while time.monotonic() < deadline and health.worker_queues_answering(timeout=0.3):
             time.sleep(0.2)
 
 
@@ -162,16 +162,16 @@ def test_readiness_is_503_naming_the_cache_when_it_is_down(client, workers, sett
 @requires_redis
 @pytest.mark.worker
 def test_readiness_is_503_naming_the_broker_when_it_refuses_connections(client, workers, monkeypatch):
-    # The broker check connects afresh with the app's broker URL, which Celery reads from CELERY_BROKER_URL first:
-    # a closed port. (The workers' ping goes through the app's existing connection pool, still on the real broker,
-    # so only the broker check fails here.)
+    # The broker and worker checks connect afresh with the app's broker URL, which Celery reads from
+    # CELERY_BROKER_URL first: a closed port. With the broker away no worker can be asked either.
     port = str(_closed_port())
     monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{port}/0")
 
     response, body, seconds = _ready(client)
 
+    down = ["broker", "workers:campaigns", "workers:transactional"]
     assert response.status_code == 503
-    assert body == {"status": "unavailable", "failed": ["broker"], "checks": ALL_UP | {"broker": "unavailable"}}
+    assert body == {"status": "unavailable", "failed": down, "checks": ALL_UP | dict.fromkeys(down, "unavailable")}
     assert seconds < READY_WITHIN
     _assert_says_nothing_more(response, secrets=(port,))
 
@@ -203,3 +203,25 @@ def test_readiness_names_each_queue_left_without_a_worker(client, workers):
     }
     assert seconds < READY_WITHIN
     _assert_says_nothing_more(none, secrets=("health-",))
+
+
+@requires_redis
+@requires_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_process_that_probed_readiness_still_forks_the_audit_chain_s_parallel_walk(client, monkeypatch):
+    """The probe leaves no thread and no pooled broker connection behind: a process that forks afterwards (the
+    audit chain's parallel walk, audit.selectors) gets its children's results instead of hanging."""
+    from audit import selectors
+    from audit.services import audit_record, audit_seal
+
+    monkeypatch.setattr(selectors, "PARALLEL_MIN_EVENTS", 1)
+    threads_before = sorted(thread.name for thread in threading.enumerate())
+    client.get("/health/ready")
+    for n in range(20):
+        audit_record(actor=None, actor_role="system", action="fhir.imported", details={"ids": [n]})
+    audit_seal()
+
+    walked = selectors.audit_chain_walk(workers=2)
+
+    assert sorted(thread.name for thread in threading.enumerate()) == threads_before
+    assert walked.first_break is None
