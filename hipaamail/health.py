@@ -24,10 +24,10 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET
-from kombu.pidbox import Mailbox
 from health_check.base import HealthCheck
 from health_check.checks import Cache, Database
 from health_check.exceptions import ServiceUnavailable
+from kombu.pidbox import Mailbox
 
 from hipaamail.celery import app as celery_app
 
