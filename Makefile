@@ -1,5 +1,5 @@
 # hipaamail. Extra pytest arguments: make test ARGS="-k unsubscribe -x"
-.PHONY: run test test-browser test-faults test-history test-multihost venv
+.PHONY: run test test-browser test-faults test-history test-multihost test-production venv
 
 # The zero-service demo: web on http://127.0.0.1:8000/, a Celery worker and beat; SQLite, filesystem broker,
 # messages in var/outbox/; demo data and logins printed. Ctrl-C stops everything.
@@ -28,6 +28,12 @@ test-history:
 # unavailable) send 50,000 messages while one is lost; two beats, one schedules; the rate limit on RabbitMQ.
 test-multihost:
 	TEST_MARKERS=multihost scripts/test $(ARGS)
+
+# The production smoke test (docs/deployment.md's native steps): the production settings with secrets made for the
+# run, gunicorn over HTTPS, both workers and beat, mail over STARTTLS verified against a CA made for the run, a
+# campaign sent, a patient signing in Chromium (about two minutes).
+test-production:
+	TEST_MARKERS=production scripts/test $(ARGS)
 
 # .venv with requirements-dev.txt, reinstalled when a requirements file changes.
 venv:

@@ -9,12 +9,15 @@ class AccountsConfig(AppConfig):
     verbose_name = "Staff accounts"
 
     def ready(self) -> None:
+        from django.apps import apps
         from django.db.models.signals import post_migrate
 
         from accounts import signals  # noqa: F401  (audit of sign-in events)
 
-        # After every migrate and every test flush, as Django does for permissions.
-        post_migrate.connect(_create_roles, sender=self)
+        # After every migrate and every test flush, as Django does for permissions. Sent by the auth app (whose
+        # tables hold the groups): Django sends post_migrate only for apps with a models module, which this app
+        # has not, so connected to itself the roles were never made on a fresh installation.
+        post_migrate.connect(_create_roles, sender=apps.get_app_config("auth"), dispatch_uid="accounts.roles")
 
 
 def _create_roles(sender, using="default", **kwargs) -> None:

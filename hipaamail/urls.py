@@ -12,6 +12,7 @@ from audit import urls as audit_urls
 from campaigns import urls as campaign_urls
 from campaigns.views.campaigns import home
 from consent import urls as consent_urls
+from hipaamail import health
 from journeys import urls as journey_urls
 from observability.views import metrics_view
 
@@ -38,4 +39,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Prometheus: no session; it checks its own bearer token (METRICS_TOKEN) and does not exist without one.
     path("metrics", public(metrics_view), name="metrics"),
+    # Probes for load balancers and orchestrators: no sign-in, no data but which check is down (hipaamail/health.py).
+    path("health/live", public(health.live), name="health-live"),
+    path("health/ready", public(health.ready), name="health-ready"),
 ]

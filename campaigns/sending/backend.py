@@ -38,10 +38,25 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpEmailBackend
+from django.utils.functional import cached_property
 
 from campaigns.sending.dkim import DkimSigner, dkim_signer
+from campaigns.sending.tls import smtp_tls_context
 
 DEFAULT_WRAPPED_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+class SmtpEmailBackend(DjangoSmtpEmailBackend):
+    """Django's SMTP backend, verifying the relay against the CAs the campaign transport trusts (the system's and
+    EMAIL_CA_FILE's, campaigns.sending.tls) rather than the system's alone. Production's default wrapped backend."""
+
+    @cached_property
+    def ssl_context(self):
+        context = smtp_tls_context()
+        if self.ssl_certfile or self.ssl_keyfile:  # a client certificate, as Django's own backend loads it
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return context
 
 _SIGNATURE_PREFIX = b"dkim-signature:"
 _END_OF_FIELD = re.compile(rb"\r\n(?![ \t])")  # the end of a header field: a line break not followed by folding

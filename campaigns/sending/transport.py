@@ -30,6 +30,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 
 from campaigns.sending.dkim import dkim_signer
 from campaigns.sending.messages import AssembledMessage
+from campaigns.sending.tls import smtp_tls_context
 from observability import metrics
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
@@ -78,7 +79,7 @@ def _tls_context() -> ssl.SSLContext:
     """Certificate-verifying TLS, built once per process (loading the CA store costs milliseconds)."""
     global _TLS_CONTEXT
     if _TLS_CONTEXT is None:
-        _TLS_CONTEXT = ssl.create_default_context()
+        _TLS_CONTEXT = smtp_tls_context()  # the system's CAs and EMAIL_CA_FILE's
     return _TLS_CONTEXT
 
 

@@ -240,6 +240,10 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = 30
+# R-SEC-TLS: the relay's certificate is always verified, against the system's CA store plus, when set, the CA
+# certificates in this PEM file (a relay with a private CA). Both the campaign transport and Django's SMTP backend
+# use it (campaigns.sending.tls). Never a way to turn verification off.
+HIPAAMAIL_EMAIL_CA_FILE = env.str("EMAIL_CA_FILE", default="")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Riverside Health <news@riverside-health.example>")
 # R-CANSPAM-ADDRESS: the organisation's postal address goes in every marketing footer.
 # R-CANSPAM-HEADERS: marketing replies go to a monitored address of the organisation (default: the sender).

@@ -3,9 +3,43 @@ from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+from whitenoise.compress import Compressor
 
 from .base import *  # noqa: F401,F403
-from .base import DEFAULT_FROM_EMAIL, HIPAAMAIL_MESSAGE_ID_DOMAIN, SITE_URL, env
+from .base import DEFAULT_FROM_EMAIL, HIPAAMAIL_MESSAGE_ID_DOMAIN, MIDDLEWARE, SITE_URL, env
+
+# Every variable an installation must set, named together in one message so an operator fixes them in one go
+# (.env.example lists the same names, with how to make each secret; the production smoke test reads them from there).
+REQUIRED_ENVIRONMENT = (
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "SITE_URL",
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CACHE_URL",
+    "FIELD_ENCRYPTION_KEYS",
+    "IDENTIFIER_HASH_KEY",
+    "AUDIT_CHECKPOINT_KEYS",
+    "DEFAULT_FROM_EMAIL",
+    "EMAIL_HOST",
+)
+# How to make each secret (the same commands as .env.example's).
+SECRET_RECIPES = {
+    "SECRET_KEY": 'python3 -c "import secrets; print(secrets.token_urlsafe(50))"',
+    "FIELD_ENCRYPTION_KEYS": (
+        'python3 -c "import base64, secrets; '
+        "print('k1:' + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip('='))\""
+    ),
+    "IDENTIFIER_HASH_KEY": 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"',
+    "AUDIT_CHECKPOINT_KEYS": 'python3 -c "import secrets; print(secrets.token_urlsafe(48))"',
+}
+_missing = [name for name in REQUIRED_ENVIRONMENT if not env.str(name, default="").strip()]
+if _missing:
+    _recipes = "; ".join(f"{name}: {SECRET_RECIPES[name]}" for name in _missing if name in SECRET_RECIPES)
+    raise ImproperlyConfigured(
+        f"Set {', '.join(_missing)} in the environment ({len(_missing)} of the {len(REQUIRED_ENVIRONMENT)} variables "
+        "production requires are missing or empty)." + (f" Make the secrets with {_recipes}." if _recipes else "")
+    )
 
 DEBUG = False
 SECRET_KEY = env.str("SECRET_KEY")  # raises ImproperlyConfigured when missing
@@ -56,8 +90,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 # with the campaign key when DKIM_PRIVATE_KEY_PATH is set, then sent by Django's SMTP backend (campaigns.sending.backend).
 EMAIL_BACKEND = "campaigns.sending.backend.DkimEmailBackend"
 HIPAAMAIL_DKIM_WRAPPED_EMAIL_BACKEND = env.str(
-    "DKIM_WRAPPED_EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend"
-)
+    "DKIM_WRAPPED_EMAIL_BACKEND", default="campaigns.sending.backend.SmtpEmailBackend"
+)  # Django's SMTP backend trusting EMAIL_CA_FILE too (campaigns.sending.tls)
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=True)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 # The campaign sender speaks SMTP itself in production, with STARTTLS required (campaigns.sending.transport).
@@ -65,7 +99,24 @@ HIPAAMAIL_TRANSPORT = env.str("HIPAAMAIL_TRANSPORT", default="smtp")
 HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = False
 if not (EMAIL_USE_TLS or EMAIL_USE_SSL):
     raise ImproperlyConfigured("Mail must leave over TLS (R-SEC-TLS): set EMAIL_USE_TLS or EMAIL_USE_SSL.")
-CACHES = {"default": env.cache("CACHE_URL", default="redis://127.0.0.1:6379/1")}
+CACHES = {"default": env.cache("CACHE_URL")}
+
+# --- Serving (ADR 0017): gunicorn runs hipaamail.wsgi; whitenoise serves the static files with DEBUG off -------
+# Right after SecurityMiddleware (so its HTTPS redirect and HSTS apply to static files too) and before everything
+# that touches sessions or the database. Names carry a content hash (the manifest), so whitenoise sends them with a
+# year's cache lifetime; compressed copies (gzip, Brotli when available) are made once, by collectstatic.
+MIDDLEWARE = [*MIDDLEWARE]
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Source maps are fetched by developer tools only; compressing them (with Brotli at its slowest, best level) doubled
+# collectstatic's time for nothing a patient or staff member downloads.
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = [*Compressor.SKIP_COMPRESS_EXTENSIONS, "map"]
+# The load balancer's and the orchestrator's probes (hipaamail/health.py) speak plain HTTP inside the network: no
+# redirect to https for them. They answer with no data but which check is down.
+SECURE_REDIRECT_EXEMPT = [r"^health/"]
 
 # R-RFC8058 section 3.1: the one-click unsubscribe URI every message carries is built from SITE_URL, and must be https.
 _site = urlsplit(SITE_URL)
