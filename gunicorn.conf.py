@@ -21,3 +21,12 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms request_id=%({x-request-id}o)s'
 errorlog = "-"
+
+
+def child_exit(server, worker):
+    """Prometheus's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, docs/operations.md): a web worker that exits takes
+    its live gauges with it, or /metrics would keep reporting them."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -107,10 +107,8 @@ CACHES = {"default": env.cache("CACHE_URL")}
 # year's cache lifetime; compressed copies (gzip, Brotli when available) are made once, by collectstatic.
 MIDDLEWARE = [*MIDDLEWARE]
 MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, "whitenoise.middleware.WhiteNoiseMiddleware")
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
-}
+# Only the static files' storage: "default" is the media's (base.py: the filesystem, or S3 with MEDIA_STORAGE=s3).
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}}
 # Source maps are fetched by developer tools only; compressing them (with Brotli at its slowest, best level) doubled
 # collectstatic's time for nothing a patient or staff member downloads.
 WHITENOISE_SKIP_COMPRESS_EXTENSIONS = [*Compressor.SKIP_COMPRESS_EXTENSIONS, "map"]
