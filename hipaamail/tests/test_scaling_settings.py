@@ -29,7 +29,10 @@ def _settings_of(env: dict[str, str], names: list[str]) -> subprocess.CompletedP
 
 
 def test_production_refuses_a_send_rate_limit_without_a_shared_redis_on_rabbitmq():
-    result = _settings_of(PRODUCTION_ENV | {"CELERY_BROKER_URL": RABBITMQ, "SEND_RATE_LIMIT": "100"}, ["DEBUG"])
+    """Production requires CACHE_URL, which is the shared Redis when it is one: here the cache is the database's."""
+    env = PRODUCTION_ENV | {"CELERY_BROKER_URL": RABBITMQ, "SEND_RATE_LIMIT": "100", "CACHE_URL": "dbcache://cache"}
+
+    result = _settings_of(env, ["DEBUG"])
 
     assert result.returncode != 0
     assert (
