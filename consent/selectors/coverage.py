@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import (
     DateTimeField,
@@ -230,3 +231,91 @@ def patient_suppression_list(*, patient_ids: Iterable[int]) -> dict[int, str]:
         patient_id: CoverageGap.BOUNCED if reason == Suppression.Reason.HARD_BOUNCE else CoverageGap.SUPPRESSED
         for patient_id, reason in reasons.items()
     }
+
+
+# The order authorization_gap_list reports a patient's reasons in, strongest first, after coverage itself.
+_MARK_RANK = [CoverageGap.REVOKED, *sorted(AuthorizationDefect.Reason.values), CoverageGap.EXPIRY_EVENT, CoverageGap.EXPIRED]
+
+
+def coverage_reason_counts(*, purpose_id: int, patients: QuerySet[Patient]) -> dict[str, int]:
+    """How many of `patients` (any queryset of them: a segment, everyone) would be sent a message for the purpose
+    now ("covered") and how many would not, by reason, in ONE statement: the counts of
+    `authorization_gap_list` followed by `patient_suppression_list` for the covered (what the launch and the
+    screens ask, campaigns.selectors.campaigns.delivery_block_reason_list), without a patient's id leaving the
+    database. A segment of a million patients is counted in a fraction of a second instead of carrying a million
+    ids through Python (issue 15: live counts at the size of a health system).
+
+    Covered is THE predicate's answer: the covering authorizations are `authorization_covering_list`'s own query,
+    embedded. The reasons for the others are ranked as `authorization_gap_list` ranks them (revoked, then each
+    defect, then an expiry event, then an expiry date; then an authorization for another purpose only; then none);
+    a covered patient whose address is suppressed counts as "bounced" (a hard bounce) or "suppressed". A test
+    (consent/tests/selectors/test_coverage_counts.py) holds the two accounts equal on every case.
+    Returns every key: "covered" and each CoverageGap value, zeros included."""
+    def sql(queryset: QuerySet) -> tuple[str, tuple]:
+        return queryset.query.sql_with_params()
+
+    counts = dict.fromkeys(["covered", *_ALL_GAPS], 0)
+    try:
+        patients_sql, patients_params = sql(patients.order_by().values("id", "email_digest"))
+    except EmptyResultSet:  # a queryset that cannot match anyone (.none())
+        return counts
+    covering_sql, covering_params = sql(authorization_covering_list(purpose_id=purpose_id).values("patient_id"))
+    # Patients with an authorization for the purpose that a mark applies to: each a set, asked once per statement.
+    ended = {"authorization__purpose_id": purpose_id}
+    marked = {
+        CoverageGap.REVOKED: sql(Revocation.objects.filter(**ended).values("authorization__patient_id")),
+        **{
+            reason: sql(AuthorizationDefect.objects.filter(**ended, reason=reason).values("authorization__patient_id"))
+            for reason in sorted(AuthorizationDefect.Reason.values)
+        },
+        CoverageGap.EXPIRY_EVENT: sql(
+            ExpiryEvent.objects.filter(**ended, occurred_at__lte=Now()).values("authorization__patient_id")
+        ),
+        CoverageGap.EXPIRED: sql(
+            Authorization.objects.filter(purpose_id=purpose_id, expires_at__lte=Now()).values("patient_id")
+        ),
+    }
+    whens, params = [], []
+    for reason in _MARK_RANK:
+        mark_sql, mark_params = marked[reason]
+        whens.append(f"WHEN m.id IN ({mark_sql}) THEN %s")
+        params += [*mark_params, reason]
+    statement = f"""
+        SELECT CASE
+                 WHEN m.id IN ({covering_sql}) THEN
+                   CASE WHEN s.reason IS NULL THEN 'covered' WHEN s.reason = %s THEN %s ELSE %s END
+                 {' '.join(whens)}
+                 WHEN EXISTS (SELECT 1 FROM consent_authorization o WHERE o.patient_id = m.id AND o.purpose_id <> %s)
+                   THEN %s
+                 ELSE %s
+               END AS reason,
+               COUNT(*)
+          FROM ({patients_sql}) m
+          LEFT JOIN consent_suppression s ON s.email_digest = m.email_digest
+         GROUP BY 1
+    """
+    all_params = [
+        *covering_params,
+        Suppression.Reason.HARD_BOUNCE,
+        CoverageGap.BOUNCED,
+        CoverageGap.SUPPRESSED,
+        *params,
+        purpose_id,
+        CoverageGap.WRONG_PURPOSE,
+        CoverageGap.NO_AUTHORIZATION,
+        *patients_params,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, all_params)
+        for reason, n in cursor.fetchall():
+            counts[reason] = n
+    return counts
+
+
+_ALL_GAPS = [
+    CoverageGap.NO_AUTHORIZATION,
+    CoverageGap.WRONG_PURPOSE,
+    *_MARK_RANK,
+    CoverageGap.BOUNCED,
+    CoverageGap.SUPPRESSED,
+]
