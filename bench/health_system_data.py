@@ -20,8 +20,8 @@ What is left out: the audit events the services would have written for each of t
 the benchmarks reads them; the audit chain's own benchmark is bench/audit_scale.py), PDF copies (files on disk).
 
 Kept between runs: a table `bench_health_system` in the data set's database records the parameters and how long
-the build took; a run whose parameters match and whose migrations are all applied reuses the database
-(`--rebuild` forces a new one).
+the build took; a run whose parameters match reuses the database, migrating it first when the schema has moved on (as an
+installation upgrades); `--rebuild` forces a new one.
 """
 
 from __future__ import annotations
