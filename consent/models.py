@@ -41,6 +41,17 @@ class Patient(models.Model):
                 fields=["external_id_digest"], condition=~Q(external_id_digest=""), name="patient_unique_external_id"
             )
         ]
+        indexes = [
+            # Segments filter on these coded attributes (campaigns.segments); with the id and the address digest
+            # (suppressions) in the index, a segment's live counts read this index alone, never the table, whose
+            # rows are wide with encrypted identifiers (at 1,000,000 patients: about 110 MB of index against 600 MB
+            # of table; issue 15, docs/benchmarks.md). INCLUDE is PostgreSQL's; SQLite indexes the key columns.
+            models.Index(
+                fields=["birth_year", "state", "sex", "last_visit", "postal_code"],
+                include=["id", "email_digest"],
+                name="patient_segment_attributes",
+            )
+        ]
 
     def __str__(self) -> str:
         # Never the name or address: strings of objects end up in logs and error pages (R-NO-PHI-LEAK).
@@ -168,8 +179,9 @@ class Authorization(models.Model):
         IMPORT = "import", "Imported"
         EXTERNAL = "external", "Captured elsewhere, recorded through the API"
 
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="authorizations")
-    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="authorizations")
+    # Indexed by the two composite indexes below (each leads with one of them), not by an index of its own.
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="authorizations", db_index=False)
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="authorizations", db_index=False)
     form_version = models.ForeignKey(
         AuthorizationForm, null=True, blank=True, on_delete=models.PROTECT, related_name="authorizations"
     )
@@ -194,7 +206,16 @@ class Authorization(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["purpose", "patient"])]
+        indexes = [
+            # THE predicate's scan of a purpose's authorizations (consent.selectors.coverage) reads this index
+            # alone: the table's rows carry the signed text and are ten times wider (issue 15).
+            models.Index(
+                fields=["purpose", "patient"], include=["id", "signed_at", "expires_at"], name="authorization_coverage"
+            ),
+            # A patient's authorizations, and whether they have one for another purpose (the live counts'
+            # "another purpose only"), without reading the table.
+            models.Index(fields=["patient", "purpose"], name="authorization_patient_purpose"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(expires_at__isnull=True) | Q(expires_at__gt=models.F("signed_at")),
