@@ -3,6 +3,7 @@ reason (one INSERT … SELECT per batch on PostgreSQL). The sender (campaigns.se
 queued one when it sends."""
 import logging
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -174,20 +175,10 @@ def _deliveries_materialise_postgresql(*, campaign: Campaign) -> tuple[int, int,
         return _deliveries_materialise_postgresql_capped(campaign=campaign)
     audience = segment_patient_ids(segment_id=campaign.segment_id)  # values("id"), ordered by id
     table = connection.ops.quote_name(Delivery._meta.db_table)
-    defaults = [field for field in Delivery._meta.concrete_fields if field.name not in _LAUNCH_SET_COLUMNS]
-    default_columns = "".join(f", {connection.ops.quote_name(field.column)}" for field in defaults)
-    default_values = [field.get_db_prep_save(field.get_default(), connection) for field in defaults]
-    default_placeholders = ", %s" * len(defaults)
-    total = queued = 0
-    blocked_counts: dict[str, int] = defaultdict(int)
-    last = 0
+    default_columns, default_placeholders, default_values = _insert_defaults()
+    tally = _LaunchTally()
     with connection.cursor() as cursor:
-        while True:
-            bound_sql, bound_params = audience.filter(id__gt=last)[:_LAUNCH_INSERT_BATCH].query.sql_with_params()
-            cursor.execute(f"SELECT max(b.id) FROM ({bound_sql}) AS b", bound_params)
-            (batch_last,) = cursor.fetchone()
-            if batch_last is None:
-                break
+        for last, batch_last in _audience_batches(cursor, audience):
             reasons_sql, reasons_params = coverage_reason_sql(
                 purpose_id=campaign.purpose_id,
                 patients=audience.filter(id__gt=last, id__lte=batch_last),
@@ -218,14 +209,48 @@ def _deliveries_materialise_postgresql(*, campaign: Campaign) -> tuple[int, int,
                     *reasons_params,
                 ],
             )
-            for status, reason, n in cursor.fetchall():
-                total += n
-                if status == Delivery.Status.QUEUED:
-                    queued += n
-                else:
-                    blocked_counts[reason] += n
-            last = batch_last
-    return total, queued, dict(blocked_counts)
+            tally.add(cursor.fetchall())
+    return tally.total, tally.queued, dict(tally.blocked)
+
+
+def _insert_defaults() -> tuple[str, str, list]:
+    """The launch's INSERT … SELECT names every column the database would otherwise leave empty: their names (",
+    col" each), their placeholders (", %s" each) and their default values."""
+    defaults = [field for field in Delivery._meta.concrete_fields if field.name not in _LAUNCH_SET_COLUMNS]
+    columns = "".join(f", {connection.ops.quote_name(field.column)}" for field in defaults)
+    values = [field.get_db_prep_save(field.get_default(), connection) for field in defaults]
+    return columns, ", %s" * len(defaults), values
+
+
+def _audience_batches(cursor, audience):
+    """The segment's patients in batches of `_LAUNCH_INSERT_BATCH` (keyset on the primary key): yields each batch's
+    id range as (after, up to and including)."""
+    last = 0
+    while True:
+        bound_sql, bound_params = audience.filter(id__gt=last)[:_LAUNCH_INSERT_BATCH].query.sql_with_params()
+        cursor.execute(f"SELECT max(b.id) FROM ({bound_sql}) AS b", bound_params)
+        (batch_last,) = cursor.fetchone()
+        if batch_last is None:
+            return
+        yield last, batch_last
+        last = batch_last
+
+
+@dataclass
+class _LaunchTally:
+    """What the batches' INSERT … RETURNING counted: (status, block reason, n) rows."""
+
+    total: int = 0
+    queued: int = 0
+    blocked: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, rows) -> None:
+        for status, reason, n in rows:
+            self.total += n
+            if status == Delivery.Status.QUEUED:
+                self.queued += n
+            else:
+                self.blocked[reason] += n
 
 
 def _deliveries_materialise_postgresql_capped(*, campaign: Campaign) -> tuple[int, int, dict[str, int]]:
@@ -246,20 +271,10 @@ def _deliveries_materialise_postgresql_capped(*, campaign: Campaign) -> tuple[in
     """
     audience = segment_patient_ids(segment_id=campaign.segment_id)  # values("id"), ordered by id
     table = connection.ops.quote_name(Delivery._meta.db_table)
-    defaults = [field for field in Delivery._meta.concrete_fields if field.name not in _LAUNCH_SET_COLUMNS]
-    default_columns = "".join(f", {connection.ops.quote_name(field.column)}" for field in defaults)
-    default_values = [field.get_db_prep_save(field.get_default(), connection) for field in defaults]
-    default_placeholders = ", %s" * len(defaults)
-    total = queued = 0
-    blocked_counts: dict[str, int] = defaultdict(int)
-    last = 0
+    default_columns, default_placeholders, default_values = _insert_defaults()
+    tally = _LaunchTally()
     with connection.cursor() as cursor:
-        while True:
-            bound_sql, bound_params = audience.filter(id__gt=last)[:_LAUNCH_INSERT_BATCH].query.sql_with_params()
-            cursor.execute(f"SELECT max(b.id) FROM ({bound_sql}) AS b", bound_params)
-            (batch_last,) = cursor.fetchone()
-            if batch_last is None:
-                break
+        for last, batch_last in _audience_batches(cursor, audience):
             batch = audience.filter(id__gt=last, id__lte=batch_last)
             # The id range repeated inside the subquery changes nothing logically; it keeps the subquery's work
             # to this batch's authorizations whichever plan PostgreSQL picks (a hashed subplan would otherwise
@@ -303,11 +318,5 @@ def _deliveries_materialise_postgresql_capped(*, campaign: Campaign) -> tuple[in
                     list(reasons.values()),
                 ],
             )
-            for status, reason, n in cursor.fetchall():
-                total += n
-                if status == Delivery.Status.QUEUED:
-                    queued += n
-                else:
-                    blocked_counts[reason] += n
-            last = batch_last
-    return total, queued, dict(blocked_counts)
+            tally.add(cursor.fetchall())
+    return tally.total, tally.queued, dict(tally.blocked)
