@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import health_system_data as data  # noqa: E402
-from bench.send_campaign import BODY_PARAGRAPH, Sink, _raw_sender, _worker, recreate_database  # noqa: E402
+from bench.send_campaign import BODY_PARAGRAPH, Sink, _worker, raw_send, recreate_database  # noqa: E402
 
 SUBJECT = "Our new diabetes prevention classes start in January"
 # The body send_campaign.py and journey_steps.py send (no merge field), so that the figures compare across them.
@@ -326,23 +326,8 @@ def main() -> int:
                 "pg": sum(p for _, _, p in done)}
 
     def raw_pass(messages) -> dict:
-        connection.close()
-        port = sink.start()
         load = _load()
-        started = time.perf_counter()
-        senders = [
-            context.Process(target=_raw_sender, args=(port, messages[i :: args.workers], results))
-            for i in range(args.workers)
-        ]
-        for sender in senders:
-            sender.start()
-        done = [results.get() for _ in senders]
-        for sender in senders:
-            sender.join()
-        seconds = time.perf_counter() - started
-        received = sink.stop()
-        sent = sum(n for n, _ in done)
-        assert received == sent, f"the sink received {received} of the {sent} raw messages"
+        seconds, sent, _ = raw_send(sink=sink, messages=messages, workers=args.workers, context=context, results=results)
         return {"seconds": seconds, "sent": sent, "load": load}
 
     def post_office_pass(messages_file: Path, count: int) -> dict:

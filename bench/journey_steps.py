@@ -43,9 +43,9 @@ from bench.send_campaign import (
     BODY_PARAGRAPH,
     Sink,
     _cpu_seconds,
-    _raw_sender,
     _worker,
     covered_patients_make,
+    raw_send,
     recreate_database,
 )
 
@@ -383,23 +383,8 @@ def main() -> int:
         }
 
     def raw_pass(messages) -> dict:
-        connection.close()
-        port = sink.start()
-        started = time.perf_counter()
-        senders = [
-            context.Process(target=_raw_sender, args=(port, messages[i :: args.workers], results))
-            for i in range(args.workers)
-        ]
-        for sender in senders:
-            sender.start()
-        done = [results.get() for _ in senders]
-        for sender in senders:
-            sender.join()
-        seconds = time.perf_counter() - started
-        received = sink.stop()
-        sent = sum(n for n, _ in done)
-        assert received == sent, f"the sink received {received} of the {sent} raw messages"
-        return {"seconds": seconds, "sent": sent, "cpu": sum(c for _, c in done)}
+        seconds, sent, cpu = raw_send(sink=sink, messages=messages, workers=args.workers, context=context, results=results)
+        return {"seconds": seconds, "sent": sent, "cpu": cpu}
 
     messages = None
     try:

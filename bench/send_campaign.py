@@ -168,6 +168,29 @@ def _raw_sender(port: int, messages: list[tuple[str, str, bytes]], results) -> N
     results.put((len(messages), time.process_time()))
 
 
+def raw_send(*, sink, messages, workers: int, context, results) -> tuple[float, int, float]:
+    """The baseline: `messages` (pre-assembled bytes) sent by `workers` forked raw smtplib processes into a fresh
+    run of `sink`, every one counted by it. Returns (seconds, sent, CPU seconds of the senders)."""
+    from django.db import connection
+
+    connection.close()  # the forks must not share the parent's database connection
+    port = sink.start()
+    started = time.perf_counter()
+    senders = [
+        context.Process(target=_raw_sender, args=(port, messages[i::workers], results)) for i in range(workers)
+    ]
+    for sender in senders:
+        sender.start()
+    done = [results.get() for _ in senders]
+    for sender in senders:
+        sender.join()
+    seconds = time.perf_counter() - started
+    received = sink.stop()
+    sent = sum(n for n, _ in done)
+    assert received == sent, f"the sink received {received} of the {sent} raw messages"
+    return seconds, sent, sum(cpu for _, cpu in done)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=20_000)
@@ -263,23 +286,7 @@ def main() -> int:
     messages = None
 
     def raw_pass() -> None:
-        connection.close()
-        port = sink.start()
-        started = time.perf_counter()
-        senders = [
-            context.Process(target=_raw_sender, args=(port, messages[i :: args.workers], results))
-            for i in range(args.workers)
-        ]
-        for sender in senders:
-            sender.start()
-        done = [results.get() for _ in senders]
-        raw_sent = sum(n for n, _ in done)
-        for sender in senders:
-            sender.join()
-        seconds = time.perf_counter() - started
-        received = sink.stop()
-        assert received == raw_sent, f"the sink received {received} of the {raw_sent} raw messages"
-        raws.append((seconds, raw_sent, sum(cpu for _, cpu in done)))
+        raws.append(raw_send(sink=sink, messages=messages, workers=args.workers, context=context, results=results))
 
     try:
         for campaign, window in zip(campaigns, passes):
