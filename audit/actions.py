@@ -190,6 +190,7 @@ JOURNEY_RESULTS_VIEWED = "journey.results_viewed"
 # Compliance reports and operations on the stored data.
 REPORT_EXPORTED = "report.exported"
 ENCRYPTION_ROTATED = "encryption.rotated"
+STANDING_REBUILT = "standing.rebuilt"  # the live counts' summary written again from the evidence (ADR 0021)
 
 # The shape every action has: "<subject>.<what happened>", lower case words joined by underscores.
 ACTION_PATTERN = re.compile(r"^[a-z_]+\.[a-z_]+$")

@@ -14,7 +14,9 @@ Rows are what the product's services write, only written in bulk:
   hash signing checks), the patient's typed name (encrypted: the patient's own encrypted name, which decrypts to
   it), expiry 24 months after signing as the form says; 2 % signed 25 months ago and so expired, 5 % revoked
   (a revocation row each, portal or one-click);
-- suppressions: 50,000 of the patients' own address digests (hard bounces and complaints).
+- suppressions: 50,000 of the patients' own address digests (hard bounces and complaints);
+- the authorizations' standing and the patients' counts of authorized purposes (the live counts' summary, ADR 0021),
+  written from that evidence by consent.services.standing.authorization_standing_rebuild.
 
 What is left out: the audit events the services would have written for each of these 4 million changes (none of
 the benchmarks reads them; the audit chain's own benchmark is bench/audit_scale.py), PDF copies (files on disk).
@@ -277,6 +279,16 @@ def build(*, patients: int, processes: int = 2, say=print) -> float:
         )
         suppressed = cursor.rowcount
         mark = step(f"{suppressed:,} suppressions (INSERT … SELECT)", mark)
+    # The live counts' summary of these authorizations, which the services write beside each grant and revocation
+    # (ADR 0021): written here from the evidence, as an operator's `authorization_standing --rebuild` does.
+    from consent.services.standing import authorization_standing_rebuild
+
+    written = authorization_standing_rebuild()
+    mark = step(
+        f"{written['standings']:,} standings and {written['patients']:,} patients' purpose counts "
+        "(consent.services.standing.authorization_standing_rebuild)",
+        mark,
+    )
     # VACUUM (the visibility map, for index-only scans) and ANALYZE, as autovacuum would have done by now.
     connection.close()
     import psycopg

@@ -33,6 +33,10 @@ class Patient(models.Model):
     refill_due = models.DateField(null=True, blank=True)
     # The patient's IANA time zone, for journey send times and quiet hours; "" is the organisation's (TIME_ZONE).
     time_zone = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # How many purposes the patient has signed an authorization for, in any state (revoked and expired count):
+    # the live counts' "another purpose only" without reading the authorizations (ADR 0021). Kept by
+    # consent.services.authorizations.authorization_grant, under the patient's row lock.
+    authorized_purposes = models.PositiveSmallIntegerField(default=0, db_default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -43,12 +47,13 @@ class Patient(models.Model):
         ]
         indexes = [
             # Segments filter on these coded attributes (campaigns.segments); with the id and the address digest
-            # (suppressions) in the index, a segment's live counts read this index alone, never the table, whose
-            # rows are wide with encrypted identifiers (at 1,000,000 patients: about 110 MB of index against 600 MB
-            # of table; issue 15, docs/benchmarks.md). INCLUDE is PostgreSQL's; SQLite indexes the key columns.
+            # (suppressions) and the count of authorized purposes in the index, a segment's live counts read this
+            # index alone, never the table, whose rows are wide with encrypted identifiers (at 1,000,000 patients:
+            # about 110 MB of index against 600 MB of table; issue 15, docs/benchmarks.md). INCLUDE is
+            # PostgreSQL's; SQLite indexes the key columns.
             models.Index(
                 fields=["birth_year", "state", "sex", "last_visit", "postal_code"],
-                include=["id", "email_digest"],
+                include=["id", "email_digest", "authorized_purposes"],
                 name="patient_segment_attributes",
             )
         ]
@@ -287,6 +292,45 @@ class AuthorizationDefect(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["authorization", "reason"], name="authorization_defect_unique")
         ]
+
+
+class AuthorizationStanding(models.Model):
+    """An authorization's standing, for the segment builder's live counts (ADR 0021): its dates and what ended it, in
+    one narrow row, so that counting a purpose over a million patients reads one index instead of the wide
+    authorizations and the tables that end them.
+
+    Derived, never evidence, and never a decision: what is sent is decided by THE predicate over the evidence
+    (consent.selectors.coverage.authorization_covering_list), at launch and again under lock at send time. Written by
+    consent.services.authorizations in the very transaction that writes the evidence (a grant, a revocation, a
+    defect, an expiry event), under the authorization's row lock; `authorization_standing --check` compares every row
+    with the evidence and `--rebuild` rewrites them from it. Time-based ends (the expiry date, the expiry event's
+    instant) are stored as instants and compared with the clock when counted."""
+
+    # DO_NOTHING: a summary protects nothing; the evidence's own trigger refuses an authorization's deletion.
+    authorization = models.OneToOneField(
+        Authorization, primary_key=True, on_delete=models.DO_NOTHING, related_name="standing"
+    )
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="+", db_index=False)
+    purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="+", db_index=False)
+    signed_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True)
+    expiry_event_at = models.DateTimeField(null=True)  # when its recorded expiry event occurred
+    # The strongest end that does not depend on the clock: "revoked" or a defect's reason (CoverageGap's
+    # ranking, consent.selectors.coverage); "" while none is recorded.
+    ended_by = models.CharField(max_length=32, blank=True, default="")
+
+    class Meta:
+        indexes = [
+            # The live counts read a purpose's rows from this index alone (an index-only scan, PostgreSQL).
+            models.Index(
+                fields=["purpose", "patient"],
+                include=["signed_at", "expires_at", "expiry_event_at", "ended_by"],
+                name="standing_by_purpose",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Standing of authorization #{self.authorization_id}"
 
 
 class Invitation(models.Model):

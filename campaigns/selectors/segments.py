@@ -9,7 +9,8 @@ from django.db.models import QuerySet
 from campaigns.models import Segment
 from campaigns.permissions import SMALL_CELL_LIMIT, CountPolicy, count_for_marketer
 from campaigns.segments import segment_patient_ids, segment_queryset
-from consent.selectors.coverage import CoverageGap, coverage_reason_counts
+from consent.selectors.coverage import CoverageGap
+from consent.selectors.standing import coverage_standing_counts
 
 # The order reasons are listed in, strongest first (as authorization_gap_list ranks them).
 EXCLUSION_REASONS = [
@@ -49,9 +50,10 @@ def audience_counts(*, segment_id: int | None, purpose_id: int) -> SegmentCounts
 
 
 def _counts(*, patients, purpose_id: int) -> SegmentCounts:
-    # One statement in the database (consent.selectors.coverage.coverage_reason_counts): no patient id travels
-    # through Python, so a segment of a million patients answers while the marketer is still typing.
-    counts = coverage_reason_counts(purpose_id=purpose_id, patients=patients)
+    # One statement over the authorizations' standing (consent.selectors.standing, ADR 0021): no patient id travels
+    # through Python and no evidence table is read, so a segment of a million patients answers while the marketer
+    # is still typing.
+    counts = coverage_standing_counts(purpose_id=purpose_id, patients=patients)
     covered = counts.pop("covered")
     return SegmentCounts(
         matched=covered + sum(counts.values()),

@@ -91,6 +91,7 @@ COPY_PATIENT_COLUMNS = (
     "last_visit",
     "refill_due",
     "time_zone",
+    "authorized_purposes",  # a new patient has signed for none (ADR 0021)
     "created_at",
 )
 
@@ -128,6 +129,7 @@ def _write_copy(batch: Sequence[PatientRow], now) -> list[int]:
                         row.last_visit,
                         row.refill_due,
                         row.time_zone,
+                        0,
                         now,
                     )
                 )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import EmptyResultSet
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import (
     DateTimeField,
     Exists,
@@ -240,6 +240,14 @@ _MARK_RANK = [CoverageGap.REVOKED, *sorted(AuthorizationDefect.Reason.values), C
 
 COVERED = "covered"  # coverage_reason_sql's reason for a patient who would be sent to
 
+# The ends that do not depend on the clock, strongest first: what an authorization's standing records (ADR 0021).
+PERMANENT_ENDS = [CoverageGap.REVOKED, *sorted(AuthorizationDefect.Reason.values)]
+
+
+def strongest_end(*ends: str) -> str:
+    """The strongest of these permanent ends ("" for none), as authorization_gap_list ranks them."""
+    return next((end for end in PERMANENT_ENDS if end in ends), "")
+
 
 def coverage_reason_sql(
     *, purpose_id: int, patients: QuerySet[Patient], patient_ids_between: tuple[int, int] | None = None
@@ -347,22 +355,6 @@ def coverage_reason_execute(cursor, statement: str, params: list) -> None:
         # The covering set of a large segment is hashed in memory rather than in 21 batches on disk.
         cursor.execute("SET LOCAL work_mem = '32MB'")
     cursor.execute(statement, params)
-
-
-def coverage_reason_counts(*, purpose_id: int, patients: QuerySet[Patient]) -> dict[str, int]:
-    """How many of `patients` are COVERED for the purpose now and how many are not, by reason
-    (`coverage_reason_sql`), counted in the database. Returns every key: COVERED and each CoverageGap value, zeros
-    included. For the segment builder's live counts."""
-    counts = dict.fromkeys([COVERED, *_ALL_GAPS], 0)
-    built = coverage_reason_sql(purpose_id=purpose_id, patients=patients)
-    if built is None:
-        return counts
-    statement, params = built
-    with transaction.atomic(), connection.cursor() as cursor:
-        coverage_reason_execute(cursor, f"SELECT r.reason, COUNT(*) FROM ({statement}) r GROUP BY r.reason", params)
-        for reason, n in cursor.fetchall():
-            counts[reason] += int(n)
-    return counts
 
 
 _ALL_GAPS = [

@@ -15,11 +15,13 @@ from consent.models import (
     Authorization,
     AuthorizationDefect,
     AuthorizationForm,
+    AuthorizationStanding,
     ExpiryEvent,
     Patient,
     Purpose,
     Revocation,
 )
+from consent.selectors.coverage import CoverageGap, strongest_end
 
 
 def authorization_grant(
@@ -72,7 +74,21 @@ def authorization_grant(
     )
     authorization.full_clean(exclude=["pdf", "scan"])
     with transaction.atomic():
+        # The patient's row lock serialises this patient's grants, so the count of their purposes below, a new
+        # statement after the lock, sees every grant committed before (ADR 0021).
+        Patient.objects.select_for_update().filter(pk=patient.pk).values_list("pk").get()
         authorization.save(force_insert=True)
+        AuthorizationStanding(
+            authorization=authorization,
+            patient_id=patient.pk,
+            purpose_id=purpose.pk,
+            signed_at=authorization.signed_at,
+            expires_at=authorization.expires_at,
+        ).save(force_insert=True)
+        patient.authorized_purposes = (
+            Authorization.objects.filter(patient_id=patient.pk).values("purpose_id").distinct().count()
+        )
+        Patient.objects.filter(pk=patient.pk).update(authorized_purposes=patient.authorized_purposes)
         audit_record(
             actor=actor,
             actor_role="" if actor else actions.PATIENT,
@@ -125,6 +141,7 @@ def authorizations_revoke_locked(
         revocation = Revocation(authorization=authorization, channel=channel, scan=scan_name, recorded_by=actor)
         revocation.full_clean(exclude=["authorization", "revoked_at", "scan"])
         revocation.save(force_insert=True)
+        _standing_ended(authorization_id=authorization.pk, ended_by=CoverageGap.REVOKED)
         revoked.setdefault((authorization.patient_id, authorization.purpose_id), []).append(revocation)
     for (patient_id, purpose_id), revocations in sorted(revoked.items()):
         details = {
@@ -171,6 +188,7 @@ def expiry_event_record(*, actor, authorization_id: int, occurred_at: datetime, 
         )
         event.full_clean(exclude=["authorization"])
         event.save(force_insert=True)
+        AuthorizationStanding.objects.filter(pk=authorization.pk).update(expiry_event_at=occurred_at)
         audit_record(
             actor=actor,
             actor_role="" if actor else actions.INTEGRATION,
@@ -192,6 +210,7 @@ def authorization_defect_record(*, actor, authorization_id: int, reason: str) ->
         defect = AuthorizationDefect(authorization=authorization, reason=reason, recorded_by=actor)
         defect.full_clean(exclude=["authorization"])
         defect.save(force_insert=True)
+        _standing_ended(authorization_id=authorization.pk, ended_by=reason)
         audit_record(
             actor=actor,
             action=actions.AUTHORIZATION_DEFECT_RECORDED,
@@ -201,3 +220,12 @@ def authorization_defect_record(*, actor, authorization_id: int, reason: str) ->
             details={"reason": reason},
         )
     return defect
+
+
+def _standing_ended(*, authorization_id: int, ended_by: str) -> None:
+    """Record on the authorization's standing (the live counts', ADR 0021) the end just written as evidence, unless
+    a stronger one is already there. The caller holds the authorization's row lock, which every writer of its
+    standing takes first."""
+    standing = AuthorizationStanding.objects.get(pk=authorization_id)
+    standing.ended_by = strongest_end(standing.ended_by, ended_by)
+    standing.save(update_fields=["ended_by"])

@@ -211,6 +211,8 @@ CELERY_BEAT_SCHEDULE = {
     "launch-due-campaigns": {"task": "campaigns.tasks.campaign_launch_due_task", "schedule": 15.0},
     "rewake-unfinished-campaigns": {"task": "campaigns.tasks.campaign_rewake_task", "schedule": 60.0},
     "invite-renewals": {"task": "consent.tasks.authorization_renewals_invite_task", "schedule": 24 * 3600.0},
+    # The live counts' summary against the evidence (consent.periodic, ADR 0021): a difference is logged as an error.
+    "check-authorization-standing": {"task": "consent.tasks.authorization_standing_check_task", "schedule": 24 * 3600.0},
     "rewake-unfinished-imports": {"task": "consent.tasks.patient_import_rewake_task", "schedule": 300.0},
     # The webhook outbox (api.periodic): first attempts whose task was lost, and retries whose back-off has passed.
     "webhook-deliveries-due": {"task": "api.tasks.webhook_deliveries_due_task", "schedule": 10.0},

@@ -1,19 +1,23 @@
-"""coverage_reason_counts (one statement, for live segment counts at a million patients) gives the same account as
-THE predicate and the per-patient reasons: authorization_gap_list, then patient_suppression_list for the covered
-(R-SEND-COVERED, R-SEND-EVIDENCE, R-BOUNCE-SUPPRESS)."""
+"""Three accounts of who a message for a purpose would reach, held equal on every case (R-SEND-COVERED,
+R-SEND-EVIDENCE, R-BOUNCE-SUPPRESS): the per-patient reasons (authorization_gap_list, then patient_suppression_list
+for the covered), the launch's one statement over the evidence (coverage_reason_sql, THE predicate embedded), and
+the live counts over the authorizations' standing (coverage_standing_counts, ADR 0021)."""
 from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from consent.models import AuthorizationDefect, Patient, Revocation, Suppression
 from consent.selectors.coverage import (
     CoverageGap,
     authorization_gap_list,
-    coverage_reason_counts,
+    coverage_reason_execute,
+    coverage_reason_sql,
     patient_suppression_list,
 )
+from consent.selectors.standing import coverage_standing_counts
 from consent.services.authorizations import (
     authorization_defect_record,
     authorization_grant,
@@ -33,6 +37,21 @@ def _per_patient_account(*, purpose_id: int, patient_ids: list[int]) -> Counter:
     account = Counter(gaps.values())
     account["covered"] = len(patient_ids) - len(gaps)
     return +account  # zeros dropped
+
+
+def _statement_account(*, purpose_id: int, patients) -> Counter:
+    """What the launch inserts from: coverage_reason_sql's rows, counted by reason."""
+    built = coverage_reason_sql(purpose_id=purpose_id, patients=patients)
+    if built is None:
+        return Counter()
+    statement, params = built
+    with transaction.atomic(), connection.cursor() as cursor:
+        coverage_reason_execute(cursor, f"SELECT r.reason, COUNT(*) FROM ({statement}) r GROUP BY r.reason", params)
+        return +Counter(dict(cursor.fetchall()))
+
+
+def _standing_account(*, purpose_id: int, patients) -> Counter:
+    return +Counter(coverage_standing_counts(purpose_id=purpose_id, patients=patients))
 
 
 def _revoke(patient, purpose):
@@ -124,9 +143,10 @@ def test_r_send_covered_counts_in_one_statement_agree_with_the_per_patient_reaso
     others = [patient_make(state="WI") for _ in range(2)]
     authorization_make(patient=others[0], purpose=purpose)
 
-    counts = coverage_reason_counts(purpose_id=purpose.pk, patients=Patient.objects.filter(pk=patient.pk))
+    only = Patient.objects.filter(pk=patient.pk)
 
-    assert {reason: n for reason, n in counts.items() if n} == {expected: 1}
+    assert dict(_standing_account(purpose_id=purpose.pk, patients=only)) == {expected: 1}
+    assert dict(_statement_account(purpose_id=purpose.pk, patients=only)) == {expected: 1}
     assert dict(_per_patient_account(purpose_id=purpose.pk, patient_ids=[patient.pk])) == {expected: 1}
 
 
@@ -142,12 +162,10 @@ def test_r_send_covered_counts_of_a_whole_population_equal_the_per_patient_accou
 
     for queryset in (Patient.objects.all(), Patient.objects.filter(state="IL")):
         ids = list(queryset.values_list("id", flat=True))
-        counts = coverage_reason_counts(purpose_id=purpose.pk, patients=queryset)
+        per_patient = _per_patient_account(purpose_id=purpose.pk, patient_ids=ids)
 
-        assert {reason: n for reason, n in counts.items() if n} == dict(
-            _per_patient_account(purpose_id=purpose.pk, patient_ids=ids)
-        )
-        assert sum(counts.values()) == len(ids)
-    assert set(coverage_reason_counts(purpose_id=purpose.pk, patients=Patient.objects.none())) == {
-        "covered", *(value for name, value in vars(CoverageGap).items() if name.isupper())
-    }
+        assert _standing_account(purpose_id=purpose.pk, patients=queryset) == per_patient
+        assert _statement_account(purpose_id=purpose.pk, patients=queryset) == per_patient
+        assert per_patient.total() == len(ids)
+    none = coverage_standing_counts(purpose_id=purpose.pk, patients=Patient.objects.none())
+    assert none == dict.fromkeys(["covered", *(value for name, value in vars(CoverageGap).items() if name.isupper())], 0)
