@@ -7,12 +7,26 @@ rely on ourselves and answers a short reason code when one is wrong (never a val
 R-NO-PHI-LEAK).
 
 Choices, written down because others will wonder:
-- purpose: `HMARKT` (v3 ActReason, "marketing") plus our own purpose code (PURPOSE_SYSTEM); both are
-  required on import, so that a consent for some other marketing never covers one of our purposes.
+- purpose of use (Consent.provision.purpose, bound to v3 PurposeOfUse, http://hl7.org/fhir/R5/consent-definitions.html):
+  `HMARKT` ("marketing") for a marketing-kind purpose, `TREAT` ("treatment") for a treatment-kind one (refill and
+  appointment reminders: 164.501 excludes them from "marketing"), both of
+  http://terminology.hl7.org/CodeSystem/v3-ActReason, plus our own purpose code (PURPOSE_SYSTEM). Import requires
+  our code and the purpose of use of that purpose's kind, so that a consent for some other marketing never covers
+  one of our purposes and a treatment consent never becomes a marketing authorization (R-PURPOSE-KIND).
+- policy: a marketing authorization is a HIPAA authorization under 45 CFR 164.508: the Consent PolicyRule code
+  `hipaa-auth` of http://terminology.hl7.org/CodeSystem/consentpolicycodes ("HIPAA Authorization"; hl7.org/fhir/R4/
+  codesystem-consent-policy.html), as R4's `policyRule` and R5's `regulatoryBasis`, and 164.508 as the policy URL.
+  A treatment-kind consent is no 164.508 authorization: the Privacy Rule lets a covered entity use PHI for
+  treatment without one and ask for a consent if it wishes (164.506(b)); we ask for one (policy, RULES.md
+  R-PURPOSE-KIND). Its rule is v3 ActCode `HIPAAConsent` ("HIPAA consent", the _ActPrivacyLaw code for a
+  consent to uses for treatment, payment and operations; terminology.hl7.org ValueSet-v3-ActPrivacyLaw), since
+  the consent-policy code system has no code for it (R4's binding is extensible), and 164.506 as the policy URL.
 - status: R4 active / inactive (revoked, expired, or ended by its expiry event) / rejected (a recorded defect,
   164.508(b)(2)); R5 has no "rejected", so a defective authorization is "inactive" there.
 - the signed PDF is the sourceAttachment. FHIR's Attachment.hash is the base64 SHA-1 of `data`, and we fill it
-  that way; the SHA-256 of the signed text (R-AUTH-ESIGN) rides in an extension (TEXT_HASH_EXTENSION) rather
+  that way; Attachment.size is an unsignedInt (a JSON number) in R4 but an integer64 in R5, which R5's JSON
+  represents as a string (hl7.org/fhir/R5/json.html#primitive, datatypes.html#integer64), so the R5 form writes
+  it as one (fhir.resources would dump it as a number); the SHA-256 of the signed text (R-AUTH-ESIGN) rides in an extension (TEXT_HASH_EXTENSION) rather
   than in `title`, so that `title` stays a human label and the hash stays machine-readable.
 - the patient: by identifier (our record-number system) when the patient has an external id, else an opaque
   `Patient/<id>` reference. Import accepts only the identifier: a reference means something only on the
@@ -29,7 +43,7 @@ from fhir.resources.consent import Consent as ConsentR5
 from fhir.resources.R4B.consent import Consent as ConsentR4
 from pydantic import ValidationError as PydanticValidationError
 
-from consent.models import Authorization
+from consent.models import Authorization, Purpose
 from consent.selectors.patients import AuthorizationState, authorization_state
 
 BASE = "https://hipaamail.example"
@@ -39,10 +53,38 @@ PATIENT_SYSTEM = f"{BASE}/patient-record-number"
 TEXT_HASH_EXTENSION = f"{BASE}/fhir/StructureDefinition/signed-text-sha256"
 EXPIRY_EVENT_EXTENSION = f"{BASE}/fhir/StructureDefinition/expiry-event"
 ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+CONSENT_POLICY_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentpolicycodes"
 MARKETING = "HMARKT"
+TREATMENT = "TREAT"
 LOINC = "http://loinc.org"
 CONSENT_CATEGORY = "59284-0"  # LOINC "Patient Consent"
 HIPAA_164_508 = "https://www.ecfr.gov/current/title-45/subtitle-A/subchapter-C/part-164/subpart-E/section-164.508"
+HIPAA_164_506 = "https://www.ecfr.gov/current/title-45/subtitle-A/subchapter-C/part-164/subpart-E/section-164.506"
+
+
+@dataclass(frozen=True)
+class KindCodes:
+    """What a purpose's kind is in FHIR: its purpose of use, the rule it is given under, the regulation."""
+
+    purpose_of_use: dict
+    policy_rule: dict
+    policy_url: str
+
+
+KIND_CODES = {
+    Purpose.Kind.MARKETING: KindCodes(
+        purpose_of_use={"system": ACT_REASON_SYSTEM, "code": MARKETING, "display": "marketing"},
+        policy_rule={"system": CONSENT_POLICY_SYSTEM, "code": "hipaa-auth", "display": "HIPAA Authorization"},
+        policy_url=HIPAA_164_508,
+    ),
+    Purpose.Kind.TREATMENT: KindCodes(
+        purpose_of_use={"system": ACT_REASON_SYSTEM, "code": TREATMENT, "display": "treatment"},
+        policy_rule={"system": ACT_CODE_SYSTEM, "code": "HIPAAConsent", "display": "HIPAA consent"},
+        policy_url=HIPAA_164_506,
+    ),
+}
+PURPOSES_OF_USE = {codes.purpose_of_use["code"]: kind for kind, codes in KIND_CODES.items()}
 
 R4 = "r4"
 R5 = "r5"
@@ -102,7 +144,7 @@ def _common(authorization: Authorization) -> tuple[dict, dict, dict, list]:
     if authorization.expires_at:
         period["end"] = authorization.expires_at.isoformat()
     purposes = [
-        {"system": ACT_REASON_SYSTEM, "code": MARKETING, "display": "marketing"},
+        KIND_CODES[authorization.purpose.kind].purpose_of_use,
         {"system": PURPOSE_SYSTEM, "code": authorization.purpose.code, "display": authorization.purpose.name},
     ]
     extension = []
@@ -128,6 +170,7 @@ def authorization_to_fhir(authorization: Authorization, *, version: str) -> dict
     if extension:
         resource["extension"] = extension
     attachment = _attachment(authorization)
+    kind = KIND_CODES[authorization.purpose.kind]
     if version == R4:
         resource |= {
             "scope": {
@@ -135,10 +178,8 @@ def authorization_to_fhir(authorization: Authorization, *, version: str) -> dict
             },
             "patient": reference,
             "dateTime": authorization.signed_at.isoformat(),
-            "policy": [{"uri": HIPAA_164_508}],
-            "policyRule": {
-                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]
-            },
+            "policy": [{"uri": kind.policy_url}],
+            "policyRule": {"coding": [kind.policy_rule]},
             "provision": {"type": "permit", "period": period, "purpose": purposes["coding"]},
         }
         if attachment:
@@ -150,7 +191,8 @@ def authorization_to_fhir(authorization: Authorization, *, version: str) -> dict
             "date": timezone.localtime(authorization.signed_at).date().isoformat(),
             "decision": "permit",
             "period": period,
-            "policyBasis": {"url": HIPAA_164_508},
+            "regulatoryBasis": [{"coding": [kind.policy_rule]}],
+            "policyBasis": {"url": kind.policy_url},
             "provision": [{"period": period, "purpose": purposes["coding"]}],
         }
         if attachment:
@@ -158,7 +200,12 @@ def authorization_to_fhir(authorization: Authorization, *, version: str) -> dict
         model = ConsentR5.model_validate(resource)
     else:
         raise ValueError(f"unknown FHIR version {version!r}")
-    return model.model_dump(mode="json", exclude_none=True)
+    exported = model.model_dump(mode="json", exclude_none=True)
+    if version == R5:
+        for item in exported.get("sourceAttachment", []):
+            if "size" in item:
+                item["size"] = str(item["size"])  # integer64: a string in R5's JSON
+    return exported
 
 
 # --- import -----------------------------------------------------------------------------------------------
@@ -172,6 +219,7 @@ class ConsentRead:
     status: str
     permit: bool
     purpose_code: str
+    purposes_of_use: frozenset[str]  # our v3 ActReason codes in the provision (HMARKT, TREAT)
     patient_record_number: str
     signed_at: datetime
     expires_at: datetime | None
@@ -241,7 +289,8 @@ def consent_read(resource) -> ConsentRead:
         attachments = model.sourceAttachment or []
 
     codings = list(provision.purpose or [])
-    if not any(c.system == ACT_REASON_SYSTEM and c.code == MARKETING for c in codings):
+    purposes_of_use = frozenset(c.code for c in codings if c.system == ACT_REASON_SYSTEM and c.code in PURPOSES_OF_USE)
+    if not purposes_of_use:
         raise FhirRejected("missing_hmarkt")
     local = [c.code for c in codings if c.system == PURPOSE_SYSTEM and c.code]
     if len(local) != 1:
@@ -268,9 +317,21 @@ def consent_read(resource) -> ConsentRead:
         status=model.status,
         permit=permit,
         purpose_code=local[0],
+        purposes_of_use=purposes_of_use,
         patient_record_number=identifier.value,
         signed_at=signed_at,
         expires_at=expires_at,
         expiry_event=_extension(model.extension, EXPIRY_EVENT_EXTENSION),
         pdf=pdf,
     )
+
+
+def purpose_of_use_check(read: ConsentRead, *, kind: str) -> None:
+    """The consent's purpose of use must be exactly the one of our purpose's kind (R-PURPOSE-KIND): a treatment
+    consent (TREAT) never becomes a marketing authorization, nor a marketing one (HMARKT) a treatment consent.
+    Raises FhirRejected."""
+    expected = KIND_CODES[kind].purpose_of_use["code"]
+    if expected not in read.purposes_of_use:
+        raise FhirRejected("missing_hmarkt" if expected == MARKETING else "missing_treat")
+    if read.purposes_of_use != {expected}:
+        raise FhirRejected("mixed_purpose_of_use")

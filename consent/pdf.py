@@ -3,11 +3,19 @@
 Its text is exactly the document text the patient was shown (consent.documents.form_text), paragraph for
 paragraph, followed by the signature block: name, date, the representative's authority, and the SHA-256 of
 the text, which identifies what was signed. Nothing is fetched from the network while rendering.
+
+Every PDF the product writes (this copy and the compliance reports, campaigns.reports.exports) goes through
+`pdf_write`: a tagged PDF/UA-1 (ISO 14289-1) whose structure tree follows the HTML (headings, paragraphs, tables),
+so a screen reader reads it in order, with its metadata: title, author (the organisation), subject and language.
+WeasyPrint 70 writes PDF/UA with `pdf_variant="pdf/ua-1"`, but tags only with `pdf_tags=True` as well (its variant
+defaults fill options left at None, and pdf_tags defaults to False). The metadata holds ids and codes only, never a
+patient's name: a PDF's info dictionary is read by file indexes and previews (R-NO-PHI-LEAK).
 """
 from functools import lru_cache
 
+from django.conf import settings
 from django.template.loader import render_to_string
-from weasyprint import HTML
+from weasyprint import HTML, URLFetcher
 
 from consent.documents import form_sections
 from consent.models import AuthorizationForm
@@ -60,9 +68,45 @@ def authorization_pdf_render(
             "text_hash": text_hash,
         },
     )
-    # No base_url and a fetcher that refuses everything: the template is self-contained.
-    return HTML(string=html, url_fetcher=_no_fetch).write_pdf()
+    return pdf_write(
+        html,
+        title=_title(document_text),
+        subject=(
+            "Your copy of the authorization you signed, exactly as it was shown to you; the text signed has the "
+            f"SHA-256 fingerprint {text_hash}."
+        ),
+    )
 
 
-def _no_fetch(url: str, timeout: int = 10, ssl_context=None):
-    raise ValueError("The authorization PDF loads no outside resource.")
+def _title(document_text: str) -> str:
+    """The form's own title (the document's first paragraph), which names the purpose, never the patient."""
+    blocks = document_blocks(document_text)
+    first = blocks[0].get("title", "") if blocks else ""
+    return " ".join(first.split()) or "Signed authorization"
+
+
+PDF_VARIANT = "pdf/ua-1"
+PDF_LANGUAGE = "en"  # every template is written in English (<html lang="en">)
+
+
+class _NoFetch(URLFetcher):
+    """Refuses every URL and stops the rendering: the templates are self-contained, and a PDF that would need
+    something from outside is a bug, never a request to the network."""
+
+    def __init__(self):
+        super().__init__(fail_on_errors=True)
+
+    def fetch(self, url, headers=None):
+        raise ValueError("A PDF of hipaamail loads no outside resource.")
+
+
+def pdf_write(html: str, *, title: str, subject: str) -> bytes:
+    """A tagged PDF/UA-1 of self-contained HTML, with its title, author (the organisation), subject and language."""
+    options = {"pdf_variant": PDF_VARIANT, "pdf_tags": True}
+    document = HTML(string=html, url_fetcher=_NoFetch()).render(**options)
+    document.metadata.title = title
+    document.metadata.authors = [settings.HIPAAMAIL_ORGANISATION_NAME]
+    document.metadata.description = subject
+    document.metadata.lang = PDF_LANGUAGE
+    document.metadata.generator = "hipaamail"
+    return document.write_pdf(**options)

@@ -7,3 +7,6 @@ class HipaamailConfig(AppConfig):
 
     name = "hipaamail"
     verbose_name = "hipaamail"
+
+    def ready(self):
+        from hipaamail import checks  # noqa: F401 - registers the settings checks

@@ -8,6 +8,7 @@ record of its own export (R-SEC-AUDIT, R-SEC-INTEGRITY).
 """
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -285,20 +286,32 @@ def csv_response(meta: ReportMeta, *, subject: str, content: Iterator[str]) -> S
 # --- PDF ------------------------------------------------------------------------------------------------------
 
 
-def pdf_render(template: str, context: dict) -> bytes:
-    """WeasyPrint, as for the signed authorization copy (consent.pdf): self-contained HTML, and a fetcher
-    that refuses every outside resource."""
-    from weasyprint import HTML
+def pdf_render(template: str, context: dict, *, title: str, subject: str) -> bytes:
+    """WeasyPrint, as for the signed authorization copy (consent.pdf.pdf_write): self-contained HTML, a fetcher
+    that refuses every outside resource, and a tagged PDF/UA-1 with its title, author, subject and language."""
+    from consent.pdf import pdf_write
 
-    html = render_to_string(template, context)
-    return HTML(string=html, url_fetcher=_no_fetch).write_pdf()
+    return pdf_write(render_to_string(template, context), title=title, subject=subject)
 
 
-def _no_fetch(url: str, timeout: int = 10, ssl_context=None):
-    raise ValueError("A compliance report loads no outside resource.")
+def pdf_metadata(meta: ReportMeta, subject: str) -> tuple[str, str]:
+    """The PDF's title and subject: the report, what it covers by id ("campaign-12"), when and by which export
+    event; ids only, never a patient's name (R-NO-PHI-LEAK)."""
+    if match := re.fullmatch(r"([a-z]+)-(\d+)", subject):
+        covers = f"{match[1]} #{match[2]}"
+    elif match := re.fullmatch(r"(\d{4}-\d\d-\d\d)-to-(\d{4}-\d\d-\d\d)", subject):
+        covers = f"{match[1]} to {match[2]}"
+    else:
+        covers = subject
+    title = f"{meta.title}, {covers}"
+    description = (
+        f"{meta.title} ({covers}), generated {meta.generated_at_utc}; export audit event #{meta.export_event_id}."
+    )
+    return title, description
 
 
 def pdf_response(meta: ReportMeta, *, subject: str, template: str, context: dict) -> HttpResponse:
+    title, description = pdf_metadata(meta, subject)
     pdf = pdf_render(
         template,
         {
@@ -307,6 +320,8 @@ def pdf_response(meta: ReportMeta, *, subject: str, template: str, context: dict
             "postal_address": getattr(settings, "HIPAAMAIL_POSTAL_ADDRESS", ""),
             **context,
         },
+        title=title,
+        subject=description,
     )
     response = HttpResponse(pdf, content_type="application/pdf")
     _download_headers(response, report_filename(meta, subject))

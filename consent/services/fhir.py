@@ -29,7 +29,7 @@ from django.utils import timezone
 from audit import actions
 from audit.services import audit_record
 from consent import crypto
-from consent.fhir import FhirRejected, consent_read, detect_version
+from consent.fhir import FhirRejected, consent_read, detect_version, purpose_of_use_check
 from consent.models import Authorization, Patient, Purpose, Revocation
 from consent.selectors.coverage import authorization_covering_list
 from consent.services.authorizations import authorization_grant, authorizations_revoke_locked
@@ -103,6 +103,7 @@ def _import_one(*, actor, resource, purposes: dict[str, Purpose]) -> EntryOutcom
     purpose = purposes.get(read.purpose_code)
     if purpose is None:
         raise FhirRejected("unknown_purpose")
+    purpose_of_use_check(read, kind=purpose.kind)
     patient = Patient.objects.filter(external_id_digest=crypto.lookup_digest(read.patient_record_number)).first()
     if patient is None:
         raise FhirRejected("unknown_patient")

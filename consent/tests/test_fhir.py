@@ -92,6 +92,12 @@ def test_r4_export_validates_and_carries_hmarkt_local_code_period_status_and_the
     assert base64.b64decode(attachment["data"]) == PDF
     assert attachment["hash"] == base64.b64encode(hashlib.sha1(PDF).digest()).decode()
     assert attachment["extension"] == [{"url": fhir.TEXT_HASH_EXTENSION, "valueString": "ab" * 32}]
+    assert attachment["size"] == len(PDF)  # unsignedInt: a number in R4 (R5's integer64 is a string)
+    # A marketing authorization is a HIPAA authorization under 164.508: consentpolicycodes#hipaa-auth, not OPTIN.
+    assert resource["policyRule"] == {
+        "coding": [{"system": fhir.CONSENT_POLICY_SYSTEM, "code": "hipaa-auth", "display": "HIPAA Authorization"}]
+    }
+    assert resource["policy"] == [{"uri": fhir.HIPAA_164_508}]
 
 
 def test_r5_export_validates_with_subject_decision_and_a_list_of_provisions(patient, purpose):
@@ -324,3 +330,39 @@ def test_an_imported_pdf_is_kept_as_the_signed_copy(patient, purpose):
     imported = Authorization.objects.get()
     assert imported.pdf.read() == PDF
     assert base64.b64decode(fhir.authorization_to_fhir(imported, version="r5")["sourceAttachment"][0]["data"]) == PDF
+
+
+def _purpose_of_use(resource, version, codes):
+    provision = resource["provision"] if version == "r4" else resource["provision"][0]
+    local = [c for c in provision["purpose"] if c["system"] == fhir.PURPOSE_SYSTEM]
+    provision["purpose"] = [{"system": fhir.ACT_REASON_SYSTEM, "code": code} for code in codes] + local
+
+
+@pytest.mark.parametrize("version", ["r4", "r5"])
+def test_r_purpose_kind_a_treatment_consent_round_trips_as_treatment_and_never_as_marketing(patient, version):
+    """R-PURPOSE-KIND: a treatment-kind purpose (refill reminders) exports with TREAT under 164.506 and imports
+    back; a consent whose purpose of use is not its purpose's kind is rejected, and nothing is written."""
+    refills = purpose_make(code="cpap-refills", name="CPAP refill reminders", kind="treatment")
+    marketing = purpose_make(code="cpap-offers", name="CPAP offers")
+    treatment, _ = _exported(patient, refills, version)
+    provision = treatment["provision"] if version == "r4" else treatment["provision"][0]
+    assert (fhir.ACT_REASON_SYSTEM, "TREAT") in _codes(provision["purpose"])
+    assert (fhir.ACT_REASON_SYSTEM, "HMARKT") not in _codes(provision["purpose"])
+    treat_for_marketing, _ = _exported(patient, marketing, version)
+    _purpose_of_use(treat_for_marketing, version, ["TREAT"])
+    hmarkt_for_treatment, _ = _exported(patient, refills, version)
+    _purpose_of_use(hmarkt_for_treatment, version, ["HMARKT"])
+    both, _ = _exported(patient, marketing, version)
+    _purpose_of_use(both, version, ["HMARKT", "TREAT"])
+
+    rejected = fhir_bundle_import(actor=None, raw=_bundle(treat_for_marketing, hmarkt_for_treatment, both))
+    assert not Authorization.objects.exists()
+    imported = fhir_bundle_import(actor=None, raw=_bundle(treatment))
+
+    assert [(e.outcome, e.reason) for e in rejected.entries] == [
+        ("rejected", "missing_hmarkt"),
+        ("rejected", "missing_treat"),
+        ("rejected", "mixed_purpose_of_use"),
+    ]
+    assert [e.outcome for e in imported.entries] == ["created"]
+    assert Authorization.objects.get().purpose == refills

@@ -3,6 +3,7 @@
 Without DATABASE_URL the product runs on SQLite and without CELERY_BROKER_URL on kombu's filesystem
 transport, so a fresh clone needs no external service. local.py, test.py and production.py refine this.
 """
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +20,16 @@ SECRET_KEY = env.str("SECRET_KEY", default="")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 SITE_URL = env.str("SITE_URL", default="http://localhost:8000")
+
+
+def _is_ip_address(host: str) -> bool:
+    """An IPv4 or IPv6 literal (urlsplit gives IPv6 hosts without their brackets)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -129,9 +140,19 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # The relying party id is the domain passkeys are bound to (changing it orphans every registered passkey); the
 # allowed origins are the exact origins pages are served from. The demo defaults follow SITE_URL (localhost, where
 # browsers allow WebAuthn over plain http); production.py insists on https.
-OTP_WEBAUTHN_RP_ID = env.str("WEBAUTHN_RP_ID", default=urlsplit(SITE_URL).hostname or "localhost")
+# A relying party id must be a domain, never an IP address (WebAuthn Level 2, "RP ID": a valid domain string, which
+# the URL Standard defines as a host that is not an IP address), so a SITE_URL on an IP address (the demo opened from another machine of the LAN) cannot carry
+# passkeys: they stay on http://localhost at SITE_URL's port, and hipaamail.checks says so with a warning
+# (hipaamail.W001) instead of django-otp-webauthn's error failing every command.
+_site = urlsplit(SITE_URL)
+_site_on_ip = _site.hostname is not None and _is_ip_address(_site.hostname)
+if _site_on_ip:
+    _passkey_host, _passkey_origin = "localhost", "http://localhost" + (f":{_site.port}" if _site.port else "")
+else:
+    _passkey_host, _passkey_origin = _site.hostname or "localhost", SITE_URL.rstrip("/")
+OTP_WEBAUTHN_RP_ID = env.str("WEBAUTHN_RP_ID", default=_passkey_host)
 OTP_WEBAUTHN_RP_NAME = env.str("WEBAUTHN_RP_NAME", default="hipaamail")
-OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list("WEBAUTHN_ALLOWED_ORIGINS", default=[SITE_URL.rstrip("/")])
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env.list("WEBAUTHN_ALLOWED_ORIGINS", default=[_passkey_origin])
 # Never passwordless: a passkey stands in for the TOTP code after the password, not for the password.
 OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
 
