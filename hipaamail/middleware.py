@@ -19,6 +19,31 @@ from observability import context as log_context
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,36}")
 
 
+class NoStoreMiddleware:
+    """R-NO-PHI-LEAK: no response of ours is kept by a browser, a proxy or a shared cache. Staff pages, patient pages,
+    the FHIR export JSON, the report exports (CSV, PDF), the TOTP set-up page (its secret), the recovery codes, the
+    API: every response that passes through Django's middleware gets `Cache-Control: no-store` (RFC 9111 5.2.2.5),
+    redirects and error pages included, so a new view cannot forget it. A view's own header is kept only when it
+    already says no-store (e.g. never_cache's, or the portal PDF's "private, no-store"); anything else (a max-age, a
+    "public") is replaced, because a view that asks to be cached is a mistake here, not an exception.
+
+    Exempt, on purpose: the static files (CSS, scripts, images). In production whitenoise serves them from a
+    middleware placed before this one (hipaamail/settings/production.py) and answers before this runs, so they keep
+    their long, immutable cache (their names carry a content hash); in the demo runserver's static handler serves
+    them outside the middleware. They carry no PHI. Nothing else PHI-free needs caching: the health probes and
+    /metrics must not be cached anyway."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        directives = {d.strip().split("=")[0].lower() for d in response.get("Cache-Control", "").split(",")}
+        if "no-store" not in directives:
+            response["Cache-Control"] = "no-store"
+        return response
+
+
 class RequestIdMiddleware:
     """Bind a request id and the client address for the audit trail of this request, and the request id for every
     line it logs (observability.context)."""

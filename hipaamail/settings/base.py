@@ -47,6 +47,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Cache-Control: no-store on every response of ours; outside all the others so that their answers (redirects to
+    # sign in, CSRF failures, 404s) get it too. Production's whitenoise goes before it: static files keep their cache.
+    "hipaamail.middleware.NoStoreMiddleware",
     "hipaamail.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
