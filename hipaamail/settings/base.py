@@ -65,6 +65,8 @@ MIDDLEWARE = [
     "api.middleware.ApiMiddleware",
     "hipaamail.middleware.StaffSessionLifetimeMiddleware",
     "hipaamail.middleware.DenyByDefaultMiddleware",
+    # After the access check (a visitor who may not see a page learns nothing of its methods), before any view.
+    "hipaamail.middleware.MethodNotAllowedMiddleware",
     "hipaamail.middleware.NotFoundMiddleware",
 ]
 
