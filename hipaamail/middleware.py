@@ -112,14 +112,15 @@ class DenyByDefaultMiddleware:
 
 
 # The methods a web page may be asked for; the integration API serves GET and POST only too. PUT, PATCH, DELETE,
-# TRACE and anything else answer 405 (MethodNotAllowedMiddleware), before any view runs: Django's FormView treats
-# PUT as POST and its RedirectView PUT, PATCH and DELETE as GET (allauth's pages and the admin's redirects), and the
-# admin's function views answer any method like GET. Every view of ours also declares what it serves (require_safe,
+# OPTIONS, TRACE and anything else answer 405 (MethodNotAllowedMiddleware), before any view runs: Django's FormView
+# treats PUT as POST and its RedirectView PUT, PATCH and DELETE as GET (allauth's pages and the admin's redirects),
+# and the admin's function views answer any method like GET. OPTIONS is refused too: View.options() would advertise
+# the handlers refused here (FormView's put). Every view of ours also declares what it serves (require_safe,
 # require_http_methods([...]), require_POST), with HEAD wherever GET is (RFC 9110 9.1);
 # hipaamail/tests/test_headers_and_methods.py walks every URL to keep it so.
-WEB_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+WEB_METHODS = ("GET", "HEAD", "POST")
 # What a view that declares nothing is taken to serve (the admin's and allauth's function views: forms).
-UNDECLARED_VIEW_METHODS = ("GET", "HEAD", "POST")
+UNDECLARED_VIEW_METHODS = WEB_METHODS
 
 
 def _api_path_view(view) -> PathView | None:

@@ -53,6 +53,9 @@ MIDDLEWARE = [
     "hipaamail.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check, so that a PUT or DELETE gets 405 with Allow rather than a CSRF refusal; the access
+    # check comes later, so a staff URL's Allow is visible to anyone (what a URL is for is no secret, its data is).
+    "hipaamail.middleware.MethodNotAllowedMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # After AuthenticationMiddleware, or request.user.is_verified() is silently missing (NOTES.md).
@@ -65,8 +68,6 @@ MIDDLEWARE = [
     "api.middleware.ApiMiddleware",
     "hipaamail.middleware.StaffSessionLifetimeMiddleware",
     "hipaamail.middleware.DenyByDefaultMiddleware",
-    # After the access check (a visitor who may not see a page learns nothing of its methods), before any view.
-    "hipaamail.middleware.MethodNotAllowedMiddleware",
     "hipaamail.middleware.NotFoundMiddleware",
 ]
 

@@ -42,7 +42,7 @@ from journeys.tests.factories import journey_live_make, journey_purpose_make
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle_and_media")]
 
 # Methods no page of ours serves (the API serves GET and POST only too); each must answer 405 with Allow.
-UNSERVED = ("PUT", "PATCH", "DELETE", "TRACE")
+UNSERVED = ("PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 # Where HEAD may not answer like GET, and why. Django's admin login redirects a signed-in user on GET only
 # (django/contrib/admin/sites.py: `request.method == "GET" and self.has_permission(request)`); to HEAD it shows the
 # form. Nothing of ours is here.
@@ -251,15 +251,17 @@ def test_r_no_phi_leak_every_response_says_no_store_and_head_answers_like_get(wo
         if "no-store" not in head.get("Cache-Control", ""):
             failures.append(f"HEAD {target.url}: Cache-Control {head.get('Cache-Control')!r}")
         if head.get("Content-Type") != got.get("Content-Type"):
-            failures.append(f"HEAD {target.url}: Content-Type {head.get('Content-Type')!r}, GET {got.get('Content-Type')!r}")
+            types = f"{head.get('Content-Type')!r}, GET {got.get('Content-Type')!r}"
+            failures.append(f"HEAD {target.url}: Content-Type {types}")
 
     assert not failures, "\n".join(failures)
     assert get_served > 100
 
 
 def test_an_unserved_method_answers_405_with_allow_everywhere(world):
-    """RFC 9110 15.5.6: PUT, PATCH and DELETE, which no view of ours serves, answer 405 with an Allow header that
-    does not offer them, on every URL, for a visitor who may see the page (none is treated as GET)."""
+    """RFC 9110 15.5.6: PUT, PATCH, DELETE, OPTIONS and TRACE, which no view of ours serves, answer 405 with an
+    Allow header that does not offer them, on every URL, for a visitor who may see the page (none is treated as
+    GET or POST)."""
     targets, _ = _targets(world)
     failures = []
     for target in targets:
@@ -273,6 +275,29 @@ def test_an_unserved_method_answers_405_with_allow_everywhere(world):
                 failures.append(f"{method} {target.url}: Cache-Control {response.get('Cache-Control')!r}")
 
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("signed_in", [True, False])
+def test_an_unserved_method_is_405_before_the_csrf_check_and_runs_no_view(world, signed_in):
+    """With CSRF checks on, as a browser or curl meets them: a DELETE to a patient page or a staff page is a 405
+    with Allow, not a CSRF refusal, and the view never runs (no audit row of a page view)."""
+    from audit.models import AuditEvent
+
+    client = Client(enforce_csrf_checks=True)
+    if signed_in:
+        client.cookies = world["clients"][STAFF].cookies
+    before = AuditEvent.objects.count()
+    patient_id = world["patient"].pk
+    for url, allow in (
+        (f"/consent/patients/{patient_id}/", "GET, HEAD"),
+        ("/consent/patients/", "GET, HEAD, POST"),
+        ("/my/", "GET, HEAD"),
+        (f"/unsubscribe/{world['by_name']['unsubscribe']['token']}/", "GET, HEAD, POST"),
+        ("/admin/", "GET, HEAD, POST"),
+    ):
+        response = client.delete(url)
+        assert (response.status_code, response["Allow"]) == (405, allow), url
+    assert AuditEvent.objects.count() == before
 
 
 def test_r_no_phi_leak_the_pages_that_hold_secrets_and_phi_are_not_stored(world, client):
@@ -296,7 +321,8 @@ def test_r_no_phi_leak_the_pages_that_hold_secrets_and_phi_are_not_stored(world,
 
     device = TOTPDevice.objects.get(user=enrolling, confirmed=False)
     token = f"{totp(device.bin_key, device.step, device.t0, device.digits, device.drift):06d}"
-    assert client.post("/account/two-factor/setup/", {"token": token})["Location"] == "/account/two-factor/recovery-codes/"
+    confirmed = client.post("/account/two-factor/setup/", {"token": token})
+    assert confirmed["Location"] == "/account/two-factor/recovery-codes/"
     pages["recovery codes"] = client.get("/account/two-factor/recovery-codes/")
 
     for page, response in pages.items():
@@ -339,6 +365,9 @@ def _answer(cache_control: str | None):
     return NoStoreMiddleware(view)(RequestFactory().get("/"))
 
 
+NEVER_CACHE = "max-age=0, no-cache, no-store, must-revalidate, private"
+
+
 @pytest.mark.parametrize(
     ("given", "sent"),
     [
@@ -346,7 +375,7 @@ def _answer(cache_control: str | None):
         ("public, max-age=3600", "no-store"),  # a view asking to be cached is overruled, not obeyed
         ("private, max-age=600", "no-store"),
         ("private, no-store", "private, no-store"),  # already no-store: the view's own words are kept
-        ("max-age=0, no-cache, no-store, must-revalidate, private", "max-age=0, no-cache, no-store, must-revalidate, private"),
+        (NEVER_CACHE, NEVER_CACHE),  # django.views.decorators.cache.never_cache's header
     ],
 )
 def test_r_no_phi_leak_no_view_can_ask_to_be_cached(given, sent):
