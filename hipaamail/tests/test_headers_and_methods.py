@@ -18,7 +18,7 @@ from django.test import Client, RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.resolvers import RoutePattern
 
-from accounts.access import INTEGRATION, PATIENT, PUBLIC, SIGNED_IN, STAFF, access_level
+from accounts.access import INTEGRATION, PATIENT, PUBLIC, SIGNED_IN, STAFF, access_level, public
 from accounts.tests.factories import staff_make
 from api.keys import api_key_create
 from api.models import WebhookDelivery
@@ -51,6 +51,7 @@ HEAD_UNLIKE_GET = {"admin:login"}
 
 @pytest.fixture
 def fresh_throttle_and_media(settings, tmp_path):
+    """Signed copies in a per-test MEDIA_ROOT; an empty cache (the portal's code throttles live there)."""
     from django.core.cache import cache
 
     settings.MEDIA_ROOT = tmp_path / "media"
@@ -408,3 +409,53 @@ def test_static_files_keep_their_cache_in_production(settings, tmp_path):
     assert static.status_code == 200
     assert "no-store" not in static["Cache-Control"] and "max-age=" in static["Cache-Control"]
     assert page["Cache-Control"].count("no-store") == 1
+
+
+def test_r_sec_audit_a_head_to_the_api_is_answered_by_its_get_operation_and_audited_as_head(world):
+    """RFC 9110 9.1 on the integration API (django-ninja alone answers HEAD with 405): the GET operation answers,
+    the key's scope is checked the same, and the call is audited as the HEAD it was (R-SEC-AUDIT)."""
+    from api.models import ApiKey
+    from audit.models import AuditEvent
+
+    api = world["clients"][INTEGRATION]
+    got, head = api.get("/api/v1/purposes"), api.head("/api/v1/purposes")
+    keyless = Client().head("/api/v1/purposes")
+    narrow = api_key_create(actor=world["administrator"], name="Events only", scopes=["events:write"])
+    refused = Client(headers={"Authorization": f"Bearer {narrow.token}"}).head("/api/v1/purposes")
+
+    assert (got.status_code, head.status_code) == (200, 200)
+    assert head["Content-Type"] == got["Content-Type"] == "application/json; charset=utf-8"
+    assert (keyless.status_code, refused.status_code) == (401, 403)
+    key = ApiKey.objects.exclude(pk=narrow.key.pk).get(name="EHR nightly sync")
+    calls = [event.details for event in AuditEvent.objects.filter(action="api.called", object_id=str(key.pk))]
+    assert [(call["method"], call["status"]) for call in calls][-2:] == [("GET", 200), ("HEAD", 200)]
+
+
+def _view(methods=None):
+    from django.views.decorators.http import require_http_methods
+
+    def page(request):
+        raise AssertionError("the view must not run")
+
+    return require_http_methods(methods)(page) if methods else page
+
+
+@pytest.mark.parametrize(
+    ("view", "allowed"),
+    [
+        (_view(["GET", "HEAD", "POST"]), ("GET", "HEAD", "POST")),
+        (_view(["POST"]), ("POST",)),
+        (_view(), ("GET", "HEAD", "POST")),  # declares nothing: taken as a form page
+        (public(_view(["GET", "HEAD"])), ("GET", "HEAD")),  # under the URL declaration's access marker
+    ],
+)
+def test_the_method_check_reads_what_a_view_declares_through_its_wrappers(view, allowed):
+    from django.views.generic import FormView, RedirectView
+
+    from hipaamail.middleware import MethodNotAllowedMiddleware, view_allowed_methods
+
+    assert view_allowed_methods(view) == allowed
+    assert view_allowed_methods(FormView.as_view()) == ("GET", "HEAD", "POST")  # its put() is refused
+    assert view_allowed_methods(RedirectView.as_view(url="/")) == ("GET", "HEAD", "POST")
+    refused = MethodNotAllowedMiddleware(None).process_view(RequestFactory().put("/"), view, (), {})
+    assert (refused.status_code, refused["Allow"]) == (405, ", ".join(allowed))
