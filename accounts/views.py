@@ -7,7 +7,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp_webauthn import exceptions as webauthn_exceptions
@@ -31,6 +31,7 @@ def _with_next(url: str, next_url: str) -> str:
     return f"{url}?{urlencode({'next': next_url})}" if next_url else url
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 def otp_verify(request):
     """Enter the second factor. Users without a device are sent to enroll one first."""
     if not user_has_device(request.user):
@@ -49,6 +50,7 @@ def otp_verify(request):
     )
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 def otp_setup(request):
     """Enroll an authenticator app: scan the QR code, type the first code; recovery codes follow."""
     if user_has_device(request.user) and not request.user.is_verified():
@@ -78,6 +80,7 @@ def otp_setup(request):
     )
 
 
+@require_safe
 def otp_recovery_codes(request):
     """Recovery codes, shown once, right after they are issued."""
     codes = request.session.pop("recovery_codes", None)
@@ -86,6 +89,7 @@ def otp_recovery_codes(request):
     return render(request, "account/otp_recovery_codes.html", {"codes": codes})
 
 
+@require_safe
 def otp_devices(request):
     devices = mfa.device_list(user=request.user)
     for device in devices:

@@ -7,7 +7,7 @@ the messages the patient received, so it lives in the top layer). Exports are au
 """
 from django.http import QueryDict
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from audit import actions, selectors
 from audit.forms import AuditFilterForm
@@ -29,7 +29,7 @@ def _query_without_cursor(request) -> str:
     return query.urlencode()
 
 
-@require_GET
+@require_safe
 def audit_log(request):
     access_audit_trail(request.user)
     form = AuditFilterForm(

@@ -23,7 +23,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.http import JsonResponse
 from django.utils.cache import add_never_cache_headers
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from health_check.base import HealthCheck
 from health_check.checks import Cache, Database
 from health_check.exceptions import ServiceUnavailable
@@ -130,13 +130,13 @@ def _json(body: dict, *, status: int) -> JsonResponse:
     return response
 
 
-@require_GET
+@require_safe
 def live(request) -> JsonResponse:
     """Liveness: this process serves requests. Nothing else is asked."""
     return _json({"status": OK}, status=200)
 
 
-@require_GET
+@require_safe
 def ready(request) -> JsonResponse:
     """Readiness: 200 when every dependency answers, else 503 with the failed checks named."""
     checks = readiness()

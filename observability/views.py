@@ -4,7 +4,7 @@ import hmac
 
 from django.conf import settings
 from django.http import Http404, HttpResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from observability.metrics import metrics_render
@@ -16,7 +16,7 @@ def bearer_token_matches(*, authorization: str, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-@require_GET
+@require_safe
 def metrics_view(request):
     token = settings.HIPAAMAIL_METRICS_TOKEN
     if not token:

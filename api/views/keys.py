@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from api.forms.keys import ApiKeyCreateForm
 from api.keys import api_key_create, api_key_revoke, api_key_state
@@ -14,6 +14,7 @@ from api.permissions import access_api_key_by_id, access_integrations
 from api.scopes import SCOPES
 
 
+@require_safe
 def key_list(request):
     access_integrations(request.user)
     keys = list(ApiKey.objects.select_related("created_by").order_by("-created_at"))
@@ -27,6 +28,7 @@ def key_list(request):
 
 
 @never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
 def key_create(request):
     access_integrations(request.user)
     form = ApiKeyCreateForm(request.POST or None)

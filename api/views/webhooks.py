@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from api.forms.webhooks import WebhookSubscriptionForm
 from api.keys import api_key_state
@@ -28,6 +28,7 @@ def _access_subscription(user, key_id: int, subscription_id: int) -> WebhookSubs
     return subscription
 
 
+@require_safe
 def webhook_list(request, key_id: int):
     key = access_api_key_by_id(request.user, key_id)
     key.state = api_key_state(key)
@@ -40,6 +41,7 @@ def webhook_list(request, key_id: int):
 
 
 @never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
 def webhook_create(request, key_id: int):
     key = access_api_key_by_id(request.user, key_id)
     key.state = api_key_state(key)
@@ -75,6 +77,7 @@ def webhook_delete(request, key_id: int, subscription_id: int):
     return redirect("integrations:webhook_list", key_id=key_id)
 
 
+@require_safe
 def webhook_deliveries(request, key_id: int, subscription_id: int):
     subscription = _access_subscription(request.user, key_id, subscription_id)
     deliveries = subscription.deliveries.order_by("-created_at", "-id").only(

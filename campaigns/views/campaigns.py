@@ -3,6 +3,7 @@ from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 
 from accounts.roles import sees_patient_evidence
 from audit import actions
@@ -20,6 +21,7 @@ from campaigns.views.review import campaign_controls
 from consent.selectors.coverage import authorization_covering_list
 
 
+@require_safe
 def campaign_progress(request, campaign_id: int):
     """The live progress bar's data, polled while a campaign sends: a percentage and the status only."""
     campaign = permissions.access_campaign_by_id(request.user, campaign_id)
@@ -27,6 +29,7 @@ def campaign_progress(request, campaign_id: int):
     return JsonResponse({"percent": percent, "status": campaign.status})
 
 
+@require_safe
 def campaign_detail(request, campaign_id: int):
     """A campaign: its state and controls, its results in aggregate with their charts
     (campaigns.selectors.results), and, for compliance officers and administrators, the evidence for each patient
@@ -88,6 +91,7 @@ def unsubscribe(request, token: str):
     return render(request, "campaigns/unsubscribe_confirm.html", {"purpose": purpose})
 
 
+@require_safe
 def home(request):
     """The campaign list: newest first, filtered by status, 25 a page; each with its status and, once launched,
     how much of its audience is decided (one query for the page's campaigns still sending or paused)."""

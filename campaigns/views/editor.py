@@ -54,7 +54,7 @@ def _editor_context(request, form: CampaignForm, campaign: Campaign | None, edit
     return context
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def campaign_new(request):
     _access_editor(request.user)
     form = CampaignForm(request.POST or None)
@@ -71,7 +71,7 @@ def campaign_new(request):
     return render(request, "campaigns/editor/edit.html", context)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def campaign_edit(request, campaign_id: int):
     _access_editor(request.user)
     campaign = permissions.access_campaign_by_id(request.user, campaign_id)

@@ -6,7 +6,7 @@ the audit app reads no other app. Viewing it is itself audited (R-SEC-AUDIT)."""
 from collections import Counter
 
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from audit import actions
 from audit import selectors as audit_selectors
@@ -17,7 +17,7 @@ from campaigns.models import Delivery
 from campaigns.selectors.campaigns import delivery_history_list
 
 
-@require_GET
+@require_safe
 def patient_history(request, patient_id: int):
     access_audit_trail(request.user)
     older_page = cursor_param(request, "before")

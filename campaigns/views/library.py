@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from campaigns.content import MERGE_FIELDS
 from campaigns.content_preview import library_item_preview
@@ -18,6 +18,7 @@ from campaigns.services import library as services_content
 _CLEANED = "Saved. The HTML was cleaned for email (anything not allowed was removed): check the preview."
 
 
+@require_safe
 def content_library(request):
     access_content_library(request.user)
     return render(
@@ -52,7 +53,7 @@ def _saved_message(request, typed: list[str], stored: list[str]) -> None:
         messages.success(request, "Saved.")
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def email_template_new(request):
     access_content_library(request.user)
     form = EmailTemplateForm(request.POST or None)
@@ -70,7 +71,7 @@ def email_template_new(request):
     return _item_page(request, kind="template", item=None, form=form, preview=None)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def email_template_edit(request, item_id: int):
     template = access_email_template_by_id(request.user, item_id)
     initial = {
@@ -97,7 +98,7 @@ def email_template_edit(request, item_id: int):
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def content_block_new(request):
     access_content_library(request.user)
     form = ContentBlockForm(request.POST or None)
@@ -112,7 +113,7 @@ def content_block_new(request):
     return _item_page(request, kind="block", item=None, form=form, preview=None)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def content_block_edit(request, item_id: int):
     block = access_content_block_by_id(request.user, item_id)
     form = ContentBlockForm(request.POST or None, initial={"name": block.name, "html": block.html})

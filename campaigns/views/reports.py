@@ -6,7 +6,7 @@ name ids only (R-NO-PHI-LEAK). Thin: the reports are in campaigns.reports."""
 from django.conf import settings
 from django.http import Http404
 from django.shortcuts import render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts import reentry
 from accounts.roles import sees_patient_evidence
@@ -58,7 +58,7 @@ def _page(request, *, bound=None, status: int = 200):
     return render(request, "reports/index.html", context, status=status)
 
 
-@require_GET
+@require_safe
 def report_index(request):
     _access_reports(request.user)
     return _page(request)

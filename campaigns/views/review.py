@@ -139,10 +139,10 @@ def _with_second_factor(
     return _review_page(request, campaign, **{f"{form.prefix}_form": form})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def campaign_review(request, campaign_id: int):
     campaign = permissions.access_campaign_review_by_id(request.user, campaign_id)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return _review_page(request, campaign)
     decision = request.POST.get("decision")
     if decision == "approve":

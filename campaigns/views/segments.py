@@ -7,7 +7,7 @@ Thin views: campaigns.segments validates, compiles, counts and saves (and audits
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from campaigns import segments
 from campaigns.forms.segments import SegmentForm, initial_from_rules
@@ -31,6 +31,7 @@ def _counts_context(user, *, rules, purpose) -> dict:
     return {"counts": shown, "purpose": purpose}
 
 
+@require_safe
 def segment_list(request):
     access_segments(request.user)
     policy = count_policy_for(request.user)
@@ -49,13 +50,13 @@ def _default_purpose():
     return Purpose.objects.order_by("name").first()
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def segment_create(request):
     access_segments(request.user)
     return _builder(request, segment=None)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def segment_edit(request, segment_id: int):
     segment = access_segment_by_id(request.user, segment_id)
     return _builder(request, segment=segment)

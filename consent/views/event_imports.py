@@ -5,6 +5,7 @@ Only compliance officers and administrators import; anyone else gets the same 40
 (R-MIN-NECESSARY). The file is checked in the request and never kept: there is no stored preview to come back to,
 so "check only" and "record" are two submissions of the same file."""
 from django.shortcuts import render
+from django.views.decorators.http import require_http_methods
 
 from consent.events import EVENT_TYPES, vocabulary
 from consent.forms.imports import EventImportForm
@@ -19,6 +20,7 @@ from consent.services.event_import import (
 )
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 def event_import(request):
     access_consent_staff(request.user)
     form = EventImportForm(request.POST or None, request.FILES or None)

@@ -5,7 +5,7 @@ import json
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from audit import actions
 from audit.services import audit_record
@@ -15,6 +15,7 @@ from consent.permissions import access_any_authorization_by_id, access_consent_s
 from consent.services.fhir import fhir_bundle_import
 
 
+@require_safe
 def fhir_export(request, authorization_id: int, version: str):
     authorization = access_any_authorization_by_id(request.user, authorization_id)
     if version not in fhir.VERSIONS:
@@ -33,7 +34,7 @@ def fhir_export(request, authorization_id: int, version: str):
     return response
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def fhir_import(request):
     access_consent_staff(request.user)
     form = FhirImportForm(request.POST, request.FILES) if request.method == "POST" else FhirImportForm()

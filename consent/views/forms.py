@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from consent.documents import form_sections
 from consent.forms.authoring import AuthorizationFormDraftForm, PurposeForm
@@ -41,6 +41,7 @@ def _readability(form_version: AuthorizationForm) -> dict:
 # Purposes
 
 
+@require_safe
 def purpose_list(request):
     access_consent_staff(request.user)
     purposes = list(Purpose.objects.order_by("name"))
@@ -49,7 +50,7 @@ def purpose_list(request):
     return render(request, "consent/forms/purpose_list.html", {"purposes": purposes})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def purpose_create(request):
     access_consent_staff(request.user)
     form = PurposeForm(request.POST or None)
@@ -68,7 +69,7 @@ def purpose_create(request):
     return render(request, "consent/forms/purpose_form.html", {"form": form, "purpose": None})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def purpose_edit(request, purpose_id: int):
     purpose = access_purpose_by_id(request.user, purpose_id)
     initial = {name: getattr(purpose, name) for name in PurposeForm.base_fields}
@@ -87,6 +88,7 @@ def purpose_edit(request, purpose_id: int):
     return render(request, "consent/forms/purpose_form.html", {"form": form, "purpose": purpose})
 
 
+@require_safe
 def purpose_detail(request, purpose_id: int):
     """The purpose and the history of its form versions."""
     purpose = access_purpose_by_id(request.user, purpose_id)
@@ -102,6 +104,7 @@ def purpose_detail(request, purpose_id: int):
 # Form versions
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 def form_create(request, purpose_id: int):
     """A new draft: empty, or a copy of an existing version ("new version from this one"). POST only; a GET
     (a bookmarked or reloaded address) goes back to the purpose."""
@@ -137,7 +140,7 @@ def _render_editor(request, form_version, draft_form, *, publish_errors=(), stat
     return render(request, "consent/forms/form_edit.html", context, status=status)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def form_edit(request, purpose_id: int, form_id: int):
     form_version = access_form_version_by_id(request.user, purpose_id, form_id)
     if form_version.status == AuthorizationForm.Status.PUBLISHED:
@@ -146,7 +149,7 @@ def form_edit(request, purpose_id: int, form_id: int):
             request,
             "consent/forms/form_published.html",
             {"purpose": form_version.purpose, "form_version": form_version},
-            status=200 if request.method == "GET" else 409,
+            status=409 if request.method == "POST" else 200,
         )
     if request.method == "POST":
         draft_form = AuthorizationFormDraftForm(request.POST)
@@ -165,6 +168,7 @@ def form_edit(request, purpose_id: int, form_id: int):
     return _render_editor(request, form_version, draft_form)
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 def form_publish(request, purpose_id: int, form_id: int):
     """POST only; a GET (a reloaded error page) goes back to the editor."""
     form_version = access_form_version_by_id(request.user, purpose_id, form_id)
@@ -185,6 +189,7 @@ def form_publish(request, purpose_id: int, form_id: int):
     return redirect("consent:purpose_detail", purpose_id=purpose_id)
 
 
+@require_safe
 def form_preview(request, purpose_id: int, form_id: int):
     """The text exactly as a patient will see it (a draft) or saw it (a published version)."""
     form_version = access_form_version_by_id(request.user, purpose_id, form_id)

@@ -5,7 +5,7 @@ does not exist (R-MIN-NECESSARY)."""
 from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from consent.forms.imports import PatientImportUploadForm
 from consent.models import PatientImport
@@ -24,6 +24,7 @@ def _percent(patient_import: PatientImport) -> int:
     return min(100, round(100 * patient_import.processed_rows / patient_import.total_rows))
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 def import_upload(request):
     access_consent_staff(request.user)
     if request.method == "POST":
@@ -45,6 +46,7 @@ def import_upload(request):
     )
 
 
+@require_safe
 def import_detail(request, import_id: int):
     patient_import = access_patient_import_by_id(request.user, import_id)
     errors = [{**error, "message": error_message(error)} for error in patient_import.errors]
@@ -76,6 +78,7 @@ def import_start(request, import_id: int):
     return redirect("consent:import_detail", import_id=patient_import.pk)
 
 
+@require_safe
 def import_progress(request, import_id: int):
     """Polled by the progress page every second: counts only."""
     patient_import = access_patient_import_by_id(request.user, import_id)

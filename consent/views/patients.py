@@ -7,7 +7,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from audit import actions
 from audit.services import audit_record
@@ -35,7 +35,7 @@ def _patient_url(patient_id: int) -> str:
     return f"/consent/patients/{patient_id}/"
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def patient_search(request):
     access_consent_staff(request.user)
     form = PatientSearchForm(request.POST if request.method == "POST" else None)
@@ -99,6 +99,7 @@ def _render_record(request, patient, *, written_form=None, status=200):
     return render(request, "consent/patients/detail.html", context, status=status)
 
 
+@require_safe
 def patient_detail(request, patient_id: int):
     patient = access_patient_by_id(request.user, patient_id)
     return _render_record(request, patient)
@@ -166,7 +167,7 @@ def _confirm(request, patient_id, authorization_id, *, form_class, template, act
     return render(request, template, context, status=400 if request.method == "POST" else 200)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def patient_written_revocation(request, patient_id: int, authorization_id: int):
     def act(authorization, data):
         revocations = revocation_written_record(
@@ -185,7 +186,7 @@ def patient_written_revocation(request, patient_id: int, authorization_id: int):
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def patient_expiry_event(request, patient_id: int, authorization_id: int):
     def act(authorization, data):
         if ExpiryEvent.objects.filter(authorization_id=authorization.pk).exists():
@@ -208,7 +209,7 @@ def patient_expiry_event(request, patient_id: int, authorization_id: int):
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def patient_defect(request, patient_id: int, authorization_id: int):
     def act(authorization, data):
         if AuthorizationDefect.objects.filter(authorization_id=authorization.pk, reason=data["reason"]).exists():
@@ -233,6 +234,7 @@ _DOCUMENTS = {
 }
 
 
+@require_safe
 def patient_document(request, patient_id: int, authorization_id: int, kind: str):
     """Stream a signed PDF or a scan through the permission check (media is never served directly), audited."""
     authorization = access_authorization_by_id(request.user, patient_id, authorization_id)

@@ -11,7 +11,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from audit import actions
 from audit.services import audit_record
@@ -34,7 +34,7 @@ from consent.services import signing
 _INVITATION = "portal_invitation_id"
 
 
-@require_http_methods(["GET"])
+@require_safe
 def invitation_open(request, token: str):
     """Opening the link emails a code to the address on record; typing it back proves the address."""
     try:
@@ -65,7 +65,7 @@ def invitation_open(request, token: str):
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def sign_in(request):
     """The same answer whether or not the address is a patient's: who is a patient stays private."""
     form = EmailForm(request.POST or None)
@@ -75,7 +75,7 @@ def sign_in(request):
     return render(request, "consent/portal/sign_in.html", {"form": form})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def code_enter(request):
     if not portal_services.patient_code_pending(store=request.session):
         return render(request, "consent/portal/code_expired.html", status=410 if request.method == "POST" else 200)
@@ -103,7 +103,7 @@ def sign_out(request):
 
 
 @patient_required
-@require_http_methods(["GET"])
+@require_safe
 def home(request):
     patient_id = request.portal_patient_id
     return render(
@@ -117,7 +117,7 @@ def home(request):
 
 
 @patient_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def sign(request, purpose_id: int):
     """Read the current form of a purpose and sign it (also how an expired or stopped one is renewed)."""
     patient_id = request.portal_patient_id
@@ -185,14 +185,14 @@ def _own_authorization(request, authorization_id: int) -> Authorization:
 
 
 @patient_required
-@require_http_methods(["GET"])
+@require_safe
 def signed(request, authorization_id: int):
     authorization = _own_authorization(request, authorization_id)
     return render(request, "consent/portal/signed.html", {"authorization": authorization})
 
 
 @patient_required
-@require_http_methods(["GET"])
+@require_safe
 def authorization_pdf(request, authorization_id: int):
     authorization = _own_authorization(request, authorization_id)
     if not authorization.pdf:
@@ -213,7 +213,7 @@ def authorization_pdf(request, authorization_id: int):
 
 
 @patient_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def revoke(request, authorization_id: int):
     """A confirmation, then the revocation, effective at once (R-REVOKE-ANYTIME)."""
     authorization = _own_authorization(request, authorization_id)

@@ -58,9 +58,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Cache-Control: no-store on every response of ours; outside all the others so that their answers (redirects to
+    # sign in, CSRF failures, 404s) get it too. Production's whitenoise goes before it: static files keep their cache.
+    "hipaamail.middleware.NoStoreMiddleware",
     "hipaamail.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check, so that a PUT or DELETE gets 405 with Allow rather than a CSRF refusal; the access
+    # check comes later, so a staff URL's Allow is visible to anyone (what a URL is for is no secret, its data is).
+    "hipaamail.middleware.MethodNotAllowedMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # After AuthenticationMiddleware, or request.user.is_verified() is silently missing (NOTES.md).

@@ -247,7 +247,7 @@ def _posted(request, journey: Journey | None):
     return page
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def journey_new(request):
     permissions.access_journeys(request.user)
     if request.method == "POST":
@@ -264,7 +264,7 @@ def _source_version(journey: Journey) -> JourneyVersion | None:
     return journey_version_open(journey) or journey.live_version or journey.versions.order_by("-number").first()
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def journey_edit(request, journey_id: int):
     journey = permissions.access_journey_by_id(request.user, journey_id)
     open_version = journey_version_open(journey)

@@ -102,10 +102,10 @@ def _reject(request, journey: Journey):
     return _review_page(request, journey, reject_form=form)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def journey_review(request, journey_id: int):
     journey = permissions.access_journey_review_by_id(request.user, journey_id)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return _review_page(request, journey)
     decision = request.POST.get("decision")
     if decision == "approve":
