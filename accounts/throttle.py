@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -105,13 +106,27 @@ def client_address(request: HttpRequest) -> str:
     return address
 
 
-def _count(cache_key: str, timeout: int) -> int:
-    cache.add(cache_key, 0, timeout=timeout)
-    try:
-        return cache.incr(cache_key)
-    except ValueError:  # expired between add and incr
-        cache.add(cache_key, 1, timeout=timeout)
-        return 1
+def cache_counters_add(entries: list[tuple[str, int]]) -> list[int]:
+    """Add one to each counter (its cache key, its timeout in seconds), creating it with that timeout: the new
+    values. Atomic per counter. On Redis (production's cache) one round trip for all of them, through the cache's own
+    client (a SET NX EX and an INCR each, pipelined); on any other cache, add then incr."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        keys = [backend.make_and_validate_key(key) for key, _ in entries]
+        pipeline = backend._cache.get_client(keys[0], write=True).pipeline(transaction=False)
+        for key, (_, timeout) in zip(keys, entries):
+            pipeline.set(key, 0, ex=timeout, nx=True)
+            pipeline.incr(key)
+        return [int(value) for value in pipeline.execute()[1::2]]
+    values = []
+    for key, timeout in entries:
+        backend.add(key, 0, timeout=timeout)
+        try:
+            values.append(backend.incr(key))
+        except ValueError:  # expired between add and incr
+            backend.add(key, 1, timeout=timeout)
+            values.append(1)
+    return values
 
 
 def throttle_hit(request: HttpRequest, *, scope: str, key: str | None = None) -> int | None:
@@ -121,7 +136,7 @@ def throttle_hit(request: HttpRequest, *, scope: str, key: str | None = None) ->
     patient, a token); rules per key are skipped without one. Every rule counts, even once one is over, so a
     flood stays refused until its window ends."""
     now = time.time()
-    wait = 0
+    counted = []
     for index, rule in enumerate(_rules(scope)):
         if rule.per == "key":
             if key is None:
@@ -130,7 +145,12 @@ def throttle_hit(request: HttpRequest, *, scope: str, key: str | None = None) ->
         else:
             subject = _digest(f"ip:{client_address(request)}")
         window = int(now // rule.seconds)
-        count = _count(f"hipaamail:throttle:{scope}:{index}:{subject}:{window}", timeout=rule.seconds + 5)
+        counted.append((rule, window, f"hipaamail:throttle:{scope}:{index}:{subject}:{window}"))
+    if not counted:
+        return None
+    counts = cache_counters_add([(cache_key, rule.seconds + 5) for rule, _, cache_key in counted])
+    wait = 0
+    for (rule, window, _), count in zip(counted, counts):
         if count > rule.amount:
             wait = max(wait, math.ceil((window + 1) * rule.seconds - now))
             if count == rule.amount + 1:  # once a window, never the address or the key

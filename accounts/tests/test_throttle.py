@@ -1,13 +1,16 @@
 """Throttling of the pages anyone can reach (issue 16, abuse resistance): rules in allauth's syntax counted in the
 Django cache, 429 with Retry-After and a plain page, per client address and per account; staff sign-in here, the
 portal and unsubscribe in their apps' tests. R-NO-PHI-LEAK: the cache and the page hold no address or email."""
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
 
 from accounts.tests.factories import PASSWORD, staff_make
-from accounts.throttle import Rule, throttle_hit, throttle_rules_parse, throttle_settings_check
+from accounts.throttle import Rule, cache_counters_add, throttle_hit, throttle_rules_parse, throttle_settings_check
+from conftest import requires_redis
 
 pytestmark = pytest.mark.django_db
 
@@ -144,3 +147,40 @@ def test_throttling_off_counts_nothing(settings):
 
     assert [throttle_hit(request, scope="staff_sign_in", key="staff:x") for _ in range(50)] == [None] * 50
     assert not list(cache._cache.keys())
+
+
+@requires_redis
+def test_on_redis_counters_are_exact_under_concurrency_and_expire(settings):
+    """Production's cache (Redis): one pipelined round trip per request, atomic, so eight threads hitting the same
+    counters lose no count; each counter carries its timeout."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": settings.CELERY_BROKER_URL}
+    }
+    cache.clear()
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda _: cache_counters_add([("t:a", 60), ("t:b", 90)]), range(400)))
+
+        assert sorted(a for a, _ in results) == list(range(1, 401))
+        assert sorted(b for _, b in results) == list(range(1, 401))
+        assert cache.get("t:a") == 400  # the cache API reads what the pipeline wrote
+        client = cache._cache.get_client(write=False)
+        assert 0 < client.ttl(cache.make_and_validate_key("t:b")) <= 90
+    finally:
+        cache.clear()
+
+
+@requires_redis
+def test_on_redis_staff_sign_in_is_refused_with_retry_after(client, throttling):
+    throttling.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": throttling.CELERY_BROKER_URL}
+    }
+    throttling.HIPAAMAIL_THROTTLES = {**throttling.HIPAAMAIL_THROTTLES, "staff_sign_in": "2/m/ip,100/15m/key"}
+    cache.clear()
+    try:
+        answers = [_sign_in(client, f"guess{n}@riverside-health.example") for n in range(3)]
+
+        assert [answer.status_code for answer in answers] == [200, 200, 429]
+        assert answers[-1]["Retry-After"] == "59"
+    finally:
+        cache.clear()

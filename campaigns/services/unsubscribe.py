@@ -6,8 +6,8 @@ Links that are not ours (forged, cut short, for a delivery that does not exist) 
 requests without signing in, and the audit trail is append-only (R-SEC-AUDIT). Each request adds one to the
 interval's counter in the cache (an atomic increment: Redis in production, shared by every process); once the
 interval has ended, the first flush writes one `unsubscribe.bad_tokens` event with the exact count. A flush runs
-at the next bad link and every minute from beat (campaigns.periodic), and at most one process writes each
-interval (a cache add decides). The count is as durable as the cache: a Redis lost mid-minute loses that minute.
+at the first bad link of a later interval and every minute from beat (campaigns.periodic), and at most one process
+writes each interval (a cache add decides). The count is as durable as the cache: a Redis lost mid-minute loses that minute.
 """
 from datetime import UTC, datetime
 
@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
+from accounts.throttle import cache_counters_add
 from audit import actions
 from audit import context as audit_context
 from audit.services import audit_record
@@ -64,18 +65,14 @@ def _count_key(bucket: int) -> str:
 
 
 def unsubscribe_bad_token_count(*, now: datetime | None = None) -> None:
-    """Count one request with a link that is not ours in the current interval, and write the intervals that have
-    ended (at most one audit row each, with its exact count)."""
+    """Count one request with a link that is not ours in the current interval (one cache round trip on Redis); the
+    first of an interval also writes the intervals that have ended (at most one audit row each, its exact count)."""
     now = now or timezone.now()
     bucket = int(now.timestamp() // _interval())
-    key = _count_key(bucket)
-    cache.add(key, 0, timeout=_KEEP_SECONDS)
-    try:
-        cache.incr(key)
-    except ValueError:  # evicted between add and incr
-        cache.add(key, 1, timeout=_KEEP_SECONDS)
-    cache.add(_OLDEST_KEY, bucket, timeout=_KEEP_SECONDS)
-    unsubscribe_bad_tokens_flush(now=now)
+    (count,) = cache_counters_add([(_count_key(bucket), _KEEP_SECONDS)])
+    if count == 1:
+        cache.add(_OLDEST_KEY, bucket, timeout=_KEEP_SECONDS)
+        unsubscribe_bad_tokens_flush(now=now)
 
 
 def unsubscribe_bad_tokens_flush(*, now: datetime | None = None) -> int:

@@ -13,6 +13,7 @@ from campaigns.sending.messages import unsubscribe_token
 from campaigns.services.launch import campaign_launch
 from campaigns.services.unsubscribe import unsubscribe_bad_token_count, unsubscribe_bad_tokens_flush
 from campaigns.tests.factories import campaign_approved_make
+from conftest import requires_redis
 from consent.models import Patient, Revocation
 from consent.tests.factories import authorization_make, patient_make, purpose_make
 
@@ -56,7 +57,19 @@ def _bad_token_events():
     return AuditEvent.objects.filter(action__startswith="unsubscribe.bad_token")
 
 
-def test_r_sec_audit_200_forged_links_write_one_row_with_their_exact_count(client):
+@pytest.fixture(params=["locmem", pytest.param("redis", marks=requires_redis)])
+def any_cache(request, settings):
+    """The demo's and the tests' cache (locmem) and production's (Redis)."""
+    if request.param == "redis":
+        settings.CACHES = {
+            "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": settings.CELERY_BROKER_URL}
+        }
+    cache.clear()
+    yield request.param
+    cache.clear()
+
+
+def test_r_sec_audit_200_forged_links_write_one_row_with_their_exact_count(client, any_cache):
     """200 forged requests in one minute: no row while the minute runs, then exactly one, counting 200."""
     for n in range(200):
         unsubscribe_bad_token_count(now=START + timedelta(seconds=n * 0.25))
