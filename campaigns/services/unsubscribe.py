@@ -26,9 +26,11 @@ from consent.services.authorizations import authorization_revoke
 # An interval is written this long after it ends, so a request that read the clock just before the end has
 # incremented its counter before the count is read.
 _FLUSH_GRACE_SECONDS = 5
-_KEEP_SECONDS = 2 * 24 * 3600  # unflushed counts older than this are gone with their cache entries
+# A flush looks back a day (one MGET): an interval no flush reached in a day (beat stopped, no bad link since) is
+# not written. Counts and their written marks are kept twice as long.
+_LOOKBACK_SECONDS = 24 * 3600
+_KEEP_SECONDS = 2 * _LOOKBACK_SECONDS
 _PREFIX = "hipaamail:unsubscribe:bad_tokens"
-_OLDEST_KEY = f"{_PREFIX}:oldest"  # the oldest interval that may hold an unwritten count
 
 
 def delivery_unsubscribe(*, delivery_id: int) -> list[Revocation]:
@@ -71,24 +73,18 @@ def unsubscribe_bad_token_count(*, now: datetime | None = None) -> None:
     bucket = int(now.timestamp() // _interval())
     (count,) = cache_counters_add([(_count_key(bucket), _KEEP_SECONDS)])
     if count == 1:
-        cache.add(_OLDEST_KEY, bucket, timeout=_KEEP_SECONDS)
         unsubscribe_bad_tokens_flush(now=now)
 
 
 def unsubscribe_bad_tokens_flush(*, now: datetime | None = None) -> int:
-    """Write one `unsubscribe.bad_tokens` audit event for each ended interval that counted bad links and has not
-    been written; returns how many were written. Safe to run anywhere, at any time, in many processes at once."""
+    """Write one `unsubscribe.bad_tokens` audit event for each ended interval of the last day that counted bad links
+    and has not been written; returns how many were written. Safe to run anywhere, at any time, in many processes
+    at once (a cache add decides which writes an interval). Hosts' clocks must agree within the grace (NTP)."""
     now = now or timezone.now()
     interval = _interval()
-    oldest = cache.get(_OLDEST_KEY)
-    if oldest is None:
-        return 0
     # The first interval not yet closed: it ended less than the grace ago, or has not ended.
     open_bucket = int((now.timestamp() - _FLUSH_GRACE_SECONDS) // interval)
-    first = max(int(oldest), open_bucket - _KEEP_SECONDS // interval)
-    if first >= open_bucket:
-        return 0
-    buckets = range(first, open_bucket)
+    buckets = range(open_bucket - _LOOKBACK_SECONDS // interval, open_bucket)
     counts = cache.get_many([_count_key(bucket) for bucket in buckets])
     written = 0
     # Not the request's address or id: the event stands for every request of the interval.
@@ -109,7 +105,4 @@ def unsubscribe_bad_tokens_flush(*, now: datetime | None = None) -> int:
                 },
             )
             written += 1
-    # Only ever forward to an interval still open: a count in it is flushed later.
-    if (cache.get(_OLDEST_KEY) or 0) < open_bucket:
-        cache.set(_OLDEST_KEY, open_bucket, timeout=_KEEP_SECONDS)
     return written
