@@ -134,9 +134,10 @@ HIPAAMAIL_THROTTLES = {
     "portal_code_request": env.str("THROTTLE_PORTAL_CODE_REQUEST", default="10/m/ip,5/15m/key"),
     "portal_code_entry": env.str("THROTTLE_PORTAL_CODE_ENTRY", default="20/m/ip,10/15m/key"),
     "signing": env.str("THROTTLE_SIGNING", default="30/m/ip,10/m/key"),
-    # Mailbox providers POST one-click unsubscribes (RFC 8058) from a few addresses of theirs: the per-address rule
-    # is generous, the per-link one is not; links that are not ours have their own, strict rule.
-    "unsubscribe": env.str("THROTTLE_UNSUBSCRIBE", default="600/m/ip,20/m/key"),
+    # Mailbox providers POST one-click unsubscribes (RFC 8058) from a few addresses of theirs: the per-address rules
+    # are generous, the per-link one is not; links that are not ours have their own, strict rule. The per-second rule
+    # spreads a burst: each of our links costs an audit row (or a revocation), about 12 ms of a web worker.
+    "unsubscribe": env.str("THROTTLE_UNSUBSCRIBE", default="10/s/ip,300/m/ip,20/m/key"),
     "unsubscribe_bad_token": env.str("THROTTLE_UNSUBSCRIBE_BAD_TOKEN", default="30/m/ip"),
 }
 # (accounts.apps checks every scope's rules at start-up and refuses a mistyped one, naming its variable.)
