@@ -12,9 +12,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 # Sync workers: the views are synchronous and short; a PDF export is the longest, well within the timeout.
 timeout = 60
 graceful_timeout = 30
-# A worker is replaced after this many requests, so a slow leak never grows without bound.
-max_requests = 2000
-max_requests_jitter = 200
+# A worker is replaced after this many requests, so a slow leak never grows without bound. Not fewer: at 200
+# requests a second (bench/public_endpoints.py) 2,000 recycled each of three workers every 30 s, and a worker's
+# boot (Django loaded again, 2 to 3 s of CPU) held up every page, /health/live's p95 included, for seconds.
+max_requests = 50000
+max_requests_jitter = 5000
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 # The access log names the path without its query string (%(U)s, R-NO-PHI-LEAK), the status, the size, the time in
 # milliseconds and the request id the application answered with (hipaamail.middleware.RequestIdMiddleware).

@@ -10,9 +10,14 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from django.apps import apps
+        from django.conf import settings
         from django.db.models.signals import post_migrate
 
         from accounts import signals  # noqa: F401  (audit of sign-in events)
+        from accounts.throttle import throttle_settings_check
+
+        # A mistyped THROTTLE_* stops every entry point at start, naming the variable, rather than throttle nothing.
+        throttle_settings_check(settings.HIPAAMAIL_THROTTLES)
 
         # After every migrate and every test flush, as Django does for permissions. Sent by the auth app (whose
         # tables hold the groups): Django sends post_migrate only for apps with a models module, which this app

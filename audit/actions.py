@@ -112,7 +112,10 @@ AUTHORIZATION_FORM_PUBLISHED = "authorization_form.published"
 # Suppressions (a hard bounce, a complaint) and what the patient-facing unsubscribe page saw.
 SUPPRESSION_RECORDED = "suppression.recorded"
 UNSUBSCRIBE_VIEWED = "unsubscribe.viewed"
-UNSUBSCRIBE_BAD_TOKEN = "unsubscribe.bad_token"
+UNSUBSCRIBE_BAD_TOKEN = "unsubscribe.bad_token"  # one per request, until issue 16: kept for the rows written then
+# Links that are not ours, as one count per interval (campaigns.services.unsubscribe): details count,
+# interval_start, interval_seconds.
+UNSUBSCRIBE_BAD_TOKENS = "unsubscribe.bad_tokens"
 
 # The content library: email templates and content blocks.
 EMAIL_TEMPLATE_CREATED = "email_template.created"

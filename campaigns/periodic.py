@@ -10,6 +10,7 @@ from campaigns.selectors import campaigns as selectors
 from campaigns.sending import bounces
 from campaigns.sending.dispatch import campaign_finish_if_done
 from campaigns.services.launch import CampaignAlreadyLaunched, campaign_launch, campaign_launch_refuse
+from campaigns.services.unsubscribe import unsubscribe_bad_tokens_flush
 from campaigns.tasks import campaign_dispatch_task
 
 
@@ -42,3 +43,10 @@ def bounces_read_task() -> None:
     """Every few minutes when BOUNCE_MAILBOX is set: apply the bounce mailbox's reports, then delete them."""
     if settings.HIPAAMAIL_BOUNCE_MAILBOX:
         bounces.bounce_mailbox_read(path=Path(settings.HIPAAMAIL_BOUNCE_MAILBOX), remove=True)
+
+
+@shared_task(name="campaigns.tasks.unsubscribe_bad_tokens_flush_task")
+def unsubscribe_bad_tokens_flush_task() -> None:
+    """Every minute: audit the ended intervals' counts of unsubscribe links that were not ours (one event each),
+    so a minute with bad links and none after it is still written (campaigns.services.unsubscribe)."""
+    unsubscribe_bad_tokens_flush()

@@ -7,6 +7,7 @@ from django.urls import path
 from accounts.access import public
 from campaigns.views import campaigns as views
 from campaigns.views import editor, history, library, reports, results, review, segments, tracking, webhooks
+from campaigns.views import unsubscribe as unsubscribe_views
 
 app_name = "campaigns"
 
@@ -61,7 +62,7 @@ audit_patterns = [
 # R-RFC8058 one-click unsubscribe at /unsubscribe/<token>/: a POST without cookies or login; the signed token is the
 # credential.
 unsubscribe_patterns = [
-    path("unsubscribe/<str:token>/", public(views.unsubscribe), name="unsubscribe"),
+    path("unsubscribe/<str:token>/", public(unsubscribe_views.unsubscribe), name="unsubscribe"),
 ]
 
 # /webhooks/, namespace "webhooks": mail provider webhooks (bounces, complaints). Public; each view checks the

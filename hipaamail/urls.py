@@ -19,6 +19,9 @@ from observability.views import metrics_view
 # Defence in depth: the admin site itself also refuses a user who has not passed the second factor.
 admin.site.__class__ = OTPAdminSite
 
+# allauth's own limits (ACCOUNT_RATE_LIMITS) answer through this: the throttle page, with Retry-After.
+handler429 = "accounts.throttle.allauth_throttled"
+
 urlpatterns = [
     path("", home, name="home"),
     path("", include(account_urls)),

@@ -2,23 +2,19 @@
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from accounts.roles import sees_patient_evidence
 from audit import actions
 from audit.services import audit_record
 from campaigns import permissions
-from campaigns.models import Campaign, Delivery
+from campaigns.models import Campaign
 from campaigns.results_chart import results_charts
 from campaigns.selectors import campaigns as selectors
 from campaigns.selectors import results
 from campaigns.selectors.results import campaign_list_filtered, campaign_progress_percents, campaign_status_counts
-from campaigns.sending.messages import unsubscribe_token_read
 from campaigns.services.lifecycle import EDITABLE
-from campaigns.services.unsubscribe import delivery_unsubscribe
 from campaigns.views.review import campaign_controls
-from consent.selectors.coverage import authorization_covering_list
 
 
 @require_safe
@@ -62,33 +58,6 @@ def campaign_detail(request, campaign_id: int):
             "uncovered_sends": selectors.delivery_sent_without_coverage_count(campaign_id=campaign.pk),
         }
     return render(request, "campaigns/campaign_detail.html", context)
-
-
-@csrf_exempt  # mailbox providers POST here without a session (RFC 8058); the signed token is the credential
-def unsubscribe(request, token: str):
-    """One-click unsubscribe. GET asks for confirmation; POST revokes at once. Both are audited; a bad token
-    gets a clear page, not an error."""
-    delivery_id = unsubscribe_token_read(token)
-    delivery = Delivery.objects.select_related("campaign__purpose").filter(pk=delivery_id).first()
-    if delivery is None:
-        audit_record(actor=None, actor_role=actions.ANONYMOUS, action=actions.UNSUBSCRIBE_BAD_TOKEN)
-        return render(request, "campaigns/unsubscribe_invalid.html", status=404)
-    purpose = delivery.campaign.purpose
-    if request.method == "POST":
-        revoked = delivery_unsubscribe(delivery_id=delivery.pk)
-        # A second use of the link revokes nothing: say so plainly rather than pretend.
-        return render(request, "campaigns/unsubscribe_done.html", {"purpose": purpose, "already": not revoked})
-    audit_record(
-        actor=None,
-        actor_role=actions.PATIENT,
-        action=actions.UNSUBSCRIBE_VIEWED,
-        object_type="delivery",
-        object_id=delivery.pk,
-        patient_id=delivery.patient_id,
-    )
-    if not authorization_covering_list(purpose_id=purpose.pk, patient_ids=[delivery.patient_id]).exists():
-        return render(request, "campaigns/unsubscribe_done.html", {"purpose": purpose, "already": True})
-    return render(request, "campaigns/unsubscribe_confirm.html", {"purpose": purpose})
 
 
 @require_safe

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from accounts.throttle import throttle_check, throttle_subject
 from audit import actions
 from audit.services import audit_record
 from consent.documents import form_sections, form_text, text_hash
@@ -32,17 +33,22 @@ from consent.services import portal as portal_services
 from consent.services import signing
 
 _INVITATION = "portal_invitation_id"
+# Whose code this session waits for, as a keyed digest (accounts.throttle): code entry is throttled per account.
+_CODE_SUBJECT = "portal_code_subject"
 
 
 @require_safe
 def invitation_open(request, token: str):
     """Opening the link emails a code to the address on record; typing it back proves the address."""
+    if (refused := throttle_check(request, scope="signing", key=f"invitation:{token}")) is not None:
+        return refused
     try:
         invitation = signing.invitation_open(token=token)
     except signing.InvitationInvalid as invalid:
         status = 404 if invalid.reason == "unknown" else 410
         return render(request, "consent/portal/invitation_invalid.html", {"reason": invalid.reason}, status=status)
     request.session[_INVITATION] = invitation.pk
+    request.session[_CODE_SUBJECT] = throttle_subject(f"patient:{invitation.patient_id}")
     sign_url = reverse("portal:sign", kwargs={"purpose_id": invitation.purpose_id})
     signed_in_as = portal_patient_id(request)
     if signed_in_as == invitation.patient_id:
@@ -70,6 +76,11 @@ def sign_in(request):
     """The same answer whether or not the address is a patient's: who is a patient stays private."""
     form = EmailForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        # The same limits whether or not the address is a patient's (who is a patient stays private).
+        address = f"address:{form.cleaned_data['email'].strip().lower()}"
+        if (refused := throttle_check(request, scope="portal_code_request", key=address)) is not None:
+            return refused
+        request.session[_CODE_SUBJECT] = throttle_subject(address)
         portal_services.patient_code_request(store=request.session, email=form.cleaned_data["email"])
         return redirect("portal:code")
     return render(request, "consent/portal/sign_in.html", {"form": form})
@@ -80,6 +91,10 @@ def code_enter(request):
     if not portal_services.patient_code_pending(store=request.session):
         return render(request, "consent/portal/code_expired.html", status=410 if request.method == "POST" else 200)
     form = CodeForm(request.POST or None)
+    if request.method == "POST":
+        subject = request.session.get(_CODE_SUBJECT)
+        if (refused := throttle_check(request, scope="portal_code_entry", key=subject)) is not None:
+            return refused
     if request.method == "POST" and form.is_valid():
         outcome, patient_id = portal_services.patient_code_verify(
             store=request.session, code=form.cleaned_data["code"]
@@ -132,6 +147,9 @@ def sign(request, purpose_id: int):
     if covering is not None:
         return render(request, "consent/portal/already_signed.html", {"purpose": purpose, "authorization": covering})
     shown_hash = text_hash(form_text(form_version))
+    if request.method == "POST":
+        if (refused := throttle_check(request, scope="signing", key=f"patient:{patient_id}")) is not None:
+            return refused
     form = SignForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         invitation_id = request.session.get(_INVITATION)

@@ -135,8 +135,32 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = True
 ACCOUNT_SESSION_REMEMBER = False
-# allauth's login throttling, kept in the cache (per IP and per account).
+# allauth's login throttling, kept in the cache (per IP and per account). Failed sign-ins over "login_failed" get
+# a form error; sign-in POSTs over "login" and password resets over allauth's defaults get 429 (accounts.throttle).
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key", "login": "30/m/ip"}
+# The client address behind this many proxies that append X-Forwarded-For (Caddy, nginx with
+# `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for`): 0 reads REMOTE_ADDR. allauth's limits and
+# accounts.throttle both count per this address.
+ALLAUTH_TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Abuse resistance of the pages anyone can reach (accounts.throttle): amount/period/ip or /key, comma-separated;
+# "" turns a scope off. Counted in the cache (CACHES: Redis in production, so global). "key" is the account: the
+# staff member's email, the address a code was asked for, the signed-in patient, the invitation or unsubscribe link.
+HIPAAMAIL_THROTTLE_ENABLED = env.bool("THROTTLE_ENABLED", default=True)
+HIPAAMAIL_THROTTLES = {
+    "staff_sign_in": env.str("THROTTLE_STAFF_SIGN_IN", default="20/m/ip,10/15m/key"),
+    "portal_code_request": env.str("THROTTLE_PORTAL_CODE_REQUEST", default="10/m/ip,5/15m/key"),
+    "portal_code_entry": env.str("THROTTLE_PORTAL_CODE_ENTRY", default="20/m/ip,10/15m/key"),
+    "signing": env.str("THROTTLE_SIGNING", default="30/m/ip,10/m/key"),
+    # Mailbox providers POST one-click unsubscribes (RFC 8058) from a few addresses of theirs: the per-address rules
+    # are generous, the per-link one is not; links that are not ours have their own, strict rule. The per-second rule
+    # spreads a burst: each of our links costs an audit row (or a revocation), about 12 ms of a web worker.
+    "unsubscribe": env.str("THROTTLE_UNSUBSCRIBE", default="10/s/ip,300/m/ip,20/m/key"),
+    "unsubscribe_bad_token": env.str("THROTTLE_UNSUBSCRIBE_BAD_TOKEN", default="30/m/ip"),
+}
+# (accounts.apps checks every scope's rules at start-up and refuses a mistyped one, naming its variable.)
+# Unsubscribe links that are not ours are audited as one count per interval (campaigns.services.unsubscribe), not
+# one row per request: anonymous requests cannot grow the append-only audit trail by more than a row a minute.
+HIPAAMAIL_UNSUBSCRIBE_BAD_TOKEN_INTERVAL = env.int("UNSUBSCRIBE_BAD_TOKEN_INTERVAL", default=60)
 OTP_TOTP_ISSUER = "hipaamail"
 OTP_TOTP_THROTTLE_FACTOR = 1
 OTP_STATIC_THROTTLE_FACTOR = 1
@@ -237,6 +261,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "launch-due-campaigns": {"task": "campaigns.tasks.campaign_launch_due_task", "schedule": 15.0},
     "rewake-unfinished-campaigns": {"task": "campaigns.tasks.campaign_rewake_task", "schedule": 60.0},
+    # Unsubscribe links that were not ours, audited as one count per ended interval (campaigns.services.unsubscribe).
+    "unsubscribe-bad-tokens-flush": {"task": "campaigns.tasks.unsubscribe_bad_tokens_flush_task", "schedule": 60.0},
     "invite-renewals": {"task": "consent.tasks.authorization_renewals_invite_task", "schedule": 24 * 3600.0},
     # The live counts' summary against the evidence (consent.periodic, ADR 0021): a difference is logged as an error.
     "check-authorization-standing": {"task": "consent.tasks.authorization_standing_check_task", "schedule": 24 * 3600.0},
