@@ -43,35 +43,75 @@ def test_a_rolled_back_event_leaves_no_gap():
     assert selectors.audit_chain_walk().ok
 
 
+def _backends(pids: list[int]) -> dict[int, tuple[str, bool]]:
+    """These server backends' state (pg_stat_activity) and whether each is waiting for a lock that another of them
+    holds (any lock: a row, a table, an advisory lock; pg_blocking_pids)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, state, pg_blocking_pids(pid) && %s::int[] FROM pg_stat_activity WHERE pid = ANY(%s)",
+            [pids, pids],
+        )
+        return {pid: (state, blocked) for pid, state, blocked in cursor.fetchall()}
+
+
 def test_r_sec_integrity_concurrent_writers_get_a_gap_free_chain_without_waiting_on_it():
     """Four writers commit events at once, each holding its transaction open after writing (as the sender does
     while it talks to the mail server). Nobody waits for the chain: all four are inside their transactions
-    together; afterwards every event is sealed exactly once, 1..N, and the chain verifies."""
+    together, each with its event written and none committed, and the database never shows one of them waiting
+    for a lock on the way there; afterwards every event is sealed exactly once, 1..N, and the chain verifies.
+
+    That nobody waits is the database's answer (pg_blocking_pids), not a timeout: a writer made to wait for
+    another's uncommitted event never reaches the barrier and is seen blocked by it, while one that is merely slow
+    (a loaded machine) is waited for."""
     writers, per_writer = 4, 12
-    inside = threading.Barrier(writers, timeout=30)
+    inside = threading.Barrier(writers + 1)  # the four writers, and this thread once it has looked at them
+    pids: dict[int, int] = {}
     errors = []
 
     def write(n: int) -> None:
         try:
             for i in range(per_writer):
                 with transaction.atomic():
+                    if i == 0:
+                        connection.ensure_connection()
+                        pids[n] = connection.connection.info.backend_pid
                     audit_record(actor=None, actor_role="system", action="report.exported", details={"w": n, "i": i})
                     if i == 0:
                         inside.wait()  # all four hold an uncommitted event at the same time
                     time.sleep(0.005)
         except Exception as error:  # reported below; a thread's exception is otherwise lost
             errors.append(error)
+            inside.abort()  # nobody waits for a writer that is gone
         finally:
             connections.close_all()
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
     for thread in threads:
         thread.start()
+    blocked, states, committed = [], set(), None
+    harness_deadline = time.monotonic() + 300  # only so that a wedged run ends: not what the test measures
+    while not inside.broken:
+        arrived = inside.n_waiting == writers  # all four at the barrier, inside their transactions
+        seen = _backends(list(pids.values()))
+        blocked = [pid for pid, (_, waits) in seen.items() if waits]
+        if blocked:
+            inside.abort()
+        elif arrived:
+            states = {state for state, _ in seen.values()} if len(seen) == writers else set()
+            committed = AuditEvent.objects.count()
+            inside.wait()
+            break
+        if time.monotonic() > harness_deadline:
+            inside.abort()
+            raise AssertionError(f"harness: the writers were still on their way after 300 s: {errors}")
+        time.sleep(0.01)
     for thread in threads:
         thread.join()
     audit_seal()  # anything a writer's own seal left to the next one
 
+    assert blocked == [], f"backends {blocked} waited for a lock another writer held with its event"
     assert errors == []
+    assert states == {"idle in transaction"} and committed == 0  # four open transactions, no event committed
     sequences = list(AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True))
     assert sequences == list(range(1, writers * per_writer + 1))
     assert selectors.audit_chain_walk().ok

@@ -220,15 +220,23 @@ HIPAAMAIL_CONTENT_SECURITY_POLICY = env.str(
 # Redis (or RabbitMQ) when CELERY_BROKER_URL is set; otherwise kombu's filesystem transport, which needs
 # no server and still runs a real worker and a real beat (NOTES.md).
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+# How long a message may sit in the broker before its consumer sees it: Redis and RabbitMQ push (none); the
+# filesystem broker is polled, every half second.
+_broker_polling_seconds = 0.0
 if not CELERY_BROKER_URL:
     _broker_dir = VAR_DIR / "broker"
+    _broker_polling_seconds = 0.5
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "data"),
         "data_folder_out": str(_broker_dir / "data"),
         "control_folder": str(_broker_dir / "control"),
-        "polling_interval": 0.5,
+        "polling_interval": _broker_polling_seconds,
     }
+# How long the readiness probe waits for the workers' answers to each of its control commands (hipaamail/health.py):
+# a second for the worker to answer, plus two polling intervals on a polled broker, one for the worker to see the
+# command and one for the probe to see the answer (the demo: 2 s; a 1 s wait there made /health/ready 503).
+HIPAAMAIL_HEALTH_WORKER_SECONDS = 1.0 + 2 * _broker_polling_seconds
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -2,9 +2,16 @@
 cache, the broker and a worker on each queue, each shown up and down by stopping the thing or pointing at a closed
 port. Both are public and say nothing but which check is down (R-NO-PHI-LEAK: no host, no version, no error text)."""
 import json
+import os
+import re
+import shlex
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -225,3 +232,92 @@ def test_a_process_that_probed_readiness_still_forks_the_audit_chain_s_parallel_
 
     assert sorted(thread.name for thread in threading.enumerate()) == threads_before
     assert walked.first_break is None
+
+
+# --- readiness in the zero-service demo (make run: SQLite, kombu's filesystem broker, which workers poll) ---------
+
+ROOT = Path(__file__).resolve().parents[2]
+# Asked from a process of the demo's own (its settings, its broker folder), through the URL, as curl asks it.
+DEMO_PROBE = """
+import json
+import django
+django.setup()
+from django.test import Client
+response = Client(HTTP_HOST="localhost").get("/health/ready")
+print(json.dumps({"status": response.status_code, "body": json.loads(response.content)}))
+"""
+
+
+def _demo_env(var_dir) -> dict[str, str]:
+    """scripts/run-demo's environment, its var/ folder a temporary one."""
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    return env | {
+        "DJANGO_SETTINGS_MODULE": "hipaamail.settings.local",
+        "HIPAAMAIL_VAR_DIR": str(var_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _demo_worker_commands() -> dict[str, list[str]]:
+    """The workers scripts/run-demo starts (`start NAME .venv/bin/celery ... worker ...`), with this venv's celery."""
+    commands = {}
+    for line in (ROOT / "scripts" / "run-demo").read_text().splitlines():
+        match = re.match(r"start (\w+) \.venv/bin/celery (.* worker .*)$", line.strip())
+        if match:
+            commands[match[1]] = [str(Path(sys.executable).parent / "celery"), *shlex.split(match[2])]
+    return commands
+
+
+def _demo_ready(env) -> tuple[int, dict]:
+    result = subprocess.run([sys.executable, "-c", DEMO_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer["status"], answer["body"]
+
+
+def _demo_worker_stop(worker: subprocess.Popen) -> None:
+    """TERM to the worker's process group (its prefork children too), KILL after a grace period."""
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+
+
+@pytest.mark.worker
+def test_the_demo_s_readiness_is_200_while_its_workers_run_and_names_the_queue_whose_worker_was_killed(tmp_path):
+    """make run's /health/ready: the filesystem broker is polled (by the worker for the ping, by the probe for the
+    answer), so an answer takes up to two polling intervals; the probe waits for that, and so is 200 while the demo's
+    workers run, and 503 naming the campaigns queue once its worker is gone while the other still answers."""
+    env = _demo_env(tmp_path)
+    commands = _demo_worker_commands()
+    assert sorted(commands) == ["mailer", "worker"]
+    logs, workers = {}, {}
+    try:
+        for name, command in commands.items():
+            logs[name] = tmp_path / f"{name}.log"
+            with open(logs[name], "wb") as log:
+                workers[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                 start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not all(" ready." in log.read_text() for log in logs.values()):
+            for name, worker in workers.items():
+                assert worker.poll() is None, logs[name].read_text()[-3000:]
+            assert time.monotonic() < deadline, {name: log.read_text()[-1500:] for name, log in logs.items()}
+            time.sleep(0.2)
+
+        up_status, up_body = _demo_ready(env)
+        _demo_worker_stop(workers["worker"])  # the campaigns worker
+        down_status, down_body = _demo_ready(env)
+    finally:
+        for worker in workers.values():
+            _demo_worker_stop(worker)
+
+    assert (up_status, up_body) == (200, {"status": "ok", "checks": ALL_UP})
+    assert (down_status, down_body) == (
+        503,
+        {"status": "unavailable", "failed": ["workers:campaigns"], "checks": ALL_UP | {"workers:campaigns": "unavailable"}},
+    )

@@ -6,6 +6,7 @@ inside a sending transaction; so a revocation waits at most about the window. Th
 sender in this process against a slow SMTP server; the last two are the issue's own cases, with a real Celery
 worker, Redis and an SMTP server, throttled to 2 messages a second in batches of 200.
 """
+import sys
 import tempfile
 import threading
 import time
@@ -49,15 +50,53 @@ def _launched(purpose):
     return campaign
 
 
-def _revoke_one_by_one(patients, purpose, *, pause: float, latency: dict, committed: dict) -> None:
-    """Revoke each patient in the portal, `pause` seconds apart; record each call's wall-clock latency and the
-    instant just after it returned (its commit happened before that)."""
+# Two threads of this process woken by the same commit (the sender's, and a revocation waiting for its lock) may
+# take the GIL one switch interval apart, each way.
+WAKE_SLACK = 2 * sys.getswitchinterval()
+
+
+def _revoke_one_by_one(patients, purpose, *, pause: float, latency: dict, committed: dict, waited: dict) -> None:
+    """Revoke each patient in the portal, `pause` seconds apart; record each call's wall-clock latency, the
+    instant just after it returned (its commit happened before that), and how long it `waited` for the lock on
+    the patient's authorization: its SELECT ... FOR UPDATE, the one statement a sending window holds up.
+
+    The wait is measured apart from the rest of the call (its other statements, the audit record, the seal after
+    commit) because that rest is this process's own work, which a loaded machine stretches, and no lock budget
+    is about it."""
     for patient in patients:
+        locking: list[float] = []
         started = time.time()
-        authorization_revoke(actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel=Revocation.Channel.PORTAL)
+        with connection.execute_wrapper(_authorization_locks_timed(locking)):
+            authorization_revoke(
+                actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel=Revocation.Channel.PORTAL
+            )
         committed[patient.email] = time.time()
         latency[patient.email] = committed[patient.email] - started
+        waited[patient.email] = sum(locking)
         time.sleep(pause)
+
+
+def _authorization_locks_timed(seconds: list[float]):
+    """An execute wrapper that adds to `seconds` how long each statement locking authorizations FOR UPDATE took."""
+
+    def timed(execute, sql, params, many, context):
+        started = time.monotonic()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            if "FOR UPDATE" in sql and "consent_authorization" in sql:
+                seconds.append(time.monotonic() - started)
+
+    return timed
+
+
+def _windows(campaign) -> list[list[Delivery]]:
+    """The campaign's sent deliveries, one list per check-to-send window (its own check, its own checked_at),
+    each in the order the server accepted them."""
+    windows: dict = {}
+    for delivery in Delivery.objects.filter(campaign=campaign, status="sent").order_by("sent_at"):
+        windows.setdefault(delivery.checked_at, []).append(delivery)
+    return list(windows.values())
 
 
 def _route_to(settings, sink):
@@ -157,21 +196,44 @@ def test_r_revoke_anytime_rate_limiting_never_sleeps_inside_a_sending_transactio
 @pytest.mark.django_db(transaction=True)
 def test_r_revoke_anytime_a_slow_mail_server_keeps_a_revocation_waiting_no_longer_than_the_lock_budget(settings):
     """R-REVOKE-ANYTIME, ADR 0010: behind a relay that takes 80 ms a message, a 1 s window would hold its
-    authorization locks for most of a second; a window stops starting messages after SEND_LOCK_SECONDS (0.25 s),
-    so each of five revocations made while the campaign goes out commits in under 500 ms, and no message to a
-    revoked patient reaches the server after the revocation committed."""
+    authorization locks for most of a second; a window stops starting messages after SEND_LOCK_SECONDS (0.25 s).
+    So, as recorded: in every window, each message but the last was accepted within SEND_LOCK_SECONDS of the
+    window's check; each of five revocations made while the campaign goes out waits for its lock no longer than
+    one window of this run held its locks (never for the batch); and no message to a revoked patient reaches the
+    server after the revocation committed.
+
+    No wall-clock budget: a loaded machine slows the sender's windows and the revocations' own work alike (both run
+    in this process), so the lock budget is checked on the windows' recorded times and the wait against the
+    holds measured in the same run."""
     settings.HIPAAMAIL_SEND_CHECK_WINDOW, settings.HIPAAMAIL_SEND_LOCK_SECONDS = 1.0, 0.25
     purpose, patients = _covered(24)
     campaign = _launched(purpose)
-    latency, committed, errors = {}, {}, []
+    latency, committed, waited, errors = {}, {}, {}, []
+    holds: list[float] = []  # each sending transaction's hold of its authorization locks, in seconds
 
     with smtp_sink(delay=0.08) as sink:
         _route_to(settings, sink)
 
         def send_everything():
+            locked: list[float] = []
+
+            def timed(execute, sql, params, many, context):
+                if "FOR SHARE" in sql and "consent_authorization" in sql and not locked:
+                    locked.append(time.monotonic())  # the window locks its authorizations: held from here
+                return execute(sql, params, many, context)
+
+            commit = connection.commit
+
+            def commit_timed():
+                commit()
+                if locked:
+                    holds.append(time.monotonic() - locked.pop())  # ... to its commit
+
+            connection.commit = commit_timed
             try:
-                while delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
-                    pass
+                with connection.execute_wrapper(timed):
+                    while delivery_dispatch_batch(campaign_id=campaign.pk, batch_size=200):
+                        pass
             except BaseException as error:  # noqa: BLE001 - reported below
                 errors.append(error)
             finally:
@@ -182,13 +244,20 @@ def test_r_revoke_anytime_a_slow_mail_server_keeps_a_revocation_waiting_no_longe
         try:
             while not sink.records and sender.is_alive():
                 time.sleep(0.01)
-            _revoke_one_by_one(patients[6:21:3], purpose, pause=0.15, latency=latency, committed=committed)
+            _revoke_one_by_one(
+                patients[6:21:3], purpose, pause=0.15, latency=latency, committed=committed, waited=waited
+            )
         finally:
             sender.join(60)
         received = sink.records
 
     assert errors == [] and not sender.is_alive()
-    assert len(latency) == 5 and max(latency.values()) < 0.5, latency
+    lock_budget = timedelta(seconds=settings.HIPAAMAIL_SEND_LOCK_SECONDS)
+    for window in _windows(campaign):
+        for delivery in window[:-1]:  # a message after it was started, so before the lock budget ran out
+            assert delivery.sent_at - delivery.checked_at < lock_budget, [(d.pk, d.checked_at, d.sent_at) for d in window]
+    assert len(waited) == 5 and holds
+    assert max(waited.values()) <= max(holds) + WAKE_SLACK, (waited, holds, latency)
     assert all(r.received_at < committed[r.recipients[0]] for r in received if r.recipients[0] in committed)
     events = AuditEvent.objects.filter(action="delivery.batch_dispatched", details__has_key="sent")
     assert events.count() >= 4  # 24 x 80 ms of sending, about 0.25 s of it per window
@@ -269,27 +338,33 @@ def test_r_send_covered_throttled_send_sends_nothing_after_an_authorization_expi
 @with_real_worker
 def test_r_revoke_anytime_a_revocation_during_a_throttled_send_commits_at_once_and_nothing_follows_it():
     """R-REVOKE-ANYTIME (issue 11): while a real worker sends a campaign throttled to 2 messages a second,
-    six of its patients revoke one after another. Each revocation commits in under 500 ms (it never waits for
-    the throttled batch), and no message to a patient reaches the server after their revocation committed;
-    each of those still queued ends blocked "revoked"."""
+    six of its patients revoke one after another. Each revocation waits for its lock less than the throttle's
+    half second between two messages (it never waits for the throttled batch, nor for the limiter: only for a
+    window sending one message to a fast server), and no message to a patient reaches the server after their
+    revocation committed; each of those still queued ends blocked "revoked".
+
+    The wait is the revocation's locking statement, not the whole call: the rest is this process's own work,
+    which a loaded machine stretches (_revoke_one_by_one)."""
     purpose, patients = _covered(12)
     campaign = campaign_approved_make(purpose=purpose)
     revoking = patients[3:9]
     latency: dict[str, float] = {}
     committed: dict[str, float] = {}
+    waited: dict[str, float] = {}
 
     def revoke_while_sending(worker):
         deadline = time.monotonic() + SEND_TIMEOUT
         while not sink.records and time.monotonic() < deadline:  # the campaign has started to go out
             time.sleep(0.02)
-        _revoke_one_by_one(revoking, purpose, pause=0.3, latency=latency, committed=committed)
+        _revoke_one_by_one(revoking, purpose, pause=0.3, latency=latency, committed=committed, waited=waited)
 
     with smtp_sink() as sink:
         _worker_run(sink, campaign, during=revoke_while_sending)
         received = sink.records
 
-    assert len(latency) == len(revoking)
-    assert max(latency.values()) < 0.5, latency
+    assert len(waited) == len(revoking)
+    between_messages = 1 / int(THROTTLED["SEND_RATE_LIMIT"])
+    assert max(waited.values()) < between_messages, (waited, latency)
     for record in received:
         (address,) = record.recipients
         if address in committed:
