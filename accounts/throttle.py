@@ -88,14 +88,23 @@ def throttle_subject(value: str) -> str:
     return f"subject:{_digest(value)}"
 
 
-def client_address(request: HttpRequest) -> str:
-    """The client's address as allauth sees it (behind ALLAUTH_TRUSTED_PROXY_COUNT proxies), an IPv6 address as
-    its /64 (one host usually holds a whole /64)."""
+def client_ip(request: HttpRequest) -> str:
+    """The client's own address, exactly, as allauth sees it behind ALLAUTH_TRUSTED_PROXY_COUNT proxies (the
+    documented proxy makes REMOTE_ADDR 127.0.0.1 for everyone): what the audit trail and a signature's evidence
+    record. "" when allauth cannot tell (fewer forwarded addresses than trusted proxies)."""
     from allauth.account.adapter import get_adapter
 
     try:
-        address = get_adapter().get_client_ip(request)
-    except PermissionDenied:  # allauth could not tell: count them together rather than not at all
+        return get_adapter().get_client_ip(request) or ""
+    except PermissionDenied:
+        return ""
+
+
+def client_address(request: HttpRequest) -> str:
+    """The client's address for counting (`client_ip`), an IPv6 address as its /64 (one host usually holds a
+    whole /64)."""
+    address = client_ip(request)
+    if not address:  # allauth could not tell: count them together rather than not at all
         return "unknown"
     try:
         parsed = ipaddress.ip_address(address)

@@ -11,6 +11,7 @@ from ninja.operation import PathView
 
 from accounts.access import INTEGRATION, PATIENT, PUBLIC, SIGNED_IN, access_level
 from accounts.roles import is_staff_member
+from accounts.throttle import client_ip
 from audit import context as audit_context
 from audit.exceptions import NotFound
 from observability import context as log_context
@@ -56,7 +57,7 @@ class RequestIdMiddleware:
         given = request.headers.get("X-Request-ID", "")
         request.request_id = given if _REQUEST_ID.fullmatch(given) else str(uuid.uuid4())
         with (
-            audit_context.bound(ip=request.META.get("REMOTE_ADDR"), request_id=request.request_id),
+            audit_context.bound(ip=client_ip(request) or None, request_id=request.request_id),
             log_context.request_bound(request_id=request.request_id),
         ):
             response = self.get_response(request)

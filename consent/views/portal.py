@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from accounts.throttle import throttle_check, throttle_subject
+from accounts.throttle import client_ip, throttle_check, throttle_subject
 from audit import actions
 from audit.services import audit_record
 from consent.documents import form_sections, form_text, text_hash
@@ -163,7 +163,7 @@ def sign(request, purpose_id: int):
                 intent_confirmed=form.cleaned_data["intent"],
                 signed_by_representative=representative,
                 representative_authority=form.cleaned_data["representative_authority"],
-                signed_ip=request.META.get("REMOTE_ADDR", ""),
+                signed_ip=client_ip(request),  # the signer's own address behind the proxy (TRUSTED_PROXY_COUNT)
                 user_agent=request.headers.get("User-Agent", ""),
                 invitation_id=invitation_id,
             )
