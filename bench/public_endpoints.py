@@ -38,7 +38,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,20 +52,8 @@ HOST = "clinic.localhost"
 PATIENTS = 300
 MAX_IN_FLIGHT = 2000
 
-
-def recreate_database(admin_url: str, name: str) -> str:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+sys.path.insert(0, str(ROOT))
+from bench.api_patients_upsert import free_port, recreate_database  # noqa: E402 (the other server benchmark's)
 
 
 def production_env(*, database_url: str, redis_url: str, port: int, var_dir: Path) -> dict:
