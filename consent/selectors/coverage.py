@@ -244,10 +244,6 @@ COVERED = "covered"  # coverage_reason_sql's reason for a patient who would be s
 PERMANENT_ENDS = [CoverageGap.REVOKED, *sorted(AuthorizationDefect.Reason.values)]
 
 
-def strongest_end(*ends: str) -> str:
-    """The strongest of these permanent ends ("" for none), as authorization_gap_list ranks them."""
-    return next((end for end in PERMANENT_ENDS if end in ends), "")
-
 
 def coverage_reason_sql(
     *, purpose_id: int, patients: QuerySet[Patient], patient_ids_between: tuple[int, int] | None = None

@@ -21,7 +21,7 @@ from consent.models import (
     Purpose,
     Revocation,
 )
-from consent.selectors.coverage import CoverageGap, strongest_end
+from consent.selectors.standing import authorization_standing_expected
 
 
 def authorization_grant(
@@ -141,7 +141,7 @@ def authorizations_revoke_locked(
         revocation = Revocation(authorization=authorization, channel=channel, scan=scan_name, recorded_by=actor)
         revocation.full_clean(exclude=["authorization", "revoked_at", "scan"])
         revocation.save(force_insert=True)
-        _standing_ended(authorization_id=authorization.pk, ended_by=CoverageGap.REVOKED)
+        _standing_refresh(authorization_id=authorization.pk)
         revoked.setdefault((authorization.patient_id, authorization.purpose_id), []).append(revocation)
     for (patient_id, purpose_id), revocations in sorted(revoked.items()):
         details = {
@@ -188,7 +188,7 @@ def expiry_event_record(*, actor, authorization_id: int, occurred_at: datetime, 
         )
         event.full_clean(exclude=["authorization"])
         event.save(force_insert=True)
-        AuthorizationStanding.objects.filter(pk=authorization.pk).update(expiry_event_at=occurred_at)
+        _standing_refresh(authorization_id=authorization.pk)
         audit_record(
             actor=actor,
             actor_role="" if actor else actions.INTEGRATION,
@@ -210,7 +210,7 @@ def authorization_defect_record(*, actor, authorization_id: int, reason: str) ->
         defect = AuthorizationDefect(authorization=authorization, reason=reason, recorded_by=actor)
         defect.full_clean(exclude=["authorization"])
         defect.save(force_insert=True)
-        _standing_ended(authorization_id=authorization.pk, ended_by=reason)
+        _standing_refresh(authorization_id=authorization.pk)
         audit_record(
             actor=actor,
             action=actions.AUTHORIZATION_DEFECT_RECORDED,
@@ -222,10 +222,25 @@ def authorization_defect_record(*, actor, authorization_id: int, reason: str) ->
     return defect
 
 
-def _standing_ended(*, authorization_id: int, ended_by: str) -> None:
-    """Record on the authorization's standing (the live counts', ADR 0021) the end just written as evidence, unless
-    a stronger one is already there. The caller holds the authorization's row lock, which every writer of its
-    standing takes first."""
-    standing = AuthorizationStanding.objects.get(pk=authorization_id)
-    standing.ended_by = strongest_end(standing.ended_by, ended_by)
-    standing.save(update_fields=["ended_by"])
+def _standing_refresh(*, authorization_id: int) -> None:
+    """Write the authorization's standing (the live counts', ADR 0021) again from its evidence, just written. The
+    caller holds the authorization's row lock, which every writer of its standing takes first. Writes the row when
+    there is none (authorizations loaded past the services, before a rebuild): what ends an authorization never
+    fails for want of the summary."""
+    expected = (
+        authorization_standing_expected()
+        .filter(pk=authorization_id)
+        .values("patient_id", "purpose_id", "signed_at", "expires_at", "expected_event_at", "expected_ended_by")
+        .get()
+    )
+    AuthorizationStanding.objects.update_or_create(
+        authorization_id=authorization_id,
+        defaults={
+            "patient_id": expected["patient_id"],
+            "purpose_id": expected["purpose_id"],
+            "signed_at": expected["signed_at"],
+            "expires_at": expected["expires_at"],
+            "expiry_event_at": expected["expected_event_at"],
+            "ended_by": expected["expected_ended_by"],
+        },
+    )

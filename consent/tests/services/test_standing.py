@@ -147,3 +147,20 @@ def test_r_no_phi_leak_the_nightly_check_logs_a_difference_with_counts_only(sett
         "the live counts' summary differs from the evidence: 1 standing(s), 0 patient count(s); "
         "run manage.py authorization_standing --rebuild"
     )  # counts only: no authorization or patient id
+
+
+def test_r_revoke_anytime_a_revocation_never_fails_for_want_of_the_summary():
+    """Authorizations loaded past the services (a bulk load before its rebuild) have no standing: revoking one,
+    recording its defect or its expiry event still works, and writes its standing from the evidence."""
+    purpose = purpose_make()
+    revoked, defective = patient_make(), patient_make()
+    first = authorization_make(patient=revoked, purpose=purpose)
+    second = authorization_make(patient=defective, purpose=purpose)
+    AuthorizationStanding.objects.all().delete()
+
+    authorization_revoke(actor=None, patient_id=revoked.pk, purpose_id=purpose.pk, channel=Revocation.Channel.PORTAL)
+    authorization_defect_record(actor=None, authorization_id=second.pk, reason=AuthorizationDefect.Reason.COMPOUND)
+
+    assert AuthorizationStanding.objects.get(pk=first.pk).ended_by == "revoked"
+    assert AuthorizationStanding.objects.get(pk=second.pk).ended_by == AuthorizationDefect.Reason.COMPOUND
+    assert authorization_standing_mismatch_counts() == CLEAN
