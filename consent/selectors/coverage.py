@@ -343,7 +343,8 @@ def coverage_reason_sql(
 
 
 def coverage_reason_execute(cursor, statement: str, params: list) -> None:
-    """Execute a statement built on `coverage_reason_sql` inside the caller's transaction."""
+    """Execute a statement built on `coverage_reason_sql` (or the live counts' over the standing) inside the caller's
+    transaction, with the planner settings they need on PostgreSQL."""
     if connection.vendor == "postgresql":
         # PostgreSQL's JIT compiler (on by default) judges these statements costly and spends seconds compiling
         # them (7.5 of 12 s at a million patients) to save milliseconds: off for this transaction only.

@@ -35,7 +35,14 @@ from consent.models import (
     Revocation,
     Suppression,
 )
-from consent.selectors.coverage import _ALL_GAPS, _MARK_RANK, COVERED, PERMANENT_ENDS, CoverageGap
+from consent.selectors.coverage import (
+    _ALL_GAPS,
+    _MARK_RANK,
+    COVERED,
+    PERMANENT_ENDS,
+    CoverageGap,
+    coverage_reason_execute,
+)
 
 _NO_MARK = len(_MARK_RANK)  # ranks 0 .. len-1 are _MARK_RANK's; this one is "none"
 
@@ -117,11 +124,7 @@ def coverage_standing_counts(*, purpose_id: int, patients: QuerySet[Patient]) ->
         *standing_params,
     ]
     with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # PostgreSQL's JIT compiler would spend longer compiling this than running it (ADR 0020).
-            cursor.execute("SET LOCAL jit = off")
-            cursor.execute("SET LOCAL work_mem = '32MB'")
-        cursor.execute(statement, params)
+        coverage_reason_execute(cursor, statement, params)  # the same planner settings as ADR 0020's statement
         for reason, n in cursor.fetchall():
             counts[reason] += int(n)
     return counts
