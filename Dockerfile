@@ -18,7 +18,8 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY requirements.txt ./
-RUN pip install -r requirements.txt
+# --no-deps --require-hashes: exactly the locked set (see scripts/ensure-venv for why --no-deps), then pip check.
+RUN pip install --no-deps --require-hashes -r requirements.txt && pip check
 
 COPY . .
 
