@@ -134,7 +134,7 @@ def _copy_patients(first_id: int, count: int) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY consent_patient ({', '.join(COPY_PATIENT_COLUMNS)}) FROM STDIN") as copy:
             for row in _patient_rows(first_id, count, today):
-                copy.write_row((*row, now))
+                copy.write_row((*row, 0, now))  # authorized_purposes: none until the authorizations (rebuild)
     return count
 
 

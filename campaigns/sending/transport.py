@@ -165,6 +165,17 @@ class DjangoTransport:
 
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+# An ASCII dot-atom address (RFC 5321 Mailbox with a Dot-string local part and a domain of letters, digits,
+# hyphens and dots): what nearly every recipient is. smtplib.quoteaddr parses each address with email.utils
+# (bench: 15 % of the sender's time for two addresses a message) only to return it in angle brackets; for such an
+# address the result is the same (campaigns/tests/sending/test_message_encoding.py), so the parse is skipped.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(\.{_ATOM})*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+
+
+def _quoted(address: str) -> str:
+    """`smtplib.quoteaddr(address)`, without its parse for a plain address."""
+    return f"<{address}>" if _PLAIN_ADDRESS.fullmatch(address) else smtplib.quoteaddr(address)
 
 
 def _reset_or_close(smtp: smtplib.SMTP, *, closing: bool) -> None:
@@ -190,8 +201,8 @@ def _pipelined_sendmail(smtp: smtplib.SMTP, from_address: str, to_address: str, 
         raise smtplib.SMTPRecipientsRefused({to_address: (553, b"5.6.7 address needs SMTPUTF8")})
     encoding = "utf-8" if utf8 else "ascii"
     smtp.send(
-        f"MAIL FROM:{smtplib.quoteaddr(from_address)}{' SMTPUTF8' if utf8 else ''}\r\n"
-        f"RCPT TO:{smtplib.quoteaddr(to_address)}\r\nDATA\r\n".encode(encoding)
+        f"MAIL FROM:{_quoted(from_address)}{' SMTPUTF8' if utf8 else ''}\r\n"
+        f"RCPT TO:{_quoted(to_address)}\r\nDATA\r\n".encode(encoding)
     )
     replies = []
 
