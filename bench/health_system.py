@@ -9,7 +9,8 @@ across 10 purposes, 5 % revoked and 2 % expired, 50,000 suppressions) is built o
 moved on); `--rebuild` forces it. Each run first empties the deliveries (and what hangs off them) that earlier runs left, then an untimed warm-up, then per
 repeat (`--repeats`, default 3), in this order:
 
-- counts: the run's share of `--count-requests` (50 over all runs) POSTs of varied segment rules (age, sex, states, postal codes, conditions,
+- counts: (after the process's count index has loaded, ADR 0022, as in a web worker that has been up a while;
+  `--count-sql` for the SQL statement of ADR 0021 instead) the run's share of `--count-requests` (50 over all runs) POSTs of varied segment rules (age, sex, states, postal codes, conditions,
   programs, last visit, NOT and a nested OR group; each for one of the ten purposes) to the segment builder's live
   count endpoint (`campaigns:segment_counts`, what static/js/segment-builder.js calls), through Django's test
   client as a signed-in marketer who passed the second factor; p50 / p95 / max of the response times;
@@ -152,6 +153,10 @@ def main() -> int:
     parser.add_argument("--post-office-batch", type=int, default=6000)
     parser.add_argument("--merge-field", action="store_true", help="greet each patient by first name ({{ first_name }})")
     parser.add_argument("--no-post-office", action="store_true", help="skip the django-post-office pass")
+    parser.add_argument(
+        "--count-sql", action="store_true",
+        help="count with the SQL statement (ADR 0021) instead of the process's count index (ADR 0022)",
+    )
     parser.add_argument("--post-office-venv", type=Path, default=POST_OFFICE_VENV)
     parser.add_argument("--max-launch", type=float, default=15.0)
     parser.add_argument("--max-p95", type=float, default=0.5)
@@ -233,6 +238,7 @@ def main() -> int:
     settings.EMAIL_HOST = "127.0.0.1"  # EMAIL_PORT: a fresh sink on a free port for each pass
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.HIPAAMAIL_SEND_BATCH_SIZE = args.batch_size
+    settings.HIPAAMAIL_COUNT_INDEX = not args.count_sql
     settings.HIPAAMAIL_RATE_LIMIT = 0
     assert connection.vendor == "postgresql", connection.vendor
     assert isinstance(transport_for_settings(), SmtpTransport)
@@ -275,6 +281,13 @@ def main() -> int:
 
     results = context.Queue()
 
+    from campaigns.forms.segments import SegmentForm
+    from campaigns.segments import segment_queryset
+    from campaigns.selectors.count_index import count_index_ready
+    from consent.selectors.standing import coverage_standing_counts
+
+    checked = {"equal": 0, "requests": 0}
+
     def counts_pass(posts: list[dict]) -> list[float]:
         times = []
         for post in posts:
@@ -284,7 +297,29 @@ def main() -> int:
             body = response.content.decode()
             assert response.status_code == 200, response.status_code
             assert 'data-count="matched"' in body and "errorlist" not in body, body[:500]
+            index = count_index_ready()
+            if index is not None:  # untimed: the index's answer against the SQL statement's, on the same data
+                form = SegmentForm(post)
+                assert form.is_valid() or not form.errors.get("purpose"), form.errors
+                purpose_id = form.cleaned_data["purpose"].pk
+                year = timezone.localdate().year
+                mine = index.counts(rules=form.rules, purpose_id=purpose_id, year=year)
+                statement = coverage_standing_counts(purpose_id=purpose_id, patients=segment_queryset(form.rules))
+                checked["requests"] += 1
+                checked["equal"] += mine == statement
+                assert mine == statement, (form.rules, mine, statement)
         return times
+
+    if not args.count_sql:
+        # As a web worker does on its first count request: the index loads in the background; the bench waits
+        # for it, as the timed requests are those of a worker that has been up for a while.
+        started = time.perf_counter()
+        count_index_ready()
+        while count_index_ready() is None:
+            time.sleep(0.1)
+        index = count_index_ready()
+        print(f"count index (ADR 0022) loaded in {index.load_seconds:.1f} s: {index.patients:,} patients "
+              f"(waited {time.perf_counter() - started:.1f} s); load {_load()}", flush=True)
 
     serial = Campaign.objects.count()
 
@@ -389,6 +424,9 @@ def main() -> int:
         sink.stop()
         messages_file.unlink(missing_ok=True)
 
+    if checked["requests"]:
+        print(f"\ncounts from the count index equal to the SQL statement's (checked untimed after each request): "
+              f"{checked['equal']} of {checked['requests']}")
     return _summary(args, runs, messages, patients)
 
 

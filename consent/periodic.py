@@ -9,6 +9,7 @@ from celery import shared_task
 from consent.selectors.patients import patient_import_unfinished_list
 from consent.selectors.standing import authorization_standing_mismatch_counts
 from consent.services import renewals
+from consent.services.standing import count_changes_prune
 from consent.tasks import patient_import_run_enqueue
 
 
@@ -43,6 +44,12 @@ def authorization_standing_check_task() -> dict[str, int]:
             wrong["patients"],
         )
     return wrong
+
+
+@shared_task(name="consent.tasks.count_changes_prune_task")
+def count_changes_prune_task() -> int:
+    """Hourly: drop the live counts' change log older than a day (consent.services.standing.count_changes_prune)."""
+    return count_changes_prune()
 
 
 def patient_import_rewake() -> list[int]:

@@ -2,15 +2,20 @@
 marketers (R-MIN-NECESSARY). Checks made here are for display only; the sender re-checks at send time."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from campaigns.models import Segment
 from campaigns.permissions import SMALL_CELL_LIMIT, CountPolicy, count_for_marketer
-from campaigns.segments import segment_patient_ids, segment_queryset
+from campaigns.segments import segment_patient_ids, segment_queryset, segment_rules_check
+from campaigns.selectors.count_index import CountIndexUnavailable, count_index_ready
 from consent.selectors.coverage import CoverageGap
 from consent.selectors.standing import coverage_standing_counts
+
+logger = logging.getLogger(__name__)
 
 # The order reasons are listed in, strongest first (as authorization_gap_list ranks them).
 EXCLUSION_REASONS = [
@@ -41,19 +46,31 @@ class SegmentCounts:
 def segment_counts(*, rules, purpose_id: int) -> SegmentCounts:
     """Matched, covered for the purpose now, and the uncovered by reason. Advisory (DESIGN.md 3): the
     sender checks again under lock. Coverage is decided by consent.selectors alone."""
-    return _counts(patients=segment_queryset(rules), purpose_id=purpose_id)
+    segment_rules_check(rules)
+    return _counts(rules=rules, patients=lambda: segment_queryset(rules), purpose_id=purpose_id)
 
 
 def audience_counts(*, segment_id: int | None, purpose_id: int) -> SegmentCounts:
     """The same counts for a campaign's audience: its segment, or every patient when it has none."""
-    return _counts(patients=segment_patient_ids(segment_id=segment_id), purpose_id=purpose_id)
+    rules = None if segment_id is None else Segment.objects.get(pk=segment_id).rules
+    if rules is not None:
+        segment_rules_check(rules)
+    return _counts(rules=rules, patients=lambda: segment_patient_ids(segment_id=segment_id), purpose_id=purpose_id)
 
 
-def _counts(*, patients, purpose_id: int) -> SegmentCounts:
-    # One statement over the authorizations' standing (consent.selectors.standing, ADR 0021): no patient id travels
-    # through Python and no evidence table is read, so a segment of a million patients answers while the marketer
-    # is still typing.
-    counts = coverage_standing_counts(purpose_id=purpose_id, patients=patients)
+def _counts(*, rules, patients, purpose_id: int) -> SegmentCounts:
+    # The process's count index when it is loaded (campaigns.selectors.count_index, ADR 0022): the same counts as
+    # the SQL statement, from memory. Otherwise one statement over the authorizations' standing
+    # (consent.selectors.standing, ADR 0021): no patient id travels through Python and no evidence table is read.
+    index = count_index_ready()
+    counts = None
+    if index is not None:
+        try:
+            counts = index.counts(rules=rules, purpose_id=purpose_id, year=timezone.localdate().year)
+        except CountIndexUnavailable:
+            logger.warning("count index unavailable; counting with SQL", exc_info=True)
+    if counts is None:
+        counts = coverage_standing_counts(purpose_id=purpose_id, patients=patients())
     covered = counts.pop("covered")
     return SegmentCounts(
         matched=covered + sum(counts.values()),

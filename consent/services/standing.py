@@ -1,6 +1,8 @@
 """Rewrite the authorizations' standing (the live counts', ADR 0021) from the evidence: after a restore of the
 evidence alone, a bulk load that wrote authorizations past the services (bench/health_system_data.py), or a check
 that found a difference (`manage.py authorization_standing --check`)."""
+from datetime import timedelta
+
 from django.db import connection, transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
@@ -50,3 +52,17 @@ def authorization_standing_rebuild(*, actor=None) -> dict[str, int]:
             details={"standings": standings, "patients": patients},
         )
     return {"standings": standings, "patients": patients}
+
+
+COUNT_CHANGES_KEPT = timedelta(days=1)  # campaigns.selectors.count_index reloads after half of this without a read
+
+
+def count_changes_prune() -> int:
+    """Delete the live counts' change log (migration consent 0011, ADR 0022) older than COUNT_CHANGES_KEPT: a
+    count index reads it before every answer and loads everything again when it has not read it for half of that
+    time, so no index needs the pruned rows. Returns how many went. PostgreSQL only (SQLite has no log)."""
+    if connection.vendor != "postgresql":
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM consent_countchange WHERE created_at < statement_timestamp() - %s", [COUNT_CHANGES_KEPT])
+        return cursor.rowcount

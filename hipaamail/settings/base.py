@@ -161,6 +161,10 @@ HIPAAMAIL_THROTTLES = {
 # Unsubscribe links that are not ours are audited as one count per interval (campaigns.services.unsubscribe), not
 # one row per request: anonymous requests cannot grow the append-only audit trail by more than a row a minute.
 HIPAAMAIL_UNSUBSCRIBE_BAD_TOKEN_INTERVAL = env.int("UNSUBSCRIBE_BAD_TOKEN_INTERVAL", default=60)
+# The live-count index (campaigns.selectors.count_index, ADR 0022): each web process keeps what the segment builder counts
+# in memory (about 60 bytes a patient, loaded in the background) and answers in tens of milliseconds; until it is
+# loaded, and on SQLite, the counts come from SQL. Off: always SQL.
+HIPAAMAIL_COUNT_INDEX = env.bool("COUNT_INDEX", default=True)
 OTP_TOTP_ISSUER = "hipaamail"
 OTP_TOTP_THROTTLE_FACTOR = 1
 OTP_STATIC_THROTTLE_FACTOR = 1
@@ -275,6 +279,8 @@ CELERY_BEAT_SCHEDULE = {
     # The live counts' summary against the evidence (consent.periodic, ADR 0021): a difference is logged as an error.
     "check-authorization-standing": {"task": "consent.tasks.authorization_standing_check_task", "schedule": 24 * 3600.0},
     "rewake-unfinished-imports": {"task": "consent.tasks.patient_import_rewake_task", "schedule": 300.0},
+    # The live counts' change log (ADR 0022) is kept a day.
+    "count-changes-prune": {"task": "consent.tasks.count_changes_prune_task", "schedule": crontab(minute=41)},
     # The webhook outbox (api.periodic): first attempts whose task was lost, and retries whose back-off has passed.
     "webhook-deliveries-due": {"task": "api.tasks.webhook_deliveries_due_task", "schedule": 10.0},
     # Journeys (journeys.periodic): route new events, run the steps that are due (an indexed scan of the due time,
