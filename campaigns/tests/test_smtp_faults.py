@@ -130,15 +130,20 @@ def workers_for(tmp_path):
 
 
 class Run:
-    """One campaign to `covered` patients (the last `expiring` of them authorized until EXPIRE_AFTER seconds after
-    the launch, by the database's clock), two patients without an authorization, and `revoke` patients revoked
+    """One campaign to `covered` patients (the last `expiring` of them, and the first `expiring_first`, authorized
+    until `expire_after` seconds after the launch, by the database's clock), two patients without an authorization, and `revoke` patients revoked
     through the real service at `revoke_at` seconds after the launch. `history` once `execute` returns."""
 
-    def __init__(self, *, covered: int = 40, expiring: int = 4, revoke: int = 3, revoke_at: float = 0.6):
+    def __init__(
+        self, *, covered: int = 40, expiring: int = 4, revoke: int = 3, revoke_at: float = 0.6,
+        expire_after: float = EXPIRE_AFTER, expiring_first: int = 0,
+    ):  # fmt: skip
         self.purpose = purpose_make()
         self.patients = [patient_make() for _ in range(covered)]
         self.uncovered = [patient_make() for _ in range(2)]
-        self.expiring = self.patients[-expiring:] if expiring else []
+        # The last `expiring` patients (sent last), and the first `expiring_first` (sent first, while covered).
+        self.expiring = self.patients[:expiring_first] + (self.patients[-expiring:] if expiring else [])
+        self.expire_after = expire_after
         self.revoked = self.patients[covered // 2 : covered // 2 + revoke]
         self.revoke_at = revoke_at
         for patient in self.patients:
@@ -153,7 +158,7 @@ class Run:
         collect the history and check it."""
         # Granted just before the launch, so that they end while the campaign is sending.
         for patient in self.expiring:
-            authorization_make(patient=patient, purpose=self.purpose, expires_in=timedelta(seconds=EXPIRE_AFTER))
+            authorization_make(patient=patient, purpose=self.purpose, expires_in=timedelta(seconds=self.expire_after))
         launched = time.monotonic()
         campaign_launch(actor=None, campaign_id=self.campaign.pk)
         revoker = threading.Thread(target=self._revoke, args=(launched,), name="revoker")
@@ -210,15 +215,19 @@ class Run:
             counts[record.message_id] = counts.get(record.message_id, 0) + 1
         return counts
 
-    def assert_expiry_fell_mid_run(self) -> None:
-        """The expiring authorizations really ended while the campaign sent: by then some of them had been used,
-        and the deliveries still queued at their end are blocked `expired` (the checker proved none left after)."""
+    def assert_expiry_fell_mid_run(self, *, used_first: bool = False) -> None:
+        """The expiring authorizations really ended while the campaign sent: the deliveries still queued at their
+        end are blocked `expired` (the checker proved nothing left after); with `used_first`, those sent first,
+        while still covered, were sent (not blocked early)."""
         deliveries = self.deliveries()
         outcomes = {deliveries[patient.pk].status for patient in self.expiring}
         reasons = {deliveries[patient.pk].block_reason for patient in self.expiring}
         assert Delivery.Status.BLOCKED in outcomes and reasons - {""} == {Delivery.BlockReason.EXPIRED}, (
             outcomes, reasons
         )
+        if used_first:
+            first = [deliveries[patient.pk].status for patient in self.expiring[: len(self.expiring) // 2]]
+            assert set(first) == {Delivery.Status.SENT}, first
 
     def assert_revoked_got_nothing_after(self) -> None:
         deliveries = self.deliveries()
@@ -409,9 +418,11 @@ def test_r_send_covered_a_worker_whose_clock_is_ten_minutes_wrong_honours_expiry
     not block what is still covered, a slow one does not send after an expiry, and neither loses its leases
     to the other worker (nothing is sent twice, nothing is flagged)."""
     settings.HIPAAMAIL_SEND_DISPATCHERS = 2  # the launch wakes both workers at once
-    run = Run(covered=40, expiring=6)
+    # About 5 s of sending; three authorizations of the first patients and three of the last end 3 s after the
+    # launch: the first are checked well before (sent), the last well after (blocked).
+    run = Run(covered=60, expiring=3, expiring_first=3, expire_after=3.0)
     skewed = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    with faulty_smtp_sink(SmtpFaults(), delay=0.03) as sink:
+    with faulty_smtp_sink(SmtpFaults(), delay=0.15) as sink:
         workers = workers_for(sink)
         first = workers.start(env=skewed)
         second = workers.start()
@@ -431,4 +442,4 @@ def test_r_send_covered_a_worker_whose_clock_is_ten_minutes_wrong_honours_expiry
     assert not Delivery.objects.filter(campaign=run.campaign, possible_duplicate=True).exists()
     _sent_or_ended(run)
     run.assert_revoked_got_nothing_after()
-    run.assert_expiry_fell_mid_run()
+    run.assert_expiry_fell_mid_run(used_first=True)
