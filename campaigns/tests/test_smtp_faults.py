@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 from celery import current_app as celery_app
 
+from audit.models import AuditEvent
 from campaigns.models import Campaign, Delivery
 from campaigns.services.launch import campaign_launch
 from campaigns.tests.factories import campaign_approved_make
@@ -35,6 +36,7 @@ from campaigns.tests.history import Reconciler, Recorder, history_check, history
 from campaigns.tests.smtp_faults import SmtpFaults, faulty_smtp_sink
 from campaigns.tests.worker import QUEUES, worker_kill, worker_of_connection, worker_start
 from conftest import requires_postgresql, requires_redis
+from consent.models import Authorization
 from consent.selectors.coverage import patient_suppression_list
 from consent.services.authorizations import authorization_revoke
 from consent.tests.factories import authorization_make, patient_make, purpose_make
@@ -130,21 +132,25 @@ def workers_for(tmp_path):
 
 
 class Run:
-    """One campaign to `covered` patients (the last `expiring` of them, and the first `expiring_first`, authorized
+    """One campaign to `covered` patients (the last `expiring` of them, or one in `expiring_every`, authorized
     until `expire_after` seconds after the launch, by the database's clock), two patients without an authorization, and `revoke` patients revoked
     through the real service at `revoke_at` seconds after the launch. `history` once `execute` returns."""
 
     def __init__(
         self, *, covered: int = 40, expiring: int = 4, revoke: int = 3, revoke_at: float = 0.6,
-        expire_after: float = EXPIRE_AFTER, expiring_first: int = 0,
+        expire_after: float = EXPIRE_AFTER, expiring_every: int = 0,
     ):  # fmt: skip
         self.purpose = purpose_make()
         self.patients = [patient_make() for _ in range(covered)]
         self.uncovered = [patient_make() for _ in range(2)]
-        # The last `expiring` patients (sent last), and the first `expiring_first` (sent first, while covered).
-        self.expiring = self.patients[:expiring_first] + (self.patients[-expiring:] if expiring else [])
+        # The last `expiring` patients (sent last, after their end); or, with `expiring_every`, one in that many
+        # across the whole campaign (in every batch: some checked before their end, some after).
+        if expiring_every:
+            self.expiring = self.patients[1::expiring_every]
+        else:
+            self.expiring = self.patients[-expiring:] if expiring else []
         self.expire_after = expire_after
-        self.revoked = self.patients[covered // 2 : covered // 2 + revoke]
+        self.revoked = [patient for patient in self.patients[covered // 2 :] if patient not in self.expiring][:revoke]
         self.revoke_at = revoke_at
         for patient in self.patients:
             if patient not in self.expiring:
@@ -153,14 +159,16 @@ class Run:
         self.recorder = Recorder()
         self.history = None
 
-    def execute(self, sink, workers: Workers, *, reconcile: bool = True) -> None:
-        """Launch (the workers are up), revoke on the timeline, let the reconciler beat, wait for "sent", then
-        collect the history and check it."""
+    def execute(self, sink, workers: Workers, *, reconcile: bool = True, then=None) -> None:
+        """Launch (the workers are up), call `then()` if given, revoke on the timeline, let the reconciler beat,
+        wait for "sent", then collect the history and check it."""
         # Granted just before the launch, so that they end while the campaign is sending.
         for patient in self.expiring:
             authorization_make(patient=patient, purpose=self.purpose, expires_in=timedelta(seconds=self.expire_after))
         launched = time.monotonic()
         campaign_launch(actor=None, campaign_id=self.campaign.pk)
+        if then is not None:
+            then()
         revoker = threading.Thread(target=self._revoke, args=(launched,), name="revoker")
         revoker.start()
         reconciler = Reconciler(self.recorder, every=REWAKE_EVERY) if reconcile else None
@@ -217,8 +225,9 @@ class Run:
 
     def assert_expiry_fell_mid_run(self, *, used_first: bool = False) -> None:
         """The expiring authorizations really ended while the campaign sent: the deliveries still queued at their
-        end are blocked `expired` (the checker proved nothing left after); with `used_first`, those sent first,
-        while still covered, were sent (not blocked early)."""
+        end are blocked `expired` (the checker proved nothing left after); with `used_first`, some were sent
+        before their end, and none was blocked early: the window that blocked it began (its audit event, on the
+        database's clock, is later still) no earlier than one check-to-send window before the expiry."""
         deliveries = self.deliveries()
         outcomes = {deliveries[patient.pk].status for patient in self.expiring}
         reasons = {deliveries[patient.pk].block_reason for patient in self.expiring}
@@ -226,8 +235,22 @@ class Run:
             outcomes, reasons
         )
         if used_first:
-            first = [deliveries[patient.pk].status for patient in self.expiring[: len(self.expiring) // 2]]
-            assert set(first) == {Delivery.Status.SENT}, first
+            assert Delivery.Status.SENT in outcomes, outcomes
+            expires_at = {
+                a.patient_id: a.expires_at
+                for a in Authorization.objects.filter(patient__in=self.expiring, purpose=self.purpose)
+            }
+            blocked_at = {}
+            for event in AuditEvent.objects.filter(
+                action="delivery.batch_dispatched", object_type="campaign", object_id=str(self.campaign.pk)
+            ):
+                for pk in event.details.get("blocked_expired", []):
+                    blocked_at[pk] = event.occurred_at
+            for patient in self.expiring:
+                delivery = deliveries[patient.pk]
+                if delivery.status == Delivery.Status.BLOCKED:
+                    early = expires_at[patient.pk] - blocked_at[delivery.pk]
+                    assert early <= timedelta(seconds=WINDOW), f"delivery {delivery.pk} blocked {early} before its expiry"
 
     def assert_revoked_got_nothing_after(self) -> None:
         deliveries = self.deliveries()
@@ -418,18 +441,19 @@ def test_r_send_covered_a_worker_whose_clock_is_ten_minutes_wrong_honours_expiry
     not block what is still covered, a slow one does not send after an expiry, and neither loses its leases
     to the other worker (nothing is sent twice, nothing is flagged)."""
     settings.HIPAAMAIL_SEND_DISPATCHERS = 2  # the launch wakes both workers at once
-    # About 5 s of sending; three authorizations of the first patients and three of the last end 3 s after the
-    # launch: the first are checked well before (sent), the last well after (blocked).
-    run = Run(covered=60, expiring=3, expiring_first=3, expire_after=3.0)
+    # About 6 s of sending, the skewed worker alone for the first seconds (the other starts after the launch);
+    # one authorization in four ends 3 s after the launch: some are checked well before (sent), some after.
+    run = Run(covered=80, expiring_every=4, expire_after=3.0)
     skewed = {"LD_PRELOAD": LIBFAKETIME, "FAKETIME": offset, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
-    with faulty_smtp_sink(SmtpFaults(), delay=0.15) as sink:
+    with faulty_smtp_sink(SmtpFaults(), delay=0.1) as sink:
         workers = workers_for(sink)
         first = workers.start(env=skewed)
-        second = workers.start()
         workers.wait_ready()
         senders = []  # which worker sent each message (its SMTP connection's process), read in the server's loop
-        sink.handler.on_data = lambda record: senders.append(worker_of_connection([first, second], record.peer[1]))
-        run.execute(sink, workers)
+        sink.handler.on_data = lambda record: senders.append(worker_of_connection(started, record.peer[1]))
+        started = [first]
+        run.execute(sink, workers, then=lambda: started.append(workers.start()))
+        second = started[1]
 
     # The skewed worker really ran on its own clock (its "ready" line is stamped ten minutes off the other's,
     # though both started together), and really sent part of the campaign.
