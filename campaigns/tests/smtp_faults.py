@@ -15,9 +15,11 @@ What counts as received (`records`, which the history checker reads as copies th
 - a message answered 250;
 - a message dropped after DATA: the server had the whole message and its terminating dot when it cut the
   connection without answering. A real relay may deliver it, so it is a copy, and the sender cannot know.
-- not a message answered 421, 451 or 550 (the server said it did not take it), nor one whose DATA stalled: the
-  sender gives up at its check-to-send window and closes the connection; the server, which never had the
-  terminating dot, discards the half-read message (aiosmtpd cancels the transaction when the connection ends).
+- a message whose DATA stalled, if the server goes on reading it once the stall ends: the sender has given up
+  at its check-to-send window and closed the connection, but the rest of the message and its dot may still be
+  in the server's buffer, and then it is taken whole (seen in this suite); or aiosmtpd sees the end of the
+  connection first and cancels the transaction, and there is no copy;
+- not a message answered 421, 451 or 550 (the server said it did not take it).
 
 Ordinals (`stall_at`, `drop_at`) count DATA commands across the whole server from 1, in arrival order, so a test
 names exactly which hand-over fails. The 451s come from a random.Random(seed): the same seed, the same
@@ -62,7 +64,7 @@ class _Counters:
     lock: threading.Lock = field(default_factory=threading.Lock)
     data_commands: int = 0
     sessions: int = 0
-    stalled: list[int] = field(default_factory=list)  # ordinals that stalled
+    stalled: list[tuple[int, str]] = field(default_factory=list)  # (ordinal, Message-ID) of each stalled DATA
     dropped: list[str] = field(default_factory=list)  # Message-IDs taken and then cut off
 
 
@@ -150,12 +152,16 @@ class FaultyHandler(RecordingHandler):
 
 
 def _message_id(envelope) -> str:
-    import email
-
     raw = envelope.original_content or envelope.content or b""
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
-    return str(email.message_from_bytes(raw.split(b"\r\n\r\n", 1)[0]).get("Message-ID", "")).strip()
+    return _head_message_id(raw.split(b"\r\n\r\n", 1)[0])
+
+
+def _head_message_id(head: bytes) -> str:
+    import email
+
+    return str(email.message_from_bytes(head).get("Message-ID", "")).strip()
 
 
 def _close(server) -> None:
@@ -165,17 +171,23 @@ def _close(server) -> None:
 
 class _StallingReader:
     """A stream reader that, after the message's header lines, stops reading for `seconds`: the server stalls in
-    the middle of DATA (the client's bytes sit unread in the socket's buffer, its answer never comes)."""
+    the middle of DATA (the client's bytes sit unread in the socket's buffer, its answer never comes).
+    `on_stall(message_id)` is called as the stall begins, with the Message-ID read from the headers so far."""
 
-    def __init__(self, reader, seconds: float):
+    def __init__(self, reader, seconds: float, on_stall):
         self._reader = reader
         self._seconds = seconds
+        self._on_stall = on_stall
         self._stalled = False
+        self._head: list[bytes] = []
 
     async def readuntil(self, separator=b"\n"):
         line = await self._reader.readuntil(separator)
+        if not self._stalled:
+            self._head.append(line)
         if not self._stalled and line == b"\r\n":  # the blank line after the headers: half-way through DATA
             self._stalled = True
+            self._on_stall(_head_message_id(b"".join(self._head)))
             await asyncio.sleep(self._seconds)
         return line
 
@@ -194,9 +206,11 @@ class FaultySMTP(SMTP):
         self.session.data_ordinal = ordinal
         if ordinal not in handler.faults.stall_at:
             return await super().smtp_DATA(arg)
-        with handler.counters.lock:
-            handler.counters.stalled.append(ordinal)
-        reader, self._reader = self._reader, _StallingReader(self._reader, handler.faults.stall_seconds)
+        def on_stall(message_id: str) -> None:
+            with handler.counters.lock:
+                handler.counters.stalled.append((ordinal, message_id))
+
+        reader, self._reader = self._reader, _StallingReader(self._reader, handler.faults.stall_seconds, on_stall)
         try:
             return await super().smtp_DATA(arg)
         finally:

@@ -358,9 +358,10 @@ def test_r_send_evidence_a_stall_mid_data_and_a_connection_cut_after_data_are_re
     """R-SEND-EVIDENCE, R-SEND-COVERED, R-REVOKE-ANYTIME: the server stops reading two messages half-way through
     their DATA for three times the check-to-send window, and cuts the connection of two others after their
     terminating dot, before answering. The sender gives up on a stalled message when its window closes
-    (WindowClosed), queues it again marked possible_duplicate and re-checks it; the server had only half of it
-    and kept nothing, so the patient gets one copy. A cut-off message had reached the server whole: it is sent
-    again, with the same Message-ID, and exactly those deliveries are the ones received twice, each flagged."""
+    (WindowClosed), queues it again marked possible_duplicate and re-checks it; the server may keep nothing or,
+    once its stall ends, read the rest and take it (both seen), so the patient gets one copy or two, flagged. A
+    cut-off message had reached the server whole: it is sent again, with the same Message-ID. Exactly those
+    four deliveries are flagged, and only they are received twice."""
     run = Run()
     faults = SmtpFaults(stall_at=frozenset({3, 17}), stall_seconds=3 * WINDOW, drop_at=frozenset({7, 24}))
     with faulty_smtp_sink(faults, delay=0.02) as sink:
@@ -371,15 +372,20 @@ def test_r_send_evidence_a_stall_mid_data_and_a_connection_cut_after_data_are_re
         run.execute(sink, workers)
 
     counters = sink.handler.counters
-    assert sorted(counters.stalled) == [3, 17] and len(counters.dropped) == 2, (counters.stalled, counters.dropped)
+    stalled = {message_id for _, message_id in counters.stalled}
+    dropped = set(counters.dropped)
+    assert sorted(ordinal for ordinal, _ in counters.stalled) == [3, 17] and len(dropped) == 2, counters
     counts = run.copies(sink)
     twice = {message_id for message_id, count in counts.items() if count == 2}
-    assert twice == set(counters.dropped) and set(counts.values()) <= {1, 2}
+    # Each cut-off message arrived twice; a stalled one once, or twice when the server read it whole after the
+    # stall (the sender had gone); nothing else twice, nothing three times.
+    assert dropped <= twice <= dropped | stalled and set(counts.values()) <= {1, 2}, (counts, dropped, stalled)
+    assert all(counts.get(message_id) in (1, 2) for message_id in stalled)
     flagged = set(
         Delivery.objects.filter(campaign=run.campaign, possible_duplicate=True).values_list("message_id", flat=True)
     )
-    # The cut-off ones and the stalled ones (which may have arrived, as far as the sender can know), no others.
-    assert twice <= flagged and len(flagged) == 4, flagged
+    # Exactly the cut-off ones and the stalled ones (which may have arrived, as far as the sender can know).
+    assert flagged == dropped | stalled, (flagged, dropped, stalled)
     _sent_or_ended(run)
     run.assert_revoked_got_nothing_after()
     run.assert_expiry_fell_mid_run()
