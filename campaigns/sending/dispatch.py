@@ -34,7 +34,16 @@ _NOT_CLAIMABLE = (Campaign.Status.PAUSED, Campaign.Status.CANCELLED)
 
 
 class TransientSendError(Exception):
-    """The mail server could not take more messages now; what was sent is recorded, the rest stays queued."""
+    """The mail server could not take more messages now; what was sent is recorded, the rest stays queued.
+
+    `progressed`: the server took (or refused for good) at least one message of this batch before it deferred
+    the rest: it ended a session (421 after a session's limit, as Amazon SES does) or deferred one message (a
+    451), and a new connection can go on at once. False: the batch made no progress at all, so the caller
+    backs off (campaigns.tasks.campaign_dispatch_task)."""
+
+    def __init__(self, message: str = "", *, progressed: bool = False):
+        super().__init__(message)
+        self.progressed = progressed
 
 
 def _is_recipient_refusal(error: smtplib.SMTPException) -> bool:
@@ -377,7 +386,8 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
 
     Returns how many deliveries this batch claimed (0 when nothing was left to claim). Raises
     TransientSendError after committing the outcomes recorded so far when the mail server asks us to
-    come back later; the deliveries it did not take are released, queued for the retry.
+    come back later; the deliveries it did not take are released, queued for the retry (at once when the
+    server had taken some of this batch: `progressed`).
     A worker killed between the mail server's 250 and the commit leaves its deliveries leased; once the lease
     expires the next dispatch claims them again, sends them again with the same Message-ID, and marks them
     `possible_duplicate`.
@@ -397,6 +407,7 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
     started = time.monotonic()
     render = CampaignRender(campaign=campaign)  # once per batch: each message is assembled from its parts
     transient: Exception | None = None
+    progressed = False  # the server took, or refused for good, a message of this batch
     try:
         left = claimed
         while left and transient is None:
@@ -408,6 +419,7 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
                 break
             outcome = _dispatch_window(campaign=campaign, claimed=left, transport=transport, render=render, window=window)
             _window_count(outcome)  # committed: what the window recorded is what the metrics say
+            progressed = progressed or bool(outcome.sent or outcome.failed)
             if outcome.left == left:  # the window closed before its first message could start: no progress
                 _deliveries_release(ids=[pk for pk, _ in left])
                 transient = TimeoutError("check-to-send window too short for this database and mail server")
@@ -418,7 +430,7 @@ def delivery_dispatch_batch(*, campaign_id: int, batch_size: int | None = None) 
         metrics.send_batch_observe(seconds=time.monotonic() - started)
     if transient is not None:
         logger.warning("campaign %s: mail server deferred the batch (%s)", campaign_id, type(transient).__name__)
-        raise TransientSendError(str(type(transient).__name__))
+        raise TransientSendError(str(type(transient).__name__), progressed=progressed)
     return len(claimed)
 
 

@@ -48,10 +48,13 @@ def worker_start(
     pool: tuple[str, ...] = ("--concurrency", "1", "-P", "solo"),
     prefix: tuple[str, ...] = (),
     own_group: bool = False,
+    celery_config: tuple[str, ...] = (),
 ) -> subprocess.Popen:
     """A solo worker consuming `queues`, its output to `log`; `extra_env` adds settings (SITE_URL, say). `pool`:
-    another pool (prefork children, say); `prefix`: run it under a command (`ip netns exec HOST`); `own_group`: the worker
-    leads a process group of its own, so a test can SIGKILL it with its children, as a lost host would lose them."""
+    another pool (prefork children, say); `prefix`: run it under a command (`ip netns exec HOST`, `faketime`); `own_group`: the worker
+    leads a process group of its own, so a test can SIGKILL it with its children, as a lost host would lose them.
+    `celery_config`: Celery settings for this worker alone, as its command line takes them after `--`
+    (`broker_transport_options=(json){"visibility_timeout": 2}`)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("EMAIL_")}
     env |= {
         "DJANGO_SETTINGS_MODULE": "hipaamail.settings.test",
@@ -66,6 +69,7 @@ def worker_start(
     command = [
         *prefix, sys.executable, "-m", "celery", "-A", "hipaamail", "worker", "-l", "info", "-Q", queues,
         "-n", f"{name}@%h", *pool, "--without-heartbeat", "--without-gossip", "--without-mingle",
+        *(("--", *celery_config) if celery_config else ()),
     ]  # fmt: skip
     return subprocess.Popen(
         command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_group
