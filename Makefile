@@ -15,7 +15,8 @@ test:
 test-browser:
 	scripts/test-browser $(ARGS)
 
-# The fault suite: real workers killed, the broker's queue lost, database connections cut (about a minute).
+# The fault suites: real workers killed, the broker's queue lost, database connections cut, and a mail server
+# that refuses, stalls, cuts and lies about time (campaigns/tests/test_smtp_faults.py); about four minutes.
 test-faults:
 	TEST_MARKERS=faults scripts/test $(ARGS)
 
