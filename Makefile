@@ -16,7 +16,7 @@ test-browser:
 	scripts/test-browser $(ARGS)
 
 # The fault suites: real workers killed, the broker's queue lost, database connections cut, and a mail server
-# that refuses, stalls, cuts and lies about time (campaigns/tests/test_smtp_faults.py); about four minutes.
+# that refuses, stalls and cuts, and a worker whose clock is wrong (campaigns/tests/test_smtp_faults.py); about four minutes.
 test-faults:
 	TEST_MARKERS=faults scripts/test $(ARGS)
 
