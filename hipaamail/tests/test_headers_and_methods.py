@@ -5,39 +5,20 @@ hipaamail.middleware.NoStoreMiddleware). RFC 9110 9.1: HEAD is answered wherever
 body; RFC 9110 15.5.6: a method a view does not serve answers 405 with an `Allow` header.
 
 The URLs are not listed by hand: every pattern of the resolver is walked (django.urls.get_resolver), its
-parameters are filled from one world of real objects made through the services and factories, and each URL is
+parameters are filled from one world of real objects made through the services and factories (both in
+hipaamail/tests/url_walk.py, shared with the access matrix), and each URL is
 requested by a client of the kind that may see it (a verified administrator for staff pages, a patient who typed
 their emailed code for the portal, an API key for the integration API, nobody for public pages). A pattern added
-tomorrow is walked too; one whose parameters this file cannot fill fails `test_every_url_pattern_is_walked`."""
-import re
-from dataclasses import dataclass
-
+tomorrow is walked too; one whose parameters url_walk cannot fill fails `test_every_url_pattern_is_walked`."""
 import pytest
-from django.core import mail
 from django.test import Client, RequestFactory
-from django.urls import URLPattern, URLResolver, get_resolver, resolve
-from django.urls.resolvers import RoutePattern
 
-from accounts.access import INTEGRATION, PATIENT, PUBLIC, SIGNED_IN, STAFF, access_level, public
+from accounts.access import INTEGRATION, PATIENT, PUBLIC, SIGNED_IN, STAFF, public
 from accounts.tests.factories import staff_make
 from api.keys import api_key_create
-from api.models import WebhookDelivery
-from api.scopes import SCOPES
-from api.webhooks import webhook_subscription_create
-from campaigns.models import Delivery
-from campaigns.sending.messages import unsubscribe_token
-from campaigns.sending.tracking import link_token, tracking_token
-from campaigns.services.launch import campaign_launch
-from campaigns.services.segments import segment_save
-from campaigns.tests.factories import block_make, campaign_approved_make, template_make
 from conftest import totp_code
-from consent import documents
-from consent.models import Invitation
-from consent.patient_import.validate import COLUMNS
-from consent.services import imports, signing
-from consent.tests.factories import form_published_make, patient_make, purpose_make
 from hipaamail.middleware import NoStoreMiddleware
-from journeys.tests.factories import journey_live_make, journey_purpose_make
+from hipaamail.tests import url_walk
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle_and_media")]
 
@@ -60,156 +41,16 @@ def fresh_throttle_and_media(settings, tmp_path):
     cache.clear()
 
 
-@dataclass(frozen=True)
-class Target:
-    route: str  # the pattern as declared, e.g. "consent/patients/<int:patient_id>/"
-    name: str  # namespaced URL name, or the route when the pattern has none
-    level: str  # accounts.access level: who may see it
-    url: str
-
-
-def _walk(patterns, prefix: str = "", namespace: str = ""):
-    for pattern in patterns:
-        if isinstance(pattern, URLResolver):
-            inner = f"{namespace}:{pattern.namespace}" if namespace and pattern.namespace else (
-                pattern.namespace or namespace
-            )
-            yield from _walk(pattern.url_patterns, prefix + _route(pattern.pattern), inner)
-        elif isinstance(pattern, URLPattern):
-            name = f"{namespace}:{pattern.name}" if namespace and pattern.name else pattern.name
-            yield prefix + _route(pattern.pattern), name, pattern
-
-
-def _route(pattern) -> str:
-    text = str(pattern)
-    if isinstance(pattern, RoutePattern):
-        return text
-    return text.removeprefix("^").removesuffix("$")
-
-
 @pytest.fixture
-def world(verified_client):
-    """One of every object a URL names, made through the real services and factories; and a client for each kind
-    of visitor."""
-    officer = staff_make(role="compliance officer", with_totp=True)
-    administrator = staff_make(role="administrator", with_totp=True)
-    administrator.is_superuser = True  # the Django admin's pages need it; the role alone opens the product's
-    administrator.save(update_fields=["is_superuser"])
-    key = api_key_create(actor=administrator, name="EHR nightly sync", scopes=list(SCOPES))
-    subscription = webhook_subscription_create(
-        actor=administrator, api_key_id=key.key.pk, url="https://crm.example.org/hooks/hipaamail",
-        event_types=["authorization.signed"],
-    ).subscription
-
-    purpose = purpose_make()
-    form = form_published_make(purpose)
-    patient = patient_make(postal_code="62701")
-    text = documents.form_text(form)
-    authorization = signing.authorization_sign(  # the portal's path: the PDF copy is rendered and stored
-        patient_id=patient.pk, form_id=form.pk, shown_text_hash=documents.text_hash(text),
-        signature_name=patient.full_name, intent_confirmed=True, signed_by_representative=False,
-        representative_authority="", signed_ip="203.0.113.7", user_agent="pytest", invitation_id=None,
-    )
-    _, invitation_token = signing.invitation_create(
-        actor=officer, patient_id=patient_make().pk, purpose_id=purpose.pk, channel=Invitation.Channel.QR
-    )
-    template, block = template_make(officer=officer), block_make(officer=officer)
-    campaign = campaign_approved_make(purpose=purpose, template=template, blocks=[block])
-    campaign_launch(actor=None, campaign_id=campaign.pk)
-    delivery = Delivery.objects.filter(campaign=campaign).order_by("pk").first()
-    segment = segment_save(
-        actor=officer, name="Springfield", rules={"op": "and", "rules": [{"field": "postal_code", "prefix": "627"}]}
-    )
-    patient_import = imports.patient_import_upload(actor=officer, content=f"{','.join(COLUMNS)}\n".encode())
-    journey = journey_live_make(purpose=journey_purpose_make())
-
-    verified_client.sign_in(user=administrator)
-    patient_client = Client()
-    patient_client.post("/my/sign-in/", {"email": patient.email})
-    code = re.search(r"Your code is: (\d{6})", mail.outbox[-1].body).group(1)
-    assert patient_client.post("/my/code/", {"code": code}).status_code == 302
-    api_client = Client(headers={"Authorization": f"Bearer {key.token}"})
-
-    values = {
-        "campaign_id": campaign.pk,
-        "segment_id": segment.pk,
-        "purpose_id": purpose.pk,
-        "form_id": form.pk,
-        "patient_id": patient.pk,
-        "authorization_id": authorization.pk,
-        "import_id": patient_import.pk,
-        "journey_id": journey.pk,
-        "key_id": key.key.pk,
-        "subscription_id": subscription.pk,
-        "delivery_id": delivery.pk,
-        "version": "r5",
-        "uidb36": "1",
-        "key": "not-a-real-key",
-        "app_label": "consent",
-        "url": "nothing-here/",
-        "content_type_id": "1",
-        "id": str(administrator.pk),
-        "pk": "1",
-        "object_id": str(administrator.pk),
-        "action": "approve",
-    }
-    # Parameters whose value depends on the URL they are in.
-    by_name = {
-        "content_item_action": {"kind": "block", "item_id": block.pk},
-        "content_template_edit": {"item_id": template.pk},
-        "content_block_edit": {"item_id": block.pk},
-        "consent:patient_document": {"kind": "pdf"},
-        "portal:invitation_open": {"token": invitation_token},
-        "unsubscribe": {"token": unsubscribe_token(delivery.pk)},
-        "tracking:open": {"token": tracking_token(delivery.pk)},
-        "tracking:click": {
-            "token": tracking_token(delivery.pk),
-            "link": link_token(campaign_id=campaign.pk, url="https://riverside.example/cpap"),
-        },
-        "webhook_delivery_retry": {"delivery_id": _webhook_delivery_id(subscription)},
-    }
-    clients = {STAFF: verified_client, SIGNED_IN: verified_client, PATIENT: patient_client,
-               INTEGRATION: api_client, PUBLIC: Client()}
-    return {"values": values, "by_name": by_name, "clients": clients, "administrator": administrator,
-            "officer": officer, "patient": patient, "authorization": authorization}
-
-
-def _webhook_delivery_id(subscription) -> int:
-    outgoing = WebhookDelivery.objects.filter(subscription=subscription).order_by("pk").first()
-    assert outgoing is not None, "signing should have queued a webhook delivery for the subscription"
-    return outgoing.pk
-
-
-_PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)")
-
-
-def _targets(world) -> tuple[list[Target], list[str]]:
-    """Every URL pattern with its parameters filled, and the patterns that could not be filled."""
-    targets, unfilled, seen = [], [], set()
-    for route, name, pattern in _walk(get_resolver().url_patterns):
-        short = (name or "").rsplit(":", 1)[-1]
-        overrides = world["by_name"].get(name, world["by_name"].get(short, {}))
-
-        def fill(match, overrides=overrides):
-            parameter = match.group(1) or match.group(2)
-            value = overrides.get(parameter, world["values"].get(parameter))
-            if value is None:
-                raise KeyError(parameter)
-            return str(value)
-
-        try:
-            url = "/" + _PARAMETER.sub(fill, route)
-        except KeyError as missing:
-            unfilled.append(f"{route} (parameter {missing})")
-            continue
-        if url in seen:
-            continue  # the API declares one path once per method (a GET and a POST operation): one URL, one view
-        seen.add(url)
-        if resolve(url).func is not pattern.callback:
-            unfilled.append(f"{route} (filled as {url}, which resolves elsewhere)")
-            continue
-        targets.append(Target(route=route, name=name or route, level=access_level(pattern.callback), url=url))
-    return targets, unfilled
+def world():
+    """The shared world (hipaamail/tests/url_walk.py) and a client for each kind of visitor: a verified
+    administrator for staff pages, a patient who typed their emailed code for the portal, an API key with every
+    scope for the integration API, nobody for public pages."""
+    world = url_walk.world_make()
+    staff = url_walk.staff_client(world["administrator"])
+    world["clients"] = {STAFF: staff, SIGNED_IN: staff, PATIENT: url_walk.portal_client(world["patient"]),
+                        INTEGRATION: url_walk.api_client(world["key"].token), PUBLIC: Client()}
+    return world
 
 
 def _ask(client, method: str, url: str):
@@ -218,7 +59,7 @@ def _ask(client, method: str, url: str):
 
 def test_every_url_pattern_is_walked(world):
     """A new URL pattern cannot escape the checks below: its parameters must be fillable from the world."""
-    targets, unfilled = _targets(world)
+    targets, unfilled = url_walk.targets(world)
 
     assert unfilled == []
     levels = {target.level for target in targets}
@@ -231,7 +72,7 @@ def test_r_no_phi_leak_every_response_says_no_store_and_head_answers_like_get(wo
     its status (a redirect to sign in and a 404 too). RFC 9110 9.1: wherever GET is served, HEAD gets the same
     status and the same Content-Type. The empty body is the server's part (gunicorn and runserver send none for
     HEAD, and the test client drops it the same way), so it is not asserted here: it could not fail."""
-    targets, _ = _targets(world)
+    targets, _ = url_walk.targets(world)
     failures = []
     get_served = 0
     for target in targets:
@@ -263,7 +104,7 @@ def test_an_unserved_method_answers_405_with_allow_everywhere(world):
     """RFC 9110 15.5.6: PUT, PATCH, DELETE, OPTIONS and TRACE, which no view of ours serves, answer 405 with an
     Allow header that does not offer them, on every URL, for a visitor who may see the page (none is treated as
     GET or POST)."""
-    targets, _ = _targets(world)
+    targets, _ = url_walk.targets(world)
     failures = []
     for target in targets:
         client = world["clients"][target.level]
