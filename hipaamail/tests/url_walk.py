@@ -83,6 +83,11 @@ class Target:
     callback: object  # the view the pattern resolves to
 
 
+def patterns() -> list[tuple[str, str | None, URLPattern]]:
+    """Every (route, name, pattern) of the resolver, in its order."""
+    return list(_walk(get_resolver().url_patterns))
+
+
 def _walk(patterns, prefix: str = "", namespace: str = ""):
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
@@ -192,7 +197,7 @@ _PARAMETER = re.compile(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)")
 def targets(world) -> tuple[list[Target], list[str]]:
     """Every URL pattern with its parameters filled, and the patterns that could not be filled."""
     found, unfilled, seen = [], [], set()
-    for route, name, pattern in _walk(get_resolver().url_patterns):
+    for route, name, pattern in patterns():
         short = (name or "").rsplit(":", 1)[-1]
         overrides = world["by_name"].get(name, world["by_name"].get(short, {}))
 
