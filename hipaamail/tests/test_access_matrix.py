@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
+from django.core import mail
 from django.core.cache import cache
 from django.db import transaction
 from django.test import Client
@@ -279,6 +280,8 @@ health-ready                                        503   503   503   503   503 
 # The answers a cell may hold besides "ok" and a status code: where a redirect sends the caller.
 REDIRECTS = {"in": "account_login", "2fa": "otp_verify", "2fa ": "otp_setup", "my-in": "portal:sign_in",
              "ad-in": "admin:login"}
+# The cells that refuse a caller.
+REFUSED = {"in", "2fa", "my-in", "ad-in", "401", "403", "404"}
 # API GET operations that need a query parameter: given patient A's id, so that a key with the scope reads A's data.
 API_QUERY = {"api-v1:authorization_list", "api-v1:authorization_fhir_bundle", "api-v1:event_list"}
 
@@ -290,6 +293,7 @@ class Row:
     method: str  # GET when the view serves it, else POST
     url: str
     scope: str = ""  # an API operation's scope (api.auth.KeyAuth)
+    posts: bool = False  # a page that serves POST besides GET: a caller GET refuses is refused a POST alike
 
 
 def _table() -> tuple[tuple[str, ...], dict[str, tuple[str, ...]], list[str]]:
@@ -311,7 +315,8 @@ def _rows(world) -> tuple[list[Row], list[str]]:
         path_view = _api_path_view(target.callback)
         if path_view is None:
             methods = view_allowed_methods(target.callback)
-            rows.append(Row(target.name, target.level, "GET" if "GET" in methods else "POST", target.url))
+            method = "GET" if "GET" in methods else "POST"
+            rows.append(Row(target.name, target.level, method, target.url, posts=method == "GET" and "POST" in methods))
             continue
         for operation in path_view.operations:
             name = f"api-v1:{operation.view_func.__name__}"
@@ -324,15 +329,17 @@ def _rows(world) -> tuple[list[Row], list[str]]:
     return rows, unfilled
 
 
-def _ask(client: Client, row: Row):
-    """One request, undone afterwards: the database changes it made rolled back to a savepoint, the caller's
-    cookies and the cache (throttles, rate limits) as they were. Returns the response's cell and its text (body,
-    a PDF's text, every header)."""
+def _ask(client: Client, row: Row, method: str = ""):
+    """One request (the row's method unless another is given), undone afterwards: the database changes it made
+    rolled back to a savepoint, the caller's cookies and the cache (throttles, rate limits) as they were. Returns
+    the response's cell and its text: the body (a PDF's text), every header, and the mail the request sent to
+    anyone but the patients themselves (a test send, a notice to staff)."""
     cookies = copy.deepcopy(client.cookies)
     savepoint = transaction.savepoint()
     cache.clear()
+    sent = len(mail.outbox)
     try:
-        if row.method == "GET":
+        if (method or row.method) == "GET":
             response = client.get(row.url)
         elif row.level == INTEGRATION:
             response = client.post(row.url, data="{}", content_type="application/json",
@@ -349,6 +356,10 @@ def _ask(client: Client, row: Row):
     else:
         text = content.decode("utf-8", "replace")
     text += "\n" + "\n".join(f"{header}: {value}" for header, value in response.items())
+    patients = {url_walk.PATIENT_A["email"], url_walk.PATIENT_B["email"]}
+    for message in mail.outbox[sent:]:
+        if set(message.recipients()) - patients:
+            text += f"\n{message.subject}\n{message.body}\n" + "".join(str(part[0]) for part in message.alternatives)
     return _cell(response), text
 
 
@@ -428,6 +439,11 @@ def test_r_min_necessary_r_no_phi_leak_every_url_answers_each_caller_as_the_matr
             cell, text = _ask(client, row)
             observed.append(cell)
             leaks.extend(f"{row.method} {row.url} to {column}: {found!r}" for found in _leaks(text, forbidden[column]))
+            if row.posts and cell in REFUSED:
+                posted, text = _ask(client, row, "POST")
+                leaks.extend(f"POST {row.url} to {column}: {found!r}" for found in _leaks(text, forbidden[column]))
+                if posted not in (cell, "405"):  # 405: refused before any view runs
+                    wrong.append(f"POST {row.url} to {column}: {posted}, where GET is refused with {cell}")
         expected = table.get(row.name)
         if expected is None:
             unlisted.append(_line(row.name, observed))
