@@ -16,6 +16,7 @@ from django.core import mail
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.resolvers import RoutePattern
+from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -35,7 +36,9 @@ from consent import documents
 from consent.models import Invitation
 from consent.patient_import.validate import COLUMNS
 from consent.services import imports, signing
+from consent.services.events import patient_event_record
 from consent.tests.factories import form_published_make, patient_make, purpose_make
+from journeys.engine.intake import events_route
 from journeys.tests.factories import journey_live_make, journey_purpose_make
 
 # Patient A owns every patient object a URL names (the authorization, its PDF copy, the delivery behind the
@@ -142,6 +145,12 @@ def world_make() -> dict:
     )
     patient_import = imports.patient_import_upload(actor=officer, content=f"{','.join(COLUMNS)}\n".encode())
     journey = journey_live_make(purpose=journey_purpose_make())
+    for enrolled in (patient, other_patient):  # both patients' care events, and both enrolled in the journey
+        patient_event_record(
+            source="ehr", source_event_id=f"delivered-{enrolled.pk}", patient_id=enrolled.pk,
+            type="equipment.delivered", occurred_at=timezone.now(), attributes={"equipment_type": "CPAP"},
+        )
+    events_route()
 
     values = {
         "campaign_id": campaign.pk,
