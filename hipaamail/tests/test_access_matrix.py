@@ -43,6 +43,7 @@ and the names of refused fields, never a value (api.scopes.PHI_SCOPES names the 
 """
 import copy
 import itertools
+import json
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -552,3 +553,40 @@ def test_r_no_phi_leak_the_search_finds_the_identifiers_where_they_are_shown(wor
     assert fields["full_name"] in _leaks(copy_pdf, a)  # the PDF's text, not its compressed bytes
     assert _leaks(answer, a) == [fields["external_id"]]  # patients:read: the record number, never a name
     assert _forbidden("mkt") and set(a) <= set(_forbidden("mkt")) and set(a) <= set(_forbidden("B"))
+
+
+def test_r_no_phi_leak_keys_that_write_patient_data_get_back_no_patient_value(world, callers):
+    """The writing scopes send patient data but are not reading scopes: what they get back is ids, statuses and the
+    names of refused fields, never a value, whether the write is taken, unchanged or refused (R-NO-PHI-LEAK)."""
+    fields = url_walk.PATIENT_A
+    a = url_walk.phi_strings(fields)
+    same = {key: str(value) for key, value in fields.items()}
+    wrong = {**same, "email": fields["email"].replace("@", " at "), "birth_date": "1931-02-30"}
+    writes = {
+        "unchanged": ("pat:w", "/api/v1/patients/upsert", {"items": [same]}),
+        "rejected": ("pat:w", "/api/v1/patients/upsert", {"items": [wrong]}),
+        "invalid": ("pat:w", "/api/v1/patients/upsert", {"items": [{**same, "birth_date": "07/19/1931"}]}),
+        "unknown purpose": ("aut:w", "/api/v1/authorizations", {
+            "patient_id": world["patient"].pk, "purpose": "no-such-purpose", "form_version": 1,
+            "signed_at": "2026-01-05T10:00:00+00:00", "signer_name": fields["full_name"],
+            "evidence": {"content_type": "application/pdf", "data": "JVBERi0xLjQK"},
+        }),
+        "unknown patient": ("aut:w", "/api/v1/authorizations/revocations", {
+            "patient_id": world["patient"].pk + 1000, "purpose": "no-such-purpose",
+        }),
+    }
+    answers = {}
+    for what, (column, url, payload) in writes.items():
+        response = callers[column].post(url, data=json.dumps(payload), content_type="application/json",
+                                        headers={"Idempotency-Key": f"write-{what}"})
+        body = response.json()
+        outcome = body["items"][0]["status"] if response.status_code == 200 else body["code"]
+        answers[what] = (response.status_code, outcome, _leaks(response.content.decode() + str(response.items()), a))
+
+    assert answers == {
+        "unchanged": (200, "unchanged", []),
+        "rejected": (200, "rejected", []),
+        "invalid": (422, "validation_failed", []),
+        "unknown purpose": (422, "unknown_purpose", []),
+        "unknown patient": (422, "unknown_patient", []),
+    }
