@@ -3,13 +3,13 @@ expected outcome of each cell in one table (MATRIX below). R-MIN-NECESSARY, R-SE
 
 Rows. Every pattern django.urls.get_resolver() holds, walked and filled by hipaamail/tests/url_walk.py (shared with
 the headers and methods test), so a view added tomorrow cannot escape: a pattern without a row fails
-`test_every_url_pattern_has_a_row_and_every_row_a_pattern`, which prints the row as it was observed (check it before
-pasting it), and a row whose pattern is gone fails too. A row is named by the URL name (the route when a pattern has
-none). The integration API has one row per operation (`api-v1:<operationId>`: a GET and a POST on one path are two
-rows). Each row is asked with GET when its view serves GET, else with an empty POST (an API POST with an
-Idempotency-Key and `{}`): enough to meet every access check, not enough to change anything; and whatever a request
-changes is rolled back before the next (a savepoint), with the caller's session cookie and the cache as they were, so
-no cell depends on another.
+`test_every_url_pattern_has_a_row_and_every_row_a_pattern`, and the matrix test prints the row's cells as it
+observed them (check each before pasting it); a row whose pattern is gone fails too. A row is named by the URL name
+(the route when a pattern has none). The integration API has one row per operation (`api-v1:<operationId>`: a GET
+and a POST on one path are two rows). Each row is asked with GET when its view serves GET, else with an empty POST
+(an API POST with an Idempotency-Key and `{}`), which meets every access check; a page that serves both is also
+POSTed by each caller its GET refuses, and must refuse the POST alike. Whatever a request changes is rolled back to
+a savepoint before the next, with the caller's cookies and the cache as they were, so no cell depends on another.
 
 Columns, the callers:
   anon   nobody (no cookie, no key)
@@ -19,27 +19,30 @@ Columns, the callers:
   mkt    a marketer, past the second factor
   off    a compliance officer, past the second factor
   adm    an administrator (also the Django admin's superuser), past the second factor
-  no2fa  an administrator and superuser signed in with the password whose second factor is enrolled but not
+  no2fa  an administrator and superuser signed in with the password, whose second factor is enrolled but not
          entered in this session
   pur:r .. res:r  one API key per scope of api.scopes.SCOPES (purposes:read ... results:read), each on every API
          operation and every browser URL (a key is no session: on a browser URL it gets what nobody gets)
 
 Cells: ok (200), in (redirect to the staff sign-in page), 2fa (redirect to enter or set up the second factor), my-in
 (redirect to the portal's sign-in), ad-in (redirect to the Django admin's own sign-in), 302 (the view's own
-redirect), or the status code (401 no or bad key, 403 key without the scope, 404 not found or not yours, 405 method
-not served, 400/410/422 the view ran and refused the empty request).
+redirect), or the status code: 401 (no key), 403 (a key without the scope; the Django admin's own refusals), 404 (not
+found, or not yours: the same answer), 405 (method not served), 400/410/422 (the view ran and refused the empty
+request), 503 (/health/ready: no worker runs here).
 
 PHI. The two patients' names, email addresses, phone numbers, dates of birth, record numbers and street addresses
-are distinctive strings (url_walk.PATIENT_A, PATIENT_B). No response body or header (Location included) carries
-either patient's to anyone but the compliance officer, the administrator and the keys that may read patient data;
-patient A's never reaches patient B, nor B's A (R-NO-PHI-LEAK, R-MIN-NECESSARY: marketers see aggregates only).
+are distinctive strings (url_walk.PATIENT_A, PATIENT_B). No response body or header (Location included), nor the
+mail a request sends to staff (a test send), carries either patient's to anyone but the compliance officer, the
+administrator and the keys that may read patient data; patient A's never reaches patient B, nor B's A
+(R-NO-PHI-LEAK, R-MIN-NECESSARY: marketers see aggregates only).
 
 Which scopes may read patient data (DESIGN.md: the API serves EHR and CRM systems; api.scopes.SCOPES): patients:read
 (a patient's record number and coded attributes), authorizations:read (a patient's authorizations and their
-evidence, also as FHIR Consent) and events:read (a patient's care events). Every other scope receives none: purposes:read
-(purposes and forms), results:read (delivery status and aggregate results, small cells withheld), and the writing
-scopes patients:write, authorizations:write and events:write, which send patient data but get back ids, statuses
-and the names of refused fields, never a value (api.scopes.PHI_SCOPES names the scopes that touch PHI at all).
+evidence, also as FHIR Consent) and events:read (a patient's care events). Every other scope receives none:
+purposes:read (purposes and forms), results:read (delivery status and aggregate results, small cells withheld), and
+the writing scopes patients:write, authorizations:write and events:write, which send patient data but get back ids,
+statuses and the names of refused fields, never a value (api.scopes.PHI_SCOPES names the scopes that touch PHI at
+all).
 """
 import copy
 import itertools
@@ -59,6 +62,7 @@ from django.utils.http import urlencode
 from accounts.access import INTEGRATION, PATIENT, SIGNED_IN, STAFF, access_level
 from accounts.tests.factories import staff_make
 from api.keys import api_key_create
+from api.main import api
 from api.scopes import AUTHORIZATIONS_READ, EVENTS_READ, PATIENTS_READ, SCOPES
 from conftest import pdf_text
 from hipaamail.middleware import _api_path_view, view_allowed_methods
@@ -278,9 +282,9 @@ health-live                                         ok    ok    ok    ok    ok  
 health-ready                                        503   503   503   503   503   503   503   503   503   503   503   503   503   503   503
 """
 
-# The answers a cell may hold besides "ok" and a status code: where a redirect sends the caller.
-REDIRECTS = {"in": "account_login", "2fa": "otp_verify", "2fa ": "otp_setup", "my-in": "portal:sign_in",
-             "ad-in": "admin:login"}
+# The cells a redirect may give, by the URL name it sends the caller to; any other redirect is "302".
+REDIRECTS = [("in", "account_login"), ("2fa", "otp_verify"), ("2fa", "otp_setup"), ("my-in", "portal:sign_in"),
+             ("ad-in", "admin:login")]
 # The cells that refuse a caller.
 REFUSED = {"in", "2fa", "my-in", "ad-in", "401", "403", "404"}
 # API GET operations that need a query parameter: given patient A's id, so that a key with the scope reads A's data.
@@ -293,7 +297,6 @@ class Row:
     level: str  # accounts.access level of the pattern
     method: str  # GET when the view serves it, else POST
     url: str
-    scope: str = ""  # an API operation's scope (api.auth.KeyAuth)
     posts: bool = False  # a page that serves POST besides GET: a caller GET refuses is refused a POST alike
 
 
@@ -324,9 +327,8 @@ def _rows(world) -> tuple[list[Row], list[str]]:
             url = target.url
             if name in API_QUERY:
                 url = f"{url}?{urlencode({'patient_id': world['patient'].pk})}"
-            scopes = {auth.scope for auth in operation.auth_callbacks}
             for method in operation.methods:
-                rows.append(Row(name, target.level, method, url, scope=",".join(sorted(scopes))))
+                rows.append(Row(name, target.level, method, url))
     return rows, unfilled
 
 
@@ -370,19 +372,31 @@ _serial = itertools.count(1)
 def _cell(response) -> str:
     if response.status_code in (301, 302, 303, 307, 308):
         path = urlsplit(response["Location"]).path
-        for cell, name in REDIRECTS.items():
+        for cell, name in REDIRECTS:
             if path == reverse(name):
-                return cell.strip()
+                return cell
         return "302"
     return "ok" if response.status_code == 200 else str(response.status_code)
 
 
 @pytest.fixture
 def world(settings, tmp_path, monkeypatch):
+    """The shared world (url_walk.world_make), its signed copies in a media folder of the test's own."""
     settings.MEDIA_ROOT = tmp_path / "media"
     # No worker runs here: /health/ready would wait a second for their answer to its ping, for every caller. The
     # answer is the same (no queue answers: 503), given at once.
     monkeypatch.setattr("hipaamail.health.worker_queues_answering", lambda *, timeout: set())
+    # The API's schema is the same for every caller: built once here, not once for each of the fifteen.
+    built = {}
+    build = api.get_openapi_schema
+
+    def schema_once(**kwargs):
+        key = repr(sorted(kwargs.items()))
+        if key not in built:
+            built[key] = build(**kwargs)
+        return copy.deepcopy(built[key])
+
+    monkeypatch.setattr(api, "get_openapi_schema", schema_once)
     cache.clear()
     return url_walk.world_make()
 
@@ -529,11 +543,11 @@ def test_every_url_pattern_has_a_row_and_every_row_a_pattern():
             names.add(name or route)
 
     missing, gone = sorted(names - set(table)), sorted(set(table) - names)
-    assert not missing, (
-        "URL patterns without a row in MATRIX (hipaamail/tests/test_access_matrix.py): add one row each, with the "
-        f"outcome every caller must get; the matrix test prints the cells it observes: {missing}"
+    assert (missing, gone) == ([], []), (
+        f"URL patterns without a row in MATRIX (hipaamail/tests/test_access_matrix.py): {missing}. Add one row each, "
+        "with the outcome every caller must get (the matrix test prints the cells it observes: check each). "
+        f"Rows whose URL pattern no longer exists (remove them): {gone}"
     )
-    assert not gone, f"rows of MATRIX whose URL pattern no longer exists (remove them): {gone}"
 
 
 def test_r_no_phi_leak_the_search_finds_the_identifiers_where_they_are_shown(world, callers):
