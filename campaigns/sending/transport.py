@@ -343,8 +343,8 @@ def transport_for_settings():
 
 
 class RateLimiter:
-    """At most `HIPAAMAIL_RATE_LIMIT` messages per second across every worker: a counter per wall-clock second
-    in Redis (INCRBY, expiring), shared by all processes; without Redis, per process. 0: unlimited.
+    """At most `HIPAAMAIL_RATE_LIMIT` messages per second across every worker: a counter per second of the Redis
+    server's clock (INCRBY, expiring), shared by all processes; without Redis, per process. 0: unlimited.
 
     The sender takes its tokens before it claims a batch (`take`), so it never sleeps inside a sending
     transaction or while holding authorization locks (ADR 0010), and claims only as many deliveries as it was
@@ -353,15 +353,21 @@ class RateLimiter:
     def __init__(self, *, limit: int, redis_url: str = "", clock=None, sleep=None):
         self.limit = limit
         self.redis_url = redis_url
-        self._clock = clock or time.time
         self._sleep = sleep or time.sleep
         self._redis = None
         if limit and redis_url:
             import redis
 
             self._redis = redis.Redis.from_url(redis_url)
+        # Shared counters count in the Redis server's seconds, not each worker's: workers whose clocks disagree
+        # would otherwise count in different seconds and together exceed the limit (docs/reliability.md, "Time").
+        self._clock = clock or (self._redis_time if self._redis is not None else time.time)
         self._local_second = -1
         self._local_count = 0
+
+    def _redis_time(self) -> float:
+        seconds, microseconds = self._redis.time()
+        return seconds + microseconds / 1_000_000
 
     def _key(self, second: int) -> str:
         return f"hipaamail:send-rate:{second}"
