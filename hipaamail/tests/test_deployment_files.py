@@ -62,7 +62,7 @@ def test_the_dockerfile_builds_on_python_3_11_slim_bookworm_installs_requirement
     dockerfile = (ROOT / "Dockerfile").read_text()
 
     assert dockerfile.startswith("# ") and "\nFROM python:3.11-slim-bookworm\n" in dockerfile
-    assert "pip install -r requirements.txt" in dockerfile
+    assert "pip install --no-deps --require-hashes -r requirements.txt && pip check" in dockerfile  # exactly the lock
     assert "libpango-1.0-0" in dockerfile and "libpangoft2-1.0-0" in dockerfile  # WeasyPrint
     assert "manage.py collectstatic --noinput" in dockerfile
     assert re.search(r"^USER hipaamail$", dockerfile, re.MULTILINE)

@@ -15,6 +15,7 @@ TASK_NAMES = {
     "consent.tasks.authorization_copy_send_task",
     "consent.tasks.authorization_renewals_invite_task",
     "consent.tasks.authorization_standing_check_task",
+    "consent.tasks.count_changes_prune_task",
     "consent.tasks.invitation_send_task",
     "consent.tasks.patient_import_rewake_task",
     "consent.tasks.patient_import_run_task",
