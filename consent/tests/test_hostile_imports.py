@@ -350,3 +350,23 @@ def _strings(value) -> list[str]:
     if isinstance(value, list):
         return [text for item in value for text in _strings(item)]
     return []
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "code"),
+    [
+        ("postal_code", "\u0660\u0662\u0661\u0663\u0669", "bad_postal_code"),  # Arabic-Indic digits
+        ("postal_code", "\u0966\u0968\u0967\u0969\u096f", "bad_postal_code"),  # Devanagari digits
+        ("birth_date", "\u0661\u0669\u0665\u0660-02-03", "bad_date"),
+    ],
+)
+def test_digits_of_other_scripts_are_no_zip_code_or_date(column, value, code):
+    """A US ZIP code and a date are ASCII digits: the check said \\d, which matches the digits of every script,
+    and stored "٠٢١٣٩" as a postal code that no segment rule (a ZIP prefix) would ever match."""
+    from consent.patient_import.validate import patient_csv_validate
+
+    text = f"external_id,email,full_name,{column}\nMRN-1,a@example.org,Pat,{value}\n"
+
+    validation = patient_csv_validate(text=text)
+
+    assert [(error["row"], error["column"], error["code"]) for error in validation.errors] == [(2, column, code)]
