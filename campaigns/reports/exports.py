@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from itertools import islice
 
 from django.conf import settings
@@ -216,6 +217,9 @@ def report_snapshot():
 # --- CSV ------------------------------------------------------------------------------------------------------
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START_CHARACTERS = frozenset(_FORMULA_STARTS)
+# Cells a spreadsheet reads as numbers or blanks, never as a formula, whatever their sign: written as they are.
+_NUMBERS = frozenset({int, float, bool, Decimal, type(None)})
 
 
 def spreadsheet_safe(text: str | None) -> str:
@@ -224,6 +228,39 @@ def spreadsheet_safe(text: str | None) -> str:
     if not text:
         return ""
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _cell_safe(cell: object) -> object:
+    if cell.__class__ in _NUMBERS:
+        return cell
+    return spreadsheet_safe(str(cell))
+
+
+def _row_safe(row: Iterable) -> list:
+    # Inline for the common cells (numbers and plain text), so a million-row report pays no call per cell.
+    return [
+        ("'" + cell if cell[:1] in _FORMULA_START_CHARACTERS else cell)
+        if cell.__class__ is str
+        else (cell if cell.__class__ in _NUMBERS else _cell_safe(cell))
+        for cell in row
+    ]
+
+
+class SafeCsvWriter:
+    """csv.writer for every CSV the product exports: each cell that is not a number is written as text a
+    spreadsheet cannot run (spreadsheet_safe), whoever typed it (a campaign or journey name, a record number, a
+    staff email, a device's name). One writer, so that no export, present or future, depends on each of its
+    call sites remembering which of its columns are free text (CSV injection, OWASP)."""
+
+    def __init__(self, buffer, **options):
+        self._writer = csv.writer(buffer, **options)
+
+    def writerow(self, row: Iterable):
+        return self._writer.writerow(_row_safe(row))
+
+    def writerows(self, rows: Iterable[Iterable]):
+        # map keeps csv's C loop pulling the rows (lazily, one chunk at a time).
+        return self._writer.writerows(map(_row_safe, rows))
 
 
 def csv_preamble(meta: ReportMeta, extra: Iterable[tuple[str, object]] = ()) -> Iterator[list]:
@@ -259,7 +296,7 @@ def csv_stream(
     streaming). Datetimes are written as iso_utc; `times_as_text` says the rows already hold them so
     (IsoUtc), sparing a check per value."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = SafeCsvWriter(buffer, lineterminator="\r\n")
     writer.writerows(preamble)
     writer.writerow(header)
     rows = iter(rows if times_as_text else map(_times_as_text, rows))

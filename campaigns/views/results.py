@@ -1,6 +1,5 @@
 """A campaign's results as a CSV file: the same aggregates, suppressed the same way, as the campaign page shows
 to the same person (campaigns.selectors.results). No patient appears in it; the download is audited."""
-import csv
 import io
 
 from django.http import HttpResponse
@@ -9,6 +8,7 @@ from django.views.decorators.http import require_safe
 from audit import actions
 from audit.services import audit_record
 from campaigns import permissions
+from campaigns.reports.exports import SafeCsvWriter
 from campaigns.selectors import results
 
 
@@ -18,7 +18,7 @@ def campaign_results_csv(request, campaign_id: int):
     exact = permissions.count_policy_for(request.user).exact
     view = results.results_view(results.campaign_counts(campaign=campaign), exact=exact)
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeCsvWriter(out)
     writer.writerow(["campaign", "metric", "label", "patients", "share", "share_of"])
     for row in view.rows:
         # A marketer's suppressed cell is text ("fewer than 11"), never a number that could be summed away.

@@ -132,10 +132,11 @@ ERROR_MESSAGES = {
 }
 
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# [0-9], not \d: \d also matches Arabic-Indic, Devanagari and other digits, which are no US ZIP code or date.
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
-_ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+_ZIP = re.compile(r"^[0-9]{5}(-[0-9]{4})?$")
 
 
 _STATE = re.compile(r"^[A-Z]{2}$")

@@ -76,12 +76,37 @@ class ImportReport:
         return [entry for entry in self.entries if entry.outcome == "rejected"]
 
 
+# The deepest a Bundle of Consents needs is about a dozen levels (bundle, entry, resource, provision, purpose,
+# coding, extension); a file nested deeper is not one.
+MAX_DEPTH = 64
+_TOO_DEEP = f"The file is nested more than {MAX_DEPTH} levels deep; it is not a FHIR Bundle of Consents."
+
+
+def _depth(value) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (without recursion: any depth is measured)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                break
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def bundle_parse(raw: bytes) -> list:
     """The Consent entries of a Bundle, or a ValidationError that names the problem (not the content)."""
     try:
         bundle = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError):
+        # ValueError: what JSONDecodeError is, and a number too long for Python to read (over 4,300 digits).
         raise ValidationError("The file is not JSON.", code="not_json") from None
+    except RecursionError:
+        raise ValidationError(_TOO_DEEP, code="too_deep") from None
+    if _depth(bundle) > MAX_DEPTH:
+        # Refused before fhir.resources validates it: its models recurse once per level (a RecursionError).
+        raise ValidationError(_TOO_DEEP, code="too_deep")
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise ValidationError("The file is not a FHIR Bundle.", code="not_a_bundle")
     entries = bundle.get("entry") or []
