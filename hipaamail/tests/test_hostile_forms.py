@@ -35,11 +35,11 @@ from audit.tests.hostile import (
 )
 from hipaamail.middleware import view_allowed_methods
 from hipaamail.tests import test_headers_and_methods as walk
+from hipaamail.tests.url_walk import targets as _targets
 
 # The same world and the same walk of every URL pattern as the header and method checks.
 world = walk.world
 fresh_throttle_and_media = walk.fresh_throttle_and_media
-_targets = walk._targets
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_throttle_and_media")]
 
 # Pages whose POST ends the visitor's session: they are sent hostile data too, each in its savepoint, and the
