@@ -22,6 +22,7 @@ patients) and is answered by the SQL statement, as is every request until the lo
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -169,28 +170,19 @@ class CountIndex:
             self._connection = self._connect()
         return self._connection
 
+    @contextlib.contextmanager
     def _snapshot(self):
+        """A REPEATABLE READ, READ ONLY transaction on the index's own connection; sets the snapshot's oldest
+        running transaction (`_snapshot_xmin`) and the database's time (`_now`, microseconds) for what it reads."""
         db = self._db()
-        index = self
-
-        class _Transaction:
-            def __enter__(self):
-                self.transaction = db.transaction()
-                self.transaction.__enter__()
-                self.cursor = db.cursor()
-                self.cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                self.cursor.execute(
-                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
-                    "(extract(epoch FROM statement_timestamp()) * 1000000)::int8"
-                )
-                index._snapshot_xmin, index._now = self.cursor.fetchone()
-                return self.cursor
-
-            def __exit__(self, *exc):
-                self.cursor.close()
-                return self.transaction.__exit__(*exc)
-
-        return _Transaction()
+        with db.transaction(), db.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
+                "(extract(epoch FROM statement_timestamp()) * 1000000)::int8"
+            )
+            self._snapshot_xmin, self._now = cursor.fetchone()
+            yield cursor
 
     def _load_all(self, cursor) -> None:
         self._postal_values = [""]
