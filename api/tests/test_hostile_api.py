@@ -27,6 +27,7 @@ from audit.tests.hostile import (
     changed_tables,
     echoes,
     hostile_text,
+    json_mutated,
     oversized,
     rolled_back,
     row_counts,
@@ -87,23 +88,9 @@ HOSTILE_JSON = st.one_of(
 )
 
 
-@st.composite
-def mutated(draw, body: dict) -> dict:
+def mutated(body: dict):
     """`body` with one to three of its values, at any depth, replaced by hostile JSON."""
-    body = json.loads(json.dumps(body))
-    for _ in range(draw(st.integers(1, 3))):
-        node = body
-        while True:
-            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-            if not keys:
-                break
-            key = draw(st.sampled_from(keys))
-            if isinstance(node[key], dict | list) and node[key] and draw(st.booleans()):
-                node = node[key]
-                continue
-            node[key] = draw(HOSTILE_JSON)
-            break
-    return body
+    return json_mutated(body, HOSTILE_JSON)
 
 
 def _strings(value) -> list[str]:

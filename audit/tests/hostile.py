@@ -6,6 +6,7 @@ What a hostile submission must never get (R-NO-PHI-LEAK): a server error, a stac
 an error message or a log line, markup of its own run by the page, or a write left half done."""
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import quote_from_bytes
 
@@ -200,3 +201,20 @@ class rolled_back:
         return self._atomic.__exit__(*exc)
 
 
+@st.composite
+def json_mutated(draw, document, values):
+    """`document` (JSON) with one to three of its values, at any depth, replaced by values drawn from `values`."""
+    document = json.loads(json.dumps(document))
+    for _ in range(draw(st.integers(1, 3))):
+        node = document
+        while True:
+            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+            if not keys:
+                break
+            key = draw(st.sampled_from(keys))
+            if isinstance(node[key], dict | list) and node[key] and draw(st.booleans()):
+                node = node[key]
+                continue
+            node[key] = draw(values)
+            break
+    return document

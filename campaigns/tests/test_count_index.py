@@ -133,13 +133,6 @@ def test_r_send_covered_an_authorization_that_expires_is_counted_expired_without
     assert counts == _sql(None, purpose.pk)
 
 
-def _raw():
-    params = connection.get_connection_params()
-    for django_only in ("cursor_factory", "context", "prepare_threshold"):
-        params.pop(django_only, None)
-    return psycopg.connect(**params)
-
-
 def test_a_transaction_that_commits_after_a_later_one_is_still_read(index):
     """The change log is read from the oldest transaction still running at the last read, not from the last row
     seen: `first` writes before `second` (a lower change id and xid) but commits after it, when the index has
@@ -154,7 +147,7 @@ def test_a_transaction_that_commits_after_a_later_one_is_still_read(index):
     def covered_in_wisconsin():
         return index.counts(rules=in_wisconsin, purpose_id=purpose.pk, year=TODAY.year)["covered"]
 
-    with _raw() as first, _raw() as second:
+    with count_index_module._connect() as first, count_index_module._connect() as second:
         first.execute("UPDATE consent_patient SET state = 'WI' WHERE id = %s", [one.pk])  # not committed yet
         second.execute("UPDATE consent_patient SET state = 'WI' WHERE id = %s", [two.pk])
         second.commit()

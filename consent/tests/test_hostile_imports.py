@@ -26,6 +26,7 @@ from audit.tests.hostile import (
     assert_not_a_server_error,
     echoes,
     hostile_text,
+    json_mutated,
     rolled_back,
 )
 from consent.models import Authorization, Patient, PatientEvent, PatientImport
@@ -288,23 +289,9 @@ JSON_VALUES = st.recursive(
 )
 
 
-@st.composite
-def hostile_consents(draw, good: dict) -> dict:
+def hostile_consents(good: dict):
     """A Consent as we export it, with a few of its values (at any depth) replaced by hostile JSON."""
-    resource = json.loads(json.dumps(good))
-    for _ in range(draw(st.integers(1, 3))):
-        node = resource
-        while True:
-            keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-            if not keys:
-                break
-            key = draw(st.sampled_from(keys))
-            if isinstance(node[key], dict | list) and node[key] and draw(st.booleans()):
-                node = node[key]
-                continue
-            node[key] = draw(JSON_VALUES)
-            break
-    return resource
+    return json_mutated(good, JSON_VALUES)
 
 
 def test_r_no_phi_leak_hostile_consents_are_imported_or_rejected_entry_by_entry(verified_client, caplog):
