@@ -1,0 +1,63 @@
+"""`{% load when %}`: every instant a person reads, in the organisation's zone (settings.TIME_ZONE) with the zone
+named, the same way on every page (issue 17: one instant was written in three zones).
+
+    {{ campaign.launched_at|when }}           Dec 7, 2026, 8:05 AM CST
+    {{ campaign.launched_at|when:"date" }}    Dec 7, 2026
+    {{ event.occurred_at|when:"seconds" }}    Dec 7, 2026, 8:05:09 AM CST
+    {% org_zone %}                            Central Time (America/Chicago)
+
+Month names follow the active language (Django's date formatting). A naive or missing value gives "" rather
+than a guess."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from django import template
+from django.conf import settings
+from django.utils import dateformat, timezone
+
+register = template.Library()
+
+_FORMATS = {
+    "": "M j, Y, g:i A T",
+    "date": "M j, Y",
+    "seconds": "M j, Y, g:i:s A T",
+    "time": "g:i A T",
+}
+
+# The zones organisations in the United States run on, by the name a person knows them by.
+_ZONE_NAMES = {
+    "America/New_York": "Eastern Time",
+    "America/Detroit": "Eastern Time",
+    "America/Chicago": "Central Time",
+    "America/Denver": "Mountain Time",
+    "America/Phoenix": "Mountain Time (no daylight saving)",
+    "America/Los_Angeles": "Pacific Time",
+    "America/Anchorage": "Alaska Time",
+    "Pacific/Honolulu": "Hawaii Time",
+    "America/Puerto_Rico": "Atlantic Time",
+    "UTC": "Coordinated Universal Time",
+}
+
+
+def organisation_zone() -> ZoneInfo:
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def organisation_zone_label() -> str:
+    name = settings.TIME_ZONE
+    known = _ZONE_NAMES.get(name)
+    return f"{known} ({name})" if known else name
+
+
+@register.filter(name="when")
+def when(value, style: str = "") -> str:
+    if not isinstance(value, datetime) or timezone.is_naive(value):
+        return ""
+    local = value.astimezone(organisation_zone())
+    return dateformat.format(local, _FORMATS.get(style, _FORMATS[""]))
+
+
+@register.simple_tag(name="org_zone")
+def org_zone() -> str:
+    return organisation_zone_label()

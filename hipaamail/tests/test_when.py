@@ -1,0 +1,27 @@
+from datetime import UTC, datetime
+
+from django.template import Context, Template
+from django.test import override_settings
+
+
+def _render(source: str, **context) -> str:
+    return Template("{% load when %}" + source).render(Context(context))
+
+
+@override_settings(TIME_ZONE="America/Chicago")
+def test_an_instant_reads_in_the_organisations_zone_with_the_zone_named():
+    instant = datetime(2026, 12, 7, 14, 5, 9, tzinfo=UTC)
+    assert _render("{{ t|when }}", t=instant) == "Dec 7, 2026, 8:05 AM CST"
+    assert _render("{{ t|when:'seconds' }}", t=instant) == "Dec 7, 2026, 8:05:09 AM CST"
+    assert _render("{{ t|when:'date' }}", t=instant) == "Dec 7, 2026"
+    assert _render("{% org_zone %}") == "Central Time (America/Chicago)"
+
+
+@override_settings(TIME_ZONE="America/New_York")
+def test_summer_time_is_named_as_such():
+    assert _render("{{ t|when }}", t=datetime(2026, 7, 1, 16, 0, tzinfo=UTC)) == "Jul 1, 2026, 12:00 PM EDT"
+
+
+def test_a_missing_or_naive_value_gives_nothing_rather_than_a_guess():
+    assert _render("{{ t|when }}", t=None) == ""
+    assert _render("{{ t|when }}", t=datetime(2026, 12, 7, 14, 5)) == ""
