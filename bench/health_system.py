@@ -146,7 +146,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--build-only", action="store_true", help="build (or check) the data set, then stop")
     parser.add_argument("--workers", type=int, default=2, help="sender processes and raw smtplib connections")
-    parser.add_argument("--batch-size", type=int, default=200, help="SEND_BATCH_SIZE")
+    parser.add_argument("--batch-size", type=int, default=500, help="SEND_BATCH_SIZE (the setting's default)")
     parser.add_argument("--count-requests", type=int, default=50, help="live count requests, over all runs")
     parser.add_argument("--raw-messages", type=int, default=20_000, help="messages for raw smtplib and post_office")
     parser.add_argument("--post-office-processes", type=int, default=3)

@@ -195,7 +195,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument(
         "--windows", default="5,1,0.25", help="SEND_CHECK_WINDOW values to measure, in this order (seconds, 0 < w <= 5)"
     )

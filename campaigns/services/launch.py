@@ -193,7 +193,10 @@ def _deliveries_materialise_postgresql(*, campaign: Campaign) -> tuple[int, int,
                            CASE WHEN r.reason = %s THEN %s ELSE %s END,
                            CASE WHEN r.reason = %s THEN '' ELSE r.reason END,
                            NOW(){default_placeholders}
-                      FROM ({reasons_sql}) AS r
+                      -- OFFSET 0 keeps the classification a subquery of its own: flattened into this SELECT, its
+                      -- reason expression was evaluated once per reference (its EXISTS sub-plan three times a
+                      -- patient; a fifth of the launch at a million patients, docs/benchmarks.md).
+                      FROM (SELECT * FROM ({reasons_sql}) AS r0 OFFSET 0) AS r
                      ORDER BY r.patient_id
                     RETURNING status, block_reason
                 )

@@ -320,7 +320,11 @@ HIPAAMAIL_REPLY_TO = env.str("REPLY_TO_EMAIL", default=DEFAULT_FROM_EMAIL)
 HIPAAMAIL_ORGANISATION_NAME = env.str("ORGANISATION_NAME", default="Riverside Health")
 HIPAAMAIL_POSTAL_ADDRESS = env.str("ORGANISATION_POSTAL_ADDRESS", default="100 River Road, Springfield, IL 62701")
 HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="")  # "": DEFAULT_FROM_EMAIL's domain
-HIPAAMAIL_SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=200)
+# Deliveries a sender claims at once (one lease, one SMTP session, one render of the campaign). The locks a revocation
+# waits for are bounded by SEND_LOCK_SECONDS per check-to-send window whatever this is (ADR 0010); a larger batch
+# spreads the claim, the campaign's render and the connection over more messages: 500 sends about a fifth faster
+# than 200 (bench/send_campaign.py, docs/benchmarks.md "Update, 2026-12-07 (afternoon)").
+HIPAAMAIL_SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=500)
 # How many senders a launch wakes at once (each claims its own batches): the campaigns-worker processes of every
 # host together, so a big campaign uses them all from the start (docs/scaling.md). 1: one, and the reconciler
 # wakes one more each minute.
