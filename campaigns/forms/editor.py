@@ -59,6 +59,7 @@ class CampaignContentForm(forms.Form):
         max_length=Campaign._meta.get_field("subject").max_length,
         label="Subject",
         help_text="No merge fields here: subjects show in inbox lists and notifications.",
+        error_messages={"required": _("Write a subject: it is what patients see first in their inbox.")},
     )
     template = forms.ModelChoiceField(
         queryset=EmailTemplate.objects.filter(status=ContentStatus.APPROVED).order_by("name", "id"),

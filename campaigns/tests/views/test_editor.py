@@ -88,7 +88,7 @@ def test_missing_fields_are_reported_and_nothing_is_created(verified_client, pur
     response = verified_client.post("/campaigns/new/", _form(purpose, subject="", body_text=""))
 
     assert response.status_code == 200
-    assert b"This field is required." in response.content
+    assert b"Write a subject: it is what patients see first in their inbox." in response.content
     assert not Campaign.objects.exists()
 
 

@@ -267,6 +267,20 @@ def test_submitting_content_with_a_block_for_another_purpose_is_refused_with_a_p
     assert refusal.details == {"problems": ["block_wrong_purpose"], "fields": []}
 
 
+def test_the_content_step_without_a_subject_says_so_and_keeps_what_was_typed(verified_client, cpap):
+    campaign = campaign_make(purpose=cpap, author=verified_client.sign_in(role="marketer"), subject="Kept")
+
+    response = verified_client.post(
+        f"/campaigns/{campaign.pk}/wizard/content/", {"subject": "", "body_text": "Typed, not lost.", "template": ""}
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Write a subject: it is what patients see first in their inbox." in page
+    assert "Typed, not lost." in page
+    assert Campaign.objects.get(pk=campaign.pk).subject == "Kept"
+
+
 def test_saving_content_goes_on_to_the_review(verified_client, cpap):
     block = block_make(name="CPAP cushions", purposes=[cpap])
     campaign = campaign_make(purpose=cpap, author=verified_client.sign_in(role="marketer"))
