@@ -30,7 +30,7 @@ def cpap():
     for _ in range(14):
         authorization_make(patient=patient_make(state="IL", full_name="Margaret Thornbury"), purpose=purpose)
     for _ in range(3):
-        patient_make(state="IL", full_name="Margaret Thornbury", email="margaret.thornbury@example.org")
+        patient_make(state="IL", full_name="Margaret Thornbury")
     for _ in range(5):
         authorization_make(patient=patient_make(state="WI"), purpose=purpose)
     return purpose
