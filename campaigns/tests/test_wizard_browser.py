@@ -157,5 +157,8 @@ def test_in_chromium_a_marketer_walks_the_wizard_from_sign_in_to_submitted(page,
     page.click("nav.wizard-steps >> text=Purpose")
     page.wait_for_url("**/wizard/purpose/")
     assert page.input_value("input[name=name]") == "Spring CPAP refresh (copy)"
+    for step in ("audience", "content"):  # the two widest steps fit a phone too
+        page.goto(f"{live_server.url}/campaigns/{copy.pk}/wizard/{step}/")
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"], step
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/")
     screenshot(page, "wizard-5-submitted-390")
