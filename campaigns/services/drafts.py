@@ -137,13 +137,18 @@ def campaign_duplicate(*, actor, campaign_id: int) -> tuple[Campaign, int]:
     return copy, left_out
 
 
-def _refuse(actor, campaign: Campaign, *, action: str, reason: str) -> None:
+# What was refused, in campaign.draft_action_refused's details.
+REFUSED_DELETE = "delete"
+REFUSED_WITHDRAW = "withdraw"
+
+
+def _refuse(actor, campaign: Campaign, *, attempted: str, reason: str) -> None:
     audit_record(
         actor=actor,
         action=actions.CAMPAIGN_DRAFT_ACTION_REFUSED,
         object_type="campaign",
         object_id=campaign.pk,
-        details={"action": action, "reason": reason, "status": campaign.status},
+        details={"action": attempted, "reason": reason, "status": campaign.status},
     )
 
 
@@ -158,10 +163,10 @@ def campaign_draft_delete(*, actor, campaign_id: int) -> None:
                 _("Only a draft can be deleted; this campaign is %(status)s.")
                 % {"status": campaign.get_status_display().lower()}
             )
-            _refuse(actor, campaign, action="delete", reason="status")
+            _refuse(actor, campaign, attempted=REFUSED_DELETE, reason="status")
         elif not _author_or_administrator(actor, campaign):
             refusal = PermissionDenied(_("Only the draft\u2019s author or an administrator may delete it."))
-            _refuse(actor, campaign, action="delete", reason="not_author")
+            _refuse(actor, campaign, attempted=REFUSED_DELETE, reason="not_author")
         else:
             audit_record(
                 actor=actor,
@@ -186,10 +191,10 @@ def campaign_withdraw(*, actor, campaign_id: int) -> Campaign:
                 _("Only a campaign waiting for approval can be withdrawn; this one is %(status)s.")
                 % {"status": campaign.get_status_display().lower()}
             )
-            _refuse(actor, campaign, action="withdraw", reason="status")
+            _refuse(actor, campaign, attempted=REFUSED_WITHDRAW, reason="status")
         elif not _author_or_administrator(actor, campaign):
             refusal = PermissionDenied(_("Only the campaign\u2019s author or an administrator may withdraw it."))
-            _refuse(actor, campaign, action="withdraw", reason="not_author")
+            _refuse(actor, campaign, attempted=REFUSED_WITHDRAW, reason="not_author")
         else:
             campaign_move(campaign, actor=actor, to=Campaign.Status.DRAFT, action=actions.CAMPAIGN_WITHDRAWN)
     if refusal is not None:
