@@ -10,6 +10,7 @@ import pytest
 from accounts.tests.factories import staff_make
 from campaigns.models import Campaign, Segment
 from campaigns.selectors.segments import WITHHELD
+from campaigns.services.lifecycle import campaign_reject
 from campaigns.services.segments import segment_save
 from campaigns.tests.factories import block_make, template_make
 from conftest import assert_accessible, browser_sign_in, screenshot
@@ -177,3 +178,21 @@ def test_in_chromium_a_marketer_walks_the_wizard_from_sign_in_to_submitted(page,
         assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"], step
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/")
     screenshot(page, "wizard-5-submitted-390")
+
+    # Rejected: the reviewer's comment heads every step and the one-page editor.
+    page.set_viewport_size({"width": 1280, "height": 860})
+    campaign_reject(actor=officer, campaign_id=campaign.pk, comment="Name the plans that cover a monthly cushion.")
+    page.goto(f"{live_server.url}/campaigns/{campaign.pk}/wizard/review/")
+    comment = page.locator("[data-rejection-comment]")
+    assert "Name the plans that cover a monthly cushion." in comment.inner_text()
+    assert officer.email in comment.inner_text()
+    assert_accessible(page, axe_js)
+    _shot(page, "wizard-6-rejected-comment")
+
+    # The segment list counts for the purpose in its address, as each segment's own page does.
+    page.goto(f"{live_server.url}/campaigns/segments/?purpose={cpap.pk}")
+    row = page.locator(f"tr[data-segment='{wisconsin.pk}']")
+    assert row.locator("[data-count=matched]").inner_text() == WITHHELD
+    assert row.locator("[data-count=covered]").inner_text() == "26"
+    assert_accessible(page, axe_js)
+    screenshot(page, "wizard-7-segment-list")
