@@ -50,11 +50,13 @@ def test_in_chromium_a_marketer_walks_the_wizard_from_sign_in_to_submitted(page,
     officer = staff_make(role="compliance officer")
     segment_save(actor=officer, name="Illinois", rules={"op": "and", "rules": [{"field": "state", "in": ["IL"]}]})
     template_make(name="Riverside Health standard", officer=officer)
-    block_make(
+    cushions = block_make(
         name="CPAP cushions: when to replace", officer=officer, purposes=[cpap],
         html="<h2>Fresh cushions, better sleep</h2><p>Most plans cover a new cushion every month.</p>",
     )
-    block_make(name="Glucose meter offer", officer=officer, purposes=[diabetes], html="<p>A new meter for you.</p>")
+    glucose = block_make(
+        name="Glucose meter offer", officer=officer, purposes=[diabetes], html="<p>A new meter for you.</p>"
+    )
     block_make(name="Our opening hours", officer=officer, html="<p>We are open 8 to 6, Monday to Friday.</p>")
     marketer = staff_make(role="marketer", with_totp=True)
 
@@ -196,3 +198,12 @@ def test_in_chromium_a_marketer_walks_the_wizard_from_sign_in_to_submitted(page,
     assert row.locator("[data-count=covered]").inner_text() == "26"
     assert_accessible(page, axe_js)
     screenshot(page, "wizard-7-segment-list")
+
+    # The one-page editor offers, in each block choice, only the blocks of the purpose chosen on the page.
+    page.goto(f"{live_server.url}/campaigns/new/")
+    page.select_option("select[name=purpose]", str(diabetes.pk))
+    assert page.locator(f"select[name=block_1] option[value='{cushions.pk}']").is_disabled()
+    assert page.locator(f"select[name=block_1] option[value='{glucose.pk}']").is_enabled()
+    page.select_option("select[name=purpose]", str(cpap.pk))
+    assert page.locator(f"select[name=block_1] option[value='{cushions.pk}']").is_enabled()
+    assert page.locator(f"select[name=block_1] option[value='{glucose.pk}']").is_disabled()
