@@ -195,6 +195,15 @@ REPORT_EXPORTED = "report.exported"
 ENCRYPTION_ROTATED = "encryption.rotated"
 STANDING_REBUILT = "standing.rebuilt"  # the live counts' summary written again from the evidence (ADR 0021)
 
+# --- issue 17: drafts ------------------------------------------------------------------------------------------
+# A campaign copied as a new draft (details: the source campaign's id), a draft deleted (its purpose's code), a
+# submission withdrawn by its author or an administrator (submitted -> draft), and a refused delete or withdrawal
+# (details: the action, and why: "status" or "not_author").
+CAMPAIGN_DUPLICATED = "campaign.duplicated"
+CAMPAIGN_DRAFT_DELETED = "campaign.draft_deleted"
+CAMPAIGN_WITHDRAWN = "campaign.withdrawn"
+CAMPAIGN_DRAFT_ACTION_REFUSED = "campaign.draft_action_refused"
+
 # The shape every action has: "<subject>.<what happened>", lower case words joined by underscores.
 ACTION_PATTERN = re.compile(r"^[a-z_]+\.[a-z_]+$")
 

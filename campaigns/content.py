@@ -30,6 +30,7 @@ from html.parser import HTMLParser
 
 import css_inline
 import nh3
+from django.db.models import Q
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -412,7 +413,7 @@ def content_fields(content: CampaignContent) -> tuple[tuple[str, ...], list[Cont
                 ContentProblem(
                     "subject_merge_field",
                     "Subject: merge fields are not allowed in the subject. Subjects show in inbox lists and "
-                    "notifications, so no patient information goes there (R-NO-PHI-LEAK).",
+                    "notifications, so no patient information goes there.",
                 )
             )
     except ContentError as error:
@@ -447,15 +448,52 @@ def _scope_problem(*, purpose: Purpose, outside: list[str], allowed: Collection[
         )
     return ContentProblem(
         "merge_field_out_of_scope",
-        f"The content uses {names}, but {reason} (R-SEND-SCOPE). Remove {'it' if len(outside) == 1 else 'them'}, "
+        f"The content uses {names}, but {reason}. A message may use only the information the authorization "
+        f"describes (HIPAA, 45 CFR 164.508(c)(1)(i)). Remove {'it' if len(outside) == 1 else 'them'}, "
         "or ask a compliance officer about the form.",
         tuple(outside),
     )
 
 
+def block_allowed_for(block: ContentBlock, *, purpose_id: int) -> bool:
+    """Whether a block may be used in a campaign for the purpose: its purposes list it, or it lists none (every
+    purpose). Reads `block.purposes` through a prefetch when there is one."""
+    allowed = {purpose.pk for purpose in block.purposes.all()}
+    return not allowed or purpose_id in allowed
+
+
+def content_blocks_allowed(*, purpose_id: int):
+    """The approved blocks a campaign for the purpose may use, by name: THE list every editor offers
+    (campaigns.forms.editor) and the library of the wizard's content step shows."""
+    return (
+        ContentBlock.objects.filter(status=ContentStatus.APPROVED)
+        .filter(Q(purposes__isnull=True) | Q(purposes=purpose_id))
+        .distinct()
+        .prefetch_related("purposes")
+        .order_by("name", "id")
+    )
+
+
+def block_purpose_problems(content: CampaignContent) -> list[ContentProblem]:
+    """Each block of the content that is not approved for the content's purpose (issue 17: a CPAP block in a diabetes
+    campaign). Unsaved purposes (a preview before one is chosen) have no problem of this kind."""
+    if content.purpose.pk is None:
+        return []
+    return [
+        ContentProblem(
+            "block_wrong_purpose",
+            f"Block {position} \u201c{block.name}\u201d is not approved for \u201c{content.purpose.name}\u201d: "
+            "remove it, or choose a block approved for this purpose.",
+        )
+        for position, block in enumerate(content.blocks, start=1)
+        if block.pk is not None and not block_allowed_for(block, purpose_id=content.purpose.pk)
+    ]
+
+
 def content_problems(content: CampaignContent) -> list[ContentProblem]:
     """Everything that stops content from being submitted: template syntax, merge fields the purpose's current
-    form does not list (R-SEND-SCOPE), a template or block that is not approved (retired since it was picked),
+    form does not list (R-SEND-SCOPE), a template or block that is not approved (retired since it was picked), a
+    block not approved for the purpose,
     nothing to send."""
     used, problems = content_fields(content)
     if used:
@@ -480,6 +518,7 @@ def content_problems(content: CampaignContent) -> list[ContentProblem]:
                     "remove it or choose an approved block.",
                 )
             )
+    problems.extend(block_purpose_problems(content))
     problems.extend(subject_problems(content.subject))
     if not content.intro_text.strip() and not content.blocks:
         problems.append(

@@ -73,9 +73,12 @@ class EmailTemplate(_LibraryItem):
 
 class ContentBlock(_LibraryItem):
     """An approved HTML snippet from the content library: a campaign's content is an ordered list of them.
-    Stored sanitised (nh3); may use merge fields ({{ first_name }}) within what the purpose allows."""
+    Stored sanitised (nh3); may use merge fields ({{ first_name }}) within what the purpose allows.
+    `purposes`: the purposes a campaign may use it for; none listed means every purpose (issue 17: CPAP blocks were
+    offered for, and submitted in, a diabetes campaign). Fixed once approved, like the HTML."""
 
     html = models.TextField()
+    purposes = models.ManyToManyField(Purpose, blank=True, related_name="+")
 
     class Meta:
         constraints = [

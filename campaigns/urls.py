@@ -6,7 +6,7 @@ from django.urls import path
 
 from accounts.access import public
 from campaigns.views import campaigns as views
-from campaigns.views import editor, history, library, reports, results, review, segments, tracking, webhooks
+from campaigns.views import editor, history, library, reports, results, review, segments, tracking, webhooks, wizard
 from campaigns.views import unsubscribe as unsubscribe_views
 
 app_name = "campaigns"
@@ -20,6 +20,15 @@ urlpatterns = [
     path("<int:campaign_id>/edit/", editor.campaign_edit, name="campaign_edit"),
     path("<int:campaign_id>/test-send/", editor.campaign_test_send, name="campaign_test_send"),
     path("<int:campaign_id>/submit/", editor.campaign_submit, name="campaign_submit"),
+    # issue 17: the campaign wizard (purpose -> audience -> content -> review -> submit) and the draft actions.
+    path("wizard/", wizard.wizard_start, name="wizard_start"),
+    path("<int:campaign_id>/wizard/purpose/", wizard.wizard_purpose, name="wizard_purpose"),
+    path("<int:campaign_id>/wizard/audience/", wizard.wizard_audience, name="wizard_audience"),
+    path("<int:campaign_id>/wizard/content/", wizard.wizard_content, name="wizard_content"),
+    path("<int:campaign_id>/wizard/review/", wizard.wizard_review, name="wizard_review"),
+    path("<int:campaign_id>/duplicate/", editor.campaign_duplicate, name="campaign_duplicate"),
+    path("<int:campaign_id>/delete/", editor.campaign_delete, name="campaign_delete"),
+    path("<int:campaign_id>/withdraw/", editor.campaign_withdraw, name="campaign_withdraw"),
     # Review and sending: compliance officers and administrators (the views give others a 404); every action a POST.
     path("<int:campaign_id>/review/", review.campaign_review, name="campaign_review"),
     path("<int:campaign_id>/launch/", review.campaign_launch_now, name="campaign_launch_now"),

@@ -1,8 +1,10 @@
 """Content library forms: input shape only. campaigns.services.library sanitises and checks."""
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import ContentBlock, EmailTemplate
+from consent.models import Purpose
 
 _CODE = {"class": "code", "spellcheck": "false"}
 
@@ -38,3 +40,13 @@ class ContentBlockForm(forms.Form):
         help_text="Marketers choose blocks by this name.",
     )
     html = forms.CharField(widget=forms.Textarea(attrs={"rows": 12, **_CODE}), label="Content (HTML)")
+    purposes = forms.ModelMultipleChoiceField(
+        queryset=Purpose.objects.order_by("name"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label=_("Purposes it may be used for"),
+        help_text=_(
+            "Campaigns for other purposes are not offered this block, and cannot be submitted with it. "
+            "Tick none to allow it for every purpose."
+        ),
+    )

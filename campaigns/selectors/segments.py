@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -144,3 +145,36 @@ def segment_counts_shown(counts: SegmentCounts, *, policy: CountPolicy) -> dict:
 
 def segment_list() -> QuerySet[Segment]:
     return Segment.objects.select_related("created_by").order_by("name", "id")
+
+
+def segment_counts_shown_for(*, rules, purpose_id: int, policy: CountPolicy) -> dict:
+    """One segment's counts for a purpose, as `policy` shows them (segment_counts_shown), or {"errors": [...]} for a
+    stored tree that is no longer valid. The segment list and the builder's headline both show this, so the two
+    never disagree (issue 17: "withheld (11 or more)" beside a list that showed 43)."""
+    try:
+        counts = segment_counts(rules=rules, purpose_id=purpose_id)
+    except ValidationError as error:
+        return {"errors": error.messages}
+    return segment_counts_shown(counts, policy=policy)
+
+
+def audience_choice_list(*, purpose_id: int, policy: CountPolicy, limit: int = 100) -> list[dict]:
+    """The wizard's audience picker: "every patient" first, then each saved segment by name, each with its counts
+    for the purpose now as `policy` shows them: how many match, and how many the purpose's authorizations cover
+    (who would get it). {"segment": None | Segment, "counts": segment_counts_shown(...) or {"errors": [...]}}."""
+    every = audience_counts(segment_id=None, purpose_id=purpose_id)
+    choices = [{"segment": None, "counts": segment_counts_shown(every, policy=policy)}]
+    for segment in segment_list()[:limit]:
+        choices.append(
+            {"segment": segment, "counts": segment_counts_shown_for(rules=segment.rules, purpose_id=purpose_id, policy=policy)}
+        )
+    return choices
+
+
+def audience_counts_shown(*, segment_id: int | None, purpose_id: int, policy: CountPolicy) -> dict:
+    """A campaign's audience counts (its segment, or every patient) as `policy` shows them: the wizard's review."""
+    try:
+        counts = audience_counts(segment_id=segment_id, purpose_id=purpose_id)
+    except ValidationError as error:
+        return {"errors": error.messages}
+    return segment_counts_shown(counts, policy=policy)

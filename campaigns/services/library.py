@@ -22,6 +22,7 @@ from campaigns.content import (
     MAX_BLOCKS,
     CampaignContent,
     ContentError,
+    block_purpose_problems,
     content_fields,
     content_of,
     css_problems,
@@ -109,20 +110,28 @@ def email_template_update(
     return template
 
 
-def content_block_create(*, actor, name: str, html: str) -> ContentBlock:
-    """A new draft block; its HTML is stored sanitised and its merge fields checked."""
+def _purpose_ids(purposes) -> list[int]:
+    return sorted({purpose.pk for purpose in purposes or ()})
+
+
+def content_block_create(*, actor, name: str, html: str, purposes=()) -> ContentBlock:
+    """A new draft block; its HTML is stored sanitised and its merge fields checked. `purposes`: the purposes it may
+    be used with (none: every purpose)."""
     _manager_check(actor)
     block = ContentBlock(created_by=actor, name=name.strip(), html=_clean_html(html, where="Block"))
     if not block.html.strip():
         raise ValidationError("The block has no content left once cleaned for email: write some text.")
     block.full_clean()
+    purpose_ids = _purpose_ids(purposes)
     with transaction.atomic():
         block.save(force_insert=True)
-        _item_audit(actor, block, "created")
+        block.purposes.set(purpose_ids)
+        _item_audit(actor, block, "created", **({"purposes": purpose_ids} if purpose_ids else {}))
     return block
 
 
-def content_block_update(*, actor, block_id: int, name: str, html: str) -> ContentBlock:
+def content_block_update(*, actor, block_id: int, name: str, html: str, purposes=None) -> ContentBlock:
+    """Change a draft block; `purposes` None leaves its purposes as they are."""
     _manager_check(actor)
     fields = {"name": name.strip(), "html": _clean_html(html, where="Block")}
     if not fields["html"].strip():
@@ -131,13 +140,20 @@ def content_block_update(*, actor, block_id: int, name: str, html: str) -> Conte
         block = ContentBlock.objects.select_for_update().get(pk=block_id)
         _draft_check(block)
         changed = [key for key, value in fields.items() if getattr(block, key) != value]
-        if not changed:
+        purposes_changed = purposes is not None and _purpose_ids(purposes) != _purpose_ids(block.purposes.all())
+        if not changed and not purposes_changed:
             return block
         for key in changed:
             setattr(block, key, fields[key])
         block.full_clean()
-        block.save(update_fields=[*changed, "updated_at"])
-        _item_audit(actor, block, "updated", changed=changed)
+        if changed:
+            block.save(update_fields=[*changed, "updated_at"])
+        details = {}
+        if purposes_changed:
+            block.purposes.set(_purpose_ids(purposes))
+            details["purposes"] = _purpose_ids(purposes)
+            changed.append("purposes")
+        _item_audit(actor, block, "updated", changed=changed, **details)
     return block
 
 
@@ -199,6 +215,8 @@ def library_item_copy(*, actor, kind: str, item_id: int):
     copy.full_clean()
     with transaction.atomic():
         copy.save(force_insert=True)
+        if kind == "block":  # the copy is for the same purposes as its source
+            copy.purposes.set(_purpose_ids(source.purposes.all()))
         _item_audit(actor, copy, "created", copied_from=source.pk)
     return copy
 
@@ -209,8 +227,10 @@ def library_item_copy(*, actor, kind: str, item_id: int):
 def campaign_content_validate(content: CampaignContent) -> None:
     """What a draft must satisfy to be saved: readable merge fields only (the sandbox's rules), none in the
     subject, an approved template and approved blocks, at most MAX_BLOCKS blocks. Whether the purpose's form allows
-    the fields used (R-SEND-SCOPE) and whether there is anything to send are checked at submission."""
+    the fields used (R-SEND-SCOPE) and whether there is anything to send are checked at submission. A block not
+    approved for the purpose is refused here already, so a draft never holds one (issue 17)."""
     _, problems = content_fields(content)
+    problems += block_purpose_problems(content)
     messages = [problem.message for problem in problems]
     if content.template is not None and content.template.status != ContentStatus.APPROVED:
         messages.append(f"The template \u201c{content.template.name}\u201d is not approved: choose an approved one.")

@@ -25,9 +25,12 @@ def campaign_approved_make(*, purpose, **overrides):
     return campaign_approve(actor=approver, campaign_id=campaign.pk)
 
 
-def block_make(*, html="<p>Fresh CPAP cushions are in stock.</p>", name=None, approved=True, officer=None):
+def block_make(*, html="<p>Fresh CPAP cushions are in stock.</p>", name=None, approved=True, officer=None, purposes=()):
+    """`purposes`: those it may be used with (none: every purpose)."""
     officer = officer or staff_make(role="compliance officer")
-    block = services_content.content_block_create(actor=officer, name=name or f"Block {next(_serial)}", html=html)
+    block = services_content.content_block_create(
+        actor=officer, name=name or f"Block {next(_serial)}", html=html, purposes=purposes
+    )
     if approved:
         block = services_content.library_item_approve(actor=officer, kind="block", item_id=block.pk)
     return block

@@ -283,7 +283,7 @@ def test_r_send_scope_render_refuses_a_field_the_current_form_no_longer_lists():
     with pytest.raises(ContentError) as refused:
         CampaignRender(campaign=campaign)
 
-    assert "{{ first_name }}" in str(refused.value) and "R-SEND-SCOPE" in str(refused.value)
+    assert "{{ first_name }}" in str(refused.value) and "45 CFR 164.508(c)(1)(i)" in str(refused.value)
     assert mail.outbox == []
 
 
@@ -313,6 +313,6 @@ def test_r_send_scope_render_with_allowed_fields_narrower_than_the_content_refus
     (problem,) = refused.value.problems
     assert problem.code == "merge_field_out_of_scope"
     assert problem.fields == (("first_name",) if allowed else ("first_name", "email"))
-    assert "{{ first_name }}" in problem.message and "R-SEND-SCOPE" in problem.message
+    assert "{{ first_name }}" in problem.message and "45 CFR 164.508(c)(1)(i)" in problem.message and "R-SEND-SCOPE" not in problem.message
     assert "allows only: " + ("{{ email }}" if allowed else "none") in problem.message
     assert "version" not in problem.message

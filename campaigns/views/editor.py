@@ -7,9 +7,10 @@ Any staff member may write a draft; compliance officers and administrators revie
 """
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.roles import is_staff_member, sees_patient_evidence
@@ -18,6 +19,7 @@ from campaigns.content import SYNTHETIC_PATIENT, CampaignContent
 from campaigns.content_preview import content_preview_build, content_preview_context
 from campaigns.forms.editor import CampaignForm
 from campaigns.models import Campaign
+from campaigns.services import drafts
 from campaigns.services import library as services_content
 from campaigns.services import lifecycle as lifecycle_services
 from campaigns.services.lifecycle import EDITABLE, campaign_create_draft, campaign_update
@@ -157,3 +159,64 @@ def campaign_submit(request, campaign_id: int):
     else:
         messages.success(request, "Submitted for approval. A compliance officer other than you will review it.")
     return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
+
+
+# --- Draft actions (issue 17): duplicate any campaign, delete a draft, withdraw a submission -----------------------
+
+
+@require_POST
+def campaign_duplicate(request, campaign_id: int):
+    """A new draft with the campaign's purpose, audience and content, by the signed-in staff member; then the
+    wizard's first step, to rename it."""
+    _access_editor(request.user)
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    try:
+        copy, left_out = drafts.campaign_duplicate(actor=request.user, campaign_id=campaign.pk)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("campaigns:detail", campaign_id=campaign.pk)
+    messages.success(
+        request,
+        _("Copied as a new draft, \u201c%(name)s\u201d. Rename it here, then check each step.") % {"name": copy.name},
+    )
+    if left_out:
+        messages.warning(
+            request,
+            _("%(count)s item(s) of the content library were left out: retired since, or not for this purpose.")
+            % {"count": left_out},
+        )
+    return redirect("campaigns:wizard_purpose", campaign_id=copy.pk)
+
+
+@require_POST
+def campaign_delete(request, campaign_id: int):
+    """Delete a draft (its author or an administrator; never anything but a draft)."""
+    _access_editor(request.user)
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    try:
+        drafts.campaign_draft_delete(actor=request.user, campaign_id=campaign.pk)
+    except (ValidationError, PermissionDenied) as error:
+        messages.error(request, _("Not deleted: %(reason)s") % {"reason": _reason(error)})
+        return redirect("campaigns:detail", campaign_id=campaign.pk)
+    messages.success(request, _("Draft \u201c%(name)s\u201d deleted.") % {"name": campaign.name})
+    return redirect("home")
+
+
+@require_POST
+def campaign_withdraw(request, campaign_id: int):
+    """Take a submission back before review (its author or an administrator): a draft again."""
+    _access_editor(request.user)
+    campaign = permissions.access_campaign_by_id(request.user, campaign_id)
+    try:
+        drafts.campaign_withdraw(actor=request.user, campaign_id=campaign.pk)
+    except (ValidationError, PermissionDenied) as error:
+        messages.error(request, _("Not withdrawn: %(reason)s") % {"reason": _reason(error)})
+        return redirect("campaigns:detail", campaign_id=campaign.pk)
+    messages.success(request, _("Withdrawn: it is a draft again. Change it and submit it when it is ready."))
+    return redirect("campaigns:wizard_review", campaign_id=campaign.pk)
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return " ".join(error.messages)
+    return str(error)

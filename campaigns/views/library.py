@@ -26,7 +26,9 @@ def content_library(request):
         "campaigns/content/library.html",
         {
             "templates": EmailTemplate.objects.select_related("created_by", "approved_by").order_by("status", "name"),
-            "blocks": ContentBlock.objects.select_related("created_by", "approved_by").order_by("status", "name"),
+            "blocks": ContentBlock.objects.select_related("created_by", "approved_by")
+            .prefetch_related("purposes")
+            .order_by("status", "name"),
         },
     )
 
@@ -116,7 +118,10 @@ def content_block_new(request):
 @require_http_methods(["GET", "HEAD", "POST"])
 def content_block_edit(request, item_id: int):
     block = access_content_block_by_id(request.user, item_id)
-    form = ContentBlockForm(request.POST or None, initial={"name": block.name, "html": block.html})
+    form = ContentBlockForm(
+        request.POST or None,
+        initial={"name": block.name, "html": block.html, "purposes": list(block.purposes.all())},
+    )
     if request.method == "POST" and block.status == ContentStatus.DRAFT and form.is_valid():
         try:
             saved = services_content.content_block_update(actor=request.user, block_id=block.pk, **form.cleaned_data)

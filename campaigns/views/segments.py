@@ -7,9 +7,9 @@ Thin views: campaigns.segments validates, compiles, counts and saves (and audits
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from campaigns import segments
 from campaigns.forms.segments import SegmentForm, initial_from_rules
 from campaigns.permissions import access_segment_by_id, access_segments, count_policy_for
 from campaigns.selectors import segments as segments_selectors
@@ -23,31 +23,47 @@ def _counts_context(user, *, rules, purpose) -> dict:
     """What the counts panel shows. Nothing about any single patient is in it."""
     if rules is None or purpose is None:
         return {"counts": None, "purpose": purpose}
-    try:
-        counts = segments_selectors.segment_counts(rules=rules, purpose_id=purpose.pk)
-    except ValidationError as error:  # a stored tree that is no longer valid (e.g. edited in the admin)
-        return {"counts": None, "purpose": purpose, "errors": error.messages}
-    shown = segments_selectors.segment_counts_shown(counts, policy=count_policy_for(user))
+    shown = segments_selectors.segment_counts_shown_for(rules=rules, purpose_id=purpose.pk, policy=count_policy_for(user))
+    if "errors" in shown:  # a stored tree that is no longer valid (e.g. edited in the admin)
+        return {"counts": None, "purpose": purpose, "errors": shown["errors"]}
     return {"counts": shown, "purpose": purpose}
 
 
 @require_safe
 def segment_list(request):
+    """Every segment with its counts for the purpose chosen in the query string (?purpose=<id>; the first purpose
+    by name otherwise): the same counts, suppressed the same way, as the segment's own page shows for that purpose."""
     access_segments(request.user)
     policy = count_policy_for(request.user)
+    purpose = _purpose_from_query(request)
     rows = []
     for segment in segments_selectors.segment_list()[:LIST_LIMIT]:
-        try:
-            matched = segments.segment_queryset(segment.rules).count()
-        except ValidationError:
-            rows.append((segment, "rules need correcting"))
-            continue
-        rows.append((segment, policy.count(matched)))
-    return render(request, "campaigns/segments/list.html", {"rows": rows})
+        shown = (
+            segments_selectors.segment_counts_shown_for(rules=segment.rules, purpose_id=purpose.pk, policy=policy)
+            if purpose is not None
+            else None
+        )
+        rows.append((segment, shown))
+    return render(
+        request,
+        "campaigns/segments/list.html",
+        {"rows": rows, "purpose": purpose, "purposes": Purpose.objects.order_by("name"), "exact": policy.exact},
+    )
 
 
 def _default_purpose():
     return Purpose.objects.order_by("name").first()
+
+
+def _purpose_from_query(request):
+    """The purpose the segment pages count coverage for: ?purpose=<id> (so that it is kept in links, reloads and the
+    browser's history, never in the session), else the first by name. A value that names no purpose is ignored."""
+    value = request.GET.get("purpose", "")
+    if value.isdigit():
+        purpose = Purpose.objects.filter(pk=int(value)).first()
+        if purpose is not None:
+            return purpose
+    return _default_purpose()
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -78,11 +94,13 @@ def _builder(request, *, segment):
                 form.add_error(None, error.messages)
             else:
                 messages.success(request, f"Segment \u201c{saved.name}\u201d saved.")
-                return redirect("campaigns:segment_edit", segment_id=saved.pk)
+                chosen = form.cleaned_data.get("purpose")
+                query = f"?purpose={chosen.pk}" if chosen is not None else ""
+                return redirect(reverse("campaigns:segment_edit", args=[saved.pk]) + query)
         purpose = form.cleaned_data.get("purpose") if hasattr(form, "cleaned_data") else None
         rules = form.rules
     else:
-        purpose = _default_purpose()
+        purpose = _purpose_from_query(request)
         initial = {"purpose": purpose}
         rules = None
         if segment is not None:

@@ -119,6 +119,14 @@ campaigns:campaign_preview                          in    in    in    ok    ok  
 campaigns:campaign_edit                             in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_test_send                        in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_submit                           in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
+campaigns:wizard_start                              in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
+campaigns:wizard_purpose                            in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
+campaigns:wizard_audience                           in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
+campaigns:wizard_content                            in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
+campaigns:wizard_review                             in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
+campaigns:campaign_duplicate                        in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
+campaigns:campaign_delete                           in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
+campaigns:campaign_withdraw                         in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_review                           in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_launch_now                       in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_schedule                         in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in

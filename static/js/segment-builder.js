@@ -48,6 +48,22 @@
     window.clearTimeout(timer);
     timer = window.setTimeout(refreshCounts, 300);
   }
+  // The purpose chosen for the counts is kept in the address (?purpose=<id>), never in the session: a reload, the
+  // browser's history, the saved segment's page and the link back to the list all keep it.
+  var purpose = form.querySelector("select[name=purpose]");
+  function rememberPurpose() {
+    if (!purpose || !window.history || !window.URL) { return; }
+    var url = new URL(window.location.href);
+    if (purpose.value) { url.searchParams.set("purpose", purpose.value); } else { url.searchParams.delete("purpose"); }
+    window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+    form.setAttribute("action", url.pathname + url.search);
+    document.querySelectorAll("[data-segment-list-link]").forEach(function (link) {
+      var list = new URL(link.href);
+      if (purpose.value) { list.searchParams.set("purpose", purpose.value); } else { list.searchParams.delete("purpose"); }
+      link.href = list.pathname + list.search;
+    });
+  }
+  if (purpose) { purpose.addEventListener("change", rememberPurpose); }
   form.addEventListener("input", changed);
   form.addEventListener("change", changed);
   showRows();

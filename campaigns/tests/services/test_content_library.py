@@ -233,3 +233,45 @@ def test_demo_seed_has_a_library_and_campaigns_built_from_it():
     for message in mail.outbox:
         assert f"Dear {first_names[message.to[0]]}," in message.body
         assert "Riverside Health" in message.body and "Eight Tuesday evenings" in message.body
+
+
+def test_a_block_says_which_purposes_it_may_be_used_for_and_a_copy_keeps_them(verified_client):
+    """Issue 17: a block is scoped by purpose (none ticked: every purpose); the choice is audited with ids only,
+    fixed once approved, and copied with the block."""
+    from consent.tests.factories import purpose_make
+
+    cpap, diabetes = purpose_make(name="CPAP supplies"), purpose_make(name="Diabetes education")
+    officer = verified_client.sign_in(role="compliance officer")
+
+    response = verified_client.post("/campaigns/content/blocks/new/", _block_post(purposes=[cpap.pk]))
+
+    block = ContentBlock.objects.get()
+    assert response.status_code == 302
+    assert list(block.purposes.values_list("pk", flat=True)) == [cpap.pk]
+    assert AuditEvent.objects.get(action="content_block.created").details == {"status": "draft", "purposes": [cpap.pk]}
+    verified_client.post(f"/campaigns/content/blocks/{block.pk}/", _block_post(purposes=[cpap.pk, diabetes.pk]))
+    assert sorted(block.purposes.values_list("pk", flat=True)) == sorted([cpap.pk, diabetes.pk])
+    assert AuditEvent.objects.get(action="content_block.updated").details == {
+        "status": "draft", "changed": ["purposes"], "purposes": sorted([cpap.pk, diabetes.pk])
+    }
+    library = verified_client.get("/campaigns/content/").content.decode()
+    assert "CPAP supplies, Diabetes education" in library or "Diabetes education, CPAP supplies" in library
+
+    services_content.library_item_approve(actor=officer, kind="block", item_id=block.pk)
+    verified_client.post(f"/campaigns/content/blocks/{block.pk}/", _block_post(purposes=[]))
+    assert sorted(block.purposes.values_list("pk", flat=True)) == sorted([cpap.pk, diabetes.pk])  # approved: fixed
+    copy = services_content.library_item_copy(actor=officer, kind="block", item_id=block.pk)
+    assert sorted(copy.purposes.values_list("pk", flat=True)) == sorted([cpap.pk, diabetes.pk])
+
+
+def test_a_block_for_no_purpose_in_particular_is_offered_for_every_purpose():
+    from campaigns.content import content_blocks_allowed
+    from consent.tests.factories import purpose_make
+
+    cpap, diabetes = purpose_make(name="CPAP supplies"), purpose_make(name="Diabetes education")
+    everywhere = block_make(name="Opening hours")
+    only_cpap = block_make(name="CPAP cushions", purposes=[cpap])
+    block_make(name="Draft", approved=False)
+
+    assert list(content_blocks_allowed(purpose_id=cpap.pk)) == [only_cpap, everywhere]
+    assert list(content_blocks_allowed(purpose_id=diabetes.pk)) == [everywhere]

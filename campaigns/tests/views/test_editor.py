@@ -88,7 +88,7 @@ def test_missing_fields_are_reported_and_nothing_is_created(verified_client, pur
     response = verified_client.post("/campaigns/new/", _form(purpose, subject="", body_text=""))
 
     assert response.status_code == 200
-    assert b"This field is required." in response.content
+    assert b"Write a subject: it is what patients see first in their inbox." in response.content
     assert not Campaign.objects.exists()
 
 
@@ -415,9 +415,10 @@ def test_r_send_scope_a_field_the_form_does_not_list_cannot_be_submitted(verifie
     assert response.status_code == 302 and campaign.status == "draft"
     page = verified_client.get(response["Location"]).content.decode()
     assert "Not submitted: The content uses {{ last_name }}, but the authorization form for" in page
-    assert "(version 1) does not list it; this purpose allows only: {{ first_name }}, {{ email }} (R-SEND-SCOPE)" in (
+    assert "(version 1) does not list it; this purpose allows only: {{ first_name }}, {{ email }}. A message may use " in (
         page
     )
+    assert "(HIPAA, 45 CFR 164.508(c)(1)(i))" in page and "R-SEND-SCOPE" not in page
     refusal = AuditEvent.objects.get(action="campaign.submit_refused")
     assert refusal.details == {"problems": ["merge_field_out_of_scope"], "fields": ["last_name"]}
     assert "campaign.submitted" not in _actions(campaign)

@@ -135,7 +135,7 @@ def test_saving_a_segment_stores_the_rule_tree_and_audits_ids_only(verified_clie
     )
 
     segment = Segment.objects.get()
-    assert response.status_code == 302 and response["Location"] == f"/campaigns/segments/{segment.pk}/"
+    assert response.status_code == 302 and response["Location"] == f"/campaigns/segments/{segment.pk}/?purpose={purpose.pk}"
     assert segment.created_by == marketer
     assert segment.rules == {
         "op": "and",
@@ -190,18 +190,70 @@ def test_an_invalid_segment_is_not_saved_and_the_page_says_why(verified_client):
     assert not AuditEvent.objects.filter(action="segment.saved").exists()
 
 
+def _list_row(page: str, segment) -> str:
+    start = page.index(f'<tr data-segment="{segment.pk}">')
+    return page[start : page.index("</tr>", start)]
+
+
 def test_r_small_cell_segment_list_suppresses_small_counts_for_marketers(verified_client, illinois):
-    """R-SMALL-CELL: the list shows matched counts; 3 reads "fewer than 11" for a marketer."""
+    """R-SMALL-CELL: the list shows each segment's matched and covered counts for the purpose, suppressed as on the
+    segment's own page: Illinois has 17 = 14 covered + 3 without authorization, so its total is withheld (else 17 - 14
+    gives the 3 back); Wisconsin's 5 and 5 read "fewer than 11"."""
+    purpose, _ = illinois
     author = staff_make()
-    segment_save(actor=author, name="Illinois apnea", rules={"op": "and", "rules": [{"field": "state", "in": ["IL"]}]})
-    segment_save(actor=author, name="Wisconsin", rules={"op": "and", "rules": [{"field": "state", "in": ["WI"]}]})
+    illinois_segment = segment_save(
+        actor=author, name="Illinois apnea", rules={"op": "and", "rules": [{"field": "state", "in": ["IL"]}]}
+    )
+    wisconsin = segment_save(actor=author, name="Wisconsin", rules={"op": "and", "rules": [{"field": "state", "in": ["WI"]}]})
     verified_client.sign_in(role="marketer")
 
-    page = verified_client.get("/campaigns/segments/").content.decode()
+    page = verified_client.get(f"/campaigns/segments/?purpose={purpose.pk}").content.decode()
 
     assert "Illinois apnea" in page and "Wisconsin" in page
-    assert '<td class="num">17</td>' in page
-    assert '<td class="num">fewer than 11</td>' in page and '<td class="num">5</td>' not in page
+    assert f'data-count="matched">{WITHHELD}<' in _list_row(page, illinois_segment)
+    assert 'data-count="covered">14<' in _list_row(page, illinois_segment)
+    assert 'data-count="matched">fewer than 11<' in _list_row(page, wisconsin)
+    assert 'data-count="covered">fewer than 11<' in _list_row(page, wisconsin)
+    assert ">17<" not in page and ">5<" not in page and ">3<" not in page
+
+
+def test_segment_list_and_segment_page_never_contradict_each_other(verified_client, illinois):
+    """Issue 17: the segment page headlined "withheld (11 or more)" beside a list that showed 43. Both now show the
+    same counts for the same purpose, suppressed the same way (R-SMALL-CELL)."""
+    purpose, _ = illinois
+    segment = segment_save(actor=staff_make(), name="Illinois", rules={"op": "and", "rules": [{"field": "state", "in": ["IL"]}]})
+    verified_client.sign_in(role="marketer")
+
+    listing = verified_client.get(f"/campaigns/segments/?purpose={purpose.pk}").content.decode()
+    builder = verified_client.get(f"/campaigns/segments/{segment.pk}/?purpose={purpose.pk}").content.decode()
+
+    for shown in (f'data-count="matched">{WITHHELD}<', 'data-count="covered">14<'):
+        assert shown in _list_row(listing, segment) and shown in builder
+
+
+def test_segment_pages_remember_the_purpose_in_the_query_string_not_the_session(verified_client, illinois):
+    """The purpose chosen for counts comes from ?purpose=: the builder counts for it and links back to the list with
+    it, the list counts for it and links to each segment with it, and nothing is put in the session."""
+    cpap, _ = illinois
+    asthma = purpose_make(name="Asthma education")  # first by name: the default without ?purpose=
+    segment = segment_save(actor=staff_make(), name="Illinois", rules={"op": "and", "rules": [{"field": "state", "in": ["IL"]}]})
+    verified_client.sign_in(role="marketer")
+
+    builder = verified_client.get(f"/campaigns/segments/{segment.pk}/?purpose={cpap.pk}").content.decode()
+    listing = verified_client.get(f"/campaigns/segments/?purpose={cpap.pk}").content.decode()
+    default = verified_client.get(f"/campaigns/segments/{segment.pk}/").content.decode()
+    bogus = verified_client.get(f"/campaigns/segments/{segment.pk}/?purpose=nonsense")
+
+    assert f'<option value="{cpap.pk}" selected>CPAP supplies</option>' in builder
+    assert "covered for &ldquo;CPAP supplies&rdquo; now" in builder
+    assert f'href="/campaigns/segments/?purpose={cpap.pk}"' in builder
+    assert f'href="/campaigns/segments/{segment.pk}/?purpose={cpap.pk}"' in listing
+    assert f'<option value="{cpap.pk}" selected>CPAP supplies</option>' in listing
+    assert f'<option value="{asthma.pk}" selected>Asthma education</option>' in default
+    assert "covered for &ldquo;Asthma education&rdquo; now" in default
+    assert bogus.status_code == 200
+    session = verified_client.session
+    assert [key for key in session.keys() if "purpose" in key] == []
 
 
 def test_rules_the_builder_cannot_show_are_shown_read_only_not_lost(verified_client):
