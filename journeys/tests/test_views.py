@@ -244,7 +244,8 @@ def test_merge_field_outside_the_form_is_shown_in_the_preview_and_refused_at_sub
 
     page = verified_client.post("/journeys/new/", data).content.decode()
 
-    assert "R-SEND-SCOPE" in page  # the live preview's scope message, as the campaign editor shows it
+    # The live preview's scope message, as the campaign editor shows it: the regulation cited, no internal rule id.
+    assert "45 CFR 164.508(c)(1)(i)" in page and "R-SEND-SCOPE" not in page
     assert not Journey.objects.exists()
     verified_client.post("/journeys/new/", builder_data(purpose, steps=steps))
     journey = Journey.objects.get()
