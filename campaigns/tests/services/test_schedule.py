@@ -7,14 +7,14 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
 from campaigns.models import Campaign, Delivery
 from campaigns.periodic import campaign_launch_due_task
-from campaigns.scheduling import schedule_display, schedule_local_to_utc
+from campaigns.scheduling import schedule_display, schedule_entered_display, schedule_local_to_utc
 from campaigns.selectors.campaigns import campaign_due_list
 from campaigns.services.launch import campaign_launch
 from campaigns.services.lifecycle import campaign_pause, campaign_resume, campaign_schedule
@@ -95,8 +95,10 @@ def test_r_sec_mfa_scheduling_needs_the_code_and_stores_utc_with_the_zone(verifi
         "timezone": "America/New_York",
     }
     page = verified_client.get(right["Location"]).content.decode()
-    shown = schedule_display(expected, "America/New_York")
-    assert shown in page
+    # Issue 17: in the organisation's zone (named), with the zone it was entered in beside it.
+    organisation = expected.astimezone(zoneinfo.ZoneInfo("America/Chicago"))
+    assert dateformat.format(organisation, "M j, Y, g:i A T") in page
+    assert schedule_entered_display(expected, "America/New_York") in page
     assert not Delivery.objects.exists()
 
 
