@@ -10,7 +10,8 @@ for one action, for the user it was granted to, for PASSKEY_STEPUP_MAX_AGE_SECON
 code: hipaamail (which may import campaigns, not the reverse) does the ceremony.
 
 The grace (issue 17): after a step-up passed by a code or a passkey, further step-ups by the same user in the same
-session pass without asking again for settings.HIPAAMAIL_STEPUP_GRACE_SECONDS (0: never). The grace is kept in the
+session pass without asking again for settings.HIPAAMAIL_STEPUP_GRACE_SECONDS (0: never): with no factor, or with
+the code just used typed again; a wrong code or a spent passkey confirmation is still refused. The grace is kept in the
 session, so it never reaches another session (another browser, another device) and ends at sign-out (the session is
 flushed); it names its user, so a new sign-in in the same browser cannot use it; a step passed on the grace does not
 extend it, so it ends at a fixed time after the factor was last shown. Every step passed is audited
@@ -146,21 +147,26 @@ class Reentry:
 def second_factor_reentry(
     *, user, session, code: str, passkey_stepup: str, object_type: str, object_id: object, details: dict
 ) -> Reentry:
-    """R-SEC-MFA re-entry: this session's grace for `user`, a passkey step-up granted in this session (single use,
-    this user, at most PASSKEY_STEPUP_MAX_AGE_SECONDS old), or a current code from one of the user's own devices.
-    A code or passkey starts the grace; the grace does not extend itself. Each pass is audited as
+    """R-SEC-MFA re-entry: a passkey step-up granted in this session (single use, this user, at most
+    PASSKEY_STEPUP_MAX_AGE_SECONDS old), a current code from one of the user's own devices, or this session's grace
+    for `user`: within it no factor is needed, and the code just used may be typed again; a factor presented that
+    is wrong (another code, a spent passkey confirmation) is refused all the same. A code or passkey starts the
+    grace anew; a step passed on the grace does not extend it. Each pass is audited as
     `mfa.reentry_passed` with `details` and "by"; a refusal as `mfa.reentry_failed` with `details` (ids and codes
     only), on the object the action is about. A refusal says why: a wrong code, a code just used, too many tries,
     a spent or expired passkey confirmation."""
     nonce = (passkey_stepup or "").strip()
     code = (code or "").strip().replace(" ", "")
+    grace = stepup_grace_remaining(session, user) > 0
     by = ""
-    if stepup_grace_remaining(session, user):
-        by = BY_GRACE
-    elif nonce and _passkey_stepup_spend(session, user, nonce):
+    if nonce and _passkey_stepup_spend(session, user, nonce):
         by = BY_PASSKEY
     elif code and match_token(user, code) is not None:
         by = BY_CODE
+    elif grace and not nonce and not code:
+        by = BY_GRACE
+    elif grace and not nonce and _code_was_just_used(user, code):
+        by = BY_GRACE  # the code that started the grace, typed again: what the grace is for
     if by:
         if by != BY_GRACE:
             _grace_start(session, user, by=by)

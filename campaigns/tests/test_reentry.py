@@ -153,10 +153,11 @@ def test_r_sec_mfa_after_a_code_the_next_step_ups_pass_on_the_grace_and_each_is_
     pass without a code, and each one is on the audit trail with how it passed."""
     settings.HIPAAMAIL_STEPUP_GRACE_SECONDS = 300
 
-    assert _check(officer, session, code=totp_code(officer)) is True
+    code = totp_code(officer)
+    assert _check(officer, session, code=code) is True
     assert 295 <= reentry.stepup_grace_remaining(session, officer) <= 300
     assert _check(officer, session) is True
-    assert _check(officer, session, code="000000") is True  # within the grace the code is not looked at
+    assert _check(officer, session, code=code) is True  # the code just used, typed again (issue 17)
 
     assert _passes(officer) == ["code", "grace", "grace"]
     assert [event.details for event in AuditEvent.objects.filter(action="mfa.reentry_passed").order_by("id")] == [
@@ -165,6 +166,22 @@ def test_r_sec_mfa_after_a_code_the_next_step_ups_pass_on_the_grace_and_each_is_
         {"for": "campaign.approve", "by": "grace"},
     ]
     assert _failures(officer) == []
+
+
+def test_r_sec_mfa_within_the_grace_a_wrong_factor_is_still_refused(officer, session, settings):
+    """R-SEC-MFA: the grace spares a factor; it does not accept a wrong one. A wrong code or a spent passkey
+    confirmation presented within it is refused and audited, and the grace stays."""
+    settings.HIPAAMAIL_STEPUP_GRACE_SECONDS = 300
+    nonce = reentry.passkey_stepup_grant(session, officer)
+    assert _check(officer, session, passkey_stepup=nonce) is True
+    code = totp_code(officer)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+
+    assert _check(officer, session, code=wrong) is False
+    assert _check(officer, session, passkey_stepup=nonce) is False
+    assert _check(officer, session) is True
+    assert _passes(officer) == ["passkey", "grace"]
+    assert _failures(officer) == [("campaign", "41", DETAILS)] * 2
 
 
 def test_r_sec_mfa_a_passkey_starts_the_grace_too(officer, session, settings):

@@ -25,9 +25,7 @@ def browser_context_args() -> dict:
     return {"viewport": {"width": 1280, "height": 860}, "timezone_id": BROWSER_ZONE}
 
 
-def test_in_chromium_officer_schedules_pauses_resumes_and_cancels(page, live_server, axe_js, settings):
-    # Each step-up here takes its own code (the wrong cancel code must be refused): no grace (issue 17).
-    settings.HIPAAMAIL_STEPUP_GRACE_SECONDS = 0
+def test_in_chromium_officer_schedules_pauses_resumes_and_cancels(page, live_server, axe_js):
     purpose = purpose_make(name="Flu vaccination clinics")
     for _ in range(10):
         authorization_make(patient=patient_make(), purpose=purpose)
