@@ -133,6 +133,7 @@ def _review_page(
         "schedule_form": schedule_form or _schedule_form_unbound(campaign),
         "cancel_form": cancel_form or SecondFactorForm(prefix="cancel"),
         "stepup_grace_until": reentry.stepup_grace_until(request.session, request.user),
+        "stepup_grace_minutes": reentry.stepup_grace_seconds() // 60,
     }
     return render(request, "campaigns/editor/review.html", context, status=status)
 
