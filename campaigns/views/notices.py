@@ -44,6 +44,6 @@ def notice_read(request):
     which = request.POST.get("notice", "")
     if which == "all":
         notices.notice_mark_read(user=request.user)
-    elif which.isdigit():
+    elif which.isascii() and which.isdigit() and len(which) <= 18:  # a bigint; anything else changes nothing
         notices.notice_mark_read(user=request.user, notice_id=int(which))
     return redirect("campaigns:notice_list")
