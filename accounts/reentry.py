@@ -158,6 +158,9 @@ def second_factor_reentry(
     nonce = (passkey_stepup or "").strip()
     code = (code or "").strip().replace(" ", "")
     grace = stepup_grace_remaining(session, user) > 0
+    # Before the code is tried: a throttled device refuses even the right code without looking at it, and one
+    # wrong code here starts the throttle, which must not read as "too many" the first time.
+    throttled = bool(code) and _code_throttled(user)
     by = ""
     if nonce and _passkey_stepup_spend(session, user, nonce):
         by = BY_PASSKEY
@@ -182,7 +185,7 @@ def second_factor_reentry(
         refusal = PASSKEY_STEPUP_REFUSED
     elif _code_was_just_used(user, code):
         refusal = REUSED_CODE
-    elif code and _code_throttled(user):
+    elif throttled:
         refusal = THROTTLED_CODE
     else:
         refusal = WRONG_CODE

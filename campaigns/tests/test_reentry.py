@@ -289,3 +289,12 @@ def test_r_sec_mfa_a_wrong_code_and_a_spent_passkey_say_what_they_are(officer, s
     assert _refusal(officer, session, code=wrong) == str(reentry.WRONG_CODE)
     assert _refusal(officer, session, passkey_stepup="spent") == str(reentry.PASSKEY_STEPUP_REFUSED)
     assert _refusal(officer, session) == str(reentry.WRONG_CODE)
+
+
+def test_r_sec_mfa_a_code_tried_while_the_device_is_throttled_says_to_wait(officer, session, no_grace):
+    code = totp_code(officer)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    assert _refusal(officer, session, code=wrong) == str(reentry.WRONG_CODE)  # this one starts the throttle
+
+    assert _refusal(officer, session, code=code) == str(reentry.THROTTLED_CODE)
+    assert len(_failures(officer)) == 2

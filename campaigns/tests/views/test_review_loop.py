@@ -155,7 +155,9 @@ def test_r_sec_mfa_approve_then_send_takes_one_code_and_both_steps_are_audited(v
     assert not AuditEvent.objects.filter(action="mfa.reentry_failed").exists()
 
 
-def test_r_sec_mfa_approve_and_send_now_is_one_step_up(verified_client, purpose, settings):
+def test_r_sec_mfa_approve_and_send_now_is_one_step_up(
+    verified_client, purpose, settings, django_capture_on_commit_callbacks
+):
     """R-SEC-MFA: "Approve and send now" approves and launches on one code, even with no grace at all."""
     settings.HIPAAMAIL_STEPUP_GRACE_SECONDS = 0
     authorization_make(patient=patient_make(), purpose=purpose)
@@ -163,7 +165,9 @@ def test_r_sec_mfa_approve_and_send_now_is_one_step_up(verified_client, purpose,
     campaign = _submitted(purpose)
     officer = verified_client.sign_in(role="compliance officer")
 
-    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay") as wake:
+    with mock.patch("campaigns.tasks.campaign_dispatch_task.delay") as wake, django_capture_on_commit_callbacks(
+        execute=True
+    ):
         response = verified_client.post(
             f"/campaigns/{campaign.pk}/review/", {"decision": "approve_send", "approvesend-code": totp_code(officer)}
         )
