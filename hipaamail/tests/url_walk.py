@@ -166,7 +166,7 @@ def world_make() -> dict:
         "subscription_id": subscription.pk,
         "delivery_id": delivery.pk,
         # The campaign's author's notice of its approval: nobody walking the URLs is its recipient (a 404).
-        "notice_id": Notice.objects.order_by("pk").values_list("pk", flat=True).first(),
+        "notice_id": Notice.objects.filter(kind=Notice.Kind.APPROVED).values_list("pk", flat=True).first(),
         "version": "r5",
         "uidb36": "1",
         "key": "not-a-real-key",
