@@ -86,7 +86,8 @@ def schedule_default_local(*, timezone_name: str, ahead: timedelta = timedelta(h
 
 
 def schedule_relative(when: datetime | None, *, now: datetime | None = None) -> str:
-    """"in 5 minutes", "in 3 hours", "in 2 days" (rounded down, at least a minute); "" for none or the past."""
+    """"in 5 minutes", "in 3 hours", "in 2 days", "in 4 months", "in 3 years" (rounded down, at least a minute);
+    "" for none or the past."""
     if when is None:
         return ""
     seconds = (when - (now or timezone.now())).total_seconds()
@@ -99,7 +100,11 @@ def schedule_relative(when: datetime | None, *, now: datetime | None = None) -> 
     if hours < 48:
         return ngettext("in %(n)d hour", "in %(n)d hours", hours) % {"n": hours}
     days = hours // 24
-    return ngettext("in %(n)d day", "in %(n)d days", days) % {"n": days}
+    if days < 60:
+        return ngettext("in %(n)d day", "in %(n)d days", days) % {"n": days}
+    if days < 730:
+        return ngettext("in %(n)d month", "in %(n)d months", days // 30) % {"n": days // 30}
+    return ngettext("in %(n)d year", "in %(n)d years", days // 365) % {"n": days // 365}
 
 
 def schedule_entered_display(when: datetime | None, timezone_name: str) -> str:

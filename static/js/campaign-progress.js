@@ -32,9 +32,11 @@
         const swatch = document.createElement("span");
         swatch.className = "swatch segment-" + segment.key;
         swatch.setAttribute("aria-hidden", "true");
+        const text = document.createElement("span");
         const number = document.createElement("strong");
         number.textContent = segment.text;
-        item.append(swatch, segment.label + ": ", number);
+        text.append(segment.label + ": ", number);
+        item.append(swatch, text);
         return item;
       }));
     }

@@ -49,7 +49,10 @@
     if (minutes < 120) { return "in " + plural(minutes, "minute", "minutes"); }
     const hours = Math.floor(minutes / 60);
     if (hours < 48) { return "in " + plural(hours, "hour", "hours"); }
-    return "in " + plural(Math.floor(hours / 24), "day", "days");
+    const days = Math.floor(hours / 24);
+    if (days < 60) { return "in " + plural(days, "day", "days"); }
+    if (days < 730) { return "in " + plural(Math.floor(days / 30), "month", "months"); }
+    return "in " + plural(Math.floor(days / 365), "year", "years");
   }
 
   function update() {
