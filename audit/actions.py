@@ -225,3 +225,9 @@ STEP_UP_JOURNEY_APPROVE = "journey.approve"
 STEP_UP_PURPOSES = frozenset(
     {STEP_UP_APPROVE, STEP_UP_LAUNCH, STEP_UP_SCHEDULE, STEP_UP_CANCEL, STEP_UP_EXPORT, STEP_UP_JOURNEY_APPROVE}
 )
+
+# --- issue 17: review loop ----------------------------------------------------------------------------------
+# A step-up re-entry that passed (accounts.reentry), with the "for" code above and "by": "code", "passkey" or
+# "grace" (a step passed within the short grace after a code or passkey, in the same session, by the same user).
+MFA_REENTRY_PASSED = "mfa.reentry_passed"
+ACTIONS = ACTIONS | {MFA_REENTRY_PASSED}

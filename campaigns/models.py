@@ -3,6 +3,7 @@ or blocked with a reason (R-SEND-EVIDENCE); the database refuses a sent delivery
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from consent.models import Authorization, Patient, Purpose
 from consent.selectors.coverage import CoverageGap
@@ -256,3 +257,38 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"Delivery #{self.pk}"
+
+
+class Notice(models.Model):
+    """A note to one staff member about a campaign's review (issue 17): a campaign waits for their review
+    (to compliance officers and administrators, on submit), or their campaign was approved, rejected (with the
+    reviewer's comment) or sent (to its author). Shown in the notices list and mailed once, after the commit
+    (campaigns.notices). Never about a patient: the campaign, who acted, and a reviewer's comment about content.
+    Nobody gets a notice of their own action."""
+
+    class Kind(models.TextChoices):
+        SUBMITTED = "submitted", _("Waiting for your review")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        SENT = "sent", _("Sent")
+
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    # Who acted (None: the system, for "sent").
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A rejection's comment as it was written then (the campaign keeps only its last one).
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["recipient", "read_at"], name="notice_by_recipient_unread"),
+            models.Index(fields=["recipient", "-created_at"], name="notice_by_recipient_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Notice #{self.pk}"

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.translation import gettext, ngettext
 
 # The zones offered first; any other valid IANA name is accepted too (the browser's own zone, say).
 COMMON_TIMEZONES = (
@@ -82,3 +83,37 @@ def schedule_default_local(*, timezone_name: str, ahead: timedelta = timedelta(h
     zone = zoneinfo.ZoneInfo(timezone_name if timezone_is_known(timezone_name) else "UTC")
     local = (timezone.now() + ahead).astimezone(zone).replace(minute=0, second=0, microsecond=0)
     return f"{local:%Y-%m-%dT%H:%M}"
+
+
+def schedule_relative(when: datetime | None, *, now: datetime | None = None) -> str:
+    """"in 5 minutes", "in 3 hours", "in 2 days", "in 4 months", "in 3 years" (rounded down, at least a minute);
+    "" for none or the past."""
+    if when is None:
+        return ""
+    seconds = (when - (now or timezone.now())).total_seconds()
+    if seconds <= 0:
+        return ""
+    minutes = max(1, int(seconds // 60))
+    if minutes < 120:
+        return ngettext("in %(n)d minute", "in %(n)d minutes", minutes) % {"n": minutes}
+    hours = minutes // 60
+    if hours < 48:
+        return ngettext("in %(n)d hour", "in %(n)d hours", hours) % {"n": hours}
+    days = hours // 24
+    if days < 60:
+        return ngettext("in %(n)d day", "in %(n)d days", days) % {"n": days}
+    if days < 730:
+        return ngettext("in %(n)d month", "in %(n)d months", days // 30) % {"n": days // 30}
+    return ngettext("in %(n)d year", "in %(n)d years", days // 365) % {"n": days // 365}
+
+
+def schedule_entered_display(when: datetime | None, timezone_name: str) -> str:
+    """The wall-clock time a schedule was entered in, when its zone is not the organisation's own:
+    "9:00 AM America/New_York, as entered"; "" otherwise (the page shows the instant in the organisation's zone)."""
+    if when is None or not timezone_is_known(timezone_name) or timezone_name == settings.TIME_ZONE:
+        return ""
+    local = when.astimezone(zoneinfo.ZoneInfo(timezone_name))
+    return gettext("%(time)s %(zone)s, as entered") % {
+        "time": dateformat.format(local, "M j, g:i A"),
+        "zone": timezone_name,
+    }

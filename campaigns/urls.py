@@ -6,7 +6,19 @@ from django.urls import path
 
 from accounts.access import public
 from campaigns.views import campaigns as views
-from campaigns.views import editor, history, library, reports, results, review, segments, tracking, webhooks, wizard
+from campaigns.views import (
+    editor,
+    history,
+    library,
+    notices,
+    reports,
+    results,
+    review,
+    segments,
+    tracking,
+    webhooks,
+    wizard,
+)
 from campaigns.views import unsubscribe as unsubscribe_views
 
 app_name = "campaigns"
@@ -36,6 +48,12 @@ urlpatterns = [
     path("<int:campaign_id>/pause/", review.campaign_pause, name="campaign_pause"),
     path("<int:campaign_id>/resume/", review.campaign_resume, name="campaign_resume"),
     path("<int:campaign_id>/cancel/", review.campaign_cancel, name="campaign_cancel"),
+    # Issue 17, the review loop: the "needs your review" queue (compliance officers and administrators; a 404 for
+    # others) and each staff member's own notices (opening one marks it read; marking read is a POST).
+    path("review/", review.review_queue, name="review_queue"),
+    path("notices/", notices.notice_list_page, name="notice_list"),
+    path("notices/read/", notices.notice_read, name="notice_read"),
+    path("notices/<int:notice_id>/", notices.notice_open, name="notice_open"),
     # Results: every staff role; marketers get aggregates with small cells suppressed.
     path("<int:campaign_id>/results.csv", results.campaign_results_csv, name="results_csv"),
     # Segments.

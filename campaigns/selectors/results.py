@@ -311,8 +311,9 @@ def campaign_list_filtered(*, status: str = "") -> QuerySet[Campaign]:
 
 
 def campaign_progress_percents(*, campaigns: Iterable[Campaign]) -> dict[int, int]:
-    """How much of each launched campaign's audience is decided, in percent: one query for those still sending
-    or paused; a sent campaign is complete (no delivery is left queued when it is marked sent)."""
+    """How far each launched campaign has sent, in percent, as its page's bar says it (campaigns.selectors.progress):
+    of the messages that can go, those handed to the mail server; blocked patients are never progress. One query for
+    those still sending or paused; a sent campaign is complete (no delivery is left queued when it is marked sent)."""
     campaigns = list(campaigns)
     percents = {campaign.pk: 100 for campaign in campaigns if campaign.status == Campaign.Status.SENT}
     open_ids = [campaign.pk for campaign in campaigns if campaign.status in _WITH_PROGRESS and campaign.launched_at]
@@ -320,11 +321,17 @@ def campaign_progress_percents(*, campaigns: Iterable[Campaign]) -> dict[int, in
         rows = (
             Delivery.objects.filter(campaign_id__in=open_ids)
             .values("campaign_id")
-            .annotate(total=Count("id"), queued=Count("id", filter=Q(status=Delivery.Status.QUEUED)))
+            .annotate(
+                total=Count("id"),
+                queued=Count("id", filter=Q(status=Delivery.Status.QUEUED)),
+                blocked=Count("id", filter=Q(status=Delivery.Status.BLOCKED)),
+            )
             .order_by()
         )
         for row in rows:
-            percents[row["campaign_id"]] = decided_percent(audience=row["total"], queued=row["queued"])
+            to_go = row["total"] - row["blocked"]
+            handed = to_go - row["queued"]
+            percents[row["campaign_id"]] = 100 if not row["queued"] else min(99, round(100 * handed / to_go))
         for pk in open_ids:
             percents.setdefault(pk, 0)
     return percents

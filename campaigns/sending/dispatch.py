@@ -18,6 +18,7 @@ from django.utils import timezone
 from audit import actions
 from audit.services import audit_record
 from campaigns.content import MERGE_FIELDS, SYNTHETIC_PATIENT, CampaignContent
+from campaigns import notices
 from campaigns.models import Campaign, Delivery
 from campaigns.sending.messages import AssembledMessage, CampaignRender, message_id_for_test, message_id_parts
 from campaigns.sending.transport import WindowClosed, rate_limiter, transport_for_settings
@@ -467,6 +468,8 @@ def campaign_finish_if_done(*, campaign_id: int) -> bool:
             actor=None, actor_role=actions.SYSTEM, action=actions.CAMPAIGN_SENT,
             object_type="campaign", object_id=campaign.pk
         )
+        # Its author is told, in the product and by mail after the commit (issue 17, the review loop).
+        notices.campaign_sent_notify(campaign=campaign)
     return True
 
 

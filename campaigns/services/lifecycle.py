@@ -13,6 +13,7 @@ from audit import actions
 from audit.services import audit_record
 from campaigns.content import CampaignContent, content_of, content_problems
 from campaigns.models import Campaign, CampaignBlock, ContentBlock, Delivery, EmailTemplate, Segment
+from campaigns.notices import campaign_approved_notify, campaign_rejected_notify, campaign_submitted_notify
 from campaigns.permissions import sending_control_check
 from campaigns.scheduling import schedule_time_check, timezone_is_known
 from campaigns.services.library import campaign_content_validate
@@ -116,6 +117,7 @@ def campaign_submit(*, actor, campaign_id: int) -> Campaign:
             )
         else:
             campaign_move(campaign, actor=actor, to=Campaign.Status.SUBMITTED, action=actions.CAMPAIGN_SUBMITTED)
+            campaign_submitted_notify(campaign=campaign, actor=actor)  # the reviewers, by email after the commit
     if refused:  # raised after the commit, so that the refusal stays on the record
         raise ValidationError([problem.message for problem in refused], code="content")
     return campaign
@@ -143,6 +145,7 @@ def campaign_approve(*, actor, campaign_id: int) -> Campaign:
                 approved_by=actor,
                 approved_at=timezone.now(),
             )
+            campaign_approved_notify(campaign=campaign, actor=actor)  # the author
     if refused:  # raised after the commit, so that the refusal stays on the record
         raise PermissionDenied("A campaign's author cannot approve it.")
     return campaign
@@ -401,4 +404,5 @@ def campaign_reject(*, actor, campaign_id: int, comment: str) -> Campaign:
             reviewed_by=actor,
             reviewed_at=timezone.now(),
         )
+        campaign_rejected_notify(campaign=campaign, actor=actor, comment=comment)  # the author, with the comment
     return campaign

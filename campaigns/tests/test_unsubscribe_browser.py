@@ -24,6 +24,7 @@ def test_one_click_link_from_a_received_message_stops_the_messages(page, live_se
     patient = patient_make(email="margaret@example.org")
     authorization_make(patient=patient, purpose=purpose)
     campaign = campaign_approved_make(purpose=purpose)
+    mail.outbox.clear()  # the review's notices to staff, mailed at each commit here (campaigns.notices)
     with mock.patch("campaigns.tasks.campaign_dispatch_task.delay"):  # this test sends in-process, not via a worker
         campaign_launch(actor=None, campaign_id=campaign.pk)
     while delivery_dispatch_batch(campaign_id=campaign.pk):

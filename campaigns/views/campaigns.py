@@ -11,7 +11,7 @@ from campaigns import permissions
 from campaigns.models import Campaign
 from campaigns.results_chart import results_charts
 from campaigns.selectors import campaigns as selectors
-from campaigns.selectors import results
+from campaigns.selectors import progress, results
 from campaigns.selectors.results import campaign_list_filtered, campaign_progress_percents, campaign_status_counts
 from campaigns.services.lifecycle import EDITABLE
 from campaigns.views.review import campaign_controls
@@ -19,10 +19,13 @@ from campaigns.views.review import campaign_controls
 
 @require_safe
 def campaign_progress(request, campaign_id: int):
-    """The live progress bar's data, polled while a campaign sends: a percentage and the status only."""
+    """The live progress bar's data, polled while a campaign sends: the status, and the audience split into sent,
+    blocked, refused and remaining as this viewer may read it (campaigns.selectors.progress; marketers get the
+    suppressed cells)."""
     campaign = permissions.access_campaign_by_id(request.user, campaign_id)
-    percent = selectors.campaign_progress_percent(campaign_id=campaign.pk)
-    return JsonResponse({"percent": percent, "status": campaign.status})
+    counts = progress.campaign_progress_counts(campaign_id=campaign.pk)
+    shown = progress.campaign_progress(counts, exact=permissions.count_policy_for(request.user).exact)
+    return JsonResponse({"status": campaign.status, **shown.as_json()})
 
 
 @require_safe
@@ -36,7 +39,7 @@ def campaign_detail(request, campaign_id: int):
     view = results.results_view(counts, exact=permissions.count_policy_for(request.user).exact)
     context = {
         "campaign": campaign,
-        "progress_percent": counts.progress_percent,
+        "progress": progress.campaign_progress(counts, exact=permissions.count_policy_for(request.user).exact),
         "evidence": evidence,
         "controls": campaign_controls(request.user, campaign),
         "results": view,

@@ -54,6 +54,8 @@ def _page(request, *, bound=None, status: int = 200):
         "summary_form": forms[ReportKind.COMPLIANCE_SUMMARY],
         "submitted": bound[0] if bound is not None else None,
         "time_zone": settings.TIME_ZONE,
+        "stepup_grace_until": reentry.stepup_grace_until(request.session, request.user),
+        "stepup_grace_minutes": reentry.stepup_grace_seconds() // 60,
     }
     return render(request, "reports/index.html", context, status=status)
 
@@ -65,9 +67,10 @@ def report_index(request):
 
 
 def _confirmed(request, form, *, kind: str, object_type: str, object_id: object) -> bool:
-    """The second factor again before an export (R-SEC-MFA): a code or a passkey step-up (accounts.reentry);
-    a refusal is audited there, naming the report's object, and marked on the form."""
-    if reentry.second_factor_reentry_check(
+    """The second factor again before an export (R-SEC-MFA): a code, a passkey step-up, or the session's short
+    grace after one (accounts.reentry: six exports in a row need one code); every export's step-up is audited
+    with how it passed, a refusal naming the report's object, and marked on the form with its reason."""
+    passed = reentry.second_factor_reentry(
         user=request.user,
         session=request.session,
         code=form.cleaned_data["code"],
@@ -75,13 +78,14 @@ def _confirmed(request, form, *, kind: str, object_type: str, object_id: object)
         object_type=object_type,
         object_id=object_id,
         details={"for": actions.STEP_UP_EXPORT, "report": kind},
-    ):
-        return True
-    if form.cleaned_data["passkey_stepup"] and not form.cleaned_data["code"]:
-        form.add_error("code", reentry.PASSKEY_STEPUP_REFUSED)
-    else:
-        form.add_error("code", reentry.WRONG_CODE)
-    return False
+    )
+    if not passed:
+        form.add_error("code", passed.refusal)
+    return bool(passed)
+
+
+def _valid(request, form) -> bool:
+    return reentry.form_valid_within_grace(form, session=request.session, user=request.user)
 
 
 @require_POST
@@ -89,7 +93,7 @@ def campaign_evidence_export(request):
     _access_reports(request.user)
     kind = ReportKind.CAMPAIGN_EVIDENCE
     form = CampaignEvidenceForm(request.POST, prefix=_PREFIX[kind])
-    if form.is_valid():
+    if _valid(request, form):
         campaign = form.cleaned_data["campaign"]
         if _confirmed(request, form, kind=kind, object_type="campaign", object_id=campaign.pk):
             meta = exports.report_export_start(
@@ -111,7 +115,7 @@ def patient_ledger_export(request):
     _access_reports(request.user)
     kind = ReportKind.PATIENT_LEDGER
     form = PatientLedgerForm(request.POST, prefix=_PREFIX[kind])
-    if form.is_valid():
+    if _valid(request, form):
         patient_id = form.cleaned_data["patient"]
         if _confirmed(request, form, kind=kind, object_type="patient", object_id=patient_id):
             meta = exports.report_export_start(
@@ -134,7 +138,7 @@ def compliance_summary_export(request):
     _access_reports(request.user)
     kind = ReportKind.COMPLIANCE_SUMMARY
     form = ComplianceSummaryForm(request.POST, prefix=_PREFIX[kind])
-    if form.is_valid():
+    if _valid(request, form):
         period = compliance_summary.Period.of_days(form.cleaned_data["date_from"], form.cleaned_data["date_to"])
         if _confirmed(request, form, kind=kind, object_type="report", object_id=""):
             meta = exports.report_export_start(

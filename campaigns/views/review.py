@@ -1,16 +1,20 @@
-"""Campaign review and sending pages (issue 5, items 3 and 4): a compliance officer or administrator sees content,
-purpose, segment and exact coverage, approves or rejects with a comment, sends now or schedules, and pauses, resumes
-or cancels. Marketers get a 404 here and see the status (and a rejection's comment) on the campaign page.
-Approving, sending, scheduling and cancelling ask for the second factor again; campaigns.services.lifecycle and
-campaigns.services.launch hold the rules and the audit."""
+"""Campaign review and sending pages (issue 5, items 3 and 4; issue 17, item 2): a compliance officer or
+administrator finds what waits in the "needs your review" queue, sees content, purpose, segment and exact coverage,
+approves or rejects with a comment, approves and sends at once, sends now or schedules, and pauses, resumes or
+cancels. Marketers get a 404 here and see the status (and a rejection's comment) on the campaign page.
+Approving, sending, scheduling and cancelling ask for the second factor again (accounts.reentry, with its short
+grace: one code for approving, then sending); campaigns.services.lifecycle and campaigns.services.launch hold the
+rules and the audit."""
 import zoneinfo
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts import reentry
 from accounts.roles import sees_patient_evidence
@@ -18,12 +22,16 @@ from audit import actions
 from campaigns import permissions
 from campaigns.forms.review import RejectForm, ScheduleForm, SecondFactorForm
 from campaigns.models import Campaign
-from campaigns.scheduling import schedule_display
-from campaigns.selectors import campaigns as selectors
+from campaigns.scheduling import schedule_default_local, schedule_entered_display, schedule_relative
+from campaigns.selectors import progress as progress_selectors
 from campaigns.selectors.segments import EXCLUSION_REASONS, audience_counts
 from campaigns.services import lifecycle as lifecycle_services
 from campaigns.services.launch import CampaignAlreadyLaunched, campaign_launch
-from campaigns.services.lifecycle import CANCELLABLE, campaign_approve, campaign_reject
+from campaigns.services.lifecycle import CANCELLABLE, EDITABLE, campaign_approve, campaign_reject
+
+AUTHOR_REFUSAL = (
+    "You wrote this campaign, so you cannot approve it: another compliance officer or an administrator must."
+)
 
 _APPROVAL_STANDS = {
     Campaign.Status.APPROVED,
@@ -46,13 +54,25 @@ def campaign_controls(user, campaign: Campaign) -> dict:
         Campaign.Status.SCHEDULED,
         Campaign.Status.PAUSED,
     )
+    paused_percent = None
+    if paused_sending:
+        counts = progress_selectors.campaign_progress_counts(campaign_id=campaign.pk)
+        exact = permissions.count_policy_for(user).exact
+        paused_percent = progress_selectors.campaign_progress(counts, exact=exact).percent
     return {
         "review": sees_patient_evidence(user),
+        "can_edit": status in EDITABLE,
         "rejection": status == Campaign.Status.REJECTED and bool(campaign.review_comment),
         "approval": status in _APPROVAL_STANDS and campaign.approved_at is not None,
-        "schedule": schedule_display(campaign.scheduled_for, campaign.schedule_timezone) if waiting else "",
+        # Shown with {{ campaign.scheduled_for|when }} (the organisation's zone); the zone it was entered in beside
+        # it when that differs, and how far away it is.
+        "schedule": bool(waiting),
+        "schedule_entered": schedule_entered_display(campaign.scheduled_for, campaign.schedule_timezone)
+        if waiting
+        else "",
+        "schedule_in": schedule_relative(campaign.scheduled_for) if waiting else "",
         "paused_sending": paused_sending,
-        "paused_percent": selectors.campaign_progress_percent(campaign_id=campaign.pk) if paused_sending else None,
+        "paused_percent": paused_percent,
         "can_pause": control and status in (Campaign.Status.SENDING, Campaign.Status.SCHEDULED),
         "can_resume": control and status == Campaign.Status.PAUSED,
         "can_cancel": control and status in CANCELLABLE,
@@ -75,14 +95,18 @@ def _audience_counts(campaign: Campaign) -> dict:
 
 
 def _schedule_form_unbound(campaign: Campaign) -> ScheduleForm:
-    """Rescheduling starts from the stored time in its zone; a first schedule from an empty time in the site's
-    zone, which the page's script replaces with the browser's own zone."""
+    """Rescheduling starts from the stored time in its zone; a first schedule from the next whole hour at least an
+    hour away, in the organisation's zone (the zone every page shows times in; a person may pick another). The
+    page's script says "in N minutes" for the time chosen (static/js/timezone-preselect.js)."""
     if campaign.scheduled_for and campaign.schedule_timezone:
         local = campaign.scheduled_for.astimezone(zoneinfo.ZoneInfo(campaign.schedule_timezone))
         return ScheduleForm(initial={"timezone": campaign.schedule_timezone, "send_at": f"{local:%Y-%m-%dT%H:%M}"})
-    form = ScheduleForm()
-    form.fields["timezone"].widget.attrs["data-browser-timezone"] = "preselect"
-    return form
+    return ScheduleForm(
+        initial={
+            "timezone": settings.TIME_ZONE,
+            "send_at": schedule_default_local(timezone_name=settings.TIME_ZONE),
+        }
+    )
 
 
 def _review_page(
@@ -90,6 +114,7 @@ def _review_page(
     campaign: Campaign,
     *,
     approve_form=None,
+    approvesend_form=None,
     reject_form=None,
     launch_form=None,
     schedule_form=None,
@@ -102,41 +127,61 @@ def _review_page(
         "is_author": campaign.created_by_id == request.user.pk,
         "controls": campaign_controls(request.user, campaign),
         "approve_form": approve_form or SecondFactorForm(prefix="approve"),
+        "approvesend_form": approvesend_form or SecondFactorForm(prefix="approvesend"),
         "reject_form": reject_form or RejectForm(),
         "launch_form": launch_form or SecondFactorForm(prefix="launch"),
         "schedule_form": schedule_form or _schedule_form_unbound(campaign),
         "cancel_form": cancel_form or SecondFactorForm(prefix="cancel"),
+        "stepup_grace_until": reentry.stepup_grace_until(request.session, request.user),
+        "stepup_grace_minutes": reentry.stepup_grace_seconds() // 60,
     }
     return render(request, "campaigns/editor/review.html", context, status=status)
 
 
 def _with_second_factor(
-    request, campaign: Campaign, form, *, action: str, proceed: Callable[[], HttpResponse]
+    request,
+    campaign: Campaign,
+    form,
+    *,
+    action: str,
+    proceed: Callable[[], HttpResponse],
+    details: dict | None = None,
 ) -> HttpResponse:
     """Approving, sending now, scheduling and cancelling (R-SEC-MFA): once the form is valid and the second factor
-    re-entered (a code, or a passkey step-up: accounts.reentry), `proceed()` calls the service and answers. A
-    refusal is marked on the form (and audited as `action` by accounts.reentry); a refusal by the service
+    re-entered (a code, a passkey step-up, or the session's grace after one: accounts.reentry), `proceed()` calls
+    the service and answers. A refusal is marked on the form with its reason (a wrong code, a code just used, a
+    spent passkey confirmation) and audited as `action` by accounts.reentry; a refusal by the service
     (ValidationError) goes on the form. Either way the review page is shown again with the form (named by its
     prefix there)."""
-    if form.is_valid():
-        if reentry.second_factor_reentry_check(
+    if reentry.form_valid_within_grace(form, session=request.session, user=request.user):
+        passed = reentry.second_factor_reentry(
             user=request.user,
             session=request.session,
             code=form.cleaned_data["code"],
             passkey_stepup=form.cleaned_data["passkey_stepup"],
             object_type="campaign",
             object_id=campaign.pk,
-            details={"for": action},
-        ):
+            details={"for": action, **(details or {})},
+        )
+        if passed:
             try:
                 return proceed()
             except ValidationError as error:
                 form.add_error(None, error.messages)
-        elif form.cleaned_data["passkey_stepup"] and not form.cleaned_data["code"]:
-            form.add_error("code", reentry.PASSKEY_STEPUP_REFUSED)
         else:
-            form.add_error("code", reentry.WRONG_CODE)
+            form.add_error("code", passed.refusal)
     return _review_page(request, campaign, **{f"{form.prefix}_form": form})
+
+
+@require_safe
+def review_queue(request):
+    """"Needs your review": the campaigns and journey versions waiting for a compliance officer or an
+    administrator, oldest first, with who submitted each and when. The list is put together by
+    hipaamail.context_processors.review_counts (journeys stand above campaigns; only the top of the house reads
+    both), which also gives the navigation its count; this view decides who may see it."""
+    if not sees_patient_evidence(request.user):
+        raise Http404
+    return render(request, "campaigns/review_queue.html")
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -152,13 +197,42 @@ def campaign_review(request, campaign_id: int):
             try:
                 campaign_approve(actor=request.user, campaign_id=campaign.pk)
             except PermissionDenied:
-                form.add_error(None, "You wrote this campaign, so you cannot approve it: another compliance "
-                                     "officer or an administrator must.")
+                form.add_error(None, _(AUTHOR_REFUSAL))
                 return _review_page(request, campaign, approve_form=form, status=403)
-            messages.success(request, "Approved. It can be sent now. Or choose a time to send it at, below.")
+            messages.success(request, _("Approved. It can be sent now. Or choose a time to send it at, below."))
             return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
 
         return _with_second_factor(request, campaign, form, action=actions.STEP_UP_APPROVE, proceed=approve)
+    if decision == "approve_send":
+        form = SecondFactorForm(request.POST, prefix="approvesend")
+
+        def approve_and_send():
+            """One step-up for both (audited "for" campaign.approve "then" campaign.launch); each service audits
+            its own step. A launch refused after the approval leaves the campaign approved, and says why."""
+            try:
+                campaign_approve(actor=request.user, campaign_id=campaign.pk)
+            except PermissionDenied:
+                form.add_error(None, _(AUTHOR_REFUSAL))
+                return _review_page(request, campaign, approvesend_form=form, status=403)
+            try:
+                campaign_launch(actor=request.user, campaign_id=campaign.pk)
+            except CampaignAlreadyLaunched:
+                messages.info(request, _("Approved. It was already launched: nothing was sent twice."))
+            except ValidationError as error:
+                messages.error(request, _("Approved, but not sent: %(why)s") % {"why": " ".join(error.messages)})
+                return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
+            else:
+                messages.success(request, _("Approved, and sending started."))
+            return redirect("campaigns:detail", campaign_id=campaign.pk)
+
+        return _with_second_factor(
+            request,
+            campaign,
+            form,
+            action=actions.STEP_UP_APPROVE,
+            details={"then": actions.STEP_UP_LAUNCH},
+            proceed=approve_and_send,
+        )
     if decision == "reject":
         form = RejectForm(request.POST)
         if form.is_valid():
@@ -207,8 +281,12 @@ def campaign_schedule(request, campaign_id: int):
             send_at=form.cleaned_data["send_at"],
             timezone_name=form.cleaned_data["timezone"],
         )
-        when = schedule_display(scheduled.scheduled_for, scheduled.schedule_timezone)
-        messages.success(request, f"Scheduled: it will be sent {when}.")
+        messages.success(
+            request,
+            _("Scheduled: it will be sent %(in)s, at the time shown below.") % {
+                "in": schedule_relative(scheduled.scheduled_for) or _("shortly")
+            },
+        )
         return redirect("campaigns:detail", campaign_id=campaign.pk)
 
     return _with_second_factor(request, campaign, form, action=actions.STEP_UP_SCHEDULE, proceed=schedule)
@@ -241,9 +319,8 @@ def campaign_resume(request, campaign_id: int):
         if resumed.status == Campaign.Status.SENDING:
             messages.success(request, "Resumed: sending continues.")
         else:
-            when = schedule_display(resumed.scheduled_for, resumed.schedule_timezone)
-            messages.success(request, f"Resumed: scheduled again for {when}. If that time has passed, it is "
-                                      "launched within a minute.")
+            messages.success(request, _("Resumed: scheduled again for the time shown below. If that time has "
+                                        "passed, it is launched within a minute."))
     return redirect("campaigns:detail", campaign_id=campaign.pk)
 
 

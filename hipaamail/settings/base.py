@@ -96,6 +96,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "hipaamail.context_processors.staff_roles",
+                "hipaamail.context_processors.review_counts",
             ],
         },
     },
@@ -170,6 +171,9 @@ OTP_TOTP_THROTTLE_FACTOR = 1
 OTP_STATIC_THROTTLE_FACTOR = 1
 # django-otp's own admins hide device secrets too (accounts/admin.py replaces them anyway).
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+# R-SEC-MFA step-up grace (accounts.reentry, issue 17): after a step-up by code or passkey, further step-ups by the
+# same user in the same session pass for this many seconds (each still audited, "by": "grace"); 0 turns it off.
+HIPAAMAIL_STEPUP_GRACE_SECONDS = env.int("STEPUP_GRACE_SECONDS", default=300)
 # Passkeys (R-SEC-MFA): WebAuthn credentials are django-otp devices (django-otp-webauthn), a second factor only.
 # The relying party id is the domain passkeys are bound to (changing it orphans every registered passkey); the
 # allowed origins are the exact origins pages are served from. The demo defaults follow SITE_URL (localhost, where

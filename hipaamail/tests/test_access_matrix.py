@@ -133,6 +133,10 @@ campaigns:campaign_schedule                         in    in    in    404   ok  
 campaigns:campaign_pause                            in    in    in    404   302   302   2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_resume                           in    in    in    404   302   302   2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_cancel                           in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
+campaigns:review_queue                              in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
+campaigns:notice_list                               in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
+campaigns:notice_read                               in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
+campaigns:notice_open                               in    in    in    404   404   404   2fa   in    in    in    in    in    in    in    in
 campaigns:results_csv                               in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
 campaigns:segment_list                              in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
 campaigns:segment_create                            in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in

@@ -27,7 +27,7 @@ from api.keys import api_key_create
 from api.models import WebhookDelivery
 from api.scopes import SCOPES
 from api.webhooks import webhook_subscription_create
-from campaigns.models import Delivery
+from campaigns.models import Delivery, Notice
 from campaigns.sending.messages import unsubscribe_token
 from campaigns.sending.tracking import link_token, tracking_token
 from campaigns.services.launch import campaign_launch
@@ -165,6 +165,8 @@ def world_make() -> dict:
         "key_id": key.key.pk,
         "subscription_id": subscription.pk,
         "delivery_id": delivery.pk,
+        # The campaign's author's notice of its approval: nobody walking the URLs is its recipient (a 404).
+        "notice_id": Notice.objects.filter(kind=Notice.Kind.APPROVED).values_list("pk", flat=True).first(),
         "version": "r5",
         "uidb36": "1",
         "key": "not-a-real-key",

@@ -1,11 +1,79 @@
-// A first schedule (templates/campaigns/editor/review.html): preselect the browser's own time zone in
-// <select data-browser-timezone="preselect">; without script the site's zone stays the default.
+// The schedule form (templates/campaigns/editor/review.html). The zone defaults to the organisation's, as every
+// page shows times in it; the browser's own zone is added to the list (not chosen) when it is missing, so a person
+// may pick it. Under the zone, #schedule-relative says live how far away the chosen time is: "in 45 minutes",
+// "in 3 hours", or that it has passed or does not exist in that zone (the hour skipped when clocks go forward).
+// The server checks again and stores the instant in UTC (campaigns.scheduling).
 (function () {
-  const select = document.querySelector("select[data-browser-timezone=preselect]");
-  const zone = window.Intl && Intl.DateTimeFormat().resolvedOptions().timeZone;
-  if (!select || !zone) { return; }
-  if (![...select.options].some((option) => option.value === zone)) {
-    select.add(new Option(zone.replaceAll("_", " "), zone));
+  "use strict";
+  const form = document.getElementById("schedule");
+  if (!form) { return; }
+  const input = form.querySelector("input[type=datetime-local]");
+  const select = form.querySelector("select[data-browser-timezone]");
+  const out = document.getElementById("schedule-relative");
+  if (!input || !select || !out) { return; }
+
+  const browserZone = window.Intl && Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (browserZone && ![...select.options].some((option) => option.value === browserZone)) {
+    select.add(new Option(browserZone.replaceAll("_", " ") + " (this browser)", browserZone));
   }
-  select.value = zone;
+
+  // The wall-clock parts of an instant in a zone, as numbers.
+  function partsIn(zone, instant) {
+    const parts = {};
+    new Intl.DateTimeFormat("en-US", {
+      timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit",
+    }).formatToParts(instant).forEach((part) => { parts[part.type] = Number(part.value); });
+    return parts;
+  }
+
+  // The instant of a wall-clock time in a zone, or null when the zone skips that time.
+  function instantOf(wall, zone) {
+    const asUtc = Date.UTC(wall.year, wall.month - 1, wall.day, wall.hour, wall.minute);
+    let guess = asUtc;
+    for (let i = 0; i < 3; i++) {
+      const p = partsIn(zone, new Date(guess));
+      const shown = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute);
+      guess += asUtc - shown;
+    }
+    const back = partsIn(zone, new Date(guess));
+    const same = back.year === wall.year && back.month === wall.month && back.day === wall.day &&
+      back.hour === wall.hour && back.minute === wall.minute;
+    return same ? guess : null;
+  }
+
+  function plural(n, one, many) { return n + " " + (n === 1 ? one : many); }
+
+  function relative(ms) {
+    const minutes = Math.max(1, Math.floor(ms / 60000));
+    if (minutes < 120) { return "in " + plural(minutes, "minute", "minutes"); }
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) { return "in " + plural(hours, "hour", "hours"); }
+    const days = Math.floor(hours / 24);
+    if (days < 60) { return "in " + plural(days, "day", "days"); }
+    if (days < 730) { return "in " + plural(Math.floor(days / 30), "month", "months"); }
+    return "in " + plural(Math.floor(days / 365), "year", "years");
+  }
+
+  function update() {
+    const match = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(input.value || "");
+    if (!match) { out.textContent = ""; return; }
+    const wall = {
+      year: Number(match[1]), month: Number(match[2]), day: Number(match[3]),
+      hour: Number(match[4]), minute: Number(match[5]),
+    };
+    let instant;
+    try { instant = instantOf(wall, select.value); } catch (error) { out.textContent = ""; return; }
+    if (instant === null) {
+      out.textContent = "That time does not exist in " + select.value + ": the clocks go forward then.";
+      return;
+    }
+    const ms = instant - Date.now();
+    out.textContent = ms > 0 ? "It will be sent " + relative(ms) + "." : "That time has already passed.";
+  }
+
+  input.addEventListener("input", update);
+  select.addEventListener("change", update);
+  setInterval(update, 30000);
+  update();
 })();

@@ -7,14 +7,19 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.tests.factories import staff_make
 from audit.models import AuditEvent
 from campaigns.models import Campaign, Delivery
 from campaigns.periodic import campaign_launch_due_task
-from campaigns.scheduling import schedule_display, schedule_local_to_utc
+from campaigns.scheduling import (
+    schedule_display,
+    schedule_entered_display,
+    schedule_local_to_utc,
+    schedule_relative,
+)
 from campaigns.selectors.campaigns import campaign_due_list
 from campaigns.services.launch import campaign_launch
 from campaigns.services.lifecycle import campaign_pause, campaign_resume, campaign_schedule
@@ -95,8 +100,10 @@ def test_r_sec_mfa_scheduling_needs_the_code_and_stores_utc_with_the_zone(verifi
         "timezone": "America/New_York",
     }
     page = verified_client.get(right["Location"]).content.decode()
-    shown = schedule_display(expected, "America/New_York")
-    assert shown in page
+    # Issue 17: in the organisation's zone (named), with the zone it was entered in beside it.
+    organisation = expected.astimezone(zoneinfo.ZoneInfo("America/Chicago"))
+    assert dateformat.format(organisation, "M j, Y, g:i A T") in page
+    assert schedule_entered_display(expected, "America/New_York") in page
     assert not Delivery.objects.exists()
 
 
@@ -220,3 +227,22 @@ def test_a_paused_scheduled_campaign_is_not_launched_at_its_time_until_resumed(a
 
     assert Campaign.objects.get(pk=approved.pk).status == "sending"
     assert Delivery.objects.count() == 4
+
+
+@pytest.mark.parametrize(
+    ("ahead", "shown"),
+    [
+        (timedelta(seconds=20), "in 1 minute"),
+        (timedelta(minutes=45), "in 45 minutes"),
+        (timedelta(minutes=119), "in 119 minutes"),
+        (timedelta(hours=5, minutes=59), "in 5 hours"),
+        (timedelta(days=3, hours=2), "in 3 days"),
+        (timedelta(days=100), "in 3 months"),
+        (timedelta(days=800), "in 2 years"),
+        (timedelta(seconds=-1), ""),
+    ],
+)
+def test_how_far_away_a_schedule_is_reads_in_words(ahead, shown):
+    now = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+
+    assert schedule_relative(now + ahead, now=now) == shown

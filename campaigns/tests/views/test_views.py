@@ -114,7 +114,8 @@ def test_a_reused_unsubscribe_link_says_it_was_already_done(client, sent_campaig
 
 
 def test_progress_endpoint_follows_the_deliveries(verified_client):
-    """The live progress bar: the share of the audience decided, and the status; nothing per patient."""
+    """The live progress bar: sent, blocked and remaining as the viewer may read them, the share of what can be
+    sent that was sent, and the status; nothing per patient."""
     purpose = purpose_make()
     for _ in range(4):
         authorization_make(patient=patient_make(), purpose=purpose)
@@ -127,6 +128,14 @@ def test_progress_endpoint_follows_the_deliveries(verified_client):
     halfway = verified_client.get(f"/campaigns/{campaign.pk}/progress/").json()
     page = verified_client.get(f"/campaigns/{campaign.pk}/").content.decode()
 
-    assert before == {"percent": 0, "status": "sending"}
-    assert halfway == {"percent": 50, "status": "sending"}
+    # A marketer reads 1 to 10 as "fewer than 11" (R-SMALL-CELL), each segment drawn at its range's middle.
+    assert (before["status"], before["percent"], before["remaining"]) == ("sending", 0, True)
+    assert [(s["key"], s["text"]) for s in before["segments"]] == [
+        ("sent", "0"), ("blocked", "0"), ("remaining", "fewer than 11")
+    ]
+    assert (halfway["status"], halfway["percent"]) == ("sending", 50)
+    assert [(s["key"], s["text"], s["width"]) for s in halfway["segments"]] == [
+        ("sent", "fewer than 11", 50.0), ("blocked", "0", 0.0), ("remaining", "fewer than 11", 50.0)
+    ]
+    assert set(before) == {"status", "percent", "remaining", "summary", "segments"}  # nothing per patient
     assert f"/campaigns/{campaign.pk}/progress/" in page  # the page polls while sending

@@ -1,0 +1,168 @@
+"""Notices of the review loop (issue 17): in the product (campaigns.models.Notice, the notices page and the count in
+the navigation) and by email, to the staff member concerned:
+
+- submitted: every active compliance officer and administrator but the author (someone must review it);
+- approved, rejected (with the reviewer's comment), sent: the campaign's author.
+
+Nobody is told of their own action (an administrator who submits their own campaign is not asked to review it).
+The notices are written in the transaction of the change they report, so both commit or neither; their email
+leaves after the commit (transaction.on_commit), through Django's mail backend as the other staff mail does
+(audit.services.audit_chain_break_alert), one message per person. A failed send is logged by its error's type and
+never undoes the change. The mail names the campaign, who acted and the reviewer's comment (prose about content,
+never about a patient) with a link to the campaign: no patient, no count of patients (R-NO-PHI-LEAK).
+
+This module stands apart from campaigns.services so that the sender (campaigns.sending, which may not import the
+services) can report a campaign sent: campaigns.sending.dispatch.campaign_finish_if_done calls
+`campaign_sent_notify` in its transaction.
+"""
+import logging
+import smtplib
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import roles
+from campaigns.models import Campaign, Notice
+
+logger = logging.getLogger(__name__)
+
+REVIEWER_ROLES = (roles.COMPLIANCE_OFFICER, roles.ADMINISTRATOR)
+
+
+def reviewer_list(*, exclude_user_id: int | None = None) -> list:
+    """Active compliance officers and administrators (and superusers), each once, by id."""
+    users = (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(groups__name__in=REVIEWER_ROLES) | Q(is_superuser=True))
+        .distinct()
+        .order_by("id")
+    )
+    if exclude_user_id is not None:
+        users = users.exclude(pk=exclude_user_id)
+    return list(users)
+
+
+def _notify(*, campaign: Campaign, kind: str, actor, recipients: Iterable, comment: str = "") -> list[Notice]:
+    """Write one notice per recipient (never the actor) and mail them after the commit. A journey's step campaigns
+    are reviewed with their journey version, not one by one: they get none."""
+    if campaign.kind != Campaign.Kind.CAMPAIGN:
+        return []
+    actor_id = getattr(actor, "pk", None)
+    notices = [
+        Notice(recipient=recipient, campaign=campaign, kind=kind, actor=actor, comment=comment)
+        for recipient in recipients
+        if recipient is not None and recipient.pk != actor_id and recipient.is_active
+    ]
+    if not notices:
+        return []
+    Notice.objects.bulk_create(notices)
+    ids = [notice.pk for notice in notices]
+    transaction.on_commit(lambda: notice_mail_send(notice_ids=ids))
+    return notices
+
+
+def campaign_submitted_notify(*, campaign: Campaign, actor) -> list[Notice]:
+    return _notify(
+        campaign=campaign,
+        kind=Notice.Kind.SUBMITTED,
+        actor=actor,
+        recipients=reviewer_list(exclude_user_id=actor.pk),
+    )
+
+
+def campaign_approved_notify(*, campaign: Campaign, actor) -> list[Notice]:
+    return _notify(campaign=campaign, kind=Notice.Kind.APPROVED, actor=actor, recipients=[campaign.created_by])
+
+
+def campaign_rejected_notify(*, campaign: Campaign, actor, comment: str) -> list[Notice]:
+    return _notify(
+        campaign=campaign, kind=Notice.Kind.REJECTED, actor=actor, recipients=[campaign.created_by], comment=comment
+    )
+
+
+def campaign_sent_notify(*, campaign: Campaign) -> list[Notice]:
+    """The campaign finished sending (every delivery sent, blocked or failed): its author is told. A journey's
+    step campaign never finishes, so it never gets here."""
+    return _notify(campaign=campaign, kind=Notice.Kind.SENT, actor=None, recipients=[campaign.created_by])
+
+
+# --- In the product ---------------------------------------------------------------------------------------------
+
+
+def notice_list(*, user):
+    """The user's notices, newest first, with their campaign and who acted."""
+    return (
+        Notice.objects.filter(recipient=user)
+        .select_related("campaign", "actor")
+        .order_by("-created_at", "-id")
+    )
+
+
+def notice_unread_count(*, user) -> int:
+    if not getattr(user, "is_authenticated", False):
+        return 0
+    return Notice.objects.filter(recipient=user, read_at__isnull=True).count()
+
+
+def notice_mark_read(*, user, notice_id: int | None = None) -> int:
+    """Mark one of the user's notices read (or all of them, with no id); another's notice is never touched.
+    Returns how many changed."""
+    notices = Notice.objects.filter(recipient=user, read_at__isnull=True)
+    if notice_id is not None:
+        notices = notices.filter(pk=notice_id)
+    return notices.update(read_at=timezone.now())
+
+
+# --- By email ---------------------------------------------------------------------------------------------------
+
+_TEMPLATE = "campaigns/email/notice"
+
+
+def notice_mail_context(notice: Notice) -> dict:
+    campaign = notice.campaign
+    return {
+        "notice": notice,
+        "kind": notice.kind,
+        "campaign_name": campaign.name,
+        "actor_email": notice.actor.email if notice.actor else "",
+        "comment": notice.comment,
+        "url": settings.SITE_URL.rstrip("/")
+        + reverse(
+            "campaigns:campaign_review" if notice.kind == Notice.Kind.SUBMITTED else "campaigns:detail",
+            args=[campaign.pk],
+        ),
+        "notices_url": settings.SITE_URL.rstrip("/") + reverse("campaigns:notice_list"),
+        "organisation_name": settings.HIPAAMAIL_ORGANISATION_NAME,
+    }
+
+
+def notice_mail_render(notice: Notice) -> tuple[str, str, str]:
+    """(subject, text, html) from the triplet campaigns/email/notice.subject.txt | .txt | .html."""
+    context = notice_mail_context(notice)
+    name = _TEMPLATE
+    subject = " ".join(render_to_string(f"{name}.subject.txt", context).split())
+    return subject, render_to_string(f"{name}.txt", context), render_to_string(f"{name}.html", context)
+
+
+def notice_mail_send(*, notice_ids: list[int]) -> int:
+    """Mail each notice to its recipient's address; returns how many the mail server took."""
+    sent = 0
+    notices = Notice.objects.filter(pk__in=notice_ids).select_related("campaign", "actor", "recipient")
+    for notice in notices.order_by("id"):
+        if not notice.recipient.email:
+            continue
+        subject, text, html = notice_mail_render(notice)
+        try:
+            sent += send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [notice.recipient.email], html_message=html)
+        except (smtplib.SMTPException, OSError) as error:
+            # The error's text may name the address; its type is enough to act on.
+            logger.error("campaigns: a review notice was not mailed (%s)", type(error).__name__)
+    return sent
