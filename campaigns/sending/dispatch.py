@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from audit import actions
 from audit.services import audit_record
-from campaigns.content import MERGE_FIELDS, SYNTHETIC_PATIENT, CampaignContent
 from campaigns import notices
+from campaigns.content import MERGE_FIELDS, SYNTHETIC_PATIENT, CampaignContent
 from campaigns.models import Campaign, Delivery
 from campaigns.sending.messages import AssembledMessage, CampaignRender, message_id_for_test, message_id_parts
 from campaigns.sending.transport import WindowClosed, rate_limiter, transport_for_settings
