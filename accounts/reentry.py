@@ -198,7 +198,7 @@ def second_factor_reentry(
 def second_factor_reentry_check(
     *, user, session, code: str, passkey_stepup: str, object_type: str, object_id: object, details: dict
 ) -> bool:
-    """second_factor_reentry, as a yes or no (journeys.views.review)."""
+    """second_factor_reentry, as a yes or no."""
     return bool(
         second_factor_reentry(
             user=user,

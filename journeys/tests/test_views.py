@@ -459,6 +459,23 @@ def test_officer_approves_with_the_second_factor_again(verified_client, purpose)
     assert (journey.status, journey.live_version.approved_by_id) == ("active", officer.pk)
 
 
+def test_r_sec_mfa_a_journey_approved_within_the_step_up_grace_needs_no_second_code(verified_client, purpose):
+    """R-SEC-MFA with the grace (ADR 0023): a code shown for one action spares the next for a few minutes, as on a
+    campaign's review page; the pass is audited as by grace."""
+    officer = verified_client.sign_in(role="compliance officer")
+    first, second = _submitted(purpose), _submitted(purpose)
+    assert verified_client.post(f"/journeys/{first.pk}/review/",
+                                {"decision": "approve", "approve-code": totp_code(officer)}).status_code == 302
+
+    response = verified_client.post(f"/journeys/{second.pk}/review/", {"decision": "approve", "approve-code": ""})
+
+    assert response.status_code == 302
+    second.refresh_from_db()
+    assert second.status == "active"
+    passes = list(AuditEvent.objects.filter(action="mfa.reentry_passed").order_by("id").values_list("details", flat=True))
+    assert [details["by"] for details in passes] == ["code", "grace"]
+
+
 def test_the_author_cannot_approve_and_is_told_so(verified_client, purpose):
     officer = verified_client.sign_in(role="compliance officer")
     journey = _submitted(purpose, author=officer)

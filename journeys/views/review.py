@@ -60,9 +60,10 @@ def _review_page(request, journey: Journey, *, approve_form=None, reject_form=No
 
 def _approve(request, journey: Journey):
     form = SecondFactorForm(request.POST, prefix="approve")
-    if not form.is_valid():
+    # Within the session's step-up grace (accounts.reentry, ADR 0023) no code is needed, as on a campaign's review.
+    if not reentry.form_valid_within_grace(form, session=request.session, user=request.user):
         return _review_page(request, journey, approve_form=form)
-    if not reentry.second_factor_reentry_check(
+    passed = reentry.second_factor_reentry(
         user=request.user,
         session=request.session,
         code=form.cleaned_data["code"],
@@ -70,11 +71,9 @@ def _approve(request, journey: Journey):
         object_type="journey",
         object_id=journey.pk,
         details={"for": actions.STEP_UP_JOURNEY_APPROVE},
-    ):
-        if form.cleaned_data["passkey_stepup"] and not form.cleaned_data["code"]:
-            form.add_error("code", reentry.PASSKEY_STEPUP_REFUSED)
-        else:
-            form.add_error("code", reentry.WRONG_CODE)
+    )
+    if not passed:
+        form.add_error("code", passed.refusal)
         return _review_page(request, journey, approve_form=form)
     try:
         version = journey_approve(actor=request.user, journey_id=journey.pk)
