@@ -109,6 +109,13 @@ def stepup_grace_remaining(session, user) -> int:
     return int(min(left, seconds)) if left > 0 else 0
 
 
+def stepup_grace_begin_at_sign_in(session, user) -> None:
+    """The second factor passed at sign-in starts the grace too, as a step-up would (GitHub's "sudo mode" does the
+    same): a person who typed a code a moment ago is not asked for another one for their first action, so a
+    campaign goes from sign-in to sent with one code per person (issue 17). The sign-in is audited as such."""
+    _grace_start(session, user, by="sign-in")
+
+
 def stepup_grace_end(session) -> None:
     session.pop(STEPUP_GRACE_SESSION_KEY, None)
 
