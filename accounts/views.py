@@ -14,7 +14,7 @@ from django_otp_webauthn import exceptions as webauthn_exceptions
 from django_otp_webauthn import views as webauthn_views
 from django_otp_webauthn.exceptions import OTPWebAuthnApiError
 
-from accounts import mfa
+from accounts import mfa, reentry
 from accounts.forms import OTPTokenForm
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ def otp_verify(request):
         device = mfa.otp_verify(user=request.user, token=form.cleaned_data["token"])
         if device is not None:
             otp_login(request, device)
+            # The code just typed spares the next step-up for a few minutes (ADR 0023): one code per person
+            # from sign-in to the first approval or export.
+            reentry.stepup_grace_begin_at_sign_in(request.session, request.user)
             return redirect(_next_url(request))
         form.add_error("token", "That code did not work. Check the time on your phone and try again.")
     return render(

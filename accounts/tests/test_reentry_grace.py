@@ -61,3 +61,35 @@ def test_r_sec_mfa_outside_the_grace_an_empty_code_is_an_error(officer, session)
     assert reentry.form_valid_within_grace(form, session=session, user=other) is False
     session[reentry.STEPUP_GRACE_SESSION_KEY]["until"] = time.time() - 1
     assert reentry.form_valid_within_grace(_StepUpForm({"code": ""}), session=session, user=officer) is False
+
+
+@pytest.mark.parametrize("grace_seconds", [300, 0])
+def test_r_sec_mfa_the_sign_in_code_starts_the_grace_for_that_user_only(client, officer, settings, grace_seconds):
+    """One code per person from sign-in to the first approval (issue 17): passing the second factor at sign-in
+    starts the same bounded grace a step-up does; with the grace turned off it starts nothing."""
+    from conftest import totp_code
+
+    settings.HIPAAMAIL_STEPUP_GRACE_SECONDS = grace_seconds
+    client.force_login(officer)
+
+    response = client.post("/account/two-factor/", {"token": totp_code(officer)})
+
+    assert response.status_code == 302
+    session = client.session
+    remaining = reentry.stepup_grace_remaining(session, officer)
+    if grace_seconds:
+        assert 295 <= remaining <= 300
+        assert session[reentry.STEPUP_GRACE_SESSION_KEY]["by"] == "sign-in"
+        assert reentry.stepup_grace_remaining(session, staff_make(role="compliance officer")) == 0
+    else:
+        assert remaining == 0 and reentry.STEPUP_GRACE_SESSION_KEY not in session
+
+
+def test_r_sec_mfa_a_wrong_sign_in_code_starts_no_grace(client, officer, settings):
+    settings.HIPAAMAIL_STEPUP_GRACE_SECONDS = 300
+    client.force_login(officer)
+
+    response = client.post("/account/two-factor/", {"token": "000000"})
+
+    assert response.status_code == 200
+    assert reentry.stepup_grace_remaining(client.session, officer) == 0
