@@ -195,6 +195,12 @@ REPORT_EXPORTED = "report.exported"
 ENCRYPTION_ROTATED = "encryption.rotated"
 STANDING_REBUILT = "standing.rebuilt"  # the live counts' summary written again from the evidence (ADR 0021)
 
+# issue 17: patient. A form version translated (ADR 0024); a patient's language set (in the portal, or by staff); a
+# one-click unsubscribe undone by the patient within minutes (ADR 0025): its authorizations stored again.
+AUTHORIZATION_FORM_TRANSLATION_CREATED = "authorization_form.translation_created"
+PATIENT_LANGUAGE_SET = "patient.language_set"
+UNSUBSCRIBE_UNDONE = "unsubscribe.undone"
+
 # The shape every action has: "<subject>.<what happened>", lower case words joined by underscores.
 ACTION_PATTERN = re.compile(r"^[a-z_]+\.[a-z_]+$")
 
