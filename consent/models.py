@@ -8,6 +8,7 @@ consent.selectors.coverage.authorization_covering_list.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import translation
 
 from consent.fields import EncryptedTextField
 
@@ -101,6 +102,9 @@ class Purpose(models.Model):
     code = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=120)
     description = models.TextField()
+    # How Spanish-reading patients see it named and described (issue 17, item 6); "" shows the name as written.
+    name_es = models.CharField(max_length=120, blank=True, default="", db_default="")
+    description_es = models.TextField(blank=True, default="", db_default="")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     # R-PURPOSE-REMUNERATION: a third party paying for the communication makes it marketing.
     third_party_paid = models.BooleanField(default=False)
@@ -122,6 +126,19 @@ class Purpose(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def shown_name(self) -> str:
+        """The name a patient reads, in the active language, exactly as staff wrote it (never lower-cased)."""
+        if self.name_es and (translation.get_language() or "").startswith(Language.SPANISH):
+            return self.name_es
+        return self.name
+
+    @property
+    def shown_description(self) -> str:
+        if self.description_es and (translation.get_language() or "").startswith(Language.SPANISH):
+            return self.description_es
+        return self.description
 
 
 class AuthorizationForm(models.Model):

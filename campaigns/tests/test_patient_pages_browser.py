@@ -61,9 +61,17 @@ def test_every_patient_page_in_both_languages(browser_context, live_server, axe_
     browser_context.add_cookies([{"name": "django_language", "value": language, "url": live_server.url}])
     base = live_server.url
     patient = patient_make(email=f"margaret.{language}@example.org", full_name="Margaret Ellen Jones", language=language)
-    cpap = purpose_make(name="CPAP supplies", description="New masks, filters and tubing for your CPAP machine.")
+    cpap = purpose_make(
+        name="CPAP supplies", name_es="Suministros para CPAP",
+        description="New masks, filters and tubing for your CPAP machine.",
+        description_es="Mascarillas, filtros y tubos nuevos para su máquina CPAP.",
+    )
     form_spanish_make(form_published_make(cpap))
-    diabetes = purpose_make(name="Diabetes education program", description="Classes about living well with diabetes.")
+    diabetes = purpose_make(
+        name="Diabetes education program", name_es="Programa de educación sobre la diabetes",
+        description="Classes about living well with diabetes.",
+        description_es="Clases para vivir bien con diabetes.",
+    )
     form_spanish_make(form_published_make(diabetes))
     hearing = purpose_make(name="Hearing aids", description="Offers on hearing aids we sell.")
     form_published_make(hearing)

@@ -20,6 +20,15 @@ class PurposeForm(forms.Form):
         label="Plain description",
         help_text="One or two short sentences a patient understands.",
     )
+    name_es = forms.CharField(
+        max_length=120, required=False, label="Name in Spanish",
+        help_text="How Spanish-reading patients see the purpose named, for example: Suministros para CPAP. "
+        "Empty: they see the name above.",
+    )
+    description_es = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, label="Plain description in Spanish",
+        help_text="One or two short sentences in Spanish. Empty: they see the description above.",
+    )
     kind = forms.ChoiceField(choices=Purpose.Kind.choices, widget=forms.RadioSelect)
     third_party_paid = forms.BooleanField(
         required=False,

@@ -1,5 +1,5 @@
 """Languages (issue 17, item 6): a patient's language; a form version's language and the English version it translates
-(ADR 0024), one version number per purpose and language. A reinstated authorization names the revoked one it stores
+(ADR 0024), one version number per purpose and language; a purpose's name and description in Spanish. A reinstated authorization names the revoked one it stores
 again (ADR 0025).
 
 SQLite rebuilds consent_authorizationform to change its constraints and add a column with a default, which drops the
@@ -79,6 +79,16 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name='authorizationform',
             constraint=models.CheckConstraint(condition=models.Q(models.Q(('language', 'en'), ('translation_of__isnull', True)), models.Q(models.Q(('language', 'en'), _negated=True), ('translation_of__isnull', False)), _connector='OR'), name='authorization_form_translation_has_original'),
+        ),
+        migrations.AddField(
+            model_name='purpose',
+            name='name_es',
+            field=models.CharField(blank=True, db_default='', default='', max_length=120),
+        ),
+        migrations.AddField(
+            model_name='purpose',
+            name='description_es',
+            field=models.TextField(blank=True, db_default='', default=''),
         ),
         migrations.RunPython(_sqlite_triggers_again, migrations.RunPython.noop),
     ]

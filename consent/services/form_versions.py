@@ -73,6 +73,8 @@ def purpose_update(
     description: str,
     kind: str,
     third_party_paid: bool,
+    name_es: str = "",
+    description_es: str = "",
 ) -> Purpose:
     """Edit a purpose. A treatment-kind purpose that a third party pays for is refused by the model's
     constraint, whose message full_clean raises (R-PURPOSE-REMUNERATION)."""
@@ -81,8 +83,11 @@ def purpose_update(
         before = {"code": purpose.code, "kind": purpose.kind, "third_party_paid": purpose.third_party_paid}
         purpose.code, purpose.name, purpose.description = code, name, description
         purpose.kind, purpose.third_party_paid = kind, third_party_paid
+        purpose.name_es, purpose.description_es = name_es.strip(), description_es.strip()
         purpose.full_clean()
-        purpose.save(update_fields=["code", "name", "description", "kind", "third_party_paid"])
+        purpose.save(
+            update_fields=["code", "name", "description", "kind", "third_party_paid", "name_es", "description_es"]
+        )
         audit_record(
             actor=actor,
             action=actions.PURPOSE_UPDATED,
@@ -431,9 +436,20 @@ def _refuse_published(form: AuthorizationForm) -> None:
 
 
 def purpose_create(
-    *, actor, code: str, name: str, description: str, kind: str, third_party_paid: bool = False
+    *,
+    actor,
+    code: str,
+    name: str,
+    description: str,
+    kind: str,
+    third_party_paid: bool = False,
+    name_es: str = "",
+    description_es: str = "",
 ) -> Purpose:
-    purpose = Purpose(code=code, name=name, description=description, kind=kind, third_party_paid=third_party_paid)
+    purpose = Purpose(
+        code=code, name=name, description=description, kind=kind, third_party_paid=third_party_paid,
+        name_es=name_es.strip(), description_es=description_es.strip(),
+    )
     purpose.full_clean()
     with transaction.atomic():
         purpose.save(force_insert=True)

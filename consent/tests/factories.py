@@ -93,7 +93,7 @@ def form_spanish_make(english, **overrides):
 
     draft = form_versions.form_version_translation_create(actor=None, form_id=english.pk, language="es")
     fields = {
-        "title": f"Permiso para enviarle mensajes sobre {english.purpose.name}",
+        "title": f"Permiso para enviarle mensajes sobre {english.purpose.name_es or english.purpose.name}",
         "merge_fields": english.merge_fields,
         "expiry_kind": english.expiry_kind,
         "expiry_months": english.expiry_months,

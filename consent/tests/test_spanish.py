@@ -237,3 +237,25 @@ def test_patient_language_set_refuses_an_unknown_language():
     with pytest.raises(ValidationError):
         patient_language_set(actor=None, patient_id=patient.pk, language="fr", source="portal")
     assert Patient.objects.get(pk=patient.pk).language == "en"
+
+
+def test_a_purpose_named_in_spanish_is_shown_by_that_name_to_spanish_readers(client, django_capture_on_commit_callbacks):
+    """Purpose names as staff wrote them, in the reader's language; never lower-cased."""
+    patient = patient_make(language="es")
+    purpose = purpose_make(
+        name="CPAP supplies", name_es="Suministros para CPAP", description_es="Mascarillas y filtros nuevos."
+    )
+    form_spanish_make(form_published_make(purpose))
+    with django_capture_on_commit_callbacks(execute=True):
+        signing.invitation_create(actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel="email")
+    assert "mensajes sobre “Suministros para CPAP”" in mail.outbox[-1].body
+
+    client.post("/my/language/", {"language": "es", "next": "/my/"})
+    client.post("/my/sign-in/", {"email": patient.email})
+    client.post("/my/code/", {"code": _code(mail.outbox[-1])})
+    spanish_home = client.get("/my/").content.decode()
+    client.post("/my/language/", {"language": "en", "next": "/my/"})
+    english_home = client.get("/my/").content.decode()
+
+    assert "<strong>Suministros para CPAP</strong>" in spanish_home and "Mascarillas y filtros nuevos." in spanish_home
+    assert "<strong>CPAP supplies</strong>" in english_home and "Suministros" not in english_home

@@ -26,7 +26,11 @@ def browser_context_args() -> dict:
 def test_a_spanish_patient_signs_the_spanish_form_on_a_phone(browser_context, live_server, axe_js, tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     patient = patient_make(email="rosa.garcia@example.org", full_name="Rosa María García", language="es")
-    purpose = purpose_make(name="CPAP supplies", description="Mascarillas, filtros y tubos nuevos para su CPAP.")
+    purpose = purpose_make(
+        name="CPAP supplies", name_es="Suministros para CPAP",
+        description="New masks, filters and tubing for your CPAP machine.",
+        description_es="Mascarillas, filtros y tubos nuevos para su máquina CPAP.",
+    )
     spanish = form_spanish_make(form_published_make(purpose))
     signing.invitation_create(actor=None, patient_id=patient.pk, purpose_id=purpose.pk, channel=Invitation.Channel.EMAIL)
     invitation = mail.outbox[-1]

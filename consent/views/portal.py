@@ -285,7 +285,7 @@ def revoke(request, authorization_id: int):
         # The purpose's name as staff wrote it, never lower-cased (issue 17, item 5).
         messages.success(
             request,
-            _("Done. We will not send you messages about “%(name)s” any more.") % {"name": authorization.purpose.name},
+            _("Done. We will not send you messages about “%(name)s” any more.") % {"name": authorization.purpose.shown_name},
         )
         return redirect("portal:home")
     return render(request, "consent/portal/revoke_confirm.html", {"authorization": authorization})
