@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit import actions
 from audit.services import audit_record
@@ -382,12 +383,12 @@ def form_version_translation_create(*, actor, form_id: int, language: str = Lang
     """A draft translation of a published English version: the same purpose and version number, every authored field
     copied for the author to translate, linked to the original (ADR 0024). One per version and language."""
     if language not in Language.values or language == Language.ENGLISH:
-        raise ValidationError("Choose the language to translate the form into.", code="language")
+        raise ValidationError(_("Choose the language to translate the form into."), code="language")
     with transaction.atomic():
         original = AuthorizationForm.objects.select_for_update().select_related("purpose").get(pk=form_id)
         if original.language != Language.ENGLISH or original.status != AuthorizationForm.Status.PUBLISHED:
             raise ValidationError(
-                "Only a published English version can be translated. Publish it first.", code="not_published"
+                _("Only a published English version can be translated. Publish it first."), code="not_published"
             )
         existing = AuthorizationForm.objects.filter(translation_of=original, language=language).first()
         if existing is not None:
@@ -419,10 +420,10 @@ def form_version_translation_create(*, actor, form_id: int, language: str = Lang
 def _check_translation_publishable(form: AuthorizationForm) -> None:
     original = form.translation_of
     if original.status != AuthorizationForm.Status.PUBLISHED or original.version != form.version:
-        raise ValidationError("The English version this translates must be published first.", code="original")
+        raise ValidationError(_("The English version this translates must be published first."), code="original")
     if any(getattr(form, field) != getattr(original, field) for field in TRANSLATION_FIXED_FIELDS):
         raise ValidationError(
-            "A translation must end and list the same patient fields as the English version.", code="mismatch"
+            _("A translation must end and list the same patient fields as the English version."), code="mismatch"
         )
 
 

@@ -11,6 +11,7 @@ from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit import actions
 from audit.services import audit_record
@@ -312,7 +313,7 @@ def patient_language_set(*, actor, patient_id: int, language: str, source: str) 
     portal (actor None, source "portal") or by staff on their record (source "staff"). Audited with the code only;
     setting it to what it is writes nothing. Returns whether it changed."""
     if language not in Language.values:
-        raise ValidationError({"language": ValidationError("Choose English or Spanish.", code="bad_language")})
+        raise ValidationError({"language": ValidationError(_("Choose English or Spanish."), code="bad_language")})
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=patient_id)
         if patient.language == language:

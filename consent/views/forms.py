@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_safe
 
 from consent.documents import form_sections
@@ -213,8 +214,10 @@ def form_translate(request, purpose_id: int, form_id: int):
     if translation.status == AuthorizationForm.Status.DRAFT:
         messages.success(
             request,
-            f"Spanish draft of version {translation.version}. Translate each part; the end of the authorization and "
-            "the patient fields are those of the English version.",
+            _(
+                "Spanish draft of version %(version)s. Translate each part; the end of the authorization and the "
+                "patient fields are those of the English version."
+            ) % {"version": translation.version},
         )
     return redirect("consent:form_edit", purpose_id=purpose_id, form_id=translation.pk)
 
