@@ -259,3 +259,15 @@ def test_a_purpose_named_in_spanish_is_shown_by_that_name_to_spanish_readers(cli
 
     assert "<strong>Suministros para CPAP</strong>" in spanish_home and "Mascarillas y filtros nuevos." in spanish_home
     assert "<strong>CPAP supplies</strong>" in english_home and "Suministros" not in english_home
+
+
+def test_r_auth_plain_publishing_a_spanish_version_records_its_inflesz_score(spanish):
+    """R-AUTH-PLAIN: a Spanish version is scored with INFLESZ, and the publish event says so (a code, no text)."""
+    translation = spanish[3]
+    event = AuditEvent.objects.get(action="authorization_form.published", object_id=str(translation.pk))
+    score = form_versions.form_version_readability(translation)
+    assert score.formula == "INFLESZ (Szigriszt-Pazos)"
+    assert event.details["language"] == "es" and event.details["translation_of_id"] == spanish[2].pk
+    assert event.details["readability_inflesz"] == round(score.score)
+    assert "readability_grade" not in event.details
+    assert ("readability_warning" in event.details) == score.too_hard
