@@ -299,7 +299,11 @@ def form_version_update(
         "remuneration_statement": remuneration_statement,
     }
     with transaction.atomic():
-        form = AuthorizationForm.objects.select_for_update().select_related("purpose", "translation_of").get(pk=form_id)
+        form = (
+            AuthorizationForm.objects.select_for_update(of=("self",))
+            .select_related("purpose", "translation_of")
+            .get(pk=form_id)
+        )
         _refuse_published(form)
         if form.translation_of_id is not None:
             # A translation says the same thing: what it ends with and which fields it lists are the original's.

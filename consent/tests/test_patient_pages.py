@@ -63,7 +63,9 @@ def test_a_wrong_code_gets_the_summary_too(client):
 def test_the_summary_is_in_spanish_for_a_spanish_page(client, signed_in):
     _, purpose, form = signed_in
     client.post("/my/language/", {"language": "es", "next": "/my/"})
-    page = client.post(f"/my/sign/{purpose.pk}/", {"text_hash": text_hash(form_text(form))}).content.decode()
+    response = client.post(f"/my/sign/{purpose.pk}/", {"text_hash": text_hash(form_text(form)), "signer": "patient"})
+    page = response.content.decode()
+    assert response.status_code == 400, page[-3000:]
     assert "Hay un problema" in page and "Escriba su nombre completo para firmar." in page
 
 
