@@ -258,9 +258,10 @@ def authorizations_reinstate(
     end, covered from now on. The revocation stays, as evidence, and so does the gap between the two: THE predicate is
     not asked to forget it. Skipped, with nothing written: one already reinstated, one that has ended anyway (its date
     passed, its expiry event or a defect was recorded), and any purpose the patient signed again since. Returns
-    {revoked id: new id}. One transaction; the rows are locked in primary-key order, as revocations lock them."""
+    {revoked id: new id}. In the caller's transaction (its audit of the undo commits with it); the rows are locked in
+    primary-key order, as revocations lock them."""
     reinstated: dict[int, int] = {}
-    with transaction.atomic(durable=True):
+    with transaction.atomic():
         locked = list(
             Authorization.objects.select_for_update(of=("self",))
             .filter(id__in=revoked_ids)
