@@ -14,7 +14,7 @@ from django.utils import timezone
 from audit import actions
 from audit.services import audit_record
 from consent import crypto
-from consent.models import Patient, PatientCondition, PatientImport, ProgramEnrolment
+from consent.models import Language, Patient, PatientCondition, PatientImport, ProgramEnrolment
 from consent.patient_import.validate import (
     COLUMNS,
     MAX_STORED_ERRORS,
@@ -91,6 +91,7 @@ COPY_PATIENT_COLUMNS = (
     "last_visit",
     "refill_due",
     "time_zone",
+    "language",  # English: the file has no language column yet; staff and the patient set it (issue 17)
     "authorized_purposes",  # a new patient has signed for none (ADR 0021)
     "created_at",
 )
@@ -129,6 +130,7 @@ def _write_copy(batch: Sequence[PatientRow], now) -> list[int]:
                         row.last_visit,
                         row.refill_due,
                         row.time_zone,
+                        Language.ENGLISH,
                         0,
                         now,
                     )
