@@ -3,7 +3,7 @@
 again (ADR 0025).
 
 SQLite rebuilds consent_authorizationform to change its constraints and add a column with a default, which drops the
-triggers 0002 put on it: they are made again here. consent_authorization's UPDATE trigger lists its columns, so it is
+triggers 0002 put on it: they are made again here, with every other trigger of 0002 a rebuild dropped. consent_authorization's UPDATE trigger lists its columns, so it is
 made again with the new one. PostgreSQL keeps its triggers through ALTER TABLE, and its guard compares whole rows.
 """
 import importlib
@@ -29,8 +29,10 @@ def _sqlite_triggers_again(apps, schema_editor):
         "BEGIN SELECT RAISE(ABORT, 'consent_authorization is append-only evidence: UPDATE refused'); END;",
         params=None,
     )
+    # Every other trigger of 0002 that a rebuild dropped (consent_authorization's DELETE trigger was already gone on
+    # SQLite before this migration: an earlier one rebuilt that table).
     for statement in _EVIDENCE._sqlite_statements():
-        if "ON consent_authorizationform " in statement:
+        if "consent_authorization_no_update" not in statement:
             schema_editor.execute(statement.replace("CREATE TRIGGER", "CREATE TRIGGER IF NOT EXISTS"), params=None)
 
 
