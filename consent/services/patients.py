@@ -135,6 +135,7 @@ def _current(patient: Patient, codes: dict, programs: dict) -> dict:
         "last_visit": patient.last_visit,
         "refill_due": patient.refill_due,
         "time_zone": patient.time_zone,
+        "language": patient.language,
         "condition_codes": codes.get(patient.pk, frozenset()),
         "program_codes": programs.get(patient.pk, frozenset()),
     }
