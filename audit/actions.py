@@ -204,6 +204,17 @@ CAMPAIGN_DRAFT_DELETED = "campaign.draft_deleted"
 CAMPAIGN_WITHDRAWN = "campaign.withdrawn"
 CAMPAIGN_DRAFT_ACTION_REFUSED = "campaign.draft_action_refused"
 
+# issue 17: patient. A form version translated (ADR 0024); a patient's language set (in the portal, or by staff); a
+# one-click unsubscribe undone by the patient within minutes (ADR 0025): its authorizations stored again.
+AUTHORIZATION_FORM_TRANSLATION_CREATED = "authorization_form.translation_created"
+PATIENT_LANGUAGE_SET = "patient.language_set"
+UNSUBSCRIBE_UNDONE = "unsubscribe.undone"
+
+# --- issue 17: review loop ----------------------------------------------------------------------------------
+# A step-up re-entry that passed (accounts.reentry), with the "for" code below and "by": "code", "passkey",
+# "grace" (a step passed within the short grace after a code, a passkey or the sign-in, same session, same user).
+MFA_REENTRY_PASSED = "mfa.reentry_passed"
+
 # The shape every action has: "<subject>.<what happened>", lower case words joined by underscores.
 ACTION_PATTERN = re.compile(r"^[a-z_]+\.[a-z_]+$")
 
@@ -226,8 +237,3 @@ STEP_UP_PURPOSES = frozenset(
     {STEP_UP_APPROVE, STEP_UP_LAUNCH, STEP_UP_SCHEDULE, STEP_UP_CANCEL, STEP_UP_EXPORT, STEP_UP_JOURNEY_APPROVE}
 )
 
-# --- issue 17: review loop ----------------------------------------------------------------------------------
-# A step-up re-entry that passed (accounts.reentry), with the "for" code above and "by": "code", "passkey" or
-# "grace" (a step passed within the short grace after a code or passkey, in the same session, by the same user).
-MFA_REENTRY_PASSED = "mfa.reentry_passed"
-ACTIONS = ACTIONS | {MFA_REENTRY_PASSED}

@@ -8,8 +8,16 @@ consent.selectors.coverage.authorization_covering_list.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import translation
 
 from consent.fields import EncryptedTextField
+
+
+class Language(models.TextChoices):
+    """The languages a patient reads the portal, their mail and their forms in (settings.LANGUAGES)."""
+
+    ENGLISH = "en", "English"
+    SPANISH = "es", "Español"
 
 
 class Patient(models.Model):
@@ -33,6 +41,8 @@ class Patient(models.Model):
     refill_due = models.DateField(null=True, blank=True)
     # The patient's IANA time zone, for journey send times and quiet hours; "" is the organisation's (TIME_ZONE).
     time_zone = models.CharField(max_length=64, blank=True, default="", db_default="")
+    # The language of their mail, of the portal when they arrive from a link, and of the form they are offered.
+    language = models.CharField(max_length=5, choices=Language.choices, default=Language.ENGLISH, db_default="en")
     # How many purposes the patient has signed an authorization for, in any state (revoked and expired count):
     # the live counts' "another purpose only" without reading the authorizations (ADR 0021). Kept by
     # consent.services.authorizations.authorization_grant, under the patient's row lock.
@@ -92,6 +102,9 @@ class Purpose(models.Model):
     code = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=120)
     description = models.TextField()
+    # How Spanish-reading patients see it named and described (issue 17, item 6); "" shows the name as written.
+    name_es = models.CharField(max_length=120, blank=True, default="", db_default="")
+    description_es = models.TextField(blank=True, default="", db_default="")
     kind = models.CharField(max_length=20, choices=Kind.choices)
     # R-PURPOSE-REMUNERATION: a third party paying for the communication makes it marketing.
     third_party_paid = models.BooleanField(default=False)
@@ -114,6 +127,19 @@ class Purpose(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def shown_name(self) -> str:
+        """The name a patient reads, in the active language, exactly as staff wrote it (never lower-cased)."""
+        if self.name_es and (translation.get_language() or "").startswith(Language.SPANISH):
+            return self.name_es
+        return self.name
+
+    @property
+    def shown_description(self) -> str:
+        if self.description_es and (translation.get_language() or "").startswith(Language.SPANISH):
+            return self.description_es
+        return self.description
+
 
 class AuthorizationForm(models.Model):
     """One version of the authorization form of one purpose (R-AUTH-NO-COMPOUND: one purpose per form).
@@ -134,6 +160,12 @@ class AuthorizationForm(models.Model):
 
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="forms")
     version = models.PositiveIntegerField()
+    # A version is written in one language. A translation (ADR 0024) is the same version of the same purpose, with
+    # the same expiry and the same patient fields, its text in another language, linked to the English version.
+    language = models.CharField(max_length=5, choices=Language.choices, default=Language.ENGLISH, db_default="en")
+    translation_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="translations"
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     title = models.CharField(max_length=200)
     # R-AUTH-CORE-1: what information, in words and as the patient fields messages may use (R-SEND-SCOPE).
@@ -164,7 +196,13 @@ class AuthorizationForm(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["purpose", "version"], name="authorization_form_version_unique"),
+            models.UniqueConstraint(
+                fields=["purpose", "version", "language"], name="authorization_form_version_language_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(language="en", translation_of__isnull=True) | (~Q(language="en") & Q(translation_of__isnull=False)),
+                name="authorization_form_translation_has_original",
+            ),
             models.CheckConstraint(
                 condition=Q(status="draft") | (Q(published_at__isnull=False) & ~Q(text_hash="")),
                 name="authorization_form_published_has_hash",
@@ -172,7 +210,8 @@ class AuthorizationForm(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.purpose.code} v{self.version}"
+        suffix = "" if self.language == Language.ENGLISH else f" ({self.language})"
+        return f"{self.purpose.code} v{self.version}{suffix}"
 
 
 class Authorization(models.Model):
@@ -183,6 +222,9 @@ class Authorization(models.Model):
         WRITTEN = "written", "Written, recorded by staff"
         IMPORT = "import", "Imported"
         EXTERNAL = "external", "Captured elsewhere, recorded through the API"
+        # The patient undid a one-click unsubscribe within minutes (ADR 0025): the authorization they had signed,
+        # stored again from now on, its text, signature and end unchanged.
+        REINSTATED = "reinstated", "Reinstated by the patient after a one-click unsubscribe"
 
     # Indexed by the two composite indexes below (each leads with one of them), not by an index of its own.
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="authorizations", db_index=False)
@@ -207,6 +249,10 @@ class Authorization(models.Model):
     channel = models.CharField(max_length=20, choices=Channel.choices, default=Channel.WEB)
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Channel REINSTATED: the revoked authorization this one stores again (ADR 0025).
+    reinstates = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reinstated_by"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

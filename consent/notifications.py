@@ -12,20 +12,31 @@ arguments are ids, and secrets (a code, an invitation link) sealed with consent.
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.utils import translation
+
+from consent.models import Language
 
 
-def _send(*, name: str, to: str, context: dict, attachments: list[tuple[str, bytes, str]] = ()) -> None:
-    context = {
-        "organisation": settings.HIPAAMAIL_ORGANISATION_NAME,
-        "postal_address": settings.HIPAAMAIL_POSTAL_ADDRESS,
-        "site_url": settings.SITE_URL.rstrip("/"),
-        **context,
-    }
-    subject = " ".join(render_to_string(f"consent/email/{name}.subject.txt", context).split())
-    message = EmailMultiAlternatives(
-        subject=subject, body=render_to_string(f"consent/email/{name}.txt", context), to=[to]
-    )
-    message.attach_alternative(render_to_string(f"consent/email/{name}.html", context), "text/html")
+def _send(
+    *, name: str, patient, context: dict, attachments: list[tuple[str, bytes, str]] = (), language: str | None = None
+) -> None:
+    """Render and send one message in the patient's language (Patient.language, issue 17), or `language` when the
+    message carries a document of its own language (the signed copy)."""
+    language = language or patient.language or Language.ENGLISH
+    with translation.override(language):
+        context = {
+            "organisation": settings.HIPAAMAIL_ORGANISATION_NAME,
+            "postal_address": settings.HIPAAMAIL_POSTAL_ADDRESS,
+            "site_url": settings.SITE_URL.rstrip("/"),
+            "LANGUAGE_CODE": language,
+            **context,
+        }
+        subject = " ".join(render_to_string(f"consent/email/{name}.subject.txt", context).split())
+        body = render_to_string(f"consent/email/{name}.txt", context)
+        html = render_to_string(f"consent/email/{name}.html", context)
+    message = EmailMultiAlternatives(subject=subject, body=body, to=[patient.email])
+    message.extra_headers["Content-Language"] = language
+    message.attach_alternative(html, "text/html")
     for filename, content, mimetype in attachments:
         message.attach(filename, content, mimetype)
     message.send()
@@ -34,13 +45,18 @@ def _send(*, name: str, to: str, context: dict, attachments: list[tuple[str, byt
 def invitation_send(*, invitation, patient, url: str) -> None:
     _send(
         name="invitation",
-        to=patient.email,
-        context={"url": url, "purpose": invitation.purpose, "expires_at": invitation.expires_at},
+        patient=patient,
+        context={
+            "url": url,
+            "purpose": invitation.purpose,
+            "expires_at": invitation.expires_at,
+            "renewal": invitation.channel == "renewal",
+        },
     )
 
 
 def sign_in_code_send(*, patient, code: str, minutes: int) -> None:
-    _send(name="sign_in_code", to=patient.email, context={"code": code, "minutes": minutes})
+    _send(name="sign_in_code", patient=patient, context={"code": code, "minutes": minutes})
 
 
 def authorization_copy_send(*, authorization, patient) -> None:
@@ -49,9 +65,12 @@ def authorization_copy_send(*, authorization, patient) -> None:
         content = authorization.pdf.read()
     finally:
         authorization.pdf.close()
+    form = authorization.form_version
     _send(
         name="signed_copy",
-        to=patient.email,
+        patient=patient,
         context={"authorization": authorization, "purpose": authorization.purpose},
         attachments=[("signed-authorization.pdf", content, "application/pdf")],
+        # The copy is in the language of the form signed; its message too.
+        language=form.language if form is not None else None,
     )

@@ -11,24 +11,30 @@ WeasyPrint 70 writes PDF/UA with `pdf_variant="pdf/ua-1"`, but tags only with `p
 defaults fill options left at None, and pdf_tags defaults to False). The metadata holds ids and codes only, never a
 patient's name: a PDF's info dictionary is read by file indexes and previews (R-NO-PHI-LEAK).
 """
+from datetime import datetime
 from functools import lru_cache
 
 from django.conf import settings
 from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext as _
 from weasyprint import HTML, URLFetcher
 
 from consent.documents import form_sections
-from consent.models import AuthorizationForm
+from consent.models import AuthorizationForm, Language
 
 
 @lru_cache(maxsize=1)
 def _section_headings() -> frozenset[str]:
-    """The headings form_text writes, learnt from the one renderer rather than copied from it."""
-    probe = AuthorizationForm(expiry_kind=AuthorizationForm.ExpiryKind.MONTHS, expiry_months=1)
-    for field in AuthorizationForm._meta.get_fields():
-        if getattr(field, "get_internal_type", lambda: "")() == "TextField":
-            setattr(probe, field.name, "x")
-    return frozenset(heading for heading, _ in form_sections(probe))
+    """The headings form_text writes, in every language, learnt from the one renderer rather than copied from it."""
+    headings: set[str] = set()
+    for language in Language.values:
+        probe = AuthorizationForm(expiry_kind=AuthorizationForm.ExpiryKind.MONTHS, expiry_months=1, language=language)
+        for field in AuthorizationForm._meta.get_fields():
+            if getattr(field, "get_internal_type", lambda: "")() == "TextField":
+                setattr(probe, field.name, "x")
+        headings |= {heading for heading, _text in form_sections(probe)}
+    return frozenset(headings)
 
 
 def document_blocks(document_text: str) -> list[dict]:
@@ -56,37 +62,43 @@ def authorization_pdf_render(
     signed_by_representative: bool,
     representative_authority: str,
     text_hash: str,
+    expires_at: datetime | None = None,
+    expiry_event: str = "",
+    language: str = Language.ENGLISH,
 ) -> bytes:
-    html = render_to_string(
-        "consent/pdf/authorization.html",
-        {
-            "blocks": document_blocks(document_text),
-            "signature_name": signature_name,
-            "signed_date": signed_date,
-            "signed_by_representative": signed_by_representative,
-            "representative_authority": representative_authority,
-            "text_hash": text_hash,
-        },
-    )
-    return pdf_write(
-        html,
-        title=_title(document_text),
-        subject=(
+    """The copy, in the language of the form signed. Under the signature it states when the authorization ends: the
+    exact date, as the portal shows it (the `when` filter), or the event that ends it (issue 17, item 5)."""
+    with translation.override(language):
+        html = render_to_string(
+            "consent/pdf/authorization.html",
+            {
+                "language": language,
+                "blocks": document_blocks(document_text),
+                "signature_name": signature_name,
+                "signed_date": signed_date,
+                "signed_by_representative": signed_by_representative,
+                "representative_authority": representative_authority,
+                "text_hash": text_hash,
+                "expires_at": expires_at,
+                "expiry_event": expiry_event,
+            },
+        )
+        subject = _(
             "Your copy of the authorization you signed, exactly as it was shown to you; the text signed has the "
-            f"SHA-256 fingerprint {text_hash}."
-        ),
-    )
+            "SHA-256 fingerprint %(hash)s."
+        ) % {"hash": text_hash}
+        return pdf_write(html, title=_title(document_text), subject=subject, language=language)
 
 
 def _title(document_text: str) -> str:
     """The form's own title (the document's first paragraph), which names the purpose, never the patient."""
     blocks = document_blocks(document_text)
     first = blocks[0].get("title", "") if blocks else ""
-    return " ".join(first.split()) or "Signed authorization"
+    return " ".join(first.split()) or _("Signed authorization")
 
 
 PDF_VARIANT = "pdf/ua-1"
-PDF_LANGUAGE = "en"  # every template is written in English (<html lang="en">)
+PDF_LANGUAGE = "en"  # the compliance reports are written in English; a signed copy is in its form's language
 
 
 class _NoFetch(URLFetcher):
@@ -100,13 +112,13 @@ class _NoFetch(URLFetcher):
         raise ValueError("A PDF of hipaamail loads no outside resource.")
 
 
-def pdf_write(html: str, *, title: str, subject: str) -> bytes:
+def pdf_write(html: str, *, title: str, subject: str, language: str = PDF_LANGUAGE) -> bytes:
     """A tagged PDF/UA-1 of self-contained HTML, with its title, author (the organisation), subject and language."""
     options = {"pdf_variant": PDF_VARIANT, "pdf_tags": True}
     document = HTML(string=html, url_fetcher=_NoFetch()).render(**options)
     document.metadata.title = title
     document.metadata.authors = [settings.HIPAAMAIL_ORGANISATION_NAME]
     document.metadata.description = subject
-    document.metadata.lang = PDF_LANGUAGE
+    document.metadata.lang = language
     document.metadata.generator = "hipaamail"
     return document.write_pdf(**options)

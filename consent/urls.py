@@ -18,10 +18,12 @@ urlpatterns = [
     path("purposes/<int:purpose_id>/forms/<int:form_id>/", forms.form_edit, name="form_edit"),
     path("purposes/<int:purpose_id>/forms/<int:form_id>/preview/", forms.form_preview, name="form_preview"),
     path("purposes/<int:purpose_id>/forms/<int:form_id>/publish/", forms.form_publish, name="form_publish"),
+    path("purposes/<int:purpose_id>/forms/<int:form_id>/translate/", forms.form_translate, name="form_translate"),
     # The staff patient record, addressed by its numeric id.
     path("patients/", patients.patient_search, name="patient_search"),
     path("patients/<int:patient_id>/", patients.patient_detail, name="patient_detail"),
     path("patients/<int:patient_id>/invite/", patients.patient_invite, name="patient_invite"),
+    path("patients/<int:patient_id>/language/", patients.patient_language, name="patient_language"),
     path(
         "patients/<int:patient_id>/written-authorization/",
         patients.patient_written_authorization,
@@ -68,6 +70,8 @@ portal_patterns = [
     path("sign-in/", portal.sign_in, name="sign_in"),
     path("code/", portal.code_enter, name="code"),
     path("sign-out/", portal.sign_out, name="sign_out"),
+    # The language switcher of every patient page (POST, CSRF); stores a signed-in patient's choice.
+    path("language/", portal.language_set, name="language"),
     path("sign/<int:purpose_id>/", portal.sign, name="sign"),
     path("signed/<int:authorization_id>/", portal.signed, name="signed"),
     path("authorizations/<int:authorization_id>/pdf/", portal.authorization_pdf, name="authorization_pdf"),

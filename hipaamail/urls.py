@@ -3,6 +3,7 @@ member unless it is marked public(...), signed_in(...) or a patient page, so eac
 or an app's urls.py."""
 from django.contrib import admin
 from django.urls import include, path
+from django.views.i18n import set_language
 from django_otp.admin import OTPAdminSite
 
 from accounts import urls as account_urls
@@ -33,6 +34,9 @@ urlpatterns = [
     # Patient pages: no staff account; consent checks the patient's emailed one-time code itself.
     path("my/", include((patient_pages(consent_urls.portal_patterns), "portal"))),
     path("", include(campaign_urls.unsubscribe_patterns)),
+    # The language switcher (POST with CSRF, issue 17): no data but the language chosen, kept in a cookie. The patient
+    # pages post to portal:language instead, which also stores a signed-in patient's choice.
+    path("i18n/setlang/", public(set_language), name="set_language"),
     # Provider webhooks and opt-in tracking: public views, each checks its own signature or signed token.
     path("webhooks/", include((campaign_urls.webhook_patterns, "webhooks"))),
     path("t/", include((campaign_urls.tracking_patterns, "tracking"))),

@@ -9,10 +9,12 @@ interval has ended, the first flush writes one `unsubscribe.bad_tokens` event wi
 at the first bad link of a later interval and every minute from beat (campaigns.periodic), and at most one process
 writes each interval (a cache add decides). The count is as durable as the cache: a Redis lost mid-minute loses that minute.
 """
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core import signing
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.throttle import cache_counters_add
@@ -20,8 +22,12 @@ from audit import actions
 from audit import context as audit_context
 from audit.services import audit_record
 from campaigns.models import Delivery
-from consent.models import Revocation
-from consent.services.authorizations import authorization_revoke
+from consent.models import Authorization, Revocation
+from consent.services.authorizations import authorization_revoke, authorizations_reinstate
+
+# How long after a one-click unsubscribe the patient may undo it from the page that confirmed it (ADR 0025).
+UNDO_SECONDS = 15 * 60
+_UNDO_SALT = "hipaamail.unsubscribe.undo"
 
 # An interval is written this long after it ends, so a request that read the clock just before the end has
 # incremented its counter before the count is read.
@@ -43,6 +49,66 @@ def delivery_unsubscribe(*, delivery_id: int) -> list[Revocation]:
         purpose_id=delivery.campaign.purpose_id,
         channel=Revocation.Channel.ONE_CLICK,
     )
+
+
+def unsubscribe_undo_token(*, delivery_id: int, revocations: list[Revocation]) -> str:
+    """A signed, dated token naming the delivery and exactly the authorizations this unsubscribe revoked: what an undo
+    may restore, and nothing else. Carried in the form of the confirmation page; it names no person (ids only)."""
+    return signing.dumps(
+        {"delivery": delivery_id, "authorizations": sorted(r.authorization_id for r in revocations)}, salt=_UNDO_SALT
+    )
+
+
+class UndoRefused(Exception):
+    """The undo cannot be done: `reason` is "expired" (too late, or a token that is not ours) or "nothing" (what the
+    unsubscribe stopped has ended anyway, or was restored or signed again already)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def delivery_unsubscribe_undo(*, delivery_id: int, token: str, signed_ip: str = "", user_agent: str = "") -> list[int]:
+    """Undo a one-click unsubscribe within UNDO_SECONDS (ADR 0025): the authorizations it revoked, and only those, are
+    stored again (consent.services.authorizations.authorizations_reinstate) and the undo is audited with their ids.
+    Returns the new authorizations' ids; UndoRefused says why nothing was done."""
+    try:
+        payload = signing.loads(token, salt=_UNDO_SALT, max_age=UNDO_SECONDS)
+    except signing.BadSignature:  # SignatureExpired is one
+        raise UndoRefused("expired") from None
+    if not isinstance(payload, dict) or payload.get("delivery") != delivery_id:
+        raise UndoRefused("expired")
+    revoked = [item for item in payload.get("authorizations", []) if isinstance(item, int)]
+    delivery = Delivery.objects.select_related("campaign").get(pk=delivery_id)
+    # Only this delivery's patient and purpose: the token was made for them, and the ids are checked again here.
+    revoked = list(
+        Authorization.objects.filter(
+            pk__in=revoked, patient_id=delivery.patient_id, purpose_id=delivery.campaign.purpose_id
+        ).values_list("pk", flat=True)
+    )
+    with transaction.atomic(durable=True):
+        reinstated = authorizations_reinstate(
+            revoked_ids=revoked,
+            channel_revoked=Revocation.Channel.ONE_CLICK,
+            since=timezone.now() - timedelta(seconds=UNDO_SECONDS),
+            signed_ip=signed_ip,
+            user_agent=user_agent,
+        )
+        if not reinstated:
+            raise UndoRefused("nothing")
+        audit_record(
+            actor=None,
+            actor_role=actions.PATIENT,
+            action=actions.UNSUBSCRIBE_UNDONE,
+            object_type="delivery",
+            object_id=delivery.pk,
+            patient_id=delivery.patient_id,
+            details={
+                "purpose_id": delivery.campaign.purpose_id,
+                "reinstated": [{"revoked_id": old, "authorization_id": new} for old, new in sorted(reinstated.items())],
+            },
+        )
+    return sorted(reinstated.values())
 
 
 def delivery_unsubscribe_viewed(*, delivery: Delivery) -> None:

@@ -3,19 +3,30 @@ signed token is the credential. GET (and HEAD) asks for confirmation, POST revok
 
 Abuse resistance (issue 16): a link that is not ours is counted per interval, not audited per request
 (campaigns.services.unsubscribe), and strictly throttled per client address; our links are throttled per address
-(generously: mailbox providers POST from a few addresses) and per link (accounts.throttle)."""
+(generously: mailbox providers POST from a few addresses) and per link (accounts.throttle).
+
+Undo (issue 17, item 5; ADR 0025): the page that confirms a one-click unsubscribe offers "Changed your mind?" for
+UNDO_SECONDS. The undo is a POST to the same address with the signed undo token, and unlike the one-click POST (which
+mailbox providers make without a session, RFC 8058) it is CSRF-protected: a person on our page makes it.
+
+The pages are in the patient's language (Patient.language), unless they chose another on this device."""
 from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from accounts.throttle import throttle_check
+from accounts.throttle import client_ip, throttle_check
 from campaigns.models import Delivery
 from campaigns.sending.messages import unsubscribe_token_read
 from campaigns.services.unsubscribe import (
+    UNDO_SECONDS,
+    UndoRefused,
     delivery_unsubscribe,
+    delivery_unsubscribe_undo,
     delivery_unsubscribe_viewed,
     unsubscribe_bad_token_count,
+    unsubscribe_undo_token,
 )
+from consent.languages import language_activate, language_for_patient
 from consent.selectors.coverage import authorization_covering_list
 
 
@@ -25,6 +36,26 @@ def _bad_link(request):
     if refused is not None:
         return refused
     return render(request, "campaigns/unsubscribe_invalid.html", status=404)
+
+
+@csrf_protect
+def _undo(request, delivery: Delivery):
+    """A person on our confirmation page changed their mind: restore what the one click stopped, if still in time."""
+    try:
+        delivery_unsubscribe_undo(
+            delivery_id=delivery.pk,
+            token=request.POST.get("undo", ""),
+            signed_ip=client_ip(request),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except UndoRefused as refused:
+        return render(
+            request,
+            "campaigns/unsubscribe_undone.html",
+            {"purpose": delivery.campaign.purpose, "refused": refused.reason},
+            status=410 if refused.reason == "expired" else 409,
+        )
+    return render(request, "campaigns/unsubscribe_undone.html", {"purpose": delivery.campaign.purpose})
 
 
 @csrf_exempt  # mailbox providers POST here without a session (RFC 8058); the signed token is the credential
@@ -38,14 +69,21 @@ def unsubscribe(request, token: str):
     refused = throttle_check(request, scope="unsubscribe", key=f"delivery:{delivery_id}")
     if refused is not None:
         return refused
-    delivery = Delivery.objects.select_related("campaign__purpose").filter(pk=delivery_id).first()
+    delivery = Delivery.objects.select_related("campaign__purpose", "patient").filter(pk=delivery_id).first()
     if delivery is None:
         return _bad_link(request)
+    language_activate(request, language_for_patient(request, delivery.patient.language))
     purpose = delivery.campaign.purpose
     if request.method == "POST":
+        if "undo" in request.POST:
+            return _undo(request, delivery)
         revoked = delivery_unsubscribe(delivery_id=delivery.pk)
         # A second use of the link revokes nothing: say so plainly rather than pretend.
-        return render(request, "campaigns/unsubscribe_done.html", {"purpose": purpose, "already": not revoked})
+        context = {"purpose": purpose, "already": not revoked}
+        if revoked:
+            context["undo_token"] = unsubscribe_undo_token(delivery_id=delivery.pk, revocations=revoked)
+            context["undo_minutes"] = UNDO_SECONDS // 60
+        return render(request, "campaigns/unsubscribe_done.html", context)
     if request.method == "GET":
         delivery_unsubscribe_viewed(delivery=delivery)
     if not authorization_covering_list(purpose_id=purpose.pk, patient_ids=[delivery.patient_id]).exists():

@@ -4,6 +4,7 @@ Input shape only: the rules (a paid communication is marketing, what a publishab
 the model's constraints and in consent.services.form_versions.
 """
 from django import forms
+from django.utils.translation import gettext_lazy
 
 from consent.documents import PATIENT_FIELDS
 from consent.models import AuthorizationForm, Purpose
@@ -19,6 +20,17 @@ class PurposeForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3}),
         label="Plain description",
         help_text="One or two short sentences a patient understands.",
+    )
+    name_es = forms.CharField(
+        max_length=120, required=False, label=gettext_lazy("Name in Spanish"),
+        help_text=gettext_lazy(
+            "How Spanish-reading patients see the purpose named, for example: Suministros para CPAP. "
+            "Empty: they see the name above."
+        ),
+    )
+    description_es = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, label=gettext_lazy("Plain description in Spanish"),
+        help_text=gettext_lazy("One or two short sentences in Spanish. Empty: they see the description above."),
     )
     kind = forms.ChoiceField(choices=Purpose.Kind.choices, widget=forms.RadioSelect)
     third_party_paid = forms.BooleanField(

@@ -44,6 +44,7 @@ COLUMNS = (
     "program_codes",
     "refill_due",
     "time_zone",
+    "language",  # en or es: the patient's mail and forms (issue 17); empty is English
 )
 
 
@@ -98,6 +99,8 @@ HEADER_ALIASES = {
     "next_refill_date": "refill_due",
     "timezone": "time_zone",
     "tz": "time_zone",
+    "preferred_language": "language",
+    "lang": "language",
     "conditions": "condition_codes",
     "diagnosis_codes": "condition_codes",
     "icd10_codes": "condition_codes",
@@ -113,6 +116,7 @@ ERROR_MESSAGES = {
     "bad_due_date": "is not a real date written YYYY-MM-DD, from 1900 to ten years from today",
     "bad_time_zone": "is not an IANA time zone name such as America/New_York (or left empty)",
     "unknown_sex": "must be F, M or X (or left empty)",
+    "bad_language": "must be en (English) or es (Spanish), or left empty (English)",
     "bad_condition_code": "has a code that is not an ICD-10 code such as E11 or G47.33",
     "bad_program_code": "has a program code that is not letters, digits, dashes or underscores (e.g. DPP; CPAP-RESUPPLY)",
     "bad_postal_code": "must be a US ZIP code: 5 digits, or 5+4 digits",
@@ -177,6 +181,7 @@ class PatientRow:
     patient_id: int | None = None  # the patient this row updates; None: a patient to create
     refill_due: date | None = None
     time_zone: str = ""  # an IANA name; "" is the organisation's
+    language: str = "en"  # consent.models.Language
 
 
 @dataclass
@@ -289,6 +294,9 @@ def _condition_codes(value: object) -> tuple[str, ...]:
 
 
 _TEXT_COLUMNS = ("external_id", "full_name", "phone", "street_address")
+# What a file may write for the patient's language, and the code it means.
+_LANGUAGES = {"en": "en", "english": "en", "inglés": "en", "ingles": "en",
+              "es": "es", "spanish": "es", "español": "es", "espanol": "es"}
 _DATE_COLUMNS = ("birth_date", "last_visit", "refill_due")
 
 
@@ -328,7 +336,7 @@ def patient_fields_check(
             if column in required or column in ("email", "full_name"):
                 errors.append((column, "missing_required"))
                 continue
-            values[column] = None if column in _DATE_COLUMNS else ""
+            values[column] = None if column in _DATE_COLUMNS else ("en" if column == "language" else "")
             continue
         if column == "email":
             text = text.lower()
@@ -365,6 +373,11 @@ def patient_fields_check(
                 errors.append((column, "bad_time_zone"))
                 continue
             text = name
+        elif column == "language":
+            text = _LANGUAGES.get(text.lower())
+            if text is None:
+                errors.append((column, "bad_language"))
+                continue
         elif column == "sex":
             text = text.upper()
             if text not in _SEXES:
@@ -519,6 +532,7 @@ def patient_row_make(
         program_codes=tuple(values.get("program_codes", ())),
         refill_due=values.get("refill_due"),
         time_zone=values.get("time_zone", ""),
+        language=values.get("language") or "en",
         email_digest=email_digest,
         external_id_digest=external_digest,
         patient_id=patient_id,

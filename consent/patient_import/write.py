@@ -50,6 +50,7 @@ def _patient(row: PatientRow, now) -> Patient:
         last_visit=row.last_visit,
         refill_due=row.refill_due,
         time_zone=row.time_zone,
+        language=row.language,
         created_at=now,
     )
 
@@ -91,6 +92,7 @@ COPY_PATIENT_COLUMNS = (
     "last_visit",
     "refill_due",
     "time_zone",
+    "language",  # the file's language column, English when it has none (issue 17)
     "authorized_purposes",  # a new patient has signed for none (ADR 0021)
     "created_at",
 )
@@ -129,6 +131,7 @@ def _write_copy(batch: Sequence[PatientRow], now) -> list[int]:
                         row.last_visit,
                         row.refill_due,
                         row.time_zone,
+                        row.language,
                         0,
                         now,
                     )
@@ -159,6 +162,7 @@ UPDATE_FIELDS = {
     "last_visit": ("last_visit",),
     "refill_due": ("refill_due",),
     "time_zone": ("time_zone",),
+    "language": ("language",),
 }
 
 # The temporary table an update batch is copied into (dropped when the import's transaction commits).
@@ -166,7 +170,7 @@ _UPDATE_TABLE = "hm_patient_update"
 _UPDATE_TABLE_DDL = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_UPDATE_TABLE} (id bigint PRIMARY KEY, external_id text, "
     "external_id_digest text, email text, email_digest text, full_name text, phone text, street_address text, "
-    "birth_date text, birth_year smallint, sex text, postal_code text, state text, last_visit date, refill_due date, time_zone text) ON COMMIT DROP"
+    "birth_date text, birth_year smallint, sex text, postal_code text, state text, last_visit date, refill_due date, time_zone text, language text) ON COMMIT DROP"
 )
 
 

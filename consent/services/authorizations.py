@@ -43,6 +43,7 @@ def authorization_grant(
     user_agent: str = "",
     scan_name: str = "",
     pdf_name: str = "",
+    reinstates: Authorization | None = None,
 ) -> Authorization:
     """Store a signed authorization (or, for a treatment purpose, a consent to email). `actor` is the staff
     user who records it, or None when the patient signs for themselves. Signing flows build the document
@@ -71,6 +72,7 @@ def authorization_grant(
         scan=scan_name,
         pdf=pdf_name,
         recorded_by=actor,
+        reinstates=reinstates,
     )
     authorization.full_clean(exclude=["pdf", "scan"])
     with transaction.atomic():
@@ -101,6 +103,7 @@ def authorization_grant(
                 "channel": channel,
                 **({"has_scan": True} if scan_name else {}),
                 **({"representative": True} if signed_by_representative else {}),
+                **({"reinstates_id": reinstates.pk} if reinstates is not None else {}),
             },
         )
     return authorization
@@ -244,3 +247,63 @@ def _standing_refresh(*, authorization_id: int) -> None:
             "ended_by": expected["expected_ended_by"],
         },
     )
+
+
+def authorizations_reinstate(
+    *, revoked_ids: list[int], channel_revoked: str, since, signed_ip: str = "", user_agent: str = ""
+) -> dict[int, int]:
+    """The patient undoes a revocation made moments ago (ADR 0025): each authorization in `revoked_ids` that was
+    revoked through `channel_revoked` at or after `since`, and would cover them again, is stored again as a new
+    authorization (channel REINSTATED, naming the revoked one): the same form version, text, hash, signature and
+    end, covered from now on. The revocation stays, as evidence, and so does the gap between the two: THE predicate is
+    not asked to forget it. Skipped, with nothing written: one already reinstated, one that has ended anyway (its date
+    passed, its expiry event or a defect was recorded), and any purpose the patient signed again since. Returns
+    {revoked id: new id}. In the caller's transaction (its audit of the undo commits with it); the rows are locked in
+    primary-key order, as revocations lock them."""
+    reinstated: dict[int, int] = {}
+    with transaction.atomic():
+        locked = list(
+            Authorization.objects.select_for_update(of=("self",))
+            .filter(id__in=revoked_ids)
+            .select_related("patient", "purpose", "form_version")
+            .order_by("id")
+        )
+        now = timezone.now()
+        for authorization in locked:
+            revocation = Revocation.objects.filter(authorization=authorization).first()
+            if revocation is None or revocation.channel != channel_revoked or revocation.revoked_at < since:
+                continue
+            if Authorization.objects.filter(reinstates=authorization).exists():
+                continue
+            if authorization.expires_at is not None and authorization.expires_at <= now:
+                continue
+            if (
+                ExpiryEvent.objects.filter(authorization=authorization).exists()
+                or AuthorizationDefect.objects.filter(authorization=authorization).exists()
+            ):
+                continue
+            if Authorization.objects.filter(
+                patient_id=authorization.patient_id, purpose_id=authorization.purpose_id, signed_at__gt=revocation.revoked_at
+            ).exists():
+                continue  # they signed again since: that is what covers them now
+            again = authorization_grant(
+                actor=None,
+                patient=authorization.patient,
+                purpose=authorization.purpose,
+                form_version=authorization.form_version,
+                signed_at=now,
+                expires_at=authorization.expires_at,
+                expiry_event=authorization.expiry_event,
+                channel=Authorization.Channel.REINSTATED,
+                document_text=authorization.document_text,
+                text_hash=authorization.text_hash,
+                signature_name=authorization.signature_name,
+                signed_by_representative=authorization.signed_by_representative,
+                representative_authority=authorization.representative_authority,
+                signed_ip=signed_ip,
+                user_agent=user_agent,
+                pdf_name=authorization.pdf.name if authorization.pdf else "",
+                reinstates=authorization,
+            )
+            reinstated[authorization.pk] = again.pk
+    return reinstated

@@ -13,12 +13,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit import actions
 from audit.services import audit_record
 from consent.documents import PATIENT_FIELDS, form_sections, form_text, text_hash
-from consent.models import AuthorizationForm, Purpose
-from consent.readability import PLAIN_LANGUAGE_GRADE_LIMIT, flesch_kincaid_grade
+from consent.models import AuthorizationForm, Language, Purpose
+from consent.readability import Readability, readability_of
 
 # The fields an author writes; everything else (purpose, version, status, who and when) the services set.
 AUTHORED_FIELDS = (
@@ -39,6 +40,10 @@ AUTHORED_FIELDS = (
     "redisclosure_statement",
     "remuneration_statement",
 )
+
+# A signature statement must say that a personal representative describes their authority (R-AUTH-CORE-6): the words
+# that show it, in the form's language.
+_REPRESENTATIVE_WORDS = {"en": ("representative", "authority"), "es": ("representante", "autoridad")}
 
 # Words that say "no expiry" (R-AUTH-CORE-5: never "none"). Compared with the whole event text, lowercased.
 _NO_EXPIRY_WORDS = {"none", "never", "no", "n/a", "na", "no expiration", "no expiry", "does not expire", "-"}
@@ -69,6 +74,8 @@ def purpose_update(
     description: str,
     kind: str,
     third_party_paid: bool,
+    name_es: str = "",
+    description_es: str = "",
 ) -> Purpose:
     """Edit a purpose. A treatment-kind purpose that a third party pays for is refused by the model's
     constraint, whose message full_clean raises (R-PURPOSE-REMUNERATION)."""
@@ -77,8 +84,11 @@ def purpose_update(
         before = {"code": purpose.code, "kind": purpose.kind, "third_party_paid": purpose.third_party_paid}
         purpose.code, purpose.name, purpose.description = code, name, description
         purpose.kind, purpose.third_party_paid = kind, third_party_paid
+        purpose.name_es, purpose.description_es = name_es.strip(), description_es.strip()
         purpose.full_clean()
-        purpose.save(update_fields=["code", "name", "description", "kind", "third_party_paid"])
+        purpose.save(
+            update_fields=["code", "name", "description", "kind", "third_party_paid", "name_es", "description_es"]
+        )
         audit_record(
             actor=actor,
             action=actions.PURPOSE_UPDATED,
@@ -98,12 +108,18 @@ def purpose_update(
 # Form versions: reads
 
 
-def form_version_readability_grade(form: AuthorizationForm) -> float:
-    """The Flesch-Kincaid grade of the whole text a patient reads (R-AUTH-PLAIN): the title and every
-    section of consent.documents.form_sections. The section headings are left out: they are short fixed
-    phrases, not sentences, and counting each as one would pull the grade of any text down by a grade or two."""
+def form_version_readability(form: AuthorizationForm) -> Readability:
+    """The readability of the whole text a patient reads (R-AUTH-PLAIN), in the formula of the form's language
+    (Flesch-Kincaid for English, INFLESZ for Spanish): the title and every section of
+    consent.documents.form_sections. The section headings are left out: they are short fixed phrases, not
+    sentences, and counting each as one would pull the grade of any text down by a grade or two."""
     body = [form.title, *(text for _heading, text in form_sections(form))]
-    return flesch_kincaid_grade("\n\n".join(body))
+    return readability_of("\n\n".join(body), language=form.language or Language.ENGLISH)
+
+
+def form_version_readability_grade(form: AuthorizationForm) -> float:
+    """The Flesch-Kincaid grade of an English version (form_version_readability for any language)."""
+    return form_version_readability(form).score
 
 
 def form_version_missing_elements(form: AuthorizationForm, *, today: date | None = None) -> list[MissingElement]:
@@ -138,7 +154,7 @@ def form_version_missing_elements(form: AuthorizationForm, *, today: date | None
         lacks("R-AUTH-CORE-6", "signature_statement",
               "Signature statement: say what signing means and that a personal representative must describe "
               "their authority to act for the patient.")
-    elif not all(word in form.signature_statement.lower() for word in ("representative", "authority")):
+    elif not all(word in form.signature_statement.lower() for word in _REPRESENTATIVE_WORDS[form.language or "en"]):
         lacks("R-AUTH-CORE-6", "signature_statement",
               "Signature statement: also say that a personal representative who signs must describe their "
               "authority to act for the patient.")
@@ -204,7 +220,7 @@ def form_version_create(*, actor, purpose_id: int, copy_from_id: int | None = No
         version = (purpose.forms.aggregate(highest=Max("version"))["highest"] or 0) + 1
         form = AuthorizationForm(purpose=purpose, version=version, created_by=actor)
         if copy_from_id is not None:
-            source = AuthorizationForm.objects.filter(pk=copy_from_id, purpose=purpose).first()
+            source = AuthorizationForm.objects.filter(pk=copy_from_id, purpose=purpose, language=Language.ENGLISH).first()
             if source is None:
                 raise ValidationError("A new version can only be copied from a version of the same purpose.")
             for field in AUTHORED_FIELDS:
@@ -283,8 +299,17 @@ def form_version_update(
         "remuneration_statement": remuneration_statement,
     }
     with transaction.atomic():
-        form = AuthorizationForm.objects.select_for_update().select_related("purpose").get(pk=form_id)
+        form = (
+            AuthorizationForm.objects.select_for_update(of=("self",))
+            .select_related("purpose", "translation_of")
+            .get(pk=form_id)
+        )
         _refuse_published(form)
+        if form.translation_of_id is not None:
+            # A translation says the same thing: what it ends with and which fields it lists are the original's.
+            for field in TRANSLATION_FIXED_FIELDS:
+                value = getattr(form.translation_of, field)
+                values[field] = list(value) if isinstance(value, list) else value
         changed = [field for field, value in values.items() if getattr(form, field) != value]
         for field, value in values.items():
             setattr(form, field, value)
@@ -317,7 +342,9 @@ def form_version_publish(*, actor, form_id: int) -> AuthorizationForm:
                 [ValidationError(str(element), code=element.rule, params={"field": element.field})
                  for element in missing]
             )
-        grade = form_version_readability_grade(form)
+        if form.translation_of_id is not None:
+            _check_translation_publishable(form)
+        readability = form_version_readability(form)
         form.status = AuthorizationForm.Status.PUBLISHED
         form.published_at = timezone.now()
         form.published_by = actor
@@ -329,10 +356,17 @@ def form_version_publish(*, actor, form_id: int) -> AuthorizationForm:
             "purpose": form.purpose.code,
             "version": form.version,
             "text_hash": form.text_hash,
-            "readability_grade": round(grade),
+            "language": form.language,
         }
-        if grade > PLAIN_LANGUAGE_GRADE_LIMIT:
-            details["readability_warning"] = f"above_grade_{PLAIN_LANGUAGE_GRADE_LIMIT}"
+        if form.language == Language.ENGLISH:
+            details["readability_grade"] = round(readability.score)
+            if readability.too_hard:
+                details["readability_warning"] = f"above_grade_{readability.limit}"
+        else:
+            details["translation_of_id"] = form.translation_of_id
+            details["readability_inflesz"] = round(readability.score)
+            if readability.too_hard:
+                details["readability_warning"] = f"below_inflesz_{readability.limit}"
         audit_record(
             actor=actor,
             action=actions.AUTHORIZATION_FORM_PUBLISHED,
@@ -341,6 +375,60 @@ def form_version_publish(*, actor, form_id: int) -> AuthorizationForm:
             details=details,
         )
     return form
+
+
+# What a translation copies from its original and may not change (ADR 0024): the same version says the same thing.
+# expiry_event is text, but it is the event that ends the authorization, so it is translated once, when the draft is
+# made, by the author, and checked with the rest before publishing.
+TRANSLATION_FIXED_FIELDS = ("merge_fields", "expiry_kind", "expiry_months", "expiry_date")
+
+
+def form_version_translation_create(*, actor, form_id: int, language: str = Language.SPANISH) -> AuthorizationForm:
+    """A draft translation of a published English version: the same purpose and version number, every authored field
+    copied for the author to translate, linked to the original (ADR 0024). One per version and language."""
+    if language not in Language.values or language == Language.ENGLISH:
+        raise ValidationError(_("Choose the language to translate the form into."), code="language")
+    with transaction.atomic():
+        original = AuthorizationForm.objects.select_for_update().select_related("purpose").get(pk=form_id)
+        if original.language != Language.ENGLISH or original.status != AuthorizationForm.Status.PUBLISHED:
+            raise ValidationError(
+                _("Only a published English version can be translated. Publish it first."), code="not_published"
+            )
+        existing = AuthorizationForm.objects.filter(translation_of=original, language=language).first()
+        if existing is not None:
+            return existing
+        form = AuthorizationForm(
+            purpose=original.purpose, version=original.version, language=language, translation_of=original,
+            created_by=actor,
+        )
+        for field in AUTHORED_FIELDS:
+            value = getattr(original, field)
+            setattr(form, field, list(value) if isinstance(value, list) else value)
+        form.full_clean()
+        form.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            action=actions.AUTHORIZATION_FORM_TRANSLATION_CREATED,
+            object_type="authorization_form",
+            object_id=form.pk,
+            details={
+                "purpose_id": original.purpose_id,
+                "version": form.version,
+                "language": language,
+                "translation_of_id": original.pk,
+            },
+        )
+    return form
+
+
+def _check_translation_publishable(form: AuthorizationForm) -> None:
+    original = form.translation_of
+    if original.status != AuthorizationForm.Status.PUBLISHED or original.version != form.version:
+        raise ValidationError(_("The English version this translates must be published first."), code="original")
+    if any(getattr(form, field) != getattr(original, field) for field in TRANSLATION_FIXED_FIELDS):
+        raise ValidationError(
+            _("A translation must end and list the same patient fields as the English version."), code="mismatch"
+        )
 
 
 def _refuse_published(form: AuthorizationForm) -> None:
@@ -353,9 +441,20 @@ def _refuse_published(form: AuthorizationForm) -> None:
 
 
 def purpose_create(
-    *, actor, code: str, name: str, description: str, kind: str, third_party_paid: bool = False
+    *,
+    actor,
+    code: str,
+    name: str,
+    description: str,
+    kind: str,
+    third_party_paid: bool = False,
+    name_es: str = "",
+    description_es: str = "",
 ) -> Purpose:
-    purpose = Purpose(code=code, name=name, description=description, kind=kind, third_party_paid=third_party_paid)
+    purpose = Purpose(
+        code=code, name=name, description=description, kind=kind, third_party_paid=third_party_paid,
+        name_es=name_es.strip(), description_es=description_es.strip(),
+    )
     purpose.full_clean()
     with transaction.atomic():
         purpose.save(force_insert=True)

@@ -11,11 +11,12 @@ from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit import actions
 from audit.services import audit_record
 from consent import crypto
-from consent.models import Patient, PatientCondition, ProgramEnrolment
+from consent.models import Language, Patient, PatientCondition, ProgramEnrolment
 from consent.patient_import.validate import (
     COLUMNS,
     ERROR_MESSAGES,
@@ -51,6 +52,7 @@ def patient_create(
     time_zone: str = "",
     condition_codes: Iterable[str] = (),
     program_codes: Iterable[str] = (),
+    language: str = Language.ENGLISH,
 ) -> Patient:
     email = email.strip().lower()
     validate_email(email)
@@ -71,6 +73,7 @@ def patient_create(
         last_visit=last_visit,
         refill_due=refill_due,
         time_zone=time_zone,
+        language=language,
     )
     patient.full_clean(exclude=["email"])  # the address was validated above; the field holds ciphertext
     with transaction.atomic():
@@ -132,6 +135,7 @@ def _current(patient: Patient, codes: dict, programs: dict) -> dict:
         "last_visit": patient.last_visit,
         "refill_due": patient.refill_due,
         "time_zone": patient.time_zone,
+        "language": patient.language,
         "condition_codes": codes.get(patient.pk, frozenset()),
         "program_codes": programs.get(patient.pk, frozenset()),
     }
@@ -303,3 +307,28 @@ def patients_upsert(*, items: list[dict], source: str = "api", actor=None) -> li
 
 
 UPSERT_STATUSES = (UpsertStatus.CREATED, UpsertStatus.UPDATED, UpsertStatus.UNCHANGED, UpsertStatus.REJECTED)
+
+
+def patient_language_set(*, actor, patient_id: int, language: str, source: str) -> bool:
+    """Store the language a patient reads their mail and forms in (issue 17, item 6): chosen by the patient in the
+    portal (actor None, source "portal") or by staff on their record (source "staff"). Audited with the code only;
+    setting it to what it is writes nothing. Returns whether it changed."""
+    if language not in Language.values:
+        raise ValidationError({"language": ValidationError(_("Choose English or Spanish."), code="bad_language")})
+    with transaction.atomic():
+        patient = Patient.objects.select_for_update().get(pk=patient_id)
+        if patient.language == language:
+            return False
+        before = patient.language
+        patient.language = language
+        patient.save(update_fields=["language"])
+        audit_record(
+            actor=actor,
+            actor_role="" if actor else actions.PATIENT,
+            action=actions.PATIENT_LANGUAGE_SET,
+            object_type="patient",
+            object_id=patient.pk,
+            patient_id=patient.pk,
+            details={"language": language, "before": before, "source": source},
+        )
+    return True

@@ -17,11 +17,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit import actions
 from audit.services import audit_record
 from consent import crypto
-from consent.models import Authorization, AuthorizationForm, Patient, Purpose, Revocation
+from consent.models import Authorization, AuthorizationForm, Invitation, Patient, Purpose, Revocation
 from consent.selectors.coverage import authorization_covering_list
 from consent.services.authorizations import authorization_revoke
 from consent.tasks import sign_in_code_queue
@@ -151,10 +152,10 @@ class PortalAuthorization:
     @property
     def status_label(self) -> str:
         return {
-            "active": "Active",
-            "expired": "Expired",
-            "revoked": "Stopped by you",
-            "ended": "Ended",
+            "active": _("Active"),
+            "expired": _("Expired"),
+            "revoked": _("Stopped by you"),
+            "ended": _("Ended"),
         }[self.status]
 
 
@@ -163,6 +164,9 @@ class PortalChoice:
     purpose: Purpose
     covering: Authorization | None  # the authorization that makes the patient receive these, if any
     can_sign: bool  # a published form exists to sign
+    # The one purpose whose "Read the form and sign" is the page's primary button (issue 17, item 5: calm visual
+    # weight); every other is secondary. At most one per page.
+    primary: bool = False
 
 
 def _covering_ids(*, patient_id: int, purpose_ids) -> set[int]:
@@ -198,8 +202,12 @@ def portal_authorization_list(*, patient_id: int) -> list[PortalAuthorization]:
     return rows
 
 
-def portal_choice_list(*, patient_id: int) -> list[PortalChoice]:
-    """One switch per purpose: every purpose that can be signed now or that this patient has signed for."""
+def portal_choice_list(*, patient_id: int, invited_purpose_id: int | None = None) -> list[PortalChoice]:
+    """One switch per purpose: every purpose that can be signed now or that this patient has signed for.
+
+    At most one gets the primary button, the one most likely the reason they came (issue 17, item 5): the purpose of
+    the invitation they opened in this session, else the purpose whose authorization most recently ended by its date
+    (a renewal). A purpose they stopped is never pushed: stopping was their choice. Otherwise none is primary."""
     signable = set(
         AuthorizationForm.objects.filter(status=AuthorizationForm.Status.PUBLISHED).values_list("purpose_id", flat=True)
     )
@@ -211,10 +219,41 @@ def portal_choice_list(*, patient_id: int) -> list[PortalChoice]:
             pk__in=_covering_ids(patient_id=patient_id, purpose_ids=[p.pk for p in purposes])
         ).order_by("id")
     }
+    open_to_sign = {purpose.pk for purpose in purposes if purpose.pk in signable and purpose.pk not in covering}
+    primary = invited_purpose_id if invited_purpose_id in open_to_sign else None
+    if primary is None:
+        stopped = set(
+            Revocation.objects.filter(authorization__patient_id=patient_id).values_list(
+                "authorization__purpose_id", flat=True
+            )
+        )
+        ended = (
+            Authorization.objects.filter(
+                patient_id=patient_id, purpose_id__in=open_to_sign - stopped, expires_at__lte=timezone.now()
+            )
+            .order_by("-expires_at")
+            .values_list("purpose_id", flat=True)
+            .first()
+        )
+        primary = ended
     return [
-        PortalChoice(purpose=purpose, covering=covering.get(purpose.pk), can_sign=purpose.pk in signable)
+        PortalChoice(
+            purpose=purpose,
+            covering=covering.get(purpose.pk),
+            can_sign=purpose.pk in signable,
+            primary=purpose.pk == primary,
+        )
         for purpose in purposes
     ]
+
+
+def portal_invitation_purpose_id(*, patient_id: int, invitation_id: int) -> int | None:
+    """The purpose of an unused invitation of this patient (the one they opened in this session), or None."""
+    return (
+        Invitation.objects.filter(pk=invitation_id, patient_id=patient_id, used_at__isnull=True)
+        .values_list("purpose_id", flat=True)
+        .first()
+    )
 
 
 def portal_authorization_get(*, patient_id: int, authorization_id: int) -> Authorization:
@@ -233,7 +272,7 @@ def portal_authorization_revoke(*, patient_id: int, authorization_id: int) -> li
     whole purpose (R-REVOKE-ANYTIME); a revocation through the portal is a writing (R-REVOKE-WRITTEN)."""
     authorization = portal_authorization_get(patient_id=patient_id, authorization_id=authorization_id)
     if not portal_authorization_is_active(authorization=authorization):
-        raise ValidationError("This authorization has already ended.")
+        raise ValidationError(_("This authorization has already ended."))
     return authorization_revoke(
         actor=None, patient_id=patient_id, purpose_id=authorization.purpose_id, channel=Revocation.Channel.PORTAL
     )
@@ -262,6 +301,7 @@ __all__ = [
     "portal_authorization_list",
     "portal_authorization_revoke",
     "portal_choice_list",
+    "portal_invitation_purpose_id",
     "portal_patient_get",
     "portal_purpose_get",
 ]

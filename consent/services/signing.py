@@ -19,14 +19,15 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from audit import actions
 from audit.services import audit_record
-from consent.documents import form_text, text_hash
+from consent.documents import form_language, form_text, long_date, text_hash
 from consent.models import Authorization, AuthorizationForm, Invitation, Patient, Purpose
 from consent.pdf import authorization_pdf_render
-from consent.selectors.form_versions import form_version_current
+from consent.selectors.form_versions import form_version_current, form_version_signable
 from consent.services.authorizations import authorization_grant
 from consent.tasks import authorization_copy_queue, invitation_queue
 
@@ -136,9 +137,9 @@ def form_expiry_for(*, form: AuthorizationForm, signed_at: datetime) -> tuple[da
     raise ValidationError("This form has no expiration date or event (R-AUTH-CORE-5).")
 
 
-def signed_date_text(moment: datetime) -> str:
-    local = timezone.localtime(moment)
-    return f"{local:%B} {local.day}, {local.year}"
+def signed_date_text(moment: datetime, language: str | None = None) -> str:
+    """The day of signing in the organisation's zone, written out in the form's language."""
+    return long_date(timezone.localtime(moment).date(), language)
 
 
 def authorization_sign(
@@ -164,36 +165,43 @@ def authorization_sign(
     representative_authority = representative_authority.strip()
     errors: dict[str, str] = {}
     if not signature_name:
-        errors["signature_name"] = "Type your full name to sign."
+        errors["signature_name"] = _("Type your full name to sign.")
     if not intent_confirmed:
-        errors["intent"] = "Tick the box to show that you mean to sign."
+        errors["intent"] = _("Tick the box to show that you mean to sign.")
     if signed_by_representative and not representative_authority:
-        errors["representative_authority"] = (
+        errors["representative_authority"] = _(
             "Tell us how you are allowed to act for the patient, for example: parent of a minor child, "
             "legal guardian, or health care power of attorney."
         )
     if errors:
         raise ValidationError(errors)
     form = AuthorizationForm.objects.select_related("purpose").get(pk=form_id)
-    current = form_version_current(purpose_id=form.purpose_id)
-    if current is None or current.pk != form.pk:
-        raise ValidationError("This form has been replaced by a newer version. Please read the new one.", code="stale")
+    # The current version, in English or in a published translation of it (ADR 0024): the authorization records
+    # which one was signed (its form_version), and its copy is in that language.
+    if form_version_signable(purpose_id=form.purpose_id, form_id=form.pk) is None:
+        raise ValidationError(
+            _("This form has been replaced by a newer version. Please read the new one."), code="stale"
+        )
     document_text = form_text(form)
     document_hash = text_hash(document_text)
     if not secrets.compare_digest(document_hash, shown_text_hash or ""):
-        raise ValidationError("The form changed while you were reading it. Please read it again.", code="stale")
+        raise ValidationError(_("The form changed while you were reading it. Please read it again."), code="stale")
     patient = Patient.objects.get(pk=patient_id)
     signed_at = timezone.now()
     expires_at, expiry_event = form_expiry_for(form=form, signed_at=signed_at)
     if expires_at is not None and expires_at <= signed_at:
-        raise ValidationError("This form has already ended and can no longer be signed.", code="ended")
+        raise ValidationError(_("This form has already ended and can no longer be signed."), code="ended")
+    language = form_language(form)
     pdf_bytes = authorization_pdf_render(
         document_text=document_text,
         signature_name=signature_name,
-        signed_date=signed_date_text(signed_at),
+        signed_date=signed_date_text(signed_at, language),
         signed_by_representative=signed_by_representative,
         representative_authority=representative_authority,
         text_hash=document_hash,
+        expires_at=expires_at,
+        expiry_event=expiry_event,
+        language=language,
     )
     with transaction.atomic(durable=True):
         authorization = authorization_grant(

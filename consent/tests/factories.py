@@ -68,3 +68,41 @@ def form_published_make(purpose, **overrides):
     draft = form_versions.form_version_create(actor=None, purpose_id=purpose.pk)
     form_versions.form_version_update(actor=None, form_id=draft.pk, **fields)
     return form_versions.form_version_publish(actor=None, form_id=draft.pk)
+
+
+# The Spanish text of FORM_FIELDS (issue 17, item 6): the same form, in plain Spanish for a patient (usted).
+SPANISH_FORM_FIELDS = {
+    "information_description": "Su nombre, su correo electrónico y el hecho de que usa una máquina CPAP que le dimos.",
+    "authorized_party": "Riverside Health, 100 River Road, Springfield, IL.",
+    "recipients_description": "Nuestro servicio de correo, que firmó con nosotros un acuerdo de socio comercial.",
+    "purpose_description": "Para contarle sobre mascarillas y accesorios nuevos para su CPAP que puede comprarnos.",
+    "signature_statement": (
+        "Escribir su nombre es su firma. Si firma por otra persona, díganos qué le permite actuar por ella "
+        "(su autoridad como su representante personal)."
+    ),
+    "revocation_statement": "Puede cancelar esto en cualquier momento. Use el enlace de cualquier mensaje o nuestro sitio web.",
+    "revocation_address": "Oficial de Privacidad, Riverside Health\n100 River Road, Springfield, IL 62701",
+    "conditioning_statement": "Su tratamiento, sus pagos, su inscripción y sus beneficios no dependen de que firme.",
+    "redisclosure_statement": "Quien reciba la información puede volver a compartirla, y entonces puede perder su protección.",
+}
+
+
+def form_spanish_make(english, **overrides):
+    """The Spanish version of a published English version, drafted, translated and published through the services."""
+    from consent.services import form_versions
+
+    draft = form_versions.form_version_translation_create(actor=None, form_id=english.pk, language="es")
+    fields = {
+        "title": f"Permiso para enviarle mensajes sobre {english.purpose.name_es or english.purpose.name}",
+        "merge_fields": english.merge_fields,
+        "expiry_kind": english.expiry_kind,
+        "expiry_months": english.expiry_months,
+        "expiry_date": english.expiry_date,
+        "expiry_event": english.expiry_event,
+        **SPANISH_FORM_FIELDS,
+    }
+    if english.remuneration_statement:
+        fields["remuneration_statement"] = "Una empresa que fabrica estos productos nos paga para enviar estos mensajes."
+    fields |= overrides
+    form_versions.form_version_update(actor=None, form_id=draft.pk, **fields)
+    return form_versions.form_version_publish(actor=None, form_id=draft.pk)

@@ -170,7 +170,7 @@ def test_r_revoke_anytime_portal_revocation_ends_coverage_at_once_and_is_audited
     event = AuditEvent.objects.get(action="authorization.revoked", object_id=str(patient.pk))
     assert event.actor_role == "patient" and event.details["channel"] == "portal"
     assert event.details["authorization_ids"] == [authorization.pk]
-    assert "will not send you messages about cpap supplies" in client.get("/my/").content.decode()
+    assert "will not send you messages about “CPAP supplies” any more" in client.get("/my/").content.decode()
 
 
 def test_revoking_an_ended_authorization_changes_nothing(client):

@@ -97,12 +97,12 @@ def test_patient_signs_downloads_and_revokes_in_the_browser(browser_context, liv
     screenshot(page, "43-portal")
 
     page.get_by_role("link", name="Stop these messages about CPAP supplies").click()
-    assert page.locator("h1").inner_text() == "Stop messages about CPAP supplies?"
+    assert page.locator("h1").inner_text() == "Stop messages about “CPAP supplies”?"
     assert_accessible(page, axe_js)
     screenshot(page, "44-revoke-confirm")
     page.get_by_role("button", name="Yes, stop these messages").click()
     page.wait_for_url("**/my/")
-    assert "We will not send you messages about cpap supplies any more." in page.locator("main").inner_text()
+    assert "We will not send you messages about “CPAP supplies” any more." in page.locator("main").inner_text()
     assert not authorization_covering_list(purpose_id=purpose.pk, patient_ids=[patient.pk]).exists()
     assert "Stopped by you" in page.locator("main").inner_text()
 

@@ -8,13 +8,13 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_safe
 
 from consent.documents import form_sections
 from consent.forms.authoring import AuthorizationFormDraftForm, PurposeForm
 from consent.models import AuthorizationForm, Purpose
 from consent.permissions import access_consent_staff, access_form_version_by_id, access_purpose_by_id
-from consent.readability import PLAIN_LANGUAGE_GRADE_LIMIT
 from consent.selectors.form_versions import form_version_current, form_version_history_list
 from consent.services import form_versions
 from consent.services import form_versions as form_versions_services
@@ -33,8 +33,16 @@ def _add_service_errors(form, error: ValidationError) -> None:
 
 
 def _readability(form_version: AuthorizationForm) -> dict:
-    grade = form_versions.form_version_readability_grade(form_version)
-    return {"grade": grade, "too_hard": grade > PLAIN_LANGUAGE_GRADE_LIMIT, "limit": PLAIN_LANGUAGE_GRADE_LIMIT}
+    """The grade (English, Flesch-Kincaid) or the INFLESZ score (Spanish) of the text, and whether to warn."""
+    readability = form_versions.form_version_readability(form_version)
+    return {
+        "language": readability.language,
+        "grade": readability.score,
+        "score": readability.score,
+        "formula": readability.formula,
+        "too_hard": readability.too_hard,
+        "limit": readability.limit,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -187,6 +195,31 @@ def form_publish(request, purpose_id: int, form_id: int):
         return _render_editor(request, form_version, draft_form, publish_errors=missing, status=400)
     messages.success(request, f"Version {form_version.version} is published. New signatures use it from now on.")
     return redirect("consent:purpose_detail", purpose_id=purpose_id)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def form_translate(request, purpose_id: int, form_id: int):
+    """The Spanish version of a published English version (ADR 0024): POST makes its draft (or opens the one that
+    exists), copied from the English text for the author to translate. A GET goes back to the purpose."""
+    form_version = access_form_version_by_id(request.user, purpose_id, form_id)
+    if request.method != "POST":
+        return redirect("consent:purpose_detail", purpose_id=purpose_id)
+    try:
+        translation = form_versions.form_version_translation_create(
+            actor=request.user, form_id=form_version.pk, language=request.POST.get("language", "es")
+        )
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("consent:purpose_detail", purpose_id=purpose_id)
+    if translation.status == AuthorizationForm.Status.DRAFT:
+        messages.success(
+            request,
+            _(
+                "Spanish draft of version %(version)s. Translate each part; the end of the authorization and the "
+                "patient fields are those of the English version."
+            ) % {"version": translation.version},
+        )
+    return redirect("consent:form_edit", purpose_id=purpose_id, form_id=translation.pk)
 
 
 @require_safe

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from audit import actions
@@ -22,11 +23,12 @@ from consent.forms.patients import (
     WrittenRevocationForm,
     start_of_day,
 )
-from consent.models import AuthorizationDefect, ExpiryEvent
+from consent.models import AuthorizationDefect, ExpiryEvent, Language
 from consent.permissions import access_authorization_by_id, access_consent_staff, access_patient_by_id
 from consent.selectors import patients as selectors_patients
 from consent.selectors.events import patient_event_list
 from consent.services.authorizations import authorization_defect_record, expiry_event_record
+from consent.services.patients import patient_language_set
 from consent.services.signing import invitation_create, invitation_link
 from consent.services.written import authorization_written_record, revocation_written_record
 
@@ -95,6 +97,7 @@ def _render_record(request, patient, *, written_form=None, status=200):
         "events_shown": EVENTS_SHOWN,
         "written_form": written_form or WrittenAuthorizationForm(),
         "invitation_form": InvitationForm(prefix="invite"),
+        "languages": Language.choices,
     }
     return render(request, "consent/patients/detail.html", context, status=status)
 
@@ -260,6 +263,22 @@ def patient_document(request, patient_id: int, authorization_id: int, kind: str)
     filename = f"authorization-{authorization.pk}-{kind}.{extension}"
     content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     return FileResponse(handle, as_attachment=True, filename=filename, content_type=content_type)
+
+
+@require_POST
+def patient_language(request, patient_id: int):
+    """Staff set the language of a patient's mail and forms (issue 17, item 6), for example from a phone call."""
+    patient = access_patient_by_id(request.user, patient_id)
+    try:
+        changed = patient_language_set(
+            actor=request.user, patient_id=patient.pk, language=request.POST.get("language", ""), source="staff"
+        )
+    except ValidationError:
+        messages.error(request, _("Choose English or Spanish."))
+    else:
+        if changed:
+            messages.success(request, _("Language saved. Their next messages and forms use it."))
+    return redirect("consent:patient_detail", patient_id=patient.pk)
 
 
 @require_POST

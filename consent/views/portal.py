@@ -11,14 +11,17 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from django.views.i18n import set_language
 
 from accounts.throttle import client_ip, throttle_check, throttle_subject
 from audit import actions
 from audit.services import audit_record
 from consent.documents import form_sections, form_text, text_hash
 from consent.forms.portal import CodeForm, EmailForm, SignForm
-from consent.models import Authorization, Purpose
+from consent.languages import language_activate, language_chosen_on_device, language_for_patient, language_remember
+from consent.models import Authorization, Language, Purpose
 from consent.portal_session import (
     patient_required,
     portal_next_pop,
@@ -28,9 +31,10 @@ from consent.portal_session import (
     portal_patient_sign_out,
 )
 from consent.selectors.coverage import authorization_covering_list
-from consent.selectors.form_versions import form_version_current
+from consent.selectors.form_versions import form_version_for_language, form_version_signable
 from consent.services import portal as portal_services
 from consent.services import signing
+from consent.services.patients import patient_language_set
 
 _INVITATION = "portal_invitation_id"
 # Whose code this session waits for, as a keyed digest (accounts.throttle): code entry is throttled per account.
@@ -49,17 +53,20 @@ def invitation_open(request, token: str):
         return render(request, "consent/portal/invitation_invalid.html", {"reason": invalid.reason}, status=status)
     request.session[_INVITATION] = invitation.pk
     request.session[_CODE_SUBJECT] = throttle_subject(f"patient:{invitation.patient_id}")
+    # Arriving from our link: the portal speaks the patient's language (unless they chose another on this device).
+    language = language_for_patient(request, invitation.patient.language)
+    language_activate(request, language)
     sign_url = reverse("portal:sign", kwargs={"purpose_id": invitation.purpose_id})
     signed_in_as = portal_patient_id(request)
     if signed_in_as == invitation.patient_id:
-        return redirect(sign_url)
+        return language_remember(redirect(sign_url), language)
     if signed_in_as is not None:
         portal_patient_sign_out(request)  # someone else's session on a shared device: start again
     portal_next_set(request, sign_url)
     sent = True
     if not portal_services.patient_code_pending_for(store=request.session, patient_id=invitation.patient_id):
         sent = portal_services.patient_code_issue(store=request.session, patient=invitation.patient)
-    return render(
+    response = render(
         request,
         "consent/portal/invitation_code.html",
         {
@@ -69,6 +76,7 @@ def invitation_open(request, token: str):
             "purpose": invitation.purpose,
         },
     )
+    return language_remember(response, language)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -101,13 +109,30 @@ def code_enter(request):
         )
         if outcome == portal_services.CodeOutcome.VERIFIED:
             portal_patient_sign_in(request, patient_id=patient_id)
-            return redirect(portal_next_pop(request, reverse("portal:home")))
+            response = redirect(portal_next_pop(request, reverse("portal:home")))
+            if language_chosen_on_device(request) is None:
+                # Signed in: the next pages follow the language stored for them.
+                patient = portal_services.portal_patient_get(patient_id=patient_id)
+                language_remember(response, patient.language)
+            return response
         if outcome == portal_services.CodeOutcome.LOCKED:
             return render(request, "consent/portal/code_locked.html", status=429)
         if outcome == portal_services.CodeOutcome.EXPIRED:
             return render(request, "consent/portal/code_expired.html", status=410)
-        form.add_error("code", "That code is not right. Check the email and try again.")
+        form.add_error("code", _("That code is not right. Check the email and try again."))
     return render(request, "consent/portal/code.html", {"form": form})
+
+
+@require_POST
+def language_set(request):
+    """The language switcher on patient pages (POST, CSRF): Django's set_language keeps the choice on this device and
+    goes back to the page (a page of ours only); a signed-in patient's choice is also stored for their mail."""
+    response = set_language(request)
+    language = request.POST.get("language")
+    patient_id = portal_patient_id(request)
+    if patient_id is not None and language in Language.values:
+        patient_language_set(actor=None, patient_id=patient_id, language=language, source="portal")
+    return response
 
 
 @require_POST
@@ -115,6 +140,15 @@ def sign_out(request):
     portal_patient_sign_out(request)
     request.session.pop(_INVITATION, None)
     return render(request, "consent/portal/signed_out.html")
+
+
+def _invited_purpose_id(request) -> int | None:
+    invitation_id = request.session.get(_INVITATION)
+    if invitation_id is None:
+        return None
+    return portal_services.portal_invitation_purpose_id(
+        patient_id=request.portal_patient_id, invitation_id=invitation_id
+    )
 
 
 @patient_required
@@ -125,7 +159,9 @@ def home(request):
         request,
         "consent/portal/home.html",
         {
-            "choices": portal_services.portal_choice_list(patient_id=patient_id),
+            "choices": portal_services.portal_choice_list(
+                patient_id=patient_id, invited_purpose_id=_invited_purpose_id(request)
+            ),
             "authorizations": portal_services.portal_authorization_list(patient_id=patient_id),
         },
     )
@@ -140,13 +176,13 @@ def sign(request, purpose_id: int):
         purpose = portal_services.portal_purpose_get(purpose_id=purpose_id)
     except Purpose.DoesNotExist:
         raise Http404 from None
-    form_version = form_version_current(purpose_id=purpose.pk)
+    # The version in the page's language: a published translation of the current form, else the English one.
+    form_version = form_version_for_language(purpose_id=purpose.pk, language=request.LANGUAGE_CODE)
     if form_version is None:
         raise Http404
     covering = authorization_covering_list(purpose_id=purpose.pk, patient_ids=[patient_id]).first()
     if covering is not None:
         return render(request, "consent/portal/already_signed.html", {"purpose": purpose, "authorization": covering})
-    shown_hash = text_hash(form_text(form_version))
     if request.method == "POST":
         if (refused := throttle_check(request, scope="signing", key=f"patient:{patient_id}")) is not None:
             return refused
@@ -154,6 +190,10 @@ def sign(request, purpose_id: int):
     if request.method == "POST" and form.is_valid():
         invitation_id = request.session.get(_INVITATION)
         representative = form.cleaned_data["signer"] == SignForm.REPRESENTATIVE
+        # The version the page showed, if it may still be signed (the language may have been switched since).
+        shown_id = form.cleaned_data["form_id"]
+        if shown_id and (shown := form_version_signable(purpose_id=purpose.pk, form_id=shown_id)) is not None:
+            form_version = shown
         try:
             authorization = signing.authorization_sign(
                 patient_id=patient_id,
@@ -186,8 +226,8 @@ def sign(request, purpose_id: int):
             "title": form_version.title,
             "sections": form_sections(form_version),
             "form": form,
-            "shown_hash": shown_hash,
-            "today": timezone.localdate(),
+            "shown_hash": text_hash(form_text(form_version)),
+            "today": timezone.now(),
         },
         status=400 if form.errors else 200,
     )
@@ -236,14 +276,16 @@ def revoke(request, authorization_id: int):
     """A confirmation, then the revocation, effective at once (R-REVOKE-ANYTIME)."""
     authorization = _own_authorization(request, authorization_id)
     if not portal_services.portal_authorization_is_active(authorization=authorization):
-        messages.info(request, "This has already ended. Nothing more to do.")
+        messages.info(request, _("This has already ended. Nothing more to do."))
         return redirect("portal:home")
     if request.method == "POST":
         portal_services.portal_authorization_revoke(
             patient_id=request.portal_patient_id, authorization_id=authorization.pk
         )
+        # The purpose's name as staff wrote it, never lower-cased (issue 17, item 5).
         messages.success(
-            request, f"Done. We will not send you messages about {authorization.purpose.name.lower()} any more."
+            request,
+            _("Done. We will not send you messages about “%(name)s” any more.") % {"name": authorization.purpose.shown_name},
         )
         return redirect("portal:home")
     return render(request, "consent/portal/revoke_confirm.html", {"authorization": authorization})

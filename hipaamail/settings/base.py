@@ -63,6 +63,10 @@ MIDDLEWARE = [
     "hipaamail.middleware.NoStoreMiddleware",
     "hipaamail.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language of each request (issue 17, item 6): the django_language cookie (the patient's switcher, and
+    # the patient's stored language when they arrive from a link), else the browser's Accept-Language, else
+    # LANGUAGE_CODE. After the session, before CommonMiddleware (Django's documented order).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Before the CSRF check, so that a PUT or DELETE gets 405 with Allow rather than a CSRF refusal; the access
     # check comes later, so a staff URL's Allow is visible to anyone (what a URL is for is no secret, its data is).
@@ -93,6 +97,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "hipaamail.context_processors.staff_roles",
@@ -323,6 +328,13 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Riverside Health <ne
 HIPAAMAIL_REPLY_TO = env.str("REPLY_TO_EMAIL", default=DEFAULT_FROM_EMAIL)
 HIPAAMAIL_ORGANISATION_NAME = env.str("ORGANISATION_NAME", default="Riverside Health")
 HIPAAMAIL_POSTAL_ADDRESS = env.str("ORGANISATION_POSTAL_ADDRESS", default="100 River Road, Springfield, IL 62701")
+# Wherever a patient page says "call us" (issue 17, item 5): the number and the hours someone answers it. The hours
+# are written by people, so each language has its own (ORGANISATION_HOURS_ES for Spanish; English when it is empty).
+HIPAAMAIL_ORGANISATION_PHONE = env.str("ORGANISATION_PHONE", default="217-555-0100")
+HIPAAMAIL_ORGANISATION_HOURS = env.str("ORGANISATION_HOURS", default="Monday to Friday, 8 am to 6 pm Central Time")
+HIPAAMAIL_ORGANISATION_HOURS_ES = env.str(
+    "ORGANISATION_HOURS_ES", default="de lunes a viernes, de 8 a. m. a 6 p. m., hora del centro"
+)
 HIPAAMAIL_MESSAGE_ID_DOMAIN = env.str("MESSAGE_ID_DOMAIN", default="")  # "": DEFAULT_FROM_EMAIL's domain
 # Deliveries a sender claims at once (one lease, one SMTP session, one render of the campaign). The locks a revocation
 # waits for are bounded by SEND_LOCK_SECONDS per check-to-send window whatever this is (ADR 0010); a larger batch
@@ -519,7 +531,11 @@ STORAGES = {
 
 # --- Everything else ------------------------------------------------------------------------------------
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+# Patients in the United States often read Spanish first (issue 17, item 6). The catalogue is
+# locale/es/LC_MESSAGES/django.po, with its compiled django.mo committed beside it (ADR 0023).
+LANGUAGES = [("en", "English"), ("es", "Español")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="America/Chicago")
 USE_I18N = True
 USE_TZ = True

@@ -156,9 +156,11 @@ consent:form_create                                 in    in    in    404   302 
 consent:form_edit                                   in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
 consent:form_preview                                in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
 consent:form_publish                                in    in    in    404   302   302   2fa   in    in    in    in    in    in    in    in
+consent:form_translate                              in    in    in    404   302   302   2fa   in    in    in    in    in    in    in    in
 consent:patient_search                              in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
 consent:patient_detail                              in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
 consent:patient_invite                              in    in    in    404   302   302   2fa   in    in    in    in    in    in    in    in
+consent:patient_language                            in    in    in    404   302   302   2fa   in    in    in    in    in    in    in    in
 consent:patient_written_authorization               in    in    in    404   400   400   2fa   in    in    in    in    in    in    in    in
 consent:patient_written_revocation                  in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
 consent:patient_expiry_event                        in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
@@ -192,11 +194,13 @@ portal:invitation_open                              ok    302   ok    ok    ok  
 portal:sign_in                                      ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 portal:code                                         ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 portal:sign_out                                     ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
+portal:language                                     302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
 portal:sign                                         my-in ok    ok    my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in
 portal:signed                                       my-in ok    404   my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in
 portal:authorization_pdf                            my-in ok    404   my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in
 portal:revoke                                       my-in ok    404   my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in
 unsubscribe                                         ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
+set_language                                        302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
 webhooks:amazon_ses_tracking                        404   404   404   404   404   404   404   404   404   404   404   404   404   404   404
 tracking:open                                       ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 tracking:click                                      302   302   302   302   302   302   302   302   302   302   302   302   302   302   302

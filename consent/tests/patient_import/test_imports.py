@@ -560,3 +560,20 @@ def test_officer_previews_errors_then_imports_with_a_live_progress_bar(page, liv
             thread.join(timeout=10)
 
     assert Patient.objects.count() == 601
+
+
+def test_the_language_column_sets_the_patients_language():
+    """Issue 17: a file may say which language a patient reads (en, es, English, Spanish, Español); empty is English;
+    anything else is an error that names the row and the column, never the value."""
+    rows = [good_row(email=f"lang.{n}@example.org", full_name=f"Lang Person {n}") for n in range(4)]
+    for row, language in zip(rows, ["es", "Español", "", "English"], strict=True):
+        row["language"] = language
+    validation = patient_csv_validate(text=csv_text(*rows))
+    assert [row.language for row in validation.rows] == ["es", "es", "en", "en"]
+    ids = write.patient_rows_save(rows=validation.rows)
+    assert [Patient.objects.get(pk=pk).language for pk in ids] == ["es", "es", "en", "en"]
+
+    rows = [good_row(email=f"lang.bad.{n}@example.org") for n in range(2)]
+    rows[0]["language"] = "klingon"
+    refused = patient_csv_validate(text=csv_text(*rows))
+    assert refused.errors == [{"row": 2, "column": "language", "code": "bad_language"}]

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core import mail
 from django.test import override_settings
-from django.utils import timezone
+from django.utils import dateformat, timezone
 
 from audit.models import AuditEvent
 from conftest import pdf_text
@@ -128,7 +128,8 @@ def test_patient_signs_end_to_end_from_the_invitation(client, invited):
     assert form_version.title in body
     assert "Typing my name has the same effect as my handwritten signature." in body
     assert f'value="{text_hash(form_text(form_version))}"' in body
-    assert timezone.localdate().strftime("%B") in body
+    # The date as every page writes it (the `when` filter: "Dec 7, 2026", in the organisation's zone).
+    assert dateformat.format(timezone.localdate(), "M j, Y") in body
 
     response = client.post(
         f"/my/sign/{purpose.pk}/",
