@@ -283,19 +283,19 @@ def _dispatch_window(
     with transaction.atomic(durable=True):
         tokens = dict(claimed)
         deliveries = [
-            (pk, patient_id, address)
+            (pk, patient_id, address, language)
             # No SKIP LOCKED here: these rows are ours by lease, and another worker's claim statement may be
             # holding them for an instant (it locks, then finds them leased); wait for it rather than skip.
-            for pk, lease, patient_id, address in Delivery.objects.select_for_update(of=("self",))
+            for pk, lease, patient_id, address, language in Delivery.objects.select_for_update(of=("self",))
             .filter(pk__in=list(tokens), status=Delivery.Status.QUEUED)
             .order_by("id")
-            .values_list("id", "lease_expires_at", "patient_id", "patient__email")
+            .values_list("id", "lease_expires_at", "patient_id", "patient__email", "patient__language")
             if lease == tokens[pk]  # still ours: not re-claimed by another worker after our lease expired
         ]
         if not deliveries:
             return outcome
         lasting = timedelta(seconds=window)
-        patient_ids = [patient_id for _, patient_id, _ in deliveries]
+        patient_ids = [patient_id for _, patient_id, _, _ in deliveries]
         coverage = authorization_lock_covering(purpose_id=campaign.purpose_id, patient_ids=patient_ids, lasting=lasting)
         outcome.checked_at = coverage.checked_at
         covered = coverage.by_patient
@@ -307,24 +307,28 @@ def _dispatch_window(
         )
         # A suppressed address (hard bounce, complaint) gets nothing even when covered (R-BOUNCE-SUPPRESS).
         gaps |= patient_suppression_list(patient_ids=[pid for pid in patient_ids if pid in covered])
-        for pk, patient_id, _ in deliveries:
+        for pk, patient_id, _, _ in deliveries:
             if patient_id not in covered or patient_id in gaps:
                 outcome.blocked[pk] = gaps[patient_id]
-        sendable = [(pk, covered[patient_id], address) for pk, patient_id, address in deliveries if pk not in outcome.blocked]
+        sendable = [
+            (pk, covered[patient_id], address, language)
+            for pk, patient_id, address, language in deliveries
+            if pk not in outcome.blocked
+        ]
         # The window closes `window` seconds after just before the check statement was sent: an upper bound, so
         # a message accepted by then was accepted within the window of the check on any clock.
         deadline = coverage.started + window
         # After this, no new message is started: the locks a revocation waits for are held about this long.
         lock_until = coverage.started + min(settings.HIPAAMAIL_SEND_LOCK_SECONDS, window)
         longest = 0.0  # the longest hand-over of this window so far, in seconds
-        for index, (pk, authorization_id, address) in enumerate(sendable):
+        for index, (pk, authorization_id, address, language) in enumerate(sendable):
             before = time.monotonic()
             # Start a message only when twice the longest hand-over so far still fits: the transport's deadline
             # is the hard bound, this keeps it from being hit in the ordinary case.
             if deadline - before < 2 * longest or (index and before >= lock_until):
-                outcome.left = [(later, tokens[later]) for later, _, _ in sendable[index:]]
+                outcome.left = [(later, tokens[later]) for later, _, _, _ in sendable[index:]]
                 break
-            message = render.assemble(delivery_id=pk, to_address=address)
+            message = render.assemble(delivery_id=pk, to_address=address, language=language)
             try:
                 transport.send(message, deadline=deadline)
             except WindowClosed as error:
@@ -332,7 +336,7 @@ def _dispatch_window(
                 # queued again marked possible_duplicate and re-checked before a second attempt; the rest go to
                 # the next window. A server slower than a whole window gets the retry's back-off instead.
                 outcome.released, outcome.in_flight = [pk], [pk]
-                outcome.left = [(later, tokens[later]) for later, _, _ in sendable[index + 1 :]]
+                outcome.left = [(later, tokens[later]) for later, _, _, _ in sendable[index + 1 :]]
                 if not outcome.sent:
                     outcome.transient = error
                     outcome.released += [later for later, _ in outcome.left]
@@ -342,7 +346,7 @@ def _dispatch_window(
             except smtplib.SMTPException as error:
                 if not _is_recipient_refusal(error):
                     outcome.transient = error
-                    outcome.released = [later for later, _, _ in sendable[index:]]
+                    outcome.released = [later for later, _, _, _ in sendable[index:]]
                     if isinstance(error, smtplib.SMTPServerDisconnected):
                         outcome.in_flight = [pk]
                     break
@@ -355,7 +359,7 @@ def _dispatch_window(
                 continue
             except OSError as error:  # connection refused or dropped: the server is away
                 outcome.transient = error
-                outcome.released = [later for later, _, _ in sendable[index:]]
+                outcome.released = [later for later, _, _, _ in sendable[index:]]
                 outcome.in_flight = [pk]
                 break
             accepted = time.monotonic()

@@ -39,10 +39,11 @@ from django.core import signing
 from django.core.exceptions import ImproperlyConfigured
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import translation
 from django.utils.safestring import mark_safe
 
 from campaigns.content import CampaignContent, content_of, content_render, merge_values_for_deliveries
-from campaigns.sending.tracking import tracking_apply
+from campaigns.sending.tracking import TrackedHtml, tracking_apply
 
 _UNSUBSCRIBE_SALT = "campaigns.unsubscribe"
 # Characters that make an address unsafe to write into a header or an SMTP command as it is.
@@ -231,6 +232,17 @@ def _to_header(address: str) -> str:
 _VALUES_PREFETCH = 1000
 
 
+@dataclass(frozen=True)
+class _Variant:
+    """A render's text and HTML in one language of the footer, with their quoted-printable encodings."""
+
+    text_template: str
+    html_template: str
+    tracking: TrackedHtml
+    text_body: _QuotedPrintableBody
+    html_body: _QuotedPrintableBody
+
+
 class CampaignRender:
     """A campaign rendered once; `assemble` builds each recipient's message from it in a few microseconds.
 
@@ -248,17 +260,16 @@ class CampaignRender:
         self.placeholder = "hmunsub" + secrets.token_hex(16)
         # Once per render, not per message: the domain is parsed from a setting and IDNA-encoded (bench: 11 %).
         self._message_id_parts = message_id_parts()
-        context = {
-            "content_html": mark_safe(rendered.html),  # sanitised by campaigns.content.html_sanitise
-            "content_text": rendered.text,
-            "organisation": settings.HIPAAMAIL_ORGANISATION_NAME,
-            "postal_address": settings.HIPAAMAIL_POSTAL_ADDRESS,  # R-CANSPAM-ADDRESS
-            "unsubscribe_url": self.placeholder,
-            "purpose_name": content.purpose.name,
-            "subject": content.subject,  # the HTML document's <title>, escaped by the template
-        }
-        self.text_template = render_to_string("campaigns/email/marketing.txt", context)
-        self.html_template = self._html_final(render_to_string("campaigns/email/marketing.html", context))
+        self._rendered = rendered
+        self._content = content
+        # The footer (why they receive it, how to stop it, who sends it) in each recipient's own language
+        # (consent.models.Language; issue 17): the variant of the organisation's default language now, another
+        # the first time a recipient reads it. The marketer's content is as written.
+        self._variants: dict[str, _Variant] = {}
+        default = self._variant(settings.LANGUAGE_CODE.split("-")[0])
+        self._variants[""] = default
+        # The default variant's parts, as the preview and the tests read them.
+        self.text_template, self.html_template, self.tracking = default.text_template, default.html_template, default.tracking
         self.subject = content.subject
         self.from_header = settings.DEFAULT_FROM_EMAIL
         fixed = EmailMessage(policy=SMTP)  # folds and encodes the subject and sender; refuses CR/LF in them
@@ -283,20 +294,46 @@ class CampaignRender:
         self._end = f"\r\n--{self.boundary}--\r\n".encode("ascii")
         self._signer = _signer()
         self._unsubscribe_url = unsubscribe_url_for_token(self.placeholder)
-        changing = [self.placeholder, *self.fields.values()]
-        if self.tracking.placeholder is not None:
-            changing.append(self.tracking.placeholder)
-        self._text_body = _QuotedPrintableBody(self.text_template, changing)
-        self._html_body = _QuotedPrintableBody(self.html_template, changing)
         self._date_second = -1
         self._date = ""
 
-    def _html_final(self, document: str) -> str:
-        """The one place the message's final HTML is produced, once per batch: opt-in open and click tracking
-        (campaigns.sending.tracking; unchanged unless the purpose turns it on) rewrites links here, with a placeholder of
-        its own for the recipient's token, substituted in `assemble` like the others."""
-        self.tracking = tracking_apply(document, campaign=self.campaign, keep=[self.placeholder, *self.fields.values()])
-        return self.tracking.html
+    def _variant(self, language: str) -> "_Variant":
+        """The message's text and HTML with the footer in `language` (the organisation's default for one it has no
+        translation for), made once per render and language. The one place the final HTML is produced: opt-in open
+        and click tracking (campaigns.sending.tracking; unchanged unless the purpose turns it on) rewrites links
+        here, with a placeholder of its own for the recipient's token, substituted in `assemble` like the others."""
+        known = {code for code, _ in settings.LANGUAGES}
+        language = language if language in known else settings.LANGUAGE_CODE.split("-")[0]
+        variant = self._variants.get(language)
+        if variant is not None:
+            return variant
+        with translation.override(language):
+            context = {
+                "content_html": mark_safe(self._rendered.html),  # sanitised by campaigns.content.html_sanitise
+                "content_text": self._rendered.text,
+                "organisation": settings.HIPAAMAIL_ORGANISATION_NAME,
+                "postal_address": settings.HIPAAMAIL_POSTAL_ADDRESS,  # R-CANSPAM-ADDRESS
+                "unsubscribe_url": self.placeholder,
+                # The purpose as the patient reads it in the portal: its name in their language, as staff wrote it.
+                "purpose_name": self._content.purpose.shown_name,
+                "subject": self._content.subject,  # the HTML document's <title>, escaped by the template
+                "footer_language": language,
+            }
+            text_template = render_to_string("campaigns/email/marketing.txt", context)
+            document = render_to_string("campaigns/email/marketing.html", context)
+        tracking = tracking_apply(document, campaign=self.campaign, keep=[self.placeholder, *self.fields.values()])
+        changing = [self.placeholder, *self.fields.values()]
+        if tracking.placeholder is not None:
+            changing.append(tracking.placeholder)
+        variant = _Variant(
+            text_template=text_template,
+            html_template=tracking.html,
+            tracking=tracking,
+            text_body=_QuotedPrintableBody(text_template, changing),
+            html_body=_QuotedPrintableBody(tracking.html, changing),
+        )
+        self._variants[language] = variant
+        return variant
 
     def _recipient_values(self, delivery_id: int) -> dict[str, str]:
         """The recipient's merge values, read for the rest of the batch at the first miss (the sender assembles
@@ -330,10 +367,12 @@ class CampaignRender:
 
     def assemble(
         self, *, delivery_id: int, to_address: str, merge_values: dict[str, str] | None = None,
-        message_id: str | None = None,
+        message_id: str | None = None, language: str = "",
     ) -> AssembledMessage:
         """One recipient's message. `merge_values` (the synthetic patient of a preview or test send) replaces
-        reading the delivery's patient; `message_id` replaces the delivery's (a test send has no delivery)."""
+        reading the delivery's patient; `message_id` replaces the delivery's (a test send has no delivery);
+        `language` is the recipient's (Patient.language), for the footer ("": the organisation's default)."""
+        variant = self._variants.get(language) or self._variant(language)
         unsubscribe_url = self._unsubscribe_url.replace(self.placeholder, self._signer.sign(str(delivery_id)))
         if message_id is None:
             before, after = self._message_id_parts
@@ -348,9 +387,10 @@ class CampaignRender:
                 html_pairs.append((placeholder, html.escape(value)))
         text_pairs.append((self.placeholder, unsubscribe_url))
         html_pairs.append((self.placeholder, html.escape(unsubscribe_url)))
-        if self.tracking.placeholder is not None:
-            html_pairs.append((self.tracking.placeholder, self.tracking.token_for(delivery_id)))
-        text, html_text = _substituted(self.text_template, text_pairs), _substituted(self.html_template, html_pairs)
+        if variant.tracking.placeholder is not None:
+            html_pairs.append((variant.tracking.placeholder, variant.tracking.token_for(delivery_id)))
+        text = _substituted(variant.text_template, text_pairs)
+        html_text = _substituted(variant.html_template, html_pairs)
         headers = {
             "To": _to_header(to_address),
             "Date": self._date_header(),
@@ -368,9 +408,9 @@ class CampaignRender:
                 self._content_type,
                 b"\r\n",
                 self._text_head,
-                self._text_body.encode(text_pairs),
+                variant.text_body.encode(text_pairs),
                 self._html_head,
-                self._html_body.encode(html_pairs),
+                variant.html_body.encode(html_pairs),
                 self._end,
             )
         )
