@@ -6,7 +6,7 @@ named, the same way on every page (issue 17: one instant was written in three zo
     {{ event.occurred_at|when:"seconds" }}    Dec 7, 2026, 8:05:09 AM CST
     {% org_zone %}                            Central Time (America/Chicago)
 
-Month names follow the active language (Django's date formatting). A naive or missing value gives "" rather
+Month names and the order of day and month follow the active language (English, Spanish). A naive or missing value gives "" rather
 than a guess."""
 
 from datetime import datetime
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from django import template
 from django.conf import settings
-from django.utils import dateformat, timezone
+from django.utils import dateformat, timezone, translation
 
 register = template.Library()
 
@@ -23,6 +23,16 @@ _FORMATS = {
     "date": "M j, Y",
     "seconds": "M j, Y, g:i:s A T",
     "time": "g:i A T",
+}
+# In Spanish the day comes first and month names are lower case: "7 dic 2026, 8:05 AM CST", "7 de diciembre de 2026"
+# (the signed PDF's dates read the same way).
+_FORMATS_BY_LANGUAGE = {
+    "es": {
+        "": "j b Y, g:i A T",
+        "date": r"j \d\e F \d\e Y",
+        "seconds": "j b Y, g:i:s A T",
+        "time": "g:i A T",
+    },
 }
 
 # The zones organisations in the United States run on, by the name a person knows them by.
@@ -55,7 +65,8 @@ def when(value, style: str = "") -> str:
     if not isinstance(value, datetime) or timezone.is_naive(value):
         return ""
     local = value.astimezone(organisation_zone())
-    return dateformat.format(local, _FORMATS.get(style, _FORMATS[""]))
+    formats = _FORMATS_BY_LANGUAGE.get((translation.get_language() or "en").split("-")[0], _FORMATS)
+    return dateformat.format(local, formats.get(style, formats[""]))
 
 
 @register.simple_tag(name="org_zone")

@@ -25,3 +25,13 @@ def test_summer_time_is_named_as_such():
 def test_a_missing_or_naive_value_gives_nothing_rather_than_a_guess():
     assert _render("{{ t|when }}", t=None) == ""
     assert _render("{{ t|when }}", t=datetime(2026, 12, 7, 14, 5)) == ""
+
+
+@override_settings(TIME_ZONE="America/Chicago")
+def test_in_spanish_the_day_comes_first_and_months_are_lower_case():
+    from django.utils import translation
+
+    instant = datetime(2026, 12, 7, 14, 5, 9, tzinfo=UTC)
+    with translation.override("es"):
+        assert _render("{{ t|when:'date' }}", t=instant) == "7 de diciembre de 2026"
+        assert _render("{{ t|when }}", t=instant).startswith("7 dic 2026, 8:05 ")
