@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import send_mail
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
@@ -153,7 +153,11 @@ def notice_mail_render(notice: Notice) -> tuple[str, str, str]:
 
 
 def notice_mail_send(*, notice_ids: list[int]) -> int:
-    """Mail each notice to its recipient's address; returns how many the mail server took."""
+    """Mail each notice to its recipient's address; returns how many the mail server took. Marked
+    `Auto-Submitted: auto-generated` (RFC 3834), so that an out-of-office reply is not sent back to it. With
+    settings.HIPAAMAIL_NOTICE_EMAIL off (env NOTICE_EMAIL) the notices stay in the product only."""
+    if not settings.HIPAAMAIL_NOTICE_EMAIL:
+        return 0
     sent = 0
     notices = Notice.objects.filter(pk__in=notice_ids).select_related("campaign", "actor", "recipient")
     for notice in notices.order_by("id"):
@@ -161,7 +165,12 @@ def notice_mail_send(*, notice_ids: list[int]) -> int:
             continue
         subject, text, html = notice_mail_render(notice)
         try:
-            sent += send_mail(subject, text, settings.DEFAULT_FROM_EMAIL, [notice.recipient.email], html_message=html)
+            message = EmailMultiAlternatives(
+                subject, text, settings.DEFAULT_FROM_EMAIL, [notice.recipient.email],
+                headers={"Auto-Submitted": "auto-generated"},
+            )
+            message.attach_alternative(html, "text/html")
+            sent += message.send()
         except (smtplib.SMTPException, OSError) as error:
             # The error's text may name the address; its type is enough to act on.
             logger.error("campaigns: a review notice was not mailed (%s)", type(error).__name__)

@@ -90,6 +90,20 @@ def test_approve_tells_the_author(people, purpose, django_capture_on_commit_call
         (["mara@riverside-health.example"], "Approved: Spring masks")
     ]
     assert f"/campaigns/{campaign.pk}/" in mail.outbox[0].body
+    assert mail.outbox[0].extra_headers["Auto-Submitted"] == "auto-generated"  # RFC 3834: no auto-reply to it
+    assert [content_type for _, content_type in mail.outbox[0].alternatives] == ["text/html"]
+
+
+def test_with_notice_mail_off_the_notice_stays_in_the_product(people, purpose, settings, django_capture_on_commit_callbacks):
+    settings.HIPAAMAIL_NOTICE_EMAIL = False
+    campaign = campaign_make(purpose=purpose, author=people["author"], name="Spring masks")
+    campaign_submit(actor=people["author"], campaign_id=campaign.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign_approve(actor=people["officer"], campaign_id=campaign.pk)
+
+    assert Notice.objects.filter(kind="approved", recipient=people["author"]).count() == 1
+    assert mail.outbox == []
 
 
 def test_reject_tells_the_author_with_the_reviewers_comment(people, purpose, django_capture_on_commit_callbacks):

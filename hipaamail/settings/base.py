@@ -179,6 +179,8 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # R-SEC-MFA step-up grace (accounts.reentry, issue 17): after a step-up by code or passkey, further step-ups by the
 # same user in the same session pass for this many seconds (each still audited, "by": "grace"); 0 turns it off.
 HIPAAMAIL_STEPUP_GRACE_SECONDS = env.int("STEPUP_GRACE_SECONDS", default=300)
+# Staff notices (submitted, approved, rejected, sent) are mailed as well as shown in the product; off: product only.
+HIPAAMAIL_NOTICE_EMAIL = env.bool("NOTICE_EMAIL", default=True)
 # Passkeys (R-SEC-MFA): WebAuthn credentials are django-otp devices (django-otp-webauthn), a second factor only.
 # The relying party id is the domain passkeys are bound to (changing it orphans every registered passkey); the
 # allowed origins are the exact origins pages are served from. The demo defaults follow SITE_URL (localhost, where
