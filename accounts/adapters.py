@@ -5,7 +5,6 @@ from allauth.core.exceptions import ImmediateHttpResponse
 
 from accounts.throttle import throttle_check
 
-
 # allauth says "Successfully signed in as …" when the password is right, before the second factor: the person is
 # not signed in yet. accounts.views says it once the second factor is passed (signed_in_message).
 _SAID_AFTER_THE_SECOND_FACTOR = {"account/messages/logged_in.txt"}

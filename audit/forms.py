@@ -11,6 +11,10 @@ from audit.selectors import ROLE_FILTERS, AuditFilters
 MAX_ID = 2**63 - 1
 
 
+def _first_upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 class AuditFilterForm(forms.Form):
     actor = forms.TypedChoiceField(label=_("Who"), required=False, coerce=int, empty_value=None)
     role = forms.ChoiceField(label=_("Acting as"), required=False)
@@ -41,7 +45,7 @@ class AuditFilterForm(forms.Form):
             ((action, sentences.action_label(action)) for action in actions), key=lambda choice: str(choice[1])
         )
         self.fields["object_type"].choices = [("", _("Anything"))] + sorted(
-            ((kind, sentences.object_kind_label(kind).capitalize()) for kind in object_types if kind),
+            ((kind, _first_upper(sentences.object_kind_label(kind))) for kind in object_types if kind),
             key=lambda choice: choice[1],
         )
 
