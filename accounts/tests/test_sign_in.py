@@ -66,3 +66,12 @@ def test_r_sec_mfa_signed_in_is_said_after_the_second_factor_not_before():
     assert after_code.redirect_chain[-1][0] == "/"
     assert f"Signed in as {user.email}." in after_code.content.decode()
     assert "Successfully signed in" not in after_code.content.decode()
+
+
+def test_a_password_reset_for_an_unknown_address_offers_no_sign_up(mailoutbox):
+    response = Client().post("/accounts/password/reset/", {"email": "nobody@riverside-health.example"})
+
+    assert response.status_code == 302
+    (message,) = mailoutbox
+    assert "There is no staff account with this address." in message.body
+    assert "signup" not in message.body and "sign up for an account" not in message.body
