@@ -272,7 +272,8 @@ def actor_phrase(event, names) -> str:
     if event.actor_id:
         user = event.actor
         person = (user.get_full_name() or user.email or f"#{user.pk}").strip()
-        return f"{person} ({role})" if role and role not in (a.SUPERUSER, a.USER) else person
+        roles = ", ".join(part.strip() for part in role.split(","))  # a user in two groups: "a,b"
+        return f"{person} ({roles})" if role and role not in (a.SUPERUSER, a.USER) else person
     if role.startswith(a.API_KEY_PREFIX):
         key_id = role.removeprefix(a.API_KEY_PREFIX)
         name = names.get(("api_key", key_id))
