@@ -4,6 +4,7 @@ import pytest
 from django.test import Client, override_settings
 from django.urls import path
 
+from accounts.access import public
 from hipaamail import urls as root_urls
 from hipaamail.settings.local import MIDDLEWARE as DEMO_MIDDLEWARE
 
@@ -14,7 +15,7 @@ def _boom(request):
     raise RuntimeError("a bug")
 
 
-urlpatterns = [path("boom/", _boom), *root_urls.urlpatterns]
+urlpatterns = [path("boom/", public(_boom)), *root_urls.urlpatterns]
 handler500 = root_urls.handler500
 
 
