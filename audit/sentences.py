@@ -257,12 +257,15 @@ class EventWords:
     purpose: str
     channel: str
     version: str
+    actor_is_person: bool = False
 
     def sentence(self, action: str) -> str:
         entry = SENTENCES.get(action)
         template = str(entry[1]) if entry else "{actor}: " + action
         text = " ".join(template.format(**vars(self)).split())
-        return text[:1].upper() + text[1:] + "."
+        if not (self.actor_is_person and text.startswith(self.actor)):  # "staff1@…" stays as the address is written
+            text = text[:1].upper() + text[1:]
+        return text + "."
 
 
 def actor_phrase(event, names) -> str:
@@ -323,6 +326,7 @@ def event_words(event, names) -> EventWords:
         purpose=purpose_phrase(details, names),
         channel=str(CHANNEL_WORDS.get(channel, "")) if isinstance(channel, str) else "",
         version=str(version) if isinstance(version, (int, str)) and not isinstance(version, bool) else "?",
+        actor_is_person=bool(event.actor_id),
     )
 
 
