@@ -24,4 +24,6 @@ class MethodNotAllowedPageMiddleware:
         ):
             response.content = render_to_string("405.html", request=request)
             response["Content-Type"] = "text/html; charset=utf-8"
+            if response.has_header("Content-Length"):  # CommonMiddleware, inside this one, set it for the empty body
+                response["Content-Length"] = str(len(response.content))
         return response

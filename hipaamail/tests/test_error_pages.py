@@ -51,6 +51,7 @@ def test_a_405_gets_its_page_for_a_browser_and_keeps_allow(verified_client):
 
     assert (browser.status_code, browser["Allow"]) == (405, "POST")
     assert "This page cannot be used that way" in browser.content.decode()
+    assert browser["Content-Length"] == str(len(browser.content))
     assert (script.status_code, script.content) == (405, b"")
 
 
