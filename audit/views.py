@@ -74,13 +74,17 @@ def audit_verify_now(request):
     verification = audit_chain_verify_now(actor=request.user)
     result = verification.result
     if verification.ok:
+        took = (
+            _("under a second") if verification.seconds < 1
+            else _("%(seconds).0f seconds") % {"seconds": verification.seconds}
+        )
         messages.success(
             request,
             ngettext(
-                "The audit chain is intact: %(count)s entry checked in %(seconds).1f s.",
-                "The audit chain is intact: %(count)s entries checked in %(seconds).1f s.",
+                "The audit chain is intact: %(count)s entry checked in %(took)s.",
+                "The audit chain is intact: %(count)s entries checked in %(took)s.",
                 result.events,
-            ) % {"count": f"{result.events:,}", "seconds": verification.seconds},
+            ) % {"count": f"{result.events:,}", "took": took},
         )
     elif result.first_break is not None:
         messages.error(

@@ -143,3 +143,35 @@ def test_sign_in_sign_up_and_error_pages_fit_and_pass_axe(browser_context, live_
             if shot != "error-404-missing":
                 screenshot(page, f"staff-{shot}-{width}")
     assert problems == [], "\n".join(problems)
+
+
+def test_r_sec_integrity_a_compliance_officer_verifies_the_chain_from_the_audit_log(browser_context, live_server):
+    """The "Verify the chain now" button, as a person uses it: the walk runs, the result is said at the top, the
+    chain status names the new verification, and the log reads it as a sentence."""
+    from accounts.tests.factories import staff_make
+    from audit import actions
+    from audit.models import AuditEvent
+    from audit.services import audit_record, audit_seal
+
+    for n in range(5):
+        audit_record(actor=None, action=actions.CAMPAIGN_SENT, object_type="campaign", object_id=n + 1)
+    audit_seal()
+    officer = staff_make(role="compliance officer", with_totp=True)
+    client = url_walk.staff_client(officer)
+    browser_context.add_cookies([_session_cookie(client, live_server)])
+    page = browser_context.new_page()
+    page.goto(f"{live_server.url}/audit/")
+    assert "never" in page.get_by_role("region", name="Hash chain status").inner_text()
+
+    page.get_by_role("button", name="Verify the chain now").click()
+    page.wait_for_selector(".messages li.success")
+
+    assert page.locator(".messages li.success").inner_text().startswith("The audit chain is intact: 5 entries checked")
+    assert "intact through sequence 5" in page.get_by_role("region", name="Hash chain status").inner_text()
+    first = page.locator("ol.audit-events > li").first
+    assert first.get_attribute("data-action") == actions.AUDIT_VERIFIED
+    assert first.locator(".sentence").inner_text() == f"{officer.email} (compliance officer) verified the audit chain."
+    assert AuditEvent.objects.get(action=actions.AUDIT_VERIFIED).actor_id == officer.pk
+    serious = serious_violations(page)
+    assert serious == [], describe(serious)
+    screenshot(page, "staff-audit-log-verified-1280")
