@@ -1,6 +1,4 @@
 import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -221,36 +219,19 @@ def browser_sign_in(page, live_server, user, *, start: str = "/", screenshots: b
 
 
 # --- axe-core: accessibility checks of pages in Chromium --------------------------------------------------
-# axe-core comes from the npm registry, never from this repository: /tmp/axe (or $AXE_CORE_JS), installed there
-# with `npm install --prefix /tmp/axe axe-core` when missing; the tests that need it skip when npm is missing.
-AXE_PREFIX = Path("/tmp/axe")
-SERIOUS = {"serious", "critical"}
+# The pinned axe-core of hipaamail/tests/axe.py (npm registry, SHA-512 checked on every read); these two keep the
+# browser tests' `assert_accessible(page, axe_js)` calls. A registry that cannot be reached fails, never skips.
 
 
 @pytest.fixture(scope="session")
-def axe_js() -> Path:
-    configured = os.environ.get("AXE_CORE_JS")
-    if configured:
-        return Path(configured)
-    path = AXE_PREFIX / "node_modules" / "axe-core" / "axe.min.js"
-    if not path.exists():
-        if shutil.which("npm") is None:
-            pytest.skip("axe-core is needed from the npm registry, and npm is not installed")
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(AXE_PREFIX), "axe-core"],
-            check=True, capture_output=True, timeout=300,
-        )
-    return path
+def axe_js() -> str:
+    from hipaamail.tests.axe import axe_source
+
+    return axe_source()
 
 
-def assert_accessible(page, axe_js: Path) -> None:
+def assert_accessible(page, axe_js: str | None = None) -> None:
     """No serious or critical axe-core violation on the page as it is now."""
-    # Evaluated through the DevTools protocol, which the page's Content-Security-Policy does not govern: an
-    # injected <script> tag (page.add_script_tag) is an inline script the policy refuses.
-    page.evaluate(f"{axe_js.read_text()}\n;undefined")
-    violations = page.evaluate(
-        """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
-            .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" "))}))"""
-    )
-    serious = [violation for violation in violations if violation["impact"] in SERIOUS]
-    assert serious == [], f"axe-core on {page.url}: {serious}"
+    from hipaamail.tests import axe
+
+    axe.assert_accessible(page)

@@ -5,10 +5,22 @@ from allauth.core.exceptions import ImmediateHttpResponse
 
 from accounts.throttle import throttle_check
 
+# allauth says "Successfully signed in as …" when the password is right, before the second factor: the person is
+# not signed in yet. accounts.views says it once the second factor is passed (signed_in_message).
+_SAID_AFTER_THE_SECOND_FACTOR = {"account/messages/logged_in.txt"}
+
 
 class StaffAccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request) -> bool:
         return False
+
+    def add_message(self, request, level, message_template=None, message_context=None, extra_tags="", message=None):
+        if message_template in _SAID_AFTER_THE_SECOND_FACTOR:
+            return
+        super().add_message(
+            request, level, message_template=message_template, message_context=message_context,
+            extra_tags=extra_tags, message=message,
+        )
 
     def pre_authenticate(self, request, **credentials) -> None:
         """Every sign-in attempt counts, right or wrong: 429 with Retry-After once an address or an account is over

@@ -13,6 +13,9 @@ from accounts.access import public_patterns, signed_in
 ALLAUTH_PUBLIC = {
     "account_login",
     "account_logout",
+    # Sign-up is closed (StaffAccountAdapter): its page says so to anyone, rather than sending a visitor to sign in,
+    # whose page used to offer sign-up again (a loop).
+    "account_signup",
     "account_inactive",
     "account_email_verification_sent",
     "account_confirm_email",

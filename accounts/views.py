@@ -7,6 +7,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_otp import login as otp_login
 from django_otp import user_has_device
@@ -31,6 +32,11 @@ def _with_next(url: str, next_url: str) -> str:
     return f"{url}?{urlencode({'next': next_url})}" if next_url else url
 
 
+def signed_in_message(request) -> None:
+    """Said once the second factor is passed, not when the password was right (accounts.adapters)."""
+    messages.success(request, _("Signed in as %(email)s.") % {"email": request.user.email})
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def otp_verify(request):
     """Enter the second factor. Users without a device are sent to enroll one first."""
@@ -41,11 +47,12 @@ def otp_verify(request):
         device = mfa.otp_verify(user=request.user, token=form.cleaned_data["token"])
         if device is not None:
             otp_login(request, device)
-            # The code just typed spares the next step-up for a few minutes (ADR 0023): one code per person
+            # The code just typed spares the next step-up for a few minutes (ADR 0024): one code per person
             # from sign-in to the first approval or export.
             reentry.stepup_grace_begin_at_sign_in(request.session, request.user)
+            signed_in_message(request)
             return redirect(_next_url(request))
-        form.add_error("token", "That code did not work. Check the time on your phone and try again.")
+        form.add_error("token", _("That code did not work. Check the time on your phone and try again."))
     return render(
         request,
         "account/otp_verify.html",
@@ -64,6 +71,7 @@ def otp_setup(request):
     if request.method == "POST" and form.is_valid():
         if mfa.totp_device_confirm(user=request.user, device=device, token=form.cleaned_data["token"]):
             otp_login(request, device)
+            signed_in_message(request)
             if not mfa.recovery_codes_left(user=request.user):
                 request.session["recovery_codes"] = mfa.recovery_codes_issue(user=request.user)
                 return redirect("otp_recovery_codes")
@@ -143,6 +151,7 @@ class PasskeyVerifyCompleteView(webauthn_views.CompleteCredentialAuthenticationV
     def complete_auth(self, device):
         super().complete_auth(device)
         mfa.passkey_verified(user=self.request.user, device=device)
+        signed_in_message(self.request)
 
     def handle_exception(self, exc):
         if isinstance(exc, OTPWebAuthnApiError) and self.request.user.is_authenticated:

@@ -13,9 +13,11 @@ from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-from audit import actions, chain, checkpoints
+from audit import actions, chain, checkpoints, sentences
 from audit.models import AuditCheckpoint, AuditEvent
 
 PAGE_SIZE = 50
@@ -29,7 +31,11 @@ class AuditFilters:
     time zone, `end` included."""
 
     actor_id: int | None = None
+    role: str = ""  # a key of ROLE_FILTERS
+    kind: str = ""  # a key of audit.sentences.KINDS
     action: str = ""
+    object_type: str = ""
+    object_id: int | None = None
     patient_id: int | None = None
     campaign_id: int | None = None
     start: date | None = None
@@ -37,6 +43,22 @@ class AuditFilters:
 
     def is_empty(self) -> bool:
         return self == AuditFilters()
+
+
+# The roles an event's actor can have acted in (AuditEvent.actor_role: a user's group names, joined by commas, or a
+# kind of actor that is not a user), in words, with the condition each is.
+ROLE_FILTERS: dict[str, tuple[str, Q]] = {
+    "marketer": (_("Marketer"), Q(actor_role__contains="marketer")),
+    "compliance": (_("Compliance officer"), Q(actor_role__contains="compliance officer")),
+    "administrator": (_("Administrator"), Q(actor_role__contains="administrator") | Q(actor_role=actions.SUPERUSER)),
+    "patient": (_("Patient"), Q(actor_role=actions.PATIENT)),
+    "system": (_("The system"), Q(actor_role=actions.SYSTEM)),
+    "integration": (
+        _("A connected system or API key"),
+        Q(actor_role=actions.INTEGRATION) | Q(actor_role__startswith=actions.API_KEY_PREFIX),
+    ),
+    "anonymous": (_("Someone not signed in"), Q(actor_role=actions.ANONYMOUS)),
+}
 
 
 def _day_start(day: date) -> datetime:
@@ -49,8 +71,16 @@ def audit_event_queryset(filters: AuditFilters):
     events = AuditEvent.objects.all()
     if filters.actor_id is not None:
         events = events.filter(actor_id=filters.actor_id)
+    if filters.role in ROLE_FILTERS:
+        events = events.filter(ROLE_FILTERS[filters.role][1])
+    if filters.kind:
+        events = events.filter(action__in=sentences.kind_actions(filters.kind))
     if filters.action:
         events = events.filter(action=filters.action)
+    if filters.object_type:
+        events = events.filter(object_type=filters.object_type)
+        if filters.object_id is not None:
+            events = events.filter(object_id=str(filters.object_id))
     if filters.patient_id is not None:
         events = events.filter(patient_id=filters.patient_id)
     if filters.campaign_id is not None:
@@ -139,6 +169,27 @@ def audit_action_list() -> list[str]:
             )
             return [row[0] for row in cursor.fetchall()]
     return list(AuditEvent.objects.order_by("action").values_list("action", flat=True).distinct())
+
+
+def audit_object_type_list() -> list[str]:
+    """Every kind of object the trail names, for the filter's choices (a skip scan of the object index on
+    PostgreSQL, as audit_action_list)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                WITH RECURSIVE kinds(object_type) AS (
+                    (SELECT object_type FROM audit_auditevent ORDER BY object_type LIMIT 1)
+                    UNION ALL
+                    SELECT (SELECT e.object_type FROM audit_auditevent e WHERE e.object_type > k.object_type
+                             ORDER BY e.object_type LIMIT 1)
+                      FROM kinds k WHERE k.object_type IS NOT NULL
+                )
+                SELECT object_type FROM kinds WHERE object_type IS NOT NULL AND object_type <> ''
+                """
+            )
+            return [row[0] for row in cursor.fetchall()]
+    return [kind for kind in AuditEvent.objects.order_by("object_type").values_list("object_type", flat=True).distinct() if kind]
 
 
 def audit_actor_list() -> list:

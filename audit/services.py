@@ -303,7 +303,9 @@ def audit_archive_floor_create(*, through_sequence: int) -> AuditCheckpoint:
     )
 
 
-def audit_verification_record(*, result, checks: Iterable[verification.CheckResult] = ()) -> AuditEvent:
+def audit_verification_record(
+    *, result, checks: Iterable[verification.CheckResult] = (), actor=None
+) -> AuditEvent:
     """Keep the outcome of a verify in the trail itself (the audit pages and the compliance summary show the
     newest): the chain's (`ok` says whether the chain is intact) and, under `checks`, each registered
     verifier's (audit.verification), by name."""
@@ -320,7 +322,9 @@ def audit_verification_record(*, result, checks: Iterable[verification.CheckResu
     checks = list(checks)
     if checks:
         details["checks"] = {check.name: check.details() for check in checks}
-    return audit_record(actor=None, actor_role=actions.SYSTEM, action=actions.AUDIT_VERIFIED, details=details)
+    return audit_record(
+        actor=actor, actor_role="" if actor else actions.SYSTEM, action=actions.AUDIT_VERIFIED, details=details
+    )
 
 
 @dataclass(frozen=True)
@@ -368,6 +372,7 @@ def audit_chain_verify(
     checkpoint_files: Iterable[Path] = (),
     workers: int = selectors.VERIFY_WORKERS,
     read_only: bool = False,
+    actor=None,
 ) -> AuditVerification:
     """Seal what is committed, walk the whole chain against every signed checkpoint known (the table's, the
     configured file's, `checkpoint_files`), then run every registered verifier (audit.verification: the other
@@ -389,10 +394,20 @@ def audit_chain_verify(
     )
     checks_seconds = time.perf_counter() - started
     if not read_only:
-        audit_verification_record(result=result, checks=checks)
+        audit_verification_record(result=result, checks=checks, actor=actor)
     return AuditVerification(
         result=result, seconds=seconds, unsealed=unsealed, checks=tuple(checks), checks_seconds=checks_seconds
     )
+
+
+def audit_chain_verify_now(*, actor) -> AuditVerification:
+    """The audit log's "verify the chain now" (a compliance officer or an administrator; the view checks): what
+    the nightly audit.tasks.audit_verify_task runs, in one stream, recorded as verified by `actor`, and at a break
+    or a mismatch the same alert to every compliance officer and administrator (R-SEC-INTEGRITY)."""
+    verification = audit_chain_verify(workers=1, actor=actor)
+    if not verification.ok:
+        audit_chain_break_alert(result=verification.result, checks=verification.checks)
+    return verification
 
 
 # --- Telling people about a break -------------------------------------------------------------------------

@@ -10,4 +10,5 @@ app_name = "audit"
 
 urlpatterns = [
     path("", views.audit_log, name="log"),
+    path("verify/", views.audit_verify_now, name="verify"),
 ]

@@ -5,15 +5,18 @@ page turn would bury the trail in its own reading), but any view of one patient'
 filtered by a patient here, and the patient history page (campaigns.views.history: it joins this trail with
 the messages the patient received, so it lives in the top layer). Exports are audited by the reports.
 """
+from django.contrib import messages
 from django.http import QueryDict
-from django.shortcuts import render
-from django.views.decorators.http import require_safe
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST, require_safe
 
-from audit import actions, selectors
+from audit import actions, chain, selectors
 from audit.forms import AuditFilterForm
 from audit.permissions import access_audit_trail
 from audit.presentation import cursor_param, event_rows
-from audit.services import audit_record
+from audit.services import audit_chain_verify_now, audit_record
 
 
 def _options(bound_field) -> list[tuple[str, str, bool]]:
@@ -33,7 +36,10 @@ def _query_without_cursor(request) -> str:
 def audit_log(request):
     access_audit_trail(request.user)
     form = AuditFilterForm(
-        request.GET or None, actors=selectors.audit_actor_list(), actions=selectors.audit_action_list()
+        request.GET or None,
+        actors=selectors.audit_actor_list(),
+        actions=selectors.audit_action_list(),
+        object_types=selectors.audit_object_type_list(),
     )
     filters = form.filters() if request.GET else selectors.AuditFilters()
     page = selectors.audit_event_page(filters, before=cursor_param(request, "before"), after=cursor_param(request, "after"))
@@ -54,8 +60,46 @@ def audit_log(request):
         "action_options": _options(form["action"]),
         "filtered": not filters.is_empty(),
         "page": page,
-        "rows": event_rows(page.events),
+        "rows": event_rows(page.events, viewer=request.user),
         "query": _query_without_cursor(request),
         "status": selectors.audit_chain_status(),
     }
     return render(request, "audit/log.html", context)
+
+
+@require_POST
+def audit_verify_now(request):
+    """Walk the whole chain now (R-SEC-INTEGRITY) and say what was found; the chain status box shows it too."""
+    access_audit_trail(request.user)
+    verification = audit_chain_verify_now(actor=request.user)
+    result = verification.result
+    if verification.ok:
+        took = (
+            _("under a second") if verification.seconds < 1
+            else _("%(seconds).0f seconds") % {"seconds": verification.seconds}
+        )
+        messages.success(
+            request,
+            ngettext(
+                "The audit chain is intact: %(count)s entry checked in %(took)s.",
+                "The audit chain is intact: %(count)s entries checked in %(took)s.",
+                result.events,
+            ) % {"count": f"{result.events:,}", "took": took},
+        )
+    elif result.first_break is not None:
+        messages.error(
+            request,
+            _("The audit chain is broken at entry %(sequence)s: %(meaning)s. The compliance officers and "
+              "administrators were emailed.") % {
+                "sequence": result.first_break.sequence,
+                "meaning": chain.DESCRIPTIONS.get(result.first_break.reason, result.first_break.reason),
+            },
+        )
+    else:
+        failed = sum(check.mismatches for check in verification.checks if not check.ok)
+        messages.error(
+            request,
+            _("The audit chain is intact, but %(count)s stored record(s) differ from what the chain recorded. "
+              "The compliance officers and administrators were emailed.") % {"count": failed},
+        )
+    return redirect("audit:log")

@@ -17,7 +17,9 @@ class HipaamailConfig(AppConfig):
     def ready(self):
         from django import forms
 
-        from hipaamail import checks  # noqa: F401 - registers the settings checks
+        from hipaamail import audit_names, checks  # noqa: F401 - checks registers the settings checks
+
+        audit_names.register()  # the audit log's names for ids (audit.naming)
 
         for field in (forms.ChoiceField, forms.MultipleChoiceField, forms.ModelMultipleChoiceField):
             field.default_error_messages = {**field.default_error_messages, "invalid_choice": _INVALID_CHOICE}

@@ -72,7 +72,7 @@ class AuthorizationIn(Schema):
     signed_at: AwareDatetime = Field(description="When it was signed, with a time zone; not in the future.")
     signer_name: str = Field(
         min_length=1, max_length=200, pattern=_NO_CONTROL,
-        description="The name as signed (R-AUTH-CORE-6). Stored encrypted; never returned.",
+        description="The name as signed (HIPAA, 45 CFR 164.508(c)(1)(vi): the signature). Stored encrypted; never returned.",
     )
     signed_by_representative: bool = False
     representative_authority: str = Field(

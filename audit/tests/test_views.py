@@ -24,7 +24,7 @@ def _event(action="fhir.imported", **fields) -> AuditEvent:
 
 
 def _shown_actions(response) -> list[str]:
-    return re.findall(r"<td><code>([^<]+)</code></td>", response.content.decode())
+    return re.findall(r'<li class="event" data-action="([^"]+)"', response.content.decode())
 
 
 def _shown_ids(response) -> list[int]:

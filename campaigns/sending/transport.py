@@ -253,7 +253,7 @@ class SmtpTransport:
         plaintext_allowed = settings.HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK and _is_loopback(self.host)
         if not (self.use_ssl or self.use_tls or plaintext_allowed):
             raise ImproperlyConfigured(
-                "Mail must leave over TLS (R-SEC-TLS): set EMAIL_USE_TLS or EMAIL_USE_SSL; plaintext is "
+                "Mail must leave over TLS (HIPAA Security Rule, 45 CFR 164.312(e)(1): transmission security): set EMAIL_USE_TLS or EMAIL_USE_SSL; plaintext is "
                 "allowed only to a loopback relay with HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK."
             )
         self._signer = dkim_signer()

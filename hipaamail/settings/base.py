@@ -58,6 +58,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A page for a 405 a browser asked for (the other error pages are Django's own handlers with templates/4xx.html,
+    # 500.html); outside the rest, so that MethodNotAllowedMiddleware's empty 405 gets it.
+    "hipaamail.error_pages.MethodNotAllowedPageMiddleware",
     # Cache-Control: no-store on every response of ours; outside all the others so that their answers (redirects to
     # sign in, CSRF failures, 404s) get it too. Production's whitenoise goes before it: static files keep their cache.
     "hipaamail.middleware.NoStoreMiddleware",

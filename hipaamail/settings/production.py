@@ -98,7 +98,7 @@ EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 HIPAAMAIL_TRANSPORT = env.str("HIPAAMAIL_TRANSPORT", default="smtp")
 HIPAAMAIL_SMTP_ALLOW_PLAINTEXT_LOOPBACK = False
 if not (EMAIL_USE_TLS or EMAIL_USE_SSL):
-    raise ImproperlyConfigured("Mail must leave over TLS (R-SEC-TLS): set EMAIL_USE_TLS or EMAIL_USE_SSL.")
+    raise ImproperlyConfigured("Mail must leave over TLS (HIPAA Security Rule, 45 CFR 164.312(e)(1): transmission security): set EMAIL_USE_TLS or EMAIL_USE_SSL.")
 CACHES = {"default": env.cache("CACHE_URL")}
 
 # --- Serving (ADR 0017): gunicorn runs hipaamail.wsgi; whitenoise serves the static files with DEBUG off -------

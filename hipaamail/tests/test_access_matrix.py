@@ -88,7 +88,7 @@ home                                                in    in    in    ok    ok  
 account_login                                       ok    ok    ok    302   302   302   302   ok    ok    ok    ok    ok    ok    ok    ok
 account_logout                                      302   302   302   ok    ok    ok    ok    302   302   302   302   302   302   302   302
 account_inactive                                    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
-account_signup                                      in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
+account_signup                                      ok    ok    ok    302   302   302   302   ok    ok    ok    ok    ok    ok    ok    ok
 account_reauthenticate                              in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
 account_email                                       in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
 account_email_verification_sent                     ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
@@ -185,6 +185,7 @@ journeys:stop                                       in    in    in    404   400 
 journeys:results                                    in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
 audit:log                                           in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
 audit:patient_history                               in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
+audit:verify                                        in    in    in    404   302   302   2fa   in    in    in    in    in    in    in    in
 reports:index                                       in    in    in    404   ok    ok    2fa   in    in    in    in    in    in    in    in
 reports:campaign_evidence                           in    in    in    404   400   400   2fa   in    in    in    in    in    in    in    in
 reports:patient_ledger                              in    in    in    404   400   400   2fa   in    in    in    in    in    in    in    in
@@ -294,6 +295,9 @@ admin/consent/suppression/<path:object_id>/         in    in    in    ad-in ad-i
 admin:app_list                                      in    in    in    ad-in ad-in ok    2fa   in    in    in    in    in    in    in    in
 admin/(?P<url>.*)                                   in    in    in    ad-in ad-in 404   2fa   in    in    in    in    in    in    in    in
 metrics                                             404   404   404   404   404   404   404   404   404   404   404   404   404   404   404
+favicon                                             302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
+demo_outbox                                         in    in    in    404   404   404   2fa   in    in    in    in    in    in    in    in
+demo_outbox_message                                 in    in    in    404   404   404   2fa   in    in    in    in    in    in    in    in
 health-live                                         ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 health-ready                                        503   503   503   503   503   503   503   503   503   503   503   503   503   503   503
 """

@@ -73,7 +73,7 @@ def test_staff_exist_with_roles_password_and_a_confirmed_totp_device(seeded):
         assert device.key == member.totp_key_hex
     admin = get_user_model().objects.get(email="admin@demo.hipaamail.test")
     assert admin.is_superuser
-    assert "demo-password-2026" in seeded and "http://127.0.0.1:8000/" in seeded and "demo_totp" in seeded
+    assert "demo-password-2026" in seeded and "http://localhost:8000/" in seeded and "127.0.0.1" not in seeded and "demo_totp" in seeded
 
 
 def test_patients_in_every_authorization_state(seeded):

@@ -16,7 +16,7 @@ from campaigns.sending.bounces import BounceMailboxError, BounceResult, bounce_m
 
 
 class Command(BaseCommand):
-    help = "Apply the bounce and complaint reports found in a Maildir or mbox (R-BOUNCE-SUPPRESS)."
+    help = "Apply the bounce and complaint reports found in a Maildir or mbox: each hard bounce or complaint stops marketing mail to that address."
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="a Maildir folder or an mbox file")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
@@ -57,7 +58,6 @@ from journeys.models import StepKind, Trigger
 from journeys.services.journeys import StepSpec, journey_approve, journey_create, journey_submit
 from journeys.validation import TriggerSpec
 
-DEMO_URL = "http://127.0.0.1:8000/"
 DEMO_PASSWORD = "demo-password-2026"
 # The demo's integration key: fixed so that the README's curl examples run against `make run` as printed. Demo
 # data only: a real key's secret is random and shown once.
@@ -575,9 +575,11 @@ class Command(BaseCommand):
         if self.verbosity < 1:
             return
         launched = Campaign.objects.filter(name=LAUNCHED_CAMPAIGN).first()
+        # The one address the demo is opened at (scripts/run-demo sets SITE_URL from its port): the same in every line.
+        demo_url = settings.SITE_URL.rstrip("/") + "/"
         lines = [
             "",
-            f"hipaamail demo: {DEMO_URL}",
+            f"hipaamail demo: {demo_url}",
             f"  password for every login: {DEMO_PASSWORD}",
         ]
         for member, label in ((MARKETER, "marketer"), (COMPLIANCE, "compliance officer"), (ADMIN, "administrator")):
@@ -590,15 +592,15 @@ class Command(BaseCommand):
         if ApiKey.objects.filter(prefix=DEMO_API_PREFIX, revoked_at__isnull=True).exists():
             lines += [
                 f"  integration API key (every scope): {DEMO_API_TOKEN}",
-                f"    curl -H 'Authorization: Bearer {DEMO_API_TOKEN}' {DEMO_URL}api/v1/purposes",
-                f"    reference: {DEMO_URL}api/v1/docs",
+                f"    curl -H 'Authorization: Bearer {DEMO_API_TOKEN}' {demo_url}api/v1/purposes",
+                f"    reference: {demo_url}api/v1/docs",
             ]
         if launched is not None:
             lines.append(f'  "{LAUNCHED_CAMPAIGN}" is {launched.get_status_display().lower()}')
         patient = Patient.objects.order_by("id").first()
         if patient is not None:
             lines += [
-                f"  patient portal: {DEMO_URL}my/sign-in/ as a demo patient, e.g. {patient.email};",
+                f"  patient portal: {demo_url}my/sign-in/ as a demo patient, e.g. {patient.email};",
                 "    the emailed code arrives in var/outbox/",
             ]
         self.stdout.write("\n".join(lines))

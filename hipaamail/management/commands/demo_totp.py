@@ -15,13 +15,13 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
 class Command(BaseCommand):
-    help = "Print the current 6-digit TOTP code of a user's confirmed TOTP device (demo only: needs DEBUG=True)."
+    help = "Print the current 6-digit TOTP code of a user's confirmed TOTP device (demo only: the demo settings, or DEBUG=True)."
 
     def add_arguments(self, parser):
         parser.add_argument("email", help="The staff member's email address, e.g. marketer@demo.hipaamail.test")
 
     def handle(self, *args, email: str, **options):
-        if not settings.DEBUG:
+        if not (settings.DEBUG or getattr(settings, "HIPAAMAIL_DEMO", False)):
             raise CommandError(
                 "demo_totp only runs with DEBUG=True (the local demo settings, hipaamail.settings.local); "
                 "it would otherwise hand out a second factor."
