@@ -204,8 +204,8 @@ CAMPAIGN_DRAFT_DELETED = "campaign.draft_deleted"
 CAMPAIGN_WITHDRAWN = "campaign.withdrawn"
 CAMPAIGN_DRAFT_ACTION_REFUSED = "campaign.draft_action_refused"
 
-# issue 17: patient. A form version translated (ADR 0024); a patient's language set (in the portal, or by staff); a
-# one-click unsubscribe undone by the patient within minutes (ADR 0025): its authorizations stored again.
+# issue 17: patient. A form version translated (ADR 0026); a patient's language set (in the portal, or by staff); a
+# one-click unsubscribe undone by the patient within minutes (ADR 0027): its authorizations stored again.
 AUTHORIZATION_FORM_TRANSLATION_CREATED = "authorization_form.translation_created"
 PATIENT_LANGUAGE_SET = "patient.language_set"
 UNSUBSCRIBE_UNDONE = "unsubscribe.undone"

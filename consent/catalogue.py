@@ -1,4 +1,4 @@
-"""The message catalogue (locale/<language>/LC_MESSAGES/django.po) read and compiled in pure Python (ADR 0023).
+"""The message catalogue (locale/<language>/LC_MESSAGES/django.po) read and compiled in pure Python (ADR 0025).
 
 Django's compilemessages runs GNU msgfmt, which a fresh machine may not have. The compiled django.mo is committed
 beside its .po, so a fresh clone runs in Spanish with no tool at all; `manage.py messages_compile` writes it again

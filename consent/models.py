@@ -160,7 +160,7 @@ class AuthorizationForm(models.Model):
 
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="forms")
     version = models.PositiveIntegerField()
-    # A version is written in one language. A translation (ADR 0024) is the same version of the same purpose, with
+    # A version is written in one language. A translation (ADR 0026) is the same version of the same purpose, with
     # the same expiry and the same patient fields, its text in another language, linked to the English version.
     language = models.CharField(max_length=5, choices=Language.choices, default=Language.ENGLISH, db_default="en")
     translation_of = models.ForeignKey(
@@ -222,7 +222,7 @@ class Authorization(models.Model):
         WRITTEN = "written", "Written, recorded by staff"
         IMPORT = "import", "Imported"
         EXTERNAL = "external", "Captured elsewhere, recorded through the API"
-        # The patient undid a one-click unsubscribe within minutes (ADR 0025): the authorization they had signed,
+        # The patient undid a one-click unsubscribe within minutes (ADR 0027): the authorization they had signed,
         # stored again from now on, its text, signature and end unchanged.
         REINSTATED = "reinstated", "Reinstated by the patient after a one-click unsubscribe"
 
@@ -250,7 +250,7 @@ class Authorization(models.Model):
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    # Channel REINSTATED: the revoked authorization this one stores again (ADR 0025).
+    # Channel REINSTATED: the revoked authorization this one stores again (ADR 0027).
     reinstates = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reinstated_by"
     )

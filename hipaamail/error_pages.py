@@ -1,6 +1,6 @@
 """Error pages people read (templates/400.html, 403.html, 404.html, 405.html, 500.html, throttled.html for 429).
 
-Django renders 400, 403, 404 and 500 from those templates itself when DEBUG is off (the demo too: ADR 0023).
+Django renders 400, 403, 404 and 500 from those templates itself when DEBUG is off (the demo too: ADR 0028).
 A 405 (hipaamail.middleware.MethodNotAllowedMiddleware, require_http_methods) has an empty body; this middleware
 gives it the page when a browser asked for one, keeping the status and the Allow header. The integration API keeps
 its own JSON answers."""

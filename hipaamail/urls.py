@@ -25,7 +25,7 @@ admin.site.__class__ = OTPAdminSite
 # allauth's own limits (ACCOUNT_RATE_LIMITS) answer through this: the throttle page, with Retry-After.
 handler429 = "accounts.throttle.allauth_throttled"
 # 400, 403, 404 and 500 are Django's own handlers, which render templates/400.html, 403.html, 404.html and 500.html
-# (the house style; the demo too, ADR 0023); hipaamail.error_pages gives 405 its page.
+# (the house style; the demo too, ADR 0028); hipaamail.error_pages gives 405 its page.
 handler400 = "django.views.defaults.bad_request"
 handler403 = "django.views.defaults.permission_denied"
 handler404 = "django.views.defaults.page_not_found"

@@ -25,7 +25,7 @@ from campaigns.models import Delivery
 from consent.models import Authorization, Revocation
 from consent.services.authorizations import authorization_revoke, authorizations_reinstate
 
-# How long after a one-click unsubscribe the patient may undo it from the page that confirmed it (ADR 0025).
+# How long after a one-click unsubscribe the patient may undo it from the page that confirmed it (ADR 0027).
 UNDO_SECONDS = 15 * 60
 _UNDO_SALT = "hipaamail.unsubscribe.undo"
 
@@ -69,7 +69,7 @@ class UndoRefused(Exception):
 
 
 def delivery_unsubscribe_undo(*, delivery_id: int, token: str, signed_ip: str = "", user_agent: str = "") -> list[int]:
-    """Undo a one-click unsubscribe within UNDO_SECONDS (ADR 0025): the authorizations it revoked, and only those, are
+    """Undo a one-click unsubscribe within UNDO_SECONDS (ADR 0027): the authorizations it revoked, and only those, are
     stored again (consent.services.authorizations.authorizations_reinstate) and the undo is audited with their ids.
     Returns the new authorizations' ids; UndoRefused says why nothing was done."""
     try:

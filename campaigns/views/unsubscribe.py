@@ -5,7 +5,7 @@ Abuse resistance (issue 16): a link that is not ours is counted per interval, no
 (campaigns.services.unsubscribe), and strictly throttled per client address; our links are throttled per address
 (generously: mailbox providers POST from a few addresses) and per link (accounts.throttle).
 
-Undo (issue 17, item 5; ADR 0025): the page that confirms a one-click unsubscribe offers "Changed your mind?" for
+Undo (issue 17, item 5; ADR 0027): the page that confirms a one-click unsubscribe offers "Changed your mind?" for
 UNDO_SECONDS. The undo is a POST to the same address with the signed undo token, and unlike the one-click POST (which
 mailbox providers make without a session, RFC 8058) it is CSRF-protected: a person on our page makes it.
 

@@ -36,7 +36,7 @@ class SignForm(forms.Form):
     REPRESENTATIVE = "representative"
 
     text_hash = forms.CharField(widget=forms.HiddenInput, required=False)
-    # The version the page showed (English or a translation of it, ADR 0024); the service checks it may be signed.
+    # The version the page showed (English or a translation of it, ADR 0026); the service checks it may be signed.
     form_id = forms.IntegerField(widget=forms.HiddenInput, required=False)
     signer = forms.ChoiceField(
         label=_("Who is signing?"),

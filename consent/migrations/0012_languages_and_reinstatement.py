@@ -1,6 +1,6 @@
 """Languages (issue 17, item 6): a patient's language; a form version's language and the English version it translates
-(ADR 0024), one version number per purpose and language; a purpose's name and description in Spanish. A reinstated authorization names the revoked one it stores
-again (ADR 0025).
+(ADR 0026), one version number per purpose and language; a purpose's name and description in Spanish. A reinstated authorization names the revoked one it stores
+again (ADR 0027).
 
 SQLite rebuilds consent_authorizationform to change its constraints and add a column with a default, which drops the
 triggers 0002 put on it: they are made again here, with every other trigger of 0002 a rebuild dropped. consent_authorization's UPDATE trigger lists its columns, so it is

@@ -1,4 +1,4 @@
-"""Authorization form versions: the one in force for a purpose, its translations (ADR 0024) and its history."""
+"""Authorization form versions: the one in force for a purpose, its translations (ADR 0026) and its history."""
 from django.db.models import Count, QuerySet
 
 from consent.models import AuthorizationForm, Language

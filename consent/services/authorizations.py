@@ -252,7 +252,7 @@ def _standing_refresh(*, authorization_id: int) -> None:
 def authorizations_reinstate(
     *, revoked_ids: list[int], channel_revoked: str, since, signed_ip: str = "", user_agent: str = ""
 ) -> dict[int, int]:
-    """The patient undoes a revocation made moments ago (ADR 0025): each authorization in `revoked_ids` that was
+    """The patient undoes a revocation made moments ago (ADR 0027): each authorization in `revoked_ids` that was
     revoked through `channel_revoked` at or after `since`, and would cover them again, is stored again as a new
     authorization (channel REINSTATED, naming the revoked one): the same form version, text, hash, signature and
     end, covered from now on. The revocation stays, as evidence, and so does the gap between the two: THE predicate is

@@ -377,7 +377,7 @@ def form_version_publish(*, actor, form_id: int) -> AuthorizationForm:
     return form
 
 
-# What a translation copies from its original and may not change (ADR 0024): the same version says the same thing.
+# What a translation copies from its original and may not change (ADR 0026): the same version says the same thing.
 # expiry_event is text, but it is the event that ends the authorization, so it is translated once, when the draft is
 # made, by the author, and checked with the rest before publishing.
 TRANSLATION_FIXED_FIELDS = ("merge_fields", "expiry_kind", "expiry_months", "expiry_date")
@@ -385,7 +385,7 @@ TRANSLATION_FIXED_FIELDS = ("merge_fields", "expiry_kind", "expiry_months", "exp
 
 def form_version_translation_create(*, actor, form_id: int, language: str = Language.SPANISH) -> AuthorizationForm:
     """A draft translation of a published English version: the same purpose and version number, every authored field
-    copied for the author to translate, linked to the original (ADR 0024). One per version and language."""
+    copied for the author to translate, linked to the original (ADR 0026). One per version and language."""
     if language not in Language.values or language == Language.ENGLISH:
         raise ValidationError(_("Choose the language to translate the form into."), code="language")
     with transaction.atomic():

@@ -176,7 +176,7 @@ def authorization_sign(
     if errors:
         raise ValidationError(errors)
     form = AuthorizationForm.objects.select_related("purpose").get(pk=form_id)
-    # The current version, in English or in a published translation of it (ADR 0024): the authorization records
+    # The current version, in English or in a published translation of it (ADR 0026): the authorization records
     # which one was signed (its form_version), and its copy is in that language.
     if form_version_signable(purpose_id=form.purpose_id, form_id=form.pk) is None:
         raise ValidationError(

@@ -1,4 +1,4 @@
-"""The Spanish message catalogue (issue 17, item 6; ADR 0023): every message translated, the committed .mo exactly the
+"""The Spanish message catalogue (issue 17, item 6; ADR 0025): every message translated, the committed .mo exactly the
 .po compiled, every string of the patient's pages, mail and signed copy in the catalogue, and Spanish served."""
 import gettext
 import re
@@ -35,7 +35,7 @@ def test_every_message_in_the_catalogue_has_a_spanish_translation():
 
 
 def test_the_committed_mo_is_the_po_compiled():
-    """Run `manage.py messages_compile` after editing the .po (ADR 0023)."""
+    """Run `manage.py messages_compile` after editing the .po (ADR 0025)."""
     entries = po_read(SPANISH_PO)
     assert SPANISH_PO.with_suffix(".mo").read_bytes() == mo_bytes(entries)
     catalog = gettext.GNUTranslations(SPANISH_PO.with_suffix(".mo").open("rb"))

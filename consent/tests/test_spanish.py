@@ -1,4 +1,4 @@
-"""Spanish for patients (issue 17, item 6): a form version in Spanish linked to the English one (ADR 0024), the
+"""Spanish for patients (issue 17, item 6): a form version in Spanish linked to the English one (ADR 0026), the
 patient's language stored and used for their mail and for the portal when they arrive from a link, the language
 switcher, and the signed copy in the language signed. Coverage stays per purpose (THE predicate is unchanged)."""
 import re
@@ -67,7 +67,7 @@ def test_english_form_text_is_unchanged_by_i18n(spanish):
 
 
 def test_a_translation_keeps_the_english_expiry_and_patient_fields(spanish):
-    """ADR 0024: the same version says the same thing; what ends it and what campaigns may use cannot differ."""
+    """ADR 0026: the same version says the same thing; what ends it and what campaigns may use cannot differ."""
     _, purpose, english, _, _ = spanish
     second = form_published_make(purpose_make())
     draft = form_versions.form_version_translation_create(actor=None, form_id=second.pk, language="es")

@@ -1,4 +1,4 @@
-"""In Chromium, as a compliance officer would (issue 17, item 6; ADR 0024): make the Spanish version of a published
+"""In Chromium, as a compliance officer would (issue 17, item 6; ADR 0026): make the Spanish version of a published
 form from the form editor, translate it, see its INFLESZ score, publish it; set a patient's language on their record.
 Each page passes axe-core. Marked `browser`."""
 import pytest

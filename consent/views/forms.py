@@ -199,7 +199,7 @@ def form_publish(request, purpose_id: int, form_id: int):
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def form_translate(request, purpose_id: int, form_id: int):
-    """The Spanish version of a published English version (ADR 0024): POST makes its draft (or opens the one that
+    """The Spanish version of a published English version (ADR 0026): POST makes its draft (or opens the one that
     exists), copied from the English text for the author to translate. A GET goes back to the purpose."""
     form_version = access_form_version_by_id(request.user, purpose_id, form_id)
     if request.method != "POST":

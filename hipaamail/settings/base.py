@@ -538,7 +538,7 @@ STORAGES = {
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 LANGUAGE_CODE = "en"
 # Patients in the United States often read Spanish first (issue 17, item 6). The catalogue is
-# locale/es/LC_MESSAGES/django.po, with its compiled django.mo committed beside it (ADR 0023).
+# locale/es/LC_MESSAGES/django.po, with its compiled django.mo committed beside it (ADR 0025).
 LANGUAGES = [("en", "English"), ("es", "Español")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="America/Chicago")

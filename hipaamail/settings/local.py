@@ -1,6 +1,6 @@
 """The zero-service demo and local development: SQLite, filesystem broker, outbox folder.
 
-DEBUG is off unless DEBUG=1 is set (ADR 0023): people try pages they may not open in the demo, and must meet the
+DEBUG is off unless DEBUG=1 is set (ADR 0028): people try pages they may not open in the demo, and must meet the
 production error pages, not Django's debug pages listing every URL. scripts/run-demo serves the static files with
 `runserver --insecure` for that reason; HIPAAMAIL_DEMO keeps the demo's own helpers (demo_totp, the outbox page)."""
 from .base import *  # noqa: F401,F403

@@ -4,7 +4,7 @@ Two people at two computers (two browser contexts, so two sessions): a marketer 
 wizard (purpose, audience with live counts, content from the purpose's block library, review) and submits; a
 compliance officer signs in with their code, finds the campaign in "Needs review" (its count in the navigation),
 and approves and sends it at once without typing a second code: the code of the sign-in a moment ago starts the
-step-up grace (accounts.reentry, ADR 0023). The campaign sends to the covered patients only; the marketer, still
+step-up grace (accounts.reentry, ADR 0024). The campaign sends to the covered patients only; the marketer, still
 signed in, finds "approved" and "sent" in their notices. Each person typed exactly one code: R-SEC-MFA (every
 staff account passes a second factor; the approval is audited as passed on the grace of that code). axe-core finds
 no serious or critical violation on any page walked; the Content-Security-Policy holds on both contexts. Marked

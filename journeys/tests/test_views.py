@@ -460,7 +460,7 @@ def test_officer_approves_with_the_second_factor_again(verified_client, purpose)
 
 
 def test_r_sec_mfa_a_journey_approved_within_the_step_up_grace_needs_no_second_code(verified_client, purpose):
-    """R-SEC-MFA with the grace (ADR 0023): a code shown for one action spares the next for a few minutes, as on a
+    """R-SEC-MFA with the grace (ADR 0024): a code shown for one action spares the next for a few minutes, as on a
     campaign's review page; the pass is audited as by grace."""
     officer = verified_client.sign_in(role="compliance officer")
     first, second = _submitted(purpose), _submitted(purpose)

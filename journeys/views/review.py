@@ -60,7 +60,7 @@ def _review_page(request, journey: Journey, *, approve_form=None, reject_form=No
 
 def _approve(request, journey: Journey):
     form = SecondFactorForm(request.POST, prefix="approve")
-    # Within the session's step-up grace (accounts.reentry, ADR 0023) no code is needed, as on a campaign's review.
+    # Within the session's step-up grace (accounts.reentry, ADR 0024) no code is needed, as on a campaign's review.
     if not reentry.form_valid_within_grace(form, session=request.session, user=request.user):
         return _review_page(request, journey, approve_form=form)
     passed = reentry.second_factor_reentry(

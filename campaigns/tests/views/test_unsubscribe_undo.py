@@ -1,4 +1,4 @@
-"""Undo after a one-click unsubscribe (issue 17, item 5; ADR 0025): "Changed your mind? Subscribe again" restores
+"""Undo after a one-click unsubscribe (issue 17, item 5; ADR 0027): "Changed your mind? Subscribe again" restores
 exactly the authorizations the one click revoked, within UNDO_SECONDS, CSRF-protected, audited. R-REVOKE-ANYTIME,
 R-RFC8058, R-SEC-AUDIT."""
 import re

@@ -1,4 +1,4 @@
-"""Compile every message catalogue under LOCALE_PATHS to its .mo, in pure Python (ADR 0023): no GNU gettext needed.
+"""Compile every message catalogue under LOCALE_PATHS to its .mo, in pure Python (ADR 0025): no GNU gettext needed.
 
     python manage.py messages_compile
 
