@@ -64,6 +64,7 @@ SENTENCES: dict[str, tuple[str, str]] = {
     a.MFA_VERIFIED: (_("Second factor passed"), _("{actor} passed the second factor")),
     a.MFA_VERIFICATION_FAILED: (_("Second factor failed"), _("{actor} entered a second factor that did not work")),
     a.MFA_REENTRY_FAILED: (_("Confirmation code refused"), _("{actor} was refused a confirmation code before acting on {object}")),
+    a.MFA_REENTRY_PASSED: (_("Second factor confirmed again"), _("{actor} confirmed the second factor again before acting on {object}")),
     # The trail itself
     a.AUDIT_LOG_VIEWED: (_("Audit log read for a patient"), _("{actor} read the audit log filtered by {patient}")),
     a.AUDIT_PATIENT_HISTORY_VIEWED: (_("Patient history read"), _("{actor} read the audit history of {patient}")),
@@ -74,6 +75,7 @@ SENTENCES: dict[str, tuple[str, str]] = {
     # Patients
     a.PATIENT_CREATED: (_("Patient record created"), _("{actor} created the record of {patient}")),
     a.PATIENT_UPDATED: (_("Patient record changed"), _("{actor} changed the record of {patient}")),
+    a.PATIENT_LANGUAGE_SET: (_("Patient's language set"), _("{actor} set the language {patient} reads")),
     a.PATIENTS_UPSERTED: (_("Patient records written in a batch"), _("{actor} wrote a batch of patient records")),
     a.PATIENT_SEARCHED: (_("Patient looked up"), _("{actor} looked a patient up")),
     a.PATIENT_VIEWED: (_("Patient record opened"), _("{actor} opened the record of {patient}")),
@@ -116,11 +118,13 @@ SENTENCES: dict[str, tuple[str, str]] = {
     a.AUTHORIZATION_FORM_CREATED: (_("Authorization form drafted"), _("{actor} drafted {object}")),
     a.AUTHORIZATION_FORM_UPDATED: (_("Authorization form changed"), _("{actor} changed the draft {object}")),
     a.AUTHORIZATION_FORM_PUBLISHED: (_("Authorization form published"), _("{actor} published {object}")),
+    a.AUTHORIZATION_FORM_TRANSLATION_CREATED: (_("Form translation drafted"), _("{actor} drafted a translation of {object}")),
     # Suppressions and unsubscribes
     a.SUPPRESSION_RECORDED: (_("Address suppressed"), _("{actor} stopped all marketing mail to an address of {patient}")),
     a.UNSUBSCRIBE_VIEWED: (_("Unsubscribe page opened"), _("{patient} opened the unsubscribe page of a message")),
     a.UNSUBSCRIBE_BAD_TOKEN: (_("Unsubscribe link not ours"), _("Someone opened an unsubscribe link that is not one of ours")),
     a.UNSUBSCRIBE_BAD_TOKENS: (_("Unsubscribe links not ours"), _("Unsubscribe links that are not ours were opened")),
+    a.UNSUBSCRIBE_UNDONE: (_("Unsubscribe undone"), _("{patient} undid a one-click unsubscribe minutes after it")),
     # Content library
     a.EMAIL_TEMPLATE_CREATED: (_("Template created"), _("{actor} created {object}")),
     a.EMAIL_TEMPLATE_UPDATED: (_("Template changed"), _("{actor} changed {object}")),
@@ -136,6 +140,10 @@ SENTENCES: dict[str, tuple[str, str]] = {
     a.CAMPAIGN_UPDATED: (_("Campaign edited"), _("{actor} edited {object}")),
     a.CAMPAIGN_SEGMENT_SET: (_("Campaign audience chosen"), _("{actor} chose the audience of {object}")),
     a.CAMPAIGN_SUBMITTED: (_("Campaign submitted for review"), _("{actor} submitted {object} for review")),
+    a.CAMPAIGN_WITHDRAWN: (_("Campaign withdrawn from review"), _("{actor} withdrew {object} from review")),
+    a.CAMPAIGN_DUPLICATED: (_("Campaign duplicated"), _("{actor} made {object} as a copy of another campaign")),
+    a.CAMPAIGN_DRAFT_DELETED: (_("Draft deleted"), _("{actor} deleted the draft {object}")),
+    a.CAMPAIGN_DRAFT_ACTION_REFUSED: (_("Draft change refused"), _("{actor} could not delete or withdraw {object}")),
     a.CAMPAIGN_SUBMIT_REFUSED: (_("Campaign submission refused"), _("{actor} could not submit {object}: it was not ready")),
     a.CAMPAIGN_APPROVED: (_("Campaign approved"), _("{actor} approved {object}")),
     a.CAMPAIGN_APPROVE_REFUSED: (_("Campaign approval refused"), _("{actor} could not approve {object}: its author cannot approve it")),
