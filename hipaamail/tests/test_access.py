@@ -63,13 +63,6 @@ def test_r_min_necessary_signed_in_user_without_a_role_gets_not_found(verified_c
     assert verified_client.get("/").status_code == 404
 
 
-def test_sign_up_is_closed(client):
-    response = client.get("/accounts/signup/")
-
-    assert response.status_code == 302
-    assert response["Location"].startswith("/accounts/login/")
-
-
 def test_r_sec_mfa_sign_in_with_password_then_totp(client):
     """The whole path: email and password through allauth, then the TOTP code; both audited."""
     user = staff_make(role="marketer", email="mara@riverside-health.example", with_totp=True)

@@ -72,7 +72,7 @@ def test_r_no_phi_leak_rejection_stores_the_comment_for_the_author_and_audits_it
 
     verified_client.sign_in(user=submitted.created_by)
     page = verified_client.get(f"/campaigns/{submitted.pk}/").content.decode()
-    assert "Rejected: the reviewer&rsquo;s comment" in page
+    assert "Rejected: the reviewer’s comment" in page
     assert "The subject line promises a cure." in page
     assert officer.email in page
 
