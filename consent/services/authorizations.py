@@ -51,9 +51,12 @@ def authorization_grant(
     names of documents already stored (a scan of a paper form, a PDF copy). It runs inside the caller's
     transaction when there is one (the FHIR import writes a whole bundle in one)."""
     if form_version is not None and form_version.purpose_id != purpose.pk:
-        raise ValidationError("An authorization is for the purpose of its form (R-AUTH-NO-COMPOUND).")
+        # R-AUTH-NO-COMPOUND: one purpose per form, so each purpose can be revoked on its own.
+        raise ValidationError("An authorization covers the purpose of its form and no other.")
     if signed_by_representative and not representative_authority.strip():
-        raise ValidationError("A personal representative must describe their authority (R-AUTH-CORE-6).")
+        raise ValidationError(  # R-AUTH-CORE-6
+            "A personal representative must describe their authority (HIPAA, 45 CFR 164.508(c)(1)(vi))."
+        )
     authorization = Authorization(
         patient=patient,
         purpose=purpose,

@@ -65,7 +65,9 @@ def authorization_written_record(
     if actor is None:
         raise ValidationError("A written authorization is recorded by a staff member.")
     if not signature_name.strip():
-        raise ValidationError("Type the name as it is signed on the paper (R-AUTH-CORE-6).")
+        raise ValidationError(  # R-AUTH-CORE-6
+            "Type the name as it is signed on the paper (HIPAA, 45 CFR 164.508(c)(1)(vi))."
+        )
     if signed_on > timezone.now():
         raise ValidationError("The signing date cannot be in the future.")
     scan_kind(scan)  # before storing anything
