@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 
 from audit import actions
 from audit.services import audit_record
@@ -52,10 +53,10 @@ def authorization_grant(
     transaction when there is one (the FHIR import writes a whole bundle in one)."""
     if form_version is not None and form_version.purpose_id != purpose.pk:
         # R-AUTH-NO-COMPOUND: one purpose per form, so each purpose can be revoked on its own.
-        raise ValidationError("An authorization covers the purpose of its form and no other.")
+        raise ValidationError(gettext("An authorization covers the purpose of its form and no other."))
     if signed_by_representative and not representative_authority.strip():
         raise ValidationError(  # R-AUTH-CORE-6
-            "A personal representative must describe their authority (HIPAA, 45 CFR 164.508(c)(1)(vi))."
+            gettext("A personal representative must describe their authority (HIPAA, 45 CFR 164.508(c)(1)(vi)).")
         )
     authorization = Authorization(
         patient=patient,

@@ -11,6 +11,7 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from consent.models import Authorization, AuthorizationForm, Patient, Purpose, Revocation
 from consent.services.authorizations import authorization_grant, authorizations_revoke_locked
@@ -66,7 +67,7 @@ def authorization_written_record(
         raise ValidationError("A written authorization is recorded by a staff member.")
     if not signature_name.strip():
         raise ValidationError(  # R-AUTH-CORE-6
-            "Type the name as it is signed on the paper (HIPAA, 45 CFR 164.508(c)(1)(vi))."
+            gettext("Type the name as it is signed on the paper (HIPAA, 45 CFR 164.508(c)(1)(vi)).")
         )
     if signed_on > timezone.now():
         raise ValidationError("The signing date cannot be in the future.")
