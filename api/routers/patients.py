@@ -83,6 +83,11 @@ class PatientIn(BaseModel):
         description="The patient's IANA time zone (America/Chicago), for journey send times and quiet hours; empty: "
         "the organisation's",
     )
+    language: Literal["en", "es"] | None = Field(
+        None,
+        description="The language the patient reads their mail, the portal and their forms in: en (English) or es "
+        "(Spanish). Omitted: English for a new patient, unchanged for an existing one",
+    )
     condition_codes: list[Code] | None = Field(
         None, max_length=MAX_CODES, description="ICD-10 codes such as E11 or G47.33; given = replaced"
     )
@@ -151,6 +156,7 @@ class PatientOut(Schema):
     last_visit: date | None
     refill_due: date | None
     time_zone: str = Field(description="The patient's IANA time zone name; empty: the organisation's")
+    language: Literal["en", "es"] = Field(description="The language of the patient's mail, portal and forms")
     condition_codes: list[str]
     program_codes: list[str]
     created_at: datetime
@@ -167,6 +173,7 @@ def patient_out(patient: Patient) -> dict:
         "last_visit": patient.last_visit,
         "refill_due": patient.refill_due,
         "time_zone": patient.time_zone,
+        "language": patient.language,
         "condition_codes": sorted(patient.conditions.values_list("code", flat=True)),
         "program_codes": sorted(patient.programs.values_list("code", flat=True)),
         "created_at": patient.created_at,

@@ -19,7 +19,7 @@ PROBLEM = "application/problem+json"
 PHI = ("Ada Synthetic", "ada.synthetic@example.org", "555-0142", "12 Hidden Lane", "1961-07-08")
 ANSWER_KEYS = {
     "id", "external_id", "birth_year", "sex", "postal_code", "state", "last_visit", "refill_due", "time_zone",
-    "condition_codes", "program_codes", "created_at",
+    "language", "condition_codes", "program_codes", "created_at",
 }
 
 
@@ -157,6 +157,8 @@ def test_search_needs_exactly_one_key_and_answers_422_without_the_value(api_clie
         ({"items": [{"external_id": "M1", "full_name": "Secret\x00Nick"}]}, "items.0.full_name", "string_pattern_mismatch"),
         ({"items": [{"external_id": "M1", "full_name": "S" * 201}]}, "items.0.full_name", "string_too_long"),
         ({"items": [{"email": "secret.nick@example.org"}]}, "items.0.external_id", "missing"),
+        ({"items": [ada(full_name="Secret Nick", language="fr")]}, "items.0.language", "literal_error"),
+        ({"items": [ada(full_name="Secret Nick", language="")]}, "items.0.language", "literal_error"),
     ],
 )
 def test_upsert_422_names_the_field_and_a_stable_code_never_the_value(api_client, body, field, code):
@@ -223,3 +225,49 @@ def test_r_no_phi_leak_a_bad_time_zone_or_refill_due_is_rejected_with_codes_only
     ]
     assert "Atlantis" not in response.content.decode() and "2027-02-30" not in response.content.decode()
     assert Patient.objects.count() == 0
+
+
+def test_upsert_stores_the_patients_language_and_leaves_it_when_omitted(api_client):
+    """Issue 17: the EHR sends the language a patient reads (en or es), as the CSV import can; a new patient
+    without one reads English, and an update that omits it (or sends null) leaves it as it is."""
+    write, read = api_client([PATIENTS_WRITE]), api_client([PATIENTS_READ])
+
+    created = write.post(UPSERT, {"items": [ada(language="es"), ada(external_id="MRN-2", email="two@example.org")]})
+    spanish, english = Patient.objects.get(language="es"), Patient.objects.get(language="en")
+    answered = read.get(f"/api/v1/patients/{spanish.pk}").json()
+    omitted = write.post(
+        UPSERT, {"items": [{"external_id": "MRN-ADA", "state": "NY"}, {"external_id": "MRN-2", "language": None}]}
+    )
+    spanish.refresh_from_db()
+    english.refresh_from_db()
+    after_omitted = (spanish.language, spanish.state, english.language)
+    back = write.post(UPSERT, {"items": [{"external_id": "MRN-ADA", "language": "en"}]})
+    spanish.refresh_from_db()
+
+    assert created.status_code == 200 and created.json()["created"] == 2
+    assert (spanish.external_id, english.external_id) == ("MRN-ADA", "MRN-2")
+    assert answered["language"] == "es"
+    assert [item["status"] for item in omitted.json()["items"]] == ["updated", "unchanged"]
+    assert after_omitted == ("es", "NY", "en")
+    assert back.json()["updated"] == 1 and spanish.language == "en"
+
+
+def test_upsert_with_an_unknown_language_is_a_422_naming_the_field_and_writes_nothing(api_client):
+    """Issue 17: a language other than en or es refuses the whole request (problem+json naming the field, never
+    the value sent): no patient created, none changed, no upsert audited."""
+    write = api_client([PATIENTS_WRITE])
+    write.post(UPSERT, {"items": [ada(language="es")]})
+    audited = AuditEvent.objects.filter(action=actions.PATIENTS_UPSERTED).count()
+
+    items = [{"external_id": "MRN-ADA", "language": "en"},
+             ada(external_id="MRN-3", email="three@example.org", language="klingon")]
+
+    response = write.post(UPSERT, {"items": items})
+
+    assert response.status_code == 422 and response["Content-Type"] == PROBLEM
+    problem = response.json()
+    assert problem["code"] == "validation_failed"
+    assert [(error["field"], error["code"]) for error in problem["errors"]] == [("items.1.language", "literal_error")]
+    assert "klingon" not in response.content.decode()
+    assert list(Patient.objects.values_list("language", flat=True)) == ["es"]
+    assert AuditEvent.objects.filter(action=actions.PATIENTS_UPSERTED).count() == audited

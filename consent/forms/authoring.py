@@ -49,7 +49,7 @@ class PurposeForm(forms.Form):
     )
 
 
-def _text(label: str, help_text: str, rows: int = 3) -> forms.CharField:
+def _text(label, help_text: str, rows: int = 3) -> forms.CharField:
     return forms.CharField(
         label=label, help_text=help_text, required=False, widget=forms.Textarea(attrs={"rows": rows})
     )
@@ -62,33 +62,35 @@ class AuthorizationFormDraftForm(forms.Form):
 
     title = forms.CharField(max_length=200, help_text="The heading the patient reads first.")
     information_description = _text(
-        "What information we will use (R-AUTH-CORE-1)",
+        gettext_lazy("What information we will use (HIPAA, 45 CFR 164.508(c)(1)(i))"),
         "Specific and meaningful, for example: your name, your email address and the fact that you use a CPAP "
         "device we supplied.",
     )
     merge_fields = forms.MultipleChoiceField(
-        label="Patient fields messages may use (R-AUTH-CORE-1)",
+        label=gettext_lazy("Patient fields messages may use (HIPAA, 45 CFR 164.508(c)(1)(i))"),
         help_text="The form lists these to the patient, and campaigns for this purpose may use only these.",
         choices=list(PATIENT_FIELDS.items()),
         widget=forms.CheckboxSelectMultiple,
         required=False,
     )
     authorized_party = _text(
-        "Who will use it (R-AUTH-CORE-2)", "The organization authorized to use the information, by name.", 2
+        gettext_lazy("Who will use it (HIPAA, 45 CFR 164.508(c)(1)(ii))"), "The organization authorized to use the information, by name.", 2
     )
     recipients_description = _text(
-        "Who may receive it (R-AUTH-CORE-3)",
+        gettext_lazy("Who may receive it (HIPAA, 45 CFR 164.508(c)(1)(iii))"),
         "Named persons or a class, for example: our email service provider under a business associate agreement.",
         2,
     )
-    purpose_description = _text("Why (R-AUTH-CORE-4)", "The purpose of the use, in plain words.")
+    purpose_description = _text(
+        gettext_lazy("Why (HIPAA, 45 CFR 164.508(c)(1)(iv))"), "The purpose of the use, in plain words."
+    )
     remuneration_statement = _text(
-        "Payment we receive (R-AUTH-STMT-REMUNERATION)",
+        gettext_lazy("Payment we receive (HIPAA, 45 CFR 164.508(a)(3)(ii))"),
         "Required when a third party pays for these communications; leave empty otherwise.",
         2,
     )
     expiry_kind = forms.ChoiceField(
-        label="When this ends (R-AUTH-CORE-5)",
+        label=gettext_lazy("When this ends (HIPAA, 45 CFR 164.508(c)(1)(v))"),
         choices=AuthorizationForm.ExpiryKind.choices,
         widget=forms.RadioSelect,
         required=False,
@@ -106,26 +108,26 @@ class AuthorizationFormDraftForm(forms.Form):
         "longer rent equipment from us.",
     )
     revocation_statement = _text(
-        "Your right to stop this (R-AUTH-STMT-REVOKE)",
+        gettext_lazy("Your right to stop this (HIPAA, 45 CFR 164.508(c)(2)(i))"),
         "That the patient may revoke at any time, in writing, on the web page or with the link in any message, "
         "and that this does not undo what was already done.",
     )
     revocation_address = _text(
-        "Where to send a written revocation (R-AUTH-STMT-REVOKE)", "A postal address.", 2
+        gettext_lazy("Where to send a written revocation (HIPAA, 45 CFR 164.508(c)(2)(i))"), "A postal address.", 2
     )
     conditioning_statement = _text(
-        "Your care does not depend on this (R-AUTH-STMT-CONDITION)",
+        gettext_lazy("Your care does not depend on this (HIPAA, 45 CFR 164.508(c)(2)(ii))"),
         "That treatment, payment, enrollment and eligibility for benefits do not depend on signing.",
         2,
     )
     redisclosure_statement = _text(
-        "Sharing by others (R-AUTH-STMT-REDISCLOSURE)",
+        gettext_lazy("Sharing by others (HIPAA, 45 CFR 164.508(c)(2)(iii))"),
         "That a recipient may share the information again and that it may then no longer be protected by "
         "federal privacy law.",
         2,
     )
     signature_statement = _text(
-        "Your signature (R-AUTH-CORE-6)",
+        gettext_lazy("Your signature (HIPAA, 45 CFR 164.508(c)(1)(vi))"),
         "What signing means, and that a personal representative who signs must describe their authority.",
     )
 

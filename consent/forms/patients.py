@@ -5,6 +5,7 @@ from datetime import datetime, time
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from consent.models import AuthorizationDefect, AuthorizationForm, Purpose
 from consent.services.written import SCAN_MAX_BYTES, scan_kind
@@ -85,7 +86,9 @@ class WrittenAuthorizationForm(forms.Form):
         if signed_on and signed_on > timezone.localdate():
             self.add_error("signed_on", "The signing date cannot be in the future.")
         if not expires_on and not event:
-            raise ValidationError("Give the date or the event on which the authorization ends (R-AUTH-CORE-5).")
+            raise ValidationError(  # R-AUTH-CORE-5
+                gettext("Give the date or the event on which the authorization ends (HIPAA, 45 CFR 164.508(c)(1)(v)).")
+            )
         if expires_on and event:
             raise ValidationError("Give an end date or an end event, not both.")
         if signed_on and expires_on and expires_on <= signed_on:

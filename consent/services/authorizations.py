@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 
 from audit import actions
 from audit.services import audit_record
@@ -51,9 +52,12 @@ def authorization_grant(
     names of documents already stored (a scan of a paper form, a PDF copy). It runs inside the caller's
     transaction when there is one (the FHIR import writes a whole bundle in one)."""
     if form_version is not None and form_version.purpose_id != purpose.pk:
-        raise ValidationError("An authorization is for the purpose of its form (R-AUTH-NO-COMPOUND).")
+        # R-AUTH-NO-COMPOUND: one purpose per form, so each purpose can be revoked on its own.
+        raise ValidationError(gettext("An authorization covers the purpose of its form and no other."))
     if signed_by_representative and not representative_authority.strip():
-        raise ValidationError("A personal representative must describe their authority (R-AUTH-CORE-6).")
+        raise ValidationError(  # R-AUTH-CORE-6
+            gettext("A personal representative must describe their authority (HIPAA, 45 CFR 164.508(c)(1)(vi)).")
+        )
     authorization = Authorization(
         patient=patient,
         purpose=purpose,

@@ -81,11 +81,13 @@ def authorization_external_record(
     signer_name = " ".join((signer_name or "").split())
     representative_authority = (representative_authority or "").strip()
     if not signer_name:
-        raise _error("signer_name_required", "Give the name as signed (R-AUTH-CORE-6).", "signer_name")
+        raise _error("signer_name_required", "Give the name as signed (HIPAA, 45 CFR 164.508(c)(1)(vi)).", "signer_name")
     if signed_by_representative and not representative_authority:
         raise _error(
             "representative_authority_required",
-            "A personal representative's authority to act for the patient is needed (R-AUTH-CORE-6).",
+            # R-AUTH-CORE-6
+            "A personal representative's authority to act for the patient is needed "
+            "(HIPAA, 45 CFR 164.508(c)(1)(vi)).",
             "representative_authority",
         )
     form = AuthorizationForm.objects.filter(

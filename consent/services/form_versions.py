@@ -1,7 +1,8 @@
 """Purposes edited, and authorization form versions drafted, edited and published (issue 4, items 1 and 2).
 
 A form version carries every element and statement 45 CFR 164.508(c) requires as a field of its own; publishing
-names each one that is missing, with its rule id. One purpose per form (R-AUTH-NO-COMPOUND): a version is
+names each one that is missing in plain words, with its rule id as the error's code (RULE_CITATIONS gives the
+paragraph a person reads). One purpose per form (R-AUTH-NO-COMPOUND): a version is
 created for a purpose and nothing here can change or add one. Published versions never change
 (R-AUTH-IMMUTABLE: refused here, and by a database trigger beneath); a change is a new version.
 Every write audits in the same transaction, with ids and codes only.
@@ -49,16 +50,42 @@ _REPRESENTATIVE_WORDS = {"en": ("representative", "authority"), "es": ("represen
 _NO_EXPIRY_WORDS = {"none", "never", "no", "n/a", "na", "no expiration", "no expiry", "does not expire", "-"}
 
 
+# The paragraph of the regulation each publish check enforces, as a person reads it (RULES.md section 2). The
+# rule id stays the error's code, for code and tests; the text a person reads cites the regulation instead.
+RULE_CITATIONS = {
+    "R-AUTH-CORE-1": "HIPAA, 45 CFR 164.508(c)(1)(i)",
+    "R-AUTH-CORE-2": "HIPAA, 45 CFR 164.508(c)(1)(ii)",
+    "R-AUTH-CORE-3": "HIPAA, 45 CFR 164.508(c)(1)(iii)",
+    "R-AUTH-CORE-4": "HIPAA, 45 CFR 164.508(c)(1)(iv)",
+    "R-AUTH-CORE-5": "HIPAA, 45 CFR 164.508(c)(1)(v)",
+    "R-AUTH-CORE-6": "HIPAA, 45 CFR 164.508(c)(1)(vi)",
+    "R-AUTH-STMT-REVOKE": "HIPAA, 45 CFR 164.508(c)(2)(i)",
+    "R-AUTH-STMT-CONDITION": "HIPAA, 45 CFR 164.508(c)(2)(ii)",
+    "R-AUTH-STMT-REDISCLOSURE": "HIPAA, 45 CFR 164.508(c)(2)(iii)",
+    "R-AUTH-STMT-REMUNERATION": "HIPAA, 45 CFR 164.508(a)(3)(ii)",
+}
+
+
+def rule_citation(rule: str) -> str:
+    """The regulation a rule id stands for, in the words a person reads ("" for a rule of our own policy)."""
+    return RULE_CITATIONS.get(rule, "")
+
+
 @dataclass(frozen=True)
 class MissingElement:
-    """One element a form version lacks: the rule it breaks and what the author must write."""
+    """One element a form version lacks: the rule it breaks (its code) and what the author must write."""
 
     rule: str
     field: str
     message: str
 
+    @property
+    def citation(self) -> str:
+        return rule_citation(self.rule)
+
     def __str__(self) -> str:
-        return f"{self.rule}: {self.message}"
+        # What a person reads: the message, never the rule id (the ValidationError's code carries that).
+        return self.message
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -434,7 +461,8 @@ def _check_translation_publishable(form: AuthorizationForm) -> None:
 def _refuse_published(form: AuthorizationForm) -> None:
     if form.status == AuthorizationForm.Status.PUBLISHED:
         raise ValidationError(
-            f"Version {form.version} is published and can no longer change (R-AUTH-IMMUTABLE). "
+            # R-AUTH-IMMUTABLE (policy: those who signed a version stay covered by exactly what they signed).
+            f"Version {form.version} is published and can no longer change. "
             "Make a new version from it instead.",
             code="published",
         )

@@ -134,7 +134,8 @@ def form_expiry_for(*, form: AuthorizationForm, signed_at: datetime) -> tuple[da
         return end_of_day, ""
     if form.expiry_kind == AuthorizationForm.ExpiryKind.EVENT and form.expiry_event.strip():
         return None, form.expiry_event.strip()
-    raise ValidationError("This form has no expiration date or event (R-AUTH-CORE-5).")
+    # R-AUTH-CORE-5: an authorization always ends.
+    raise ValidationError(_("This form has no expiration date or event (HIPAA, 45 CFR 164.508(c)(1)(v))."))
 
 
 def signed_date_text(moment: datetime, language: str | None = None) -> str:

@@ -11,6 +11,7 @@ from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from consent.models import Authorization, AuthorizationForm, Patient, Purpose, Revocation
 from consent.services.authorizations import authorization_grant, authorizations_revoke_locked
@@ -65,7 +66,9 @@ def authorization_written_record(
     if actor is None:
         raise ValidationError("A written authorization is recorded by a staff member.")
     if not signature_name.strip():
-        raise ValidationError("Type the name as it is signed on the paper (R-AUTH-CORE-6).")
+        raise ValidationError(  # R-AUTH-CORE-6
+            gettext("Type the name as it is signed on the paper (HIPAA, 45 CFR 164.508(c)(1)(vi)).")
+        )
     if signed_on > timezone.now():
         raise ValidationError("The signing date cannot be in the future.")
     scan_kind(scan)  # before storing anything

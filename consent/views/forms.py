@@ -190,7 +190,7 @@ def form_publish(request, purpose_id: int, form_id: int):
             return redirect("consent:form_edit", purpose_id=purpose_id, form_id=form_version.pk)
         draft_form = AuthorizationFormDraftForm(initial=AuthorizationFormDraftForm.initial_from(form_version))
         missing = [
-            {"rule": item.code, "text": item.message.removeprefix(f"{item.code}: ")} for item in error.error_list
+            {"citation": form_versions.rule_citation(item.code), "text": item.message} for item in error.error_list
         ]
         return _render_editor(request, form_version, draft_form, publish_errors=missing, status=400)
     messages.success(request, f"Version {form_version.version} is published. New signatures use it from now on.")

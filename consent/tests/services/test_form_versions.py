@@ -122,14 +122,14 @@ MISSING_CASES = [
 def test_r_auth_core_and_statements_publish_names_each_missing_element(officer, paid_purpose, rule, changes, named):
     """R-AUTH-CORE-1, R-AUTH-CORE-2, R-AUTH-CORE-3, R-AUTH-CORE-4, R-AUTH-CORE-5, R-AUTH-CORE-6,
     R-AUTH-STMT-REVOKE, R-AUTH-STMT-CONDITION, R-AUTH-STMT-REDISCLOSURE, R-AUTH-STMT-REMUNERATION:
-    a version lacking one element is refused, the refusal names exactly that element and its rule, and
-    nothing is published or audited as published."""
+    a version lacking one element is refused, the refusal's code is exactly that element's rule while its
+    message names the element in plain words, without the rule id, and nothing is published or audited."""
     form = _draft(actor=officer, purpose=paid_purpose, **changes)
 
     refusal = _publish_refusal(form, officer)
 
     assert [error.code for error in refusal.error_list] == [rule]
-    assert named in refusal.messages[0] and refusal.messages[0].startswith(f"{rule}: ")
+    assert named in refusal.messages[0] and "R-" not in refusal.messages[0]
     form.refresh_from_db()
     assert form.status == AuthorizationForm.Status.DRAFT and form.text_hash == "" and form.published_at is None
     assert not AuditEvent.objects.filter(action="authorization_form.published").exists()
@@ -197,8 +197,9 @@ def test_r_auth_immutable_service_refuses_to_edit_or_republish_a_published_versi
     published = _published(actor=officer, purpose=paid_purpose)
     events_before = AuditEvent.objects.count()
 
-    with pytest.raises(ValidationError, match="R-AUTH-IMMUTABLE"):
+    with pytest.raises(ValidationError, match="published and can no longer change") as refusal:
         form_versions.form_version_update(actor=officer, form_id=published.pk, **(COMPLETE | {"title": "Changed"}))
+    assert refusal.value.error_list[0].code == "published" and "R-" not in refusal.value.messages[0]
     with pytest.raises(ValidationError, match="published"):
         form_versions.form_version_publish(actor=officer, form_id=published.pk)
 
@@ -500,7 +501,9 @@ def test_compliance_officer_creates_edits_previews_and_publishes_through_the_pag
     assert "New signatures use version 1" in history and officer.email in history
 
 
-def test_publish_page_lists_every_missing_element_with_its_rule(verified_client, paid_purpose):
+def test_publish_page_lists_every_missing_element_citing_its_paragraph_never_the_rule_id(verified_client, paid_purpose):
+    """R-AUTH-CORE-2, R-AUTH-STMT-REDISCLOSURE: the refused publish names each missing element in plain words
+    and cites the paragraph of 45 CFR 164.508 it comes from; no internal rule id reaches the page."""
     officer = verified_client.sign_in(role="compliance officer")
     draft = _draft(actor=officer, purpose=paid_purpose, authorized_party="", redisclosure_statement="")
 
@@ -509,10 +512,41 @@ def test_publish_page_lists_every_missing_element_with_its_rule(verified_client,
     page = response.content.decode()
     assert response.status_code == 400
     assert "2 required elements missing" in page
-    assert "R-AUTH-CORE-2" in page and "Who is authorized to use it" in page
-    assert "R-AUTH-STMT-REDISCLOSURE" in page and "Redisclosure statement" in page
+    assert "Who is authorized to use it: name the organization" in page
+    assert "Redisclosure statement: say that a recipient" in page
+    assert page.count('<span class="citation">(HIPAA, 45 CFR 164.508(c)(1)(ii))</span>') == 1
+    assert page.count('<span class="citation">(HIPAA, 45 CFR 164.508(c)(2)(iii))</span>') == 1
+    assert "(R-" not in page and "R-AUTH" not in page
     draft.refresh_from_db()
     assert draft.status == "draft"
+
+
+def test_editor_labels_cite_the_regulation_and_show_no_rule_id(verified_client, paid_purpose):
+    """R-AUTH-CORE-1..6 and the R-AUTH-STMT rules: every element of the editor is labelled in plain words with
+    its paragraph of 45 CFR 164.508, and no internal rule id appears anywhere on the page."""
+    officer = verified_client.sign_in(role="compliance officer")
+    draft = form_versions.form_version_create(actor=officer, purpose_id=paid_purpose.pk)
+
+    response = verified_client.get(reverse("consent:form_edit", args=[paid_purpose.pk, draft.pk]))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    for label in (
+        "What information we will use (HIPAA, 45 CFR 164.508(c)(1)(i))",
+        "Patient fields messages may use (HIPAA, 45 CFR 164.508(c)(1)(i))",
+        "Who will use it (HIPAA, 45 CFR 164.508(c)(1)(ii))",
+        "Who may receive it (HIPAA, 45 CFR 164.508(c)(1)(iii))",
+        "Why (HIPAA, 45 CFR 164.508(c)(1)(iv))",
+        "Payment we receive (HIPAA, 45 CFR 164.508(a)(3)(ii))",
+        "When this ends (HIPAA, 45 CFR 164.508(c)(1)(v))",
+        "Your right to stop this (HIPAA, 45 CFR 164.508(c)(2)(i))",
+        "Where to send a written revocation (HIPAA, 45 CFR 164.508(c)(2)(i))",
+        "Your care does not depend on this (HIPAA, 45 CFR 164.508(c)(2)(ii))",
+        "Sharing by others (HIPAA, 45 CFR 164.508(c)(2)(iii))",
+        "Your signature (HIPAA, 45 CFR 164.508(c)(1)(vi))",
+    ):
+        assert label in page, label
+    assert "(R-" not in page and "R-AUTH" not in page
 
 
 def test_editor_refuses_an_unknown_merge_field_and_saves_nothing(verified_client, paid_purpose):
@@ -634,10 +668,11 @@ def test_compliance_officer_authors_a_form_in_chromium(page, live_server):
     page.get_by_role("button", name="Save draft").click()
     page.get_by_role("button", name="Publish version 1").click()
     errors = page.locator("#publish-errors").inner_text()
-    for rule in ("R-AUTH-CORE-2", "R-AUTH-CORE-6", "R-AUTH-STMT-REVOKE", "R-AUTH-STMT-CONDITION",
-                 "R-AUTH-STMT-REDISCLOSURE", "R-AUTH-STMT-REMUNERATION"):
-        assert rule in errors
-    assert "R-AUTH-CORE-1" not in errors and "R-AUTH-CORE-5" not in errors
+    # R-AUTH-CORE-2, R-AUTH-CORE-6, R-AUTH-STMT-REVOKE, -CONDITION, -REDISCLOSURE and -REMUNERATION, cited.
+    for paragraph in ("(c)(1)(ii))", "(c)(1)(vi))", "(c)(2)(i))", "(c)(2)(ii))", "(c)(2)(iii))", "(a)(3)(ii))"):
+        assert f"(HIPAA, 45 CFR 164.508{paragraph}" in errors
+    assert "164.508(c)(1)(i))" not in errors and "164.508(c)(1)(v))" not in errors  # R-AUTH-CORE-1, -5: given
+    assert "R-" not in errors
     screenshot(page, "11-form-publish-errors")
 
     for field in ("authorized_party", "signature_statement", "revocation_statement", "revocation_address",
