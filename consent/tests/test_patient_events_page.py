@@ -5,6 +5,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.template import Context, Template
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -48,7 +49,9 @@ def test_patient_page_shows_care_events_newest_first_with_labels_codes_and_sourc
     assert "Program: <code>CPAP-RESUPPLY</code>" in section
     assert "<code>equipment.delivered</code>" in section
     assert "ehr-north" in section and "crm" in section
-    assert timezone.localtime(enrolled.occurred_at).strftime("%Y-%m-%d %H:%M") in section
+    # In the organisation's zone, named, as every page writes an instant (issue 17: `{% load when %}`).
+    written = Template("{% load when %}{{ t|when }}").render(Context({"t": enrolled.occurred_at}))
+    assert written and written in section
     assert "Refill due" not in section and "CPAP-MASK" not in section
     assert "<script" not in section and not re.search(r"\sstyle=", section)  # strict CSP: no inline script or style
     viewed = AuditEvent.objects.filter(action="patient.viewed", actor=officer).latest("id")
