@@ -32,59 +32,49 @@ def campaign_draft_start(*, actor, name: str, purpose: Purpose) -> Campaign:
     return campaign_create(actor=actor, name=name, purpose=purpose, subject=subject, body_text="")
 
 
+def _campaign_update_keeping(*, actor, campaign: Campaign, **changes) -> Campaign:
+    """campaign_update with what a wizard step does not change kept as it is (its editing rules apply)."""
+    kept = {
+        "name": campaign.name,
+        "purpose": campaign.purpose,
+        "segment": campaign.segment,
+        "subject": campaign.subject,
+        "body_text": campaign.body_text,
+        "template": campaign.template,
+    }
+    if "blocks" not in changes:
+        kept["blocks"] = list(content_of(campaign).blocks)
+    return campaign_update(actor=actor, campaign_id=campaign.pk, **(kept | changes))
+
+
+def _campaign_for_step(campaign_id: int) -> Campaign:
+    return Campaign.objects.select_related("purpose", "segment", "template").get(pk=campaign_id)
+
+
 def campaign_draft_purpose_set(*, actor, campaign_id: int, name: str, purpose: Purpose) -> tuple[Campaign, int]:
     """Change a campaign's name and purpose (the wizard's first step, again). Blocks not approved for the new
     purpose are taken out of its content, since a draft never holds one; returns the campaign and how many were
     taken out. Editing rules (what can be edited, an approval voided) are campaign_update's."""
-    campaign = Campaign.objects.select_related("purpose", "segment", "template").get(pk=campaign_id)
+    campaign = _campaign_for_step(campaign_id)
     blocks = list(content_of(campaign).blocks)
     kept = [block for block in blocks if block_allowed_for(block, purpose_id=purpose.pk)]
-    updated = campaign_update(
-        actor=actor,
-        campaign_id=campaign.pk,
-        name=name.strip(),
-        purpose=purpose,
-        segment=campaign.segment,
-        subject=campaign.subject,
-        body_text=campaign.body_text,
-        template=campaign.template,
-        blocks=kept,
-    )
+    updated = _campaign_update_keeping(actor=actor, campaign=campaign, name=name.strip(), purpose=purpose, blocks=kept)
     return updated, len(blocks) - len(kept)
 
 
 def campaign_draft_audience_set(*, actor, campaign_id: int, segment) -> Campaign:
     """Set a campaign's audience (the wizard's second step): a segment, or None for every patient. Editing rules are
     campaign_update's; its content stays as it is."""
-    campaign = Campaign.objects.select_related("purpose", "segment", "template").get(pk=campaign_id)
-    return campaign_update(
-        actor=actor,
-        campaign_id=campaign.pk,
-        name=campaign.name,
-        purpose=campaign.purpose,
-        segment=segment,
-        subject=campaign.subject,
-        body_text=campaign.body_text,
-        template=campaign.template,
-        blocks=list(content_of(campaign).blocks),
-    )
+    return _campaign_update_keeping(actor=actor, campaign=_campaign_for_step(campaign_id), segment=segment)
 
 
 def campaign_draft_content_set(
     *, actor, campaign_id: int, subject: str, body_text: str, template=None, blocks=()
 ) -> Campaign:
     """Set a campaign's content (the wizard's content step); its name, purpose and audience stay as they are."""
-    campaign = Campaign.objects.select_related("purpose", "segment").get(pk=campaign_id)
-    return campaign_update(
-        actor=actor,
-        campaign_id=campaign.pk,
-        name=campaign.name,
-        purpose=campaign.purpose,
-        segment=campaign.segment,
-        subject=subject,
-        body_text=body_text,
-        template=template,
-        blocks=list(blocks),
+    return _campaign_update_keeping(
+        actor=actor, campaign=_campaign_for_step(campaign_id), subject=subject, body_text=body_text,
+        template=template, blocks=list(blocks),
     )
 
 
