@@ -7,7 +7,6 @@ sequence their entries (docs/adr/0004-audit-hash-chain.md).
 """
 import logging
 import re
-import smtplib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,13 +16,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.mail import send_mail
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from audit import actions, chain, checkpoints, context, permissions, selectors, verification
+from audit.mail import staff_mail_send
 from audit.models import AuditCheckpoint, AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -467,11 +466,7 @@ def audit_chain_break_alert(*, result: chain.WalkResult, checks: Iterable[verifi
     sent = 0
     recipients = audit_alert_recipient_list()
     for address in recipients:
-        try:
-            sent += send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [address], html_message=html)
-        except (smtplib.SMTPException, OSError) as error:
-            # The error's text may name the address; its type is enough to act on.
-            logger.error("audit: a chain-break alert was not delivered (%s)", type(error).__name__)
+        sent += staff_mail_send(address=address, subject=subject, text=body, html=html, what="audit: a chain-break alert")
     if not recipients:
         logger.error("audit: no active compliance officer or administrator to alert about the chain break")
     details = {

@@ -16,12 +16,10 @@ services) can report a campaign sent: campaigns.sending.dispatch.campaign_finish
 `campaign_sent_notify` in its transaction.
 """
 import logging
-import smtplib
 from collections.abc import Iterable
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
@@ -29,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import roles
+from audit.mail import staff_mail_send
 from campaigns.models import Campaign, Notice
 
 logger = logging.getLogger(__name__)
@@ -154,7 +153,7 @@ def notice_mail_render(notice: Notice) -> tuple[str, str, str]:
 
 def notice_mail_send(*, notice_ids: list[int]) -> int:
     """Mail each notice to its recipient's address; returns how many the mail server took. Marked
-    `Auto-Submitted: auto-generated` (RFC 3834), so that an out-of-office reply is not sent back to it. With
+    `Auto-Submitted: auto-generated` (audit.mail, as every mail to staff). With
     settings.HIPAAMAIL_NOTICE_EMAIL off (env NOTICE_EMAIL) the notices stay in the product only."""
     if not settings.HIPAAMAIL_NOTICE_EMAIL:
         return 0
@@ -164,14 +163,7 @@ def notice_mail_send(*, notice_ids: list[int]) -> int:
         if not notice.recipient.email:
             continue
         subject, text, html = notice_mail_render(notice)
-        try:
-            message = EmailMultiAlternatives(
-                subject, text, settings.DEFAULT_FROM_EMAIL, [notice.recipient.email],
-                headers={"Auto-Submitted": "auto-generated"},
-            )
-            message.attach_alternative(html, "text/html")
-            sent += message.send()
-        except (smtplib.SMTPException, OSError) as error:
-            # The error's text may name the address; its type is enough to act on.
-            logger.error("campaigns: a review notice was not mailed (%s)", type(error).__name__)
+        sent += staff_mail_send(
+            address=notice.recipient.email, subject=subject, text=text, html=html, what="campaigns: a review notice"
+        )
     return sent
