@@ -110,7 +110,23 @@ def mo_bytes(entries: list[Entry]) -> bytes:
 
 
 def catalogue_paths(locale_dir: Path) -> list[Path]:
-    return sorted(Path(locale_dir).glob("*/LC_MESSAGES/django.po"))
+    """The catalogues of one locale directory: django.po (templates and Python) and djangojs.po (static/js)."""
+    return sorted(Path(locale_dir).glob("*/LC_MESSAGES/django*.po"))
+
+
+def catalogue_dirs() -> list[Path]:
+    """Every locale directory of ours: the project's (LOCALE_PATHS: what patients read) first, then each of our apps'
+    (its staff pages, ADR 0030), in the order Django merges them. Third-party apps' catalogues are not ours to compile."""
+    from django.apps import apps
+    from django.conf import settings
+
+    base = Path(settings.BASE_DIR).resolve()
+    dirs = [Path(path) for path in settings.LOCALE_PATHS]
+    for config in apps.get_app_configs():
+        locale = Path(config.path).resolve() / "locale"
+        if locale.is_dir() and locale.parent.parent == base and locale not in dirs:  # a top-level app of this repo
+            dirs.append(locale)
+    return dirs
 
 
 def catalogue_compile(po_path: Path) -> Path:
