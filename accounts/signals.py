@@ -3,12 +3,15 @@ from allauth.account.signals import password_reset, user_logged_in
 from django.contrib.auth.signals import user_logged_out, user_login_failed
 from django.dispatch import receiver
 
+from accounts.language import language_session_begin
 from audit import actions
 from audit.services import audit_record
 
 
 @receiver(user_logged_in)
 def _signed_in(sender, request, user, **kwargs):
+    if request is not None:
+        language_session_begin(request, user)
     audit_record(actor=user, action=actions.ACCOUNT_SIGNED_IN, object_type="user", object_id=user.pk)
 
 

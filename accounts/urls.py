@@ -6,7 +6,8 @@ from allauth.account import urls as allauth_urls
 from django.urls import include, path
 
 from accounts import views
-from accounts.access import public_patterns, signed_in
+from accounts.access import public, public_patterns, signed_in
+from accounts.language import language_choose
 
 # The allauth pages a person needs before signing in. Every other allauth page (password change, email
 # management) keeps the default and needs the second factor. Sign-up is closed (StaffAccountAdapter).
@@ -47,6 +48,9 @@ PASSKEY_URLS = [
 ]
 
 urlpatterns = [
+    # The header's language switch (ADR 0030): the sign-in page has it too, so it is public; it changes nothing but the
+    # language (and, for a signed-in staff member, their stored choice of it).
+    path("account/language/", public(language_choose), name="staff_language"),
     path("accounts/", include(public_patterns(allauth_urls.urlpatterns, names=ALLAUTH_PUBLIC))),
     path("account/two-factor/", signed_in(views.otp_verify), name="otp_verify"),
     path("account/two-factor/setup/", signed_in(views.otp_setup), name="otp_setup"),

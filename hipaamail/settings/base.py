@@ -70,6 +70,8 @@ MIDDLEWARE = [
     # the patient's stored language when they arrive from a link), else the browser's Accept-Language, else
     # LANGUAGE_CODE. After the session, before CommonMiddleware (Django's documented order).
     "django.middleware.locale.LocaleMiddleware",
+    # A signed-in staff member's stored language (the header's switch, ADR 0030) over the browser's.
+    "accounts.language.StaffLanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
     # Before the CSRF check, so that a PUT or DELETE gets 405 with Allow rather than a CSRF refusal; the access
     # check comes later, so a staff URL's Allow is visible to anyone (what a URL is for is no secret, its data is).

@@ -41,6 +41,8 @@ NOT_TRANSLATED = {
 _TAG = re.compile(r"{%.*?%}", re.S)
 _VARIABLE = re.compile(r"{{.*?}}", re.S)
 _COMMENT = re.compile(r"{#.*?#}|{%\s*comment\s*%}.*?{%\s*endcomment\s*%}", re.S)
+# A block that fills an attribute (base.html's {% block main_class %}) holds class names, not words.
+_CLASS_BLOCK = re.compile(r"{%\s*block\s+\w*class\s*%}.*?{%\s*endblock\b.*?%}", re.S)
 _BLOCKTRANSLATE = re.compile(r"{%\s*blocktranslate\b.*?{%\s*endblocktranslate\s*%}", re.S)
 _SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.S | re.I)
 _READ_ATTRIBUTE = re.compile(r"""\b(?:aria-label|title|placeholder|alt)\s*=\s*(["'])(.*?)\1""", re.S)
@@ -57,6 +59,7 @@ def untranslated_words(source: str) -> list[str]:
     """The words of a template a person would read that no translate tag covers."""
     text = _COMMENT.sub(" ", source)
     text = _BLOCKTRANSLATE.sub(" ", text)
+    text = _CLASS_BLOCK.sub(" ", text)
     text = _SCRIPT_OR_STYLE.sub(" ", text)
     text = _TAG.sub(" ", text)
     text = _VARIABLE.sub(" ", text)
