@@ -203,3 +203,74 @@ def test_r_sec_integrity_a_compliance_officer_verifies_the_chain_from_the_audit_
     serious = serious_violations(page)
     assert serious == [], describe(serious)
     screenshot(page, "staff-audit-log-verified-1280")
+
+
+# English words no Spanish sentence uses: two of them in one piece of text outside an element marked with another
+# language (lang="en": a patient's own words, an English form) read as an English sentence left untranslated.
+_ENGLISH_ONLY = r"\b(the|and|your|you|this|with|from|will|have|has|been|are|which|that|there|when|what|who|cannot|of|to|is|it|be|or|at|by|for|was|were|here|they|their|not|an|can|no longer|yet)\b"
+_TEXTS = """() => {
+  const skip = 'script, style, code, pre, textarea, select, [translate="no"], [lang]:not([lang^="es"])';
+  const texts = [document.title];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    if (node.parentElement && !node.parentElement.closest(skip) && node.textContent.trim()) texts.push(node.textContent.trim());
+  }
+  for (const element of document.querySelectorAll('[aria-label], [title], [placeholder], [alt], input[type=submit][value]')) {
+    if (element.closest(skip)) continue;
+    for (const name of ['aria-label', 'title', 'placeholder', 'alt', 'value'])
+      if (element.hasAttribute(name) && (name !== 'value' || element.type === 'submit')) texts.push(element.getAttribute(name));
+  }
+  return texts;
+}"""
+
+
+def english_left(texts: list[str]) -> list[str]:
+    import re
+
+    return [text[:90] for text in texts if len(re.findall(_ENGLISH_ONLY, text, re.I)) >= 2]
+
+
+def test_english_left_finds_an_english_sentence_and_passes_spanish():
+    assert english_left(["Nothing waits for the review.", "Nada espera revisión.", "CPAP · 12"]) == [
+        "Nothing waits for the review."
+    ]
+
+
+def test_every_staff_page_reads_in_spanish_fits_and_passes_axe(browser_context, live_server, staff_world):
+    """The same walk with the staff member's language set to Spanish (issue 17, item 6; ADR 0030): <html lang="es">,
+    no English sentence left outside content marked as English, the page no wider than the window (Spanish runs
+    longer), and no serious or critical axe-core violation."""
+    world, clients = staff_world
+    pages = _pages(world, clients)
+    problems = []
+    page = browser_context.new_page()
+    signed_in_as = None
+    for name, url, role in pages:
+        if role != signed_in_as:
+            browser_context.clear_cookies()
+            browser_context.add_cookies([
+                _session_cookie(clients[role], live_server),
+                {"name": django_settings.LANGUAGE_COOKIE_NAME, "value": "es", "url": live_server.url},
+            ])
+            signed_in_as = role
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 860})
+            page.goto(f"{live_server.url}{url}")
+            assert "/accounts/login/" not in page.url, f"{url} as {role} sent to sign in"
+            if width == 1280:
+                lang = page.evaluate("document.documentElement.lang")
+                if lang != "es":
+                    problems.append(f"{name} ({url}): <html lang={lang!r}>")
+                english = english_left(page.evaluate(_TEXTS))
+                if english:
+                    problems.append(f"{name} ({url}) as {role}: English left: {english}")
+                serious = serious_violations(page, ignore=KNOWN_ELSEWHERE.get(name, set()))
+                if serious:
+                    problems.append(f"axe-core on {name} ({url}) in Spanish:\n{describe(serious)}")
+            scroll_width = page.evaluate("document.scrollingElement.scrollWidth")
+            if scroll_width > width:
+                problems.append(f"{name} ({url}) in Spanish at {width}: {scroll_width} px wide")
+            if name in SHOTS:
+                screenshot(page, f"staff-es-{SHOTS[name]}-{width}")
+    assert problems == [], "\n".join(problems)
