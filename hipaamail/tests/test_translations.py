@@ -69,6 +69,16 @@ def untranslated_words(source: str) -> list[str]:
     return [word for word in _WORD.findall(text) if word not in SAME_IN_SPANISH]
 
 
+def test_template_messages_are_the_msgids_django_looks_up():
+    assert template_messages('{% translate "Remove" context "journey step" %}') == ["Remove"]
+    assert template_messages("{% blocktranslate trimmed with n=x %}\n  {{ n }} %\n  sent{% endblocktranslate %}") == [
+        "%(n)s %% sent"
+    ]
+    assert template_messages("{% blocktranslate count n=x %}{{ n }} day{% plural %}{{ n }} days{% endblocktranslate %}") == [
+        "%(n)s day", "%(n)s days"
+    ]
+
+
 def test_the_check_finds_bare_text_and_passes_translated_text():
     assert untranslated_words("<h1>Campaigns</h1>") == ["Campaigns"]
     assert untranslated_words('<a aria-label="Close the menu" href="{{ url }}">x</a>') == ["Close", "the", "menu"]
@@ -95,20 +105,24 @@ def _catalogue() -> dict[str, bool]:
             if po_path.parent.parent.name != "es":
                 continue
             for entry in po_read(po_path):
-                if entry.msgid:
-                    known[entry.msgid] = known.get(entry.msgid, False) or entry.translated
+                for msgid in filter(None, (entry.msgid, entry.msgid_plural)):
+                    known[msgid] = known.get(msgid, False) or entry.translated
     return known
 
 
 def template_messages(text: str) -> list[str]:
     """The msgids a template's {% translate %} and {% blocktranslate %} tags make, as Django looks them up."""
     messages = [
-        match.group(2) for match in re.finditer(r"{%\s*translate\s+([\"'])(.*?)\1(?:\s+as\s+\w+)?\s*%}", text)
+        match.group(2)
+        for match in re.finditer(
+            r"{%\s*translate\s+([\"'])(.*?)\1(?:\s+context\s+([\"']).*?\3)?(?:\s+as\s+\w+)?\s*%}", text
+        )
     ]
     for match in re.finditer(r"{%\s*blocktranslate([^%]*)%}(.*?){%\s*endblocktranslate\s*%}", text, re.S):
         body = match.group(2)
         trimmed = "trimmed" in match.group(1)
         for part in re.split(r"{%\s*plural\s*%}", body):
+            part = part.replace("%", "%%")  # as Django's blocktranslate looks a literal % up
             part = re.sub(r"{{\s*(\w+)\s*}}", r"%(\1)s", part)
             if trimmed:
                 part = " ".join(line.strip() for line in part.strip().splitlines())
