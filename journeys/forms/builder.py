@@ -161,7 +161,7 @@ class JourneyForm(forms.Form):
         choices=Reentry.choices, initial=Reentry.AFTER_EXIT, label=_("May a patient enter again?")
     )
     reentry_days = _number(
-        "Days after the previous enrolment began", minimum=0, maximum=3650, initial=0,
+        _("Days after the previous enrolment began"), minimum=0, maximum=3650, initial=0,
         help_text=_("Only for “again, some days after the previous enrolment began”."),
     )
     conversion_event_type = forms.ChoiceField(
@@ -169,7 +169,7 @@ class JourneyForm(forms.Form):
     )
     conversion_days = _number(_("Within how many days of entering"), minimum=1, maximum=365, initial=30)
     holdout_percent = _number(
-        "Hold-out (control group), in percent", minimum=0, maximum=50, initial=0,
+        _("Hold-out (control group), in percent"), minimum=0, maximum=50, initial=0,
         help_text=_("A random share of patients who enter but are sent nothing, to compare conversion against. "
         "0 to 50; it needs a goal."),
     )
