@@ -5,21 +5,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
 
 @dataclass(frozen=True)
 class DateField:
     name: str
-    label: str
+    label: str  # translated when it is read (gettext_lazy)
     description: str
 
 
 DATE_FIELDS: dict[str, DateField] = {
     field.name: field
     for field in (
-        DateField("last_visit", "Last visit", "The day of the patient's last visit, from the EHR or the CSV import."),
+        DateField("last_visit", _("Last visit"), "The day of the patient's last visit, from the EHR or the CSV import."),
         DateField(
             "refill_due",
-            "Refill due",
+            _("Refill due"),
             "When the patient's next refill or supply replacement is due, from the EHR or the CSV import.",
         ),
     )
@@ -30,7 +33,10 @@ def date_trigger_label(field: str, offset_days: int) -> str:
     """"7 days before Refill due", "30 days after Last visit", "On Refill due"."""
     label = DATE_FIELDS[field].label if field in DATE_FIELDS else field
     if offset_days == 0:
-        return f"On {label}"
+        return gettext("On %(date)s") % {"date": label}
     days = abs(offset_days)
-    unit = "day" if days == 1 else "days"
-    return f"{days} {unit} {'before' if offset_days < 0 else 'after'} {label}"
+    if offset_days < 0:
+        words = ngettext("%(count)s day before %(date)s", "%(count)s days before %(date)s", days)
+    else:
+        words = ngettext("%(count)s day after %(date)s", "%(count)s days after %(date)s", days)
+    return words % {"count": days, "date": label}

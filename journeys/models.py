@@ -13,6 +13,8 @@ per step: the truth is in the database, Celery messages only wake the scanner.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from campaigns.models import Campaign, Delivery, Segment
 from consent.models import Patient, Purpose
@@ -20,10 +22,11 @@ from consent.models import Patient, Purpose
 
 class Journey(models.Model):
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"  # no version approved yet
-        ACTIVE = "active", "Active"  # enrolling on its live version
-        PAUSED = "paused", "Paused"  # no enrolment, no step, no send until resumed
-        STOPPED = "stopped", "Stopped"  # for good: running enrolments ended, queued messages blocked
+        DRAFT = "draft", pgettext_lazy("journey status", "Draft")  # no version approved yet
+        ACTIVE = "active", pgettext_lazy("journey status", "Active")  # enrolling on its live version
+        PAUSED = "paused", pgettext_lazy("journey status", "Paused")  # no enrolment, step or send until resumed
+        # For good: running enrolments ended, queued messages blocked.
+        STOPPED = "stopped", pgettext_lazy("journey status", "Stopped")
 
     name = models.CharField(max_length=200)
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="journeys")
@@ -40,25 +43,25 @@ class Journey(models.Model):
 
 
 class Trigger(models.TextChoices):
-    EVENT = "event", "A care event"
-    DATE = "date", "A date on the patient's record"
-    SEGMENT = "segment", "Entering a segment"
-    EXPIRY = "expiry", "An authorization nearing its expiry"
+    EVENT = "event", _("A care event")
+    DATE = "date", _("A date on the patient's record")
+    SEGMENT = "segment", _("Entering a segment")
+    EXPIRY = "expiry", _("An authorization nearing its expiry")
 
 
 class Reentry(models.TextChoices):
-    NEVER = "never", "Once per patient, ever"
-    AFTER_EXIT = "after_exit", "Again after the previous enrolment ended"
-    AFTER_DAYS = "after_days", "Again, some days after the previous enrolment began"
+    NEVER = "never", _("Once per patient, ever")
+    AFTER_EXIT = "after_exit", _("Again after the previous enrolment ended")
+    AFTER_DAYS = "after_days", _("Again, some days after the previous enrolment began")
 
 
 class JourneyVersion(models.Model):
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        SUBMITTED = "submitted", "Submitted for approval"
-        APPROVED = "approved", "Approved (live)"
-        REJECTED = "rejected", "Rejected"
-        SUPERSEDED = "superseded", "Superseded by a later version"
+        DRAFT = "draft", pgettext_lazy("journey version status", "Draft")
+        SUBMITTED = "submitted", pgettext_lazy("journey version status", "Submitted for approval")
+        APPROVED = "approved", pgettext_lazy("journey version status", "Approved (live)")
+        REJECTED = "rejected", pgettext_lazy("journey version status", "Rejected")
+        SUPERSEDED = "superseded", pgettext_lazy("journey version status", "Superseded by a later version")
 
     journey = models.ForeignKey(Journey, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
@@ -114,10 +117,10 @@ class JourneyVersion(models.Model):
 
 
 class StepKind(models.TextChoices):
-    SEND = "send", "Send a message"
-    WAIT = "wait", "Wait"
-    BRANCH = "branch", "Branch"
-    EXIT = "exit", "Exit"
+    SEND = "send", _("Send a message")
+    WAIT = "wait", _("Wait")
+    BRANCH = "branch", _("Branch")
+    EXIT = "exit", _("Exit")
 
 
 class JourneyStep(models.Model):
@@ -157,13 +160,13 @@ class JourneyStep(models.Model):
 
 
 class ExitReason(models.TextChoices):
-    COMPLETED = "completed", "Completed every step"
-    EXIT_STEP = "exit_step", "Reached an exit step"
-    CONVERTED = "converted", "Converted"
-    REVOKED = "revoked", "Authorization revoked"
-    NOT_COVERED = "not_covered", "No longer covered"
-    STOPPED = "stopped", "Journey stopped"
-    CONTROL_ENDED = "control_ended", "Hold-out period ended"
+    COMPLETED = "completed", _("Completed every step")
+    EXIT_STEP = "exit_step", _("Reached an exit step")
+    CONVERTED = "converted", _("Converted")
+    REVOKED = "revoked", _("Authorization revoked")
+    NOT_COVERED = "not_covered", _("No longer covered")
+    STOPPED = "stopped", _("Journey stopped")
+    CONTROL_ENDED = "control_ended", _("Hold-out period ended")
 
 
 class Enrolment(models.Model):
@@ -173,8 +176,8 @@ class Enrolment(models.Model):
     for the conversion event or the end of the conversion period."""
 
     class Status(models.TextChoices):
-        ACTIVE = "active", "In the journey"
-        ENDED = "ended", "Ended"
+        ACTIVE = "active", pgettext_lazy("enrolment status", "In the journey")
+        ENDED = "ended", pgettext_lazy("enrolment status", "Ended")
 
     # journey and patient lead the unique (journey, trigger_key) and the index (patient, journey): no index of
     # their own (the scanner updates every enrolment it moves, and each index is one more write).
@@ -224,14 +227,14 @@ class Enrolment(models.Model):
 
 
 class StepOutcome(models.TextChoices):
-    QUEUED = "queued", "Message queued for the sender"
-    BLOCKED = "blocked", "Not sent: not covered"
-    DROPPED = "dropped", "Not sent: frequency cap"
-    HELD = "held", "Held: quiet hours"
-    WAITED = "waited", "Waited"
-    BRANCH_YES = "branch_yes", "Branch: it happened"
-    BRANCH_NO = "branch_no", "Branch: it did not happen"
-    EXITED = "exited", "Exited"
+    QUEUED = "queued", _("Message queued for the sender")
+    BLOCKED = "blocked", _("Not sent: not covered")
+    DROPPED = "dropped", _("Not sent: frequency cap")
+    HELD = "held", _("Held: quiet hours")
+    WAITED = "waited", _("Waited")
+    BRANCH_YES = "branch_yes", _("Branch: it happened")
+    BRANCH_NO = "branch_no", _("Branch: it did not happen")
+    EXITED = "exited", _("Exited")
 
 
 class StepRun(models.Model):

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import ngettext
 
 _HOURS = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$")
 
@@ -93,8 +94,8 @@ def wait_label(minutes: int) -> str:
     """"3 days", "2 hours", "90 minutes": a wait as a person reads it."""
     if minutes and minutes % 1440 == 0:
         days = minutes // 1440
-        return f"{days} day" + ("s" if days != 1 else "")
+        return ngettext("%(count)s day", "%(count)s days", days) % {"count": days}
     if minutes and minutes % 60 == 0:
         hours = minutes // 60
-        return f"{hours} hour" + ("s" if hours != 1 else "")
-    return f"{minutes} minute" + ("s" if minutes != 1 else "")
+        return ngettext("%(count)s hour", "%(count)s hours", hours) % {"count": hours}
+    return ngettext("%(count)s minute", "%(count)s minutes", minutes) % {"count": minutes}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext as _
+
 from campaigns.models import Segment
 from consent.events import ATTRIBUTES, EVENT_TYPES
 from consent.models import Purpose
@@ -43,45 +45,49 @@ def conditions_problems(event_type: str, conditions: dict, *, where: str) -> lis
         return []
     problems = []
     if not isinstance(conditions, dict):
-        return [f"{where}: conditions are attribute codes."]
+        return [_("%(where)s: conditions are attribute codes.") % {"where": where}]
     for name, value in conditions.items():
         if name not in known.attributes:
-            problems.append(f"{where}: {known.label} events have no attribute called {name!r}.")
+            problems.append(_("%(where)s: %(event)s events have no attribute called %(name)s.")
+                            % {"where": where, "event": known.label, "name": repr(name)})
         elif not ATTRIBUTES[name].accepts(value):
-            problems.append(f"{where}: that is not a valid {ATTRIBUTES[name].label.lower()} code.")
+            problems.append(_("%(where)s: that is not a valid %(attribute)s code.")
+                            % {"where": where, "attribute": ATTRIBUTES[name].label.lower()})
     return problems
 
 
 def _trigger_problems(trigger: TriggerSpec) -> list[str]:
     problems = []
     if trigger.kind not in Trigger.values:
-        return ["Choose what starts the journey."]
+        return [_("Choose what starts the journey.")]
     if trigger.kind == Trigger.EVENT:
         if trigger.event_type not in EVENT_TYPES:
-            problems.append("Choose the care event that starts the journey.")
-        problems += conditions_problems(trigger.event_type, trigger.event_conditions, where="Trigger")
+            problems.append(_("Choose the care event that starts the journey."))
+        problems += conditions_problems(trigger.event_type, trigger.event_conditions, where=_("Trigger"))
     elif trigger.kind == Trigger.DATE:
         if trigger.date_field not in DATE_FIELDS:
-            problems.append("Choose the date on the patient's record that starts the journey.")
+            problems.append(_("Choose the date on the patient's record that starts the journey."))
         if not -MAX_OFFSET_DAYS <= trigger.offset_days <= MAX_OFFSET_DAYS:
-            problems.append(f"The offset is at most {MAX_OFFSET_DAYS} days before or after the date.")
+            problems.append(
+                _("The offset is at most %(count)s days before or after the date.") % {"count": MAX_OFFSET_DAYS}
+            )
     elif trigger.kind == Trigger.SEGMENT:
         if trigger.segment is None:
-            problems.append("Choose the segment whose new members enter the journey.")
+            problems.append(_("Choose the segment whose new members enter the journey."))
     elif not 1 <= trigger.days_before_expiry <= 365:
-        problems.append("Invite renewals between 1 and 365 days before an authorization expires.")
+        problems.append(_("Invite renewals between 1 and 365 days before an authorization expires."))
     if trigger.reentry not in Reentry.values:
-        problems.append("Choose whether a patient may enter the journey again.")
+        problems.append(_("Choose whether a patient may enter the journey again."))
     if trigger.reentry == Reentry.AFTER_DAYS and not 1 <= trigger.reentry_days <= 3650:
-        problems.append("Say after how many days (1 to 3650) a patient may enter again.")
+        problems.append(_("Say after how many days (1 to 3650) a patient may enter again."))
     if trigger.conversion_event_type and trigger.conversion_event_type not in EVENT_TYPES:
-        problems.append("Choose the care event that counts as the journey's goal.")
+        problems.append(_("Choose the care event that counts as the journey's goal."))
     if not 1 <= trigger.conversion_days <= 365:
-        problems.append("The goal is counted within 1 to 365 days of entering.")
+        problems.append(_("The goal is counted within 1 to 365 days of entering."))
     if not 0 <= trigger.holdout_percent <= 50:
-        problems.append("Hold out between 0 and 50 % of patients as a control group.")
+        problems.append(_("Hold out between 0 and 50 % of patients as a control group."))
     if trigger.holdout_percent and not trigger.conversion_event_type:
-        problems.append("A control group needs a goal to compare: choose the event that counts as converting.")
+        problems.append(_("A control group needs a goal to compare: choose the event that counts as converting."))
     return problems
 
 
@@ -89,7 +95,8 @@ def _target_problems(position: int, target: int | None, count: int, *, what: str
     if target is None:
         return []
     if not position < target <= count + 1:
-        return [f"Step {position}: {what} must be a later step (steps only go forward)."]
+        return [_("Step %(position)s: %(what)s must be a later step (steps only go forward).")
+                % {"position": position, "what": what}]
     return []
 
 
@@ -97,39 +104,41 @@ def version_problems(*, purpose: Purpose, trigger: TriggerSpec, steps: list) -> 
     """Every problem with this trigger and these steps (journeys.services.journeys.StepSpec), in order."""
     problems = _trigger_problems(trigger)
     if not steps:
-        return [*problems, "Add at least one step."]
+        return [*problems, _("Add at least one step.")]
     if len(steps) > MAX_STEPS:
-        problems.append(f"A journey has at most {MAX_STEPS} steps.")
+        problems.append(_("A journey has at most %(count)s steps.") % {"count": MAX_STEPS})
     if not any(step.kind == StepKind.SEND for step in steps):
-        problems.append("Add at least one message to send.")
+        problems.append(_("Add at least one message to send."))
     count = len(steps)
     for position, step in enumerate(steps, start=1):
+        at = {"position": position}
         if step.kind not in StepKind.values:
-            problems.append(f"Step {position}: choose what the step does.")
+            problems.append(_("Step %(position)s: choose what the step does.") % at)
             continue
-        problems += _target_problems(position, step.next_position, count, what="the next step")
+        problems += _target_problems(position, step.next_position, count, what=_("the next step"))
         if step.kind == StepKind.SEND:
             if not step.subject.strip():
-                problems.append(f"Step {position}: the message needs a subject.")
+                problems.append(_("Step %(position)s: the message needs a subject.") % at)
         elif step.kind == StepKind.WAIT:
             if not 0 <= step.wait_minutes <= MAX_WAIT_MINUTES:
-                problems.append(f"Step {position}: wait at most a year.")
+                problems.append(_("Step %(position)s: wait at most a year.") % at)
             if step.wait_minutes == 0 and step.until_local_time is None:
-                problems.append(f"Step {position}: say how long to wait, or until what time of day.")
+                problems.append(_("Step %(position)s: say how long to wait, or until what time of day.") % at)
         elif step.kind == StepKind.BRANCH:
             if not 1 <= step.wait_minutes <= MAX_WAIT_MINUTES:
-                problems.append(f"Step {position}: say how long to wait for it to happen (at most a year).")
+                problems.append(_("Step %(position)s: say how long to wait for it to happen (at most a year).") % at)
             if not step.branch_event_type and not step.branch_on_click:
-                problems.append(f"Step {position}: a branch waits for a care event or a click.")
+                problems.append(_("Step %(position)s: a branch waits for a care event or a click.") % at)
             if step.branch_event_type and step.branch_event_type not in EVENT_TYPES:
-                problems.append(f"Step {position}: choose the care event the branch waits for.")
+                problems.append(_("Step %(position)s: choose the care event the branch waits for.") % at)
             problems += conditions_problems(
-                step.branch_event_type, step.branch_event_conditions, where=f"Step {position}"
+                step.branch_event_type, step.branch_event_conditions, where=_("Step %(position)s") % at
             )
             if step.branch_on_click and not purpose.tracking_enabled:
                 problems.append(
-                    f"Step {position}: clicks are not counted for {purpose.name}; branch on a care event instead."
+                    _("Step %(position)s: clicks are not counted for %(purpose)s; branch on a care event instead.")
+                    % {"position": position, "purpose": purpose.name}
                 )
-            problems += _target_problems(position, step.yes_position, count, what="the step if it happened")
-            problems += _target_problems(position, step.no_position, count, what="the step if it did not")
+            problems += _target_problems(position, step.yes_position, count, what=_("the step if it happened"))
+            problems += _target_problems(position, step.no_position, count, what=_("the step if it did not"))
     return problems

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from django import forms
 from django.forms import formset_factory
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.content import MAX_BLOCKS
 from campaigns.forms.editor import NOT_APPROVED, approved_block_fields_add
@@ -25,7 +27,7 @@ TARGET_NEXT = ""
 TARGET_END = "end"
 TRIGGER_CONDITIONS = 2  # coded conditions on the trigger event's attributes
 BRANCH_CONDITIONS = 1
-_WHOLE = "Enter a whole number."
+_WHOLE = _("Enter a whole number.")
 
 
 def _events(empty: str) -> list[tuple[str, str]]:
@@ -33,7 +35,7 @@ def _events(empty: str) -> list[tuple[str, str]]:
 
 
 def _attributes() -> list[tuple[str, str]]:
-    return [("", "(no condition)")] + [(name, attribute.label) for name, attribute in ATTRIBUTES.items()]
+    return [("", gettext("(no condition)"))] + [(name, attribute.label) for name, attribute in ATTRIBUTES.items()]
 
 
 def _number(label: str, *, minimum: int, maximum: int, initial: int | None = None, help_text: str = ""):
@@ -71,15 +73,18 @@ class _Conditions:
     left out. A pair that is half filled in, or an attribute named twice, is an error on the value field."""
 
     @staticmethod
-    def add_fields(form: forms.Form, stem: str, count: int, legend: str) -> None:
+    def add_fields(form: forms.Form, stem: str, count: int) -> None:
         for index in range(1, count + 1):
-            suffix = f" {index}" if count > 1 else ""
+            numbered = {"number": index}
             form.fields[f"{stem}_{index}_attribute"] = forms.ChoiceField(
-                choices=_attributes(), required=False, label=f"{legend}{suffix}: attribute"
+                choices=_attributes(), required=False,
+                label=gettext("Condition %(number)s: attribute") % numbered if count > 1
+                else gettext("Condition: attribute"),
             )
             form.fields[f"{stem}_{index}_value"] = forms.CharField(
-                max_length=40, required=False, label=f"{legend}{suffix}: code",
-                help_text="The code exactly as the EHR sends it, for example CPAP." if index == 1 else "",
+                max_length=40, required=False,
+                label=gettext("Condition %(number)s: code") % numbered if count > 1 else gettext("Condition: code"),
+                help_text=gettext("The code exactly as the EHR sends it, for example CPAP.") if index == 1 else "",
             )
 
     @staticmethod
@@ -89,11 +94,18 @@ class _Conditions:
             attribute = cleaned.get(f"{stem}_{index}_attribute") or ""
             value = (cleaned.get(f"{stem}_{index}_value") or "").strip()
             if attribute and not value:
-                form.add_error(f"{stem}_{index}_value", f"Give the {ATTRIBUTES[attribute].label.lower()} code to match.")
+                form.add_error(
+                    f"{stem}_{index}_value",
+                    gettext("Give the %(attribute)s code to match.")
+                    % {"attribute": ATTRIBUTES[attribute].label.lower()},
+                )
             elif value and not attribute:
-                form.add_error(f"{stem}_{index}_attribute", "Choose which attribute the code is for.")
+                form.add_error(f"{stem}_{index}_attribute", gettext("Choose which attribute the code is for."))
             elif attribute in conditions:
-                form.add_error(f"{stem}_{index}_attribute", f"{ATTRIBUTES[attribute].label} is already a condition.")
+                form.add_error(
+                    f"{stem}_{index}_attribute",
+                    gettext("%(attribute)s is already a condition.") % {"attribute": ATTRIBUTES[attribute].label},
+                )
             elif attribute:
                 conditions[attribute] = _condition_value(attribute, value)
         return conditions
@@ -104,64 +116,67 @@ class JourneyForm(forms.Form):
 
     name = forms.CharField(
         max_length=Journey._meta.get_field("name").max_length,
-        label="Journey name",
-        error_messages={"required": "Give the journey a name."},
+        label=_("Journey name"),
+        error_messages={"required": _("Give the journey a name.")},
     )
     purpose = forms.ModelChoiceField(
         queryset=Purpose.objects.none(),
-        label="Purpose",
-        help_text="Only patients whose signed authorization covers this purpose receive its messages. Purposes "
-        "without a published authorization form are not listed.",
-        error_messages={"required": "Choose the journey's purpose.", "invalid_choice": "Choose a purpose from the list."},
+        label=_("Purpose"),
+        help_text=_("Only patients whose signed authorization covers this purpose receive its messages. Purposes "
+        "without a published authorization form are not listed."),
+        error_messages={
+            "required": _("Choose the journey's purpose."),
+            "invalid_choice": _("Choose a purpose from the list."),
+        },
     )
     trigger = forms.ChoiceField(
         choices=Trigger.choices,
         widget=forms.RadioSelect,
-        label="Choose one",
+        label=_("Choose one"),
         initial=Trigger.EVENT,
-        error_messages={"required": "Choose what starts the journey."},
+        error_messages={"required": _("Choose what starts the journey.")},
     )
-    event_type = forms.ChoiceField(choices=_events("Choose a care event"), required=False, label="Care event")
+    event_type = forms.ChoiceField(choices=_events(_("Choose a care event")), required=False, label=_("Care event"))
     date_field = forms.ChoiceField(
-        choices=[("", "Choose a date")] + [(name, field.label) for name, field in DATE_FIELDS.items()],
+        choices=[("", _("Choose a date"))] + [(name, field.label) for name, field in DATE_FIELDS.items()],
         required=False,
-        label="Date on the patient's record",
+        label=_("Date on the patient's record"),
     )
-    offset_days = _number("Days", minimum=0, maximum=MAX_OFFSET_DAYS, initial=0)
+    offset_days = _number(_("Days"), minimum=0, maximum=MAX_OFFSET_DAYS, initial=0)
     offset_direction = forms.ChoiceField(
-        choices=[("before", "before the date"), ("after", "after the date")],
+        choices=[("before", _("before the date")), ("after", _("after the date"))],
         required=False,
         initial="before",
-        label="Before or after",
+        label=_("Before or after"),
     )
     segment = forms.ModelChoiceField(
         queryset=Segment.objects.order_by("name", "id"),
         required=False,
-        empty_label="Choose a segment",
-        label="Segment",
-        error_messages={"invalid_choice": "Choose a segment from the list."},
+        empty_label=_("Choose a segment"),
+        label=_("Segment"),
+        error_messages={"invalid_choice": _("Choose a segment from the list.")},
     )
-    days_before_expiry = _number("Days before the authorization expires", minimum=1, maximum=365, initial=30)
+    days_before_expiry = _number(_("Days before the authorization expires"), minimum=1, maximum=365, initial=30)
     reentry = forms.ChoiceField(
-        choices=Reentry.choices, initial=Reentry.AFTER_EXIT, label="May a patient enter again?"
+        choices=Reentry.choices, initial=Reentry.AFTER_EXIT, label=_("May a patient enter again?")
     )
     reentry_days = _number(
-        "Days after the previous enrolment began", minimum=0, maximum=3650, initial=0,
-        help_text="Only for “again, some days after the previous enrolment began”.",
+        _("Days after the previous enrolment began"), minimum=0, maximum=3650, initial=0,
+        help_text=_("Only for “again, some days after the previous enrolment began”."),
     )
     conversion_event_type = forms.ChoiceField(
-        choices=_events("No goal"), required=False, label="Goal: the care event that counts as converting"
+        choices=_events(_("No goal")), required=False, label=_("Goal: the care event that counts as converting")
     )
-    conversion_days = _number("Within how many days of entering", minimum=1, maximum=365, initial=30)
+    conversion_days = _number(_("Within how many days of entering"), minimum=1, maximum=365, initial=30)
     holdout_percent = _number(
-        "Hold-out (control group), in percent", minimum=0, maximum=50, initial=0,
-        help_text="A random share of patients who enter but are sent nothing, to compare conversion against. "
-        "0 to 50; it needs a goal.",
+        _("Hold-out (control group), in percent"), minimum=0, maximum=50, initial=0,
+        help_text=_("A random share of patients who enter but are sent nothing, to compare conversion against. "
+        "0 to 50; it needs a goal."),
     )
 
     def __init__(self, *args, with_purpose: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        _Conditions.add_fields(self, "condition", TRIGGER_CONDITIONS, "Condition")
+        _Conditions.add_fields(self, "condition", TRIGGER_CONDITIONS)
         if with_purpose:
             self.fields["purpose"].queryset = purposes_with_published_form()
         else:
@@ -242,49 +257,51 @@ class StepForm(forms.Form):
     subject = forms.CharField(
         max_length=Campaign._meta.get_field("subject").max_length,
         required=False,
-        label="Subject",
-        help_text="No merge fields here: subjects show in inbox lists and notifications.",
+        label=_("Subject"),
+        help_text=_("No merge fields here: subjects show in inbox lists and notifications."),
     )
     body_text = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 5}),
         required=False,
-        label="Introduction",
-        help_text="Your own words above the blocks, as plain text, with merge fields such as {{ first_name }}.",
+        label=_("Introduction"),
+        help_text=_("Your own words above the blocks, as plain text, with merge fields such as {{ first_name }}."),
     )
     template = forms.ModelChoiceField(
         queryset=EmailTemplate.objects.filter(status=ContentStatus.APPROVED).order_by("name", "id"),
         required=False,
-        empty_label="Plain layout (no template)",
-        label="Email template",
+        empty_label=_("Plain layout (no template)"),
+        label=_("Email template"),
         error_messages={"invalid_choice": NOT_APPROVED},
     )
     # WAIT: a duration, then optionally a time of day. BRANCH: how long to wait for it to happen.
-    wait_days = _number("Days", minimum=0, maximum=365, initial=0)
-    wait_hours = _number("Hours", minimum=0, maximum=23, initial=0)
+    wait_days = _number(_("Days"), minimum=0, maximum=365, initial=0)
+    wait_hours = _number(_("Hours"), minimum=0, maximum=23, initial=0)
     until_local_time = forms.TimeField(
         required=False,
-        label="Then until this time of day (optional)",
-        help_text="In the patient's own time zone, for example 10:00.",
+        label=_("Then until this time of day (optional)"),
+        help_text=_("In the patient's own time zone, for example 10:00."),
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
-        error_messages={"invalid": "Enter a time of day as HH:MM, for example 10:00."},
+        error_messages={"invalid": _("Enter a time of day as HH:MM, for example 10:00.")},
     )
     branch_on = forms.ChoiceField(
-        choices=[("event", "A care event happens"), ("click", "The patient clicks a link in a message")],
+        choices=[("event", _("A care event happens")), ("click", _("The patient clicks a link in a message"))],
         widget=forms.RadioSelect,
         required=False,
         initial="event",
-        label="The branch waits for",
+        label=_("The branch waits for"),
     )
-    branch_event_type = forms.ChoiceField(choices=_events("Choose a care event"), required=False, label="Care event")
-    branch_days = _number("Within how many days", minimum=1, maximum=365, initial=7)
-    yes_target = _target_field("If it happened, go to")
-    no_target = _target_field("If it did not, go to")
-    next_target = _target_field("After this step, go to")
+    branch_event_type = forms.ChoiceField(
+        choices=_events(_("Choose a care event")), required=False, label=_("Care event")
+    )
+    branch_days = _number(_("Within how many days"), minimum=1, maximum=365, initial=7)
+    yes_target = _target_field(_("If it happened, go to"))
+    no_target = _target_field(_("If it did not, go to"))
+    next_target = _target_field(_("After this step, go to"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         approved_block_fields_add(self)
-        _Conditions.add_fields(self, "branch_condition", BRANCH_CONDITIONS, "Condition")
+        _Conditions.add_fields(self, "branch_condition", BRANCH_CONDITIONS)
 
     def block_fields(self):
         return [self[f"block_{position}"] for position in range(1, MAX_BLOCKS + 1)]
@@ -308,7 +325,7 @@ class StepForm(forms.Form):
         value = (self.cleaned_data.get(name) or "").strip()
         if value in (TARGET_NEXT, TARGET_END) or (value.isdigit() and 1 <= int(value) <= MAX_STEPS):
             return value
-        raise forms.ValidationError("Choose a step from the list.")
+        raise forms.ValidationError(gettext("Choose a step from the list."))
 
     def clean_yes_target(self):
         return self._clean_target("yes_target")
@@ -414,8 +431,9 @@ StepFormSet = formset_factory(StepForm, extra=0, max_num=MAX_STEPS, absolute_max
 
 
 def _target_choices(count: int) -> list[tuple[str, str]]:
-    choices = [(TARGET_NEXT, "the next step")] + [(str(n), f"step {n}") for n in range(1, count + 1)]
-    return [*choices, (TARGET_END, "the end (the journey is complete)")]
+    choices = [(TARGET_NEXT, gettext("the next step"))]
+    choices += [(str(n), gettext("step %(number)s") % {"number": n}) for n in range(1, count + 1)]
+    return [*choices, (TARGET_END, gettext("the end (the journey is complete)"))]
 
 
 def steps_targets_set(forms_: list[StepForm], count: int) -> None:

@@ -30,6 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Exists, OuterRef, Q
+from django.utils.translation import gettext as _
 
 from campaigns.models import Delivery
 from campaigns.permissions import SMALL_CELL_LIMIT
@@ -343,20 +344,21 @@ def version_results(counts: VersionCounts, *, exact: bool, labels: dict[int, str
         entered = sheet.cell(f"s{p}.entered")
         if step.kind == StepKind.SEND:
             sent = sheet.cell(f"s{p}.sent")
-            figures.append(Row("sent", "Sent", sent, rate_for(sent, entered), "of those who entered"))
+            figures.append(Row("sent", _("Sent"), sent, rate_for(sent, entered), _("of those who entered")))
             if step_counts.queued:
-                figures.append(Row("queued", "Waiting to send", sheet.cell(f"s{p}.queued")))
+                figures.append(Row("queued", _("Waiting to send"), sheet.cell(f"s{p}.queued")))
             if step_counts.failed:
-                figures.append(Row("failed", "Failed at the mail server", sheet.cell(f"s{p}.failed")))
+                figures.append(Row("failed", _("Failed at the mail server"), sheet.cell(f"s{p}.failed")))
             for reason, n in sorted(step_counts.blocked.items()):
                 if n:
-                    figures.append(Row(f"blocked_{reason}", f"Blocked: {BLOCK_LABELS.get(reason, reason).lower()}",
+                    blocked = _("Blocked: %(reason)s") % {"reason": str(BLOCK_LABELS.get(reason, reason)).lower()}
+                    figures.append(Row(f"blocked_{reason}", blocked,
                                        sheet.cell(f"s{p}.blocked.{reason}")))
             if step_counts.held:
-                figures.append(Row("held", "Held for quiet hours", sheet.cell(f"s{p}.held")))
+                figures.append(Row("held", _("Held for quiet hours"), sheet.cell(f"s{p}.held")))
         elif step.kind == StepKind.BRANCH:
-            figures.append(Row("branch_yes", "It happened (yes)", sheet.cell(f"s{p}.yes")))
-            figures.append(Row("branch_no", "It did not (no)", sheet.cell(f"s{p}.no")))
+            figures.append(Row("branch_yes", _("It happened (yes)"), sheet.cell(f"s{p}.yes")))
+            figures.append(Row("branch_no", _("It did not (no)"), sheet.cell(f"s{p}.no")))
         exits = [
             Row(f"exit_{reason}", EXIT_LABELS.get(reason, reason), sheet.cell(f"s{p}.exit.{reason}"))
             for reason, n in sorted(step_counts.exited.items())
@@ -365,13 +367,13 @@ def version_results(counts: VersionCounts, *, exact: bool, labels: dict[int, str
         rows.append(StepRow(p, step.kind, entered, figures, exits, sheet.cell(f"s{p}.here")))
     treated, control = sheet.cell("treated"), sheet.cell("control")
     converted_treated, converted_control = sheet.cell("converted_treated"), sheet.cell("converted_control")
-    funnel = [Row("entered", "Entered the journey", treated)] + [
+    funnel = [Row("entered", _("Entered the journey"), treated)] + [
         Row(f"step_{row.position}", f"{row.position}. {labels.get(row.position, '')}"[:44], row.entered)
         for row in rows
     ]
     if counts.version.conversion_event_type:
-        funnel.append(Row("converted", "Converted (reached the goal)", converted_treated,
-                          rate_for(converted_treated, treated), "of those who entered"))
+        funnel.append(Row("converted", _("Converted (reached the goal)"), converted_treated,
+                          rate_for(converted_treated, treated), _("of those who entered")))
     return VersionResults(
         version=counts.version,
         exact=exact,

@@ -13,6 +13,7 @@ from datetime import time
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit import actions
 from audit.services import audit_record
@@ -176,7 +177,7 @@ def journey_version_save(
     with transaction.atomic(durable=True):
         journey = _journey_locked(journey_id)
         if journey.status == Journey.Status.STOPPED:
-            raise ValidationError("A stopped journey cannot be changed.")
+            raise ValidationError(_("A stopped journey cannot be changed."))
         _refuse(version_problems(purpose=journey.purpose, trigger=trigger, steps=steps))
         name = name.strip()
         if name and name != journey.name:
@@ -185,7 +186,9 @@ def journey_version_save(
             journey.save(update_fields=["name"])
         version = journey_version_open(journey)
         if version is not None and version.status == JourneyVersion.Status.SUBMITTED:
-            raise ValidationError("This version waits for review: it cannot be changed until it is approved or rejected.")
+            raise ValidationError(
+                _("This version waits for review: it cannot be changed until it is approved or rejected.")
+            )
         if version is None:
             latest = journey.versions.order_by("-number").first()
             return _version_create(
@@ -228,7 +231,7 @@ def journey_submit(*, actor, journey_id: int) -> JourneyVersion:
         journey = _journey_locked(journey_id)
         version = journey_version_open(journey)
         if version is None or version.status == JourneyVersion.Status.SUBMITTED:
-            raise ValidationError("There is no draft version to submit.")
+            raise ValidationError(_("There is no draft version to submit."))
         refused = _send_step_problems(version)
         if refused:
             audit_record(
@@ -254,7 +257,11 @@ def journey_submit(*, actor, journey_id: int) -> JourneyVersion:
                 details={"version": version.number},
             )
     if refused:  # after the commit, so that the refusal stays on the record
-        raise ValidationError([f"Step {position}: {problem.message}" for position, problem in refused], code="content")
+        raise ValidationError(
+            [_("Step %(position)s: %(problem)s") % {"position": position, "problem": problem.message}
+             for position, problem in refused],
+            code="content",
+        )
     return version
 
 
@@ -262,7 +269,7 @@ def _submitted_locked(journey_id: int) -> tuple[Journey, JourneyVersion]:
     journey = _journey_locked(journey_id)
     version = journey.versions.select_for_update().filter(status=JourneyVersion.Status.SUBMITTED).first()
     if version is None:
-        raise ValidationError("No version of this journey waits for review.")
+        raise ValidationError(_("No version of this journey waits for review."))
     return journey, version
 
 
@@ -318,9 +325,11 @@ def journey_reject(*, actor, journey_id: int, comment: str) -> JourneyVersion:
     sending_control_check(actor)
     comment = comment.strip()
     if not comment:
-        raise ValidationError("Say why the journey is rejected: the comment is required.")
+        raise ValidationError(_("Say why the journey is rejected: the comment is required."))
     if len(comment) > COMMENT_MAX_LENGTH:
-        raise ValidationError(f"Keep the comment under {COMMENT_MAX_LENGTH} characters.")
+        raise ValidationError(
+            _("Keep the comment under %(count)s characters.") % {"count": COMMENT_MAX_LENGTH}
+        )
     with transaction.atomic(durable=True):
         journey, version = _submitted_locked(journey_id)
         version.status = JourneyVersion.Status.REJECTED
@@ -342,7 +351,9 @@ def journey_pause(*, actor, journey_id: int) -> Journey:
     with transaction.atomic(durable=True):
         journey = _journey_locked(journey_id)
         if journey.status != Journey.Status.ACTIVE:
-            raise ValidationError(f"A {journey.get_status_display().lower()} journey cannot be paused.")
+            raise ValidationError(
+                _("A %(status)s journey cannot be paused.") % {"status": journey.get_status_display().lower()}
+            )
         journey.status = Journey.Status.PAUSED
         journey.save(update_fields=["status"])
         journey_step_campaigns_pause(actor=actor, campaign_ids=journey_step_campaign_ids(journey_id=journey.pk))
@@ -356,7 +367,9 @@ def journey_resume(*, actor, journey_id: int) -> Journey:
     with transaction.atomic(durable=True):
         journey = _journey_locked(journey_id)
         if journey.status != Journey.Status.PAUSED:
-            raise ValidationError(f"A {journey.get_status_display().lower()} journey cannot be resumed.")
+            raise ValidationError(
+                _("A %(status)s journey cannot be resumed.") % {"status": journey.get_status_display().lower()}
+            )
         journey.status = Journey.Status.ACTIVE
         journey.save(update_fields=["status"])
         journey_step_campaigns_resume(actor=actor, campaign_ids=journey_step_campaign_ids(journey_id=journey.pk))
@@ -372,7 +385,7 @@ def journey_stop(*, actor, journey_id: int) -> Journey:
     with transaction.atomic(durable=True):
         journey = _journey_locked(journey_id)
         if journey.status == Journey.Status.STOPPED:
-            raise ValidationError("This journey is already stopped.")
+            raise ValidationError(_("This journey is already stopped."))
         now = timezone.now()
         running = list(
             Enrolment.objects.select_for_update()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from campaigns.content import CampaignContent
@@ -49,12 +50,12 @@ def _step_values(formset) -> list[dict]:
 def _rearranged(steps: list[dict], action: str) -> tuple[list[dict], str]:
     """Apply a builder button ("add:send", "up:2", "down:0", "remove:1"; numbers are the step's index) and keep
     each "go to step N" pointing at the same step. Returns the steps and a note for the page (or "")."""
-    verb, _, argument = action.partition(":")
+    verb, _colon, argument = action.partition(":")
     order = list(range(len(steps)))
     note = ""
     if verb == "add" and argument in StepKind.values:
         if len(steps) >= MAX_STEPS:
-            return steps, f"A journey has at most {MAX_STEPS} steps."
+            return steps, _("A journey has at most %(count)s steps.") % {"count": MAX_STEPS}
         return [*steps, {"kind": argument}], ""
     if not argument.isdigit() or int(argument) >= len(steps):
         return steps, ""
@@ -78,7 +79,7 @@ def _rearranged(steps: list[dict], action: str) -> tuple[list[dict], str]:
                     step[name] = str(new_position[int(value)])
                 else:
                     step[name] = TARGET_NEXT
-                    note = "A step that went to the removed step now goes to the next step: check the flow."
+                    note = _("A step that went to the removed step now goes to the next step: check the flow.")
         rearranged.append(step)
     return rearranged, note
 
@@ -98,7 +99,7 @@ def _step_preview(form: StepForm, purpose: Purpose | None):
         bound.is_valid()
     data = bound.cleaned_data
     content = CampaignContent(
-        purpose=purpose or Purpose(name="(no purpose chosen yet)"),
+        purpose=purpose or Purpose(name=_("(no purpose chosen yet)")),
         subject=data.get("subject") or "",
         intro_text=data.get("body_text") or "",
         template=data.get("template"),
@@ -112,12 +113,15 @@ def _shape_problems(journey_form: JourneyForm, formset) -> list[str]:
     problems = []
     for name, errors in journey_form.errors.items():
         label = journey_form.fields[name].label if name in journey_form.fields else ""
-        problems += [f"{label}: {error}" if label else error for error in errors]
+        problems += [_("%(label)s: %(problem)s") % {"label": label, "problem": error} if label else error
+                     for error in errors]
     problems += list(formset.non_form_errors())
     for position, form in enumerate(formset.forms, start=1):
         for name, errors in form.errors.items():
             label = form.fields[name].label if name in form.fields else ""
-            problems += [f"Step {position}: {label + ': ' if label else ''}{error}" for error in errors]
+            for error in errors:
+                problem = _("%(label)s: %(problem)s") % {"label": label, "problem": error} if label else error
+                problems.append(_("Step %(position)s: %(problem)s") % {"position": position, "problem": problem})
     return problems
 
 
@@ -131,9 +135,9 @@ def _card(form: StepForm, *, index, position, preview) -> dict:
         "index": index,
         "position": position,
         "kind": kind,
-        "kind_label": _KIND_LABELS.get(kind, "Step"),
+        "kind_label": _KIND_LABELS.get(kind, _("Step")),
         "preview": preview,
-        "preview_title": f"Step {position}: email preview (HTML part)",
+        "preview_title": _("Step %(position)s: email preview (HTML part)") % {"position": position},
     }
 
 
@@ -213,11 +217,12 @@ def _posted(request, journey: Journey | None):
     count = len(formset.forms)
     steps = [form.step_spec(count=count) for form in formset.forms]
     trigger = journey_form.trigger_spec()
-    judged = purpose or Purpose(name="the purpose", tracking_enabled=True)  # no purpose yet: said above
+    judged = purpose or Purpose(name=_("the purpose"), tracking_enabled=True)  # no purpose yet: said above
     problems += [p for p in version_problems(purpose=judged, trigger=trigger, steps=steps) if p not in problems]
     for position, form in enumerate(formset.forms, start=1):
         if form.kind_value == StepKind.SEND:
-            problems += [f"Step {position}: {error}" for error in _step_preview(form, purpose).errors]
+            problems += [_("Step %(position)s: %(problem)s") % {"position": position, "problem": error}
+                         for error in _step_preview(form, purpose).errors]
     if forms_valid and not problems:
         try:
             if journey is None:
@@ -228,7 +233,7 @@ def _posted(request, journey: Journey | None):
                     trigger=trigger,
                     steps=steps,
                 )
-                messages.success(request, "Draft saved. Submit it for review when it is ready.")
+                messages.success(request, _("Draft saved. Submit it for review when it is ready."))
                 return redirect("journeys:detail", journey_id=created.pk)
             live = journey.live_version
             version = journey_version_save(
@@ -236,14 +241,15 @@ def _posted(request, journey: Journey | None):
                 trigger=trigger, steps=steps,
             )
             if live is not None and version.pk != live.pk:
-                messages.success(request, f"Saved as version {version.number}, a draft. Version {live.number} "
-                                          "stays live until this one is approved.")
+                messages.success(request, _(
+                    "Saved as version %(number)s, a draft. Version %(live)s stays live until this one is approved."
+                ) % {"number": version.number, "live": live.number})
             else:
-                messages.success(request, "Saved. Submit it for review when it is ready.")
+                messages.success(request, _("Saved. Submit it for review when it is ready."))
             return redirect("journeys:detail", journey_id=journey.pk)
         except ValidationError as error:
             problems += error.messages
-    page.problems = problems or ["Correct the fields marked below."]
+    page.problems = problems or [_("Correct the fields marked below.")]
     return page
 
 
@@ -288,5 +294,5 @@ def journey_edit(request, journey_id: int):
             editable=editable,
         )
         if request.method == "POST":
-            page.problems = ["This version cannot be changed now: nothing was saved."]
+            page.problems = [_("This version cannot be changed now: nothing was saved.")]
     return render(request, "journeys/builder.html", page.context(request))

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
 from consent.events import attribute_label, event_type_label
 from journeys.dates import date_trigger_label
 from journeys.models import JourneyStep, JourneyVersion, Reentry, StepKind, Trigger
@@ -19,40 +22,53 @@ def conditions_words(conditions: dict) -> str:
 
 
 def _event_words(event_type: str, conditions: dict) -> str:
-    words = f"“{event_type_label(event_type)}”"
     if conditions:
-        words += f" with {conditions_words(conditions)}"
-    return words
+        return _("“%(event)s” with %(conditions)s") % {
+            "event": event_type_label(event_type), "conditions": conditions_words(conditions),
+        }
+    return _("“%(event)s”") % {"event": event_type_label(event_type)}
 
 
 def trigger_words(version: JourneyVersion, *, purpose_name: str) -> str:
     if version.trigger == Trigger.EVENT:
-        return f"When the care event {_event_words(version.event_type, version.event_conditions)} is recorded"
+        return _("When the care event %(event)s is recorded") % {
+            "event": _event_words(version.event_type, version.event_conditions),
+        }
     if version.trigger == Trigger.DATE:
-        return f"{date_trigger_label(version.date_field, version.offset_days)} (a date on the patient's record)"
+        return _("%(when)s (a date on the patient's record)") % {
+            "when": date_trigger_label(version.date_field, version.offset_days),
+        }
     if version.trigger == Trigger.SEGMENT:
-        name = version.segment.name if version.segment_id else "(none)"
-        return f"When a patient enters the segment “{name}”"
+        name = version.segment.name if version.segment_id else _("(none)")
+        return _("When a patient enters the segment “%(segment)s”") % {"segment": name}
     days = version.days_before_expiry
-    return f"{days} day{'s' if days != 1 else ''} before a patient's authorization for “{purpose_name}” expires"
+    return ngettext(
+        "%(count)s day before a patient's authorization for “%(purpose)s” expires",
+        "%(count)s days before a patient's authorization for “%(purpose)s” expires",
+        days,
+    ) % {"count": days, "purpose": purpose_name}
 
 
 def reentry_words(version: JourneyVersion) -> str:
     if version.reentry == Reentry.AFTER_DAYS:
-        return f"Again, {version.reentry_days} days after the previous enrolment began"
+        return _("Again, %(count)s days after the previous enrolment began") % {"count": version.reentry_days}
     return Reentry(version.reentry).label if version.reentry in Reentry.values else version.reentry
 
 
 def goal_words(version: JourneyVersion) -> str:
     if not version.conversion_event_type:
-        return "No goal"
-    return f"“{event_type_label(version.conversion_event_type)}” within {version.conversion_days} days of entering"
+        return _("No goal")
+    return _("“%(event)s” within %(count)s days of entering") % {
+        "event": event_type_label(version.conversion_event_type), "count": version.conversion_days,
+    }
 
 
 def holdout_words(version: JourneyVersion) -> str:
     if not version.holdout_percent:
-        return "None: every patient who enters gets the messages"
-    return f"{version.holdout_percent} % of patients who enter, chosen at random, are sent nothing (the control group)"
+        return _("None: every patient who enters gets the messages")
+    return _("%(percent)s %% of patients who enter, chosen at random, are sent nothing (the control group)") % {
+        "percent": version.holdout_percent,
+    }
 
 
 @dataclass(frozen=True)
@@ -72,7 +88,7 @@ class Box:
 
 def _target(position: int | None, *, step: int, count: int) -> str:
     target = step + 1 if position is None else position
-    return "end" if target > count else str(target)
+    return _("end") if target > count else str(target)
 
 
 def step_words(step: JourneyStep, *, count: int) -> Box:
@@ -80,16 +96,18 @@ def step_words(step: JourneyStep, *, count: int) -> Box:
         subject = step.campaign.subject if step.campaign_id else ""
         detail = ""
         if step.campaign_id and step.campaign.template_id:
-            detail = f"Template “{step.campaign.template.name}”"
-        box = Box(step.position, step.kind, f"Send “{subject}”", detail)
+            detail = _("Template “%(template)s”") % {"template": step.campaign.template.name}
+        box = Box(step.position, step.kind, _("Send “%(subject)s”") % {"subject": subject}, detail)
     elif step.kind == StepKind.WAIT:
-        text = f"Wait {wait_label(step.wait_minutes)}" if step.wait_minutes else "Wait"
+        text = _("Wait %(duration)s") % {"duration": wait_label(step.wait_minutes)} if step.wait_minutes else _("Wait")
         if step.until_local_time is not None:
-            text += f", then until {step.until_local_time:%H:%M} in the patient's time zone"
+            text = _("%(wait)s, then until %(time)s in the patient's time zone") % {
+                "wait": text, "time": f"{step.until_local_time:%H:%M}",
+            }
         box = Box(step.position, step.kind, text)
     elif step.kind == StepKind.BRANCH:
         what = (
-            "Clicked a link"
+            _("Clicked a link")
             if step.branch_on_click
             else event_type_label(step.branch_event_type)
             + (f" ({conditions_words(step.branch_event_conditions)})" if step.branch_event_conditions else "")
@@ -99,13 +117,15 @@ def step_words(step: JourneyStep, *, count: int) -> Box:
         return Box(
             step.position,
             step.kind,
-            f"Branch: {what} within {wait_label(step.wait_minutes)}? yes → {yes} / no → {no}",
+            _("Branch: %(what)s within %(duration)s? yes → %(yes)s / no → %(no)s") % {
+                "what": what, "duration": wait_label(step.wait_minutes), "yes": yes, "no": no,
+            },
         )
     else:
-        return Box(step.position, step.kind, "Exit")
+        return Box(step.position, step.kind, _("Exit"))
     if step.next_position is not None:
         box = Box(box.position, box.kind, box.text, box.detail,
-                  (f"then → {_target(step.next_position, step=step.position, count=count)}",))
+                  (_("then → %(target)s") % {"target": _target(step.next_position, step=step.position, count=count)},))
     return box
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
 from campaigns.permissions import count_policy_for
@@ -77,9 +78,10 @@ def journey_detail(request, journey_id: int):
     return _detail_page(request, journey)
 
 
-def _errors(request, error: ValidationError, prefix: str) -> None:
+def _errors(request, error: ValidationError, framing: str = "%(problem)s") -> None:
+    """Each of the service's problems as an error message, within `framing` (a translated "…%(problem)s…")."""
     for message in error.messages:
-        messages.error(request, f"{prefix}{message}")
+        messages.error(request, framing % {"problem": message})
 
 
 @require_POST
@@ -88,9 +90,9 @@ def journey_submit(request, journey_id: int):
     try:
         services.journey_submit(actor=request.user, journey_id=journey.pk)
     except ValidationError as error:
-        _errors(request, error, "Not submitted: ")
+        _errors(request, error, _("Not submitted: %(problem)s"))
     else:
-        messages.success(request, "Submitted for review. A compliance officer other than you will review it.")
+        messages.success(request, _("Submitted for review. A compliance officer other than you will review it."))
     return redirect("journeys:detail", journey_id=journey.pk)
 
 
@@ -99,9 +101,9 @@ def _control(request, journey_id: int, service, done: str):
     try:
         service(actor=request.user, journey_id=journey.pk)
     except PermissionDenied as error:
-        messages.error(request, str(error) or "Only a compliance officer or an administrator may do that.")
+        messages.error(request, str(error) or _("Only a compliance officer or an administrator may do that."))
     except ValidationError as error:
-        _errors(request, error, "")
+        _errors(request, error)
     else:
         messages.success(request, done)
     return redirect("journeys:detail", journey_id=journey.pk)
@@ -111,7 +113,7 @@ def _control(request, journey_id: int, service, done: str):
 def journey_pause(request, journey_id: int):
     return _control(
         request, journey_id, services.journey_pause,
-        "Paused. No patient enters, no step runs and no message is handed to the mail server until you resume.",
+        _("Paused. No patient enters, no step runs and no message is handed to the mail server until you resume."),
     )
 
 
@@ -119,7 +121,7 @@ def journey_pause(request, journey_id: int):
 def journey_resume(request, journey_id: int):
     return _control(
         request, journey_id, services.journey_resume,
-        "Resumed. Steps that came due meanwhile run now (quiet hours still apply).",
+        _("Resumed. Steps that came due meanwhile run now (quiet hours still apply)."),
     )
 
 
@@ -131,5 +133,5 @@ def journey_stop(request, journey_id: int):
         return _detail_page(request, journey, stop_form=form, status=400)
     return _control(
         request, journey_id, services.journey_stop,
-        "Stopped for good. Running enrolments ended and messages not yet sent will not be sent.",
+        _("Stopped for good. Running enrolments ended and messages not yet sent will not be sent."),
     )

@@ -5,6 +5,7 @@ journeys.selectors.results). Each view is audited with ids and codes only."""
 from __future__ import annotations
 
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from audit import actions
@@ -36,8 +37,8 @@ def journey_results_page(request, journey_id: int):
         flow = version_flow(result.version, purpose_name=journey.purpose.name)
         chart = funnel_chart(
             id=f"funnel-v{result.version.number}",
-            title=f"Version {result.version.number}: how far patients got",
-            intro="Patients who entered the journey, then who entered each step.",
+            title=_("Version %(number)s: how far patients got") % {"number": result.version.number},
+            intro=_("Patients who entered the journey, then who entered each step."),
             rows=result.funnel,
         )
         boxes = {box.position: box for box in flow.boxes}

@@ -8,6 +8,8 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from accounts import reentry
@@ -20,7 +22,7 @@ from journeys.models import Journey, JourneyVersion, StepKind
 from journeys.services.journeys import journey_approve, journey_reject
 from journeys.views.flow import version_flow
 
-AUTHOR_REFUSAL = (
+AUTHOR_REFUSAL = gettext_lazy(
     "You wrote this version of the journey, so you cannot approve it: another compliance officer or an "
     "administrator must."
 )
@@ -43,7 +45,7 @@ def _review_page(request, journey: Journey, *, approve_form=None, reject_form=No
                 messages_.append({
                     "position": step.position,
                     "words": boxes[step.position].text,
-                    "title": f"Step {step.position}: email preview (HTML part)",
+                    "title": _("Step %(position)s: email preview (HTML part)") % {"position": step.position},
                     "preview": content_preview_build(content=content_of(step.campaign)),
                 })
     context = {
@@ -83,7 +85,8 @@ def _approve(request, journey: Journey):
     except ValidationError as error:
         form.add_error(None, error.messages)
         return _review_page(request, journey, approve_form=form)
-    messages.success(request, f"Approved: version {version.number} is live. New patients enter it from now on.")
+    approved = _("Approved: version %(number)s is live. New patients enter it from now on.")
+    messages.success(request, approved % {"number": version.number})
     return redirect("journeys:detail", journey_id=journey.pk)
 
 
@@ -95,8 +98,8 @@ def _reject(request, journey: Journey):
         except ValidationError as error:
             form.add_error(None, error.messages)
         else:
-            messages.success(request, "Rejected: it is back with its author, who sees your comment on the "
-                                      "journey's page.")
+            messages.success(request, _("Rejected: it is back with its author, who sees your comment on the "
+                                        "journey's page."))
             return redirect("journeys:detail", journey_id=journey.pk)
     return _review_page(request, journey, reject_form=form)
 
@@ -111,5 +114,5 @@ def journey_review(request, journey_id: int):
         return _approve(request, journey)
     if decision == "reject":
         return _reject(request, journey)
-    messages.error(request, "Choose approve or reject.")
+    messages.error(request, _("Choose approve or reject."))
     return redirect("journeys:review", journey_id=journey.pk)

@@ -1,12 +1,14 @@
 // The journey builder (templates/journeys/builder.html). The page works without this script: every button
 // submits the form and the server draws it again. With it:
-// - "Add a step" copies an empty card from <template id="step-template-<kind>"> into the list (no round trip),
+// - each add-a-step button copies an empty card from <template id="step-template-<kind>"> into the list (no round trip),
 //   and every "go to step" choice gets the new step;
 // - each message's preview is redrawn 300 ms after its fields change, by the campaign editor's own preview
 //   endpoint (the form's data-preview-url: campaigns:campaign_preview), so it is made and scope-checked exactly
 //   as a campaign's;
 // - only the panel of the chosen trigger is shown, and a branch's event fields only when it waits for an event;
 // - a message shows the blocks chosen and one empty choice after them.
+// Its words come from the JavaScript catalogue (/i18n/js/, journeys/locale/es/LC_MESSAGES/djangojs.po), the same
+// msgids as the server's, so a card added here reads as one the server drew.
 (function () {
   "use strict";
   var form = document.getElementById("journey-form");
@@ -71,7 +73,10 @@
         body.innerHTML = html;
         var frame = body.querySelector("iframe");
         var number = card.querySelector("[data-step-number]");
-        if (frame && number) { frame.title = "Step " + number.textContent + ": email preview (HTML part)"; }
+        if (frame && number) {
+          frame.title = interpolate(gettext("Step %(position)s: email preview (HTML part)"),
+                                    {position: number.textContent}, true);
+        }
       })
       .finally(function () { if (mine === card.previewSequence) { panel.removeAttribute("aria-busy"); } });
   }
@@ -94,7 +99,7 @@
       if (select.querySelector("option[value='" + number + "']")) { return; }
       var option = document.createElement("option");
       option.value = String(number);
-      option.textContent = "step " + number;
+      option.textContent = interpolate(gettext("step %(number)s"), {number: number}, true);
       select.insertBefore(option, select.querySelector("option[value='end']"));
     });
   }
