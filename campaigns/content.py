@@ -31,6 +31,8 @@ from html.parser import HTMLParser
 import css_inline
 import nh3
 from django.db.models import Q
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext, pgettext
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -91,7 +93,8 @@ _OPENERS = {"block_begin": "{%", "raw_begin": "{% raw %}", "comment_begin": "{#"
 def _syntax(where: str, line: int, what: str) -> ContentProblem:
     return ContentProblem(
         "syntax",
-        f"{where}, line {line}: {what} Only plain text and merge fields such as {{{{ first_name }}}} are allowed.",
+        _("%(where)s, line %(line)s: %(what)s Only plain text and merge fields such as {{ first_name }} are allowed.")
+        % {"where": where, "line": line, "what": what},
     )
 
 
@@ -103,7 +106,7 @@ def template_fields(source: str, *, where: str) -> tuple[str, ...]:
     try:
         tokens = list(_ENV.lex(source))
     except TemplateSyntaxError as error:
-        raise ContentError([_syntax(where, error.lineno, "the text cannot be read as a template.")]) from None
+        raise ContentError([_syntax(where, error.lineno, _("the text cannot be read as a template."))]) from None
     index = 0
     while index < len(tokens):
         line, kind, value = tokens[index]
@@ -118,35 +121,42 @@ def template_fields(source: str, *, where: str) -> tuple[str, ...]:
                     inner.append(tokens[index])
                 index += 1
             if index == len(tokens):
-                problems.append(_syntax(where, line, "a merge field opened with {{ is not closed with }}."))
+                problems.append(_syntax(where, line, _("a merge field opened with {{ is not closed with }}.")))
                 break
             end = tokens[index][2]
             index += 1
             if value != "{{" or end != "}}":
-                problems.append(_syntax(where, line, "whitespace control ({{- or -}}) is not allowed."))
+                problems.append(_syntax(where, line, _("whitespace control ({{- or -}}) is not allowed.")))
             elif len(inner) != 1 or inner[0][1] != "name":
                 shown = "".join(token[2] for token in inner)[:40]
                 problems.append(
                     _syntax(
                         where,
                         line,
-                        f"{{{{ {shown} }}}} is not a merge field: no expressions, attributes, "
-                        "indexes, filters or calls.",
+                        _(
+                            "{{ %(shown)s }} is not a merge field: no expressions, attributes, indexes, filters or "
+                            "calls."
+                        )
+                        % {"shown": shown},
                     )
                 )
             elif inner[0][2] not in PATIENT_FIELDS:
                 problems.append(
                     ContentProblem(
                         "unknown_field",
-                        f"{where}, line {line}: {{{{ {inner[0][2]} }}}} is not a merge field. "
-                        f"The merge fields are {_FIELD_LIST}.",
+                        _("%(where)s, line %(line)s: {{ %(name)s }} is not a merge field. The merge fields are %(fields)s.")
+                        % {"where": where, "line": line, "name": inner[0][2], "fields": _FIELD_LIST},
                     )
                 )
             elif inner[0][2] not in used:
                 used.append(inner[0][2])
             continue
         problems.append(
-            _syntax(where, line, f"{_OPENERS.get(kind, value)} … is not allowed (no statements or comments).")
+            _syntax(
+                where,
+                line,
+                _("%(opener)s … is not allowed (no statements or comments).") % {"opener": _OPENERS.get(kind, value)},
+            )
         )
         break  # the rest of the stream belongs to the refused construct
     if problems:
@@ -155,12 +165,12 @@ def template_fields(source: str, *, where: str) -> tuple[str, ...]:
     try:
         tree = _ENV.parse(source)
     except TemplateSyntaxError as error:
-        raise ContentError([_syntax(where, error.lineno, "the text cannot be read as a template.")]) from None
+        raise ContentError([_syntax(where, error.lineno, _("the text cannot be read as a template."))]) from None
     for node in tree.find_all(nodes.Node):
         if not isinstance(node, _ALLOWED_NODES) or (
             isinstance(node, nodes.Name) and (node.ctx != "load" or node.name not in PATIENT_FIELDS)
         ):
-            raise ContentError([_syntax(where, getattr(node, "lineno", 1), "this construct is not allowed.")])
+            raise ContentError([_syntax(where, getattr(node, "lineno", 1), _("this construct is not allowed."))])
     return tuple(used)
 
 
@@ -236,7 +246,10 @@ def css_problems(css: str) -> list[ContentProblem]:
     if not found:
         return []
     return [
-        ContentProblem("css", f"Stylesheet: {', '.join(found)} is not allowed (nothing may be loaded from elsewhere).")
+        ContentProblem(
+            "css",
+            _("Stylesheet: %(found)s is not allowed (nothing may be loaded from elsewhere).") % {"found": ", ".join(found)},
+        )
     ]
 
 
@@ -387,13 +400,16 @@ def _sources(content: CampaignContent) -> list[tuple[str, str, str, str]]:
     parts: list[tuple[str, str, str, str]] = []
     template = content.template
     if template is not None and template.header_html:
-        parts.append((f"Template \u201c{template.name}\u201d header", "html", "header", template.header_html))
+        where = _("Template \u201c%(name)s\u201d header") % {"name": template.name}
+        parts.append((where, "html", "header", template.header_html))
     if content.intro_text:
-        parts.append(("Introduction", "text", "content", content.intro_text))
+        parts.append((_("Introduction"), "text", "content", content.intro_text))
     for position, block in enumerate(content.blocks, start=1):
-        parts.append((f"Block {position} \u201c{block.name}\u201d", "html", "content", block.html))
+        where = _("Block %(position)s \u201c%(name)s\u201d") % {"position": position, "name": block.name}
+        parts.append((where, "html", "content", block.html))
     if template is not None and template.footer_html:
-        parts.append((f"Template \u201c{template.name}\u201d footer", "html", "footer", template.footer_html))
+        where = _("Template \u201c%(name)s\u201d footer") % {"name": template.name}
+        parts.append((where, "html", "footer", template.footer_html))
     return parts
 
 
@@ -408,17 +424,19 @@ def content_fields(content: CampaignContent) -> tuple[tuple[str, ...], list[Cont
     used: list[str] = []
     problems: list[ContentProblem] = []
     try:
-        if template_fields(content.subject, where="Subject"):
+        if template_fields(content.subject, where=_("Subject")):
             problems.append(
                 ContentProblem(
                     "subject_merge_field",
-                    "Subject: merge fields are not allowed in the subject. Subjects show in inbox lists and "
-                    "notifications, so no patient information goes there.",
+                    _(
+                        "Subject: merge fields are not allowed in the subject. Subjects show in inbox lists and "
+                        "notifications, so no patient information goes there."
+                    ),
                 )
             )
     except ContentError as error:
         problems.extend(error.problems)
-    for where, _, _, source in _sources(content):
+    for where, _kind, _section, source in _sources(content):
         try:
             used.extend(name for name in template_fields(source, where=where) if name not in used)
         except ContentError as error:
@@ -434,25 +452,29 @@ GIVEN = object()
 def _scope_problem(*, purpose: Purpose, outside: list[str], allowed: Collection[str], form) -> ContentProblem:
     """`form`: the purpose's current form, None when it has none, or GIVEN when the caller chose `allowed`."""
     names = ", ".join("{{ %s }}" % name for name in outside)
-    listed = ", ".join("{{ %s }}" % name for name in allowed) or "none"
+    listed = ", ".join("{{ %s }}" % name for name in allowed) or pgettext("merge fields", "none")
     if form is GIVEN:
-        reason = f"this message allows only: {listed}"
+        reason = _("this message allows only: %(listed)s") % {"listed": listed}
     elif form is None:
-        reason = (
-            f"the purpose \u201c{purpose.name}\u201d has no published authorization form, so no merge field may be used"
-        )
+        reason = _(
+            "the purpose \u201c%(purpose)s\u201d has no published authorization form, so no merge field may be used"
+        ) % {"purpose": purpose.name}
     else:
-        reason = (
-            f"the authorization form for \u201c{purpose.name}\u201d (version {form.version}) does not list "
-            f"{'it' if len(outside) == 1 else 'them'}; this purpose allows only: {listed}"
-        )
-    return ContentProblem(
-        "merge_field_out_of_scope",
-        f"The content uses {names}, but {reason}. A message may use only the information the authorization "
-        f"describes (HIPAA, 45 CFR 164.508(c)(1)(i)). Remove {'it' if len(outside) == 1 else 'them'}, "
-        "or ask a compliance officer about the form.",
-        tuple(outside),
-    )
+        reason = ngettext(
+            "the authorization form for \u201c%(purpose)s\u201d (version %(version)s) does not list it; "
+            "this purpose allows only: %(listed)s",
+            "the authorization form for \u201c%(purpose)s\u201d (version %(version)s) does not list them; "
+            "this purpose allows only: %(listed)s",
+            len(outside),
+        ) % {"purpose": purpose.name, "version": form.version, "listed": listed}
+    message = ngettext(
+        "The content uses %(names)s, but %(reason)s. A message may use only the information the authorization "
+        "describes (HIPAA, 45 CFR 164.508(c)(1)(i)). Remove it, or ask a compliance officer about the form.",
+        "The content uses %(names)s, but %(reason)s. A message may use only the information the authorization "
+        "describes (HIPAA, 45 CFR 164.508(c)(1)(i)). Remove them, or ask a compliance officer about the form.",
+        len(outside),
+    ) % {"names": names, "reason": reason}
+    return ContentProblem("merge_field_out_of_scope", message, tuple(outside))
 
 
 def block_allowed_for(block: ContentBlock, *, purpose_id: int) -> bool:
@@ -482,8 +504,11 @@ def block_purpose_problems(content: CampaignContent) -> list[ContentProblem]:
     return [
         ContentProblem(
             "block_wrong_purpose",
-            f"Block {position} \u201c{block.name}\u201d is not approved for \u201c{content.purpose.name}\u201d: "
-            "remove it, or choose a block approved for this purpose.",
+            _(
+                "Block %(position)s \u201c%(name)s\u201d is not approved for \u201c%(purpose)s\u201d: "
+                "remove it, or choose a block approved for this purpose."
+            )
+            % {"position": position, "name": block.name, "purpose": content.purpose.name},
         )
         for position, block in enumerate(content.blocks, start=1)
         if block.pk is not None and not block_allowed_for(block, purpose_id=content.purpose.pk)
@@ -505,8 +530,8 @@ def content_problems(content: CampaignContent) -> list[ContentProblem]:
         problems.append(
             ContentProblem(
                 "template_not_approved",
-                f"The template \u201c{content.template.name}\u201d is {content.template.get_status_display().lower()}: "
-                "choose an approved one.",
+                _("The template \u201c%(name)s\u201d is %(status)s: choose an approved one.")
+                % {"name": content.template.name, "status": content.template.get_status_display().lower()},
             )
         )
     for position, block in enumerate(content.blocks, start=1):
@@ -514,15 +539,15 @@ def content_problems(content: CampaignContent) -> list[ContentProblem]:
             problems.append(
                 ContentProblem(
                     "block_not_approved",
-                    f"Block {position} \u201c{block.name}\u201d is {block.get_status_display().lower()}: "
-                    "remove it or choose an approved block.",
+                    _("Block %(position)s \u201c%(name)s\u201d is %(status)s: remove it or choose an approved block.")
+                    % {"position": position, "name": block.name, "status": block.get_status_display().lower()},
                 )
             )
     problems.extend(block_purpose_problems(content))
     problems.extend(subject_problems(content.subject))
     if not content.intro_text.strip() and not content.blocks:
         problems.append(
-            ContentProblem("content_empty", "There is nothing to send: write an introduction or add a block.")
+            ContentProblem("content_empty", _("There is nothing to send: write an introduction or add a block."))
         )
     return problems
 
@@ -539,8 +564,10 @@ def subject_problems(subject: str) -> list[ContentProblem]:
         problems.append(
             ContentProblem(
                 "subject_deceptive",
-                "Subject: do not start it with \u201cRe:\u201d or \u201cFwd:\u201d. It is not a reply or a forward, and a "
-                "subject that pretends to be one is deceptive under CAN-SPAM.",
+                _(
+                    "Subject: do not start it with \u201cRe:\u201d or \u201cFwd:\u201d. It is not a reply or a forward, "
+                    "and a subject that pretends to be one is deceptive under CAN-SPAM."
+                ),
             )
         )
     return problems

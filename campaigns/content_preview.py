@@ -12,6 +12,8 @@ templates/campaigns/editor/_content_preview_card.html with `content_preview_cont
 import html
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext as _
+
 from campaigns.content import (
     MERGE_FIELDS,
     SYNTHETIC_PATIENT,
@@ -58,7 +60,7 @@ def content_preview_build(*, content: CampaignContent) -> ContentPreview:
     except ContentError as error:
         return ContentPreview(errors=error.messages)
     except ValueError:  # the email package refuses the subject (a line break in it)
-        return ContentPreview(errors=["The subject cannot contain line breaks."])
+        return ContentPreview(errors=[_("The subject cannot contain line breaks.")])
     message = render.assemble(
         delivery_id=0,
         to_address=SYNTHETIC_PATIENT["email"],
@@ -82,7 +84,7 @@ def content_preview_context(*, campaign: Campaign) -> dict:
 def library_item_preview(*, template: EmailTemplate | None = None, block: ContentBlock | None = None) -> str:
     """A template or a block alone, as an HTML document for a sandboxed frame, with the synthetic patient's values
     (every merge field renders; which ones a campaign may use depends on its purpose)."""
-    sample = Purpose(name="the campaign's purpose")
+    sample = Purpose(name=_("the campaign's purpose"))
     if block is not None:
         content = CampaignContent(purpose=sample, subject="", blocks=(block,), template=template)
     else:
@@ -90,7 +92,7 @@ def library_item_preview(*, template: EmailTemplate | None = None, block: Conten
             purpose=sample,
             subject="",
             template=template,
-            intro_text="The campaign's content goes here: the marketer's introduction and the approved blocks.",
+            intro_text=_("The campaign's content goes here: the marketer's introduction and the approved blocks."),
         )
     try:
         rendered = content_render(content, allowed_fields=MERGE_FIELDS)

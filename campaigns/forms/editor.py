@@ -8,7 +8,7 @@ from campaigns.content import MAX_BLOCKS, block_allowed_for, content_blocks_allo
 from campaigns.models import Campaign, ContentBlock, ContentStatus, EmailTemplate, Segment
 from consent.models import Purpose
 
-NOT_APPROVED = "That one is not an approved item of the content library (any more): choose another."
+NOT_APPROVED = _("That one is not an approved item of the content library (any more): choose another.")
 NOT_FOR_PURPOSE = _("That block is not approved for the campaign\u2019s purpose: choose another, or none.")
 NOT_OFFERED = _(
     "That block is not approved for this campaign\u2019s purpose (or no longer approved at all): choose another."
@@ -42,8 +42,8 @@ def approved_block_fields_add(form: forms.Form, *, purpose_id: int | None = None
         form.fields[f"block_{position}"] = forms.ModelChoiceField(
             queryset=approved,
             required=False,
-            empty_label="(none)",
-            label=f"Block {position}",
+            empty_label=_("(none)"),
+            label=_("Block %(position)s") % {"position": position},
             widget=BlockSelect,
             error_messages={"invalid_choice": NOT_APPROVED if purpose_id is None else NOT_OFFERED},
         )
@@ -57,22 +57,22 @@ class CampaignContentForm(forms.Form):
 
     subject = forms.CharField(
         max_length=Campaign._meta.get_field("subject").max_length,
-        label="Subject",
-        help_text="No merge fields here: subjects show in inbox lists and notifications.",
+        label=_("Subject"),
+        help_text=_("No merge fields here: subjects show in inbox lists and notifications."),
         error_messages={"required": _("Write a subject: it is what patients see first in their inbox.")},
     )
     template = forms.ModelChoiceField(
         queryset=EmailTemplate.objects.filter(status=ContentStatus.APPROVED).order_by("name", "id"),
         required=False,
-        empty_label="Plain layout (no template)",
-        label="Email template",
+        empty_label=_("Plain layout (no template)"),
+        label=_("Email template"),
         error_messages={"invalid_choice": NOT_APPROVED},
     )
     body_text = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 6}),
         required=False,
-        label="Introduction",
-        help_text="Your own words above the blocks, as plain text. A blank line starts a new paragraph.",
+        label=_("Introduction"),
+        help_text=_("Your own words above the blocks, as plain text. A blank line starts a new paragraph."),
     )
 
     def __init__(self, *args, purpose: Purpose | None = None, **kwargs):
@@ -114,17 +114,17 @@ class CampaignForm(CampaignContentForm):
     """The whole campaign on one page (the one-page editor): its name, purpose and audience, and its content. The
     purpose is chosen on the page, so each block's options carry their purposes for the page's script."""
 
-    name = forms.CharField(max_length=Campaign._meta.get_field("name").max_length, label="Campaign name")
+    name = forms.CharField(max_length=Campaign._meta.get_field("name").max_length, label=_("Campaign name"))
     purpose = forms.ModelChoiceField(
         queryset=Purpose.objects.order_by("name"),
-        label="Purpose",
-        help_text="Only patients whose signed authorization covers this purpose receive the message.",
+        label=_("Purpose"),
+        help_text=_("Only patients whose signed authorization covers this purpose receive the message."),
     )
     segment = forms.ModelChoiceField(
         queryset=Segment.objects.order_by("name", "id"),
         required=False,
-        empty_label="Every patient (no segment)",
-        label="Segment",
+        empty_label=_("Every patient (no segment)"),
+        label=_("Segment"),
     )
 
     field_order = ["name", "purpose", "segment", "subject", "template", "body_text"]

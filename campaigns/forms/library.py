@@ -10,36 +10,40 @@ _CODE = {"class": "code", "spellcheck": "false"}
 
 
 class EmailTemplateForm(forms.Form):
-    name = forms.CharField(max_length=EmailTemplate._meta.get_field("name").max_length, label="Template name")
+    name = forms.CharField(max_length=EmailTemplate._meta.get_field("name").max_length, label=_("Template name"))
     header_html = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 6, **_CODE}),
         required=False,
-        label="Header (HTML)",
-        help_text='Above the campaign\'s content, e.g. your logo and name. It sits in <div class="header">.',
+        label=_("Header (HTML)"),
+        help_text=_('Above the campaign\'s content, e.g. your logo and name. It sits in <div class="header">.'),
     )
     footer_html = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 5, **_CODE}),
         required=False,
-        label="Footer (HTML)",
-        help_text='Below the content, in <div class="footer">. The postal address and the one-click '
-        "unsubscribe link are always added after it.",
+        label=_("Footer (HTML)"),
+        help_text=_(
+            'Below the content, in <div class="footer">. The postal address and the one-click '
+            "unsubscribe link are always added after it."
+        ),
     )
     css = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 8, **_CODE}),
         required=False,
-        label="Stylesheet (CSS)",
-        help_text="Written into each element's style attribute when a message is made (mail clients ignore "
-        "style sheets). Address .header, .content and .footer. No @import and no url().",
+        label=_("Stylesheet (CSS)"),
+        help_text=_(
+            "Written into each element's style attribute when a message is made (mail clients ignore "
+            "style sheets). Address .header, .content and .footer. No @import and no url()."
+        ),
     )
 
 
 class ContentBlockForm(forms.Form):
     name = forms.CharField(
         max_length=ContentBlock._meta.get_field("name").max_length,
-        label="Block name",
-        help_text="Marketers choose blocks by this name.",
+        label=_("Block name"),
+        help_text=_("Marketers choose blocks by this name."),
     )
-    html = forms.CharField(widget=forms.Textarea(attrs={"rows": 12, **_CODE}), label="Content (HTML)")
+    html = forms.CharField(widget=forms.Textarea(attrs={"rows": 12, **_CODE}), label=_("Content (HTML)"))
     purposes = forms.ModelMultipleChoiceField(
         queryset=Purpose.objects.order_by("name"),
         required=False,

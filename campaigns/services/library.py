@@ -14,6 +14,7 @@ from allauth.account.models import EmailAddress
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit import actions
 from audit.models import AuditEvent
@@ -66,7 +67,7 @@ def _item_audit(actor, item, action: str, **details) -> None:
 def _template_fields(*, name: str, header_html: str, footer_html: str, css: str) -> dict:
     problems = [problem.message for problem in css_problems(css)]
     fields = {"name": name.strip(), "css": css.strip()}
-    for key, where, source in (("header_html", "Header", header_html), ("footer_html", "Footer", footer_html)):
+    for key, where, source in (("header_html", _("Header"), header_html), ("footer_html", _("Footer"), footer_html)):
         try:
             fields[key] = _clean_html(source, where=where)
         except ValidationError as error:
@@ -118,9 +119,9 @@ def content_block_create(*, actor, name: str, html: str, purposes=()) -> Content
     """A new draft block; its HTML is stored sanitised and its merge fields checked. `purposes`: the purposes it may
     be used with (none: every purpose)."""
     _manager_check(actor)
-    block = ContentBlock(created_by=actor, name=name.strip(), html=_clean_html(html, where="Block"))
+    block = ContentBlock(created_by=actor, name=name.strip(), html=_clean_html(html, where=_("Block")))
     if not block.html.strip():
-        raise ValidationError("The block has no content left once cleaned for email: write some text.")
+        raise ValidationError(_("The block has no content left once cleaned for email: write some text."))
     block.full_clean()
     purpose_ids = _purpose_ids(purposes)
     with transaction.atomic():
@@ -133,9 +134,9 @@ def content_block_create(*, actor, name: str, html: str, purposes=()) -> Content
 def content_block_update(*, actor, block_id: int, name: str, html: str, purposes=None) -> ContentBlock:
     """Change a draft block; `purposes` None leaves its purposes as they are."""
     _manager_check(actor)
-    fields = {"name": name.strip(), "html": _clean_html(html, where="Block")}
+    fields = {"name": name.strip(), "html": _clean_html(html, where=_("Block"))}
     if not fields["html"].strip():
-        raise ValidationError("The block has no content left once cleaned for email: write some text.")
+        raise ValidationError(_("The block has no content left once cleaned for email: write some text."))
     with transaction.atomic(durable=True):
         block = ContentBlock.objects.select_for_update().get(pk=block_id)
         _draft_check(block)
@@ -160,7 +161,8 @@ def content_block_update(*, actor, block_id: int, name: str, html: str, purposes
 def _draft_check(item) -> None:
     if item.status != ContentStatus.DRAFT:
         raise ValidationError(
-            f"An {item.get_status_display().lower()} item cannot be changed: make a copy, edit it and approve it."
+            _("An %(status)s item cannot be changed: make a copy, edit it and approve it.")
+            % {"status": item.get_status_display().lower()}
         )
 
 
@@ -174,7 +176,9 @@ def library_item_approve(*, actor, kind: str, item_id: int):
     with transaction.atomic(durable=True):
         item = _model_of(kind).objects.select_for_update().get(pk=item_id)
         if item.status != ContentStatus.DRAFT:
-            raise ValidationError(f"An {item.get_status_display().lower()} item cannot be approved.")
+            raise ValidationError(
+                _("An %(status)s item cannot be approved.") % {"status": item.get_status_display().lower()}
+            )
         item.status = ContentStatus.APPROVED
         item.approved_by = actor
         item.approved_at = timezone.now()
@@ -191,7 +195,7 @@ def library_item_retire(*, actor, kind: str, item_id: int):
     with transaction.atomic(durable=True):
         item = _model_of(kind).objects.select_for_update().get(pk=item_id)
         if item.status == ContentStatus.RETIRED:
-            raise ValidationError("This item is already retired.")
+            raise ValidationError(_("This item is already retired."))
         previous = item.status
         item.status = ContentStatus.RETIRED
         item.retired_at = timezone.now()
@@ -229,16 +233,22 @@ def campaign_content_validate(content: CampaignContent) -> None:
     subject, an approved template and approved blocks, at most MAX_BLOCKS blocks. Whether the purpose's form allows
     the fields used (R-SEND-SCOPE) and whether there is anything to send are checked at submission. A block not
     approved for the purpose is refused here already, so a draft never holds one (issue 17)."""
-    _, problems = content_fields(content)
+    _fields, problems = content_fields(content)
     problems += block_purpose_problems(content)
     messages = [problem.message for problem in problems]
     if content.template is not None and content.template.status != ContentStatus.APPROVED:
-        messages.append(f"The template \u201c{content.template.name}\u201d is not approved: choose an approved one.")
+        messages.append(
+            _("The template \u201c%(name)s\u201d is not approved: choose an approved one.")
+            % {"name": content.template.name}
+        )
     for position, block in enumerate(content.blocks, start=1):
         if block.status != ContentStatus.APPROVED:
-            messages.append(f"Block {position} \u201c{block.name}\u201d is not approved: choose an approved block.")
+            messages.append(
+                _("Block %(position)s \u201c%(name)s\u201d is not approved: choose an approved block.")
+                % {"position": position, "name": block.name}
+            )
     if len(content.blocks) > MAX_BLOCKS:
-        messages.append(f"A campaign has at most {MAX_BLOCKS} blocks.")
+        messages.append(_("A campaign has at most %(count)s blocks.") % {"count": MAX_BLOCKS})
     if messages:
         raise ValidationError(messages)
 
@@ -260,13 +270,17 @@ def campaign_test_send(*, actor, campaign_id: int) -> str:
     authorization is either. Audited. Returns the address."""
     address = staff_verified_address(user=actor)
     if address is None:
-        raise ValidationError("Your account has no verified email address, so a test cannot be sent. Verify one first.")
+        raise ValidationError(
+            _("Your account has no verified email address, so a test cannot be sent. Verify one first.")
+        )
     since = timezone.now() - TEST_SEND_WINDOW
     if (
         AuditEvent.objects.filter(actor=actor, action=actions.CAMPAIGN_TEST_SENT, occurred_at__gte=since).count()
         >= TEST_SEND_LIMIT
     ):
-        raise ValidationError(f"You sent {TEST_SEND_LIMIT} tests in the last ten minutes. Wait a little and try again.")
+        raise ValidationError(
+            _("You sent %(count)s tests in the last ten minutes. Wait a little and try again.") % {"count": TEST_SEND_LIMIT}
+        )
     campaign = Campaign.objects.select_related("purpose", "template").get(pk=campaign_id)
     content = content_of(campaign)
     content = replace(content, subject=f"[TEST] {content.subject}"[:998])
@@ -282,7 +296,9 @@ def campaign_test_send(*, actor, campaign_id: int) -> str:
             object_id=campaign.pk,
             details={"email_address": address.pk, "error": type(error).__name__},
         )
-        raise ValidationError("The test could not be sent: the mail server did not take it. Try again later.") from None
+        raise ValidationError(
+            _("The test could not be sent: the mail server did not take it. Try again later.")
+        ) from None
     audit_record(
         actor=actor,
         action=actions.CAMPAIGN_TEST_SENT,

@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.roles import is_staff_member, sees_patient_evidence
@@ -66,7 +67,7 @@ def campaign_new(request):
         except ValidationError as error:
             form.add_error(None, error.messages)
         else:
-            messages.success(request, "Draft saved. Submit it for approval when it is ready.")
+            messages.success(request, _("Draft saved. Submit it for approval when it is ready."))
             return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
     context = _editor_context(request, form, None, True)
     context["preview"] = _preview_of_form(form) if request.method == "POST" else None
@@ -90,9 +91,9 @@ def campaign_edit(request, campaign_id: int):
                 form.add_error(None, error.messages)
             else:
                 if was_approved and updated.status == Campaign.Status.DRAFT:
-                    messages.warning(request, "Saved. The edit voided the approval: submit it for approval again.")
+                    messages.warning(request, _("Saved. The edit voided the approval: submit it for approval again."))
                 else:
-                    messages.success(request, "Saved.")
+                    messages.success(request, _("Saved."))
                 return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
     else:
         form = CampaignForm(initial=CampaignForm.initial_for(campaign))
@@ -111,7 +112,7 @@ def _preview_of_form(form: CampaignForm):
         form.is_valid()
     data = form.cleaned_data
     content = CampaignContent(
-        purpose=data.get("purpose") or Purpose(name="(no purpose chosen yet)"),
+        purpose=data.get("purpose") or Purpose(name=_("(no purpose chosen yet)")),
         subject=data.get("subject") or "",
         intro_text=data.get("body_text") or "",
         template=data.get("template"),
@@ -143,7 +144,7 @@ def campaign_test_send(request, campaign_id: int):
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.success(request, f"A test of the saved version was sent to {address}.")
+        messages.success(request, _("A test of the saved version was sent to %(address)s.") % {"address": address})
     return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
 
 
@@ -155,9 +156,9 @@ def campaign_submit(request, campaign_id: int):
         lifecycle_services.campaign_submit(actor=request.user, campaign_id=campaign.pk)
     except ValidationError as error:
         for message in error.messages:
-            messages.error(request, f"Not submitted: {message}")
+            messages.error(request, _("Not submitted: %(reason)s") % {"reason": message})
     else:
-        messages.success(request, "Submitted for approval. A compliance officer other than you will review it.")
+        messages.success(request, _("Submitted for approval. A compliance officer other than you will review it."))
     return redirect("campaigns:campaign_edit", campaign_id=campaign.pk)
 
 
@@ -182,7 +183,11 @@ def campaign_duplicate(request, campaign_id: int):
     if left_out:
         messages.warning(
             request,
-            _("%(count)s item(s) of the content library were left out: retired since, or not for this purpose.")
+            ngettext(
+                "%(count)s item of the content library was left out: retired since, or not for this purpose.",
+                "%(count)s items of the content library were left out: retired since, or not for this purpose.",
+                left_out,
+            )
             % {"count": left_out},
         )
     return redirect("campaigns:wizard_purpose", campaign_id=copy.pk)

@@ -6,6 +6,8 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from campaigns.content import MERGE_FIELDS
@@ -15,7 +17,7 @@ from campaigns.models import ContentBlock, ContentStatus, EmailTemplate
 from campaigns.permissions import access_content_block_by_id, access_content_library, access_email_template_by_id
 from campaigns.services import library as services_content
 
-_CLEANED = "Saved. The HTML was cleaned for email (anything not allowed was removed): check the preview."
+_CLEANED = gettext_lazy("Saved. The HTML was cleaned for email (anything not allowed was removed): check the preview.")
 
 
 @require_safe
@@ -52,7 +54,7 @@ def _saved_message(request, typed: list[str], stored: list[str]) -> None:
     if [value.strip() for value in typed] != [value.strip() for value in stored]:
         messages.warning(request, _CLEANED)
     else:
-        messages.success(request, "Saved.")
+        messages.success(request, _("Saved."))
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -143,10 +145,13 @@ def _disable_unless_draft(form, item) -> None:
 _ACTIONS = {
     "approve": (
         services_content.library_item_approve,
-        "Approved: marketers can now choose it. It can no longer change.",
+        gettext_lazy("Approved: marketers can now choose it. It can no longer change."),
     ),
-    "retire": (services_content.library_item_retire, "Retired: it can no longer be chosen for a campaign."),
-    "copy": (services_content.library_item_copy, "Copied as a new draft: edit it, then approve it."),
+    "retire": (
+        services_content.library_item_retire,
+        gettext_lazy("Retired: it can no longer be chosen for a campaign."),
+    ),
+    "copy": (services_content.library_item_copy, gettext_lazy("Copied as a new draft: edit it, then approve it.")),
 }
 _EDIT_URL = {"template": "campaigns:content_template_edit", "block": "campaigns:content_block_edit"}
 

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_http_methods
 
 from accounts.roles import is_staff_member
@@ -130,7 +130,7 @@ def wizard_purpose(request, campaign_id: int):
         form = WizardPurposeForm(request.POST)
         if form.is_valid():
             try:
-                _, removed = drafts.campaign_draft_purpose_set(
+                _campaign, removed = drafts.campaign_draft_purpose_set(
                     actor=request.user, campaign_id=campaign.pk, **form.cleaned_data
                 )
             except ValidationError as error:
@@ -139,7 +139,11 @@ def wizard_purpose(request, campaign_id: int):
                 if removed:
                     messages.warning(
                         request,
-                        _("%(count)s block(s) were taken out of the content: they are not approved for this purpose.")
+                        ngettext(
+                            "%(count)s block was taken out of the content: it is not approved for this purpose.",
+                            "%(count)s blocks were taken out of the content: they are not approved for this purpose.",
+                            removed,
+                        )
                         % {"count": removed},
                     )
                 return redirect("campaigns:wizard_audience", campaign_id=campaign.pk)
