@@ -36,11 +36,12 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import Campaign, Delivery
-from campaigns.permissions import SMALL_CELL_LIMIT
+from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
 from campaigns.selectors.campaigns import decided_percent
 from consent.models import Revocation
 
-FEWER = _("fewer than 11")  # count_for_marketer(1), read when shown, in the reader's language
+# count_for_marketer(1) in English; a cell takes count_for_marketer(1) itself, in the reader's language.
+FEWER = "fewer than 11"
 
 _SENT = Q(status=Delivery.Status.SENT)
 
@@ -163,7 +164,7 @@ def cell_for(n: int, *, exact: bool) -> Cell:
     """A count on its own: "fewer than 11" for 1 to 10 when the viewer is a marketer."""
     if exact or not _small(n):
         return _exact(n)
-    return Cell(FEWER, None, 0, 1, SMALL_CELL_LIMIT)
+    return Cell(count_for_marketer(1), None, 0, 1, SMALL_CELL_LIMIT)
 
 
 def total_for(parts: Iterable[tuple[int, Cell]], *, exact: bool) -> Cell:
@@ -178,7 +179,7 @@ def total_for(parts: Iterable[tuple[int, Cell]], *, exact: bool) -> Cell:
     if remainder == 0 or remainder > SMALL_CELL_LIMIT:
         return cell_for(true, exact=False)
     if known == 0:
-        return Cell(FEWER, None, 0, 1, SMALL_CELL_LIMIT)
+        return Cell(count_for_marketer(1), None, 0, 1, SMALL_CELL_LIMIT)
     return Cell(gettext("%(known)s + fewer than 11") % {"known": f"{known:,}"}, None, known, known + 1, known + SMALL_CELL_LIMIT)
 
 
