@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from consent.models import Authorization, Patient, Purpose
 from consent.selectors.coverage import CoverageGap
@@ -27,9 +28,9 @@ class ContentStatus(models.TextChoices):
     """The life of a library item. Only approved items can be picked for a campaign; an approved item never
     changes (a change is a copy, approved anew), so an approved campaign's content cannot change under it."""
 
-    DRAFT = "draft", "Draft"
-    APPROVED = "approved", "Approved"
-    RETIRED = "retired", "Retired"
+    DRAFT = "draft", pgettext_lazy("content status", "Draft")
+    APPROVED = "approved", pgettext_lazy("content status", "Approved")
+    RETIRED = "retired", pgettext_lazy("content status", "Retired")
 
 
 class _LibraryItem(models.Model):
@@ -93,22 +94,22 @@ class ContentBlock(_LibraryItem):
 class Campaign(models.Model):
     class Kind(models.TextChoices):
         # A one-off campaign, launched once to its audience.
-        CAMPAIGN = "campaign", "Campaign"
+        CAMPAIGN = "campaign", _("Campaign")
         # The content and deliveries of one send step of a journey version (journeys.models.JourneyStep): its
         # deliveries are created one by one as enrolments reach the step, and it stays "sending" while the
         # journey runs. Approved with its journey version; never listed among campaigns.
-        JOURNEY_STEP = "journey_step", "Journey step"
+        JOURNEY_STEP = "journey_step", _("Journey step")
 
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        SUBMITTED = "submitted", "Submitted for approval"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-        SCHEDULED = "scheduled", "Scheduled"
-        SENDING = "sending", "Sending"
-        PAUSED = "paused", "Paused"
-        SENT = "sent", "Sent"
-        CANCELLED = "cancelled", "Cancelled"
+        DRAFT = "draft", pgettext_lazy("campaign status", "Draft")
+        SUBMITTED = "submitted", pgettext_lazy("campaign status", "Submitted for approval")
+        APPROVED = "approved", pgettext_lazy("campaign status", "Approved")
+        REJECTED = "rejected", pgettext_lazy("campaign status", "Rejected")
+        SCHEDULED = "scheduled", pgettext_lazy("campaign status", "Scheduled")
+        SENDING = "sending", pgettext_lazy("campaign status", "Sending")
+        PAUSED = "paused", pgettext_lazy("campaign status", "Paused")
+        SENT = "sent", pgettext_lazy("campaign status", "Sent")
+        CANCELLED = "cancelled", pgettext_lazy("campaign status", "Cancelled")
 
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.CAMPAIGN, db_default=Kind.CAMPAIGN)
@@ -167,27 +168,27 @@ class Delivery(models.Model):
     """One row per campaign and patient: the whole audience, sent or blocked, is on the report."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENT = "sent", "Sent"
-        BLOCKED = "blocked", "Blocked"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", pgettext_lazy("delivery status", "Queued")
+        SENT = "sent", pgettext_lazy("delivery status", "Sent")
+        BLOCKED = "blocked", pgettext_lazy("delivery status", "Blocked")
+        FAILED = "failed", pgettext_lazy("delivery status", "Failed")
 
     class BlockReason(models.TextChoices):
-        NO_AUTHORIZATION = CoverageGap.NO_AUTHORIZATION, "No authorization"
-        WRONG_PURPOSE = CoverageGap.WRONG_PURPOSE, "Authorization for another purpose only"
-        EXPIRED = CoverageGap.EXPIRED, "Authorization expired"
-        REVOKED = CoverageGap.REVOKED, "Authorization revoked"
-        EXPIRY_EVENT = CoverageGap.EXPIRY_EVENT, "Authorization ended by its expiry event"
-        DEFECT_MISSING_ELEMENT = CoverageGap.DEFECT_MISSING_ELEMENT, "Defective: lacks a required element"
-        DEFECT_COMPOUND = CoverageGap.DEFECT_COMPOUND, "Defective: compound"
-        DEFECT_CONDITIONED = CoverageGap.DEFECT_CONDITIONED, "Defective: conditioned"
-        DEFECT_FALSE_INFORMATION = CoverageGap.DEFECT_FALSE_INFORMATION, "Defective: false information"
-        SUPPRESSED = CoverageGap.SUPPRESSED, "Address suppressed"
-        BOUNCED = CoverageGap.BOUNCED, "Address bounced"
-        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-        CAMPAIGN_CANCELLED = "campaign_cancelled", "Campaign cancelled before sending"
+        NO_AUTHORIZATION = CoverageGap.NO_AUTHORIZATION, _("No authorization")
+        WRONG_PURPOSE = CoverageGap.WRONG_PURPOSE, _("Authorization for another purpose only")
+        EXPIRED = CoverageGap.EXPIRED, _("Authorization expired")
+        REVOKED = CoverageGap.REVOKED, _("Authorization revoked")
+        EXPIRY_EVENT = CoverageGap.EXPIRY_EVENT, _("Authorization ended by its expiry event")
+        DEFECT_MISSING_ELEMENT = CoverageGap.DEFECT_MISSING_ELEMENT, _("Defective: lacks a required element")
+        DEFECT_COMPOUND = CoverageGap.DEFECT_COMPOUND, _("Defective: compound")
+        DEFECT_CONDITIONED = CoverageGap.DEFECT_CONDITIONED, _("Defective: conditioned")
+        DEFECT_FALSE_INFORMATION = CoverageGap.DEFECT_FALSE_INFORMATION, _("Defective: false information")
+        SUPPRESSED = CoverageGap.SUPPRESSED, _("Address suppressed")
+        BOUNCED = CoverageGap.BOUNCED, _("Address bounced")
+        UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+        CAMPAIGN_CANCELLED = "campaign_cancelled", _("Campaign cancelled before sending")
         # The organisation's frequency cap (HIPAAMAIL_FREQUENCY_CAP): this patient had enough marketing messages.
-        FREQUENCY_CAP = "frequency_cap", "Frequency cap reached"
+        FREQUENCY_CAP = "frequency_cap", _("Frequency cap reached")
 
     # No single-column indexes on these two: the unique (campaign, patient, sequence) and (patient, created_at)
     # lead with them, and every index is one more write per delivery.
@@ -268,9 +269,9 @@ class Notice(models.Model):
 
     class Kind(models.TextChoices):
         SUBMITTED = "submitted", _("Waiting for your review")
-        APPROVED = "approved", _("Approved")
-        REJECTED = "rejected", _("Rejected")
-        SENT = "sent", _("Sent")
+        APPROVED = "approved", pgettext_lazy("notice kind", "Approved")
+        REJECTED = "rejected", pgettext_lazy("notice kind", "Rejected")
+        SENT = "sent", pgettext_lazy("notice kind", "Sent")
 
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="notices")

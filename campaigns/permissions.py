@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext
 
 from accounts.roles import ADMINISTRATOR, COMPLIANCE_OFFICER, is_staff_member, roles_of, sees_patient_evidence
 from audit.exceptions import NotFound
@@ -37,7 +38,7 @@ def may_control_sending(user) -> bool:
 
 def count_for_marketer(count: int) -> str:
     if 1 <= count <= SMALL_CELL_LIMIT:
-        return "fewer than 11"
+        return gettext("fewer than 11")
     return f"{count:,}"
 
 

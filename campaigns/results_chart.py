@@ -8,6 +8,8 @@ count: a suppressed count is a hatched range, so the picture tells a marketer no
 (R-SMALL-CELL)."""
 from dataclasses import dataclass
 
+from django.utils.translation import gettext
+
 from campaigns.selectors.results import Cell, ResultsView, Row
 
 WIDTH = 1120  # about the page's width, so that text is drawn near its CSS size
@@ -154,8 +156,8 @@ def results_charts(view: ResultsView) -> list[Chart]:
     charts = [
         bar_chart(
             id="chart-outcome",
-            title="What happened to the audience",
-            intro=f"Audience: {view.audience.text} patients.",
+            title=gettext("What happened to the audience"),
+            intro=gettext("Audience: %(audience)s patients.") % {"audience": view.audience.text},
             rows=view.outcomes,
             whole=view.audience,
         )
@@ -164,8 +166,8 @@ def results_charts(view: ResultsView) -> list[Chart]:
         charts.append(
             bar_chart(
                 id="chart-after",
-                title="After sending",
-                intro=f"Of {view.sent.text} messages sent:",
+                title=gettext("After sending"),
+                intro=gettext("Of %(sent)s messages sent:") % {"sent": view.sent.text},
                 rows=view.after_sending,
                 whole=view.sent,
             )
@@ -174,8 +176,8 @@ def results_charts(view: ResultsView) -> list[Chart]:
             charts.append(
                 funnel_chart(
                     id="chart-funnel",
-                    title="Opens and clicks",
-                    intro="Sent, opened, clicked (tracking is on for this purpose).",
+                    title=gettext("Opens and clicks"),
+                    intro=gettext("Sent, opened, clicked (tracking is on for this purpose)."),
                     rows=view.funnel,
                 )
             )

@@ -44,14 +44,14 @@ def timezone_choices(*extra: str) -> list[tuple[str, str]]:
 def schedule_local_to_utc(*, local: datetime, timezone_name: str) -> datetime:
     """The UTC instant of a naive wall-clock time in `timezone_name`. Refuses a time the zone skips."""
     if not timezone_is_known(timezone_name):
-        raise ValidationError("Choose a time zone from the list.")
+        raise ValidationError(gettext("Choose a time zone from the list."))
     zone = zoneinfo.ZoneInfo(timezone_name)
     aware = local.replace(tzinfo=zone, fold=0)
     instant = aware.astimezone(UTC)
     if instant.astimezone(zone).replace(tzinfo=None) != local:
         raise ValidationError(
-            f"{local.day} {local:%b %Y, %H:%M} does not exist in {timezone_name}: the clocks go forward then. "
-            "Choose another time."
+            gettext("%(time)s does not exist in %(zone)s: the clocks go forward then. Choose another time.")
+            % {"time": dateformat.format(local, "j M Y, H:i"), "zone": timezone_name}
         )
     return instant
 
@@ -60,7 +60,7 @@ def schedule_time_check(send_at: datetime, *, now: datetime | None = None) -> No
     """A campaign is scheduled for the future only: a time that has passed is refused with a clear message."""
     now = now or timezone.now()
     if send_at <= now:
-        raise ValidationError("That time has already passed. Choose a time in the future, or use “Send now”.")
+        raise ValidationError(gettext("That time has already passed. Choose a time in the future, or use “Send now”."))
 
 
 def schedule_display(when: datetime | None, timezone_name: str) -> str:

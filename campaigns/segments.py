@@ -45,6 +45,8 @@ from datetime import date
 from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from campaigns.models import Segment
 from consent.models import Patient, PatientCondition, ProgramEnrolment
@@ -62,13 +64,13 @@ FIELDS = ("age", "sex", "postal_code", "state", "condition", "program", "last_vi
 
 
 FIELD_LABELS = {
-    "age": "Age",
-    "sex": "Sex",
-    "postal_code": "Postal code",
-    "state": "State",
-    "condition": "Condition code",
-    "program": "Program enrolment",
-    "last_visit": "Last visit",
+    "age": gettext_lazy("Age"),
+    "sex": gettext_lazy("Sex"),
+    "postal_code": gettext_lazy("Postal code"),
+    "state": gettext_lazy("State"),
+    "condition": gettext_lazy("Condition code"),
+    "program": gettext_lazy("Program enrolment"),
+    "last_visit": gettext_lazy("Last visit"),
 }
 
 
@@ -102,39 +104,45 @@ def segment_rules_validate(rules) -> list[str]:
     """Every problem of a rule tree, in plain words; an empty list means the tree is valid."""
     errors: list[str] = []
     if not isinstance(rules, dict) or "op" not in rules:
-        return ["The rules must be a group: choose whether all or any of its rules must match."]
-    leaves = _validate_node(rules, where="The main group", depth=1, errors=errors, must_be_group=True)
+        return [_("The rules must be a group: choose whether all or any of its rules must match.")]
+    leaves = _validate_node(rules, where=_("The main group"), depth=1, errors=errors, must_be_group=True)
     if leaves > MAX_RULES:
-        errors.append(f"A segment can have at most {MAX_RULES} rules; this one has {leaves}.")
+        errors.append(_("A segment can have at most %(most)s rules; this one has %(count)s.") % {"most": MAX_RULES, "count": leaves})
     return errors
 
 
 def _validate_node(node, *, where: str, depth: int, errors: list[str], must_be_group: bool = False) -> int:
     """Append the node's problems to `errors`; return how many leaves it holds."""
     if depth > MAX_DEPTH:
-        errors.append(f"{where} is nested too deep: groups can be nested at most {MAX_DEPTH} levels.")
+        errors.append(
+            _("%(where)s is nested too deep: groups can be nested at most %(most)s levels.") % {"where": where, "most": MAX_DEPTH}
+        )
         return 0
     if not isinstance(node, dict):
-        errors.append(f"{where} is not a rule.")
+        errors.append(_("%(where)s is not a rule.") % {"where": where})
         return 0
     if "op" in node or must_be_group:
         if set(node) != {"op", "rules"}:
-            errors.append(f"{where} must have exactly an operator (op) and a list of rules.")
+            errors.append(_("%(where)s must have exactly an operator (op) and a list of rules.") % {"where": where})
             return 0
         if node["op"] not in ("and", "or"):
-            errors.append(f"{where}: the operator must be \u201cand\u201d or \u201cor\u201d.")
+            errors.append(_("%(where)s: the operator must be \u201cand\u201d or \u201cor\u201d.") % {"where": where})
         children = node["rules"]
         if not isinstance(children, list) or not children:
-            errors.append(f"{where} is empty: add at least one rule.")
+            errors.append(_("%(where)s is empty: add at least one rule.") % {"where": where})
             return 0
         return sum(
-            _validate_node(child, where=f"Rule {position} of {where[0].lower() + where[1:]}", depth=depth + 1,
-                           errors=errors)
+            _validate_node(
+                child,
+                where=_("Rule %(position)s of %(group)s") % {"position": position, "group": where[0].lower() + where[1:]},
+                depth=depth + 1,
+                errors=errors,
+            )
             for position, child in enumerate(children, start=1)
         )
     if "not" in node:
         if set(node) != {"not"}:
-            errors.append(f"{where}: a negation has only the rule it negates.")
+            errors.append(_("%(where)s: a negation has only the rule it negates.") % {"where": where})
             return 0
         return _validate_node(node["not"], where=where, depth=depth + 1, errors=errors)
     _validate_leaf(node, where=where, errors=errors)
@@ -144,16 +152,25 @@ def _validate_node(node, *, where: str, depth: int, errors: list[str], must_be_g
 def _validate_leaf(node: dict, *, where: str, errors: list[str]) -> None:
     name = node.get("field")
     if name not in FIELDS:
-        errors.append(f"{where}: unknown field {str(name)[:30]!r}. Choose one of: {', '.join(FIELDS)}.")
+        errors.append(
+            _("%(where)s: unknown field %(name)s. Choose one of: %(fields)s.")
+            % {"where": where, "name": repr(str(name)[:30]), "fields": ", ".join(FIELDS)}
+        )
         return
     label = FIELD_LABELS[name]
     allowed, required = _LEAF_KEYS[name]
     given = set(node) - {"field"}
     if given - allowed:
-        errors.append(f"{where}: {label} does not take {', '.join(sorted(given - allowed))}.")
+        errors.append(
+            _("%(where)s: %(label)s does not take %(keys)s.")
+            % {"where": where, "label": label, "keys": ", ".join(sorted(given - allowed))}
+        )
         return
     if required - given:
-        errors.append(f"{where}: {label} needs {', '.join(sorted(required - given))}.")
+        errors.append(
+            _("%(where)s: %(label)s needs %(keys)s.")
+            % {"where": where, "label": label, "keys": ", ".join(sorted(required - given))}
+        )
         return
     problem = _LEAF_CHECKS[name](node)
     if problem:
@@ -163,61 +180,61 @@ def _validate_leaf(node: dict, *, where: str, errors: list[str]) -> None:
 def _check_age(node: dict) -> str:
     low, high = node.get("min"), node.get("max")
     if low is None and high is None:
-        return "an age rule needs a lowest age, a highest age, or both."
+        return _("an age rule needs a lowest age, a highest age, or both.")
     for bound in (low, high):
         if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or not 0 <= bound <= 130):
-            return "ages must be whole numbers from 0 to 130."
+            return _("ages must be whole numbers from 0 to 130.")
     if low is not None and high is not None and low > high:
-        return "the lowest age is above the highest age."
+        return _("the lowest age is above the highest age.")
     return ""
 
 
 def _check_list(values, *, pattern: re.Pattern, what: str) -> str:
     if not isinstance(values, list) or not values:
-        return f"give at least one {what}."
+        return _("give at least one %(what)s.") % {"what": what}
     if len(values) > MAX_VALUES:
-        return f"give at most {MAX_VALUES} values."
+        return _("give at most %(most)s values.") % {"most": MAX_VALUES}
     bad = [value for value in values if not isinstance(value, str) or not pattern.match(value)]
     if bad:
-        return f"{str(bad[0])[:20]!r} is not a valid {what}."
+        return _("%(value)s is not a valid %(what)s.") % {"value": repr(str(bad[0])[:20]), "what": what}
     return ""
 
 
 def _check_sex(node: dict) -> str:
     values = node["in"]
     if not isinstance(values, list) or not values:
-        return "choose at least one sex."
+        return _("choose at least one sex.")
     if any(value not in SEXES for value in values):
-        return "sex must be F, M or X."
+        return _("sex must be F, M or X.")
     return ""
 
 
 def _check_postal_code(node: dict) -> str:
     if ("prefix" in node) == ("in" in node):
-        return "a postal code rule needs either a prefix or a list of postal codes, not both."
+        return _("a postal code rule needs either a prefix or a list of postal codes, not both.")
     if "prefix" in node:
         prefix = node["prefix"]
         if not isinstance(prefix, str) or not _POSTAL.match(prefix):
-            return "the postal code prefix must be 1 to 10 letters or digits."
+            return _("the postal code prefix must be 1 to 10 letters or digits.")
         return ""
-    return _check_list(node["in"], pattern=_POSTAL, what="postal code")
+    return _check_list(node["in"], pattern=_POSTAL, what=_("postal code"))
 
 
 def _check_state(node: dict) -> str:
-    return _check_list(node["in"], pattern=_STATE, what="two-letter state code (e.g. IL)")
+    return _check_list(node["in"], pattern=_STATE, what=_("two-letter state code (e.g. IL)"))
 
 
 def _check_condition(node: dict) -> str:
-    return _check_list(node["any"], pattern=_CODE, what="condition code (e.g. E11 or G47.33)")
+    return _check_list(node["any"], pattern=_CODE, what=_("condition code (e.g. E11 or G47.33)"))
 
 
 def _check_program(node: dict) -> str:
-    return _check_list(node["any"], pattern=_PROGRAM, what="program code (e.g. DPP or CPAP-RESUPPLY)")
+    return _check_list(node["any"], pattern=_PROGRAM, what=_("program code (e.g. DPP or CPAP-RESUPPLY)"))
 
 
 def _check_last_visit(node: dict) -> str:
     if "after" not in node and "before" not in node:
-        return "a last-visit rule needs a first date, an end date, or both."
+        return _("a last-visit rule needs a first date, an end date, or both.")
     parsed = {}
     for key in ("after", "before"):
         if key in node:
@@ -226,9 +243,9 @@ def _check_last_visit(node: dict) -> str:
             except ValueError:
                 parsed[key] = None
             if parsed[key] is None:
-                return "dates must be written as YYYY-MM-DD."
+                return _("dates must be written as YYYY-MM-DD.")
     if len(parsed) == 2 and parsed["after"] >= parsed["before"]:
-        return "the first date must be before the end date."
+        return _("the first date must be before the end date.")
     return ""
 
 

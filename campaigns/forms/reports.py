@@ -4,6 +4,8 @@ from datetime import timedelta
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.forms.review import SecondFactorFields, passkey_stepup_field
 from campaigns.models import Campaign
@@ -22,8 +24,12 @@ class _CampaignChoice(forms.ModelChoiceField):
     def label_from_instance(self, campaign: Campaign) -> str:
         journey = journey_message_of(campaign)
         if journey is not None:
-            version = f"version {journey.version}, " if journey.version is not None else ""
-            return f"#{campaign.pk} · {journey.label} ({version}{campaign.get_status_display().lower()})"
+            status = campaign.get_status_display().lower()
+            if journey.version is not None:
+                return gettext("#%(id)s · %(journey)s (version %(version)s, %(status)s)") % {
+                    "id": campaign.pk, "journey": journey.label, "version": journey.version, "status": status
+                }
+            return f"#{campaign.pk} · {journey.label} ({status})"
         return f"#{campaign.pk} · {campaign.name} ({campaign.get_status_display().lower()})"
 
 
@@ -39,16 +45,16 @@ class _ExportForm(SecondFactorFields, forms.Form):
     (campaigns.forms.review.SecondFactorFields)."""
 
     format = forms.ChoiceField(
-        choices=[(PDF, "PDF document"), (CSV, "CSV spreadsheet (every row, streamed)")],
+        choices=[(PDF, _("PDF document")), (CSV, _("CSV spreadsheet (every row, streamed)"))],
         initial=PDF,
         widget=forms.RadioSelect,
-        label="Format",
+        label=_("Format"),
     )
     code = forms.CharField(
         max_length=16,
         required=False,
-        label="Code from your authenticator app",
-        help_text="Exports hold patient-level evidence: enter your second factor again to confirm.",
+        label=_("Code from your authenticator app"),
+        help_text=_("Exports hold patient-level evidence: enter your second factor again to confirm."),
         widget=_CodeInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
     passkey_stepup = passkey_stepup_field()
@@ -59,12 +65,12 @@ class _ExportForm(SecondFactorFields, forms.Form):
 class CampaignEvidenceForm(_ExportForm):
     campaign = _CampaignChoice(
         queryset=Campaign.objects.order_by("-created_at", "-id"),
-        label="Campaign",
-        help_text="A journey's send steps are listed too, as \"Journey message: <journey> · step N\".",
-        empty_label="Choose a campaign or a journey message",
+        label=_("Campaign"),
+        help_text=_("A journey's send steps are listed too, as \"Journey message: <journey> · step N\"."),
+        empty_label=_("Choose a campaign or a journey message"),
         error_messages={
-            "required": "Choose the campaign to report on.",
-            "invalid_choice": "That campaign does not exist. Choose one from the list.",
+            "required": _("Choose the campaign to report on."),
+            "invalid_choice": _("That campaign does not exist. Choose one from the list."),
         },
     )
 
@@ -74,14 +80,14 @@ class CampaignEvidenceForm(_ExportForm):
 class PatientLedgerForm(_ExportForm):
     patient = forms.IntegerField(
         min_value=1,
-        label="Patient number",
-        help_text='The number on the staff patient record ("Patient #123": enter 123). Find a patient by '
-        "email or record number on the Patients page.",
+        label=_("Patient number"),
+        help_text=_('The number on the staff patient record ("Patient #123": enter 123). Find a patient by '
+                    "email or record number on the Patients page."),
         widget=forms.TextInput(attrs={"inputmode": "numeric", "autocomplete": "off"}),
         error_messages={
-            "required": "Enter the patient's number.",
-            "invalid": "Enter the patient's number as digits only, for example 123.",
-            "min_value": "Enter the patient's number as digits only, for example 123.",
+            "required": _("Enter the patient's number."),
+            "invalid": _("Enter the patient's number as digits only, for example 123."),
+            "min_value": _("Enter the patient's number as digits only, for example 123."),
         },
     )
 
@@ -90,20 +96,20 @@ class PatientLedgerForm(_ExportForm):
     def clean_patient(self) -> int:
         patient_id = self.cleaned_data["patient"]
         if not Patient.objects.filter(pk=patient_id).exists():
-            raise forms.ValidationError(f"No patient has the number {patient_id}.")
+            raise forms.ValidationError(_("No patient has the number %(number)s.") % {"number": patient_id})
         return patient_id
 
 
 class ComplianceSummaryForm(_ExportForm):
     date_from = forms.DateField(
-        label="From (first day)",
+        label=_("From (first day)"),
         widget=forms.DateInput(attrs={"type": "date"}),
-        error_messages={"required": "Enter the first day of the period.", "invalid": "Enter a date, as YYYY-MM-DD."},
+        error_messages={"required": _("Enter the first day of the period."), "invalid": _("Enter a date, as YYYY-MM-DD.")},
     )
     date_to = forms.DateField(
-        label="To (last day, included)",
+        label=_("To (last day, included)"),
         widget=forms.DateInput(attrs={"type": "date"}),
-        error_messages={"required": "Enter the last day of the period.", "invalid": "Enter a date, as YYYY-MM-DD."},
+        error_messages={"required": _("Enter the last day of the period."), "invalid": _("Enter a date, as YYYY-MM-DD.")},
     )
 
     field_order = ["date_from", "date_to", "format", "code"]
@@ -113,9 +119,9 @@ class ComplianceSummaryForm(_ExportForm):
         start, end = cleaned.get("date_from"), cleaned.get("date_to")
         if start and end:
             if end < start:
-                self.add_error("date_to", "The last day must be on or after the first day.")
+                self.add_error("date_to", _("The last day must be on or after the first day."))
             elif end - start > timedelta(days=SUMMARY_MAX_DAYS):
-                self.add_error("date_to", "Choose a period of three years or less.")
+                self.add_error("date_to", _("Choose a period of three years or less."))
         return cleaned
 
     @staticmethod

@@ -4,6 +4,7 @@ from datetime import datetime
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from accounts.reentry import WRONG_CODE
 from campaigns.scheduling import schedule_local_to_utc, schedule_time_check, timezone_choices, timezone_is_known
@@ -40,8 +41,8 @@ class SecondFactorForm(SecondFactorFields, forms.Form):
     code = forms.CharField(
         max_length=16,
         required=False,
-        label="Code from your authenticator app",
-        help_text="Re-enter your second factor to confirm.",
+        label=_("Code from your authenticator app"),
+        help_text=_("Re-enter your second factor to confirm."),
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
     passkey_stepup = passkey_stepup_field()
@@ -51,9 +52,9 @@ class RejectForm(forms.Form):
     comment = forms.CharField(
         max_length=COMMENT_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 4}),
-        label="Why is it rejected?",
-        help_text="The author reads this on their campaign. Write about the content, never about a patient.",
-        error_messages={"required": "Say why the campaign is rejected: the comment is required."},
+        label=_("Why is it rejected?"),
+        help_text=_("The author reads this on their campaign. Write about the content, never about a patient."),
+        error_messages={"required": _("Say why the campaign is rejected: the comment is required.")},
     )
 
 
@@ -62,14 +63,14 @@ class ScheduleForm(SecondFactorForm):
     script preselects the browser's own zone; without script the site's zone is the default."""
 
     send_at = forms.CharField(
-        label="Date and time",
+        label=_("Date and time"),
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        error_messages={"required": "Enter the date and time to send at."},
+        error_messages={"required": _("Enter the date and time to send at.")},
     )
     timezone = forms.CharField(
-        label="Time zone",
+        label=_("Time zone"),
         widget=forms.Select(attrs={"data-browser-timezone": ""}),
-        error_messages={"required": "Choose a time zone from the list."},
+        error_messages={"required": _("Choose a time zone from the list.")},
     )
     field_order = ["send_at", "timezone", "code"]
 
@@ -88,12 +89,12 @@ class ScheduleForm(SecondFactorForm):
                 return datetime.strptime(value, pattern)
             except ValueError:
                 continue
-        raise ValidationError("Enter the date and time as YYYY-MM-DD HH:MM, for example 2026-12-01 09:00.")
+        raise ValidationError(_("Enter the date and time as YYYY-MM-DD HH:MM, for example 2026-12-01 09:00."))
 
     def clean_timezone(self) -> str:
         name = self.cleaned_data["timezone"].strip()
         if not timezone_is_known(name):
-            raise ValidationError("Choose a time zone from the list.")
+            raise ValidationError(_("Choose a time zone from the list."))
         return name
 
     def clean(self):

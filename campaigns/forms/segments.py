@@ -8,6 +8,7 @@ import re
 from datetime import date
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.segments import segment_rules_validate
 from consent.models import Purpose
@@ -16,15 +17,15 @@ MAIN_ROWS = 8
 NESTED_ROWS = 4
 
 ROW_FIELDS = [
-    ("", "(no rule)"),
-    ("age", "Age between"),
-    ("sex", "Sex is"),
-    ("postal_prefix", "Postal code starts with"),
-    ("postal_in", "Postal code is one of"),
-    ("state", "State is one of"),
-    ("condition", "Condition code starts with"),
-    ("program", "Enrolled in program"),
-    ("last_visit", "Last visit between"),
+    ("", _("(no rule)")),
+    ("age", _("Age between")),
+    ("sex", _("Sex is")),
+    ("postal_prefix", _("Postal code starts with")),
+    ("postal_in", _("Postal code is one of")),
+    ("state", _("State is one of")),
+    ("condition", _("Condition code starts with")),
+    ("program", _("Enrolled in program")),
+    ("last_visit", _("Last visit between")),
 ]
 # Which inputs a row kind uses; the page hides the others.
 ROW_INPUTS = {
@@ -37,7 +38,7 @@ ROW_INPUTS = {
     "condition": ("values",),
     "program": ("values",),
 }
-OPERATORS = [("and", "all of these rules (AND)"), ("or", "any of these rules (OR)")]
+OPERATORS = [("and", _("all of these rules (AND)")), ("or", _("any of these rules (OR)"))]
 _SPLIT = re.compile(r"[\s,;]+")
 
 
@@ -46,26 +47,26 @@ def _row_names(group: str, count: int) -> list[str]:
 
 
 class SegmentForm(forms.Form):
-    name = forms.CharField(max_length=200, label="Segment name")
-    op_main = forms.ChoiceField(choices=OPERATORS, label="Patients who match", initial="and")
+    name = forms.CharField(max_length=200, label=_("Segment name"))
+    op_main = forms.ChoiceField(choices=OPERATORS, label=_("Patients who match"), initial="and")
     op_nested = forms.ChoiceField(
-        choices=OPERATORS, label="Nested group: patients who match", initial="or", required=False
+        choices=OPERATORS, label=_("Nested group: patients who match"), initial="or", required=False
     )
     purpose = forms.ModelChoiceField(
         queryset=Purpose.objects.order_by("name"),
         required=False,
-        label="Count coverage for the purpose",
-        help_text="Only for the counts; the campaign chooses its purpose.",
+        label=_("Count coverage for the purpose"),
+        help_text=_("Only for the counts; the campaign chooses its purpose."),
     )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for row in _row_names("main", MAIN_ROWS) + _row_names("nested", NESTED_ROWS):
-            self.fields[f"{row}-field"] = forms.ChoiceField(choices=ROW_FIELDS, required=False, label="Rule")
-            self.fields[f"{row}-negate"] = forms.BooleanField(required=False, label="Exclude these (NOT)")
-            self.fields[f"{row}-low"] = forms.CharField(required=False, max_length=10, label="From")
-            self.fields[f"{row}-high"] = forms.CharField(required=False, max_length=10, label="To")
-            self.fields[f"{row}-values"] = forms.CharField(required=False, max_length=2000, label="Values")
+            self.fields[f"{row}-field"] = forms.ChoiceField(choices=ROW_FIELDS, required=False, label=_("Rule"))
+            self.fields[f"{row}-negate"] = forms.BooleanField(required=False, label=_("Exclude these (NOT)"))
+            self.fields[f"{row}-low"] = forms.CharField(required=False, max_length=10, label=_("From"))
+            self.fields[f"{row}-high"] = forms.CharField(required=False, max_length=10, label=_("To"))
+            self.fields[f"{row}-values"] = forms.CharField(required=False, max_length=2000, label=_("Values"))
         self.rules = None
 
     def rows(self, group: str) -> list[dict]:
@@ -92,14 +93,14 @@ class SegmentForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         errors: list[str] = []
-        main = self._group_rules("main", MAIN_ROWS, "Rule", errors)
-        nested = self._group_rules("nested", NESTED_ROWS, "Nested rule", errors)
+        main = self._group_rules("main", MAIN_ROWS, _("Rule"), errors)
+        nested = self._group_rules("nested", NESTED_ROWS, _("Nested rule"), errors)
         if errors:
             raise forms.ValidationError(errors)
         if nested:
             main.append({"op": cleaned.get("op_nested") or "or", "rules": nested})
         if not main:
-            raise forms.ValidationError("Add at least one rule: choose what a row checks, then fill in its values.")
+            raise forms.ValidationError(_("Add at least one rule: choose what a row checks, then fill in its values."))
         rules = {"op": cleaned.get("op_main") or "and", "rules": main}
         problems = segment_rules_validate(rules)
         if problems:
@@ -133,10 +134,10 @@ def _leaf_from_row(kind: str, *, low: str, high: str, values: str) -> tuple[dict
         for key, text in (("min", low), ("max", high)):
             if text:
                 if not text.isdigit():
-                    return None, "ages must be whole numbers, such as 65."
+                    return None, _("ages must be whole numbers, such as 65.")
                 leaf[key] = int(text)
         if len(leaf) == 1:
-            return None, "give a lowest age, a highest age, or both."
+            return None, _("give a lowest age, a highest age, or both.")
         return leaf, ""
     if kind == "last_visit":
         leaf = {"field": "last_visit"}
@@ -145,17 +146,17 @@ def _leaf_from_row(kind: str, *, low: str, high: str, values: str) -> tuple[dict
                 try:
                     leaf[key] = date.fromisoformat(text).isoformat()
                 except ValueError:
-                    return None, "dates must be written as YYYY-MM-DD, such as 2025-01-31."
+                    return None, _("dates must be written as YYYY-MM-DD, such as 2025-01-31.")
         if len(leaf) == 1:
-            return None, "give a first date, an end date, or both."
+            return None, _("give a first date, an end date, or both.")
         return leaf, ""
     if not items:
-        return None, "give at least one value."
+        return None, _("give at least one value.")
     if kind == "sex":
         return {"field": "sex", "in": [item.upper()[:1] for item in items]}, ""
     if kind == "postal_prefix":
         if len(items) > 1:
-            return None, "give one postal code prefix (use \u201cis one of\u201d for a list)."
+            return None, _("give one postal code prefix (use \u201cis one of\u201d for a list).")
         return {"field": "postal_code", "prefix": items[0]}, ""
     if kind == "postal_in":
         return {"field": "postal_code", "in": items}, ""
@@ -165,7 +166,7 @@ def _leaf_from_row(kind: str, *, low: str, high: str, values: str) -> tuple[dict
         return {"field": "condition", "any": [item.upper() for item in items]}, ""
     if kind == "program":
         return {"field": "program", "any": [item.upper() for item in items]}, ""
-    return None, "choose what the rule checks."
+    return None, _("choose what the rule checks.")
 
 
 def initial_from_rules(rules: dict) -> dict | None:

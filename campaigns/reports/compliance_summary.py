@@ -25,6 +25,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -40,31 +41,31 @@ from consent.models import Authorization, AuthorizationDefect, ExpiryEvent, Revo
 
 # Audit actions that are a staff member's access to patient-level data.
 PHI_ACCESS_ACTIONS = {
-    actions.PATIENT_SEARCHED: "Searched for a patient",
-    actions.PATIENT_VIEWED: "Opened a patient record",
-    actions.PATIENT_DOCUMENT_DOWNLOADED: "Downloaded a signed copy or scan",
-    actions.AUTHORIZATION_FHIR_EXPORTED: "Exported a FHIR Consent",
-    actions.CAMPAIGN_EVIDENCE_VIEWED: "Viewed a campaign's patient-level evidence",
-    actions.PATIENT_IMPORT_PREVIEWED: "Previewed a patient import",
-    actions.PATIENT_IMPORT_STARTED: "Imported patients",
-    actions.PATIENT_EVENT_IMPORT_CHECKED: "Checked a file of care events",
-    actions.PATIENT_EVENTS_IMPORTED: "Imported care events",
-    actions.FHIR_IMPORTED: "Imported FHIR Consents",
-    actions.REPORT_EXPORTED: "Exported a compliance report",
-    actions.AUDIT_PATIENT_HISTORY_VIEWED: "Opened a patient's audit history",
+    actions.PATIENT_SEARCHED: gettext_lazy("Searched for a patient"),
+    actions.PATIENT_VIEWED: gettext_lazy("Opened a patient record"),
+    actions.PATIENT_DOCUMENT_DOWNLOADED: gettext_lazy("Downloaded a signed copy or scan"),
+    actions.AUTHORIZATION_FHIR_EXPORTED: gettext_lazy("Exported a FHIR Consent"),
+    actions.CAMPAIGN_EVIDENCE_VIEWED: gettext_lazy("Viewed a campaign's patient-level evidence"),
+    actions.PATIENT_IMPORT_PREVIEWED: gettext_lazy("Previewed a patient import"),
+    actions.PATIENT_IMPORT_STARTED: gettext_lazy("Imported patients"),
+    actions.PATIENT_EVENT_IMPORT_CHECKED: gettext_lazy("Checked a file of care events"),
+    actions.PATIENT_EVENTS_IMPORTED: gettext_lazy("Imported care events"),
+    actions.FHIR_IMPORTED: gettext_lazy("Imported FHIR Consents"),
+    actions.REPORT_EXPORTED: gettext_lazy("Exported a compliance report"),
+    actions.AUDIT_PATIENT_HISTORY_VIEWED: gettext_lazy("Opened a patient's audit history"),
 }
 # Audit actions that are a failed second factor of a staff account.
 MFA_FAILURE_ACTIONS = {
-    actions.MFA_VERIFICATION_FAILED: "Wrong code or refused passkey at sign-in",
-    actions.MFA_REENTRY_FAILED: "Wrong code when re-entered to approve, send or export",
-    actions.MFA_ENROLLMENT_FAILED: "Wrong first code when enrolling an authenticator",
+    actions.MFA_VERIFICATION_FAILED: gettext_lazy("Wrong code or refused passkey at sign-in"),
+    actions.MFA_REENTRY_FAILED: gettext_lazy("Wrong code when re-entered to approve, send or export"),
+    actions.MFA_ENROLLMENT_FAILED: gettext_lazy("Wrong first code when enrolling an authenticator"),
 }
 LATENCY_BUCKETS = [
-    ("at_commit", "Took effect at commit: nothing sent under it afterwards"),
-    ("within_1_minute", "A message was sent under it up to 1 minute later"),
-    ("within_1_hour", "A message was sent under it up to 1 hour later"),
-    ("within_48_hours", "A message was sent under it up to 48 hours later"),
-    ("after_48_hours", "A message was sent under it more than 48 hours later"),
+    ("at_commit", gettext_lazy("Took effect at commit: nothing sent under it afterwards")),
+    ("within_1_minute", gettext_lazy("A message was sent under it up to 1 minute later")),
+    ("within_1_hour", gettext_lazy("A message was sent under it up to 1 hour later")),
+    ("within_48_hours", gettext_lazy("A message was sent under it up to 48 hours later")),
+    ("after_48_hours", gettext_lazy("A message was sent under it more than 48 hours later")),
 ]
 
 HEADER = ["section", "measure", "breakdown", "value"]
@@ -93,9 +94,16 @@ class Period:
 
     def filters(self) -> list[tuple[str, str]]:
         return [
-            ("Period", f"{self.first_day.isoformat()} to {self.last_day.isoformat()}, both days included "
-                       f"(days in {self.zone})"),
-            ("Period in UTC", f"from {exports.utc_text(self.start)} up to {exports.utc_text(self.end)} (excluded)"),
+            (
+                gettext("Period"),
+                gettext("%(first)s to %(last)s, both days included (days in %(zone)s)")
+                % {"first": self.first_day.isoformat(), "last": self.last_day.isoformat(), "zone": self.zone},
+            ),
+            (
+                gettext("Period in UTC"),
+                gettext("from %(start)s up to %(end)s (excluded)")
+                % {"start": exports.utc_text(self.start), "end": exports.utc_text(self.end)},
+            ),
         ]
 
     def q(self, field: str) -> Q:

@@ -22,6 +22,7 @@ from django.db.models import CharField, F, Func
 from django.http import HttpResponse, StreamingHttpResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from audit import actions
 from audit import selectors as audit_selectors
@@ -35,9 +36,9 @@ class ReportKind:
 
 
 TITLES = {
-    ReportKind.CAMPAIGN_EVIDENCE: "Campaign evidence report",
-    ReportKind.PATIENT_LEDGER: "Patient consent ledger",
-    ReportKind.COMPLIANCE_SUMMARY: "Compliance summary",
+    ReportKind.CAMPAIGN_EVIDENCE: gettext_lazy("Campaign evidence report"),
+    ReportKind.PATIENT_LEDGER: gettext_lazy("Patient consent ledger"),
+    ReportKind.COMPLIANCE_SUMMARY: gettext_lazy("Compliance summary"),
 }
 
 PDF = "pdf"

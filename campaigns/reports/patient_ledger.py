@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.db.models import Count
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from campaigns.models import Campaign, Delivery
 from campaigns.reports import exports
@@ -52,15 +53,15 @@ HEADER = [
 ]
 
 EVENT_LABELS = {
-    "authorization_signed": "Authorization signed",
-    "authorization_revoked": "Authorization revoked",
-    "expiry_event_occurred": "Expiry event occurred",
-    "authorization_expired": "Authorization expired",
-    "defect_recorded": "Defect recorded",
-    "message_sent": "Message sent",
-    "message_blocked": "Message blocked",
-    "message_failed": "Message refused by the mail server",
-    "message_queued": "Message waiting to be sent",
+    "authorization_signed": gettext_lazy("Authorization signed"),
+    "authorization_revoked": gettext_lazy("Authorization revoked"),
+    "expiry_event_occurred": gettext_lazy("Expiry event occurred"),
+    "authorization_expired": gettext_lazy("Authorization expired"),
+    "defect_recorded": gettext_lazy("Defect recorded"),
+    "message_sent": gettext_lazy("Message sent"),
+    "message_blocked": gettext_lazy("Message blocked"),
+    "message_failed": gettext_lazy("Message refused by the mail server"),
+    "message_queued": gettext_lazy("Message waiting to be sent"),
 }
 _DELIVERY_EVENT = {
     Delivery.Status.SENT: "message_sent",

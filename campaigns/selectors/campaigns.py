@@ -8,6 +8,7 @@ from django.db import connection
 from django.db.models import Count, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit import actions
 from audit.models import AuditEvent
@@ -47,8 +48,8 @@ class JourneyMessage:
     @property
     def label(self) -> str:
         if self.step is None:
-            return f"Journey message: {self.journey}"
-        return f"Journey message: {self.journey} · step {self.step}"
+            return gettext("Journey message: %(journey)s") % {"journey": self.journey}
+        return gettext("Journey message: %(journey)s · step %(step)s") % {"journey": self.journey, "step": self.step}
 
 
 def journey_message_of(campaign: Campaign) -> JourneyMessage | None:

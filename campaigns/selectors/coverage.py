@@ -22,19 +22,20 @@ from functools import reduce
 from operator import or_
 
 from django.db.models import BooleanField, Case, Count, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.utils.translation import gettext_lazy
 
 from campaigns.models import Delivery
 from consent.models import AuthorizationDefect, ExpiryEvent
 
 GROUNDS = {
-    "no_authorization": "No authorization recorded",
-    "other_patient": "Authorization of another patient",
-    "other_purpose": "Authorization for another purpose",
-    "not_yet_signed": "Checked or sent before the authorization was signed",
-    "expired": "Sent on or after the expiry date",
-    "expiry_event": "Sent after the expiry event occurred",
-    "revoked": "Sent after the revocation",
-    "defective": "Sent after a defect was recorded",
+    "no_authorization": gettext_lazy("No authorization recorded"),
+    "other_patient": gettext_lazy("Authorization of another patient"),
+    "other_purpose": gettext_lazy("Authorization for another purpose"),
+    "not_yet_signed": gettext_lazy("Checked or sent before the authorization was signed"),
+    "expired": gettext_lazy("Sent on or after the expiry date"),
+    "expiry_event": gettext_lazy("Sent after the expiry event occurred"),
+    "revoked": gettext_lazy("Sent after the revocation"),
+    "defective": gettext_lazy("Sent after a defect was recorded"),
 }
 # The delivery's own instants an end is compared with: the check's and the send's.
 _INSTANTS = ("checked_at", "sent_at")

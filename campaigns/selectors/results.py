@@ -31,13 +31,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils.functional import lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from campaigns.models import Campaign, Delivery
 from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
 from campaigns.selectors.campaigns import decided_percent
 from consent.models import Revocation
 
-FEWER = count_for_marketer(1)  # "fewer than 11"
+# count_for_marketer(1) in English; a cell takes count_for_marketer(1) itself, in the reader's language.
+FEWER = "fewer than 11"
 
 _SENT = Q(status=Delivery.Status.SENT)
 
@@ -160,7 +164,7 @@ def cell_for(n: int, *, exact: bool) -> Cell:
     """A count on its own: "fewer than 11" for 1 to 10 when the viewer is a marketer."""
     if exact or not _small(n):
         return _exact(n)
-    return Cell(FEWER, None, 0, 1, SMALL_CELL_LIMIT)
+    return Cell(count_for_marketer(1), None, 0, 1, SMALL_CELL_LIMIT)
 
 
 def total_for(parts: Iterable[tuple[int, Cell]], *, exact: bool) -> Cell:
@@ -175,8 +179,8 @@ def total_for(parts: Iterable[tuple[int, Cell]], *, exact: bool) -> Cell:
     if remainder == 0 or remainder > SMALL_CELL_LIMIT:
         return cell_for(true, exact=False)
     if known == 0:
-        return Cell(FEWER, None, 0, 1, SMALL_CELL_LIMIT)
-    return Cell(f"{known:,} + {FEWER}", None, known, known + 1, known + SMALL_CELL_LIMIT)
+        return Cell(count_for_marketer(1), None, 0, 1, SMALL_CELL_LIMIT)
+    return Cell(gettext("%(known)s + fewer than 11") % {"known": f"{known:,}"}, None, known, known + 1, known + SMALL_CELL_LIMIT)
 
 
 def subset_for(n: int, *, within: Iterable[tuple[int, Cell]], exact: bool) -> Cell:
@@ -188,7 +192,7 @@ def subset_for(n: int, *, within: Iterable[tuple[int, Cell]], exact: bool) -> Ce
     for parent_true, parent in within:
         if parent.exact is not None and _small(parent_true - n):
             return Cell(
-                f"all but {FEWER}", None, 0, max(parent_true - SMALL_CELL_LIMIT, 0), parent_true - 1
+                gettext("all but fewer than 11"), None, 0, max(parent_true - SMALL_CELL_LIMIT, 0), parent_true - 1
             )
     return cell
 
@@ -200,18 +204,21 @@ def rate_for(part: Cell, whole: Cell) -> str:
     return f"{100 * part.exact / whole.exact:.1f}%"
 
 
+# Read when shown, in the reader's language.
+_blocked_label = lazy(lambda reason: gettext("Blocked: %(reason)s") % {"reason": str(reason).lower()}, str)
+
 OUTCOME_LABELS = {
-    "sent": "Sent",
-    "queued": "Waiting to send",
-    "failed": "Failed at the mail server",
-    **{f"blocked_{value}": f"Blocked: {label.lower()}" for value, label in Delivery.BlockReason.choices},
+    "sent": _("Sent"),
+    "queued": _("Waiting to send"),
+    "failed": _("Failed at the mail server"),
+    **{f"blocked_{value}": _blocked_label(label) for value, label in Delivery.BlockReason.choices},
 }
 
 AFTER_SENDING_LABELS = {
-    "bounced_hard": "Bounced (hard)",
-    "bounced_soft": "Bounced (soft)",
-    "unsubscribed": "Unsubscribed with the one-click link",
-    "complained": "Marked as spam",
+    "bounced_hard": _("Bounced (hard)"),
+    "bounced_soft": _("Bounced (soft)"),
+    "unsubscribed": _("Unsubscribed with the one-click link"),
+    "complained": _("Marked as spam"),
 }
 
 
@@ -240,8 +247,8 @@ class ResultsView:
     @property
     def rows(self) -> list[Row]:
         """Every count on the screen, in reading order (the CSV download has the same)."""
-        audience = Row("audience", "Audience", self.audience)
-        blocked = Row("blocked", "Blocked (all reasons)", self.blocked)
+        audience = Row("audience", _("Audience"), self.audience)
+        blocked = Row("blocked", _("Blocked (all reasons)"), self.blocked)
         return [audience, *self.outcomes, blocked, *self.after_sending, *self.funnel[1:]]
 
 
@@ -257,7 +264,7 @@ def results_view(counts: CampaignCounts, *, exact: bool) -> ResultsView:
         exact=exact,
     )
     outcomes = [
-        Row(key, OUTCOME_LABELS[key], cell, rate_for(cell, audience), "of the audience")
+        Row(key, OUTCOME_LABELS[key], cell, rate_for(cell, audience), _("of the audience"))
         for key, n, cell in [
             ("sent", counts.sent, sent),
             ("queued", counts.queued, queued),
@@ -270,15 +277,15 @@ def results_view(counts: CampaignCounts, *, exact: bool) -> ResultsView:
     after_sending = []
     for key in AFTER_SENDING_LABELS:
         cell = subset_for(getattr(counts, key), within=within_sent, exact=exact)
-        after_sending.append(Row(key, AFTER_SENDING_LABELS[key], cell, rate_for(cell, sent), "of the sent"))
+        after_sending.append(Row(key, AFTER_SENDING_LABELS[key], cell, rate_for(cell, sent), _("of the sent")))
     funnel = []
     if counts.tracking:
         opened = subset_for(counts.opened, within=within_sent, exact=exact)
         clicked = subset_for(counts.clicked, within=[*within_sent, (counts.opened, opened)], exact=exact)
         funnel = [
-            Row("sent", "Sent", sent),
-            Row("opened", "Opened", opened, rate_for(opened, sent), "of the sent"),
-            Row("clicked", "Clicked a link", clicked, rate_for(clicked, opened), "of those who opened"),
+            Row("sent", _("Sent"), sent),
+            Row("opened", _("Opened"), opened, rate_for(opened, sent), _("of the sent")),
+            Row("clicked", _("Clicked a link"), clicked, rate_for(clicked, opened), _("of those who opened")),
         ]
     return ResultsView(
         exact=exact,

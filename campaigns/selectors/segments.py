@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from campaigns.models import Segment
 from campaigns.permissions import SMALL_CELL_LIMIT, CountPolicy, count_for_marketer
@@ -20,17 +21,17 @@ logger = logging.getLogger(__name__)
 
 # The order reasons are listed in, strongest first (as authorization_gap_list ranks them).
 EXCLUSION_REASONS = [
-    (CoverageGap.NO_AUTHORIZATION, "No authorization"),
-    (CoverageGap.WRONG_PURPOSE, "Authorization for another purpose only"),
-    (CoverageGap.REVOKED, "Revoked"),
-    (CoverageGap.EXPIRED, "Expired"),
-    (CoverageGap.EXPIRY_EVENT, "Ended by its expiry event"),
-    (CoverageGap.DEFECT_MISSING_ELEMENT, "Defective: lacks a required element"),
-    (CoverageGap.DEFECT_COMPOUND, "Defective: compound"),
-    (CoverageGap.DEFECT_CONDITIONED, "Defective: conditioned"),
-    (CoverageGap.DEFECT_FALSE_INFORMATION, "Defective: false information"),
-    (CoverageGap.BOUNCED, "Address bounced"),
-    (CoverageGap.SUPPRESSED, "Address suppressed"),
+    (CoverageGap.NO_AUTHORIZATION, gettext_lazy("No authorization")),
+    (CoverageGap.WRONG_PURPOSE, gettext_lazy("Authorization for another purpose only")),
+    (CoverageGap.REVOKED, gettext_lazy("Revoked")),
+    (CoverageGap.EXPIRED, gettext_lazy("Expired")),
+    (CoverageGap.EXPIRY_EVENT, gettext_lazy("Ended by its expiry event")),
+    (CoverageGap.DEFECT_MISSING_ELEMENT, gettext_lazy("Defective: lacks a required element")),
+    (CoverageGap.DEFECT_COMPOUND, gettext_lazy("Defective: compound")),
+    (CoverageGap.DEFECT_CONDITIONED, gettext_lazy("Defective: conditioned")),
+    (CoverageGap.DEFECT_FALSE_INFORMATION, gettext_lazy("Defective: false information")),
+    (CoverageGap.BOUNCED, gettext_lazy("Address bounced")),
+    (CoverageGap.SUPPRESSED, gettext_lazy("Address suppressed")),
 ]
 
 
@@ -80,7 +81,7 @@ def _counts(*, rules, patients, purpose_id: int) -> SegmentCounts:
     )
 
 
-WITHHELD = "withheld (11 or more)"  # a withheld total is at least 11: saying so reveals nothing
+WITHHELD = gettext_lazy("withheld (11 or more)")  # a withheld total is at least 11: saying so reveals nothing
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ campaigns opening commit together. Campaign rows are locked in primary-key order
 """
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext
 
 from audit import actions
 from campaigns.models import Campaign, ContentBlock, Delivery, EmailTemplate
@@ -40,9 +41,9 @@ def journey_step_campaigns_delete(*, campaign_ids: list[int]) -> None:
     """Drop the step campaigns of a draft version being rewritten: drafts that never had a delivery."""
     campaigns = Campaign.objects.select_for_update().filter(pk__in=campaign_ids, kind=Campaign.Kind.JOURNEY_STEP)
     if any(c.status != Campaign.Status.DRAFT for c in campaigns.order_by("pk")):
-        raise ValidationError("Only a draft journey version's messages can be rewritten.")
+        raise ValidationError(gettext("Only a draft journey version's messages can be rewritten."))
     if Delivery.objects.filter(campaign_id__in=campaign_ids).exists():
-        raise ValidationError("A message that has deliveries cannot be rewritten.")
+        raise ValidationError(gettext("A message that has deliveries cannot be rewritten."))
     Campaign.objects.filter(pk__in=campaign_ids).delete()
 
 

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from audit import actions
 from audit.services import audit_record
@@ -60,11 +61,13 @@ def campaign_launch(*, actor, campaign_id: int) -> Campaign:
         campaign = Campaign.objects.select_for_update(of=("self",)).select_related("purpose").get(pk=campaign_id)
         if campaign.launched_at is not None:
             raise CampaignAlreadyLaunched(
-                f"A {campaign.get_status_display().lower()} campaign cannot be launched: it was launched "
-                "already, and nothing is sent twice."
+                gettext("A %(status)s campaign cannot be launched: it was launched already, and nothing is sent twice.")
+                % {"status": campaign.get_status_display().lower()}
             )
         if campaign.status not in (Campaign.Status.APPROVED, Campaign.Status.SCHEDULED):
-            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be launched.")
+            raise ValidationError(
+                gettext("A %(status)s campaign cannot be launched.") % {"status": campaign.get_status_display().lower()}
+            )
         # Checked again at launch: a block retired or a form version that dropped a merge field since the
         # approval (R-SEND-SCOPE) stops the launch with the reason, rather than every batch failing to render.
         from campaigns.content import content_of, content_problems

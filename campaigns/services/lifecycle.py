@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from audit import actions
 from audit.services import audit_record
@@ -54,6 +55,19 @@ def campaign_create(
     return campaign
 
 
+# What a step refuses from a status it cannot start from, one sentence per step (a translation needs the whole).
+_CANNOT_BE = {
+    "submitted": gettext_lazy("A %(status)s campaign cannot be submitted."),
+    "approved": gettext_lazy("A %(status)s campaign cannot be approved."),
+    "scheduled": gettext_lazy("A %(status)s campaign cannot be scheduled."),
+    "paused": gettext_lazy("A %(status)s campaign cannot be paused."),
+    "resumed": gettext_lazy("A %(status)s campaign cannot be resumed."),
+    "cancelled": gettext_lazy("A %(status)s campaign cannot be cancelled."),
+    "edited": gettext_lazy("A %(status)s campaign cannot be edited."),
+    "rejected": gettext_lazy("A %(status)s campaign cannot be rejected."),
+}
+
+
 @contextmanager
 def _campaign_locked(
     campaign_id: int, *, allowed: Collection[str], cannot_be: str, with_purpose: bool = False
@@ -70,7 +84,7 @@ def _campaign_locked(
             campaigns = Campaign.objects.select_for_update()
         campaign = campaigns.get(pk=campaign_id)
         if campaign.status not in allowed:
-            raise ValidationError(f"A {campaign.get_status_display().lower()} campaign cannot be {cannot_be}.")
+            raise ValidationError(_CANNOT_BE[cannot_be] % {"status": campaign.get_status_display().lower()})
         yield campaign
 
 
@@ -159,7 +173,7 @@ def campaign_schedule(*, actor, campaign_id: int, send_at: datetime, timezone_na
     if send_at.tzinfo is None:
         raise ValueError("send_at must be an aware datetime")
     if not timezone_is_known(timezone_name):
-        raise ValidationError("Choose a time zone from the list.")
+        raise ValidationError(gettext("Choose a time zone from the list."))
     schedule_time_check(send_at)
     scheduled_for = send_at.astimezone(UTC)
     with _campaign_locked(
@@ -389,9 +403,11 @@ def campaign_reject(*, actor, campaign_id: int, comment: str) -> Campaign:
     only its length (free text never reaches the audit details)."""
     comment = comment.strip()
     if not comment:
-        raise ValidationError("Say why the campaign is rejected: the comment is required.")
+        raise ValidationError(gettext("Say why the campaign is rejected: the comment is required."))
     if len(comment) > COMMENT_MAX_LENGTH:
-        raise ValidationError(f"Keep the comment under {COMMENT_MAX_LENGTH} characters.")
+        raise ValidationError(
+            gettext("Keep the comment under %(most)s characters.") % {"most": COMMENT_MAX_LENGTH}
+        )
     with _campaign_locked(campaign_id, allowed=(Campaign.Status.SUBMITTED,), cannot_be="rejected") as campaign:
         campaign_move(
             campaign,

@@ -2,6 +2,7 @@
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.translation import pgettext
 from django.views.decorators.http import require_safe
 
 from accounts.roles import sees_patient_evidence
@@ -77,7 +78,7 @@ def home(request):
         campaign.progress_percent = percents.get(campaign.pk)
     by_status = campaign_status_counts()
     # The filter, in the order a campaign moves through its statuses; a status no campaign has is left out.
-    filters = [("", "All", sum(by_status.values()))] + [
+    filters = [("", pgettext("campaigns filter", "All"), sum(by_status.values()))] + [
         (value, label, by_status[value]) for value, label in Campaign.Status.choices if by_status.get(value)
     ]
     return render(

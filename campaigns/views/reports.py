@@ -6,6 +6,7 @@ name ids only (R-NO-PHI-LEAK). Thin: the reports are in campaigns.reports."""
 from django.conf import settings
 from django.http import Http404
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts import reentry
@@ -102,7 +103,7 @@ def campaign_evidence_export(request):
                 format=form.cleaned_data["format"],
                 object_type="campaign",
                 object_id=campaign.pk,
-                filters=[("Campaign", f"#{campaign.pk} · {campaign.name}")],
+                filters=[(_("Campaign"), f"#{campaign.pk} · {campaign.name}")],
             )
             if meta.format == exports.CSV:
                 return campaign_evidence.campaign_evidence_csv(meta, campaign_id=campaign.pk)
@@ -125,7 +126,7 @@ def patient_ledger_export(request):
                 object_type="patient",
                 object_id=patient_id,
                 patient_id=patient_id,
-                filters=[("Patient", f"#{patient_id}")],
+                filters=[(_("Patient"), f"#{patient_id}")],
             )
             if meta.format == exports.CSV:
                 return patient_ledger.patient_ledger_csv(meta, patient_id=patient_id)

@@ -243,11 +243,11 @@ def campaign_review(request, campaign_id: int):
             except ValidationError as error:
                 form.add_error(None, error.messages)
             else:
-                messages.success(request, "Rejected: it is back with its author, who sees your comment on the "
-                                          "campaign page.")
+                messages.success(request, _("Rejected: it is back with its author, who sees your comment on the "
+                                            "campaign page."))
                 return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
         return _review_page(request, campaign, reject_form=form)
-    messages.error(request, "Choose approve or reject.")
+    messages.error(request, _("Choose approve or reject."))
     return redirect("campaigns:campaign_review", campaign_id=campaign.pk)
 
 
@@ -261,9 +261,9 @@ def campaign_launch_now(request, campaign_id: int):
             campaign_launch(actor=request.user, campaign_id=campaign.pk)
         except CampaignAlreadyLaunched:
             # A second click, or the scheduler got there first: nothing new was created or sent.
-            messages.info(request, "This campaign was already launched: nothing was sent twice.")
+            messages.info(request, _("This campaign was already launched: nothing was sent twice."))
         else:
-            messages.success(request, "Sending started.")
+            messages.success(request, _("Sending started."))
         return redirect("campaigns:detail", campaign_id=campaign.pk)
 
     return _with_second_factor(request, campaign, form, action=actions.STEP_UP_LAUNCH, proceed=launch)
@@ -301,10 +301,10 @@ def campaign_pause(request, campaign_id: int):
         messages.error(request, " ".join(error.messages))
     else:
         if paused.launched_at:
-            messages.success(request, "Paused. No more messages are handed to the mail server; a batch already "
-                                      "being sent finishes. Resume to continue.")
+            messages.success(request, _("Paused. No more messages are handed to the mail server; a batch already "
+                                        "being sent finishes. Resume to continue."))
         else:
-            messages.success(request, "Paused. It will not be launched at its time until you resume it.")
+            messages.success(request, _("Paused. It will not be launched at its time until you resume it."))
     return redirect("campaigns:detail", campaign_id=campaign.pk)
 
 
@@ -317,7 +317,7 @@ def campaign_resume(request, campaign_id: int):
         messages.error(request, " ".join(error.messages))
     else:
         if resumed.status == Campaign.Status.SENDING:
-            messages.success(request, "Resumed: sending continues.")
+            messages.success(request, _("Resumed: sending continues."))
         else:
             messages.success(request, _("Resumed: scheduled again for the time shown below. If that time has "
                                         "passed, it is launched within a minute."))
@@ -331,8 +331,8 @@ def campaign_cancel(request, campaign_id: int):
 
     def cancel():
         lifecycle_services.campaign_cancel(actor=request.user, campaign_id=campaign.pk)
-        messages.success(request, "Cancelled. Messages not yet sent will not be sent; the campaign page "
-                                  "counts them as blocked: campaign cancelled.")
+        messages.success(request, _("Cancelled. Messages not yet sent will not be sent; the campaign page "
+                                    "counts them as blocked: campaign cancelled."))
         return redirect("campaigns:detail", campaign_id=campaign.pk)
 
     return _with_second_factor(request, campaign, form, action=actions.STEP_UP_CANCEL, proceed=cancel)

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from campaigns.forms.segments import SegmentForm, initial_from_rules
@@ -93,7 +94,7 @@ def _builder(request, *, segment):
             except ValidationError as error:
                 form.add_error(None, error.messages)
             else:
-                messages.success(request, f"Segment \u201c{saved.name}\u201d saved.")
+                messages.success(request, _("Segment \u201c%(name)s\u201d saved.") % {"name": saved.name})
                 chosen = form.cleaned_data.get("purpose")
                 query = f"?purpose={chosen.pk}" if chosen is not None else ""
                 return redirect(reverse("campaigns:segment_edit", args=[saved.pk]) + query)
