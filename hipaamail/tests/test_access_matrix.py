@@ -202,6 +202,8 @@ portal:authorization_pdf                            my-in ok    404   my-in my-i
 portal:revoke                                       my-in ok    404   my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in my-in
 unsubscribe                                         ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 set_language                                        302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
+staff_language                                      302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
+javascript_catalog                                  ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 webhooks:amazon_ses_tracking                        404   404   404   404   404   404   404   404   404   404   404   404   404   404   404
 tracking:open                                       ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 tracking:click                                      302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
