@@ -72,7 +72,7 @@ def invitation_create(*, actor, patient_id: int, purpose_id: int, channel: str) 
     patient = Patient.objects.get(pk=patient_id)
     purpose = Purpose.objects.get(pk=purpose_id)
     if form_version_current(purpose_id=purpose.pk) is None:
-        raise ValidationError("This purpose has no published form to sign yet.")
+        raise ValidationError(_("This purpose has no published form to sign yet."))
     token = secrets.token_urlsafe(32)
     invitation = Invitation(
         patient=patient,
