@@ -61,7 +61,7 @@ class InvitationLink:
 def invitation_link(*, token: str) -> InvitationLink:
     """The invitation's URL and a QR code of it, for a staff member to show a patient in a clinic."""
     url = invitation_url(token=token)
-    svg = segno.make(url, error="m").svg_inline(scale=6, title="Invitation link as a QR code")
+    svg = segno.make(url, error="m").svg_inline(scale=6, title=_("Invitation link as a QR code"))
     return InvitationLink(url=url, qr_svg=svg)
 
 
