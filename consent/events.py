@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
+from django.utils.translation import gettext, gettext_noop
+
 CODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
 TYPE_PATTERN = r"^[a-z][a-z_]*\.[a-z][a-z_]*$"
 # The sender's own id of the event: printable, no spaces, so it can never carry a sentence.
@@ -82,75 +84,87 @@ class EventType:
     required: tuple[str, ...] = field(default=())
 
 
+# Labels and descriptions in English, as the integration API's /events/types gives them; staff pages translate them
+# where they show them (event_type_label, attribute_label, views.event_imports), from the consent catalogue.
 _ATTRIBUTES = [
     Attribute(
         "appointment_type",
-        "Appointment type",
-        "The practice-management system's code for the kind of appointment (e.g. FOLLOWUP, NEWPT, CPAP-FIT).",
+        gettext_noop("Appointment type"),
+        gettext_noop(
+            "The practice-management system's code for the kind of appointment (e.g. FOLLOWUP, NEWPT, "
+            "CPAP-FIT)."
+        ),
     ),
     Attribute(
         "appointment_date",
-        "Appointment date",
-        "The day the appointment is (or was) for, YYYY-MM-DD, in the organisation's time zone.",
+        gettext_noop("Appointment date"),
+        gettext_noop("The day the appointment is (or was) for, YYYY-MM-DD, in the organisation's time zone."),
         kind=AttributeKind.DATE,
         pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
     ),
     Attribute(
         "cancel_reason",
-        "Cancellation reason",
-        "Why the appointment was cancelled, as one of the listed codes.",
+        gettext_noop("Cancellation reason"),
+        gettext_noop("Why the appointment was cancelled, as one of the listed codes."),
         kind=AttributeKind.CHOICE,
         choices=("patient_request", "provider", "no_show", "rescheduled", "weather", "other"),
     ),
-    Attribute("location_code", "Location", "The code of the clinic, branch or service area (e.g. NORTH-01)."),
+    Attribute(
+        "location_code",
+        gettext_noop("Location"),
+        gettext_noop("The code of the clinic, branch or service area (e.g. NORTH-01)."),
+    ),
     Attribute(
         "specialty_code",
-        "Specialty",
-        "The provider's specialty as a NUCC Health Care Provider Taxonomy code (e.g. 207RP1001X).",
+        gettext_noop("Specialty"),
+        gettext_noop("The provider's specialty as a NUCC Health Care Provider Taxonomy code (e.g. 207RP1001X)."),
         pattern=r"^[0-9A-Z]{9}X$",
     ),
     Attribute(
         "procedure_code",
-        "Procedure or item",
-        "A CPT code (five characters, e.g. 95810) or a HCPCS Level II code (a letter and four digits, e.g. E0601).",
+        gettext_noop("Procedure or item"),
+        gettext_noop(
+            "A CPT code (five characters, e.g. 95810) or a HCPCS Level II code (a letter and four digits, "
+            "e.g. E0601)."
+        ),
         pattern=r"^([0-9]{4}[0-9A-Z]|[A-Z][0-9]{4})$",
     ),
     Attribute(
         "equipment_type",
-        "Equipment type",
-        "The organisation's code for the kind of equipment (e.g. CPAP, WHEELCHAIR-MANUAL, NEB).",
+        gettext_noop("Equipment type"),
+        gettext_noop("The organisation's code for the kind of equipment (e.g. CPAP, WHEELCHAIR-MANUAL, NEB)."),
     ),
     Attribute(
         "supply_type",
-        "Supply type",
-        "The organisation's code for a consumable supply (e.g. CPAP-MASK, CPAP-FILTER, TEST-STRIPS).",
+        gettext_noop("Supply type"),
+        gettext_noop("The organisation's code for a consumable supply (e.g. CPAP-MASK, CPAP-FILTER, TEST-STRIPS)."),
     ),
     Attribute(
         "quantity",
-        "Quantity",
-        "How many items, a whole number from 1 to 9999.",
+        gettext_noop("Quantity"),
+        gettext_noop("How many items, a whole number from 1 to 9999."),
         kind=AttributeKind.INTEGER,
         minimum=1,
         maximum=9999,
     ),
     Attribute(
         "medication_code",
-        "Medication",
-        "An RxNorm concept id (RXCUI, digits only, e.g. 197361).",
+        gettext_noop("Medication"),
+        gettext_noop("An RxNorm concept id (RXCUI, digits only, e.g. 197361)."),
         pattern=r"^[0-9]{1,10}$",
     ),
     Attribute(
         "days_supply",
-        "Days' supply",
-        "How many days the dispensed medication or supply lasts, a whole number from 1 to 999.",
+        gettext_noop("Days' supply"),
+        gettext_noop("How many days the dispensed medication or supply lasts, a whole number from 1 to 999."),
         kind=AttributeKind.INTEGER,
         minimum=1,
         maximum=999,
     ),
     Attribute(
         "program_code",
-        "Program",
-        "The organisation's program code, as on the patient's record (e.g. DPP, CPAP-RESUPPLY).",
+        gettext_noop("Program"),
+        gettext_noop("The organisation's program code, as on the patient's record (e.g. DPP, CPAP-RESUPPLY)."),
     ),
 ]
 ATTRIBUTES: dict[str, Attribute] = {attribute.name: attribute for attribute in _ATTRIBUTES}
@@ -160,74 +174,85 @@ _APPOINTMENT = ("appointment_type", "appointment_date", "location_code", "specia
 _TYPES = [
     EventType(
         "appointment.booked",
-        "Appointment booked",
-        "An appointment was booked; occurred_at is when it was booked, appointment_date the day it is for.",
+        gettext_noop("Appointment booked"),
+        gettext_noop(
+            "An appointment was booked; occurred_at is when it was booked, appointment_date the day it is "
+            "for."
+        ),
         _APPOINTMENT,
     ),
-    EventType("appointment.completed", "Appointment completed", "The patient attended an appointment.", _APPOINTMENT),
+    EventType(
+        "appointment.completed",
+        gettext_noop("Appointment completed"),
+        gettext_noop("The patient attended an appointment."),
+        _APPOINTMENT,
+    ),
     EventType(
         "appointment.cancelled",
-        "Appointment cancelled",
-        "A booked appointment was cancelled, or the patient did not come.",
+        gettext_noop("Appointment cancelled"),
+        gettext_noop("A booked appointment was cancelled, or the patient did not come."),
         (*_APPOINTMENT, "cancel_reason"),
     ),
     EventType(
         "consultation.completed",
-        "Consultation completed",
-        "A consultation (in person or by video) with a clinician took place.",
+        gettext_noop("Consultation completed"),
+        gettext_noop("A consultation (in person or by video) with a clinician took place."),
         ("specialty_code", "procedure_code", "location_code"),
     ),
     EventType(
         "home_visit.completed",
-        "Home visit completed",
-        "A clinician or technician visited the patient at home.",
+        gettext_noop("Home visit completed"),
+        gettext_noop("A clinician or technician visited the patient at home."),
         ("procedure_code", "equipment_type", "location_code"),
     ),
     EventType(
         "procedure.performed",
-        "Procedure performed",
-        "A procedure was performed (a sleep study, a fitting, a test).",
+        gettext_noop("Procedure performed"),
+        gettext_noop("A procedure was performed (a sleep study, a fitting, a test)."),
         ("procedure_code", "specialty_code", "location_code"),
         required=("procedure_code",),
     ),
     EventType(
         "equipment.delivered",
-        "Equipment delivered",
-        "Equipment was delivered to the patient; procedure_code is the item's HCPCS code when known.",
+        gettext_noop("Equipment delivered"),
+        gettext_noop("Equipment was delivered to the patient; procedure_code is the item's HCPCS code when known."),
         ("equipment_type", "procedure_code", "quantity", "location_code"),
         required=("equipment_type",),
     ),
     EventType(
         "equipment.training_completed",
-        "Equipment training completed",
-        "The patient (or a caregiver) was trained to use delivered equipment.",
+        gettext_noop("Equipment training completed"),
+        gettext_noop("The patient (or a caregiver) was trained to use delivered equipment."),
         ("equipment_type", "location_code"),
         required=("equipment_type",),
     ),
     EventType(
         "medication.started",
-        "Medication started",
-        "A medication was prescribed and first dispensed.",
+        gettext_noop("Medication started"),
+        gettext_noop("A medication was prescribed and first dispensed."),
         ("medication_code", "days_supply"),
         required=("medication_code",),
     ),
     EventType(
         "refill.due",
-        "Refill due",
-        "A refill of a medication or a replacement of a supply is due; occurred_at is when it became due.",
+        gettext_noop("Refill due"),
+        gettext_noop(
+            "A refill of a medication or a replacement of a supply is due; occurred_at is when it became "
+            "due."
+        ),
         ("medication_code", "supply_type", "equipment_type", "days_supply"),
     ),
     EventType(
         "program.enrolled",
-        "Enrolled in a program",
-        "The patient was enrolled in one of the organisation's programs.",
+        gettext_noop("Enrolled in a program"),
+        gettext_noop("The patient was enrolled in one of the organisation's programs."),
         ("program_code",),
         required=("program_code",),
     ),
     EventType(
         "program.completed",
-        "Program completed",
-        "The patient completed (or left) one of the organisation's programs.",
+        gettext_noop("Program completed"),
+        gettext_noop("The patient completed (or left) one of the organisation's programs."),
         ("program_code",),
         required=("program_code",),
     ),
@@ -238,12 +263,12 @@ EVENT_TYPES: dict[str, EventType] = {event_type.code: event_type for event_type 
 def event_type_label(code: str) -> str:
     """The type's label, or the code itself for a type no longer in the vocabulary."""
     event_type = EVENT_TYPES.get(code)
-    return event_type.label if event_type else code
+    return gettext(event_type.label) if event_type else code
 
 
 def attribute_label(name: str) -> str:
     attribute = ATTRIBUTES.get(name)
-    return attribute.label if attribute else name
+    return gettext(attribute.label) if attribute else name
 
 
 def vocabulary() -> list[dict]:

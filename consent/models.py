@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from consent.fields import EncryptedTextField
 
@@ -16,8 +18,8 @@ from consent.fields import EncryptedTextField
 class Language(models.TextChoices):
     """The languages a patient reads the portal, their mail and their forms in (settings.LANGUAGES)."""
 
-    ENGLISH = "en", "English"
-    SPANISH = "es", "Español"
+    ENGLISH = "en", pgettext_lazy("a language named in itself", "English")
+    SPANISH = "es", pgettext_lazy("a language named in itself", "Español")
 
 
 class Patient(models.Model):
@@ -33,7 +35,7 @@ class Patient(models.Model):
     street_address = EncryptedTextField(blank=True)
     birth_date = EncryptedTextField(blank=True)  # ISO 8601
     birth_year = models.PositiveSmallIntegerField(null=True, blank=True)
-    sex = models.CharField(max_length=1, blank=True, choices=[("F", "Female"), ("M", "Male"), ("X", "Other")])
+    sex = models.CharField(max_length=1, blank=True, choices=[("F", _("Female")), ("M", _("Male")), ("X", _("Other"))])
     postal_code = models.CharField(max_length=10, blank=True, db_index=True)
     state = models.CharField(max_length=2, blank=True)
     last_visit = models.DateField(null=True, blank=True)
@@ -96,8 +98,8 @@ class ProgramEnrolment(models.Model):
 
 class Purpose(models.Model):
     class Kind(models.TextChoices):
-        MARKETING = "marketing", "Marketing (needs a HIPAA authorization)"
-        TREATMENT = "treatment", "Treatment or operations (needs a stored consent to email)"
+        MARKETING = "marketing", _("Marketing (needs a HIPAA authorization)")
+        TREATMENT = "treatment", _("Treatment or operations (needs a stored consent to email)")
 
     code = models.SlugField(max_length=50, unique=True)
     name = models.CharField(max_length=120)
@@ -150,13 +152,13 @@ class AuthorizationForm(models.Model):
     """
 
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        PUBLISHED = "published", "Published"
+        DRAFT = "draft", _("Draft")
+        PUBLISHED = "published", _("Published")
 
     class ExpiryKind(models.TextChoices):
-        MONTHS = "months", "A number of months after signing"
-        DATE = "date", "On a fixed date"
-        EVENT = "event", "When an event happens"
+        MONTHS = "months", _("A number of months after signing")
+        DATE = "date", _("On a fixed date")
+        EVENT = "event", _("When an event happens")
 
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="forms")
     version = models.PositiveIntegerField()
@@ -218,13 +220,13 @@ class Authorization(models.Model):
     """A signed authorization (marketing) or stored consent (treatment) for exactly one purpose."""
 
     class Channel(models.TextChoices):
-        WEB = "web", "Signed on the web"
-        WRITTEN = "written", "Written, recorded by staff"
-        IMPORT = "import", "Imported"
-        EXTERNAL = "external", "Captured elsewhere, recorded through the API"
+        WEB = "web", _("Signed on the web")
+        WRITTEN = "written", _("Written, recorded by staff")
+        IMPORT = "import", _("Imported")
+        EXTERNAL = "external", _("Captured elsewhere, recorded through the API")
         # The patient undid a one-click unsubscribe within minutes (ADR 0027): the authorization they had signed,
         # stored again from now on, its text, signature and end unchanged.
-        REINSTATED = "reinstated", "Reinstated by the patient after a one-click unsubscribe"
+        REINSTATED = "reinstated", _("Reinstated by the patient after a one-click unsubscribe")
 
     # Indexed by the two composite indexes below (each leads with one of them), not by an index of its own.
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="authorizations", db_index=False)
@@ -275,7 +277,7 @@ class Authorization(models.Model):
             models.CheckConstraint(
                 condition=Q(expires_at__isnull=False) | ~Q(expiry_event=""),
                 name="authorization_has_expiry_date_or_event",
-                violation_error_message="An authorization needs an expiration date or an expiration event.",
+                violation_error_message=_("An authorization needs an expiration date or an expiration event."),
             ),
         ]
 
@@ -287,11 +289,11 @@ class Revocation(models.Model):
     """The end of an authorization, effective when this row commits (R-REVOKE-ANYTIME)."""
 
     class Channel(models.TextChoices):
-        PORTAL = "portal", "Patient portal"
-        ONE_CLICK = "one_click", "One-click unsubscribe"
-        WRITTEN = "written", "Written, recorded by staff"
-        IMPORT = "import", "Imported"
-        EXTERNAL = "external", "Received elsewhere, recorded through the API"
+        PORTAL = "portal", _("Patient portal")
+        ONE_CLICK = "one_click", _("One-click unsubscribe")
+        WRITTEN = "written", _("Written, recorded by staff")
+        IMPORT = "import", _("Imported")
+        EXTERNAL = "external", _("Received elsewhere, recorded through the API")
 
     authorization = models.OneToOneField(Authorization, on_delete=models.PROTECT, related_name="revocation")
     revoked_at = models.DateTimeField(db_default=models.functions.Now())
@@ -312,7 +314,7 @@ class ExpiryEvent(models.Model):
     authorization = models.OneToOneField(Authorization, on_delete=models.PROTECT, related_name="expiry_record")
     occurred_at = models.DateTimeField()
     recorded_at = models.DateTimeField(db_default=models.functions.Now())
-    source = models.CharField(max_length=20, choices=[("staff", "Staff"), ("integration", "Integration")])
+    source = models.CharField(max_length=20, choices=[("staff", _("Staff")), ("integration", _("Integration"))])
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -322,10 +324,10 @@ class AuthorizationDefect(models.Model):
     """A defect that makes an authorization invalid (164.508(b)(2), R-AUTH-DEFECTIVE), found after signing."""
 
     class Reason(models.TextChoices):
-        MISSING_ELEMENT = "defect_missing_element", "Lacks a required element"
-        COMPOUND = "defect_compound", "Combined with another document"
-        CONDITIONED = "defect_conditioned", "Care or benefits were conditioned on signing"
-        FALSE_INFORMATION = "defect_false_information", "Material information known to be false"
+        MISSING_ELEMENT = "defect_missing_element", _("Lacks a required element")
+        COMPOUND = "defect_compound", _("Combined with another document")
+        CONDITIONED = "defect_conditioned", _("Care or benefits were conditioned on signing")
+        FALSE_INFORMATION = "defect_false_information", _("Material information known to be false")
 
     authorization = models.ForeignKey(Authorization, on_delete=models.PROTECT, related_name="defects")
     reason = models.CharField(max_length=32, choices=Reason.choices)
@@ -384,9 +386,9 @@ class Invitation(models.Model):
     clinic. The token itself is never stored, only its digest, and it names nothing (no PHI in URLs)."""
 
     class Channel(models.TextChoices):
-        EMAIL = "email", "Email"
-        QR = "qr", "QR code in a clinic"
-        RENEWAL = "renewal", "Renewal of an expired authorization"
+        EMAIL = "email", _("Email")
+        QR = "qr", _("QR code in a clinic")
+        RENEWAL = "renewal", _("Renewal of an expired authorization")
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="invitations")
     purpose = models.ForeignKey(Purpose, on_delete=models.PROTECT, related_name="invitations")
@@ -405,15 +407,15 @@ class PatientImport(models.Model):
     Errors name a row and a column, never the value found there (R-NO-PHI-LEAK)."""
 
     class Status(models.TextChoices):
-        UPLOADED = "uploaded", "Uploaded"
-        PREVIEWED = "previewed", "Previewed"
-        IMPORTING = "importing", "Importing"
-        DONE = "done", "Imported"
-        FAILED = "failed", "Failed"
+        UPLOADED = "uploaded", _("Uploaded")
+        PREVIEWED = "previewed", _("Previewed")
+        IMPORTING = "importing", _("Importing")
+        DONE = "done", _("Imported")
+        FAILED = "failed", _("Failed")
 
     class Mode(models.TextChoices):
-        CREATE = "create", "New patients only (a patient already here is an error)"
-        UPDATE = "update", "Create or update by record number (a nightly export)"
+        CREATE = "create", _("New patients only (a patient already here is an error)")
+        UPDATE = "update", _("Create or update by record number (a nightly export)")
 
     file = models.FileField(upload_to="imports/")
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.CREATE)
@@ -435,10 +437,10 @@ class Suppression(models.Model):
     imported again under the same address."""
 
     class Reason(models.TextChoices):
-        HARD_BOUNCE = "hard_bounce", "Hard bounce"
-        SOFT_BOUNCES = "soft_bounces", "Repeated soft bounces"
-        COMPLAINT = "complaint", "Spam complaint"
-        MANUAL = "manual", "Suppressed by staff"
+        HARD_BOUNCE = "hard_bounce", _("Hard bounce")
+        SOFT_BOUNCES = "soft_bounces", _("Repeated soft bounces")
+        COMPLAINT = "complaint", _("Spam complaint")
+        MANUAL = "manual", _("Suppressed by staff")
 
     email_digest = models.CharField(max_length=64, unique=True)
     reason = models.CharField(max_length=20, choices=Reason.choices)

@@ -4,7 +4,7 @@ Input shape only: the rules (a paid communication is marketing, what a publishab
 the model's constraints and in consent.services.form_versions.
 """
 from django import forms
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from consent.documents import PATIENT_FIELDS
 from consent.models import AuthorizationForm, Purpose
@@ -13,35 +13,42 @@ from consent.models import AuthorizationForm, Purpose
 class PurposeForm(forms.Form):
     code = forms.SlugField(
         max_length=50,
-        help_text="A short code of letters, digits and hyphens, for example cpap-supplies. Exports and FHIR use it.",
+        label=_("Code"),
+        help_text=_(
+            "A short code of letters, digits and hyphens, for example cpap-supplies. Exports and FHIR use it."
+        ),
     )
-    name = forms.CharField(max_length=120, help_text="How staff and patients see the purpose named.")
+    name = forms.CharField(
+        max_length=120, label=_("Name"), help_text=_("How staff and patients see the purpose named.")
+    )
     description = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
-        label="Plain description",
-        help_text="One or two short sentences a patient understands.",
+        label=_("Plain description"),
+        help_text=_("One or two short sentences a patient understands."),
     )
     name_es = forms.CharField(
-        max_length=120, required=False, label=gettext_lazy("Name in Spanish"),
-        help_text=gettext_lazy(
+        max_length=120, required=False, label=_("Name in Spanish"),
+        help_text=_(
             "How Spanish-reading patients see the purpose named, for example: Suministros para CPAP. "
             "Empty: they see the name above."
         ),
     )
     description_es = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), required=False, label=gettext_lazy("Plain description in Spanish"),
-        help_text=gettext_lazy("One or two short sentences in Spanish. Empty: they see the description above."),
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, label=_("Plain description in Spanish"),
+        help_text=_("One or two short sentences in Spanish. Empty: they see the description above."),
     )
-    kind = forms.ChoiceField(choices=Purpose.Kind.choices, widget=forms.RadioSelect)
+    kind = forms.ChoiceField(label=_("Kind"), choices=Purpose.Kind.choices, widget=forms.RadioSelect)
     third_party_paid = forms.BooleanField(
         required=False,
-        label="A third party pays us for these communications",
-        help_text="Then the communication is marketing and the form must say that we are paid (45 CFR 164.501).",
+        label=_("A third party pays us for these communications"),
+        help_text=_(
+            "Then the communication is marketing and the form must say that we are paid (45 CFR 164.501)."
+        ),
     )
     tracking_enabled = forms.BooleanField(
         required=False,
-        label="Count opens and clicks of this purpose's messages",
-        help_text=(
+        label=_("Count opens and clicks of this purpose's messages"),
+        help_text=_(
             "Off by default. When on, each message gets a tiny image and its links go through our site, so we "
             "record the first time a patient opens the message and the first time they click a link in it "
             "(the time only: no address, device or location). Marketers see the totals only, never who."
@@ -49,7 +56,7 @@ class PurposeForm(forms.Form):
     )
 
 
-def _text(label, help_text: str, rows: int = 3) -> forms.CharField:
+def _text(label, help_text, rows: int = 3) -> forms.CharField:
     return forms.CharField(
         label=label, help_text=help_text, required=False, widget=forms.Textarea(attrs={"rows": rows})
     )
@@ -60,75 +67,89 @@ class AuthorizationFormDraftForm(forms.Form):
     attach another document (R-AUTH-NO-COMPOUND). All fields may be empty in a draft; publishing says what
     is missing."""
 
-    title = forms.CharField(max_length=200, help_text="The heading the patient reads first.")
+    title = forms.CharField(
+        max_length=200, label=_("Title"), help_text=_("The heading the patient reads first.")
+    )
     information_description = _text(
-        gettext_lazy("What information we will use (HIPAA, 45 CFR 164.508(c)(1)(i))"),
-        "Specific and meaningful, for example: your name, your email address and the fact that you use a CPAP "
-        "device we supplied.",
+        _("What information we will use (HIPAA, 45 CFR 164.508(c)(1)(i))"),
+        _(
+            "Specific and meaningful, for example: your name, your email address and the fact that you use a CPAP "
+            "device we supplied."
+        ),
     )
     merge_fields = forms.MultipleChoiceField(
-        label=gettext_lazy("Patient fields messages may use (HIPAA, 45 CFR 164.508(c)(1)(i))"),
-        help_text="The form lists these to the patient, and campaigns for this purpose may use only these.",
+        label=_("Patient fields messages may use (HIPAA, 45 CFR 164.508(c)(1)(i))"),
+        help_text=_("The form lists these to the patient, and campaigns for this purpose may use only these."),
         choices=list(PATIENT_FIELDS.items()),
         widget=forms.CheckboxSelectMultiple,
         required=False,
     )
     authorized_party = _text(
-        gettext_lazy("Who will use it (HIPAA, 45 CFR 164.508(c)(1)(ii))"), "The organization authorized to use the information, by name.", 2
+        _("Who will use it (HIPAA, 45 CFR 164.508(c)(1)(ii))"),
+        _("The organization authorized to use the information, by name."),
+        2,
     )
     recipients_description = _text(
-        gettext_lazy("Who may receive it (HIPAA, 45 CFR 164.508(c)(1)(iii))"),
-        "Named persons or a class, for example: our email service provider under a business associate agreement.",
+        _("Who may receive it (HIPAA, 45 CFR 164.508(c)(1)(iii))"),
+        _(
+            "Named persons or a class, for example: our email service provider under a business associate agreement."
+        ),
         2,
     )
     purpose_description = _text(
-        gettext_lazy("Why (HIPAA, 45 CFR 164.508(c)(1)(iv))"), "The purpose of the use, in plain words."
+        _("Why (HIPAA, 45 CFR 164.508(c)(1)(iv))"), _("The purpose of the use, in plain words.")
     )
     remuneration_statement = _text(
-        gettext_lazy("Payment we receive (HIPAA, 45 CFR 164.508(a)(3)(ii))"),
-        "Required when a third party pays for these communications; leave empty otherwise.",
+        _("Payment we receive (HIPAA, 45 CFR 164.508(a)(3)(ii))"),
+        _("Required when a third party pays for these communications; leave empty otherwise."),
         2,
     )
     expiry_kind = forms.ChoiceField(
-        label=gettext_lazy("When this ends (HIPAA, 45 CFR 164.508(c)(1)(v))"),
+        label=_("When this ends (HIPAA, 45 CFR 164.508(c)(1)(v))"),
         choices=AuthorizationForm.ExpiryKind.choices,
         widget=forms.RadioSelect,
         required=False,
     )
     expiry_months = forms.IntegerField(
-        label="Number of months after signing", required=False, min_value=1, max_value=120
+        label=_("Number of months after signing"), required=False, min_value=1, max_value=120
     )
     expiry_date = forms.DateField(
-        label="End date", required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+        label=_("End date"), required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
     )
     expiry_event = forms.CharField(
-        label="Event that ends it",
+        label=_("Event that ends it"),
         required=False,
-        help_text="Completes the sentence \u201cThis authorization ends \u2026\u201d, for example: when you no "
-        "longer rent equipment from us.",
+        help_text=_(
+            "Completes the sentence \u201cThis authorization ends \u2026\u201d, for example: when you no "
+            "longer rent equipment from us."
+        ),
     )
     revocation_statement = _text(
-        gettext_lazy("Your right to stop this (HIPAA, 45 CFR 164.508(c)(2)(i))"),
-        "That the patient may revoke at any time, in writing, on the web page or with the link in any message, "
-        "and that this does not undo what was already done.",
+        _("Your right to stop this (HIPAA, 45 CFR 164.508(c)(2)(i))"),
+        _(
+            "That the patient may revoke at any time, in writing, on the web page or with the link in any message, "
+            "and that this does not undo what was already done."
+        ),
     )
     revocation_address = _text(
-        gettext_lazy("Where to send a written revocation (HIPAA, 45 CFR 164.508(c)(2)(i))"), "A postal address.", 2
+        _("Where to send a written revocation (HIPAA, 45 CFR 164.508(c)(2)(i))"), _("A postal address."), 2
     )
     conditioning_statement = _text(
-        gettext_lazy("Your care does not depend on this (HIPAA, 45 CFR 164.508(c)(2)(ii))"),
-        "That treatment, payment, enrollment and eligibility for benefits do not depend on signing.",
+        _("Your care does not depend on this (HIPAA, 45 CFR 164.508(c)(2)(ii))"),
+        _("That treatment, payment, enrollment and eligibility for benefits do not depend on signing."),
         2,
     )
     redisclosure_statement = _text(
-        gettext_lazy("Sharing by others (HIPAA, 45 CFR 164.508(c)(2)(iii))"),
-        "That a recipient may share the information again and that it may then no longer be protected by "
-        "federal privacy law.",
+        _("Sharing by others (HIPAA, 45 CFR 164.508(c)(2)(iii))"),
+        _(
+            "That a recipient may share the information again and that it may then no longer be protected by "
+            "federal privacy law."
+        ),
         2,
     )
     signature_statement = _text(
-        gettext_lazy("Your signature (HIPAA, 45 CFR 164.508(c)(1)(vi))"),
-        "What signing means, and that a personal representative who signs must describe their authority.",
+        _("Your signature (HIPAA, 45 CFR 164.508(c)(1)(vi))"),
+        _("What signing means, and that a personal representative who signs must describe their authority."),
     )
 
     @classmethod

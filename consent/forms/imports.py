@@ -1,40 +1,47 @@
 """The shape of the import uploads (patients, care events). The rules are in consent.services.imports and
 consent.services.event_import."""
 from django import forms
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from consent.patient_import.validate import MAX_FILE_BYTES, Mode
 from consent.services.event_import import MAX_FILE_BYTES as EVENT_MAX_FILE_BYTES
 
 # Each mode with the one line that says what it does to a patient already here.
 MODE_CHOICES = [
-    (Mode.CREATE, "Add new patients only — a row for a patient already here is an error, and nothing is imported."),
+    (Mode.CREATE, _("Add new patients only — a row for a patient already here is an error, and nothing is imported.")),
     (
         Mode.UPDATE,
-        "Add and update (re-import an export) — rows are matched by external_id: a patient found is updated with "
-        "the file's columns, any other row adds a patient.",
+        _(
+            "Add and update (re-import an export) — rows are matched by external_id: a patient found is updated with "
+            "the file's columns, any other row adds a patient."
+        ),
     ),
 ]
 
 
 class PatientImportUploadForm(forms.Form):
     mode = forms.ChoiceField(
-        label="What the file does",
+        label=_("What the file does"),
         choices=MODE_CHOICES,
         initial=Mode.CREATE,
         widget=forms.RadioSelect,
-        error_messages={"required": "Choose what the file does.", "invalid_choice": "Choose one of the two modes."},
+        error_messages={
+            "required": _("Choose what the file does."),
+            "invalid_choice": _("Choose one of the two modes."),
+        },
     )
     file = forms.FileField(
-        label="CSV file",
-        help_text="A CSV export (UTF-8) with a header row. Nothing is written until you confirm the preview.",
-        error_messages={"required": "Choose a CSV file to upload.", "empty": "The file is empty."},
+        label=_("CSV file"),
+        help_text=_("A CSV export (UTF-8) with a header row. Nothing is written until you confirm the preview."),
+        error_messages={"required": _("Choose a CSV file to upload."), "empty": _("The file is empty.")},
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
         if upload.size > MAX_FILE_BYTES:
-            raise forms.ValidationError("The file is larger than 50 MB. Split it into smaller files.")
+            raise forms.ValidationError(gettext("The file is larger than 50 MB. Split it into smaller files."))
         return upload
 
 
@@ -45,19 +52,22 @@ class EventImportForm(forms.Form):
     RECORD = "record"
 
     action = forms.ChoiceField(
-        label="What to do",
+        label=_("What to do"),
         choices=[
-            (CHECK, "Check the file only — nothing is written; you see every problem and the counts."),
-            (RECORD, "Check and record the events — a file with any problem records nothing."),
+            (CHECK, _("Check the file only — nothing is written; you see every problem and the counts.")),
+            (RECORD, _("Check and record the events — a file with any problem records nothing.")),
         ],
         initial=CHECK,
         widget=forms.RadioSelect,
-        error_messages={"required": "Choose what to do with the file.", "invalid_choice": "Choose one of the two."},
+        error_messages={
+            "required": _("Choose what to do with the file."),
+            "invalid_choice": _("Choose one of the two."),
+        },
     )
     file = forms.FileField(
-        label="CSV file of care events",
-        help_text="A CSV file (UTF-8) with a header row, one event per row. The file itself is not kept.",
-        error_messages={"required": "Choose a CSV file to upload.", "empty": "The file is empty."},
+        label=_("CSV file of care events"),
+        help_text=_("A CSV file (UTF-8) with a header row, one event per row. The file itself is not kept."),
+        error_messages={"required": _("Choose a CSV file to upload."), "empty": _("The file is empty.")},
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
 
@@ -65,6 +75,7 @@ class EventImportForm(forms.Form):
         upload = self.cleaned_data["file"]
         if upload.size > EVENT_MAX_FILE_BYTES:
             raise forms.ValidationError(
-                f"The file is larger than {EVENT_MAX_FILE_BYTES // (1024 * 1024)} MB. Split it into smaller files."
+                gettext("The file is larger than %(size)s MB. Split it into smaller files.")
+                % {"size": EVENT_MAX_FILE_BYTES // (1024 * 1024)}
             )
         return upload

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import connection
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from consent import crypto
 from consent.models import Patient, PatientCondition
@@ -109,30 +110,33 @@ HEADER_ALIASES = {
 }
 
 
-# What each error code means, in plain words for the preview and the terminal. None repeats a value.
+# What each error code means, in plain words for the preview and the terminal. None repeats a value. English here, as
+# the integration API returns them; error_message() translates them for the preview.
 ERROR_MESSAGES = {
-    "bad_email": "is not a valid email address",
-    "bad_date": "is not a real date written YYYY-MM-DD, or is in the future",
-    "bad_due_date": "is not a real date written YYYY-MM-DD, from 1900 to ten years from today",
-    "bad_time_zone": "is not an IANA time zone name such as America/New_York (or left empty)",
-    "unknown_sex": "must be F, M or X (or left empty)",
-    "bad_language": "must be en (English) or es (Spanish), or left empty (English)",
-    "bad_condition_code": "has a code that is not an ICD-10 code such as E11 or G47.33",
-    "bad_program_code": "has a program code that is not letters, digits, dashes or underscores (e.g. DPP; CPAP-RESUPPLY)",
-    "bad_postal_code": "must be a US ZIP code: 5 digits, or 5+4 digits",
-    "bad_state": "must be a two-letter state code",
-    "missing_required": "is empty but required",
-    "duplicate_in_file": "appears on an earlier row of this file",
-    "already_exists": "belongs to a patient who is already here",
-    "missing_column": "column is missing from the header row",
-    "not_utf8": "the file is not UTF-8 text (save it as CSV UTF-8)",
-    "bad_csv": "the file is not well-formed CSV (a cell is too long, or a quote is not closed)",
-    "empty_file": "the file has no header row",
-    "too_large": "the file is larger than 50 MB",
-    "too_long": "is longer than allowed",
-    "bad_text": "contains control characters (such as a NUL or a line break) that are not allowed",
-    "email_in_use": "belongs to another patient (matched by a different external id)",
-    "duplicate_in_batch": "appears on an earlier item of this batch",
+    "bad_email": gettext_noop("is not a valid email address"),
+    "bad_date": gettext_noop("is not a real date written YYYY-MM-DD, or is in the future"),
+    "bad_due_date": gettext_noop("is not a real date written YYYY-MM-DD, from 1900 to ten years from today"),
+    "bad_time_zone": gettext_noop("is not an IANA time zone name such as America/New_York (or left empty)"),
+    "unknown_sex": gettext_noop("must be F, M or X (or left empty)"),
+    "bad_language": gettext_noop("must be en (English) or es (Spanish), or left empty (English)"),
+    "bad_condition_code": gettext_noop("has a code that is not an ICD-10 code such as E11 or G47.33"),
+    "bad_program_code": gettext_noop(
+        "has a program code that is not letters, digits, dashes or underscores (e.g. DPP; CPAP-RESUPPLY)"
+    ),
+    "bad_postal_code": gettext_noop("must be a US ZIP code: 5 digits, or 5+4 digits"),
+    "bad_state": gettext_noop("must be a two-letter state code"),
+    "missing_required": gettext_noop("is empty but required"),
+    "duplicate_in_file": gettext_noop("appears on an earlier row of this file"),
+    "already_exists": gettext_noop("belongs to a patient who is already here"),
+    "missing_column": gettext_noop("column is missing from the header row"),
+    "not_utf8": gettext_noop("the file is not UTF-8 text (save it as CSV UTF-8)"),
+    "bad_csv": gettext_noop("the file is not well-formed CSV (a cell is too long, or a quote is not closed)"),
+    "empty_file": gettext_noop("the file has no header row"),
+    "too_large": gettext_noop("the file is larger than 50 MB"),
+    "too_long": gettext_noop("is longer than allowed"),
+    "bad_text": gettext_noop("contains control characters (such as a NUL or a line break) that are not allowed"),
+    "email_in_use": gettext_noop("belongs to another patient (matched by a different external id)"),
+    "duplicate_in_batch": gettext_noop("appears on an earlier item of this batch"),
 }
 
 
@@ -212,14 +216,14 @@ class Validation:
 
 def error_message(error: dict) -> str:
     """A plain sentence for one stored error: the row, the column and what is wrong, never the value."""
-    words = ERROR_MESSAGES.get(error["code"], error["code"])
+    words = gettext(ERROR_MESSAGES[error["code"]]) if error["code"] in ERROR_MESSAGES else error["code"]
     column = error.get("column") or ""
     if not column:
         return words[0].upper() + words[1:] + "."
     label = column.replace("_", " ")
     if error["code"] == "missing_column":
-        return f"The {label} {words}."
-    return f"Row {error['row']}: {label} {words}."
+        return gettext("The %(column)s column is missing from the header row.") % {"column": label}
+    return gettext("Row %(row)s: %(column)s %(problem)s.") % {"row": error["row"], "column": label, "problem": words}
 
 
 def _header_key(name: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 from django.db.models.functions import Now
+from django.utils.translation import gettext_noop
 
 from consent import crypto
 from consent.models import Authorization, AuthorizationDefect, Patient, PatientImport
@@ -26,13 +27,15 @@ class AuthorizationState:
     EXPIRED = CoverageGap.EXPIRED
 
 
+# English here, as the patient ledger (campaigns.reports) prints them; staff pages translate them where they show
+# them ({% translate row.state_label %}), from the consent catalogue.
 STATE_LABELS = {
-    AuthorizationState.ACTIVE: "Active",
-    AuthorizationState.NOT_YET_SIGNED: "Not yet in effect",
-    AuthorizationState.REVOKED: "Revoked",
-    AuthorizationState.DEFECTIVE: "Defective",
-    AuthorizationState.ENDED_BY_EVENT: "Ended by its expiry event",
-    AuthorizationState.EXPIRED: "Expired",
+    AuthorizationState.ACTIVE: gettext_noop("Active"),
+    AuthorizationState.NOT_YET_SIGNED: gettext_noop("Not yet in effect"),
+    AuthorizationState.REVOKED: gettext_noop("Revoked"),
+    AuthorizationState.DEFECTIVE: gettext_noop("Defective"),
+    AuthorizationState.ENDED_BY_EVENT: gettext_noop("Ended by its expiry event"),
+    AuthorizationState.EXPIRED: gettext_noop("Expired"),
 }
 
 

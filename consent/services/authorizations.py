@@ -187,9 +187,9 @@ def expiry_event_record(*, actor, authorization_id: int, occurred_at: datetime, 
     with transaction.atomic(durable=True):
         authorization = Authorization.objects.select_for_update().get(pk=authorization_id)
         if not authorization.expiry_event:
-            raise ValidationError("This authorization expires on a date, not on an event.")
+            raise ValidationError(gettext("This authorization expires on a date, not on an event."))
         if ExpiryEvent.objects.filter(authorization=authorization).exists():
-            raise ValidationError("The expiry event of this authorization is already recorded.")
+            raise ValidationError(gettext("The expiry event of this authorization is already recorded."))
         event = ExpiryEvent(
             authorization=authorization, occurred_at=occurred_at, source=source, recorded_by=actor
         )
@@ -213,7 +213,7 @@ def authorization_defect_record(*, actor, authorization_id: int, reason: str) ->
     with transaction.atomic(durable=True):
         authorization = Authorization.objects.select_for_update().get(pk=authorization_id)
         if AuthorizationDefect.objects.filter(authorization=authorization, reason=reason).exists():
-            raise ValidationError("This defect of the authorization is already recorded.")
+            raise ValidationError(gettext("This defect of the authorization is already recorded."))
         defect = AuthorizationDefect(authorization=authorization, reason=reason, recorded_by=actor)
         defect.full_clean(exclude=["authorization"])
         defect.save(force_insert=True)

@@ -37,6 +37,7 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext, gettext_noop
 
 from audit import actions
 from audit.services import audit_record
@@ -67,31 +68,35 @@ HEADER_ALIASES = {
 
 # What each code means, in plain words. None repeats a value.
 ERROR_MESSAGES = {
-    "missing_column": "column is missing from the header row",
-    "missing_patient_column": "the header row needs a record_number column or an email column",
-    "unknown_column": "is not a column of an event file (see the list of columns)",
-    "duplicate_column": "appears twice in the header row",
-    "missing_required": "is empty but required",
-    "missing_patient": "is empty, and so is the other patient column: each row names its patient by record_number or email",
-    "unknown_patient": "does not belong to any patient here",
-    "patient_mismatch": "belongs to another patient than the record number on this row",
-    "bad_source": "is not a slug: letters, digits, dashes and underscores, at most 50",
-    "bad_event_id": "must be 1 to 100 letters, digits and . _ : / - characters",
-    "duplicate_in_file": "appears on an earlier row of this file, from the same source",
-    "event_id_conflict": "is already recorded from this source with other details; use a new id",
-    "unknown_event_type": "is not an event type of the vocabulary",
-    "bad_occurred_at": "must be a date and time in ISO 8601 with a time zone, e.g. 2026-11-02T09:30:00-05:00",
-    "occurred_in_future": "is in the future: an event cannot have happened yet",
-    "unknown_attribute": "is not an attribute this event type accepts (leave it empty)",
-    "bad_attribute_value": "is not a valid code for this attribute",
-    "missing_attribute": "is required for this event type",
-    "too_many_attributes": "the row has more attributes than an event may hold",
-    "bad_attributes": "the attributes are not valid",
-    "too_many_rows": f"the file has more than {MAX_ROWS:,} events: split it into smaller files",
-    "not_utf8": "the file is not UTF-8 text (save it as CSV UTF-8)",
-    "bad_csv": "the file is not well-formed CSV (a cell is too long, or a quote is not closed)",
-    "empty_file": "the file has no header row",
-    "too_large": f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB",
+    "missing_column": gettext_noop("column is missing from the header row"),
+    "missing_patient_column": gettext_noop("the header row needs a record_number column or an email column"),
+    "unknown_column": gettext_noop("is not a column of an event file (see the list of columns)"),
+    "duplicate_column": gettext_noop("appears twice in the header row"),
+    "missing_required": gettext_noop("is empty but required"),
+    "missing_patient": gettext_noop(
+        "is empty, and so is the other patient column: each row names its patient by record_number or email"
+    ),
+    "unknown_patient": gettext_noop("does not belong to any patient here"),
+    "patient_mismatch": gettext_noop("belongs to another patient than the record number on this row"),
+    "bad_source": gettext_noop("is not a slug: letters, digits, dashes and underscores, at most 50"),
+    "bad_event_id": gettext_noop("must be 1 to 100 letters, digits and . _ : / - characters"),
+    "duplicate_in_file": gettext_noop("appears on an earlier row of this file, from the same source"),
+    "event_id_conflict": gettext_noop("is already recorded from this source with other details; use a new id"),
+    "unknown_event_type": gettext_noop("is not an event type of the vocabulary"),
+    "bad_occurred_at": gettext_noop(
+        "must be a date and time in ISO 8601 with a time zone, e.g. 2026-11-02T09:30:00-05:00"
+    ),
+    "occurred_in_future": gettext_noop("is in the future: an event cannot have happened yet"),
+    "unknown_attribute": gettext_noop("is not an attribute this event type accepts (leave it empty)"),
+    "bad_attribute_value": gettext_noop("is not a valid code for this attribute"),
+    "missing_attribute": gettext_noop("is required for this event type"),
+    "too_many_attributes": gettext_noop("the row has more attributes than an event may hold"),
+    "bad_attributes": gettext_noop("the attributes are not valid"),
+    "too_many_rows": gettext_noop("the file has more than %(max_rows)s events: split it into smaller files"),
+    "not_utf8": gettext_noop("the file is not UTF-8 text (save it as CSV UTF-8)"),
+    "bad_csv": gettext_noop("the file is not well-formed CSV (a cell is too long, or a quote is not closed)"),
+    "empty_file": gettext_noop("the file has no header row"),
+    "too_large": gettext_noop("the file is larger than %(max_megabytes)s MB"),
 }
 
 _SOURCE = re.compile(r"^[-a-zA-Z0-9_]{1,50}$")
@@ -137,17 +142,26 @@ class EventValidation:
 
 def event_import_error_message(error: dict) -> str:
     """A plain sentence for one error: the row, the column and what is wrong, never the value."""
-    words = ERROR_MESSAGES.get(error["code"], error["code"])
+    words = gettext(ERROR_MESSAGES[error["code"]]) if error["code"] in ERROR_MESSAGES else error["code"]
+    if error["code"] in ("too_many_rows", "too_large"):
+        words %= {"max_rows": f"{MAX_ROWS:,}", "max_megabytes": MAX_FILE_BYTES // (1024 * 1024)}
     column = error.get("column") or ""
     if error["code"] in ("unknown_column", "duplicate_column"):
-        return f"Column {error.get('position', '?')} of the header row {words}."
+        return gettext("Column %(position)s of the header row %(problem)s.") % {
+            "position": error.get("position", "?"),
+            "problem": words,
+        }
     if error["code"] == "missing_column":
-        return f"The {column} {words}."
+        return gettext("The %(column)s column is missing from the header row.") % {"column": column}
     if not column:
         return words[0].upper() + words[1:] + "."
     if error["row"] == 1:
-        return f"The {column} {words}."
-    return f"Row {error['row']}: {column.replace('_', ' ')} {words}."
+        return gettext("The %(column)s %(problem)s.") % {"column": column, "problem": words}
+    return gettext("Row %(row)s: %(column)s %(problem)s.") % {
+        "row": error["row"],
+        "column": column.replace("_", " "),
+        "problem": words,
+    }
 
 
 def _header_key(name: str) -> str:

@@ -25,6 +25,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from audit import actions
 from audit.services import audit_record
@@ -36,10 +38,10 @@ from consent.services.authorizations import authorization_grant, authorizations_
 
 MAX_ENTRIES = 10_000
 OUTCOME_LABELS = {
-    "created": "Created",
-    "revoked": "Revoked",
-    "already_recorded": "Already recorded",
-    "rejected": "Rejected",
+    "created": gettext_lazy("Created"),
+    "revoked": gettext_lazy("Revoked"),
+    "already_recorded": gettext_lazy("Already recorded"),
+    "rejected": gettext_lazy("Rejected"),
 }
 
 
@@ -79,7 +81,12 @@ class ImportReport:
 # The deepest a Bundle of Consents needs is about a dozen levels (bundle, entry, resource, provision, purpose,
 # coding, extension); a file nested deeper is not one.
 MAX_DEPTH = 64
-_TOO_DEEP = f"The file is nested more than {MAX_DEPTH} levels deep; it is not a FHIR Bundle of Consents."
+
+
+def _too_deep() -> str:
+    return _("The file is nested more than %(depth)s levels deep; it is not a FHIR Bundle of Consents.") % {
+        "depth": MAX_DEPTH
+    }
 
 
 def _depth(value) -> int:
@@ -101,21 +108,23 @@ def bundle_parse(raw: bytes) -> list:
         bundle = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         # ValueError: what JSONDecodeError is, and a number too long for Python to read (over 4,300 digits).
-        raise ValidationError("The file is not JSON.", code="not_json") from None
+        raise ValidationError(_("The file is not JSON."), code="not_json") from None
     except RecursionError:
-        raise ValidationError(_TOO_DEEP, code="too_deep") from None
+        raise ValidationError(_too_deep(), code="too_deep") from None
     if _depth(bundle) > MAX_DEPTH:
         # Refused before fhir.resources validates it: its models recurse once per level (a RecursionError).
-        raise ValidationError(_TOO_DEEP, code="too_deep")
+        raise ValidationError(_too_deep(), code="too_deep")
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        raise ValidationError("The file is not a FHIR Bundle.", code="not_a_bundle")
+        raise ValidationError(_("The file is not a FHIR Bundle."), code="not_a_bundle")
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
-        raise ValidationError("The Bundle's entries are not a list.", code="not_a_bundle")
+        raise ValidationError(_("The Bundle's entries are not a list."), code="not_a_bundle")
     if not entries:
-        raise ValidationError("The Bundle has no entries.", code="empty_bundle")
+        raise ValidationError(_("The Bundle has no entries."), code="empty_bundle")
     if len(entries) > MAX_ENTRIES:
-        raise ValidationError(f"The Bundle has more than {MAX_ENTRIES:,} entries; split it.", code="too_many")
+        raise ValidationError(
+            _("The Bundle has more than %(count)s entries; split it.") % {"count": f"{MAX_ENTRIES:,}"}, code="too_many"
+        )
     return [entry.get("resource") if isinstance(entry, dict) else None for entry in entries]
 
 

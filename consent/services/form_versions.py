@@ -164,49 +164,49 @@ def form_version_missing_elements(form: AuthorizationForm, *, today: date | None
 
     if blank(form.information_description):
         lacks("R-AUTH-CORE-1", "information_description",
-              "Information to be used: describe, specifically, the information that will be used.")
+              _("Information to be used: describe, specifically, the information that will be used."))
     if not form.merge_fields:
         lacks("R-AUTH-CORE-1", "merge_fields",
-              "Information to be used: tick at least one patient field that messages may use.")
+              _("Information to be used: tick at least one patient field that messages may use."))
     if blank(form.authorized_party):
         lacks("R-AUTH-CORE-2", "authorized_party",
-              "Who is authorized to use it: name the organization that will use the information.")
+              _("Who is authorized to use it: name the organization that will use the information."))
     if blank(form.recipients_description):
         lacks("R-AUTH-CORE-3", "recipients_description",
-              "Who may receive it: name the persons, or the class of persons, who may receive the information.")
+              _("Who may receive it: name the persons, or the class of persons, who may receive the information."))
     if blank(form.purpose_description):
-        lacks("R-AUTH-CORE-4", "purpose_description", "Purpose: describe why the information will be used.")
+        lacks("R-AUTH-CORE-4", "purpose_description", _("Purpose: describe why the information will be used."))
     _check_expiry(form, purpose, today, lacks)
     if blank(form.signature_statement):
         lacks("R-AUTH-CORE-6", "signature_statement",
-              "Signature statement: say what signing means and that a personal representative must describe "
-              "their authority to act for the patient.")
+              _("Signature statement: say what signing means and that a personal representative must describe "
+                "their authority to act for the patient."))
     elif not all(word in form.signature_statement.lower() for word in _REPRESENTATIVE_WORDS[form.language or "en"]):
         lacks("R-AUTH-CORE-6", "signature_statement",
-              "Signature statement: also say that a personal representative who signs must describe their "
-              "authority to act for the patient.")
+              _("Signature statement: also say that a personal representative who signs must describe their "
+                "authority to act for the patient."))
     if blank(form.revocation_statement):
         lacks("R-AUTH-STMT-REVOKE", "revocation_statement",
-              "Right to revoke: say that the patient may revoke in writing at any time, how, and that it does "
-              "not undo what was already done in reliance on it.")
+              _("Right to revoke: say that the patient may revoke in writing at any time, how, and that it does "
+                "not undo what was already done in reliance on it."))
     if blank(form.revocation_address):
         lacks("R-AUTH-STMT-REVOKE", "revocation_address",
-              "Revocation address: give the address where a written revocation can be sent.")
+              _("Revocation address: give the address where a written revocation can be sent."))
     if blank(form.conditioning_statement):
         lacks("R-AUTH-STMT-CONDITION", "conditioning_statement",
-              "Conditioning statement: say that treatment, payment, enrollment and eligibility for benefits do "
-              "not depend on signing.")
+              _("Conditioning statement: say that treatment, payment, enrollment and eligibility for benefits do "
+                "not depend on signing."))
     if blank(form.redisclosure_statement):
         lacks("R-AUTH-STMT-REDISCLOSURE", "redisclosure_statement",
-              "Redisclosure statement: say that a recipient may disclose the information again and that it may "
-              "then no longer be protected by federal privacy law.")
+              _("Redisclosure statement: say that a recipient may disclose the information again and that it may "
+                "then no longer be protected by federal privacy law."))
     if purpose.third_party_paid and blank(form.remuneration_statement):
         lacks("R-AUTH-STMT-REMUNERATION", "remuneration_statement",
-              "Remuneration statement: a third party pays for these communications, so the form must say so.")
+              _("Remuneration statement: a third party pays for these communications, so the form must say so."))
     elif not purpose.third_party_paid and not blank(form.remuneration_statement):
         lacks("R-AUTH-STMT-REMUNERATION", "remuneration_statement",
-              "Remuneration statement: the purpose records no paying third party; remove the statement or "
-              "correct the purpose (the form must not state something false).")
+              _("Remuneration statement: the purpose records no paying third party; remove the statement or "
+                "correct the purpose (the form must not state something false)."))
     return missing
 
 
@@ -214,19 +214,21 @@ def _check_expiry(form: AuthorizationForm, purpose: Purpose, today: date, lacks)
     kind = form.expiry_kind
     if not kind:
         lacks("R-AUTH-CORE-5", "expiry_kind",
-              "Expiration: choose when the authorization ends (a number of months, a date or an event).")
+              _("Expiration: choose when the authorization ends (a number of months, a date or an event)."))
     elif kind == AuthorizationForm.ExpiryKind.MONTHS and not form.expiry_months:
-        lacks("R-AUTH-CORE-5", "expiry_months", "Expiration: give the number of months after signing.")
+        lacks("R-AUTH-CORE-5", "expiry_months", _("Expiration: give the number of months after signing."))
     elif kind == AuthorizationForm.ExpiryKind.DATE and not form.expiry_date:
-        lacks("R-AUTH-CORE-5", "expiry_date", "Expiration: give the date on which it ends.")
+        lacks("R-AUTH-CORE-5", "expiry_date", _("Expiration: give the date on which it ends."))
     elif kind == AuthorizationForm.ExpiryKind.DATE and form.expiry_date <= today:
-        lacks("R-AUTH-CORE-5", "expiry_date", "Expiration: the end date must be in the future.")
+        lacks("R-AUTH-CORE-5", "expiry_date", _("Expiration: the end date must be in the future."))
     elif kind == AuthorizationForm.ExpiryKind.EVENT and not (form.expiry_event or "").strip():
-        lacks("R-AUTH-CORE-5", "expiry_event", "Expiration: describe the event that ends it.")
+        lacks("R-AUTH-CORE-5", "expiry_event", _("Expiration: describe the event that ends it."))
     elif kind == AuthorizationForm.ExpiryKind.EVENT and _says_no_expiry(form.expiry_event):
-        what = "a marketing authorization" if purpose.kind == Purpose.Kind.MARKETING else "an authorization"
-        lacks("R-AUTH-CORE-5", "expiry_event",
-              f"Expiration: {what} must end; describe a real event, not \u201cnone\u201d.")
+        if purpose.kind == Purpose.Kind.MARKETING:
+            message = _("Expiration: a marketing authorization must end; describe a real event, not “none”.")
+        else:
+            message = _("Expiration: an authorization must end; describe a real event, not “none”.")
+        lacks("R-AUTH-CORE-5", "expiry_event", message)
 
 
 def _says_no_expiry(text: str) -> bool:
@@ -249,7 +251,7 @@ def form_version_create(*, actor, purpose_id: int, copy_from_id: int | None = No
         if copy_from_id is not None:
             source = AuthorizationForm.objects.filter(pk=copy_from_id, purpose=purpose, language=Language.ENGLISH).first()
             if source is None:
-                raise ValidationError("A new version can only be copied from a version of the same purpose.")
+                raise ValidationError(_("A new version can only be copied from a version of the same purpose."))
             for field in AUTHORED_FIELDS:
                 value = getattr(source, field)
                 setattr(form, field, list(value) if isinstance(value, list) else value)
@@ -303,7 +305,8 @@ def form_version_update(
     unknown = sorted(set(merge_fields) - set(PATIENT_FIELDS))
     if unknown:
         raise ValidationError(
-            {"merge_fields": f"Not a patient field a form may list: {', '.join(unknown)}."}, code="unknown_field"
+            {"merge_fields": _("Not a patient field a form may list: %(fields)s.") % {"fields": ", ".join(unknown)}},
+            code="unknown_field",
         )
     # Only the value of the chosen kind of expiry is kept, so the text and the stored form agree.
     kinds = AuthorizationForm.ExpiryKind
@@ -462,8 +465,8 @@ def _refuse_published(form: AuthorizationForm) -> None:
     if form.status == AuthorizationForm.Status.PUBLISHED:
         raise ValidationError(
             # R-AUTH-IMMUTABLE (policy: those who signed a version stay covered by exactly what they signed).
-            f"Version {form.version} is published and can no longer change. "
-            "Make a new version from it instead.",
+            _("Version %(version)s is published and can no longer change. Make a new version from it instead.")
+            % {"version": form.version},
             code="published",
         )
 

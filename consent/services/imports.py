@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.utils.translation import gettext
 
 from audit import actions
 from audit.services import audit_record
@@ -77,7 +78,7 @@ def patient_import_upload(*, actor, content: bytes, mode: str = Mode.CREATE) -> 
     """Validate an uploaded file in `mode` ("create" or "update") and store its preview. A file without errors
     is kept, encrypted, for the import; a file with errors is refused and not kept."""
     if mode not in Mode.ALL:
-        raise ImportRefused("Choose whether the file adds new patients only or also updates patients.")
+        raise ImportRefused(gettext("Choose whether the file adds new patients only or also updates patients."))
     text, unreadable = patient_csv_read(content=content)
     validation = unreadable or patient_csv_validate(text=text, mode=mode)
     if unreadable:
@@ -115,9 +116,11 @@ def patient_import_start(*, actor, patient_import_id: int) -> PatientImport:
     with transaction.atomic(durable=True):
         patient_import = PatientImport.objects.select_for_update().get(pk=patient_import_id)
         if patient_import.status != PatientImport.Status.PREVIEWED:
-            raise ImportRefused("This import has already been started.")
+            raise ImportRefused(gettext("This import has already been started."))
         if patient_import.error_count or not patient_import.file or not patient_import.total_rows:
-            raise ImportRefused("A file with errors, or with no rows, cannot be imported. Upload a corrected file.")
+            raise ImportRefused(
+                gettext("A file with errors, or with no rows, cannot be imported. Upload a corrected file.")
+            )
         patient_import.status = PatientImport.Status.IMPORTING
         patient_import.processed_rows = 0
         patient_import.save(update_fields=["status", "processed_rows"])

@@ -27,11 +27,14 @@ from consent.patient_import.validate import (
 )
 from consent.patient_import.write import patient_rows_save
 
+# English on purpose: only the integration API (whose problem details stay English) and the demo seed read these.
+_BAD_TIME_ZONE = "Use an IANA time zone such as America/New_York."
+
 
 def time_zone_check(name: str) -> None:
     """A patient's time zone is an IANA name ("America/New_York") or empty (the organisation's)."""
     if name and time_zone_name(name) != name:
-        raise ValidationError({"time_zone": ValidationError("Use an IANA time zone such as America/New_York.", code="bad_time_zone")})
+        raise ValidationError({"time_zone": ValidationError(_BAD_TIME_ZONE, code="bad_time_zone")})
 
 
 def patient_create(
@@ -98,6 +101,7 @@ def patient_create(
 
 
 MAX_UPSERT_ITEMS = 1_000
+_BATCH_SIZE = f"A batch holds 1 to {MAX_UPSERT_ITEMS:,} items."  # English on purpose: the integration API only
 
 
 class UpsertStatus:
@@ -193,7 +197,7 @@ def patients_upsert(*, items: list[dict], source: str = "api", actor=None) -> li
     .write); no per-item full_clean (patient_fields_check checks the model's fields, the database's unique
     constraints back the rest: a concurrent batch that wins a race makes this one raise IntegrityError, whole)."""
     if not 1 <= len(items) <= MAX_UPSERT_ITEMS:
-        raise ValidationError(f"A batch holds 1 to {MAX_UPSERT_ITEMS:,} items.", code="batch_size")
+        raise ValidationError(_BATCH_SIZE, code="batch_size")
     today = timezone.localdate()
     digest = crypto.lookup_digest
     results = [ItemResult(index=index, status=UpsertStatus.REJECTED) for index in range(len(items))]

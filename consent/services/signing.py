@@ -61,7 +61,7 @@ class InvitationLink:
 def invitation_link(*, token: str) -> InvitationLink:
     """The invitation's URL and a QR code of it, for a staff member to show a patient in a clinic."""
     url = invitation_url(token=token)
-    svg = segno.make(url, error="m").svg_inline(scale=6, title="Invitation link as a QR code")
+    svg = segno.make(url, error="m").svg_inline(scale=6, title=_("Invitation link as a QR code"))
     return InvitationLink(url=url, qr_svg=svg)
 
 
@@ -72,7 +72,7 @@ def invitation_create(*, actor, patient_id: int, purpose_id: int, channel: str) 
     patient = Patient.objects.get(pk=patient_id)
     purpose = Purpose.objects.get(pk=purpose_id)
     if form_version_current(purpose_id=purpose.pk) is None:
-        raise ValidationError("This purpose has no published form to sign yet.")
+        raise ValidationError(_("This purpose has no published form to sign yet."))
     token = secrets.token_urlsafe(32)
     invitation = Invitation(
         patient=patient,

@@ -25,18 +25,18 @@ def scan_kind(upload: File) -> str:
     """The file kind of an uploaded scan ("pdf", "png" or "jpg"), or a ValidationError that says what is
     allowed. Never echoes the file's name, which may hold a patient's name (R-NO-PHI-LEAK)."""
     if upload is None:
-        raise ValidationError("Attach the scan of the signed paper.", code="scan_required")
+        raise ValidationError(gettext("Attach the scan of the signed paper."), code="scan_required")
     if upload.size > SCAN_MAX_BYTES:
-        raise ValidationError("The scan is larger than 10 MB. Scan at a lower resolution.", code="scan_too_large")
+        raise ValidationError(gettext("The scan is larger than 10 MB. Scan at a lower resolution."), code="scan_too_large")
     if upload.size == 0:
-        raise ValidationError("The scan is empty.", code="scan_empty")
+        raise ValidationError(gettext("The scan is empty."), code="scan_empty")
     upload.seek(0)
     head = upload.read(8)
     upload.seek(0)
     for signature, kind in _SCAN_SIGNATURES.items():
         if head.startswith(signature):
             return kind
-    raise ValidationError("The scan must be a PDF, PNG or JPEG file.", code="scan_type")
+    raise ValidationError(gettext("The scan must be a PDF, PNG or JPEG file."), code="scan_type")
 
 
 def scan_store(upload: File, *, folder: str = "scans") -> str:
@@ -64,13 +64,13 @@ def authorization_written_record(
     """Record an authorization the patient (or their personal representative) signed on paper, with the
     scan of that paper, attributed to the staff member `actor` (issue 4 item 6, R-AUTH-CORE-6)."""
     if actor is None:
-        raise ValidationError("A written authorization is recorded by a staff member.")
+        raise ValidationError(gettext("A written authorization is recorded by a staff member."))
     if not signature_name.strip():
         raise ValidationError(  # R-AUTH-CORE-6
             gettext("Type the name as it is signed on the paper (HIPAA, 45 CFR 164.508(c)(1)(vi)).")
         )
     if signed_on > timezone.now():
-        raise ValidationError("The signing date cannot be in the future.")
+        raise ValidationError(gettext("The signing date cannot be in the future."))
     scan_kind(scan)  # before storing anything
     with transaction.atomic(durable=True):
         return authorization_grant(
@@ -96,7 +96,7 @@ def revocation_written_record(*, actor, authorization_id: int, scan: File) -> li
     patient's own revocation (consent.services.authorizations.authorization_revoke), it ends every authorization the
     patient has for that purpose, effective when this commits."""
     if actor is None:
-        raise ValidationError("A written revocation is recorded by a staff member.")
+        raise ValidationError(gettext("A written revocation is recorded by a staff member."))
     scan_kind(scan)
     with transaction.atomic(durable=True):
         target = Authorization.objects.only("patient_id", "purpose_id").get(pk=authorization_id)
@@ -106,7 +106,7 @@ def revocation_written_record(*, actor, authorization_id: int, scan: File) -> li
             ).values_list("id", flat=True)
         )
         if authorization_id not in ids:
-            raise ValidationError("This authorization is already revoked.", code="already_revoked")
+            raise ValidationError(gettext("This authorization is already revoked."), code="already_revoked")
         return authorizations_revoke_locked(
             actor=actor, authorization_ids=ids, channel=Revocation.Channel.WRITTEN, scan_name=scan_store(scan)
         )

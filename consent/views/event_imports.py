@@ -5,6 +5,7 @@ Only compliance officers and administrators import; anyone else gets the same 40
 (R-MIN-NECESSARY). The file is checked in the request and never kept: there is no stored preview to come back to,
 so "check only" and "record" are two submissions of the same file."""
 from django.shortcuts import render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods
 
 from consent.events import EVENT_TYPES, vocabulary
@@ -26,7 +27,8 @@ def event_import(request):
     form = EventImportForm(request.POST or None, request.FILES or None)
     context = {
         "form": form,
-        "types": vocabulary(),
+        # The API gives the vocabulary in English; this page reads it in the staff member's language.
+        "types": [{**item, "description": gettext(item["description"])} for item in vocabulary()],
         "aliases": sorted(HEADER_ALIASES.items()),
         "default_source": DEFAULT_SOURCE,
         "max_rows": MAX_ROWS,

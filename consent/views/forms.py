@@ -72,7 +72,9 @@ def purpose_create(request):
         except ValidationError as error:
             _add_service_errors(form, error)
         else:
-            messages.success(request, f"Purpose \u201c{purpose.name}\u201d created. Now write its authorization form.")
+            messages.success(
+                request, _("Purpose “%(name)s” created. Now write its authorization form.") % {"name": purpose.name}
+            )
             return redirect("consent:purpose_detail", purpose_id=purpose.pk)
     return render(request, "consent/forms/purpose_form.html", {"form": form, "purpose": None})
 
@@ -91,7 +93,7 @@ def purpose_edit(request, purpose_id: int):
         except ValidationError as error:
             _add_service_errors(form, error)
         else:
-            messages.success(request, "Purpose saved.")
+            messages.success(request, _("Purpose saved."))
             return redirect("consent:purpose_detail", purpose_id=purpose.pk)
     return render(request, "consent/forms/purpose_form.html", {"form": form, "purpose": purpose})
 
@@ -129,7 +131,7 @@ def form_create(request, purpose_id: int):
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
         return redirect("consent:purpose_detail", purpose_id=purpose.pk)
-    messages.success(request, f"Draft version {form.version} created.")
+    messages.success(request, _("Draft version %(version)s created.") % {"version": form.version})
     return redirect("consent:form_edit", purpose_id=purpose.pk, form_id=form.pk)
 
 
@@ -169,7 +171,7 @@ def form_edit(request, purpose_id: int, form_id: int):
             except ValidationError as error:
                 _add_service_errors(draft_form, error)
             else:
-                messages.success(request, "Draft saved.")
+                messages.success(request, _("Draft saved."))
                 return redirect("consent:form_edit", purpose_id=purpose_id, form_id=form_version.pk)
         return _render_editor(request, form_version, draft_form, status=400)
     draft_form = AuthorizationFormDraftForm(initial=AuthorizationFormDraftForm.initial_from(form_version))
@@ -193,7 +195,10 @@ def form_publish(request, purpose_id: int, form_id: int):
             {"citation": form_versions.rule_citation(item.code), "text": item.message} for item in error.error_list
         ]
         return _render_editor(request, form_version, draft_form, publish_errors=missing, status=400)
-    messages.success(request, f"Version {form_version.version} is published. New signatures use it from now on.")
+    messages.success(
+        request,
+        _("Version %(version)s is published. New signatures use it from now on.") % {"version": form_version.version},
+    )
     return redirect("consent:purpose_detail", purpose_id=purpose_id)
 
 

@@ -135,7 +135,7 @@ def patient_written_authorization(request, patient_id: int):
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            messages.success(request, f"Written authorization #{authorization.pk} recorded.")
+            messages.success(request, _("Written authorization #%(id)s recorded.") % {"id": authorization.pk})
             return redirect("consent:patient_detail", patient_id=patient.pk)
     return _render_record(request, patient, written_form=form, status=400)
 
@@ -177,7 +177,7 @@ def patient_written_revocation(request, patient_id: int, authorization_id: int):
             actor=request.user, authorization_id=authorization.pk, scan=data["scan"]
         )
         ids = ", ".join(f"#{revocation.authorization_id}" for revocation in revocations)
-        return f"Written revocation recorded: authorization {ids} no longer covers this patient."
+        return _("Written revocation recorded: authorization %(ids)s no longer covers this patient.") % {"ids": ids}
 
     return _confirm(
         request,
@@ -193,14 +193,17 @@ def patient_written_revocation(request, patient_id: int, authorization_id: int):
 def patient_expiry_event(request, patient_id: int, authorization_id: int):
     def act(authorization, data):
         if ExpiryEvent.objects.filter(authorization_id=authorization.pk).exists():
-            raise ValidationError("An expiry event is already recorded for this authorization.")
+            raise ValidationError(_("An expiry event is already recorded for this authorization."))
         expiry_event_record(
             actor=request.user,
             authorization_id=authorization.pk,
             occurred_at=start_of_day(data["occurred_on"]),
             source="staff",
         )
-        return f"Expiry event recorded: authorization #{authorization.pk} ended on {data['occurred_on']:%Y-%m-%d}."
+        return _("Expiry event recorded: authorization #%(id)s ended on %(day)s.") % {
+            "id": authorization.pk,
+            "day": f"{data['occurred_on']:%Y-%m-%d}",
+        }
 
     return _confirm(
         request,
@@ -216,9 +219,9 @@ def patient_expiry_event(request, patient_id: int, authorization_id: int):
 def patient_defect(request, patient_id: int, authorization_id: int):
     def act(authorization, data):
         if AuthorizationDefect.objects.filter(authorization_id=authorization.pk, reason=data["reason"]).exists():
-            raise ValidationError("This defect is already recorded for this authorization.")
+            raise ValidationError(_("This defect is already recorded for this authorization."))
         authorization_defect_record(actor=request.user, authorization_id=authorization.pk, reason=data["reason"])
-        return f"Defect recorded: authorization #{authorization.pk} no longer covers this patient."
+        return _("Defect recorded: authorization #%(id)s no longer covers this patient.") % {"id": authorization.pk}
 
     return _confirm(
         request,
@@ -287,10 +290,10 @@ def patient_invite(request, patient_id: int):
     patient = access_patient_by_id(request.user, patient_id)
     form = InvitationForm(request.POST, prefix="invite")
     if not form.is_valid():
-        messages.error(request, "Choose a purpose with a published form and how to invite the patient.")
+        messages.error(request, _("Choose a purpose with a published form and how to invite the patient."))
         return redirect("consent:patient_detail", patient_id=patient.pk)
     try:
-        _, token = invitation_create(
+        _invitation, token = invitation_create(
             actor=request.user,
             patient_id=patient.pk,
             purpose_id=form.cleaned_data["purpose"].pk,
@@ -300,7 +303,7 @@ def patient_invite(request, patient_id: int):
         messages.error(request, " ".join(error.messages))
         return redirect("consent:patient_detail", patient_id=patient.pk)
     if form.cleaned_data["channel"] == "email":
-        messages.success(request, "The invitation was emailed to the patient.")
+        messages.success(request, _("The invitation was emailed to the patient."))
         return redirect("consent:patient_detail", patient_id=patient.pk)
     return render(
         request,
