@@ -6,8 +6,9 @@ the navigation) and by email, to the staff member concerned:
 
 Nobody is told of their own action (an administrator who submits their own campaign is not asked to review it).
 The notices are written in the transaction of the change they report, so both commit or neither; their email
-leaves after the commit (transaction.on_commit), through Django's mail backend as the other staff mail does
-(audit.services.audit_chain_break_alert), one message per person. A failed send is logged by its error's type and
+is queued after the commit (transaction.on_commit) for a worker on the "transactional" queue
+(campaigns.tasks.notice_mail_send_task), which sends it through Django's mail backend as the other staff mail does
+(audit.mail), one message per person, written in that person's language (accounts.language, ADR 0030). A failed send is logged by its error's type and
 never undoes the change. The mail names the campaign, who acted and the reviewer's comment (prose about content,
 never about a patient) with a link to the campaign: no patient, no count of patients (R-NO-PHI-LEAK).
 
@@ -18,15 +19,17 @@ services) can report a campaign sent: campaigns.sending.dispatch.campaign_finish
 import logging
 from collections.abc import Iterable
 
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from accounts import roles
+from accounts.language import staff_language
 from audit.mail import staff_mail_send
 from campaigns.models import Campaign, Notice
 
@@ -64,8 +67,16 @@ def _notify(*, campaign: Campaign, kind: str, actor, recipients: Iterable, comme
         return []
     Notice.objects.bulk_create(notices)
     ids = [notice.pk for notice in notices]
-    transaction.on_commit(lambda: notice_mail_send(notice_ids=ids))
+    transaction.on_commit(lambda: _notice_mail_queue(ids))
     return notices
+
+
+def _notice_mail_queue(notice_ids: list[int]) -> None:
+    """To a worker, by the task's name (the tasks module imports the sender, which imports this module)."""
+    if settings.HIPAAMAIL_TRANSACTIONAL_MAIL_EAGER:
+        notice_mail_send(notice_ids=notice_ids)  # the test suite: in-process, into its locmem outbox
+    else:
+        current_app.send_task("campaigns.tasks.notice_mail_send_task", args=[notice_ids])
 
 
 def campaign_submitted_notify(*, campaign: Campaign, actor) -> list[Notice]:
@@ -162,7 +173,8 @@ def notice_mail_send(*, notice_ids: list[int]) -> int:
     for notice in notices.order_by("id"):
         if not notice.recipient.email:
             continue
-        subject, text, html = notice_mail_render(notice)
+        with translation.override(staff_language(notice.recipient_id)):
+            subject, text, html = notice_mail_render(notice)
         sent += staff_mail_send(
             address=notice.recipient.email, subject=subject, text=text, html=html, what="campaigns: a review notice"
         )

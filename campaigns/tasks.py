@@ -1,6 +1,7 @@
 """Thin Celery tasks: they wake the sender; the database holds the truth. Each is safe to run twice."""
 from celery import shared_task
 
+from campaigns.notices import notice_mail_send
 from campaigns.sending.dispatch import TransientSendError, campaign_finish_if_done, delivery_dispatch_batch
 
 
@@ -26,3 +27,10 @@ def campaign_dispatch_task(campaign_id: int) -> None:
             if not error.progressed:
                 raise
     campaign_finish_if_done(campaign_id=campaign_id)
+
+
+@shared_task(name="campaigns.tasks.notice_mail_send_task")
+def notice_mail_send_task(notice_ids: list[int]) -> None:
+    """The review notices' mail (campaigns.notices), on the "transactional" queue: a reviewer's click never waits for
+    the mail server, and a campaign being sent never holds a notice up."""
+    notice_mail_send(notice_ids=notice_ids)

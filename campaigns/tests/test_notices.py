@@ -225,3 +225,48 @@ def test_finishing_a_campaign_tells_its_author(people, purpose, django_capture_o
 
     assert _received("sent") == ["mara@riverside-health.example"]
     assert [message.subject for message in mail.outbox] == ["Finished sending: Spring masks"]
+
+
+def test_each_reviewer_reads_the_notice_in_their_own_language(people, purpose, django_capture_on_commit_callbacks):
+    """ADR 0030: the officer chose Spanish, the administrator never chose; the author's own language does not matter."""
+    from django.utils import translation
+
+    from accounts.language import staff_language_set
+
+    staff_language_set(user_id=people["officer"].pk, language="es")
+    campaign = campaign_make(purpose=purpose, author=people["author"], name="Spring masks")
+
+    with translation.override("en"), django_capture_on_commit_callbacks(execute=True):
+        campaign_submit(actor=people["author"], campaign_id=campaign.pk)
+
+    by_address = {message.to[0]: message for message in mail.outbox}
+    spanish = by_address["olga@riverside-health.example"]
+    english = by_address["ada@riverside-health.example"]
+    assert english.subject == "Waiting for your review: Spring masks"
+    assert spanish.subject != english.subject and "Spring masks" in spanish.subject
+    assert "revis" in spanish.subject.lower() and 'lang="es"' in spanish.alternatives[0][0]
+
+
+def test_notice_mail_goes_to_a_worker_on_the_transactional_queue(people, purpose, settings, monkeypatch,
+                                                                  django_capture_on_commit_callbacks):
+    """Outside the test suite the mail is a task on the "transactional" queue: the reviewer's click does not wait for
+    the mail server."""
+    from celery import current_app
+
+    settings.HIPAAMAIL_TRANSACTIONAL_MAIL_EAGER = False
+    queued = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, args: queued.append((name, args)))
+    campaign = campaign_make(purpose=purpose, author=people["author"], name="Spring masks")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        campaign_submit(actor=people["author"], campaign_id=campaign.pk)
+
+    assert mail.outbox == []
+    ((name, (notice_ids,)),) = queued
+    assert name == "campaigns.tasks.notice_mail_send_task"
+    assert settings.CELERY_TASK_ROUTES[name] == {"queue": "transactional"}
+    assert sorted(notice_ids) == sorted(Notice.objects.filter(kind="submitted").values_list("pk", flat=True))
+    from campaigns.tasks import notice_mail_send_task
+
+    notice_mail_send_task(notice_ids)
+    assert sorted(message.to[0] for message in mail.outbox) == _received("submitted")

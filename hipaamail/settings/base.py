@@ -270,6 +270,8 @@ HIPAAMAIL_TRANSACTIONAL_TASKS = (
     "consent.tasks.sign_in_code_send_task",
     "consent.tasks.invitation_send_task",
     "consent.tasks.authorization_copy_send_task",
+    # A review notice to staff (campaigns.notices): not a patient's, but a person waits for it too.
+    "campaigns.tasks.notice_mail_send_task",
 )
 CELERY_TASK_ROUTES = {
     "campaigns.tasks.campaign_dispatch_task": {"queue": "campaigns"},
