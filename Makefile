@@ -1,15 +1,18 @@
 # hipaamail. Extra pytest arguments: make test ARGS="-k unsubscribe -x"
-.PHONY: run test test-browser test-faults test-history test-multihost test-production venv
+.PHONY: run test test-workers test-browser test-faults test-history test-multihost test-production venv
 
 # The zero-service demo: web on http://127.0.0.1:8000/, a Celery worker and beat; SQLite, filesystem broker,
 # messages in var/outbox/; demo data and logins printed. Ctrl-C stops everything.
 run:
 	scripts/run-demo
 
-# The whole suite but the browser and fault tests, against PostgreSQL and Redis (started when they are not
-# answering).
+# The whole suite but the slow ones below, against PostgreSQL and Redis (started when they are not answering).
 test:
 	scripts/test $(ARGS)
+
+# The tests that start real Celery worker processes (the sender, journeys, webhooks, readiness; about four minutes).
+test-workers:
+	TEST_MARKERS="worker and not browser" scripts/test $(ARGS)
 
 # The browser tests, in Debian's Chromium (installed when missing).
 test-browser:
