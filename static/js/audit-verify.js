@@ -7,11 +7,12 @@ document.addEventListener("DOMContentLoaded", () => {
     const button = form.querySelector("button");
     const progress = form.querySelector("[data-verify-progress]");
     button.disabled = true;
-    button.textContent = "Verifying…";
+    button.textContent = gettext("Verifying…");
     form.setAttribute("aria-busy", "true");
     if (progress) {
       progress.classList.add("working");
-      progress.textContent = "Reading every entry and recomputing its hash. Keep this page open: the result appears here.";
+      progress.textContent = gettext(
+        "Reading every entry and recomputing its hash. Keep this page open: the result appears here.");
     }
   });
 });

@@ -56,7 +56,7 @@
       var empty = slots.map(function (slot) { return slot.querySelector("select"); })
         .filter(function (select) { return !select.value; })[0];
       if (!empty) {
-        button.textContent = button.dataset.fullText || "Every block choice is taken";
+        button.textContent = button.dataset.fullText || gettext("Every block choice is taken");
         return;
       }
       empty.value = button.dataset.blockAdd;

@@ -18,29 +18,31 @@
     const form = button.form;
     const nonceInput = form.querySelector("input[data-passkey-stepup]");
     button.disabled = true;
-    say(button, "Follow your browser's prompt to use your passkey\u2026", "busy");
+    say(button, gettext("Follow your browser's prompt to use your passkey…"), "busy");
     let options;
     try {
       options = await post(button.dataset.beginUrl, button.dataset.csrf);
     } catch (error) {
       button.disabled = false;
-      return say(button, error.message + " Or enter a code.", "error");
+      return say(button, interpolate(gettext("%(reason)s Or enter a code."), {reason: error.message}, true), "error");
     }
     let assertion;
     try {
       assertion = await assertionGet(options);
     } catch (error) {
       button.disabled = false;
-      return say(button, browserMessage(error, false) + " Try again, or enter a code.", "error");
+      const reason = browserMessage(error, false);
+      return say(button, interpolate(gettext("%(reason)s Try again, or enter a code."), {reason}, true), "error");
     }
     let result;
     try {
       result = await post(button.dataset.completeUrl, button.dataset.csrf, assertionEncode(assertion));
     } catch (error) {
       button.disabled = false;
-      return say(button, "That passkey was not accepted: " + error.message + " Try again, or enter a code.", "error");
+      const text = gettext("That passkey was not accepted: %(reason)s Try again, or enter a code.");
+      return say(button, interpolate(text, {reason: error.message}, true), "error");
     }
-    say(button, "Passkey accepted.", "busy");
+    say(button, gettext("Passkey accepted."), "busy");
     nonceInput.value = result.nonce;
     // The form's own submit button, so its name and value (approve, for one) go with it.
     form.requestSubmit(form.querySelector("button[type=submit]"));
@@ -54,7 +56,7 @@
     document.querySelectorAll("button[data-passkey-stepup-button]").forEach(function (button) {
       if (!supported()) {
         button.disabled = true;
-        return say(button, "This browser cannot use passkeys: enter a code.", "error");
+        return say(button, gettext("This browser cannot use passkeys: enter a code."), "error");
       }
       button.addEventListener("click", function () {
         confirmWithPasskey(button);

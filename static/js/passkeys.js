@@ -13,7 +13,7 @@
   async function addPasskey(form) {
     const button = form.querySelector("button");
     button.disabled = true;
-    say(form, "Follow your browser's prompt to create the passkey\u2026", "busy");
+    say(form, gettext("Follow your browser's prompt to create the passkey…"), "busy");
     let options;
     try {
       options = await post(form.dataset.beginUrl, form.dataset.csrf);
@@ -47,14 +47,14 @@
       });
     } catch (error) {
       button.disabled = false;
-      return say(form, "No passkey was added: " + error.message, "error");
+      return say(form, interpolate(gettext("No passkey was added: %(reason)s"), {reason: error.message}, true), "error");
     }
     window.location.assign(form.dataset.doneUrl);
   }
 
   async function verifyPasskey(button) {
     button.disabled = true;
-    say(button, "Follow your browser's prompt to use your passkey\u2026", "busy");
+    say(button, gettext("Follow your browser's prompt to use your passkey…"), "busy");
     let options;
     try {
       options = await post(button.dataset.beginUrl, button.dataset.csrf);
@@ -67,7 +67,8 @@
       assertion = await assertionGet(options);
     } catch (error) {
       button.disabled = false;
-      return say(button, browserMessage(error, false) + " Try again, or enter a code below.", "error");
+      const reason = browserMessage(error, false);
+      return say(button, interpolate(gettext("%(reason)s Try again, or enter a code below."), {reason}, true), "error");
     }
     let result;
     try {
@@ -76,7 +77,8 @@
       result = await post(url.toString(), button.dataset.csrf, assertionEncode(assertion));
     } catch (error) {
       button.disabled = false;
-      return say(button, "That passkey was not accepted: " + error.message + " Try again, or enter a code below.", "error");
+      const text = gettext("That passkey was not accepted: %(reason)s Try again, or enter a code below.");
+      return say(button, interpolate(text, {reason: error.message}, true), "error");
     }
     window.location.assign(result.redirect_url);
   }
@@ -86,7 +88,7 @@
       if (!supported()) {
         element.querySelectorAll("button").forEach((b) => (b.disabled = true));
         if (element.tagName === "BUTTON") element.disabled = true;
-        return say(element, "This browser cannot use passkeys.", "error");
+        return say(element, gettext("This browser cannot use passkeys."), "error");
       }
       if (element.dataset.passkey === "add") {
         element.addEventListener("submit", function (event) {

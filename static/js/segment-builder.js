@@ -8,9 +8,11 @@
   var countsUrl = form.dataset.countsUrl;
   var uses = {age: ["low", "high"], last_visit: ["low", "high"], sex: ["values"], postal_prefix: ["values"],
               postal_in: ["values"], state: ["values"], condition: ["values"]};
-  var hints = {age: ["lowest age", "highest age"], last_visit: ["from YYYY-MM-DD", "before YYYY-MM-DD"],
-               sex: "F, M or X", postal_prefix: "e.g. 627", postal_in: "e.g. 62701, 62702", state: "e.g. IL, WI",
-               condition: "e.g. E11, G47.33"};
+  function example(codes) { return interpolate(gettext("e.g. %(example)s"), {example: codes}, true); }
+  var hints = {age: [gettext("lowest age"), gettext("highest age")],
+               last_visit: [gettext("from YYYY-MM-DD"), gettext("before YYYY-MM-DD")],
+               sex: gettext("F, M or X"), postal_prefix: example("627"), postal_in: example("62701, 62702"),
+               state: example("IL, WI"), condition: example("E11, G47.33")};
   function showRow(row) {
     var kind = row.querySelector("select").value;
     ["low", "high", "values"].forEach(function (part, index) {

@@ -14,7 +14,8 @@
 
   const browserZone = window.Intl && Intl.DateTimeFormat().resolvedOptions().timeZone;
   if (browserZone && ![...select.options].some((option) => option.value === browserZone)) {
-    select.add(new Option(browserZone.replaceAll("_", " ") + " (this browser)", browserZone));
+    const name = interpolate(gettext("%(zone)s (this browser)"), {zone: browserZone.replaceAll("_", " ")}, true);
+    select.add(new Option(name, browserZone));
   }
 
   // The wall-clock parts of an instant in a zone, as numbers.
@@ -42,17 +43,20 @@
     return same ? guess : null;
   }
 
-  function plural(n, one, many) { return n + " " + (n === 1 ? one : many); }
+  // "in 3 hours" is one message, so that a language puts the number where its grammar wants it.
+  function inCount(message, count) { return interpolate(message, {count}, true); }
 
   function relative(ms) {
     const minutes = Math.max(1, Math.floor(ms / 60000));
-    if (minutes < 120) { return "in " + plural(minutes, "minute", "minutes"); }
+    if (minutes < 120) { return inCount(ngettext("in %(count)s minute", "in %(count)s minutes", minutes), minutes); }
     const hours = Math.floor(minutes / 60);
-    if (hours < 48) { return "in " + plural(hours, "hour", "hours"); }
+    if (hours < 48) { return inCount(ngettext("in %(count)s hour", "in %(count)s hours", hours), hours); }
     const days = Math.floor(hours / 24);
-    if (days < 60) { return "in " + plural(days, "day", "days"); }
-    if (days < 730) { return "in " + plural(Math.floor(days / 30), "month", "months"); }
-    return "in " + plural(Math.floor(days / 365), "year", "years");
+    if (days < 60) { return inCount(ngettext("in %(count)s day", "in %(count)s days", days), days); }
+    const months = Math.floor(days / 30);
+    if (days < 730) { return inCount(ngettext("in %(count)s month", "in %(count)s months", months), months); }
+    const years = Math.floor(days / 365);
+    return inCount(ngettext("in %(count)s year", "in %(count)s years", years), years);
   }
 
   function update() {
@@ -65,11 +69,14 @@
     let instant;
     try { instant = instantOf(wall, select.value); } catch (error) { out.textContent = ""; return; }
     if (instant === null) {
-      out.textContent = "That time does not exist in " + select.value + ": the clocks go forward then.";
+      const text = gettext("That time does not exist in %(zone)s: the clocks go forward then.");
+      out.textContent = interpolate(text, {zone: select.value}, true);
       return;
     }
     const ms = instant - Date.now();
-    out.textContent = ms > 0 ? "It will be sent " + relative(ms) + "." : "That time has already passed.";
+    out.textContent = ms > 0
+      ? interpolate(gettext("It will be sent %(when)s."), {when: relative(ms)}, true)
+      : gettext("That time has already passed.");
   }
 
   input.addEventListener("input", update);

@@ -37,11 +37,11 @@
       // A page instead of JSON: redirected to sign in (the session ended), or the server failed.
       throw new ServerRefused(
         response.redirected
-          ? "Your session has ended. Reload the page and sign in again."
-          : "The server could not check the passkey just now."
+          ? gettext("Your session has ended. Reload the page and sign in again.")
+          : gettext("The server could not check the passkey just now.")
       );
     }
-    if (!response.ok) throw new ServerRefused(data.detail || "The server did not accept the passkey.");
+    if (!response.ok) throw new ServerRefused(data.detail || gettext("The server did not accept the passkey."));
     return data;
   }
 
@@ -50,16 +50,18 @@
       case "NotAllowedError":
       case "AbortError":
         return adding
-          ? "No passkey was added: the request was cancelled, timed out or refused by the browser."
-          : "The passkey was not used: the request was cancelled, timed out or refused by the browser.";
+          ? gettext("No passkey was added: the request was cancelled, timed out or refused by the browser.")
+          : gettext("The passkey was not used: the request was cancelled, timed out or refused by the browser.");
       case "InvalidStateError":
-        return "This authenticator already holds a passkey for your account.";
+        return gettext("This authenticator already holds a passkey for your account.");
       case "SecurityError":
-        return "The browser refused passkeys for this address (they need HTTPS, or localhost).";
+        return gettext("The browser refused passkeys for this address (they need HTTPS, or localhost).");
       case "NotSupportedError":
-        return "This browser or authenticator does not support the kind of passkey asked for.";
+        return gettext("This browser or authenticator does not support the kind of passkey asked for.");
       default:
-        return "The browser could not use a passkey" + (error && error.name ? " (" + error.name + ")." : ".");
+        return error && error.name
+          ? interpolate(gettext("The browser could not use a passkey (%(error)s)."), {error: error.name}, true)
+          : gettext("The browser could not use a passkey.");
     }
   }
 
