@@ -241,12 +241,15 @@ def test_every_message_of_a_script_is_translated(script):
 _JS_STRING = re.compile(r"""(?<![\w.])(?:(gettext|ngettext|interpolate)\(\s*)?(["'`])((?:(?!\2)[^\\\n]|\\.)*)\2""")
 
 
+_JS_COMMENT = re.compile(r"^[ \t]*//[^\n]*|/\*.*?\*/", re.M | re.S)
+
+
 def script_bare_sentences(text: str) -> list[str]:
     """String literals of a script that read as words to a person ("Sent to 3 people") and no gettext() wraps."""
     bare = []
-    for match in _JS_STRING.finditer(text):
+    for match in _JS_STRING.finditer(_JS_COMMENT.sub(" ", text)):
         wrapped, value = match.group(1), match.group(3)
-        if not wrapped and re.fullmatch(r"[A-Z][a-z']*(?:[ ,.:;!?()-]+[A-Za-z0-9'%${}]+)+[.:!?…]?", value):
+        if not wrapped and " " in value and re.fullmatch(r"[A-Z][a-z']*(?:[ ,.:;!?()-]+[A-Za-z0-9'%${}]+)+[.:!?…]?", value):
             bare.append(value)
     return bare
 
@@ -255,6 +258,7 @@ def test_the_script_check_finds_bare_sentences():
     assert script_bare_sentences('el.textContent = "That code did not work.";') == ["That code did not work."]
     assert script_bare_sentences('el.textContent = gettext("That code did not work.");') == []
     assert script_bare_sentences('document.querySelector("input[name=code]"); x.classList.add("is-open")') == []
+    assert script_bare_sentences('// the "Verify the chain now" button\nheaders["X-CSRFToken"] = token;') == []
 
 
 @pytest.mark.parametrize("script", _scripts(), ids=lambda path: str(path.relative_to(BASE)))
