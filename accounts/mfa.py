@@ -9,6 +9,7 @@ import re
 import secrets
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 from django_otp import devices_for_user, match_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -66,7 +67,7 @@ def otp_verify(*, user, token: str):
 def recovery_codes_issue(*, user) -> list[str]:
     """Replace the user's recovery codes with ten new ones and return them, to be shown once."""
     with transaction.atomic():
-        device, _ = StaticDevice.objects.get_or_create(user=user, name="Recovery codes", defaults={"confirmed": True})
+        device, _created = StaticDevice.objects.get_or_create(user=user, name="Recovery codes", defaults={"confirmed": True})
         device.token_set.all().delete()
         codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODE_COUNT)]
         StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
@@ -97,8 +98,8 @@ def device_remove(*, user, persistent_id: str) -> bool:
             passkeys = [other for other in devices if isinstance(other, WebAuthnCredential)]
             if isinstance(device, TOTPDevice) and apps == [device] and passkeys:
                 raise DeviceRemovalRefused(
-                    "Keep one authenticator app beside your passkeys: its code works on any computer, where a "
-                    "passkey may not be at hand. Add another app first, or remove your passkeys."
+                    _("Keep one authenticator app beside your passkeys: its code works on any computer, where a "
+                      "passkey may not be at hand. Add another app first, or remove your passkeys.")
                 )
             audit_id = device_audit_id(device)  # before delete() clears the pk
             with transaction.atomic():
@@ -123,12 +124,12 @@ def device_audit_id(device) -> str:
 def device_kind(device) -> str:
     """What a device is, in the words of the devices page."""
     if isinstance(device, WebAuthnCredential):
-        return "Passkey"
+        return _("Passkey")
     if isinstance(device, TOTPDevice):
-        return "Authenticator app"
+        return _("Authenticator app")
     if isinstance(device, StaticDevice):
-        return "Recovery codes"
-    return "Device"
+        return _("Recovery codes")
+    return _("Device")
 
 
 def passkey_exists(*, user) -> bool:

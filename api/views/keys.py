@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
@@ -58,5 +59,7 @@ def key_create(request):
 def key_revoke(request, key_id: int):
     key = access_api_key_by_id(request.user, key_id)
     api_key_revoke(actor=request.user, api_key_id=key.pk)
-    messages.success(request, f"The key “{key.name}” is revoked: the next call made with it is refused.")
+    messages.success(
+        request, _("The key “%(name)s” is revoked: the next call made with it is refused.") % {"name": key.name}
+    )
     return redirect("integrations:key_list")
