@@ -26,8 +26,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.utils.translation import gettext_lazy as _
-
 VERSION = b"hipaamail-audit-v1"
 GENESIS = "0" * 64
 # The columns an event's hash covers besides its sequence and prev_hash, in encoding order.
@@ -126,14 +124,16 @@ CHECKPOINT_MISMATCH = "checkpoint_mismatch"  # the event at a checkpoint's seque
 CHECKPOINT_FORGED = "checkpoint_forged"  # a checkpoint whose signature does not verify with our keys
 MALFORMED = "malformed"  # a row that does not have the chain's shape (a sequence that is not a number, say)
 
+# In English, for the command line and the standalone stretch verifier (docs/retention.md), which run without
+# Django; the pages and the alert say them through audit.sentences.break_meaning.
 DESCRIPTIONS = {
-    HASH_MISMATCH: _("the event's stored hash does not match its content: the event was changed after sealing"),
-    LINK_MISMATCH: _("the event does not follow the one before it: events were removed, reordered or swapped"),
-    MISSING: _("no event has this sequence number: an event was deleted"),
-    TRUNCATED: _("the chain ends before a signed checkpoint: the newest events were removed"),
-    CHECKPOINT_MISMATCH: _("the event at this sequence is not the one a signed checkpoint recorded"),
-    CHECKPOINT_FORGED: _("a checkpoint's signature does not verify with the configured keys"),
-    MALFORMED: _("the stored row does not have the shape of a sealed event"),
+    HASH_MISMATCH: "the event's stored hash does not match its content: the event was changed after sealing",
+    LINK_MISMATCH: "the event does not follow the one before it: events were removed, reordered or swapped",
+    MISSING: "no event has this sequence number: an event was deleted",
+    TRUNCATED: "the chain ends before a signed checkpoint: the newest events were removed",
+    CHECKPOINT_MISMATCH: "the event at this sequence is not the one a signed checkpoint recorded",
+    CHECKPOINT_FORGED: "a checkpoint's signature does not verify with the configured keys",
+    MALFORMED: "the stored row does not have the shape of a sealed event",
 }
 
 
@@ -210,7 +210,7 @@ def chain_walk(
         result.first_prev_hash = previous
     previous = previous.encode("ascii")
     for line in iterator:
-        body, _tab, stored = line.rpartition(b"\t")
+        body, _, stored = line.rpartition(b"\t")
         head = body[: body.find(b"\t")]
         if head != b"%d" % expected:
             try:

@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
-from audit import actions, chain, checkpoints, context, permissions, selectors, verification
+from audit import actions, chain, checkpoints, context, permissions, selectors, sentences, verification
 from audit.mail import staff_mail_send
 from audit.models import AuditCheckpoint, AuditEvent
 
@@ -458,7 +458,7 @@ def audit_chain_break_alert(*, result: chain.WalkResult, checks: Iterable[verifi
     context = {
         "sequence": first_break.sequence if first_break else None,
         "reason": first_break.reason if first_break else "",
-        "meaning": chain.DESCRIPTIONS.get(first_break.reason, first_break.reason) if first_break else "",
+        "meaning": sentences.break_meaning(first_break.reason) if first_break else "",
         "checks": [
             {"summary": check.summary(), "lines": check.lines()[:ALERT_MISMATCH_LINES]} for check in failed
         ],
