@@ -26,13 +26,16 @@ RECOVERY_CODE_COUNT = 10
 PASSKEY_STEPUP_STATE_KEY = "hipaamail_passkey_stepup_state"
 PASSKEY_NAME_MAX_LENGTH = 64  # django-otp's Device.name
 PASSKEY_DEFAULT_NAME = "Passkey"
+# The names the devices are stored under (in English: data), said in the reader's language by device_name.
+AUTHENTICATOR_APP_NAME = "Authenticator app"
+RECOVERY_CODES_NAME = "Recovery codes"
 
 
 def totp_device_pending(*, user) -> TOTPDevice:
     """The authenticator being enrolled: an unconfirmed device, created on first use."""
     device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("id").first()
     if device is None:
-        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+        device = TOTPDevice.objects.create(user=user, name=AUTHENTICATOR_APP_NAME, confirmed=False)
     return device
 
 
@@ -67,7 +70,9 @@ def otp_verify(*, user, token: str):
 def recovery_codes_issue(*, user) -> list[str]:
     """Replace the user's recovery codes with ten new ones and return them, to be shown once."""
     with transaction.atomic():
-        device, _created = StaticDevice.objects.get_or_create(user=user, name="Recovery codes", defaults={"confirmed": True})
+        device, _created = StaticDevice.objects.get_or_create(
+            user=user, name=RECOVERY_CODES_NAME, defaults={"confirmed": True}
+        )
         device.token_set.all().delete()
         codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODE_COUNT)]
         StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
@@ -130,6 +135,17 @@ def device_kind(device) -> str:
     if isinstance(device, StaticDevice):
         return _("Recovery codes")
     return _("Device")
+
+
+def device_name(device) -> str:
+    """The device's name on the devices page: a name hipaamail gave it in the reader's language, one its owner
+    typed as typed."""
+    defaults = {
+        AUTHENTICATOR_APP_NAME: _("Authenticator app"),
+        RECOVERY_CODES_NAME: _("Recovery codes"),
+        PASSKEY_DEFAULT_NAME: _("Passkey"),
+    }
+    return defaults.get(device.name, device.name)
 
 
 def passkey_exists(*, user) -> bool:

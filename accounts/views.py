@@ -105,6 +105,7 @@ def otp_devices(request):
     devices = mfa.device_list(user=request.user)
     for device in devices:
         device.kind = mfa.device_kind(device)
+        device.display_name = mfa.device_name(device)
     return render(
         request,
         "account/otp_devices.html",
