@@ -9,6 +9,7 @@ import re
 import secrets
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 from django_otp import devices_for_user, match_token
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -25,13 +26,16 @@ RECOVERY_CODE_COUNT = 10
 PASSKEY_STEPUP_STATE_KEY = "hipaamail_passkey_stepup_state"
 PASSKEY_NAME_MAX_LENGTH = 64  # django-otp's Device.name
 PASSKEY_DEFAULT_NAME = "Passkey"
+# The names the devices are stored under (in English: data), said in the reader's language by device_name.
+AUTHENTICATOR_APP_NAME = "Authenticator app"
+RECOVERY_CODES_NAME = "Recovery codes"
 
 
 def totp_device_pending(*, user) -> TOTPDevice:
     """The authenticator being enrolled: an unconfirmed device, created on first use."""
     device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("id").first()
     if device is None:
-        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+        device = TOTPDevice.objects.create(user=user, name=AUTHENTICATOR_APP_NAME, confirmed=False)
     return device
 
 
@@ -66,7 +70,9 @@ def otp_verify(*, user, token: str):
 def recovery_codes_issue(*, user) -> list[str]:
     """Replace the user's recovery codes with ten new ones and return them, to be shown once."""
     with transaction.atomic():
-        device, _ = StaticDevice.objects.get_or_create(user=user, name="Recovery codes", defaults={"confirmed": True})
+        device, _created = StaticDevice.objects.get_or_create(
+            user=user, name=RECOVERY_CODES_NAME, defaults={"confirmed": True}
+        )
         device.token_set.all().delete()
         codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODE_COUNT)]
         StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
@@ -97,8 +103,8 @@ def device_remove(*, user, persistent_id: str) -> bool:
             passkeys = [other for other in devices if isinstance(other, WebAuthnCredential)]
             if isinstance(device, TOTPDevice) and apps == [device] and passkeys:
                 raise DeviceRemovalRefused(
-                    "Keep one authenticator app beside your passkeys: its code works on any computer, where a "
-                    "passkey may not be at hand. Add another app first, or remove your passkeys."
+                    _("Keep one authenticator app beside your passkeys: its code works on any computer, where a "
+                      "passkey may not be at hand. Add another app first, or remove your passkeys.")
                 )
             audit_id = device_audit_id(device)  # before delete() clears the pk
             with transaction.atomic():
@@ -123,12 +129,23 @@ def device_audit_id(device) -> str:
 def device_kind(device) -> str:
     """What a device is, in the words of the devices page."""
     if isinstance(device, WebAuthnCredential):
-        return "Passkey"
+        return _("Passkey")
     if isinstance(device, TOTPDevice):
-        return "Authenticator app"
+        return _("Authenticator app")
     if isinstance(device, StaticDevice):
-        return "Recovery codes"
-    return "Device"
+        return _("Recovery codes")
+    return _("Device")
+
+
+def device_name(device) -> str:
+    """The device's name on the devices page: a name hipaamail gave it in the reader's language, one its owner
+    typed as typed."""
+    defaults = {
+        AUTHENTICATOR_APP_NAME: _("Authenticator app"),
+        RECOVERY_CODES_NAME: _("Recovery codes"),
+        PASSKEY_DEFAULT_NAME: _("Passkey"),
+    }
+    return defaults.get(device.name, device.name)
 
 
 def passkey_exists(*, user) -> bool:

@@ -26,6 +26,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import ngettext
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,11 @@ def throttled_response(request: HttpRequest, *, retry_after: int) -> HttpRespons
     response = render(
         request,
         "throttled.html",
-        {"wait": f"{retry_after} seconds" if retry_after < 60 else f"{minutes} minute{'s' if minutes > 1 else ''}"},
+        {"wait": (
+            ngettext("%(count)s second", "%(count)s seconds", retry_after) % {"count": retry_after}
+            if retry_after < 60
+            else ngettext("%(count)s minute", "%(count)s minutes", minutes) % {"count": minutes}
+        )},
         status=429,
     )
     response["Retry-After"] = str(retry_after)

@@ -75,9 +75,9 @@ def otp_setup(request):
             if not mfa.recovery_codes_left(user=request.user):
                 request.session["recovery_codes"] = mfa.recovery_codes_issue(user=request.user)
                 return redirect("otp_recovery_codes")
-            messages.success(request, "Your authenticator app is set up.")
+            messages.success(request, _("Your authenticator app is set up."))
             return redirect(_next_url(request))
-        form.add_error("token", "That code did not match. Scan the code again or wait for the next code.")
+        form.add_error("token", _("That code did not match. Scan the code again or wait for the next code."))
     qr = segno.make(device.config_url, error="m")
     return render(
         request,
@@ -105,6 +105,7 @@ def otp_devices(request):
     devices = mfa.device_list(user=request.user)
     for device in devices:
         device.kind = mfa.device_kind(device)
+        device.display_name = mfa.device_name(device)
     return render(
         request,
         "account/otp_devices.html",
@@ -132,7 +133,7 @@ class PasskeyRegistrationCompleteView(webauthn_views.CompleteCredentialRegistrat
 
     def post(self, *args, **kwargs):
         response = super().post(*args, **kwargs)
-        messages.success(self.request, "Your passkey was added.")
+        messages.success(self.request, _("Your passkey was added."))
         return response
 
 
@@ -222,9 +223,9 @@ def otp_device_remove(request):
         messages.error(request, str(refusal))
         return redirect("otp_devices")
     if removed:
-        messages.success(request, "The device was removed.")
+        messages.success(request, _("The device was removed."))
     else:
-        messages.error(request, "No such device on your account.")
+        messages.error(request, _("No such device on your account."))
     return redirect("otp_devices")
 
 

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 
 from api.models import ApiKey
 from api.scopes import SCOPES
@@ -47,14 +48,14 @@ def api_key_create(
     """Create a key for an external system; the returned token is the only copy of its secret."""
     name = name.strip()
     if not name:
-        raise ValidationError("Name the system this key is for.", code="name_required")
+        raise ValidationError(_("Name the system this key is for."), code="name_required")
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
-        raise ValidationError("Choose at least one scope from the list.", code="bad_scopes")
+        raise ValidationError(_("Choose at least one scope from the list."), code="bad_scopes")
     if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationError("The expiry must be in the future.", code="expiry_in_past")
+        raise ValidationError(_("The expiry must be in the future."), code="expiry_in_past")
     if not 1 <= rate_limit_per_minute <= 100_000:
-        raise ValidationError("The rate limit is between 1 and 100,000 calls a minute.", code="bad_rate_limit")
+        raise ValidationError(_("The rate limit is between 1 and 100,000 calls a minute."), code="bad_rate_limit")
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
     key = ApiKey(

@@ -3,6 +3,7 @@ Patients, authorizations and events stay in the domain apps; these rows name the
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class ApiKey(models.Model):
@@ -67,9 +68,9 @@ class WebhookDelivery(models.Model):
     rolled back."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        DELIVERED = "delivered", "Delivered"
-        FAILED = "failed", "Failed (attempts exhausted)"
+        PENDING = "pending", _("Pending")
+        DELIVERED = "delivered", _("Delivered")
+        FAILED = "failed", _("Failed (attempts exhausted)")
 
     subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
     message_id = models.CharField(max_length=40, unique=True)  # webhook-id: the receiver's deduplication key

@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from api.models import WebhookDelivery
 from audit import actions
@@ -105,16 +106,16 @@ def url_refusal(url: str) -> str:
     try:
         parts = urlsplit(url)
     except ValueError:
-        return "The address is not a URL."
+        return _("The address is not a URL.")
     if not parts.hostname:
-        return "The address has no host."
+        return _("The address has no host.")
     if parts.username or parts.password:
-        return "The address may not carry a user name or password."
+        return _("The address may not carry a user name or password.")
     if parts.scheme == "https":
         return ""
     if parts.scheme == "http" and getattr(settings, "HIPAAMAIL_WEBHOOK_ALLOW_HTTP", False):
         return ""
-    return "The address must start with https:// (webhooks leave over TLS only)."
+    return _("The address must start with https:// (webhooks leave over TLS only).")
 
 
 # --- Claiming, posting, recording ------------------------------------------------------------------------

@@ -40,6 +40,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.db.models.signals import post_save
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from api.models import ApiKey, WebhookDelivery, WebhookSubscription
 from api.tasks import webhook_delivery_enqueue
@@ -57,10 +59,10 @@ SUPPRESSION_ADDED = "suppression.added"
 
 # What a subscriber may choose, with the plain description the form shows.
 EVENT_TYPES = {
-    AUTHORIZATION_SIGNED: "A patient signed an authorization (or a consent to email) for a purpose.",
-    AUTHORIZATION_REVOKED: "A patient revoked their authorization for a purpose (portal, one-click link or letter).",
-    DELIVERY_BOUNCED: "A message to a patient bounced (a hard or soft bounce reported by the mail server).",
-    SUPPRESSION_ADDED: "An address was suppressed for all marketing mail (hard bounce, complaint or staff).",
+    AUTHORIZATION_SIGNED: gettext_lazy("A patient signed an authorization (or a consent to email) for a purpose."),
+    AUTHORIZATION_REVOKED: gettext_lazy("A patient revoked their authorization for a purpose (portal, one-click link or letter)."),
+    DELIVERY_BOUNCED: gettext_lazy("A message to a patient bounced (a hard or soft bounce reported by the mail server)."),
+    SUPPRESSION_ADDED: gettext_lazy("An address was suppressed for all marketing mail (hard bounce, complaint or staff)."),
 }
 
 EVENT_OF_ACTION = {
@@ -204,19 +206,20 @@ def webhook_subscription_create(
     try:
         URLValidator(schemes=["http", "https"])(url)
     except ValidationError:
-        raise ValidationError("Enter the receiver's full address, e.g. https://crm.example.org/hooks/hipaamail.",
-                              code="bad_url") from None
+        raise ValidationError(
+            _("Enter the receiver's full address, e.g. https://crm.example.org/hooks/hipaamail."), code="bad_url"
+        ) from None
     refusal = url_refusal(url)
     if refusal:
         raise ValidationError(refusal, code="url_refused")
     unknown = sorted(set(event_types) - set(EVENT_TYPES))
     if unknown or not event_types:
-        raise ValidationError("Choose at least one event from the list.", code="bad_event_types")
+        raise ValidationError(_("Choose at least one event from the list."), code="bad_event_types")
     secret = secret_generate()
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=api_key_id)
         if not _key_usable(key):
-            raise ValidationError("This key is revoked or expired: it cannot receive webhooks.", code="key_unusable")
+            raise ValidationError(_("This key is revoked or expired: it cannot receive webhooks."), code="key_unusable")
         subscription = WebhookSubscription(
             api_key=key,
             url=url,
@@ -258,9 +261,9 @@ def webhook_delivery_retry(*, actor, delivery_id: int) -> WebhookDelivery:
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().select_related("subscription").get(pk=delivery_id)
         if delivery.status != WebhookDelivery.Status.FAILED:
-            raise ValidationError("Only a failed delivery can be retried.", code="not_failed")
+            raise ValidationError(_("Only a failed delivery can be retried."), code="not_failed")
         if not delivery.subscription.active:
-            raise ValidationError("The subscription is no longer active.", code="inactive")
+            raise ValidationError(_("The subscription is no longer active."), code="inactive")
         delivery.status = WebhookDelivery.Status.PENDING
         delivery.next_attempt_at = Now()  # the database's clock, which the claim compares with
         delivery.claimed_until = None

@@ -124,6 +124,8 @@ CHECKPOINT_MISMATCH = "checkpoint_mismatch"  # the event at a checkpoint's seque
 CHECKPOINT_FORGED = "checkpoint_forged"  # a checkpoint whose signature does not verify with our keys
 MALFORMED = "malformed"  # a row that does not have the chain's shape (a sequence that is not a number, say)
 
+# In English, for the command line and the standalone stretch verifier (docs/retention.md), which run without
+# Django; the pages and the alert say them through audit.sentences.break_meaning.
 DESCRIPTIONS = {
     HASH_MISMATCH: "the event's stored hash does not match its content: the event was changed after sealing",
     LINK_MISMATCH: "the event does not follow the one before it: events were removed, reordered or swapped",

@@ -4,6 +4,7 @@ field and the filter is not applied."""
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from audit import sentences
 from audit.selectors import ROLE_FILTERS, AuditFilters
@@ -30,8 +31,14 @@ class AuditFilterForm(forms.Form):
         help_text=_("The patient's number, as on their record page."),
     )
     campaign = forms.IntegerField(label=_("Campaign number"), required=False, min_value=1, max_value=MAX_ID)
-    start = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    start = forms.DateField(
+        label=pgettext_lazy("a range of days", "From"), required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    end = forms.DateField(
+        label=pgettext_lazy("a range of days", "To"), required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
 
     def __init__(self, *args, actors=(), actions=(), object_types=(), **kwargs):
         super().__init__(*args, **kwargs)

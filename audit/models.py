@@ -8,6 +8,7 @@ columns is the only UPDATE the trigger lets through (docs/adr/0004-audit-hash-ch
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class AuditEvent(models.Model):
@@ -71,8 +72,8 @@ class AuditCheckpoint(models.Model):
     """
 
     class Kind(models.TextChoices):
-        HEAD = "head", "Chain head"
-        ARCHIVE_FLOOR = "archive_floor", "Archived through"
+        HEAD = "head", _("Chain head")
+        ARCHIVE_FLOOR = "archive_floor", _("Archived through")
 
     id = models.BigAutoField(primary_key=True)
     # A database default, so adding the column is an ALTER TABLE … ADD COLUMN on SQLite too (no table rebuild,

@@ -12,6 +12,25 @@ from dataclasses import dataclass
 from django.utils.translation import gettext_lazy as _
 
 from audit import actions as a
+from audit import chain
+
+# --- Why the chain broke (audit.chain's reasons), for the audit log and the alert ------------------------------
+BREAK_MEANINGS = {
+    chain.HASH_MISMATCH: _("the event's stored hash does not match its content: the event was changed after sealing"),
+    chain.LINK_MISMATCH: _("the event does not follow the one before it: events were removed, reordered or swapped"),
+    chain.MISSING: _("no event has this sequence number: an event was deleted"),
+    chain.TRUNCATED: _("the chain ends before a signed checkpoint: the newest events were removed"),
+    chain.CHECKPOINT_MISMATCH: _("the event at this sequence is not the one a signed checkpoint recorded"),
+    chain.CHECKPOINT_FORGED: _("a checkpoint's signature does not verify with the configured keys"),
+    chain.MALFORMED: _("the stored row does not have the shape of a sealed event"),
+}
+
+
+def break_meaning(reason: str) -> str:
+    """What a break reason means, in the reader's language (the reason code itself when it is not known)."""
+    meaning = BREAK_MEANINGS.get(reason)
+    return str(meaning) if meaning is not None else reason
+
 
 # --- Kinds of event, for the filter (and the label of each action in it) ---------------------------------------
 # An action's kind is its subject (the part before the dot), grouped as a person would look for it.
@@ -235,6 +254,13 @@ ACTOR_ROLE_WORDS = {
     a.USER: _("A staff member"),
 }
 
+# A staff member's role, as actor_role holds it (the group names of accounts.roles, which this app cannot import).
+ROLE_WORDS = {
+    "marketer": _("marketer"),
+    "compliance officer": _("compliance officer"),
+    "administrator": _("administrator"),
+}
+
 CHANNEL_WORDS = {
     "portal": _("in the portal"),
     "web": _("on the web"),
@@ -283,7 +309,8 @@ def actor_phrase(event, names) -> str:
     if event.actor_id:
         user = event.actor
         person = (user.get_full_name() or user.email or f"#{user.pk}").strip()
-        roles = ", ".join(part.strip() for part in role.split(","))  # a user in two groups: "a,b"
+        # A user in two groups: "a,b".
+        roles = ", ".join(str(ROLE_WORDS.get(part.strip(), part.strip())) for part in role.split(","))
         return f"{person} ({roles})" if role and role not in (a.SUPERUSER, a.USER) else person
     if role.startswith(a.API_KEY_PREFIX):
         key_id = role.removeprefix(a.API_KEY_PREFIX)

@@ -19,9 +19,9 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 
-from audit import actions, chain, checkpoints, context, permissions, selectors, verification
+from audit import actions, chain, checkpoints, context, permissions, selectors, sentences, verification
 from audit.mail import staff_mail_send
 from audit.models import AuditCheckpoint, AuditEvent
 
@@ -31,6 +31,11 @@ logger = logging.getLogger(__name__)
 # Details hold ids, counts and codes. Free text (names, addresses, emails) cannot pass this shape,
 # which keeps PHI out of the audit trail by construction (R-NO-PHI-LEAK).
 _CODE = re.compile(r"^[A-Za-z0-9_.:/\-]{0,64}$")
+
+
+class AuditEventInvalid(ValidationError):
+    """A caller's mistake in the event it records (details hold ids, counts and codes; patient_id is a number),
+    never shown to a person: in English, like the log lines, and so not translated."""
 
 
 def _check_detail_value(key: str, value: Any) -> None:
@@ -45,13 +50,13 @@ def _check_detail_value(key: str, value: Any) -> None:
     if isinstance(value, dict):
         _check_details(value)
         return
-    raise ValidationError(f"Audit detail {key!r} must be an id, a count or a code.")
+    raise AuditEventInvalid(f"Audit detail {key!r} must be an id, a count or a code.")
 
 
 def _check_details(details: dict[str, Any]) -> None:
     for key, value in details.items():
         if not _CODE.match(str(key)):
-            raise ValidationError("Audit detail keys must be codes.")
+            raise AuditEventInvalid("Audit detail keys must be codes.")
         _check_detail_value(key, value)
 
 
@@ -93,7 +98,7 @@ def audit_record(
     if not actor_role:
         actor_role = role_of(actor)
     if patient_id is not None and (isinstance(patient_id, bool) or not isinstance(patient_id, int)):
-        raise ValidationError("An audit event's patient_id is a patient's numeric id.")
+        raise AuditEventInvalid("An audit event's patient_id is a patient's numeric id.")
     _check_details(details)
     event = AuditEvent(
         actor=actor if actor is not None and getattr(actor, "pk", None) else None,
@@ -453,16 +458,19 @@ def audit_chain_break_alert(*, result: chain.WalkResult, checks: Iterable[verifi
     context = {
         "sequence": first_break.sequence if first_break else None,
         "reason": first_break.reason if first_break else "",
-        "meaning": chain.DESCRIPTIONS.get(first_break.reason, first_break.reason) if first_break else "",
+        "meaning": sentences.break_meaning(first_break.reason) if first_break else "",
         "checks": [
             {"summary": check.summary(), "lines": check.lines()[:ALERT_MISMATCH_LINES]} for check in failed
         ],
         "mismatches": sum(check.mismatches for check in failed),
         "site_url": settings.SITE_URL.rstrip("/"),
     }
-    subject = " ".join(render_to_string("audit/email/chain_break.subject.txt", context).split())
-    body = render_to_string("audit/email/chain_break.txt", context)
-    html = render_to_string("audit/email/chain_break.html", context)
+    # One message for every recipient, so in the site's language, not that of whoever pressed "verify now"
+    # (a recipient's own language is not known here yet).
+    with translation.override(settings.LANGUAGE_CODE):
+        subject = " ".join(render_to_string("audit/email/chain_break.subject.txt", context).split())
+        body = render_to_string("audit/email/chain_break.txt", context)
+        html = render_to_string("audit/email/chain_break.html", context)
     sent = 0
     recipients = audit_alert_recipient_list()
     for address in recipients:

@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST, require_safe
 
-from audit import actions, chain, selectors
+from audit import actions, selectors, sentences
 from audit.forms import AuditFilterForm
 from audit.permissions import access_audit_trail
 from audit.presentation import cursor_param, event_rows
@@ -92,7 +92,7 @@ def audit_verify_now(request):
             _("The audit chain is broken at entry %(sequence)s: %(meaning)s. The compliance officers and "
               "administrators were emailed.") % {
                 "sequence": result.first_break.sequence,
-                "meaning": chain.DESCRIPTIONS.get(result.first_break.reason, result.first_break.reason),
+                "meaning": sentences.break_meaning(result.first_break.reason),
             },
         )
     else:

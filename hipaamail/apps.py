@@ -1,10 +1,11 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 # Django's own messages for a choice that is not offered quote what was sent ("Select a valid choice. <value> is
 # not one of ..."). What was sent may be anything a client typed, PHI included, and an error message never repeats
 # a value (R-NO-PHI-LEAK): every choice field of every form, ours and the libraries', says the same without it.
-_INVALID_CHOICE = "Select a valid choice. That one is not among the choices offered."
-_INVALID_PK_VALUE = "Select a valid choice. That value is not an id."
+_INVALID_CHOICE = _("Select a valid choice. That one is not among the choices offered.")
+_INVALID_PK_VALUE = _("Select a valid choice. That value is not an id.")
 
 
 class HipaamailConfig(AppConfig):

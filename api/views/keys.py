@@ -4,11 +4,12 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from api.forms.keys import ApiKeyCreateForm
-from api.keys import api_key_create, api_key_revoke, api_key_state
+from api.keys import TOKEN_PREFIX, api_key_create, api_key_revoke, api_key_state
 from api.models import ApiKey
 from api.permissions import access_api_key_by_id, access_integrations
 from api.scopes import SCOPES
@@ -23,7 +24,7 @@ def key_list(request):
     return render(
         request,
         "api/key_list.html",
-        {"keys": keys, "scopes": SCOPES, "docs_url": reverse("api-v1:openapi-view")},
+        {"keys": keys, "scopes": SCOPES, "docs_url": reverse("api-v1:openapi-view"), "token_prefix": TOKEN_PREFIX},
     )
 
 
@@ -45,11 +46,19 @@ def key_create(request):
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            # The token is rendered once, here, and never again: it is not stored.
+            # The token is rendered once, here, and never again: it is not stored. The command to try it is code,
+            # not words to translate, so it is put together here.
+            base_url = request.build_absolute_uri("/api/v1/")
             return render(
                 request,
                 "api/key_created.html",
-                {"key": issued.key, "token": issued.token, "scopes": SCOPES, "base_url": request.build_absolute_uri("/api/v1/")},
+                {
+                    "key": issued.key,
+                    "token": issued.token,
+                    "scopes": SCOPES,
+                    "base_url": base_url,
+                    "try_command": f'curl -H "Authorization: Bearer {issued.token}" {base_url}purposes',
+                },
             )
     return render(request, "api/key_form.html", {"form": form})
 
@@ -58,5 +67,7 @@ def key_create(request):
 def key_revoke(request, key_id: int):
     key = access_api_key_by_id(request.user, key_id)
     api_key_revoke(actor=request.user, api_key_id=key.pk)
-    messages.success(request, f"The key “{key.name}” is revoked: the next call made with it is refused.")
+    messages.success(
+        request, _("The key “%(name)s” is revoked: the next call made with it is refused.") % {"name": key.name}
+    )
     return redirect("integrations:key_list")

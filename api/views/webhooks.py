@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
@@ -73,7 +74,9 @@ def webhook_create(request, key_id: int):
 def webhook_delete(request, key_id: int, subscription_id: int):
     subscription = _access_subscription(request.user, key_id, subscription_id)
     webhook_subscription_delete(actor=request.user, subscription_id=subscription.pk)
-    messages.success(request, f"The webhook to {subscription.url} is deleted: nothing more is sent to it.")
+    messages.success(
+        request, _("The webhook to %(url)s is deleted: nothing more is sent to it.") % {"url": subscription.url}
+    )
     return redirect("integrations:webhook_list", key_id=key_id)
 
 
@@ -102,5 +105,5 @@ def webhook_delivery_retry_now(request, key_id: int, subscription_id: int, deliv
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
-        messages.success(request, "The delivery is queued for one more attempt now.")
+        messages.success(request, _("The delivery is queued for one more attempt now."))
     return redirect("integrations:webhook_deliveries", key_id=key_id, subscription_id=subscription.pk)

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core import mail
 
-from audit import actions, sentences
+from audit import actions, chain, sentences
 from audit.models import AuditEvent
 from audit.services import audit_record, audit_seal
 
@@ -31,6 +31,12 @@ def _bare_event(action, **fields):
 def test_every_action_of_the_vocabulary_has_a_sentence_and_a_kind():
     assert set(sentences.SENTENCES) == set(actions.ACTIONS), "an action without a sentence (or a sentence left over)"
     assert [action for action in sorted(actions.ACTIONS) if not sentences.kind_of(action)] == []
+
+
+def test_every_break_reason_has_the_same_meaning_in_the_pages_as_on_the_command_line():
+    # audit.chain keeps them in English for the standalone verifier; audit.sentences says them in the reader's language.
+    assert {reason: str(meaning) for reason, meaning in sentences.BREAK_MEANINGS.items()} == chain.DESCRIPTIONS
+    assert sentences.break_meaning("no_such_reason") == "no_such_reason"
 
 
 @pytest.mark.parametrize("action", sorted(actions.ACTIONS))

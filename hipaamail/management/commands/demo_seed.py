@@ -38,6 +38,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import roles
+from accounts.mfa import AUTHENTICATOR_APP_NAME, RECOVERY_CODES_NAME
 from api.keys import api_key_create, api_key_secret_digest
 from api.models import ApiKey
 from api.scopes import SCOPES
@@ -368,9 +369,9 @@ class Command(BaseCommand):
                 user=user, email=member.email, defaults={"verified": True, "primary": True}
             )
             if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
-                TOTPDevice.objects.create(user=user, name="Authenticator app", key=member.totp_key_hex, confirmed=True)
-            if not StaticDevice.objects.filter(user=user, name="Recovery codes").exists():
-                device = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
+                TOTPDevice.objects.create(user=user, name=AUTHENTICATOR_APP_NAME, key=member.totp_key_hex, confirmed=True)
+            if not StaticDevice.objects.filter(user=user, name=RECOVERY_CODES_NAME).exists():
+                device = StaticDevice.objects.create(user=user, name=RECOVERY_CODES_NAME, confirmed=True)
                 StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in RECOVERY_CODES])
         return user
 
