@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.http import HttpResponse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from api.keys import api_key_for_token
 from api.models import IdempotencyRecord
@@ -81,6 +81,12 @@ class ApiMiddleware:
     def __call__(self, request):
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
+        # The API is read by programs and documented in English (ADR 0030): its labels and problem details do not
+        # follow a client's Accept-Language, so the same call always answers the same words.
+        with translation.override("en"):
+            return self._api_call(request)
+
+    def _api_call(self, request):
         too_large = self._body_read(request)
         if too_large is not None:
             return too_large

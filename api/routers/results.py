@@ -129,7 +129,7 @@ def campaign_results(request, campaign_id: int):
         "status": campaign.status,
         "tracking": view.tracking,
         "counts": [
-            {"key": row.key, "label": row.label, "text": row.cell.text, "exact": row.cell.exact,
+            {"key": row.key, "label": str(row.label), "text": str(row.cell.text), "exact": row.cell.exact,
              "low": row.cell.low, "high": row.cell.high}
             for row in view.rows
         ],

@@ -54,3 +54,18 @@ def test_campaigns_page_with_a_cursor(api_client, api_data):
     assert len(ids) == 4 and ids == sorted(ids, reverse=True) and second["next_cursor"] is None
     forged = api.get("/api/v1/campaigns", cursor="12")
     assert forged.status_code == 400 and forged.json()["code"] == "bad_cursor"
+
+
+def test_the_api_answers_in_english_whatever_the_client_asks(api_client, api_data):
+    """ADR 0030: the labels and problem details are the API's documented words, not the caller's language (the staff
+    pages show the same labels in Spanish)."""
+    campaign = api_data["campaign"]
+    Delivery.objects.filter(campaign=campaign).update(status=Delivery.Status.BLOCKED, block_reason="revoked")
+    client = api_client([RESULTS_READ])
+    response = client.get(f"/api/v1/campaigns/{campaign.pk}/results", HTTP_ACCEPT_LANGUAGE="es")
+    assert response.status_code == 200
+    counts = {row["key"]: row for row in response.json()["counts"]}
+    assert counts["blocked_revoked"]["label"] == "Blocked: authorization revoked"
+    assert counts["audience"]["text"] == "fewer than 11"
+    missing = client.get("/api/v1/campaigns/999999999/results", HTTP_ACCEPT_LANGUAGE="es")
+    assert missing.status_code == 404 and missing.json()["detail"] == "No campaign has this id."

@@ -34,8 +34,6 @@ NOT_TRANSLATED = {
     # Each link names its language in that language, so a reader of either can find theirs.
     "consent/portal/_language.html",
     "_language_switch.html",
-    # Django admin's own layout; the admin is Django's, in Django's translations.
-    "allauth/layouts/base.html",
 }
 
 _TAG = re.compile(r"{%.*?%}", re.S)
