@@ -1,9 +1,12 @@
 """Staff roles are Django groups. A staff member has exactly the role their job needs (R-MIN-NECESSARY)."""
+from django.utils.translation import gettext_lazy as _
 
 MARKETER = "marketer"
 COMPLIANCE_OFFICER = "compliance officer"
 ADMINISTRATOR = "administrator"
 ALL = (MARKETER, COMPLIANCE_OFFICER, ADMINISTRATOR)
+# The roles in the reader's language (the group names stay English: they are data, and the audit trail's).
+LABELS = {MARKETER: _("marketer"), COMPLIANCE_OFFICER: _("compliance officer"), ADMINISTRATOR: _("administrator")}
 
 
 def roles_of(user) -> set[str]:

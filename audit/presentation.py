@@ -2,7 +2,7 @@
 event a sentence (audit.sentences) with its time, a link to what it is about, and its stored details in a
 collapsible part, so that no row is wider than a phone's screen."""
 from django.urls import reverse
-from django.utils import dateformat, timezone
+from django.utils import dateformat, timezone, translation
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
@@ -36,10 +36,15 @@ def _link_pattern(name: str) -> str:
     return reverse(name, args=[987654321]).replace("987654321", "{}")
 
 
+# `{{ value|when:"seconds" }}`'s formats (hipaamail/templatetags/when.py; the audit app cannot import the top layer,
+# and hipaamail/tests/test_when.py checks that the two agree in every language).
+WHEN_FORMATS = {"en": "M j, Y, g:i:s A T", "es": "j b Y, g:i:s A T"}
+
+
 def _when(event) -> str:
-    # The organisation's zone (settings.TIME_ZONE), named, in the format of `{{ value|when:"seconds" }}`
-    # (hipaamail/templatetags/when.py; the audit app cannot import the top layer).
-    return dateformat.format(timezone.localtime(event.occurred_at), "M j, Y, g:i:s A T")
+    # The organisation's zone (settings.TIME_ZONE), named, in the reader's language.
+    language = (translation.get_language() or "en").split("-")[0]
+    return dateformat.format(timezone.localtime(event.occurred_at), WHEN_FORMATS.get(language, WHEN_FORMATS["en"]))
 
 
 def event_rows(events, *, viewer=None) -> list[str]:

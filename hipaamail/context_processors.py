@@ -14,6 +14,7 @@ def staff_roles(request):
     names = roles.roles_of(user) if user is not None else set()
     return {
         "user_roles": sorted(names),
+        "user_role_labels": [roles.LABELS[name] for name in sorted(names)],
         "is_marketer": roles.MARKETER in names,
         "is_compliance": roles.COMPLIANCE_OFFICER in names,
         "is_administrator": roles.ADMINISTRATOR in names,

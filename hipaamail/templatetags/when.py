@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from django import template
 from django.conf import settings
 from django.utils import dateformat, timezone, translation
+from django.utils.translation import gettext_lazy as _
 
 register = template.Library()
 
@@ -37,16 +38,16 @@ _FORMATS_BY_LANGUAGE = {
 
 # The zones organisations in the United States run on, by the name a person knows them by.
 _ZONE_NAMES = {
-    "America/New_York": "Eastern Time",
-    "America/Detroit": "Eastern Time",
-    "America/Chicago": "Central Time",
-    "America/Denver": "Mountain Time",
-    "America/Phoenix": "Mountain Time (no daylight saving)",
-    "America/Los_Angeles": "Pacific Time",
-    "America/Anchorage": "Alaska Time",
-    "Pacific/Honolulu": "Hawaii Time",
-    "America/Puerto_Rico": "Atlantic Time",
-    "UTC": "Coordinated Universal Time",
+    "America/New_York": _("Eastern Time"),
+    "America/Detroit": _("Eastern Time"),
+    "America/Chicago": _("Central Time"),
+    "America/Denver": _("Mountain Time"),
+    "America/Phoenix": _("Mountain Time (no daylight saving)"),
+    "America/Los_Angeles": _("Pacific Time"),
+    "America/Anchorage": _("Alaska Time"),
+    "Pacific/Honolulu": _("Hawaii Time"),
+    "America/Puerto_Rico": _("Atlantic Time"),
+    "UTC": _("Coordinated Universal Time"),
 }
 
 

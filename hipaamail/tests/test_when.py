@@ -35,3 +35,27 @@ def test_in_spanish_the_day_comes_first_and_months_are_lower_case():
     with translation.override("es"):
         assert _render("{{ t|when:'date' }}", t=instant) == "7 de diciembre de 2026"
         assert _render("{{ t|when }}", t=instant).startswith("7 dic 2026, 8:05 ")
+
+
+@override_settings(TIME_ZONE="America/Chicago")
+def test_the_zone_is_named_in_the_readers_language():
+    from django.utils import translation
+
+    with translation.override("es"):
+        assert _render("{% org_zone %}") == "hora del Centro (America/Chicago)"
+
+
+@override_settings(TIME_ZONE="America/Chicago")
+def test_the_audit_log_writes_instants_as_the_when_filter_does_in_every_language():
+    """audit.presentation cannot load the filter (the audit app is below hipaamail); its formats must agree."""
+    from types import SimpleNamespace
+
+    from django.conf import settings
+    from django.utils import translation
+
+    from audit.presentation import _when
+
+    event = SimpleNamespace(occurred_at=datetime(2026, 12, 7, 14, 5, 9, tzinfo=UTC))
+    for language, _name in settings.LANGUAGES:
+        with translation.override(language):
+            assert _when(event) == _render("{{ t|when:'seconds' }}", t=event.occurred_at)

@@ -33,8 +33,8 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.utils.translation import gettext as _
 
 from campaigns.models import Delivery
-from campaigns.permissions import SMALL_CELL_LIMIT
-from campaigns.selectors.results import FEWER, Cell, Row, cell_for, rate_for
+from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
+from campaigns.selectors.results import Cell, Row, cell_for, rate_for
 from journeys.models import Enrolment, ExitReason, JourneyStep, JourneyVersion, StepKind, StepOutcome, StepRun
 
 BLOCK_LABELS = dict(Delivery.BlockReason.choices)
@@ -161,9 +161,9 @@ def _exact_cell(n: int) -> Cell:
 def _band(n: int) -> Cell:
     """A count shown as the band of ten it lies in (complementary suppression)."""
     if n <= SMALL_CELL_LIMIT:
-        return Cell(FEWER, None, 0, 1, SMALL_CELL_LIMIT)
+        return Cell(count_for_marketer(1), None, 0, 1, SMALL_CELL_LIMIT)
     low = (n // 10) * 10
-    return Cell(f"{low:,} to {low + 9:,}", None, 0, low, low + 9)
+    return Cell(_("%(low)s to %(high)s") % {"low": f"{low:,}", "high": f"{low + 9:,}"}, None, 0, low, low + 9)
 
 
 class _Sheet:
