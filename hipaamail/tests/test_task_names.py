@@ -11,6 +11,7 @@ TASK_NAMES = {
     "campaigns.tasks.campaign_dispatch_task",
     "campaigns.tasks.campaign_launch_due_task",
     "campaigns.tasks.campaign_rewake_task",
+    "campaigns.tasks.notice_mail_send_task",
     "campaigns.tasks.unsubscribe_bad_tokens_flush_task",
     "consent.tasks.authorization_copy_send_task",
     "consent.tasks.authorization_renewals_invite_task",

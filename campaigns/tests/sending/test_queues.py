@@ -27,6 +27,7 @@ TRANSACTIONAL = {
     "consent.tasks.sign_in_code_send_task",
     "consent.tasks.invitation_send_task",
     "consent.tasks.authorization_copy_send_task",
+    "campaigns.tasks.notice_mail_send_task",
 }
 
 
