@@ -152,6 +152,8 @@ class PasskeyVerifyCompleteView(webauthn_views.CompleteCredentialAuthenticationV
     def complete_auth(self, device):
         super().complete_auth(device)
         mfa.passkey_verified(user=self.request.user, device=device)
+        # As a code at sign-in does (ADR 0024): the passkey just used spares the first step-up for a few minutes.
+        reentry.stepup_grace_begin_at_sign_in(self.request.session, self.request.user)
         signed_in_message(self.request)
 
     def handle_exception(self, exc):

@@ -177,6 +177,12 @@ def test_r_sec_mfa_a_passkey_alone_satisfies_the_second_factor(client, role):
     event = AuditEvent.objects.get(actor=user, action="mfa.verified")
     assert event.object_id == f"passkey/{authenticator.device.pk}"
     assert event.details == {"kind": "passkey"}
+    # The passkey at sign-in starts the step-up grace as a code does (ADR 0024): one gesture from sign-in to the
+    # first approval or export.
+    from accounts import reentry
+
+    assert reentry.stepup_grace_remaining(client.session, user) > 0
+    assert client.session[reentry.STEPUP_GRACE_SESSION_KEY]["by"] == "sign-in"
 
 
 def test_r_sec_mfa_a_tampered_passkey_answer_is_refused_and_audited(client):
