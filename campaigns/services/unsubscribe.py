@@ -68,6 +68,15 @@ class UndoRefused(Exception):
         self.reason = reason
 
 
+def unsubscribe_undo_token_fresh(token: str) -> bool:
+    """Whether an undo token is ours and still inside UNDO_SECONDS (the undo itself checks everything again)."""
+    try:
+        signing.loads(token, salt=_UNDO_SALT, max_age=UNDO_SECONDS)
+    except signing.BadSignature:  # SignatureExpired is one
+        return False
+    return True
+
+
 def delivery_unsubscribe_undo(*, delivery_id: int, token: str, signed_ip: str = "", user_agent: str = "") -> list[int]:
     """Undo a one-click unsubscribe within UNDO_SECONDS (ADR 0027): the authorizations it revoked, and only those, are
     stored again (consent.services.authorizations.authorizations_reinstate) and the undo is audited with their ids.

@@ -7,7 +7,9 @@ Abuse resistance (issue 16): a link that is not ours is counted per interval, no
 
 Undo (issue 17, item 5; ADR 0027): the page that confirms a one-click unsubscribe offers "Changed your mind?" for
 UNDO_SECONDS. The undo is a POST to the same address with the signed undo token, and unlike the one-click POST (which
-mailbox providers make without a session, RFC 8058) it is CSRF-protected: a person on our page makes it.
+mailbox providers make without a session, RFC 8058) it is CSRF-protected: a person on our page makes it. A person who
+unsubscribed on our page (not a mailbox provider's one-click POST) keeps the offer in their session for the same
+window, so switching the page's language (which reloads it) does not take it away.
 
 The pages are in the patient's language (Patient.language), unless they chose another on this device."""
 from django.shortcuts import render
@@ -25,9 +27,13 @@ from campaigns.services.unsubscribe import (
     delivery_unsubscribe_viewed,
     unsubscribe_bad_token_count,
     unsubscribe_undo_token,
+    unsubscribe_undo_token_fresh,
 )
 from consent.languages import language_activate, language_for_patient
 from consent.selectors.coverage import authorization_covering_list
+
+# This browser's undo offer (ADR 0027): {"delivery": id, "token": the signed undo token}.
+_UNDO_SESSION_KEY = "unsubscribe_undo"
 
 
 def _bad_link(request):
@@ -83,9 +89,15 @@ def unsubscribe(request, token: str):
         if revoked:
             context["undo_token"] = unsubscribe_undo_token(delivery_id=delivery.pk, revocations=revoked)
             context["undo_minutes"] = UNDO_SECONDS // 60
+            if request.POST.get("from") == "page":
+                request.session[_UNDO_SESSION_KEY] = {"delivery": delivery.pk, "token": context["undo_token"]}
         return render(request, "campaigns/unsubscribe_done.html", context)
     if request.method == "GET":
         delivery_unsubscribe_viewed(delivery=delivery)
     if not authorization_covering_list(purpose_id=purpose.pk, patient_ids=[delivery.patient_id]).exists():
-        return render(request, "campaigns/unsubscribe_done.html", {"purpose": purpose, "already": True})
+        context = {"purpose": purpose, "already": True}
+        kept = request.session.get(_UNDO_SESSION_KEY) if hasattr(request, "session") else None
+        if kept and kept.get("delivery") == delivery.pk and unsubscribe_undo_token_fresh(kept.get("token", "")):
+            context.update(already=False, undo_token=kept["token"], undo_minutes=UNDO_SECONDS // 60)
+        return render(request, "campaigns/unsubscribe_done.html", context)
     return render(request, "campaigns/unsubscribe_confirm.html", {"purpose": purpose})

@@ -53,7 +53,7 @@ def _unsubscribe(client, delivery) -> str:
     """Press "Yes, stop these messages" as a person would: the confirmation page, then its form."""
     url = f"/unsubscribe/{unsubscribe_token(delivery.pk)}/"
     client.get(url)
-    done = client.post(url, {"List-Unsubscribe": "One-Click"})
+    done = client.post(url, {"List-Unsubscribe": "One-Click", "from": "page"})
     assert done.status_code == 200
     return done.content.decode()
 
@@ -181,3 +181,43 @@ def test_the_unsubscribe_pages_follow_the_patients_language(delivery):
     assert '<html lang="es">' in confirm and "¿Dejar de recibir mensajes sobre “CPAP supplies”?" in confirm
     done = _unsubscribe(client, delivery)
     assert "¿Cambió de opinión?" in done and "Volver a suscribirme" in done
+
+
+def test_switching_the_pages_language_keeps_the_undo_offer(delivery):
+    """The language switch reloads the page with a GET: the person who just unsubscribed here still sees the offer,
+    in the language they chose, and it still works."""
+    client = Client()
+    url = f"/unsubscribe/{unsubscribe_token(delivery.pk)}/"
+    _unsubscribe(client, delivery)
+
+    switched = client.post("/my/language/", {"language": "es", "next": url}, follow=True)
+
+    page = switched.content.decode()
+    assert switched.redirect_chain[-1][0] == url and '<html lang="es">' in page
+    token = _undo_token(page)
+    assert client.post(url, {"undo": token}).status_code == 200
+    assert len(_covered(delivery)) == 1
+
+
+def test_a_mailbox_providers_one_click_post_leaves_no_undo_offer_behind(delivery):
+    """RFC 8058: the provider's POST is not a person on our page; nothing is kept for a later visit."""
+    client = Client()
+    url = f"/unsubscribe/{unsubscribe_token(delivery.pk)}/"
+    assert client.post(url, {"List-Unsubscribe": "One-Click"}).status_code == 200
+
+    page = client.get(url).content.decode()
+
+    assert 'name="undo"' not in page and "You already stopped these messages." in page
+    assert "unsubscribe_undo" not in client.session
+
+
+def test_after_the_window_a_reload_offers_no_undo(delivery, monkeypatch):
+    client = Client()
+    url = f"/unsubscribe/{unsubscribe_token(delivery.pk)}/"
+    _unsubscribe(client, delivery)
+    later = time.time() + unsubscribe_services.UNDO_SECONDS + 1
+    monkeypatch.setattr(signing, "time", SimpleNamespace(time=lambda: later))
+
+    page = client.get(url).content.decode()
+
+    assert 'name="undo"' not in page and "You already stopped these messages." in page
