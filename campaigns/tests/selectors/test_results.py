@@ -320,6 +320,27 @@ def test_r_small_cell_the_chart_is_drawn_from_what_the_screen_shows_not_the_true
     assert exact_one != exact_other  # compliance officers see the true proportions
 
 
+def test_the_chart_is_drawn_the_same_in_spanish_only_its_words_change():
+    """The SVG's coordinates are numbers for the drawing, not for a reader: in Spanish (decimal comma) they must not
+    become "12,5", which no browser draws (found on the Spanish staff walk: bars gone, labels piled up)."""
+    import re
+
+    from django.template.loader import render_to_string
+    from django.utils import translation
+
+    view = results_view(_counts(sent=500, blocked={"revoked": 37}, unsubscribed=2), exact=True)
+
+    def drawn(language: str) -> tuple[list[str], str]:
+        with translation.override(language):
+            html = "".join(render_to_string("campaigns/_chart.html", {"chart": chart}) for chart in results_charts(view))
+        return re.findall(r'\b(?:x|y|width|height|viewBox|points)="([^"]*)"', html), html
+
+    english, _ = drawn("en")
+    spanish, html = drawn("es")
+    assert spanish == english and not any("," in value for value in spanish if not value.count(" "))
+    assert "Qué pasó con la audiencia" in html
+
+
 # --- The pages ----------------------------------------------------------------------------------------------
 
 
