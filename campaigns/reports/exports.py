@@ -24,6 +24,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
+from accounts import roles
 from audit import actions
 from audit import selectors as audit_selectors
 from audit.services import audit_record, audit_seal, role_of
@@ -95,6 +96,11 @@ class ReportMeta:
     chain_head: ChainHead
     export_event_id: int
     organisation: str = field(default_factory=lambda: settings.HIPAAMAIL_ORGANISATION_NAME)
+
+    @property
+    def generated_by_role_label(self) -> str:
+        """The role in the reader's language, for the PDF (the CSV keeps the role's name, which the audit trail uses)."""
+        return str(roles.LABELS.get(self.generated_by_role, self.generated_by_role))
 
     @property
     def title(self) -> str:

@@ -516,6 +516,33 @@ def test_compliance_summary_pdf_has_its_sections_and_page_numbers(verified_clien
         assert heading in text, heading
 
 
+def test_a_spanish_reader_gets_the_compliance_summary_pdf_in_spanish(verified_client, world, tmp_path):
+    """The PDF follows the page's language (ADR 0030): headings, footer and page numbers in Spanish, the same
+    figures. Kept as docs/screenshots/87-report-compliance-summary-es.png when SCREENSHOT_DIR is set."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    officer = _officer(verified_client, role="administrator")
+    verified_client.cookies["django_language"] = "es"
+
+    response = _export(verified_client, officer, "compliance-summary", fmt="pdf", **_today_period())
+
+    assert response.content[:5] == b"%PDF-"
+    text = _pdf_text(response.content, tmp_path)
+    assert "Compliance summary" not in text and "Page 1 of" not in text
+    assert "Página 1 de" in text and "Resumen de cumplimiento" in text
+    assert f"{officer.email} (administrador)" in text
+    folder = os.environ.get("SCREENSHOT_DIR")
+    if folder and shutil.which("pdftoppm"):
+        pdf = tmp_path / "summary-es.pdf"
+        pdf.write_bytes(response.content)
+        out = Path(folder) / "87-report-compliance-summary-es"
+        subprocess.run(["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(pdf), str(out)],
+                       check=True)
+
+
 # --- Who may export, and how ---------------------------------------------------------------------------------
 
 
