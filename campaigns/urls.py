@@ -29,6 +29,7 @@ urlpatterns = [
     # The editor.
     path("new/", editor.campaign_new, name="campaign_new"),
     path("preview/", editor.campaign_preview, name="campaign_preview"),
+    path("audience-options/", editor.campaign_audience_options, name="campaign_audience_options"),
     path("<int:campaign_id>/edit/", editor.campaign_edit, name="campaign_edit"),
     path("<int:campaign_id>/test-send/", editor.campaign_test_send, name="campaign_test_send"),
     path("<int:campaign_id>/submit/", editor.campaign_submit, name="campaign_submit"),

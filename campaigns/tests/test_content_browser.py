@@ -5,6 +5,7 @@ passes axe-core (no serious or critical violation). Marked `browser`. Screenshot
 71-campaign-editor-preview. R-SEND-SCOPE, R-MIN-NECESSARY."""
 import pytest
 from django.core import mail
+from playwright.sync_api import expect
 
 from accounts.tests.factories import staff_make
 from campaigns.models import Campaign, ContentBlock
@@ -66,6 +67,10 @@ def test_officer_approves_a_block_and_marketer_builds_content_with_a_live_previe
     page.goto(f"{live_server.url}/campaigns/new/")
     page.fill("input[name=name]", "Spring CPAP refresh")
     page.select_option("select[name=purpose]", str(purpose.pk))
+    # The segment picker names who would get it for the purpose just chosen (a marketer: small counts withheld).
+    expect(page.locator("select[name=segment] option[value='']")).to_have_text(
+        "Every patient (no segment) · fewer than 11 would get it"
+    )
     page.fill("input[name=subject]", "Time to refresh your CPAP supplies")
     page.select_option("select[name=template]", label="Riverside Health standard")
     page.fill("textarea[name=body_text]", "Dear {{ first_name }},\n\nSpring is a good time for fresh supplies.")

@@ -8,11 +8,11 @@ Any staff member may write a draft; compliance officers and administrators revie
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from accounts.roles import is_staff_member, sees_patient_evidence
 from campaigns import permissions
@@ -20,6 +20,8 @@ from campaigns.content import SYNTHETIC_PATIENT, CampaignContent
 from campaigns.content_preview import content_preview_build, content_preview_context
 from campaigns.forms.editor import CampaignForm
 from campaigns.models import Campaign
+from campaigns.permissions import count_policy_for
+from campaigns.selectors import segments as segments_selectors
 from campaigns.services import drafts
 from campaigns.services import library as services_content
 from campaigns.services import lifecycle as lifecycle_services
@@ -38,7 +40,48 @@ def _visible_block_count(form: CampaignForm) -> int:
     return min(len(form.block_fields()), (max(filled) if filled else 0) + 1)
 
 
+def _audience_options(user, purpose_id: int) -> list[tuple[str, str]]:
+    """The segment picker's options, each named with how many patients the purpose covers in it now (the wizard's
+    counts, small counts suppressed for marketers): ("" for every patient, or the segment's id; its label). Segments
+    past the counted ones (audience_choice_list's limit) keep their plain name, so every segment stays choosable."""
+    counted = {}
+    for choice in segments_selectors.audience_choice_list(purpose_id=purpose_id, policy=count_policy_for(user)):
+        segment, counts = choice["segment"], choice["counts"]
+        name = segment.name if segment else str(_("Every patient (no segment)"))
+        if counts.get("errors"):
+            label = _("%(name)s (its rules need fixing)") % {"name": name}
+        else:
+            label = _("%(name)s · %(covered)s would get it") % {"name": name, "covered": counts["covered"]}
+        counted["" if segment is None else str(segment.pk)] = label
+    options = [("", counted[""])]
+    for segment in CampaignForm.base_fields["segment"].queryset.all():  # a fresh query, not the class's cache
+        options.append((str(segment.pk), counted.get(str(segment.pk), segment.name)))
+    return options
+
+
+def _audience_labels_set(user, form: CampaignForm) -> None:
+    """Name the segment choices with their counts for the purpose on the form, when one is chosen."""
+    value = form["purpose"].value()
+    purpose_id = int(value) if str(value or "").isdigit() else getattr(value, "pk", None)
+    if purpose_id is None or not Purpose.objects.filter(pk=purpose_id).exists():
+        return
+    form.fields["segment"].choices = _audience_options(user, purpose_id)
+
+
+@require_safe
+def campaign_audience_options(request):
+    """The segment picker's labels for another purpose (GET ?purpose=<id>), for the editor's script when the purpose
+    changes: JSON {"options": [{"value", "label"}]}. A missing or unknown purpose is a 400, never a 500."""
+    _access_editor(request.user)
+    value = request.GET.get("purpose", "")
+    if not value.isdigit() or not Purpose.objects.filter(pk=int(value)).exists():
+        return JsonResponse({"error": _("Choose a purpose first.")}, status=400)
+    options = _audience_options(request.user, int(value))
+    return JsonResponse({"options": [{"value": value, "label": label} for value, label in options]})
+
+
 def _editor_context(request, form: CampaignForm, campaign: Campaign | None, editable: bool) -> dict:
+    _audience_labels_set(request.user, form)
     context = {
         "form": form,
         "campaign": campaign,

@@ -116,6 +116,7 @@ campaigns:detail                                    in    in    in    ok    ok  
 campaigns:progress                                  in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_new                              in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_preview                          in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
+campaigns:campaign_audience_options                 in    in    in    400   400   400   2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_edit                             in    in    in    ok    ok    ok    2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_test_send                        in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in
 campaigns:campaign_submit                           in    in    in    302   302   302   2fa   in    in    in    in    in    in    in    in

@@ -43,8 +43,23 @@
       .then(function (html) { if (mine === sequence) { body.innerHTML = html; } })
       .finally(function () { if (mine === sequence) { panel.removeAttribute("aria-busy"); } });
   }
+  // The one-page editor's segment picker: each choice named with how many the new purpose covers in it.
+  var segment = form.querySelector("select[name=segment]");
+  var audienceUrl = form.dataset.audienceUrl;
+  function audienceForPurpose() {
+    if (!segment || !audienceUrl || !purpose || !purpose.value) { return; }
+    fetch(audienceUrl + "?purpose=" + encodeURIComponent(purpose.value), {credentials: "same-origin"})
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) {
+        if (!data) { return; }
+        data.options.forEach(function (option) {
+          var element = segment.querySelector('option[value="' + option.value + '"]');
+          if (element) { element.textContent = option.label; }
+        });
+      });
+  }
   function changed(event) {
-    if (event && event.target === purpose) { offerForPurpose(); }
+    if (event && event.target === purpose) { offerForPurpose(); audienceForPurpose(); }
     showSlots();
     window.clearTimeout(timer);
     timer = window.setTimeout(refresh, 300);

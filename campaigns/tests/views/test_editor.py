@@ -593,3 +593,47 @@ def test_content_preview_tag_renders_a_saved_campaign_for_the_review_page():
     html = Template("{% load campaign_content %}{% content_preview campaign %}").render(Context({"campaign": campaign}))
 
     assert "data-preview-subject>News for you<" in html and "Dear Alex," in html
+
+
+def test_the_one_page_editors_segment_picker_names_each_choice_with_who_would_get_it(verified_client):
+    """Issue 17: the counts the wizard's picker shows, in the one-page editor too: for the purpose on the page, how
+    many each choice would reach (exact for a compliance officer), and again for another purpose when it changes."""
+    officer = verified_client.sign_in(role="compliance officer")
+    cpap, diabetes = purpose_make(name="CPAP supplies"), purpose_make(name="Diabetes classes")
+    for state in ["IL"] * 12 + ["WI"] * 3:
+        authorization_make(patient=patient_make(state=state), purpose=cpap)
+    illinois = segment_save(actor=officer, name="Illinois", rules={"op": "and", "rules": [{"field": "state", "in": ["IL"]}]})
+    campaign = campaign_create(actor=officer, name="Masks", purpose=cpap, subject="New masks", body_text="Hello")
+
+    page = verified_client.get(f"/campaigns/{campaign.pk}/edit/").content.decode()
+
+    assert "Every patient (no segment) · 15 would get it</option>" in page
+    assert f'<option value="{illinois.pk}">Illinois · 12 would get it</option>' in page
+    assert 'data-audience-url="/campaigns/audience-options/"' in page
+
+    other = verified_client.get(f"/campaigns/audience-options/?purpose={diabetes.pk}").json()
+    assert other == {"options": [
+        {"value": "", "label": "Every patient (no segment) · 0 would get it"},
+        {"value": str(illinois.pk), "label": "Illinois · 0 would get it"},
+    ]}
+
+
+def test_r_small_cell_a_marketer_reads_the_pickers_small_counts_withheld(verified_client):
+    marketer = verified_client.sign_in(role="marketer")
+    cpap = purpose_make(name="CPAP supplies")
+    for _ in range(4):
+        authorization_make(patient=patient_make(state="IL"), purpose=cpap)
+    segment_save(actor=marketer, name="Illinois", rules={"op": "and", "rules": [{"field": "state", "in": ["IL"]}]})
+
+    options = verified_client.get(f"/campaigns/audience-options/?purpose={cpap.pk}").json()["options"]
+
+    assert [option["label"] for option in options] == [
+        "Every patient (no segment) · fewer than 11 would get it", "Illinois · fewer than 11 would get it"
+    ]
+
+
+@pytest.mark.parametrize("query", ["", "?purpose=", "?purpose=abc", "?purpose=999999999", "?purpose=-1"])
+def test_the_picker_counts_refuse_a_missing_or_unknown_purpose_clearly(verified_client, query):
+    verified_client.sign_in(role="marketer")
+    response = verified_client.get(f"/campaigns/audience-options/{query}")
+    assert response.status_code == 400 and response.json() == {"error": "Choose a purpose first."}
