@@ -302,3 +302,25 @@ def test_every_staff_page_reads_in_spanish_fits_and_passes_axe(browser_context, 
             if name in SHOTS or name in SPANISH_SHOTS:
                 screenshot(page, f"staff-es-{SHOTS.get(name) or SPANISH_SHOTS[name]}-{width}")
     assert problems == [], "\n".join(problems)
+
+
+def test_the_sign_in_page_switches_to_spanish_in_one_click(browser_context, live_server):
+    """A person who reads Spanish finds "Español" on the sign-in page, and the page, then the error pages, answer in
+    Spanish (ADR 0030)."""
+    page = browser_context.new_page()
+    for width in WIDTHS:
+        browser_context.clear_cookies()
+        page.set_viewport_size({"width": width, "height": 860})
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.get_by_role("button", name="Español").click()
+        page.wait_for_function("document.documentElement.lang === 'es'")
+        assert page.url == f"{live_server.url}/accounts/login/"
+        assert english_left(page.evaluate(_TEXTS)) == []
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= width
+        serious = serious_violations(page)
+        assert serious == [], describe(serious)
+        screenshot(page, f"staff-es-sign-in-{width}")
+        response = page.goto(f"{live_server.url}/no/such/page/")
+        assert response.status == 404 and page.evaluate("document.documentElement.lang") == "es"
+        assert english_left(page.evaluate(_TEXTS)) == []
+        assert page.get_by_role("button", name="English").count() == 0  # an error page has no form
