@@ -270,3 +270,33 @@ def test_notice_mail_goes_to_a_worker_on_the_transactional_queue(people, purpose
 
     notice_mail_send_task(notice_ids)
     assert sorted(message.to[0] for message in mail.outbox) == _received("submitted")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"about": "journey", "subject": "CPAP welcome · v1", "link": ""},  # a journey notice without its link
+        {"about": "journey", "subject": "", "link": "/journeys/1/"},  # ... or without the name it shows
+        {"about": "journey", "subject": "CPAP welcome · v1", "link": "https://elsewhere.example/"},  # not a path
+        {"about": "campaign"},  # a campaign notice without its campaign
+    ],
+    ids=["journey-without-link", "journey-without-subject", "journey-link-not-a-path", "campaign-without-campaign"],
+)
+def test_the_database_refuses_a_notice_without_what_it_is_about(people, fields):
+    """campaigns may not import journeys (import-linter), so a journey notice holds the name it shows and the path
+    it opens instead of a foreign key; the database refuses one that lacks either."""
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Notice.objects.create(recipient=people["author"], kind=Notice.Kind.APPROVED, **fields)
+
+    assert not Notice.objects.exists()
+
+
+def test_a_journey_notice_with_its_subject_and_link_is_accepted(people):
+    notice = Notice.objects.create(
+        recipient=people["author"], kind=Notice.Kind.APPROVED, about=Notice.About.JOURNEY,
+        subject="CPAP welcome · v1", link="/journeys/1/",
+    )
+
+    assert (notice.campaign, notice.name) == (None, "CPAP welcome · v1")
