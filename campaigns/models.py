@@ -261,11 +261,15 @@ class Delivery(models.Model):
 
 
 class Notice(models.Model):
-    """A note to one staff member about a campaign's review (issue 17): a campaign waits for their review
-    (to compliance officers and administrators, on submit), or their campaign was approved, rejected (with the
-    reviewer's comment) or sent (to its author). Shown in the notices list and mailed once, after the commit
-    (campaigns.notices). Never about a patient: the campaign, who acted, and a reviewer's comment about content.
-    Nobody gets a notice of their own action."""
+    """A note to one staff member about a review (issue 17): a campaign or a journey version waits for their review
+    (to compliance officers and administrators, on submit), or theirs was approved, rejected (with the reviewer's
+    comment) or, for a campaign, sent (to its author). Shown in the notices list and mailed once, after the commit
+    (campaigns.notices). Never about a patient: the campaign or journey, who acted, and a reviewer's comment about
+    content. Nobody gets a notice of their own action.
+
+    campaigns may not import journeys (the layers contract), so a journey's notice has no foreign key to it: it keeps
+    the name it shows (`subject`, "CPAP welcome · v2") and the path it opens (`link`), both given by the journeys
+    app. A campaign's notice has its campaign and shows its current name."""
 
     class Kind(models.TextChoices):
         SUBMITTED = "submitted", _("Waiting for your review")
@@ -273,8 +277,16 @@ class Notice(models.Model):
         REJECTED = "rejected", pgettext_lazy("notice kind", "Rejected")
         SENT = "sent", pgettext_lazy("notice kind", "Sent")
 
+    class About(models.TextChoices):
+        CAMPAIGN = "campaign", _("Campaign")
+        JOURNEY = "journey", _("Journey")
+
     recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="notices")
+    about = models.CharField(max_length=10, choices=About.choices, default=About.CAMPAIGN)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="notices")
+    # A journey's notice: the journey version's name as shown, and the path of the page it opens.
+    subject = models.CharField(max_length=250, blank=True)
+    link = models.CharField(max_length=200, blank=True)
     kind = models.CharField(max_length=12, choices=Kind.choices)
     # Who acted (None: the system, for "sent").
     actor = models.ForeignKey(
@@ -290,6 +302,22 @@ class Notice(models.Model):
             models.Index(fields=["recipient", "read_at"], name="notice_by_recipient_unread"),
             models.Index(fields=["recipient", "-created_at"], name="notice_by_recipient_newest"),
         ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(about="campaign", campaign__isnull=False)
+                | (
+                    Q(about="journey", campaign__isnull=True, link__startswith="/")
+                    & ~Q(subject="")
+                    & ~Q(link__startswith="//")
+                ),
+                name="notice_has_what_it_is_about",
+            )
+        ]
+
+    @property
+    def name(self) -> str:
+        """What the notice is about, as it shows it: the campaign's name, or the journey version's."""
+        return self.campaign.name if self.campaign_id else self.subject
 
     def __str__(self) -> str:
         return f"Notice #{self.pk}"
