@@ -1,10 +1,12 @@
 """The review loop's notices in the product (issue 17): each staff member's own notices, newest first, 50 a page;
 opening one marks it read and goes to its campaign (the review page for a reviewer asked to review, else the
-campaign page); "mark as read" for one or all. Only the recipient ever sees or changes a notice: another's is a
-404 (campaigns.notices)."""
+campaign page) or to its journey (the path the notice keeps: the review page, or the journey's page); "mark as
+read" for one or all. Only the recipient ever sees or changes a notice: another's is a 404 (campaigns.notices)."""
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts.roles import sees_patient_evidence
@@ -13,14 +15,19 @@ from campaigns.models import Campaign, Notice
 
 
 def _target(notice: Notice, user) -> str:
+    if notice.about == Notice.About.JOURNEY:
+        # A path on this site (the database refuses anything else); checked again, as every redirect is.
+        if not url_has_allowed_host_and_scheme(notice.link, allowed_hosts=None):
+            raise Http404
+        return notice.link
     campaign = notice.campaign
     if (
         notice.kind == Notice.Kind.SUBMITTED
         and campaign.status == Campaign.Status.SUBMITTED
         and sees_patient_evidence(user)
     ):
-        return "campaigns:campaign_review"
-    return "campaigns:detail"
+        return reverse("campaigns:campaign_review", args=[campaign.pk])
+    return reverse("campaigns:detail", args=[campaign.pk])
 
 
 @require_safe
@@ -34,8 +41,9 @@ def notice_open(request, notice_id: int):
     notice = notices.notice_list(user=request.user).filter(pk=notice_id).first()
     if notice is None:
         raise Http404
+    target = _target(notice, request.user)
     notices.notice_mark_read(user=request.user, notice_id=notice.pk)
-    return redirect(_target(notice, request.user), campaign_id=notice.campaign_id)
+    return redirect(target)
 
 
 @require_POST

@@ -12,11 +12,13 @@ from datetime import time
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from audit import actions
 from audit.services import audit_record
+from campaigns import notices
 from campaigns.content import content_of, content_problems
 from campaigns.models import ContentBlock, EmailTemplate
 from campaigns.permissions import sending_control_check
@@ -256,6 +258,11 @@ def journey_submit(*, actor, journey_id: int) -> JourneyVersion:
                 object_id=journey.pk,
                 details={"version": version.number},
             )
+            notices.journey_submitted_notify(
+                subject=f"{journey.name} · v{version.number}",
+                link=reverse("journeys:review", args=[journey.pk]),
+                actor=actor,
+            )
     if refused:  # after the commit, so that the refusal stays on the record
         raise ValidationError(
             [_("Step %(position)s: %(problem)s") % {"position": position, "problem": problem.message}
@@ -315,6 +322,12 @@ def journey_approve(*, actor, journey_id: int) -> JourneyVersion:
                 object_id=journey.pk,
                 details={"version": version.number, "superseded": previous.number if previous else None},
             )
+            notices.journey_approved_notify(
+                subject=f"{journey.name} · v{version.number}",
+                link=reverse("journeys:detail", args=[journey.pk]),
+                actor=actor,
+                author=version.created_by,
+            )
     if refused:
         raise PermissionDenied("A journey's author cannot approve it.")
     return version
@@ -341,6 +354,13 @@ def journey_reject(*, actor, journey_id: int, comment: str) -> JourneyVersion:
             object_type="journey",
             object_id=journey.pk,
             details={"version": version.number, "comment_length": len(comment)},
+        )
+        notices.journey_rejected_notify(
+            subject=f"{journey.name} · v{version.number}",
+            link=reverse("journeys:detail", args=[journey.pk]),
+            actor=actor,
+            author=version.created_by,
+            comment=comment,
         )
     return version
 

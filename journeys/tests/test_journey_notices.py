@@ -63,7 +63,7 @@ def test_submit_tells_every_reviewer_and_not_the_author(people, purpose, django_
     assert {message.subject for message in mail.outbox} == {"Journey waiting for your review: CPAP welcome · v1"}
     body = mail.outbox[0].body
     assert 'mara@riverside-health.example submitted the journey "CPAP welcome · v1" for approval.' in body
-    assert f"/journeys/{journey.pk}/review/" in body and "campaign" not in body
+    assert f"/journeys/{journey.pk}/review/" in body and "the campaign" not in body
 
 
 def test_an_administrator_who_submits_is_not_asked_to_review_their_own_journey(people, purpose):
