@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.shortcuts import redirect
 from django.templatetags.static import static
 from django.urls import include, path
-from django.views.i18n import JavaScriptCatalog, set_language
+from django.views.i18n import set_language
 from django_otp.admin import OTPAdminSite
 
 from accounts import urls as account_urls
@@ -51,9 +51,6 @@ urlpatterns = [
     # The language switcher (POST with CSRF, issue 17): no data but the language chosen, kept in a cookie. The patient
     # pages post to portal:language instead, which also stores a signed-in patient's choice.
     path("i18n/setlang/", public(set_language), name="set_language"),
-    # The words of our scripts (static/js, static/journeys) in the page's language: gettext() and ngettext() for
-    # them, from each app's djangojs catalogue (ADR 0030). Public: the sign-in page's passkey script needs it too.
-    path("i18n/js/", public(JavaScriptCatalog.as_view()), name="javascript_catalog"),
     # Provider webhooks and opt-in tracking: public views, each checks its own signature or signed token.
     path("webhooks/", include((campaign_urls.webhook_patterns, "webhooks"))),
     path("t/", include((campaign_urls.tracking_patterns, "tracking"))),

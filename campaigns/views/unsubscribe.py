@@ -98,6 +98,6 @@ def unsubscribe(request, token: str):
         context = {"purpose": purpose, "already": True}
         kept = request.session.get(_UNDO_SESSION_KEY) if hasattr(request, "session") else None
         if kept and kept.get("delivery") == delivery.pk and unsubscribe_undo_token_fresh(kept.get("token", "")):
-            context.update(already=False, undo_token=kept["token"], undo_minutes=UNDO_SECONDS // 60)
+            context.update(undo_token=kept["token"], undo_minutes=UNDO_SECONDS // 60)
         return render(request, "campaigns/unsubscribe_done.html", context)
     return render(request, "campaigns/unsubscribe_confirm.html", {"purpose": purpose})

@@ -78,3 +78,12 @@ def test_django_serves_the_spanish_catalogue():
         assert translation.gettext("Sign the form") == "Sign the form"
     assert settings.LANGUAGES == [("en", "English"), ("es", "Español")]
     assert "django.middleware.locale.LocaleMiddleware" in settings.MIDDLEWARE
+
+
+def test_the_committed_javascript_catalogues_are_the_djangojs_catalogues_as_django_writes_them():
+    """static/jsi18n/<language>.js (ADR 0030): run `manage.py messages_compile` after editing a djangojs.po."""
+    from consent.catalogue import javascript_catalogue_path, javascript_catalogue_source
+
+    for language, _name in settings.LANGUAGES:
+        assert javascript_catalogue_path(language).read_text(encoding="utf-8") == javascript_catalogue_source(language)
+    assert "Verificando" in javascript_catalogue_path("es").read_text(encoding="utf-8")

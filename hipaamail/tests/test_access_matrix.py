@@ -204,7 +204,6 @@ portal:revoke                                       my-in ok    404   my-in my-i
 unsubscribe                                         ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 set_language                                        302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
 staff_language                                      302   302   302   302   302   302   302   302   302   302   302   302   302   302   302
-javascript_catalog                                  ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 webhooks:amazon_ses_tracking                        404   404   404   404   404   404   404   404   404   404   404   404   404   404   404
 tracking:open                                       ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok    ok
 tracking:click                                      302   302   302   302   302   302   302   302   302   302   302   302   302   302   302

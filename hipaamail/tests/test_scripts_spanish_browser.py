@@ -1,6 +1,6 @@
 """In Chromium, with the django_language=es cookie, the scripts speak Spanish (issue 17, item 6; ADR 0030).
 
-Each script takes its words from the JavaScript catalogue (/i18n/js/, hipaamail/locale/es djangojs.po) that
+Each script takes its words from the JavaScript catalogue (static/jsi18n/es.js, from the djangojs.po catalogues) that
 base.html loads before it: the audit log's "Verify the chain now" while the walk runs (audit-verify.js), the
 schedule form's live "It will be sent in …" and the browser's own zone (timezone-preselect.js), and the segment
 builder's hints (segment-builder.js). Only the scripts' own words are checked here: the pages' text is the

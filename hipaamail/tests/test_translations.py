@@ -38,7 +38,8 @@ NOT_TRANSLATED = {
 
 _TAG = re.compile(r"{%.*?%}", re.S)
 _VARIABLE = re.compile(r"{{.*?}}", re.S)
-_COMMENT = re.compile(r"{#.*?#}|{%\s*comment\s*%}.*?{%\s*endcomment\s*%}", re.S)
+# Django's {# #} comment ends on its line (a multi-line one is shown as text); {% comment %} spans lines.
+_COMMENT = re.compile(r"{#[^\n]*?#}|{%\s*comment\s*%}.*?{%\s*endcomment\s*%}", re.S)
 # A block that fills an attribute (base.html's {% block main_class %}) holds class names, not words.
 _CLASS_BLOCK = re.compile(r"{%\s*block\s+\w*class\s*%}.*?{%\s*endblock\b.*?%}", re.S)
 _BLOCKTRANSLATE = re.compile(r"{%\s*blocktranslate\b.*?{%\s*endblocktranslate\s*%}", re.S)
@@ -82,6 +83,7 @@ def test_the_check_finds_bare_text_and_passes_translated_text():
     assert untranslated_words('<a aria-label="Close the menu" href="{{ url }}">x</a>') == ["Close", "the", "menu"]
     assert untranslated_words('<h1>{% translate "Campaigns" %}</h1>{{ campaign.name }} · CSV') == []
     assert untranslated_words("{% blocktranslate %}Hello {{ name }}{% endblocktranslate %}{# a note #}") == []
+    assert untranslated_words("{# a note that\n goes on #}") == ["note", "that", "goes", "on"]
     assert untranslated_words('<a title="{% translate \'Open\' %}">{{ n }}</a><script>let a = "x y";</script>') == []
 
 
@@ -223,12 +225,13 @@ def test_every_message_of_a_module_is_translated(module):
 
 
 def _scripts() -> list[Path]:
-    return sorted((BASE / "static").rglob("*.js"))
+    """Our scripts; static/jsi18n/ holds the catalogues messages_compile writes (Django's code and every app's words)."""
+    return sorted(path for path in (BASE / "static").rglob("*.js") if "jsi18n" not in path.parts)
 
 
 @pytest.mark.parametrize("script", _scripts(), ids=lambda path: str(path.relative_to(BASE)))
 def test_every_message_of_a_script_is_translated(script):
-    """Scripts take their words from the JavaScript catalogue (/i18n/js/): gettext("…") and ngettext("…", "…", n)."""
+    """Scripts take their words from the JavaScript catalogue (static/jsi18n/): gettext("…") and ngettext("…", "…", n)."""
     known = _catalogue()
     text = script.read_text(encoding="utf-8")
     messages = [match.group(2) for match in re.finditer(r"\b(?:gettext|ngettext)\(\s*([\"'])(.*?)(?<!\\)\1", text)]

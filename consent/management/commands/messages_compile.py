@@ -8,9 +8,17 @@ hipaamail/tests/test_translations.py names every string a page uses that no cata
 the .po and the .mo together."""
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from consent.catalogue import catalogue_compile, catalogue_dirs, catalogue_paths, po_read
+from consent.catalogue import (
+    catalogue_compile,
+    catalogue_dirs,
+    catalogue_paths,
+    javascript_catalogue_path,
+    javascript_catalogue_source,
+    po_read,
+)
 
 
 class Command(BaseCommand):
@@ -22,3 +30,9 @@ class Command(BaseCommand):
                 missing = [entry.msgid for entry in po_read(po_path) if entry.msgid and not entry.translated]
                 mo_path = catalogue_compile(po_path)
                 self.stdout.write(f"{mo_path}: compiled; {len(missing)} message(s) without a translation")
+        # The scripts' catalogues, from the djangojs .mo files just written: static files, one per language (ADR 0030).
+        for language, _name in settings.LANGUAGES:
+            path = javascript_catalogue_path(language)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(javascript_catalogue_source(language), encoding="utf-8")
+            self.stdout.write(f"{path}: written")
