@@ -17,10 +17,13 @@ SESSION_KEY = "staff_language"
 _LANGUAGES = {code for code, _name in settings.LANGUAGES}
 
 
+def _stored_language(user_id: int) -> str | None:
+    return StaffPreference.objects.filter(user_id=user_id).values_list("language", flat=True).first()
+
+
 def staff_language(user_id: int) -> str:
     """The language to write to this staff member in: their stored choice, else the product's default."""
-    language = StaffPreference.objects.filter(user_id=user_id).values_list("language", flat=True).first()
-    return language or settings.LANGUAGE_CODE
+    return _stored_language(user_id) or settings.LANGUAGE_CODE
 
 
 def staff_language_set(*, user_id: int, language: str) -> None:
@@ -42,7 +45,7 @@ def language_choose(request):
 
 def language_session_begin(request, user) -> None:
     """At sign-in: this session speaks the language the staff member chose before, on whatever device."""
-    language = StaffPreference.objects.filter(user=user).values_list("language", flat=True).first()
+    language = _stored_language(user.pk)
     if language:
         request.session[SESSION_KEY] = language
 

@@ -1,12 +1,13 @@
 """Staff roles are Django groups. A staff member has exactly the role their job needs (R-MIN-NECESSARY)."""
-from django.utils.translation import gettext_lazy as _
+from audit.sentences import ROLE_WORDS
 
 MARKETER = "marketer"
 COMPLIANCE_OFFICER = "compliance officer"
 ADMINISTRATOR = "administrator"
 ALL = (MARKETER, COMPLIANCE_OFFICER, ADMINISTRATOR)
-# The roles in the reader's language (the group names stay English: they are data, and the audit trail's).
-LABELS = {MARKETER: _("marketer"), COMPLIANCE_OFFICER: _("compliance officer"), ADMINISTRATOR: _("administrator")}
+# The roles in the reader's language, as the audit trail writes them (the audit app, below this one, keeps the words;
+# the group names stay English: they are data).
+LABELS = {name: ROLE_WORDS[name] for name in ALL}
 
 
 def roles_of(user) -> set[str]:

@@ -40,9 +40,6 @@ from campaigns.permissions import SMALL_CELL_LIMIT, count_for_marketer
 from campaigns.selectors.campaigns import decided_percent
 from consent.models import Revocation
 
-# count_for_marketer(1) in English; a cell takes count_for_marketer(1) itself, in the reader's language.
-FEWER = "fewer than 11"
-
 _SENT = Q(status=Delivery.Status.SENT)
 
 
